@@ -1,0 +1,252 @@
+"""Calibrated pinhole cameras with OpenCV lens distortion, and rigs of them.
+
+Conventions (same as OpenCV, aniposelib and Pose2Sim):
+- world to camera: ``X_cam = R @ X_world + t``; camera looks along +z, image x right, y down;
+- pixel ``u = fx * x' + cx`` with ``x'`` the distorted normalised coordinate;
+- distortion ``(k1, k2, p1, p2[, k3])``, the OpenCV radial-tangential model.
+
+Numpy is used here (calibration, triangulation, I/O); the optimiser works on undistorted keypoints, so its torch code
+needs only the pinhole part, exposed as stacked arrays by :class:`CameraRig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def rodrigues_to_matrix(rvec: np.ndarray) -> np.ndarray:
+    """Rotation vector ``[3]`` (axis times angle, radians) to rotation matrix ``[3, 3]``."""
+    rvec = np.asarray(rvec, dtype=np.float64).reshape(3)
+    angle = float(np.linalg.norm(rvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    axis = rvec / angle
+    cross = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+    return np.eye(3) + np.sin(angle) * cross + (1.0 - np.cos(angle)) * cross @ cross
+
+
+def matrix_to_rodrigues(rotation: np.ndarray) -> np.ndarray:
+    """Rotation matrix ``[3, 3]`` to rotation vector ``[3]``; exact near 0 and pi."""
+    rotation = np.asarray(rotation, dtype=np.float64)
+    cos_angle = np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)
+    angle = float(np.arccos(cos_angle))
+    if angle < 1e-12:
+        return np.zeros(3)
+    if np.pi - angle < 1e-6:
+        # sin(angle) ~ 0: recover the axis from the symmetric part R = 2 a a^T - I.
+        axis_outer = (rotation + np.eye(3)) / 2.0
+        axis = np.sqrt(np.clip(np.diag(axis_outer), 0.0, None))
+        k = int(np.argmax(axis))
+        axis = axis_outer[k] / axis[k]
+        return axis / np.linalg.norm(axis) * angle
+    axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
+    return axis / (2.0 * np.sin(angle)) * angle
+
+
+def look_at(camera_centre: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
+    """World-to-camera ``(R [3, 3], t [3])`` for a camera at ``camera_centre`` looking at ``target``.
+
+    The image y axis points along ``-up`` (down in the image), as for a camera mounted upright.
+    """
+    centre = np.asarray(camera_centre, dtype=np.float64)
+    forward = np.asarray(target, dtype=np.float64) - centre
+    forward /= np.linalg.norm(forward)
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-9:
+        raise ValueError("look_at: viewing direction is parallel to 'up'")
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    rotation = np.stack([right, down, forward])
+    return rotation, -rotation @ centre
+
+
+@dataclass
+class Camera:
+    """One calibrated camera.
+
+    Attributes:
+        name: camera name, as in the calibration file and the ROS topics.
+        K: intrinsics ``[3, 3]``.
+        R: world-to-camera rotation ``[3, 3]``.
+        t: world-to-camera translation ``[3]`` (calibration units, metres in ROS).
+        dist: OpenCV distortion ``[5]`` ``(k1, k2, p1, p2, k3)``; zeros for none.
+        size: image ``(width, height)`` in pixels.
+    """
+
+    name: str
+    K: np.ndarray
+    R: np.ndarray
+    t: np.ndarray
+    size: tuple[int, int]
+    dist: np.ndarray = field(default_factory=lambda: np.zeros(5))
+
+    def __post_init__(self) -> None:
+        self.K = np.asarray(self.K, dtype=np.float64).reshape(3, 3)
+        self.R = np.asarray(self.R, dtype=np.float64).reshape(3, 3)
+        self.t = np.asarray(self.t, dtype=np.float64).reshape(3)
+        dist = np.asarray(self.dist, dtype=np.float64).reshape(-1)
+        if dist.size > 5:
+            raise ValueError(f"camera {self.name!r}: only k1 k2 p1 p2 k3 distortion is supported, got {dist.size} terms")
+        self.dist = np.concatenate([dist, np.zeros(5 - dist.size)])
+        self.size = (int(self.size[0]), int(self.size[1]))
+        if not np.all(np.isfinite(self.K)) or not np.all(np.isfinite(self.R)) or not np.all(np.isfinite(self.t)):
+            raise ValueError(f"camera {self.name!r}: calibration has non-finite values")
+        if abs(np.linalg.det(self.R) - 1.0) > 1e-3:
+            raise ValueError(f"camera {self.name!r}: rotation is not a proper rotation (det={np.linalg.det(self.R):.4f})")
+
+    @property
+    def centre(self) -> np.ndarray:
+        """Camera centre in world coordinates ``[3]``."""
+        return -self.R.T @ self.t
+
+    @property
+    def projection_matrix(self) -> np.ndarray:
+        """Pinhole ``P = K [R | t]`` ``[3, 4]`` (distortion not included)."""
+        return self.K @ np.hstack([self.R, self.t[:, None]])
+
+    @property
+    def has_distortion(self) -> bool:
+        return bool(np.any(self.dist != 0.0))
+
+    def world_to_camera(self, points: np.ndarray) -> np.ndarray:
+        """World points ``[..., 3]`` to camera coordinates ``[..., 3]``."""
+        return np.asarray(points, dtype=np.float64) @ self.R.T + self.t
+
+    def distort_normalised(self, xy: np.ndarray) -> np.ndarray:
+        """Apply the lens model to normalised coordinates ``[..., 2]``."""
+        k1, k2, p1, p2, k3 = self.dist
+        x, y = xy[..., 0], xy[..., 1]
+        r2 = x * x + y * y
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+        return np.stack([xd, yd], axis=-1)
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """World points ``[..., 3]`` to distorted pixels ``[..., 2]``; points behind the camera give NaN."""
+        cam = self.world_to_camera(points)
+        z = cam[..., 2:3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xy = np.where(z > 1e-9, cam[..., :2] / z, np.nan)
+        xy = self.distort_normalised(xy)
+        u = self.K[0, 0] * xy[..., 0] + self.K[0, 1] * xy[..., 1] + self.K[0, 2]
+        v = self.K[1, 1] * xy[..., 1] + self.K[1, 2]
+        return np.stack([u, v], axis=-1)
+
+    def undistort_pixels(self, uv: np.ndarray, iterations: int = 20) -> np.ndarray:
+        """Distorted pixels ``[..., 2]`` to the pixels an ideal pinhole with the same ``K`` would see ``[..., 2]``.
+
+        Fixed-point inversion of the lens model, as OpenCV's ``undistortPoints`` does; NaN stays NaN.
+        """
+        uv = np.asarray(uv, dtype=np.float64)
+        if not self.has_distortion:
+            return uv.copy()
+        y_n = (uv[..., 1] - self.K[1, 2]) / self.K[1, 1]
+        x_n = (uv[..., 0] - self.K[0, 2] - self.K[0, 1] * y_n) / self.K[0, 0]
+        distorted = np.stack([x_n, y_n], axis=-1)
+        k1, k2, p1, p2, k3 = self.dist
+        xy = distorted.copy()
+        for _ in range(iterations):
+            x, y = xy[..., 0], xy[..., 1]
+            r2 = x * x + y * y
+            radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+            dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+            xy = np.stack([(distorted[..., 0] - dx) / radial, (distorted[..., 1] - dy) / radial], axis=-1)
+        u = self.K[0, 0] * xy[..., 0] + self.K[0, 1] * xy[..., 1] + self.K[0, 2]
+        v = self.K[1, 1] * xy[..., 1] + self.K[1, 2]
+        return np.stack([u, v], axis=-1)
+
+    def in_image(self, uv: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        """Boolean ``[...]``: finite pixel ``[..., 2]`` at least ``margin`` px inside the image."""
+        w, h = self.size
+        u, v = uv[..., 0], uv[..., 1]
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(u) & np.isfinite(v) & (u >= margin) & (v >= margin) & (u <= w - 1 - margin) & (v <= h - 1 - margin)
+
+
+@dataclass
+class CameraRig:
+    """An ordered set of cameras, with stacked arrays for batched maths.
+
+    Attributes:
+        cameras: the cameras, in view order ``V``.
+    """
+
+    cameras: list[Camera]
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ValueError("a camera rig needs at least one camera")
+        names = [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate camera names in rig: {names}")
+
+    def __len__(self) -> int:
+        return len(self.cameras)
+
+    def __iter__(self):
+        return iter(self.cameras)
+
+    def __getitem__(self, index: int) -> Camera:
+        return self.cameras[index]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    def index(self, name: str) -> int:
+        """View index of a camera name; ``KeyError`` naming the known cameras otherwise."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"unknown camera {name!r}; the calibration has {self.names}") from None
+
+    def subset(self, names: list[str]) -> "CameraRig":
+        """The rig restricted to ``names``, in that order."""
+        return CameraRig([self.cameras[self.index(n)] for n in names])
+
+    @property
+    def K(self) -> np.ndarray:
+        """Intrinsics ``[V, 3, 3]``."""
+        return np.stack([c.K for c in self.cameras])
+
+    @property
+    def R(self) -> np.ndarray:
+        """World-to-camera rotations ``[V, 3, 3]``."""
+        return np.stack([c.R for c in self.cameras])
+
+    @property
+    def t(self) -> np.ndarray:
+        """World-to-camera translations ``[V, 3]``."""
+        return np.stack([c.t for c in self.cameras])
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Image sizes ``[V, 2]`` as (width, height)."""
+        return np.array([c.size for c in self.cameras], dtype=np.float64)
+
+    @property
+    def projection_matrices(self) -> np.ndarray:
+        """Pinhole projection matrices ``[V, 3, 4]``."""
+        return np.stack([c.projection_matrix for c in self.cameras])
+
+    @property
+    def centres(self) -> np.ndarray:
+        """Camera centres ``[V, 3]``."""
+        return np.stack([c.centre for c in self.cameras])
+
+    def project(self, points: np.ndarray) -> np.ndarray:
+        """World points ``[..., 3]`` into every view, with distortion: ``[V, ..., 2]``."""
+        return np.stack([c.project(points) for c in self.cameras])
+
+    def undistort(self, keypoints: np.ndarray) -> np.ndarray:
+        """Per-view distorted pixels ``[V, ..., 2]`` to ideal-pinhole pixels ``[V, ..., 2]``."""
+        return np.stack([c.undistort_pixels(kp) for c, kp in zip(self.cameras, keypoints)])
+
+    def spatial_scale(self) -> float:
+        """1.1 times the largest camera distance from the rig centroid (the 3DGS ``spatial_lr_scale``)."""
+        centres = self.centres
+        return 1.1 * float(np.max(np.linalg.norm(centres - centres.mean(axis=0), axis=1)))
