@@ -1,0 +1,104 @@
+"""gsplat (CUDA) backend: the same patch rasterisation as ``RasterRenderer``, run by gsplat's kernels.
+
+Each joint of each frame is its own one-Gaussian scene (gsplat batch dimensions), so joints never occlude one
+another, and each (view, joint) is rendered through a patch camera: the view's intrinsics with the principal point
+moved to the patch origin and the image cut to the patch. gsplat samples pixel ``i`` at ``i + 0.5``; the extra half
+pixel in the shifted principal point puts its samples on the integer grid ``RasterRenderer`` uses.
+
+gsplat is optional (``pip install .[gsplat]``) and has no CPU rasteriser: asking for it without CUDA fails at once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import torch
+
+from .gaussians import EPS2D
+from .renderers import (
+    MAX_ALPHA,
+    HeatmapTargets,
+    ImageLoss,
+    Renderer,
+    SplatParams,
+    ViewCameras,
+    evaluate_heatmaps,
+    heatmap_patch_radius,
+    patch_grid,
+    patch_loss,
+)
+
+GSPLAT_VERSION = "1.5.3"
+"""The gsplat release this backend was written and tested against."""
+
+
+def gsplat_unavailable_reason() -> str | None:
+    """Why gsplat cannot run here (one line), or ``None`` when it can."""
+    if not torch.cuda.is_available():
+        return "the gsplat backend needs CUDA, and torch sees no CUDA device here (use --backend raster or analytic)"
+    if importlib.util.find_spec("gsplat") is None:
+        return f"the gsplat backend needs the gsplat package: pip install 'gsplat=={GSPLAT_VERSION}'"
+    try:
+        # Importing the backend triggers gsplat's JIT build of its CUDA sources on first use.
+        from gsplat.cuda._backend import _C
+    except Exception as error:  # noqa: BLE001 - any build/import failure means "not usable", with its reason
+        return f"gsplat's CUDA extension could not be loaded: {error}"
+    if _C is None:
+        return "gsplat's CUDA extension failed to build (no CUDA toolkit?)"
+    return None
+
+
+def gsplat_usable() -> bool:
+    """True when CUDA and a working gsplat are both present."""
+    return gsplat_unavailable_reason() is None
+
+
+class GsplatRenderer(Renderer):
+    """Patch rasterisation through ``gsplat.rasterization``; same interface and results as ``RasterRenderer``."""
+
+    name = "gsplat"
+
+    def __init__(self, device: torch.device | str = "cuda", patch_radius: int | None = None):
+        reason = gsplat_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(reason)
+        self.device = torch.device(device)
+        if self.device.type != "cuda":
+            raise RuntimeError("the gsplat backend needs CUDA tensors; choose device cuda")
+        self.patch_radius = patch_radius
+
+    def image_loss(self, splats: SplatParams, cameras: ViewCameras, targets: HeatmapTargets) -> ImageLoss:
+        from gsplat import rasterization
+
+        num_views = cameras.K.shape[0]
+        num_frames, num_joints = splats.means.shape[:2]
+        batch = num_frames * num_joints
+        radius = self.patch_radius or heatmap_patch_radius(targets)
+        size = 2 * radius + 1
+        origins, offsets = patch_grid(targets, radius)  # [V, F, J, 2]
+
+        viewmats = torch.eye(4, dtype=splats.means.dtype, device=splats.means.device).repeat(num_views, 1, 1)
+        viewmats[:, :3, :3] = cameras.R
+        viewmats[:, :3, 3] = cameras.t
+        patch_K = cameras.K[:, None, None].repeat(1, num_frames, num_joints, 1, 1)  # [V, F, J, 3, 3]
+        patch_K[..., 0, 2] = patch_K[..., 0, 2] - origins[..., 0] + 0.5
+        patch_K[..., 1, 2] = patch_K[..., 1, 2] - origins[..., 1] + 0.5
+        colors, _, _ = rasterization(
+            means=splats.means.reshape(batch, 1, 3),
+            quats=splats.quats.reshape(batch, 1, 4),
+            scales=torch.exp(splats.log_scales).reshape(batch, 1, 3),
+            opacities=torch.clamp(splats.opacities, max=MAX_ALPHA).reshape(batch, 1),
+            colors=torch.ones(batch, 1, 1, dtype=splats.means.dtype, device=splats.means.device),
+            viewmats=viewmats[None].expand(batch, num_views, 4, 4),
+            Ks=patch_K.permute(1, 2, 0, 3, 4).reshape(batch, num_views, 3, 3),
+            width=size,
+            height=size,
+            near_plane=0.01,
+            eps2d=EPS2D,
+            sh_degree=None,
+            packed=False,
+            rasterize_mode="classic",
+        )  # colors: [B, V, P, P, 1]
+        alpha = colors[..., 0].reshape(num_frames, num_joints, num_views, size, size).permute(2, 0, 1, 3, 4)
+        pixels = origins[..., None, None, :] + offsets
+        return patch_loss(alpha, evaluate_heatmaps(targets, pixels))
