@@ -28,21 +28,28 @@ def rodrigues_to_matrix(rvec: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_rodrigues(rotation: np.ndarray) -> np.ndarray:
-    """Rotation matrix ``[3, 3]`` to rotation vector ``[3]``; exact near 0 and pi."""
+    """Rotation matrix ``[3, 3]`` to rotation vector ``[3]`` (angle in [0, pi]); exact near 0 and pi."""
     rotation = np.asarray(rotation, dtype=np.float64)
-    cos_angle = np.clip((np.trace(rotation) - 1.0) / 2.0, -1.0, 1.0)
-    angle = float(np.arccos(cos_angle))
-    if angle < 1e-12:
+    # R - R^T = 2 sin(angle) [a]_x and trace R = 1 + 2 cos(angle): atan2 of both is accurate at every angle,
+    # unlike arccos of the trace alone (which loses half the digits near 0 and pi).
+    skew = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
+    sin_angle = 0.5 * float(np.linalg.norm(skew))
+    cos_angle = 0.5 * (float(np.trace(rotation)) - 1.0)
+    angle = float(np.arctan2(sin_angle, cos_angle))
+    if sin_angle == 0.0 and cos_angle > 0.0:
         return np.zeros(3)
-    if np.pi - angle < 1e-6:
-        # sin(angle) ~ 0: recover the axis from the symmetric part R = 2 a a^T - I.
-        axis_outer = (rotation + np.eye(3)) / 2.0
-        axis = np.sqrt(np.clip(np.diag(axis_outer), 0.0, None))
-        k = int(np.argmax(axis))
-        axis = axis_outer[k] / axis[k]
-        return axis / np.linalg.norm(axis) * angle
-    axis = np.array([rotation[2, 1] - rotation[1, 2], rotation[0, 2] - rotation[2, 0], rotation[1, 0] - rotation[0, 1]])
-    return axis / (2.0 * np.sin(angle)) * angle
+    if cos_angle >= 0.0:
+        # skew / (2 sin) is the axis; angle / sin stays accurate as both go to 0.
+        return skew * (0.5 * angle / sin_angle)
+    # Beyond 90 degrees sin -> 0 near pi: take the axis from the symmetric part, (R + R^T)/2 - cos I = (1 - cos) a a^T,
+    # and its sign from the skew part.
+    outer = 0.5 * (rotation + rotation.T) - cos_angle * np.eye(3)
+    k = int(np.argmax(np.diag(outer)))
+    axis = outer[k] / np.sqrt(max(outer[k, k], 1e-300))
+    axis /= np.linalg.norm(axis)
+    if float(axis @ skew) < 0.0:
+        axis = -axis
+    return axis * angle
 
 
 def look_at(camera_centre: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
@@ -91,10 +98,15 @@ class Camera:
             raise ValueError(f"camera {self.name!r}: only k1 k2 p1 p2 k3 distortion is supported, got {dist.size} terms")
         self.dist = np.concatenate([dist, np.zeros(5 - dist.size)])
         self.size = (int(self.size[0]), int(self.size[1]))
-        if not np.all(np.isfinite(self.K)) or not np.all(np.isfinite(self.R)) or not np.all(np.isfinite(self.t)):
+        if not all(np.all(np.isfinite(a)) for a in (self.K, self.R, self.t, self.dist)):
             raise ValueError(f"camera {self.name!r}: calibration has non-finite values")
         if abs(np.linalg.det(self.R) - 1.0) > 1e-3:
             raise ValueError(f"camera {self.name!r}: rotation is not a proper rotation (det={np.linalg.det(self.R):.4f})")
+        orthogonality = float(np.abs(self.R @ self.R.T - np.eye(3)).max())
+        if orthogonality > 1e-3:
+            raise ValueError(
+                f"camera {self.name!r}: rotation is not a proper rotation (R R^T differs from I by {orthogonality:.4f})"
+            )
 
     @property
     def centre(self) -> np.ndarray:

@@ -27,6 +27,8 @@ MIN_ALPHA = 1.0 / 255.0
 """Splat pixels fainter than this are skipped, as in 3DGS."""
 HEATMAP_TRUNCATE = 4.0
 """The heatmap is cut at this many standard deviations per axis (scipy/CuPy ``gaussian_filter`` default)."""
+SPLAT_EXTENT = math.sqrt(2.0 * math.log(255.0))
+"""A full-opacity splat falls under 1/255 beyond this many standard deviations (about 3.33)."""
 
 
 @dataclass
@@ -95,10 +97,26 @@ class Renderer(ABC):
         """Per (view, frame, joint) L2 between the rendered splat and its heatmap; differentiable in ``splats``."""
 
 
-def heatmap_patch_radius(targets: HeatmapTargets, render_sigma_px: float = 0.0, max_radius: int = 64) -> int:
-    """Half-size of the square patch that holds a target's truncated support (and the initial splat)."""
-    sigma = torch.sqrt(torch.diagonal(targets.covariances, dim1=-2, dim2=-1).amax()).item()
-    return int(min(max_radius, math.ceil(HEATMAP_TRUNCATE * max(sigma, render_sigma_px))))
+def heatmap_patch_radius(
+    targets: HeatmapTargets, means2d: torch.Tensor | None = None, cov2d: torch.Tensor | None = None, max_radius: int = 64
+) -> int:
+    """Half-size of the square patches centred on the targets.
+
+    The patch holds each heatmap's 4-sigma support and, given the projected splats ``means2d [V, F, J, 2]`` and
+    ``cov2d [V, F, J, 2, 2]``, every splat that overlaps its heatmap out to the 1/255 cut (3.33 sigma at full
+    opacity), so that no splat energy is lost where the two interact. Splats that do not reach their heatmap at all
+    contribute no gradient in either renderer and do not enlarge the patch.
+    """
+    sigma_t = torch.sqrt(torch.diagonal(targets.covariances, dim1=-2, dim2=-1).detach())
+    radius = HEATMAP_TRUNCATE * sigma_t.amax().item()
+    if means2d is not None and cov2d is not None:
+        sigma_r = torch.sqrt(torch.diagonal(cov2d, dim1=-2, dim2=-1).detach().amax(-1))
+        offset = (means2d.detach() - torch.round(targets.centres)).abs().amax(-1)
+        reach = offset + SPLAT_EXTENT * sigma_r
+        overlaps = offset < HEATMAP_TRUNCATE * sigma_t.amax(-1) + SPLAT_EXTENT * sigma_r
+        if overlaps.any():
+            radius = max(radius, reach[overlaps].amax().item())
+    return int(min(max_radius, math.ceil(radius)))
 
 
 def patch_grid(targets: HeatmapTargets, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +185,7 @@ class RasterRenderer(Renderer):
         means2d, cov2d, _ = project_gaussians(
             splats.means, splats.covariances(), cameras.K, cameras.R, cameras.t, cameras.image_size
         )
-        radius = self.patch_radius or heatmap_patch_radius(targets)
+        radius = self.patch_radius or heatmap_patch_radius(targets, means2d, cov2d)
         origins, offsets = patch_grid(targets, radius)
         pixels = origins[..., None, None, :] + offsets
         alpha = rasterize_patches_torch(means2d, cov2d, splats.opacities, pixels)

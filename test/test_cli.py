@@ -1,0 +1,258 @@
+"""``skelsplat fuse`` end to end on a synthetic rig with known 3D joints, and its one-line errors.
+
+Most runs call ``main(argv)`` in this process (starting Python + torch costs ~3 s a run on a small machine); two
+runs go through the installed console script to check the real entry point, exit status and stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skelsplat_ros.core.calibration import save_calibration
+from skelsplat_ros.core.camera import Camera, CameraRig, look_at
+from skelsplat_ros.core.export import load_result, load_trc
+from skelsplat_ros.core.keypoints_io import KeypointSet, save_keypoints_npz
+from skelsplat_ros.core.skeleton import get_skeleton
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "skelsplat"
+NUM_FRAMES = 4
+CAMERAS = ["cam_front", "cam_left", "cam_back", "cam_right"]
+
+
+def _command() -> list[str]:
+    return [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "skelsplat_ros.cli"]
+
+
+def _rig() -> CameraRig:
+    cameras = []
+    for k, name in enumerate(CAMERAS):
+        angle = np.pi / 2 * k + 0.3
+        centre = np.array([3.5 * np.cos(angle), 3.5 * np.sin(angle), 1.5 + 0.2 * k])
+        R, t = look_at(centre, np.array([0.0, 0.0, 1.0]))
+        K = np.array([[1100.0 + 30 * k, 0.0, 640.0 + k], [0.0, 1100.0 + 30 * k, 360.0 - k], [0.0, 0.0, 1.0]])
+        # Two of the cameras have lens distortion: fuse must undistort before triangulating.
+        dist = [[-0.12, 0.03, 0.0005, -0.0004, 0.0], [0.0] * 5, [-0.2, 0.08, 0.0, 0.001, -0.01], [0.0] * 5][k]
+        cameras.append(Camera(name, K, R, t, (1280, 720), dist))
+    return CameraRig(cameras)
+
+
+def _ground_truth() -> np.ndarray:
+    """A standing h36m17 body [F, J, 3] (metres, Z up) walking slowly along x."""
+    names = get_skeleton("h36m17").joint_names
+    pose = {
+        "pelvis": (0.0, 0.0, 1.0), "r_hip": (0.0, -0.12, 0.97), "r_knee": (0.03, -0.13, 0.55),
+        "r_ankle": (0.0, -0.13, 0.1), "l_hip": (0.0, 0.12, 0.97), "l_knee": (0.05, 0.13, 0.55),
+        "l_ankle": (-0.02, 0.14, 0.1), "spine": (0.0, 0.0, 1.22), "thorax": (0.0, 0.0, 1.45),
+        "neck": (0.02, 0.0, 1.55), "head": (0.04, 0.0, 1.68), "l_shoulder": (0.0, 0.19, 1.43),
+        "l_elbow": (0.05, 0.24, 1.15), "l_wrist": (0.2, 0.25, 0.95), "r_shoulder": (0.0, -0.19, 1.43),
+        "r_elbow": (-0.03, -0.25, 1.16), "r_wrist": (0.05, -0.3, 0.92),
+    }
+    base = np.array([pose[n] for n in names])
+    return np.stack([base + [0.03 * f, 0.005 * f, 0.0] for f in range(NUM_FRAMES)])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads():
+    """``main`` sets torch's thread count for the whole process (--threads); undo it for later test files."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """Calibration TOML and keypoints .npz of the synthetic recording, and its ground truth."""
+    folder = tmp_path_factory.mktemp("fuse")
+    rig = _rig()
+    truth = _ground_truth()
+    uv = rig.project(truth)  # [V, F, J, 2], with distortion
+    assert np.isfinite(uv).all() and all(rig[v].in_image(uv[v]).all() for v in range(len(rig)))
+    keypoints = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.95)], axis=-1)
+    calibration = folder / "calib.toml"
+    save_calibration(rig, calibration)
+    keypoint_file = folder / "keypoints.npz"
+    save_keypoints_npz(KeypointSet(keypoints, CAMERAS, fps=30.0, skeleton="h36m17"), keypoint_file)
+    return {"folder": folder, "calibration": calibration, "keypoints": keypoint_file, "truth": truth,
+            "raw": keypoints}
+
+
+def _fuse_args(case, output, *extra) -> list[str]:
+    return ["fuse", "--calibration", str(case["calibration"]), "--keypoints", str(case["keypoints"]),
+            "--output", str(output), "--quiet", "--threads", "1", *extra]
+
+
+def _run_main(argv, capsys) -> tuple[int, str, str]:
+    from skelsplat_ros.cli import main
+
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def _assert_one_line_error(status: int, err: str, *needles: str) -> None:
+    assert status == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("skelsplat fuse: error:"), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+# --- successful runs --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, tolerance", [("triangulate", 1e-6), ("skelsplat", 2e-3)])
+def test_fuse_npz_matches_ground_truth(case, method, tolerance, capsys, tmp_path):
+    output = tmp_path / f"{method}.npz"
+    status, out, err = _run_main(_fuse_args(case, output, "--method", method), capsys)
+    assert status == 0, err
+    assert f"fused {NUM_FRAMES} frames x 17 joints from 4 views" in out
+    result = load_result(output)
+    assert list(result["joint_names"]) == list(get_skeleton("h36m17").joint_names)
+    joints = result["joints"]
+    assert joints.shape == (NUM_FRAMES, 17, 3)
+    error = np.linalg.norm(joints - case["truth"], axis=-1)
+    assert error.max() < tolerance, error.max()  # triangulate: exact; skelsplat: refined (~0.7 mm off), within 2 mm
+    assert (result["num_views"] == 4).all()
+    assert (result["confidence"] > 0.5).all()
+    assert result["covariance"].shape == (NUM_FRAMES, 17, 3, 3)
+    assert float(result["fps"]) == 30.0
+    if method == "triangulate":
+        assert np.nanmax(result["reprojection_error"]) < 1e-4
+
+
+def test_fuse_streaming_mode(case, capsys, tmp_path):
+    output = tmp_path / "stream.npz"
+    status, _, err = _run_main(_fuse_args(case, output, "--method", "triangulate", "--mode", "streaming"), capsys)
+    assert status == 0, err
+    assert np.abs(load_result(output)["joints"] - case["truth"]).max() < 1e-6
+
+
+def test_fuse_csv_output(case, capsys, tmp_path):
+    output = tmp_path / "out.csv"
+    status, _, err = _run_main(_fuse_args(case, output, "--method", "triangulate"), capsys)
+    assert status == 0, err
+    with open(output, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    names = get_skeleton("h36m17").joint_names
+    assert rows[0][:6] == ["frame", "time", "pelvis_x", "pelvis_y", "pelvis_z", "pelvis_conf"]
+    assert len(rows) == 1 + NUM_FRAMES
+    for f, row in enumerate(rows[1:]):
+        assert int(row[0]) == f and float(row[1]) == pytest.approx(f / 30.0)
+        values = np.array(row[2:], dtype=float).reshape(len(names), 4)
+        np.testing.assert_allclose(values[:, :3], case["truth"][f], atol=1e-6)
+
+
+def test_fuse_trc_output(case, capsys, tmp_path):
+    output = tmp_path / "out.trc"
+    status, _, err = _run_main(_fuse_args(case, output, "--method", "triangulate"), capsys)
+    assert status == 0, err
+    joints, names, rate = load_trc(output)  # converted back from OpenSim's Y-up frame
+    assert names == list(get_skeleton("h36m17").joint_names) and rate == 30.0
+    np.testing.assert_allclose(joints, case["truth"], atol=1e-6)
+    # The file itself is Y-up: its Y column is the world Z (height), pelvis at 1 m.
+    first = output.read_text(encoding="utf-8").splitlines()[5].split("\t")
+    assert float(first[3]) == pytest.approx(case["truth"][0, 0, 2], abs=1e-6)
+
+
+def test_fuse_console_script_end_to_end(case, tmp_path):
+    output = tmp_path / "script.npz"
+    run = subprocess.run(
+        _command() + _fuse_args(case, output, "--method", "triangulate"),
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 0, run.stderr
+    assert np.abs(load_result(output)["joints"] - case["truth"]).max() < 1e-6
+
+
+# --- errors -----------------------------------------------------------------------------------------------------
+
+
+def test_missing_calibration_file(case, capsys, tmp_path):
+    argv = _fuse_args(case, tmp_path / "out.npz")
+    argv[argv.index("--calibration") + 1] = str(tmp_path / "nope.toml")
+    status, _, err = _run_main(argv, capsys)
+    _assert_one_line_error(status, err, "nope.toml")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_camera_name_mismatch(case, capsys, tmp_path):
+    renamed = tmp_path / "renamed.npz"
+    save_keypoints_npz(KeypointSet(case["raw"], ["cam_front", "cam_left", "cam_back", "cam_top"], fps=30.0), renamed)
+    argv = _fuse_args(case, tmp_path / "out.npz", "--skeleton", "h36m17")
+    argv[argv.index("--keypoints") + 1] = str(renamed)
+    status, _, err = _run_main(argv, capsys)
+    _assert_one_line_error(status, err, "cam_top")
+
+
+def test_unknown_skeleton(case, capsys, tmp_path):
+    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.npz", "--skeleton", "h36m18"), capsys)
+    _assert_one_line_error(status, err, "h36m18", "h36m17")
+
+
+def test_wrong_joint_count(case, capsys, tmp_path):
+    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.npz", "--skeleton", "body25b"), capsys)
+    _assert_one_line_error(status, err, "17", "25")
+
+
+def test_wrong_joint_count_without_stored_skeleton(case, capsys, tmp_path):
+    # Same check when the keypoints name no skeleton: the count is compared in the CLI itself.
+    bare = tmp_path / "bare.npz"
+    save_keypoints_npz(KeypointSet(case["raw"][:, :, :16], CAMERAS, fps=30.0), bare)
+    argv = _fuse_args(case, tmp_path / "out.npz", "--skeleton", "h36m17")
+    argv[argv.index("--keypoints") + 1] = str(bare)
+    status, _, err = _run_main(argv, capsys)
+    _assert_one_line_error(status, err, "16", "17")
+
+
+def test_unsupported_output_suffix(case, capsys, tmp_path):
+    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.json"), capsys)
+    _assert_one_line_error(status, err, ".json")
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_trc_without_frame_rate(case, capsys, tmp_path):
+    no_fps = tmp_path / "nofps.npz"
+    save_keypoints_npz(KeypointSet(case["raw"], CAMERAS, skeleton="h36m17"), no_fps)
+    argv = _fuse_args(case, tmp_path / "out.trc")
+    argv[argv.index("--keypoints") + 1] = str(no_fps)
+    status, _, err = _run_main(argv, capsys)
+    _assert_one_line_error(status, err, "fps")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_gsplat_backend_on_cpu(case, capsys, tmp_path):
+    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.npz", "--backend", "gsplat"), capsys)
+    _assert_one_line_error(status, err, "CUDA")
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_error_through_the_console_script(case, tmp_path):
+    argv = _fuse_args(case, tmp_path / "out.npz")
+    argv[argv.index("--calibration") + 1] = str(tmp_path / "missing.toml")
+    run = subprocess.run(_command() + argv, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("skelsplat fuse: error:") and "missing.toml" in lines[0]
+
+
+def test_usage_errors_exit_2(capsys):
+    from skelsplat_ros.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["fuse", "--calibration", "x.toml"])  # missing required options: argparse's usage error
+    assert info.value.code == 2
+    assert "required" in capsys.readouterr().err
