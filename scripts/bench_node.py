@@ -150,7 +150,7 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
     cameras = session.rig.names
     fused, truth, views = [], [], []
     for record in records:
-        ns = int(round(record.stamp * 1e9))
+        ns = record.stamp_ns
         gt = monitor.ground_truth.get(ns)
         # The node stamps a frame with its first message's stamp; the sim stamps all cameras alike.
         msgs = session.keypoints.get(ns)

@@ -29,6 +29,8 @@ from .triangulation import project_pinhole, triangulate_dlt, triangulate_robust,
 METHODS = ("skelsplat", "triangulate", "robust", "dlt")
 PRESETS = ("default", "paper")
 MODES = ("offline", "streaming")
+NOMINAL_RATE_HZ = 30.0
+"""Frame rate the streaming temporal prior's tolerance is expressed at."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class FusionConfig:
     Attributes:
         method: ``skelsplat``, ``triangulate`` (confidence-weighted DLT), ``robust`` or ``dlt``.
         refine: refinement settings (``skelsplat`` only).
+        streaming_refine: refinement settings for streaming, when they differ (fewer steps: it is warm-started).
         init: initial guess for ``skelsplat``: ``dlt`` (paper) or ``robust``.
         min_views: joints seen by fewer views are not triangulated.
         min_confidence: detections below this confidence are ignored by the triangulation.
@@ -54,6 +57,7 @@ class FusionConfig:
 
     method: str = "skelsplat"
     refine: RefineConfig = field(default_factory=RefineConfig)
+    streaming_refine: RefineConfig | None = None
     init: str = "robust"
     min_views: int = 2
     min_confidence: float = 0.3
@@ -118,10 +122,19 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             hampel_window=7,
             bone_lengths=True,
         )
+        # Streaming starts next to the answer (warm start), so fewer steps; its prior is a prediction from noisy
+        # past outputs, so it gets a weaker pull than offline smoothing.
+        config = replace(
+            config, streaming_refine=replace(config.refine, steps=15, lr_schedule_iterations=15, temporal_weight=0.2)
+        )
     else:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if backend is not None and backend != config.refine.backend:
-        config = replace(config, refine=replace(config.refine, backend=backend))
+    if backend is not None:
+        config = replace(
+            config,
+            refine=replace(config.refine, backend=backend),
+            streaming_refine=config.streaming_refine and replace(config.streaming_refine, backend=backend),
+        )
     return config
 
 
@@ -177,8 +190,8 @@ def _linear_covariance(rig: CameraRig, points: np.ndarray, weights: np.ndarray, 
     jac = np.stack([fx / z, zero, -fx * x / z**2, zero, fy / z, -fy * y / z**2], axis=-1).reshape(z.shape + (2, 3))
     jw = jac @ rig.R.reshape((len(rig),) + (1,) * (points.ndim - 1) + (3, 3))
     info = np.einsum("v...,v...ka,v...kb->...ab", weights, jw, jw) / sigma_px**2
-    info = info + 1e-9 * np.eye(3)
-    cov = np.linalg.inv(info)
+    # pinv: a joint seen along a single ray (or not at all) has a rank-deficient information matrix.
+    cov = np.linalg.pinv(info)
     return np.where(np.isfinite(points).all(-1)[..., None, None], cov, np.nan)
 
 
@@ -406,10 +419,13 @@ class StreamingFuser:
         if config.bone_lengths and len(self._bone_window) >= 5:
             bone_lengths = np.nanmedian(np.stack(self._bone_window), axis=0)
         temporal = None
-        if prediction is not None and config.refine.temporal_weight > 0:
-            temporal = TemporalPrior("predict", prediction[None])
+        if prediction is not None and (config.streaming_refine or config.refine).temporal_weight > 0:
+            # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
+            gap_frames = max(1.0, (stamp - self._history[-1][0]) * NOMINAL_RATE_HZ)
+            temporal = TemporalPrior("predict", prediction[None], sigma_scale=gap_frames**2)
         init_full = np.where(known[:, None], init, _fallback_position(init))[None]
-        result = refine(self.rig, self.skeleton, config.refine, uv, confidence, init_full, bone_lengths, temporal)
+        settings = config.streaming_refine or config.refine
+        result = refine(self.rig, self.skeleton, settings, uv, confidence, init_full, bone_lengths, temporal)
         fused = _refine_output(self.rig, uv, confidence, result, known[None], names)
         self._history.append((stamp, np.where(fused.confidence[0][:, None] > 0, fused.joints[0], np.nan)))
         if config.bone_lengths:

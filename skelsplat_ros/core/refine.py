@@ -101,10 +101,12 @@ class TemporalPrior:
     Attributes:
         mode: ``smooth`` (offline second differences) or ``predict`` (streaming, pull to ``prediction``).
         prediction: ``[F, J, 3]`` predicted positions for ``predict`` (NaN = no prediction for that joint).
+        sigma_scale: multiplies ``temporal_sigma``: a prediction across a longer gap is less certain.
     """
 
     mode: str
     prediction: np.ndarray | None = None
+    sigma_scale: float = 1.0
 
 
 @dataclass
@@ -249,7 +251,7 @@ class Objective:
                 per = (accel**2).sum(dim=(-1, -2))
                 total = total + cfg.temporal_weight * torch.nn.functional.pad(per, (1, 1))
             elif self.temporal.mode == "predict":
-                offset = ((means - self.prediction) / cfg.temporal_sigma) ** 2
+                offset = ((means - self.prediction) / (cfg.temporal_sigma * self.temporal.sigma_scale)) ** 2
                 total = total + cfg.temporal_weight * (offset.sum(-1) * self.prediction_known).sum(-1)
         return total
 
@@ -288,6 +290,8 @@ def refine(
         bone_lengths: ``[B]`` per-subject lengths for the bone-length term (NaN = unknown bone).
         temporal: the temporal prior (needs ``config.temporal_weight > 0``).
     """
+    # exp() tails underflow into denormal floats, which x86 CPUs process about 100x slower.
+    torch.set_flush_denormal(True)
     objective = Objective(rig, skeleton, config, uv, confidence, init_means, bone_lengths, temporal)
     splats = objective.splats
     splats.means.requires_grad_(True)

@@ -1,0 +1,261 @@
+"""Between ROS messages and numpy arrays: input keypoints (with validation), fused skeletons, TF, rviz markers.
+
+Kept free of node state so the tests and the demo use the same code as the node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from builtin_interfaces.msg import Duration, Time
+from geometry_msgs.msg import Point, TransformStamped
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from skelsplat_ros.msg import Keypoints2DArray, PersonKeypoints2D, Skeleton3D, Skeleton3DArray
+
+__all__ = [
+    "ParsedKeypoints",
+    "parse_keypoints",
+    "keypoints_msg",
+    "skeleton_array_msg",
+    "skeleton_arrays",
+    "tf_transforms",
+    "joint_frame",
+    "marker_array",
+    "delete_markers",
+    "stamp_to_seconds",
+    "stamp_to_ns",
+    "seconds_to_stamp",
+    "confidence_colour",
+]
+
+# --- time ------------------------------------------------------------------------------------------------------------
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """Exact integer nanoseconds of a stamp (for matching stamps across messages)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    ns = int(round(seconds * 1e9))
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    return Time(sec=int(ns) // 1_000_000_000, nanosec=int(ns) % 1_000_000_000)
+
+
+# --- input -----------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedKeypoints:
+    """One validated Keypoints2DArray.
+
+    Attributes:
+        keypoints: ``[J, 3]`` float64 (x px, y px, confidence) of the chosen person, x/y NaN and confidence 0 for
+            missing joints; ``None`` when the camera saw nobody (a valid view without data) or on rejection.
+        person_id: id of the chosen person (-1 when none).
+        rejected: reason the whole message is unusable, else ``None``.
+        ignored_people: people skipped because their arrays were malformed (another one was usable).
+        nonfinite_joints: joints with confidence > 0 but a NaN/inf value, treated as missing.
+    """
+
+    keypoints: np.ndarray | None
+    person_id: int = -1
+    rejected: str | None = None
+    ignored_people: int = 0
+    nonfinite_joints: int = 0
+    issues: list[str] = field(default_factory=list)
+
+
+def _person_arrays(person: PersonKeypoints2D, num_joints: int) -> tuple[np.ndarray | None, str | None, int]:
+    """``([J, 3], None, nonfinite)`` for a well-formed person, else ``(None, reason, 0)``."""
+    x = np.asarray(person.x, dtype=np.float64)
+    y = np.asarray(person.y, dtype=np.float64)
+    conf = np.asarray(person.confidence, dtype=np.float64)
+    if not (len(x) == len(y) == len(conf)):
+        return None, "bad_shape", 0
+    if len(x) != num_joints:
+        return None, "wrong_joint_count", 0
+    # Confidence 0 (or less, or non-finite) marks a missing joint whatever x/y hold; a joint claimed with
+    # confidence > 0 but NaN/inf coordinates is corrupt: missing too, and counted.
+    conf_ok = np.isfinite(conf)
+    claimed = conf_ok & (conf > 0.0)
+    xy_ok = np.isfinite(x) & np.isfinite(y)
+    nonfinite = int(np.count_nonzero(claimed & ~xy_ok) + np.count_nonzero(~conf_ok))
+    keep = claimed & xy_ok
+    kp = np.stack([np.where(keep, x, np.nan), np.where(keep, y, np.nan), np.where(keep, np.minimum(conf, 1.0), 0.0)],
+                  axis=-1)
+    return kp, None, nonfinite
+
+
+def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int) -> ParsedKeypoints:
+    """Validate one message and pick its person.
+
+    One person per frame: of the well-formed people, the one with the highest mean confidence (missing joints
+    count 0), i.e. the most completely and confidently detected person -- usually the one the rig is built for.
+    ``people[0]`` would depend on the detector's ordering. An empty ``skeleton`` string is accepted.
+    """
+    if msg.skeleton and msg.skeleton != skeleton_name:
+        return ParsedKeypoints(None, rejected="wrong_skeleton")
+    if not msg.people:
+        return ParsedKeypoints(None)
+    best: tuple[float, np.ndarray, int, int] | None = None
+    first_reason = None
+    ignored = 0
+    for person in msg.people:
+        kp, reason, nonfinite = _person_arrays(person, num_joints)
+        if kp is None:
+            ignored += 1
+            first_reason = first_reason or reason
+            continue
+        score = float(np.mean(kp[:, 2]))
+        if best is None or score > best[0]:
+            best = (score, kp, int(person.id), nonfinite)
+    if best is None:
+        return ParsedKeypoints(None, rejected=first_reason)
+    _, kp, person_id, nonfinite = best
+    return ParsedKeypoints(kp, person_id=person_id, ignored_people=ignored, nonfinite_joints=nonfinite)
+
+
+def keypoints_msg(keypoints: np.ndarray | None, stamp: Time, frame_id: str, skeleton_name: str,
+                  person_id: int = 0) -> Keypoints2DArray:
+    """A Keypoints2DArray of one person ``[J, 3]`` (NaN = missing: written as x = y = 0, confidence 0, as detectors
+    do), or of nobody (``None`` or all missing)."""
+    msg = Keypoints2DArray(header=Header(stamp=stamp, frame_id=frame_id), skeleton=skeleton_name)
+    if keypoints is None:
+        return msg
+    kp = np.asarray(keypoints, dtype=np.float64)
+    seen = np.isfinite(kp).all(axis=-1) & (kp[:, 2] > 0)
+    if not seen.any():
+        return msg
+    person = PersonKeypoints2D(id=int(person_id))
+    person.x = np.where(seen, kp[:, 0], 0.0).astype(np.float32)
+    person.y = np.where(seen, kp[:, 1], 0.0).astype(np.float32)
+    person.confidence = np.where(seen, kp[:, 2], 0.0).astype(np.float32)
+    msg.people = [person]
+    return msg
+
+
+# --- output ----------------------------------------------------------------------------------------------------------
+
+
+def skeleton_array_msg(
+    header: Header,
+    skeleton_name: str,
+    joint_names: list[str],
+    joints: np.ndarray,
+    confidence: np.ndarray,
+    covariance: np.ndarray | None = None,
+    num_views: np.ndarray | None = None,
+    reprojection_error: np.ndarray | None = None,
+    person_id: int = 0,
+) -> Skeleton3DArray:
+    """A Skeleton3DArray with one skeleton (or none when no joint is estimated).
+
+    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents).
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float32))
+    estimated = np.isfinite(joints).all(axis=-1) & (confidence > 0)
+    out = Skeleton3DArray(header=header)
+    if not estimated.any():
+        return out
+    count = len(joint_names)
+    skel = Skeleton3D(id=int(person_id), skeleton=skeleton_name, joint_names=list(joint_names))
+    skel.positions = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in joints]
+    skel.confidence = np.where(estimated, confidence, 0.0).astype(np.float32)
+    cov = np.full((count, 3, 3), np.nan) if covariance is None else np.asarray(covariance, dtype=np.float64)
+    skel.covariance = cov.reshape(-1)
+    views = np.zeros(count) if num_views is None else np.nan_to_num(np.asarray(num_views, dtype=np.float64))
+    skel.num_views = np.clip(views, 0, 255).astype(np.uint8)
+    reproj = np.full(count, np.nan) if reprojection_error is None else reprojection_error
+    skel.reprojection_error = np.asarray(reproj, dtype=np.float32)
+    out.skeletons = [skel]
+    return out
+
+
+def skeleton_arrays(skeleton: Skeleton3D) -> tuple[np.ndarray, np.ndarray]:
+    """``(joints [J, 3], confidence [J])`` of a Skeleton3D; joints with confidence 0 are NaN."""
+    joints = np.array([[p.x, p.y, p.z] for p in skeleton.positions], dtype=np.float64).reshape(-1, 3)
+    confidence = np.asarray(skeleton.confidence, dtype=np.float64)
+    if len(confidence) == len(joints):
+        joints[confidence <= 0] = np.nan
+    return joints, confidence
+
+
+def joint_frame(prefix: str, joint: str, person_id: int) -> str:
+    """TF frame of a joint, REP-155 style: ``<prefix><joint>_<id>``."""
+    return f"{prefix}{joint}_{person_id}"
+
+
+def tf_transforms(header: Header, joint_names: list[str], joints: np.ndarray, confidence: np.ndarray,
+                  prefix: str, person_id: int) -> list[TransformStamped]:
+    """One TransformStamped per estimated joint: parent = ``header.frame_id``, identity rotation."""
+    out = []
+    for name, position, conf in zip(joint_names, joints, confidence):
+        if not (np.isfinite(position).all() and conf > 0):
+            continue
+        t = TransformStamped(header=header, child_frame_id=joint_frame(prefix, name, person_id))
+        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in position)
+        t.transform.rotation.w = 1.0
+        out.append(t)
+    return out
+
+
+def confidence_colour(confidence: float, alpha: float = 1.0) -> ColorRGBA:
+    """Red (0) through yellow (0.5) to green (1)."""
+    c = float(np.clip(confidence, 0.0, 1.0))
+    return ColorRGBA(r=float(min(1.0, 2.0 * (1.0 - c))), g=float(min(1.0, 2.0 * c)), b=0.0, a=alpha)
+
+
+MARKER_NS_JOINTS = "skelsplat_joints"
+MARKER_NS_BONES = "skelsplat_bones"
+
+
+def marker_array(header: Header, joints: np.ndarray, confidence: np.ndarray, bones: np.ndarray, person_id: int,
+                 lifetime_s: float = 1.0, joint_size: float = 0.05, bone_width: float = 0.02) -> MarkerArray:
+    """SPHERE_LIST of the estimated joints and LINE_LIST of the bones between them, coloured by confidence.
+
+    ``lifetime_s`` makes rviz drop the markers by itself when the node stops publishing (a crash included).
+    """
+    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
+    ok = np.isfinite(joints).all(axis=-1) & (np.nan_to_num(confidence) > 0)
+    spheres = Marker(header=header, ns=MARKER_NS_JOINTS, id=int(person_id), type=Marker.SPHERE_LIST,
+                     action=Marker.ADD, lifetime=lifetime)
+    spheres.pose.orientation.w = 1.0
+    spheres.scale.x = spheres.scale.y = spheres.scale.z = joint_size
+    lines = Marker(header=header, ns=MARKER_NS_BONES, id=int(person_id), type=Marker.LINE_LIST,
+                   action=Marker.ADD, lifetime=lifetime)
+    lines.pose.orientation.w = 1.0
+    lines.scale.x = bone_width
+
+    def point(j: int) -> Point:
+        return Point(x=float(joints[j, 0]), y=float(joints[j, 1]), z=float(joints[j, 2]))
+
+    for j in np.flatnonzero(ok):
+        spheres.points.append(point(j))
+        spheres.colors.append(confidence_colour(confidence[j]))
+    for a, b in np.asarray(bones, dtype=np.int64).reshape(-1, 2):
+        if ok[a] and ok[b]:
+            lines.points += [point(a), point(b)]
+            lines.colors += [confidence_colour(confidence[a]), confidence_colour(confidence[b])]
+    return MarkerArray(markers=[spheres, lines])
+
+
+def delete_markers(header: Header, person_id: int | None) -> MarkerArray:
+    """DELETE the markers of a lost person, or DELETEALL (``person_id=None``, e.g. at start-up)."""
+    if person_id is None:
+        return MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
+    return MarkerArray(markers=[
+        Marker(header=header, ns=ns, id=int(person_id), action=Marker.DELETE)
+        for ns in (MARKER_NS_JOINTS, MARKER_NS_BONES)
+    ])

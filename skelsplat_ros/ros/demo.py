@@ -1,0 +1,378 @@
+"""``skelsplat demo``: simulated rig -> fusion node on this machine, with live accuracy and latency.
+
+Starts ``skelsplat_sim_rig`` and ``skelsplat_node`` as two subprocesses (as on a real robot, and each gets its own
+interpreter, so fusion does not compete for one GIL with the simulation), listens to ``skeletons``,
+``ground_truth`` and ``/diagnostics`` in this process, and prints once a second the accuracy (MPJPE against the
+ground truth of the same capture stamp) and the latency (capture stamp -> skeletons received here). At the end: a
+summary table and a plot. DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) in a domain of its
+own (``--domain-id``, default random), set before anything starts DDS.
+
+The sim rig writes its calibration to a temporary folder, which the fusion node reads: the demo needs no file
+of the repository and works wherever the package is installed. (``launch/demo.launch.py`` uses the committed
+``config/sim_rig_lab.toml`` for both nodes instead, because launch starts the nodes in no guaranteed order.)
+
+``Monitor``, ``start_node_process`` and ``stop_processes`` are reused by ``scripts/bench_node.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["add_arguments", "run_demo", "main", "Monitor", "start_node_process", "stop_processes", "ros_environment"]
+
+
+def ros_environment(domain_id: int | None = None) -> int:
+    """Keep DDS on loopback and in a domain of our own (set in ``os.environ``: subprocesses inherit it)."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if domain_id is None:
+        domain_id = random.Random(os.getpid() ^ time.time_ns()).randint(1, 200)
+    os.environ["ROS_DOMAIN_ID"] = str(int(domain_id))
+    return int(domain_id)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options (shared by ``skelsplat demo`` and ``python -m skelsplat_ros.ros.demo``)."""
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
+    parser.add_argument("--plot", default="out/demo.png", help="PNG of MPJPE and latency over time ('' = none)")
+    parser.add_argument("--rig", default="lab", choices=("lab", "surround", "robot"), help="simulated rig")
+    parser.add_argument("--noise", default="realistic", choices=("clean", "realistic", "hard"), help="detector noise")
+    parser.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
+    parser.add_argument("--method", default="skelsplat", help="fusion method (skelsplat, robust, triangulate, dlt)")
+    parser.add_argument("--preset", default="default", help="fusion preset (default, paper)")
+    parser.add_argument("--drop-camera", default="", help="camera to silence mid-run, e.g. cam3")
+    parser.add_argument("--drop-after", type=float, default=10.0,
+                        help="seconds into the run (after the first fused frame) to silence it")
+    parser.add_argument("--seed", type=int, default=0, help="simulation seed")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS_DOMAIN_ID (default: random 1-200)")
+    parser.add_argument("--quiet", action="store_true", help="no live lines, only the summary")
+    parser.set_defaults(handler=run_demo)  # how the `skelsplat` CLI dispatches its subcommands
+
+
+# --- processes -------------------------------------------------------------------------------------------------------
+
+
+def start_node_process(module: str, params: dict[str, Any], log_path: Path,
+                       params_file: str | None = None) -> subprocess.Popen:
+    """``python -m <module> --ros-args [-p k:=v ...]`` with stdout/stderr to ``log_path``."""
+    args = [sys.executable, "-m", module, "--ros-args"]
+    if params_file:
+        args += ["--params-file", params_file]
+    for key, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            text = "[" + ",".join(str(v) for v in value) + "]"
+        else:
+            text = str(value)
+        args += ["-p", f"{key}:={text}"]
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 5.0) -> None:
+    """SIGINT (rclpy shuts down cleanly), then SIGKILL after ``timeout``."""
+    for proc in processes:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --- monitoring ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameRecord:
+    """One fused frame as received: capture stamp (s, and exact ns), receipt time (s), error (m, NaN = no truth)."""
+
+    stamp: float
+    received: float
+    mpjpe: float
+    views: float
+    stamp_ns: int = 0
+    joints: np.ndarray | None = None
+
+
+@dataclass
+class Monitor:
+    """Listens to skeletons, ground_truth and /diagnostics; matches fused frames to ground truth by stamp.
+
+    ``keep_joints`` stores the fused joints of every frame (for offline comparisons in the benchmark).
+    """
+
+    keep_joints: bool = False
+    records: list[FrameRecord] = field(default_factory=list)
+    ground_truth: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    ground_truth_count: int = 0
+    diagnostics: dict[str, str] = field(default_factory=dict)
+    diagnostics_message: str = ""
+    diagnostics_history: list[tuple[float, dict[str, str]]] = field(default_factory=list)
+
+    def attach(self, node) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import QoSProfile
+
+        from skelsplat_ros.msg import Skeleton3DArray
+
+        node.create_subscription(Skeleton3DArray, "skeletons", self.on_skeletons, QoSProfile(depth=50))
+        node.create_subscription(Skeleton3DArray, "ground_truth", self.on_ground_truth, QoSProfile(depth=50))
+        node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, QoSProfile(depth=10))
+
+    def on_ground_truth(self, msg) -> None:
+        from .conversions import skeleton_arrays, stamp_to_ns
+
+        if not msg.skeletons:
+            return
+        self.ground_truth_count += 1
+        self.ground_truth[stamp_to_ns(msg.header.stamp)] = skeleton_arrays(msg.skeletons[0])[0]
+        while len(self.ground_truth) > 5000:
+            self.ground_truth.popitem(last=False)
+
+    def on_skeletons(self, msg) -> None:
+        from .conversions import skeleton_arrays, stamp_to_ns
+
+        received = time.time()
+        ns = stamp_to_ns(msg.header.stamp)
+        mpjpe, views, joints = float("nan"), float("nan"), None
+        if msg.skeletons:
+            joints, _ = skeleton_arrays(msg.skeletons[0])
+            views = float(np.max(np.asarray(msg.skeletons[0].num_views, dtype=np.float64), initial=0.0))
+            truth = self.ground_truth.get(ns)
+            if truth is not None and truth.shape == joints.shape:
+                errors = np.linalg.norm(joints - truth, axis=-1)
+                if np.isfinite(errors).any():
+                    mpjpe = float(np.nanmean(errors))
+        self.records.append(FrameRecord(ns * 1e-9, received, mpjpe, views, ns, joints if self.keep_joints else None))
+
+    def on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.endswith(": fusion"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self.diagnostics_message = status.message
+                self.diagnostics_history.append((time.time(), dict(self.diagnostics)))
+
+    def latencies(self, since: float = 0.0) -> np.ndarray:
+        return np.array([r.received - r.stamp for r in self.records if r.received >= since])
+
+    def errors(self, since: float = 0.0) -> np.ndarray:
+        return np.array([r.mpjpe for r in self.records if r.received >= since])
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "   -" if not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _percentile(values: np.ndarray, q: float) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def summary_lines(monitor: Monitor, started: float) -> list[str]:
+    lat = monitor.latencies(started) * 1e3
+    err = monitor.errors(started) * 1e3
+    out = len(monitor.records)
+    truth = max(monitor.ground_truth_count, 1)
+    lines = [
+        "",
+        "summary",
+        f"  frames captured (ground truth)   {monitor.ground_truth_count}",
+        f"  frames fused and received        {out}  ({100.0 * out / truth:.1f} %)",
+        f"  MPJPE mm  mean / median / p95    {_fmt(np.nanmean(err) if np.isfinite(err).any() else np.nan)} / "
+        f"{_fmt(_percentile(err, 50))} / {_fmt(_percentile(err, 95))}",
+        f"  latency ms  median / p95 / p99   {_fmt(_percentile(lat, 50))} / {_fmt(_percentile(lat, 95))} / "
+        f"{_fmt(_percentile(lat, 99))}  (max {_fmt(np.max(lat) if lat.size else np.nan)})",
+    ]
+    diag = monitor.diagnostics
+    if diag:
+        lines.append(f"  fusion time ms (last window)     mean {diag.get('fusion_time_mean_ms', '-')}, "
+                     f"max {diag.get('fusion_time_max_ms', '-')}")
+        drops = {k: v for k, v in diag.items()
+                 if k.startswith(("dropped.", "rejected.", "fusion_errors", "nonfinite")) and v != "0"}
+        lines.append("  drops by reason                  " + (", ".join(f"{k}={v}" for k, v in sorted(drops.items()))
+                                                             or "none"))
+        lines.append(f"  node status                      {monitor.diagnostics_message}")
+    return lines
+
+
+def save_plot(monitor: Monitor, started: float, path: str, title: str, events: list[tuple[float, str]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [r for r in monitor.records if r.received >= started]
+    t = np.array([r.stamp - started for r in records])
+    err = np.array([r.mpjpe for r in records]) * 1e3
+    lat = np.array([r.received - r.stamp for r in records]) * 1e3
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    ax1.plot(t, err, ".", ms=3, label="per frame")
+    if len(t) > 5:
+        kernel = np.ones(min(15, len(t))) / min(15, len(t))
+        ax1.plot(t, np.convolve(np.nan_to_num(err, nan=np.nanmean(err)), kernel, mode="same"), "-", lw=1.5,
+                 label="moving mean")
+    ax1.set_ylabel("MPJPE (mm)")
+    ax1.legend(loc="upper right")
+    ax2.plot(t, lat, ".", ms=3, color="tab:orange")
+    ax2.set_ylabel("latency (ms)\ncapture -> received")
+    ax2.set_xlabel("time (s)")
+    for when, label in events:
+        for ax in (ax1, ax2):
+            ax.axvline(when, color="grey", ls="--", lw=1)
+        ax1.text(when, ax1.get_ylim()[1], f" {label}", va="top", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- the demo --------------------------------------------------------------------------------------------------------
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; returns the exit status (0 = fused skeletons were received)."""
+    duration = float(getattr(args, "duration", 20.0))
+    quiet = bool(getattr(args, "quiet", False))
+    drop_camera = getattr(args, "drop_camera", "") or ""
+    drop_after = float(getattr(args, "drop_after", 10.0))
+    domain_id = ros_environment(getattr(args, "domain_id", None))
+
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from rclpy.parameter_client import AsyncParameterClient
+
+    workdir = Path(tempfile.mkdtemp(prefix="skelsplat_demo_"))
+    calibration = workdir / "calibration.toml"
+    sim_params: dict[str, Any] = {
+        "rig": getattr(args, "rig", "lab"), "noise": getattr(args, "noise", "realistic"),
+        "rate": float(getattr(args, "rate", 30.0)), "seed": int(getattr(args, "seed", 0)),
+        "calibration_out": str(calibration),
+    }
+    node_params: dict[str, Any] = {
+        "calibration_file": str(calibration), "method": getattr(args, "method", "skelsplat"),
+        "preset": getattr(args, "preset", "default"), "diagnostics_period": 1.0,
+    }
+    print(f"skelsplat demo: {sim_params['rig']} rig, {sim_params['noise']} noise, {sim_params['rate']:g} Hz, "
+          f"method {node_params['method']}; ROS_DOMAIN_ID={domain_id} (loopback only); logs in {workdir}")
+    processes: list[subprocess.Popen] = []
+    context = Context()
+    rclpy.init(context=context, args=[])
+    try:
+        sim = start_node_process("skelsplat_ros.ros.sim_rig", sim_params, workdir / "sim_rig.log")
+        processes.append(sim)
+        deadline = time.monotonic() + 60.0
+        while not calibration.exists():
+            if sim.poll() is not None or time.monotonic() > deadline:
+                print("skelsplat demo: error: the sim rig did not start:\n" + _tail(workdir / "sim_rig.log"),
+                      file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        time.sleep(0.2)  # the file is written in one go, but let the writer finish
+        fusion = start_node_process("skelsplat_ros.ros.node", node_params, workdir / "node.log")
+        processes.append(fusion)
+
+        node = Node("skelsplat_demo_monitor", context=context)
+        monitor = Monitor()
+        monitor.attach(node)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+
+        # Wait for the first fused frame (imports, torch warm-up and DDS discovery take a few seconds).
+        deadline = time.monotonic() + 90.0
+        while not monitor.records:
+            executor.spin_once(timeout_sec=0.1)
+            for proc, name in ((sim, "sim_rig"), (fusion, "node")):
+                if proc.poll() is not None:
+                    print(f"skelsplat demo: error: {name} exited ({proc.returncode}):\n"
+                          + _tail(workdir / f"{name}.log"), file=sys.stderr)
+                    return 1
+            if time.monotonic() > deadline:
+                print("skelsplat demo: error: no fused skeleton within 90 s:\n" + _tail(workdir / "node.log"),
+                      file=sys.stderr)
+                return 1
+        started = time.time()
+        monitor.records.clear()
+        monitor.ground_truth_count = 0
+        if not quiet:
+            print(f"{'t (s)':>6} {'fused/s':>8} {'MPJPE mm':>9} {'lat med':>8} {'lat p95':>8} {'views':>6}  status")
+        next_print = started + 1.0
+        end = started + duration
+        drop_time = None
+        # The camera is silenced through the sim rig's runtime parameters, so that "after N s" counts from here
+        # and not from the sim's start (which is several seconds of imports and warm-up earlier).
+        params_client = AsyncParameterClient(node, "skelsplat_sim_rig") if drop_camera else None
+        while time.time() < end:
+            executor.spin_once(timeout_sec=0.05)
+            now = time.time()
+            if params_client is not None and drop_time is None and now - started >= drop_after:
+                params_client.set_parameters([Parameter("drop_after", value=0.0),
+                                              Parameter("drop_camera", value=drop_camera)])
+                drop_time = now - started
+            if now >= next_print:
+                window = [r for r in monitor.records if r.received >= next_print - 1.0]
+                lat = np.array([r.received - r.stamp for r in window]) * 1e3
+                err = np.array([r.mpjpe for r in window]) * 1e3
+                views = np.array([r.views for r in window])
+                if not quiet:
+                    print(f"{now - started:6.1f} {len(window):8d} "
+                          f"{_fmt(np.nanmean(err) if np.isfinite(err).any() else np.nan):>9} "
+                          f"{_fmt(_percentile(lat, 50)):>8} {_fmt(_percentile(lat, 95)):>8} "
+                          f"{_fmt(np.nanmean(views) if np.isfinite(views).any() else np.nan):>6}  "
+                          f"{monitor.diagnostics_message}", flush=True)
+                next_print += 1.0
+            for proc, name in ((sim, "sim_rig"), (fusion, "node")):
+                if proc.poll() is not None:
+                    print(f"skelsplat demo: error: {name} exited ({proc.returncode}):\n"
+                          + _tail(workdir / f"{name}.log"), file=sys.stderr)
+                    return 1
+        for line in summary_lines(monitor, started):
+            print(line)
+        plot = getattr(args, "plot", "out/demo.png")
+        if plot:
+            events = [(drop_time, f"{drop_camera} silent")] if drop_time is not None else []
+            save_plot(monitor, started, plot,
+                      f"skelsplat demo: {sim_params['rig']} rig, {sim_params['noise']} noise, {node_params['method']}",
+                      events)
+            print(f"  plot                             {plot}")
+        return 0 if monitor.records else 1
+    finally:
+        stop_processes(processes)
+        context.try_shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="skelsplat-demo", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_demo(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""``skelsplat_node``: fuses per-camera 2D keypoints into a 3D skeleton, live.
+
+Data flow::
+
+    /<camera>/keypoints (Keypoints2DArray, one topic per camera)
+        -> validation (bad input is counted, never fatal)
+        -> PartialViewSynchronizer (groups by capture stamp; a dead camera does not stall the others)
+        -> bounded queue (latest frames win) -> fusion thread (StreamingFuser)
+        -> skeletons (Skeleton3DArray), /tf (one frame per joint), skeleton_markers (MarkerArray), /diagnostics
+
+Fusion runs in its own thread so that the executor keeps taking messages while a frame is being fused; when fusion
+is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
+keeps the latency bounded. Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
+"""
+
+from __future__ import annotations
+
+import collections
+import statistics
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from skelsplat_ros.core.calibration import load_calibration
+from skelsplat_ros.core.skeleton import get_skeleton
+from skelsplat_ros.core.synchronizer import PartialViewSynchronizer, SyncedFrame
+from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
+
+from .conversions import (
+    delete_markers,
+    marker_array,
+    ns_to_stamp,
+    parse_keypoints,
+    skeleton_array_msg,
+    stamp_to_ns,
+    tf_transforms,
+)
+from .params import FUSION_NODE_PARAMS, StartupError, declare
+
+if TYPE_CHECKING:
+    from skelsplat_ros.core.fusion import StreamingFuser
+
+try:  # a ROS installation has tf2_ros; the pip environment has only the tf2_msgs interface (see make setup)
+    from tf2_ros import TransformBroadcaster
+except ImportError:  # pragma: no cover - depends on the installation
+    TransformBroadcaster = None  # type: ignore[assignment,misc]
+
+NODE_NAME = "skelsplat_node"
+PERSON_ID = 0  # one person per frame; a multi-person tracker would assign ids
+
+
+class _Stats:
+    """Figures for /diagnostics: cumulative counters and a window of samples since the last report."""
+
+    def __init__(self, cameras: list[str]) -> None:
+        self.lock = threading.Lock()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.received = {camera: 0 for camera in cameras}
+        self.window_received = {camera: 0 for camera in cameras}
+        self.published = 0
+        self.window_published = 0
+        self.latency: list[float] = []
+        self.fusion_time: list[float] = []
+        self.views: list[int] = []
+        self.window_start = time.monotonic()
+
+    def take_window(self) -> dict[str, Any]:
+        with self.lock:
+            now = time.monotonic()
+            window = {
+                "seconds": max(now - self.window_start, 1e-9),
+                "published": self.window_published,
+                "received": dict(self.window_received),
+                "latency": self.latency,
+                "fusion_time": self.fusion_time,
+                "views": self.views,
+            }
+            self.window_start = now
+            self.window_published = 0
+            self.window_received = {camera: 0 for camera in self.window_received}
+            self.latency, self.fusion_time, self.views = [], [], []
+            return window
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+class FusionNode(Node):
+    """The fusion node. Raises :class:`StartupError` for an unusable configuration."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        p = declare(self, FUSION_NODE_PARAMS)
+        self.params = p
+
+        # Configuration first, before importing the fusion core (torch): a bad file fails fast.
+        path = p["calibration_file"]
+        if not path:
+            raise StartupError("parameter calibration_file is not set (path of a Pose2Sim/Anipose calibration TOML)")
+        try:
+            rig = load_calibration(path)
+        except FileNotFoundError:
+            raise StartupError(f"calibration file not found: {path}") from None
+        except (ValueError, OSError) as error:
+            raise StartupError(f"cannot read calibration {path}: {error}") from None
+        cameras = list(p["cameras"] or rig.names)
+        missing = [c for c in cameras if c not in rig.names]
+        if missing:
+            raise StartupError(f"cameras {missing} are not in the calibration {path} (it has {rig.names})")
+        if len(set(cameras)) != len(cameras):
+            raise StartupError(f"parameter cameras lists a camera twice: {cameras}")
+        if len(cameras) < p["min_views"]:
+            raise StartupError(f"min_views={p['min_views']} but only {len(cameras)} cameras: {cameras}")
+        try:
+            self.skeleton = get_skeleton(p["skeleton"])
+        except (KeyError, ValueError, OSError) as error:
+            raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
+
+        from skelsplat_ros.core.fusion import StreamingFuser, preset_config
+
+        try:
+            config = preset_config(p["preset"], p["method"], backend=None if p["backend"] == "auto" else p["backend"])
+            config = replace(config, min_views=int(p["min_views"]))
+            self.fuser: StreamingFuser = StreamingFuser(rig.subset(cameras), self.skeleton, config)
+        except (ValueError, KeyError) as error:
+            raise StartupError(f"fusion settings: {error.args[0] if error.args else error}") from None
+
+        self.cameras = cameras
+        self._camera_index = {c: i for i, c in enumerate(cameras)}
+        self.sync: PartialViewSynchronizer[tuple[int, np.ndarray | None]] = PartialViewSynchronizer(
+            cameras,
+            slop=p["sync_slop"],
+            max_wait=p["max_wait"],
+            min_views=int(p["min_views"]),
+            max_pending=int(p["max_pending"]),
+            dead_after=p["camera_timeout"],
+            jump_threshold=max(p["clock_jump_threshold"], 2.0 * p["sync_slop"] + 1e-3),
+        )
+        self.stats = _Stats(cameras)
+        self._bones = self.skeleton.bone_array
+        self._markers_shown = False
+
+        # Keypoints come from detectors at camera rate: best effort, shallow queue (qos_profile_sensor_data). A lost
+        # message costs one view of one frame, while reliable delivery would retransmit stale frames and add latency.
+        # Detectors publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription.
+        for camera in cameras:
+            try:
+                self.create_subscription(
+                    Keypoints2DArray, f"{camera}/keypoints",
+                    lambda msg, camera=camera: self._on_keypoints(camera, msg), qos_profile_sensor_data,
+                )
+            except Exception as error:  # an invalid topic name, e.g. a camera name with a space
+                raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
+
+        # Outputs are consumed by planners, loggers and rviz: reliable, so nothing is silently lost downstream.
+        reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE,
+                              durability=QoSDurabilityPolicy.VOLATILE)
+        self.skeleton_pub = self.create_publisher(Skeleton3DArray, "skeletons", reliable)
+        self.marker_pub = self.create_publisher(MarkerArray, "skeleton_markers", reliable)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._tf_broadcaster = None
+        self._tf_pub = None
+        if p["publish_tf"]:
+            if TransformBroadcaster is not None:
+                self._tf_broadcaster = TransformBroadcaster(self)
+            else:
+                from tf2_msgs.msg import TFMessage
+
+                # The QoS of tf2_ros.TransformBroadcaster (depth 100, reliable, volatile), so tf listeners match.
+                self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+
+        # Partial frames are emitted on a timer (complete ones as soon as their last view arrives).
+        poll_period = min(max(p["max_wait"] / 3.0, 0.005), 0.05)
+        self.create_timer(poll_period, self._poll)
+        self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+
+        self._queue: collections.deque[SyncedFrame] = collections.deque()
+        self._queue_size = int(p["worker_queue"])
+        self._cv = threading.Condition()
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="skelsplat_fusion", daemon=True)
+        self._worker.start()
+        self.marker_pub.publish(delete_markers(self._header(self.get_clock().now().to_msg()), None))
+        self.get_logger().info(
+            f"fusing {len(cameras)} cameras {cameras} ({p['method']}, preset {p['preset']}) from {path}; "
+            f"skeleton {self.skeleton.name}, output frame {p['world_frame']!r}"
+        )
+
+    # --- input (executor thread) -----------------------------------------------------------------------------------
+
+    def _count(self, key: str, amount: int = 1) -> None:
+        with self.stats.lock:
+            self.stats.counts[key] += amount
+
+    def _on_keypoints(self, camera: str, msg: Keypoints2DArray) -> None:
+        now = time.monotonic()
+        with self.stats.lock:
+            self.stats.received[camera] += 1
+            self.stats.window_received[camera] += 1
+        stamp_ns = stamp_to_ns(msg.header.stamp)
+        stamp = stamp_ns * 1e-9
+        clock_now = self.get_clock().now().nanoseconds * 1e-9
+        if clock_now > 0.0:  # 0: a simulated clock that has not started yet
+            if self.params["max_stamp_age"] > 0 and stamp < clock_now - self.params["max_stamp_age"]:
+                self._count("rejected.stale_stamp")
+                return
+            if self.params["max_future"] > 0 and stamp > clock_now + self.params["max_future"]:
+                self._count("rejected.future_stamp")
+                return
+        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
+        if parsed.rejected:
+            self._count(f"rejected.{parsed.rejected}")
+            return
+        if parsed.ignored_people:
+            self._count("ignored_people", parsed.ignored_people)
+        if parsed.nonfinite_joints:
+            self._count("nonfinite_joints", parsed.nonfinite_joints)
+        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.keypoints), now))
+
+    def _poll(self) -> None:
+        self._enqueue(self.sync.poll(time.monotonic()))
+
+    def _enqueue(self, frames: list[SyncedFrame]) -> None:
+        if not frames:
+            return
+        with self._cv:
+            for frame in frames:
+                if len(self._queue) >= self._queue_size:
+                    self._queue.popleft()
+                    self._count("dropped.worker_queue")
+                self._queue.append(frame)
+            self._cv.notify()
+
+    # --- fusion (worker thread) ------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        threads = int(self.params["threads"])
+        if threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)
+        self._warm_up()
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop:
+                    self._cv.wait(timeout=0.5)
+                if self._stop:
+                    return
+                frame = self._queue.popleft()
+            try:
+                self._fuse_and_publish(frame)
+            except Exception as error:  # the node must outlive any one bad frame
+                if not self.context.ok():  # shutting down: publishers are gone, nothing to report
+                    return
+                self._count("fusion_errors")
+                self.get_logger().error(f"fusion failed for frame {frame.stamp:.3f}: {error!r}",
+                                        throttle_duration_sec=5.0)
+
+    def _warm_up(self) -> None:
+        """One throw-away fusion of a synthetic pose: torch's first call is slow (about a second on a CPU)."""
+        if self.params["method"] != "skelsplat":
+            return
+        try:
+            from skelsplat_ros.core.simulation import generate_motion
+
+            points = generate_motion(self.skeleton, 1)[0]
+            uv = self.fuser.rig.project(points)  # [V, J, 2]
+            keypoints = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], axis=-1)
+            self.fuser.step(keypoints, 0.0)
+        except Exception as error:  # only a warm-up: never fatal
+            self.get_logger().debug(f"warm-up skipped: {error!r}")
+        finally:
+            self.fuser.reset()
+            self.fuser.resets = 0
+
+    def _header(self, stamp) -> Header:
+        return Header(stamp=stamp, frame_id=self.params["world_frame"])
+
+    def _fuse_and_publish(self, frame: SyncedFrame) -> None:
+        keypoints = np.full((len(self.cameras), self.skeleton.num_joints, 3), np.nan)
+        with_data = 0
+        for camera, (_, kp) in frame.views.items():
+            if kp is not None:
+                keypoints[self._camera_index[camera]] = kp
+                with_data += 1
+        # The output carries the exact stamp of the group's first message (float seconds would lose nanoseconds).
+        anchor_ns = next((ns for c, (ns, _) in frame.views.items() if frame.stamps[c] == frame.stamp),
+                         min(ns for ns, _ in frame.views.values()))
+        started = time.perf_counter()
+        result = self.fuser.step(keypoints, anchor_ns * 1e-9)
+        fusion_time = time.perf_counter() - started
+
+        header = self._header(ns_to_stamp(anchor_ns))
+        joints, confidence = result.joints[0], result.confidence[0]
+        self.skeleton_pub.publish(skeleton_array_msg(
+            header, self.skeleton.name, list(result.joint_names), joints, confidence, result.covariance[0],
+            result.num_views[0], result.reprojection_error[0], PERSON_ID,
+        ))
+        estimated = bool(np.any(np.isfinite(joints).all(axis=-1) & (confidence > 0)))
+        if estimated and (self._tf_broadcaster or self._tf_pub):
+            transforms = tf_transforms(header, list(result.joint_names), joints, confidence,
+                                       self.params["tf_prefix"], PERSON_ID)
+            if self._tf_broadcaster is not None:
+                self._tf_broadcaster.sendTransform(transforms)
+            else:
+                from tf2_msgs.msg import TFMessage
+
+                self._tf_pub.publish(TFMessage(transforms=transforms))
+        if self.params["publish_markers"]:
+            if estimated:
+                self.marker_pub.publish(marker_array(header, joints, confidence, self._bones, PERSON_ID))
+                self._markers_shown = True
+            elif self._markers_shown:  # the person is lost: remove its markers now rather than at their lifetime
+                self.marker_pub.publish(delete_markers(header, PERSON_ID))
+                self._markers_shown = False
+        latency = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
+        with self.stats.lock:
+            self.stats.published += 1
+            self.stats.window_published += 1
+            self.stats.latency.append(latency)
+            self.stats.fusion_time.append(fusion_time)
+            self.stats.views.append(with_data)
+
+    # --- diagnostics (executor thread) -----------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """All drop/reject/error counters by reason (cumulative), synchronizer included."""
+        with self.stats.lock:
+            counts = dict(self.stats.counts)
+        counts.update({f"dropped.{reason}": n for reason, n in self.sync.drops.items()})
+        counts["fusion_resets"] = self.fuser.resets
+        return counts
+
+    def _publish_diagnostics(self) -> None:
+        window = self.stats.take_window()
+        seconds = window["seconds"]
+        now = time.monotonic()
+        alive = set(self.sync.alive(now))
+        dead = [c for c in self.cameras if c not in alive]
+        silent = [c for c in self.cameras if self.sync.last_seen(c) is None]
+        latency_ms = [1e3 * v for v in window["latency"]]
+        fusion_ms = [1e3 * v for v in window["fusion_time"]]
+        values: dict[str, str] = {
+            "output_rate_hz": f"{window['published'] / seconds:.2f}",
+            "latency_median_ms": f"{_percentile(latency_ms, 50):.1f}",
+            "latency_p95_ms": f"{_percentile(latency_ms, 95):.1f}",
+            "latency_max_ms": f"{max(latency_ms) if latency_ms else float('nan'):.1f}",
+            "fusion_time_mean_ms": f"{statistics.fmean(fusion_ms) if fusion_ms else float('nan'):.1f}",
+            "fusion_time_max_ms": f"{max(fusion_ms) if fusion_ms else float('nan'):.1f}",
+            "views_per_frame_mean": f"{statistics.fmean(window['views']) if window['views'] else float('nan'):.2f}",
+            "frames_published": str(self.stats.published),
+            "sync_pending": str(self.sync.pending),
+            "worker_queue": str(len(self._queue)),
+            "frames_synced": str(self.sync.emitted),
+            "frames_partial": str(self.sync.emitted_partial),
+            "dead_cameras": " ".join(dead),
+        }
+        for camera in self.cameras:
+            values[f"input_rate_hz.{camera}"] = f"{window['received'][camera] / seconds:.2f}"
+        for key, count in sorted(self.counters().items()):
+            values[key] = str(count)
+        if not any(window["received"].values()):
+            level, message = DiagnosticStatus.WARN, "no keypoints received"
+        elif dead:
+            level, message = DiagnosticStatus.WARN, f"cameras silent: {' '.join(dead)}"
+        elif window["published"] == 0:
+            level, message = DiagnosticStatus.WARN, "receiving keypoints but no frame fused"
+        else:
+            level, message = DiagnosticStatus.OK, f"fusing {window['published'] / seconds:.1f} Hz"
+        if silent and level == DiagnosticStatus.OK:
+            message += f" (never heard: {' '.join(silent)})"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: fusion", message=message,
+                                  hardware_id=self.get_fully_qualified_name(),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    # --- lifecycle -------------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the fusion thread (frames still queued are dropped)."""
+        if not hasattr(self, "_worker"):  # __init__ failed before the thread existed (StartupError)
+            return
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._worker.join(timeout=5.0)
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``skelsplat_node``; returns the exit status (1 for a bad configuration)."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = FusionNode()
+    except StartupError as error:
+        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

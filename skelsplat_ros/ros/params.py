@@ -1,0 +1,128 @@
+"""Every ROS parameter of the package's nodes, declared in one place with its description.
+
+Each node calls :func:`declare` with its table; values are read once at start-up and are ``read_only`` (changing
+the rig or the fusion method of a running node would need a restart anyway), except the sim rig's ``drop_*``
+parameters, which can be set at runtime to silence a camera now.
+Doubles must be written as doubles in YAML (``1.0``, not ``1``): rclpy rejects an int for a double parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+__all__ = ["StartupError", "ParamSpec", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "declare"]
+
+
+class StartupError(RuntimeError):
+    """A configuration a node cannot start with; the message is one line for the user (the node exits 1)."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (or a ``Parameter.Type`` for "no default"), description, optional range."""
+
+    name: str
+    default: Any
+    description: str
+    min: float | None = None
+    max: float | None = None
+    read_only: bool = True
+
+    def descriptor(self) -> ParameterDescriptor:
+        descriptor = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        if self.min is not None and self.max is not None:
+            if isinstance(self.default, bool) or not isinstance(self.default, (int, float)):
+                raise TypeError(f"parameter {self.name}: a range needs a numeric default")
+            if isinstance(self.default, int):
+                descriptor.integer_range = [IntegerRange(from_value=int(self.min), to_value=int(self.max), step=0)]
+            else:
+                descriptor.floating_point_range = [
+                    FloatingPointRange(from_value=float(self.min), to_value=float(self.max), step=0.0)
+                ]
+        return descriptor
+
+
+FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML (required)."),
+    ParamSpec(
+        "cameras",
+        Parameter.Type.STRING_ARRAY,
+        "Camera names to fuse, as named in the calibration; each is read from <camera>/keypoints (relative: "
+        "/<camera>/keypoints in the root namespace; remappable). Unset: every camera of the calibration.",
+    ),
+    ParamSpec("skeleton", "h36m17", "Skeleton of the incoming keypoints (built-in name or YAML file)."),
+    ParamSpec("world_frame", "world", "frame_id of the output: the calibration's world frame."),
+    ParamSpec("min_views", 2, "Fewest cameras for a frame (synchronizer) and for a joint (fusion).", 2, 64),
+    ParamSpec("sync_slop", 0.010, "Messages whose capture stamps differ by at most this (s) form one frame.", 0.0, 1.0),
+    ParamSpec("max_wait", 0.060, "Longest wait (s, wall clock) for missing cameras before fusing a partial frame.",
+              0.001, 5.0),
+    ParamSpec("max_pending", 16, "Most frames waiting in the synchronizer; beyond, the oldest is dropped.", 1, 1000),
+    ParamSpec("camera_timeout", 1.0, "A camera silent this long (s) is considered dead and no longer waited for.",
+              0.05, 60.0),
+    ParamSpec("worker_queue", 1, "Synced frames waiting for the fusion thread; when full the oldest is dropped "
+              "(1 = always fuse the newest frame: lowest latency when fusion is slower than the cameras).", 1, 100),
+    ParamSpec("preset", "default", "Fusion preset: default or paper."),
+    ParamSpec("method", "skelsplat", "Fusion method: skelsplat, robust, triangulate or dlt."),
+    ParamSpec("backend", "auto", "Renderer of the SkelSplat refinement (auto = the preset's choice)."),
+    ParamSpec("threads", 1, "torch CPU threads of the fusion thread (0 = torch's default).", 0, 256),
+    ParamSpec("publish_tf", True, "Publish one TF frame per joint, <tf_prefix><joint>_<id> (REP-155 style)."),
+    ParamSpec("tf_prefix", "", "Prefix of the joint TF frame names."),
+    ParamSpec("publish_markers", True, "Publish skeleton_markers (visualization_msgs/MarkerArray) for rviz."),
+    ParamSpec("max_stamp_age", 2.0, "Reject keypoints whose stamp is older than this (s) vs. the node clock; 0 = off.",
+              0.0, 3600.0),
+    ParamSpec("max_future", 0.5, "Reject keypoints stamped more than this (s) ahead of the node clock; 0 = off.",
+              0.0, 3600.0),
+    ParamSpec("clock_jump_threshold", 1.0, "A stamp this far (s) behind the newest one is a backwards clock jump.",
+              0.05, 3600.0),
+    ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
+)
+
+SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("rig", "lab", "Simulated rig: lab (4 cameras), surround (8) or robot (3)."),
+    ParamSpec("calibration_file", "", "Use this calibration TOML as the rig instead of `rig` (same file as the "
+              "fusion node: both then agree whatever make_rig does)."),
+    ParamSpec("calibration_out", "", "Write the rig's calibration TOML here at start (for the fusion node)."),
+    ParamSpec("skeleton", "h36m17", "Skeleton of the published keypoints."),
+    ParamSpec("noise", "realistic", "Detector noise preset: clean, realistic or hard (dropouts included)."),
+    ParamSpec("rate", 30.0, "Camera frame rate (Hz).", 0.1, 1000.0),
+    ParamSpec("seed", 0, "Seed of the person, the motion, the rig and the noise.", 0, 2**31 - 1),
+    ParamSpec("motion", "mixed", "Motion: walk, reach, crouch, turn or mixed."),
+    ParamSpec("motion_seconds", 40.0, "Length of the simulated recording (s); it is played back and forth.",
+              1.0, 3600.0),
+    ParamSpec("distortion", False, "Simulated lens distortion (with `rig`; ignored with calibration_file)."),
+    ParamSpec("stamp_jitter", 0.0, "Per-camera random stamp offset (s, uniform +-): unsynchronised cameras.",
+              0.0, 1.0),
+    ParamSpec("drop_camera", "", "Camera that stops publishing after drop_after seconds (tests, demo); settable at "
+              "runtime.", read_only=False),
+    ParamSpec("drop_after", 0.0, "Seconds after start (or after a drop_* parameter was last set at runtime) at "
+              "which drop_camera goes silent.", 0.0, 1e6, read_only=False),
+    ParamSpec("drop_duration", 0.0, "Seconds drop_camera stays silent (0 = for good).", 0.0, 1e6, read_only=False),
+    ParamSpec("frame_prefix", "", "Prefix of the cameras' optical frame ids (<prefix><camera>_optical)."),
+    ParamSpec("world_frame", "world", "frame_id of the ground truth (the calibration's world frame)."),
+)
+
+
+def declare(node: Node, specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
+    """Declare ``specs`` on ``node`` (overrides from ``--params-file``/``-p`` apply) and return their values.
+
+    A parameter declared without a default and not set comes back as ``None``. A value of the wrong type or out of
+    its range raises :class:`StartupError`.
+    """
+    values: dict[str, Any] = {}
+    for spec in specs:
+        try:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+        except Exception as error:  # rclpy's InvalidParameterType/ValueException; its text names the parameter
+            raise StartupError(f"bad parameter {spec.name}: {error}") from None
+        try:
+            values[spec.name] = node.get_parameter(spec.name).value
+        except ParameterUninitializedException:
+            values[spec.name] = None
+    return values
+

@@ -1,0 +1,168 @@
+"""``skelsplat_sim_rig``: a simulated camera rig watching one moving person, as a ROS node.
+
+Publishes, at ``rate`` Hz, one Keypoints2DArray per camera on ``<camera>/keypoints`` (stamp = capture time, the
+detector noise model's outliers, occlusions and dropped views included) and the true 3D joints as a
+Skeleton3DArray on ``ground_truth`` with the same stamp. The recording (``motion_seconds`` long) is simulated once
+at start-up and played back and forth, so a long run has no jump in the motion. ``drop_camera``/``drop_after``
+silence one camera mid-run (a dead camera for tests and the demo).
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
+from rclpy.time import Time as RosTime
+from std_msgs.msg import Header
+
+from skelsplat_ros.core.calibration import load_calibration, save_calibration
+from skelsplat_ros.core.camera import CameraRig
+from skelsplat_ros.core.simulation import NoiseModel, generate_motion, make_rig, simulate_detections
+from skelsplat_ros.core.skeleton import get_skeleton
+from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
+
+from .conversions import keypoints_msg, skeleton_array_msg, stamp_to_ns
+from .params import SIM_RIG_PARAMS, StartupError, declare
+
+NODE_NAME = "skelsplat_sim_rig"
+
+
+def pingpong_index(tick: int, num_frames: int) -> int:
+    """Frame played at ``tick`` when a recording of ``num_frames`` is played forwards, backwards, forwards..."""
+    if num_frames <= 1:
+        return 0
+    period = 2 * (num_frames - 1)
+    i = tick % period
+    return i if i < num_frames else period - i
+
+
+class SimRigNode(Node):
+    """The simulated rig. Raises :class:`StartupError` for an unusable configuration."""
+
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        p = declare(self, SIM_RIG_PARAMS)
+        self.params = p
+        try:
+            self.skeleton = get_skeleton(p["skeleton"])
+            if p["calibration_file"]:
+                self.rig: CameraRig = load_calibration(p["calibration_file"])
+            else:
+                self.rig = make_rig(p["rig"], distortion=bool(p["distortion"]), seed=int(p["seed"]))
+            noise = NoiseModel.preset(p["noise"])
+            rate = float(p["rate"])
+            num_frames = max(2, int(round(p["motion_seconds"] * rate)))
+            self.ground_truth = generate_motion(self.skeleton, num_frames, fps=rate, seed=int(p["seed"]),
+                                                motion=p["motion"])
+            self.keypoints = simulate_detections(self.rig, self.ground_truth, self.skeleton, noise,
+                                                 seed=int(p["seed"]), fps=rate)
+        except (KeyError, ValueError, OSError) as error:
+            raise StartupError(error.args[0] if isinstance(error, KeyError) and error.args else str(error)) from None
+        if p["drop_camera"] and p["drop_camera"] not in self.rig.names:
+            raise StartupError(f"drop_camera {p['drop_camera']!r} is not a camera of the rig {self.rig.names}")
+        if p["calibration_out"]:
+            try:
+                save_calibration(self.rig, p["calibration_out"])
+            except OSError as error:
+                raise StartupError(f"cannot write calibration_out {p['calibration_out']}: {error}") from None
+
+        # Same QoS a detector node would use for its keypoints (see the fusion node's subscriptions).
+        self.keypoint_pubs = {
+            camera: self.create_publisher(Keypoints2DArray, f"{camera}/keypoints", qos_profile_sensor_data)
+            for camera in self.rig.names
+        }
+        self.ground_truth_pub = self.create_publisher(Skeleton3DArray, "ground_truth", QoSProfile(depth=10))
+        self._rng = np.random.default_rng(int(p["seed"]) + 7919)
+        self.tick = 0
+        self.started = time.monotonic()
+        # Stamp (ns) -> frame index of what was published, for evaluations in the same process (tests, benchmark).
+        self.frame_of_stamp: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self.published_per_camera = {camera: 0 for camera in self.rig.names}
+        self._drop_reference = self.started
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(1.0 / rate, self._publish_frame)
+        self.get_logger().info(
+            f"simulating {len(self.rig)} cameras {self.rig.names} at {rate:g} Hz, noise {p['noise']}, "
+            f"{num_frames} frames played back and forth"
+            + (f"; calibration written to {p['calibration_out']}" if p["calibration_out"] else "")
+        )
+
+    def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Runtime changes of drop_camera/drop_after/drop_duration (the others are read-only); restarts the clock."""
+        for parameter in parameters:
+            if parameter.name == "drop_camera" and parameter.value and parameter.value not in self.rig.names:
+                return SetParametersResult(successful=False, reason=f"no camera {parameter.value!r} in the rig")
+        for parameter in parameters:
+            if parameter.name in self.params:
+                self.params[parameter.name] = parameter.value
+        self._drop_reference = time.monotonic()
+        return SetParametersResult(successful=True)
+
+    def camera_silent(self, camera: str, elapsed: float) -> bool:
+        """Whether ``camera`` is silenced ``elapsed`` seconds after start (or the last runtime drop setting)."""
+        p = self.params
+        if camera != p["drop_camera"] or elapsed < p["drop_after"]:
+            return False
+        return p["drop_duration"] <= 0 or elapsed < p["drop_after"] + p["drop_duration"]
+
+    def _publish_frame(self) -> None:
+        now = self.get_clock().now()
+        elapsed = time.monotonic() - self._drop_reference
+        index = pingpong_index(self.tick, len(self.ground_truth))
+        self.tick += 1
+        stamp = now.to_msg()
+        stamp_ns = stamp_to_ns(stamp)
+        self.frame_of_stamp[stamp_ns] = index
+        while len(self.frame_of_stamp) > 200_000:
+            self.frame_of_stamp.popitem(last=False)
+        gt_header = Header(stamp=stamp, frame_id=self.params["world_frame"])
+        joints = self.ground_truth[index]
+        self.ground_truth_pub.publish(skeleton_array_msg(
+            gt_header, self.skeleton.name, list(self.skeleton.joint_names), joints, np.ones(len(joints)),
+        ))
+        jitter = float(self.params["stamp_jitter"])
+        for view, camera in enumerate(self.rig.names):
+            if self.camera_silent(camera, elapsed):
+                continue
+            cam_stamp = stamp
+            if jitter > 0:
+                cam_stamp = RosTime(
+                    nanoseconds=stamp_ns + int(self._rng.uniform(-jitter, jitter) * 1e9)).to_msg()
+            frame_id = f"{self.params['frame_prefix']}{camera}_optical"
+            self.keypoint_pubs[camera].publish(
+                keypoints_msg(self.keypoints[view, index], cam_stamp, frame_id, self.skeleton.name))
+            self.published_per_camera[camera] += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``skelsplat_sim_rig``; returns the exit status (1 for a bad configuration)."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = SimRigNode()
+    except StartupError as error:
+        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
