@@ -225,7 +225,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
-    torch.set_num_threads(2)
+    # One thread: with OpenMP's two, each small op here costs milliseconds of thread hand-off (measured).
+    torch.set_num_threads(1)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     rows = run_benchmark(
         args.rigs.split(","), args.noise.split(","), args.frames, [int(s) for s in args.seeds.split(",")],

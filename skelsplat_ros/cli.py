@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--preset", choices=PRESETS, default="default")
     fuse.add_argument("--backend", choices=("auto",) + RENDERERS, default="auto")
     fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
-    fuse.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=_fuse)
 

@@ -122,10 +122,14 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             hampel_window=7,
             bone_lengths=True,
         )
-        # Streaming starts next to the answer (warm start), so fewer steps; its prior is a prediction from noisy
-        # past outputs, so it gets a weaker pull than offline smoothing.
+        # Streaming starts next to the answer (warm start): fewer, smaller steps. Its prior is a prediction from
+        # noisy past outputs, so it gets a weaker pull than offline smoothing.
         config = replace(
-            config, streaming_refine=replace(config.refine, steps=15, lr_schedule_iterations=15, temporal_weight=0.2)
+            config,
+            streaming_refine=replace(
+                config.refine, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
+                temporal_weight=0.2,
+            ),
         )
     else:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
