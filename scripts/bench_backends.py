@@ -198,7 +198,8 @@ def table(rows: list[Row], info: dict[str, str], args) -> str:
         f"of up to {args.refine_repeats} calls (runs); ~ = estimated as steps x step when one call would take over "
         f"{args.refine_budget_s:g} s",
         "",
-        "| backend | views | frames | P | ms/step | ms/step/frame | refine ms | refine ms/frame | runs | MPJPE mm | note |",
+        "| backend | views | frames | P | ms/step | ms/step/frame | refine ms | refine ms/frame | runs | MPJPE mm "
+        "| note |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
@@ -276,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         row.refine_ms, row.refine_estimated = 1000.0 * estimate, True
                 except Exception as error:  # noqa: BLE001 - one broken backend must not lose the table
-                    row.note = f"error: {type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else ''}"
+                    first = (str(error).splitlines() or [""])[0][:100]
+                    row.note = f"error: {type(error).__name__}: {first}"
                     if device == "cuda":
                         torch.cuda.empty_cache()
                 log(f"{backend} {views}v {frames}f: P {row.patch}, {fmt(row.step_ms, 2)} ms/step, "
