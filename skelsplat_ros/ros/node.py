@@ -24,9 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_msgs.msg import Header
@@ -46,7 +44,7 @@ from .conversions import (
     stamp_to_ns,
     tf_transforms,
 )
-from .params import FUSION_NODE_PARAMS, StartupError, declare
+from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 
 if TYPE_CHECKING:
     from skelsplat_ros.core.fusion import StreamingFuser
@@ -404,23 +402,7 @@ class FusionNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``skelsplat_node``; returns the exit status (1 for a bad configuration)."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    try:
-        node = FusionNode()
-    except StartupError as error:
-        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(FusionNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,15 @@ Doubles must be written as doubles in YAML (``1.0``, not ``1``): rclpy rejects a
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
+
+import rclpy
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -126,3 +130,24 @@ def declare(node: Node, specs: tuple[ParamSpec, ...]) -> dict[str, Any]:
             values[spec.name] = None
     return values
 
+
+
+def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None = None) -> int:
+    """Init rclpy, build a node and spin it until shutdown; exit status 1 (one line on stderr) on a StartupError."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    try:
+        node = make_node()
+    except StartupError as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -15,8 +15,6 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -31,7 +29,7 @@ from skelsplat_ros.core.skeleton import get_skeleton
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 
 from .conversions import keypoints_msg, skeleton_array_msg, stamp_to_ns
-from .params import SIM_RIG_PARAMS, StartupError, declare
+from .params import SIM_RIG_PARAMS, StartupError, declare, spin_node
 
 NODE_NAME = "skelsplat_sim_rig"
 
@@ -145,23 +143,7 @@ class SimRigNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console script ``skelsplat_sim_rig``; returns the exit status (1 for a bad configuration)."""
-    rclpy.init(args=args if args is not None else sys.argv)
-    try:
-        node = SimRigNode()
-    except StartupError as error:
-        print(f"{NODE_NAME}: error: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SimRigNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":
