@@ -1,4 +1,4 @@
-"""Triangulation: DLT (weighted), robust view-subset search, pinhole projection and reprojection errors."""
+"""Triangulation: DLT (weighted), robust view-subset and greedy search, pinhole projection, reprojection errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from skelsplat_ros.core.triangulation import (
     project_pinhole,
     reprojection_errors,
     triangulate_dlt,
+    triangulate_greedy,
     triangulate_robust,
     valid_observations,
     view_subsets,
@@ -141,15 +142,19 @@ def test_dlt_nan_inputs_and_min_views():
 # --- robust -----------------------------------------------------------------------------------------------------
 
 
+SEARCHES = [triangulate_robust, triangulate_greedy]
+
+
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("num_views, bad_view", [(3, 1), (4, 2), (5, 0), (8, 6)])
-def test_robust_rejects_a_view_off_by_100_px(num_views, bad_view):
+def test_robust_rejects_a_view_off_by_100_px(num_views, bad_view, search):
     rig = _rig(num_views)
     points = _points((4, 17), seed=10 + num_views)
     uv = project_pinhole(rig, points)
     uv[bad_view] += 100.0 * _unit_directions((4, 17), seed=num_views)
     confidence = np.ones(uv.shape[:-1])
     assert np.linalg.norm(triangulate_dlt(rig, uv) - points, axis=-1).min() > 0.01  # plain DLT is pulled off
-    result = triangulate_robust(rig, uv, confidence)
+    result = search(rig, uv, confidence)
     assert np.abs(result.points - points).max() < 1e-9
     expected = np.ones(num_views, dtype=bool)
     expected[bad_view] = False
@@ -169,7 +174,8 @@ def test_robust_picks_the_largest_consistent_subset_with_noise():
     assert (result.error > 0).all() and (result.error < 10.0).all()
 
 
-def test_robust_confidence_threshold_nan_and_min_views():
+@pytest.mark.parametrize("search", SEARCHES)
+def test_robust_confidence_threshold_nan_and_min_views(search):
     rig = _rig(4)
     points = _points((6,), seed=30)
     uv = project_pinhole(rig, points)
@@ -180,28 +186,42 @@ def test_robust_confidence_threshold_nan_and_min_views():
     uv[1, 3] += 100.0  # corrupted, and only two views usable: 2 -> 1 view left, NaN ...
     confidence[2:, 3] = 0.0
     uv[0, 4] += np.array([300.0, -200.0])  # off-image garbage with high confidence in one of 4 views
-    result = triangulate_robust(rig, uv, confidence, min_confidence=0.3)
+    result = search(rig, uv, confidence, min_confidence=0.3)
     assert np.abs(result.points[0] - points[0]).max() < 1e-9 and not result.views_used[0, 0]
     assert result.views_used[1:, 0].all()
     for j in (1, 2, 3):
         assert np.isnan(result.points[j]).all() and np.isnan(result.error[j]) and not result.views_used[:, j].any()
     assert np.abs(result.points[4] - points[4]).max() < 1e-9 and not result.views_used[0, 4]
     assert np.abs(result.points[5] - points[5]).max() < 1e-9 and result.views_used[:, 5].all()
-    strict = triangulate_robust(rig, uv, confidence, min_views=4)
+    strict = search(rig, uv, confidence, min_views=4)
     assert np.isnan(strict.points[0]).all()  # 3 usable views < 4
     assert np.abs(strict.points[5] - points[5]).max() < 1e-9
 
 
-def test_robust_no_subset_passes_gives_nan():
+@pytest.mark.parametrize("search", SEARCHES)
+def test_robust_no_subset_passes_gives_nan(search):
     rig = _rig(2)
     points = _points((3,), seed=40)
     uv = project_pinhole(rig, points)
     uv[0] += 100.0 * _unit_directions((3,), seed=41)  # with two views the only subset is inconsistent
     # (part of the shift lies along the epipolar line, so the residual is smaller than 100 px, yet > 1 px)
-    result = triangulate_robust(rig, uv, np.ones((2, 3)), threshold_px=1.0)
+    result = search(rig, uv, np.ones((2, 3)), threshold_px=1.0)
     assert np.isnan(result.points).all() and np.isnan(result.error).all() and not result.views_used.any()
-    loose = triangulate_robust(rig, uv, np.ones((2, 3)), threshold_px=1000.0)
+    loose = search(rig, uv, np.ones((2, 3)), threshold_px=1000.0)
     assert np.isfinite(loose.points).all() and loose.views_used.all() and (loose.error > 1.0).all()
+
+
+def test_greedy_drops_two_bad_views_of_eight_with_noise():
+    rig = _rig(8)
+    points = _points((5, 17), seed=50)
+    rng = np.random.default_rng(51)
+    uv = project_pinhole(rig, points) + rng.normal(0.0, 1.0, (8, 5, 17, 2))
+    uv[[2, 5]] += 120.0 * _unit_directions((2, 5, 17), seed=52)
+    result = triangulate_greedy(rig, uv, np.ones((8, 5, 17)), threshold_px=10.0)
+    assert not result.views_used[[2, 5]].any() and result.views_used[[0, 1, 3, 4, 6, 7]].all()
+    assert np.linalg.norm(result.points - points, axis=-1).max() < 0.01
+    exhaustive = triangulate_robust(rig, uv, np.ones((8, 5, 17)), threshold_px=10.0)
+    np.testing.assert_allclose(result.points, exhaustive.points, atol=1e-9)
 
 
 def test_view_subsets_order_and_cap():

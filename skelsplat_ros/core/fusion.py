@@ -22,13 +22,23 @@ from typing import Callable
 import numpy as np
 
 from .camera import CameraRig
-from .refine import RefineConfig, RefineResult, TemporalPrior, refine
+from .refine import BonePrior, RefineConfig, RefineResult, TemporalPrior, refine
 from .skeleton import Skeleton
-from .triangulation import project_pinhole, triangulate_dlt, triangulate_robust, valid_observations
+from .triangulation import (
+    linear_covariance,
+    project_pinhole,
+    triangulate_dlt,
+    triangulate_greedy,
+    triangulate_robust,
+    valid_observations,
+)
 
 METHODS = ("skelsplat", "triangulate", "robust", "dlt")
 PRESETS = ("default", "paper")
 MODES = ("offline", "streaming")
+INITS = ("dlt", "robust", "greedy", "auto")
+EXHAUSTIVE_MAX_VIEWS = 5
+"""``init="auto"`` searches every view subset up to this many views (26 subsets), then drops views greedily."""
 NOMINAL_RATE_HZ = 30.0
 """Frame rate the streaming temporal prior's tolerance is expressed at."""
 
@@ -41,7 +51,11 @@ class FusionConfig:
         method: ``skelsplat``, ``triangulate`` (confidence-weighted DLT), ``robust`` or ``dlt``.
         refine: refinement settings (``skelsplat`` only).
         streaming_refine: refinement settings for streaming, when they differ (fewer steps: it is warm-started).
-        init: initial guess for ``skelsplat``: ``dlt`` (paper) or ``robust``.
+        prefit: offline only: a first, cheap refinement (Gauss-Newton, no temporal term) that the main one starts
+            from, so that it needs fewer steps; ``None`` = start from the triangulation.
+        init: initial guess for ``skelsplat``: ``dlt`` (paper), ``robust`` (every view subset), ``greedy`` (drop
+            the worst view until the rest agree: linear instead of exponential in the number of views) or ``auto``
+            (``robust`` up to ``EXHAUSTIVE_MAX_VIEWS`` views, ``greedy`` above).
         min_views: joints seen by fewer views are not triangulated.
         min_confidence: detections below this confidence are ignored by the triangulation.
         robust_threshold_px: reprojection threshold of the robust subset search.
@@ -49,6 +63,8 @@ class FusionConfig:
         hampel_threshold: a frame is an outlier beyond this many scaled MADs (and ``hampel_min_distance``).
         hampel_min_distance: ... and at least this far from the median (world units).
         bone_lengths: estimate per-subject bone lengths for the bone-length term.
+        bone_spread_factor: widen each bone's tolerance to this many robust standard deviations of its length
+            estimates (0 = ``bone_length_sigma`` for every bone).
         bone_window: streaming: frames in the sliding window of bone-length medians.
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
         reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
@@ -58,6 +74,7 @@ class FusionConfig:
     method: str = "skelsplat"
     refine: RefineConfig = field(default_factory=RefineConfig)
     streaming_refine: RefineConfig | None = None
+    prefit: RefineConfig | None = None
     init: str = "robust"
     min_views: int = 2
     min_confidence: float = 0.3
@@ -66,6 +83,7 @@ class FusionConfig:
     hampel_threshold: float = 4.0
     hampel_min_distance: float = 0.05
     bone_lengths: bool = False
+    bone_spread_factor: float = 0.0
     bone_window: int = 150
     gate_distance: float = 0.3
     reset_after: float = 1.0
@@ -74,14 +92,17 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
-        if self.init not in ("dlt", "robust"):
-            raise ValueError(f"unknown init {self.init!r}; choose dlt or robust")
+        if self.init not in INITS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.min_views < 2:
             raise ValueError("min_views must be at least 2")
 
 
 def preset_config(preset: str = "default", method: str = "skelsplat", backend: str | None = None) -> FusionConfig:
     """The named preset, for ``method``, with the renderer ``backend`` overriding the preset's when given.
+
+    ``raster`` or ``gsplat`` named explicitly also replace the ``default`` preset's Gauss-Newton passes (which
+    evaluate the image term in closed form, without a renderer) by Adam steps through that renderer.
 
     ``paper`` is the published method with its numbers converted to metres: 20 mm Gaussians, 125 Adam steps with
     the 3DGS position schedule, heatmaps from the projected initial Gaussians truncated to the pixel, masked-mean
@@ -94,14 +115,14 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
         config = FusionConfig(
             method=method,
             refine=RefineConfig(
-                steps=60,
+                steps=30,
                 backend="analytic",
                 init_sigma=0.03,
                 optimise_shape=True,
-                position_lr=0.01,
-                position_lr_final=0.001,
+                position_lr=0.005,
+                position_lr_final=0.0005,
                 position_lr_spatial=False,
-                lr_schedule_iterations=60,
+                lr_schedule_iterations=30,
                 iterations_per_step=1,
                 scale_lr=0.02,
                 rotation_lr=0.01,
@@ -118,27 +139,34 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
                 temporal_sigma=0.01,
                 frame_chunk=512,
             ),
-            init="robust",
+            init="auto",
             hampel_window=7,
             bone_lengths=True,
+            bone_spread_factor=1.0,
         )
-        # Streaming starts next to the answer (warm start): fewer, smaller steps. Its prior is a prediction from
-        # noisy past outputs, so it gets a weaker pull than offline smoothing.
+        # Gauss-Newton on fixed-size splats: offline, a prefit that the smoothing refinement starts from; streaming,
+        # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.
+        gauss_newton = replace(config.refine, optimizer="gauss_newton", optimise_shape=False, temporal_weight=0.0)
         config = replace(
             config,
-            streaming_refine=replace(
-                config.refine, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
-                temporal_weight=0.2,
-            ),
+            prefit=replace(gauss_newton, steps=3),
+            streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03),
         )
     else:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     if backend is not None:
-        config = replace(
-            config,
-            refine=replace(config.refine, backend=backend),
-            streaming_refine=config.streaming_refine and replace(config.streaming_refine, backend=backend),
-        )
+        config = replace(config, refine=replace(config.refine, backend=backend))
+        if backend in ("raster", "gsplat") and config.streaming_refine is not None:
+            # Gauss-Newton has the closed-form image term built in; a renderer asked for by name gets Adam instead,
+            # warm-started, so fewer and smaller steps.
+            config = replace(
+                config,
+                prefit=None,
+                streaming_refine=replace(
+                    config.refine, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
+                    temporal_weight=config.streaming_refine.temporal_weight,
+                ),
+            )
     return config
 
 
@@ -184,21 +212,6 @@ def _split_keypoints(rig: CameraRig, keypoints: np.ndarray) -> tuple[np.ndarray,
     return rig.undistort(uv), confidence
 
 
-def _linear_covariance(rig: CameraRig, points: np.ndarray, weights: np.ndarray, sigma_px: float) -> np.ndarray:
-    """First-order covariance ``[..., 3, 3]`` of points ``[..., 3]`` seen with weights ``[V, ...]`` (0 = unused)."""
-    cam = np.einsum("vab,...b->v...a", rig.R, np.nan_to_num(points)) + rig.t.reshape((len(rig),) + (1,) * (points.ndim - 1) + (3,))
-    x, y, z = cam[..., 0], cam[..., 1], np.maximum(cam[..., 2], 1e-6)
-    fx = rig.K[:, 0, 0].reshape((-1,) + (1,) * (points.ndim - 1))
-    fy = rig.K[:, 1, 1].reshape((-1,) + (1,) * (points.ndim - 1))
-    zero = np.zeros_like(z)
-    jac = np.stack([fx / z, zero, -fx * x / z**2, zero, fy / z, -fy * y / z**2], axis=-1).reshape(z.shape + (2, 3))
-    jw = jac @ rig.R.reshape((len(rig),) + (1,) * (points.ndim - 1) + (3, 3))
-    info = np.einsum("v...,v...ka,v...kb->...ab", weights, jw, jw) / sigma_px**2
-    # pinv: a joint seen along a single ray (or not at all) has a rank-deficient information matrix.
-    cov = np.linalg.pinv(info)
-    return np.where(np.isfinite(points).all(-1)[..., None, None], cov, np.nan)
-
-
 def _summarise(
     rig: CameraRig, points: np.ndarray, uv: np.ndarray, support: np.ndarray, covariance: np.ndarray, names: list[str]
 ) -> FusionResult:
@@ -225,12 +238,14 @@ def _summarise(
 def triangulate_baseline(
     rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, config: FusionConfig, method: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``[..., 3]`` and per-view support ``[V, ...]`` of a triangulation ``method`` (dlt/triangulate/robust)."""
+    """Points ``[..., 3]`` and per-view support ``[V, ...]`` of a triangulation ``method`` (dlt, triangulate,
+    robust, greedy or auto: see ``FusionConfig.init``)."""
     usable = confidence >= max(config.min_confidence, 1e-9)
-    if method == "robust":
-        result = triangulate_robust(
-            rig, uv, confidence, config.robust_threshold_px, max(config.min_confidence, 1e-9), config.min_views
-        )
+    if method == "auto":
+        method = "robust" if len(rig) <= EXHAUSTIVE_MAX_VIEWS else "greedy"
+    if method in ("robust", "greedy"):
+        search = triangulate_robust if method == "robust" else triangulate_greedy
+        result = search(rig, uv, confidence, config.robust_threshold_px, max(config.min_confidence, 1e-9), config.min_views)
         return result.points, np.where(result.views_used, confidence, 0.0)
     weights = np.where(usable, confidence if method == "triangulate" else 1.0, 0.0)
     points = triangulate_dlt(rig, np.where(usable[..., None], uv, np.nan), weights, config.min_views)
@@ -267,16 +282,25 @@ def hampel_clean(points: np.ndarray, window: int, threshold: float, min_distance
     return cleaned
 
 
-def median_bone_lengths(points: np.ndarray, skeleton: Skeleton) -> np.ndarray:
-    """Per-bone median length ``[B]`` over frames of ``points [F, J, 3]`` (NaN when never seen)."""
+def bone_lengths_of(points: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """Bone lengths ``[..., B]`` of ``points [..., J, 3]`` (NaN where a joint is missing)."""
     bones = skeleton.bone_array
-    lengths = np.linalg.norm(points[:, bones[:, 0]] - points[:, bones[:, 1]], axis=-1)
-    out = np.full(len(bones), np.nan)
-    for b in range(len(bones)):
-        finite = lengths[np.isfinite(lengths[:, b]), b]
-        if finite.size:
-            out[b] = np.median(finite)
-    return out
+    return np.linalg.norm(points[..., bones[:, 0], :] - points[..., bones[:, 1], :], axis=-1)
+
+
+def estimate_bone_prior(lengths: np.ndarray, min_sigma: float, spread_factor: float) -> BonePrior:
+    """Per-subject bone prior from length samples ``[N, B]`` (NaN = not seen in that sample).
+
+    Lengths are medians. Tolerances are ``min_sigma``, widened to ``spread_factor`` robust standard deviations
+    (1.4826 MAD) of the samples: where the triangulation is noisy (depth along a narrow baseline), its lengths are
+    also biased long, and a tight prior would pull the joints apart.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bones never seen: all-NaN columns
+        median = np.nanmedian(lengths, axis=0)
+        spread = 1.4826 * np.nanmedian(np.abs(lengths - median), axis=0)
+    sigmas = np.maximum(min_sigma, spread_factor * np.nan_to_num(spread))
+    return BonePrior(lengths=median, sigmas=sigmas)
 
 
 def _refine_output(
@@ -305,10 +329,10 @@ def fuse_offline(
         raise ValueError(f"keypoints have {uv.shape[2]} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     names = list(skeleton.joint_names)
     num_frames = uv.shape[1]
-    init_method = config.method if config.method != "skelsplat" else ("robust" if config.init == "robust" else "dlt")
+    init_method = config.method if config.method != "skelsplat" else config.init
     points, support = triangulate_baseline(rig, uv, confidence, config, init_method)
     if config.method != "skelsplat":
-        cov = _linear_covariance(rig, points, support, config.nominal_pixel_sigma)
+        cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
         if progress:
             progress(num_frames, num_frames)
         return _summarise(rig, points, uv, support, cov, names)
@@ -317,14 +341,20 @@ def fuse_offline(
     if config.hampel_window > 0:
         points = hampel_clean(points, config.hampel_window, config.hampel_threshold, config.hampel_min_distance)
         known = np.isfinite(points).all(axis=-1)
-    bone_lengths = median_bone_lengths(points, skeleton) if config.bone_lengths else None
+    bone_prior = None
+    if config.bone_lengths:
+        bone_prior = estimate_bone_prior(
+            bone_lengths_of(points, skeleton), config.refine.bone_length_sigma, config.bone_spread_factor
+        )
     temporal = TemporalPrior("smooth") if config.refine.temporal_weight > 0 else None
     chunks: list[FusionResult] = []
     step = max(1, config.refine.frame_chunk)
     for start in range(0, num_frames, step):
         sl = slice(start, min(start + step, num_frames))
         init = np.where(known[sl][..., None], points[sl], _fallback_position(points))
-        result = refine(rig, skeleton, config.refine, uv[:, sl], confidence[:, sl], init, bone_lengths, temporal)
+        if config.prefit is not None:
+            init = refine(rig, skeleton, config.prefit, uv[:, sl], confidence[:, sl], init, bone_prior).means
+        result = refine(rig, skeleton, config.refine, uv[:, sl], confidence[:, sl], init, bone_prior, temporal)
         chunks.append(_refine_output(rig, uv[:, sl], confidence[:, sl], result, known[sl], names))
         if progress:
             progress(sl.stop, num_frames)
@@ -404,10 +434,10 @@ class StreamingFuser:
             self.reset()
         uv, confidence = _split_keypoints(self.rig, keypoints[:, None])
         config, names = self.config, list(self.skeleton.joint_names)
-        init_method = config.method if config.method != "skelsplat" else ("robust" if config.init == "robust" else "dlt")
+        init_method = config.method if config.method != "skelsplat" else config.init
         points, support = triangulate_baseline(self.rig, uv, confidence, config, init_method)
         if config.method != "skelsplat":
-            cov = _linear_covariance(self.rig, points, support, config.nominal_pixel_sigma)
+            cov = linear_covariance(self.rig, points, support, config.nominal_pixel_sigma)
             return _summarise(self.rig, points, uv, support, cov, names)
 
         prediction = self._prediction(stamp)
@@ -419,21 +449,23 @@ class StreamingFuser:
         known = np.isfinite(init).all(axis=-1)
         if not known.any():
             return _summarise(self.rig, points, uv, support, np.full(points.shape + (3,), np.nan), names)
-        bone_lengths = None
+        settings = config.streaming_refine or config.refine
+        bone_prior = None
         if config.bone_lengths and len(self._bone_window) >= 5:
-            bone_lengths = np.nanmedian(np.stack(self._bone_window), axis=0)
+            bone_prior = estimate_bone_prior(
+                np.stack(self._bone_window), settings.bone_length_sigma, config.bone_spread_factor
+            )
         temporal = None
-        if prediction is not None and (config.streaming_refine or config.refine).temporal_weight > 0:
+        if prediction is not None and settings.temporal_weight > 0:
             # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
             gap_frames = max(1.0, (stamp - self._history[-1][0]) * NOMINAL_RATE_HZ)
             temporal = TemporalPrior("predict", prediction[None], sigma_scale=gap_frames**2)
         init_full = np.where(known[:, None], init, _fallback_position(init))[None]
-        settings = config.streaming_refine or config.refine
-        result = refine(self.rig, self.skeleton, settings, uv, confidence, init_full, bone_lengths, temporal)
-        fused = _refine_output(self.rig, uv, confidence, result, known[None], names)
+        result = refine(self.rig, self.skeleton, settings, uv, confidence, init_full, bone_prior, temporal)
+        # A joint no view supports this frame would only be the prediction: say it is not seen.
+        fused = _refine_output(self.rig, uv, confidence, result, known[None] & (confidence > 0).any(axis=0), names)
         self._history.append((stamp, np.where(fused.confidence[0][:, None] > 0, fused.joints[0], np.nan)))
         if config.bone_lengths:
-            bones = self.skeleton.bone_array
-            joints = self._history[-1][1]
-            self._bone_window.append(np.linalg.norm(joints[bones[:, 0]] - joints[bones[:, 1]], axis=-1))
+            # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
+            self._bone_window.append(bone_lengths_of(points[0], self.skeleton))
         return fused

@@ -8,7 +8,8 @@ The objective, for Gaussians ``[F, J]`` seen by views ``[V]``:
   per view averaged over views (``loss_normalisation="masked_mean"``) or each term divided by the heatmap's own
   energy and weighted by detection confidence (``"energy"``), summed;
 - symmetry: ``|len(left limb) - len(right limb)|`` for forearms and lower legs (the paper's term);
-- bone length: squared deviation of every bone from a per-subject length, in units of ``bone_length_sigma``;
+- bone length: squared deviation of every bone from a per-subject length, in units of that bone's tolerance
+  (:class:`BonePrior`);
 - temporal: offline, squared second differences over frames (acceleration); streaming, squared deviation from a
   constant-velocity prediction, both in units of ``temporal_sigma``.
 
@@ -25,9 +26,11 @@ import numpy as np
 import torch
 
 from .camera import CameraRig
+from .gauss_newton import GaussNewtonObjective, minimise, sigma_schedule
 from .gaussians import invert_2x2, project_gaussians
 from .renderers import HeatmapTargets, SplatParams, ViewCameras, get_renderer
 from .skeleton import Skeleton
+from .triangulation import linear_covariance
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,12 @@ class RefineConfig:
     """Settings of the refinement. World units are the calibration's (metres in ROS).
 
     Attributes:
-        steps: Adam steps (the paper's 500 iterations with accumulation 4 are 125 steps).
+        optimizer: ``adam`` (the paper's: any renderer, shapes optionally fitted) or ``gauss_newton`` (the closed-form
+            ``analytic`` objective with fixed isotropic splats, solved in numpy: ``gauss_newton.py``; needs
+            ``energy`` normalisation, ``target_sigma_px`` and no symmetry term; ``backend`` is ignored).
+        steps: Adam steps (the paper's 500 iterations with accumulation 4 are 125 steps), or Gauss-Newton iterations.
+        splat_sigma_start: ``gauss_newton`` only: splat size of the first iteration, shrinking geometrically to
+            ``init_sigma`` at the last (``None`` = ``init_sigma`` throughout).
         backend: renderer name (``raster``, ``analytic``, ``gsplat``, ``auto``).
         init_sigma: initial isotropic standard deviation of every Gaussian.
         distal_sigma: initial sigma of the distal joints (ankles, elbows, wrists); ``None`` = ``init_sigma``.
@@ -54,14 +62,16 @@ class RefineConfig:
         loss_normalisation: ``masked_mean`` (paper) or ``energy`` (see module docstring).
         symmetry_weight: weight of the forearm/lower-leg symmetry term (paper: 1e-5 per mm = 1e-2 per metre).
         bone_length_weight: weight of the per-subject bone-length term (0 = off).
-        bone_length_sigma: tolerance of the bone-length term (world units).
+        bone_length_sigma: smallest tolerance of the bone-length term (world units; see ``BonePrior``).
         temporal_weight: weight of the temporal term (0 = off).
         temporal_sigma: tolerance of the temporal term (world units per frame^2 offline, world units streaming).
         frame_chunk: frames optimised together (bounds memory; the temporal term only couples within a chunk).
         device: torch device.
     """
 
+    optimizer: str = "adam"
     steps: int = 125
+    splat_sigma_start: float | None = None
     backend: str = "raster"
     init_sigma: float = math.exp(3.0) / 1000.0
     distal_sigma: float | None = None
@@ -92,6 +102,25 @@ class RefineConfig:
             raise ValueError(f"loss_normalisation must be masked_mean or energy, not {self.loss_normalisation!r}")
         if self.steps < 0:
             raise ValueError("steps must be >= 0")
+        if self.optimizer not in ("adam", "gauss_newton"):
+            raise ValueError(f"optimizer must be adam or gauss_newton, not {self.optimizer!r}")
+        if self.optimizer == "gauss_newton" and (
+            self.loss_normalisation != "energy" or self.target_sigma_px is None or self.symmetry_weight > 0
+        ):
+            raise ValueError("gauss_newton needs loss_normalisation='energy', a target_sigma_px and symmetry_weight=0")
+
+
+@dataclass
+class BonePrior:
+    """What the bone-length term pulls towards.
+
+    Attributes:
+        lengths: ``[B]`` per-subject bone lengths (NaN = no prior on that bone).
+        sigmas: ``[B]`` tolerance of each bone (world units).
+    """
+
+    lengths: np.ndarray
+    sigmas: np.ndarray
 
 
 @dataclass
@@ -153,10 +182,23 @@ def initial_splats(init_means: torch.Tensor, skeleton: Skeleton, config: RefineC
     return SplatParams(means=init_means.clone(), quats=quats, log_scales=log_scales, opacities=opacities)
 
 
+def detection_weights(uv: np.ndarray, confidence: np.ndarray, config: RefineConfig) -> np.ndarray:
+    """Weight ``[V, F, J]`` of each observation: its confidence (or 1 when confidences are ignored), 0 if missing."""
+    valid = np.isfinite(uv).all(axis=-1) & (np.nan_to_num(confidence) > 0)
+    return np.where(valid, confidence if config.use_confidence else 1.0, 0.0)
+
+
+def heatmap_variance_growth(confidence: np.ndarray, config: RefineConfig) -> np.ndarray:
+    """Factor ``[V, F, J]`` on each heatmap's variance: ``confidence ** (-2 power)`` (less sure = wider), or 1."""
+    if config.confidence_sigma_power <= 0:
+        return np.ones_like(confidence)
+    return np.clip(np.nan_to_num(confidence), 0.05, None) ** (-2.0 * config.confidence_sigma_power)
+
+
 def build_targets(
-    uv: torch.Tensor, confidence: torch.Tensor, splats: SplatParams, cameras: ViewCameras, config: RefineConfig
+    uv: torch.Tensor, growth: torch.Tensor, splats: SplatParams, cameras: ViewCameras, config: RefineConfig
 ) -> HeatmapTargets:
-    """Heatmaps from keypoints ``uv [V, F, J, 2]`` (undistorted px) and confidences ``[V, F, J]``.
+    """Heatmaps from keypoints ``uv [V, F, J, 2]`` (undistorted px), variances scaled by ``growth [V, F, J]``.
 
     The paper builds them once, before optimising: sigma from the eigenvalues of the projected initial Gaussian
     (major axis on image rows, minor on columns: its axis-aligned filter), the centre truncated to its pixel.
@@ -170,9 +212,7 @@ def build_targets(
         var_rows, var_cols = mid + root, torch.clamp(mid - root, min=1e-6)
     else:
         var_rows = var_cols = torch.full_like(uv[..., 0], config.target_sigma_px**2)
-    if config.confidence_sigma_power > 0:
-        grow = torch.clamp(confidence, min=0.05) ** (-2.0 * config.confidence_sigma_power)
-        var_rows, var_cols = var_rows * grow, var_cols * grow
+    var_rows, var_cols = var_rows * growth, var_cols * growth
     zero = torch.zeros_like(var_rows)
     covariances = torch.stack([var_cols, zero, zero, var_rows], dim=-1).reshape(uv.shape[:-1] + (2, 2))
     return HeatmapTargets(centres=torch.nan_to_num(centres), covariances=covariances.detach())
@@ -194,26 +234,27 @@ class Objective:
         uv: np.ndarray,
         confidence: np.ndarray,
         init_means: np.ndarray,
-        bone_lengths: np.ndarray | None,
+        bone_prior: BonePrior | None,
         temporal: TemporalPrior | None,
     ):
         device, dtype = config.device, torch.float32
         self.config = config
         self.cameras = cameras_to_torch(rig, device, dtype)
         self.renderer = get_renderer(config.backend, device)
-        valid = np.isfinite(uv).all(axis=-1) & (np.nan_to_num(confidence) > 0)
-        weights = np.where(valid, confidence if config.use_confidence else 1.0, 0.0)
+        weights = detection_weights(uv, confidence, config)
+        valid = weights > 0
         self.weights = torch.as_tensor(weights, dtype=dtype, device=device)
         self.uv = torch.as_tensor(np.where(valid[..., None], uv, 0.0), dtype=dtype, device=device)
         self.splats = initial_splats(torch.as_tensor(init_means, dtype=dtype, device=device), skeleton, config)
-        conf = torch.as_tensor(np.nan_to_num(confidence), dtype=dtype, device=device)
-        self.targets = build_targets(self.uv, conf, self.splats, self.cameras, config)
+        growth = torch.as_tensor(heatmap_variance_growth(confidence, config), dtype=dtype, device=device)
+        self.targets = build_targets(self.uv, growth, self.splats, self.cameras, config)
         self.symmetric = torch.as_tensor(skeleton.limb_end_symmetric_bones, device=device)
         self.bones = torch.as_tensor(skeleton.bone_array, device=device)
         self.bone_lengths = None
-        if bone_lengths is not None and config.bone_length_weight > 0:
-            lengths = torch.as_tensor(bone_lengths, dtype=dtype, device=device)
+        if bone_prior is not None and config.bone_length_weight > 0:
+            lengths = torch.as_tensor(bone_prior.lengths, dtype=dtype, device=device)
             self.bone_lengths = lengths
+            self.bone_sigmas = torch.as_tensor(bone_prior.sigmas, dtype=dtype, device=device)
             self.bone_known = torch.isfinite(lengths)
         self.temporal = temporal if config.temporal_weight > 0 else None
         if self.temporal is not None and self.temporal.mode == "predict":
@@ -243,7 +284,7 @@ class Objective:
             lengths = _bone_lengths(means, self.bones)
             total = total + cfg.symmetry_weight * (lengths[:, self.symmetric[:, 0]] - lengths[:, self.symmetric[:, 1]]).abs().sum(-1)
         if self.bone_lengths is not None:
-            deviation = (_bone_lengths(means, self.bones) - torch.nan_to_num(self.bone_lengths)) / cfg.bone_length_sigma
+            deviation = (_bone_lengths(means, self.bones) - torch.nan_to_num(self.bone_lengths)) / self.bone_sigmas
             total = total + cfg.bone_length_weight * (deviation**2 * self.bone_known).sum(-1)
         if self.temporal is not None:
             if self.temporal.mode == "smooth" and means.shape[0] >= 3:
@@ -280,19 +321,21 @@ def refine(
     uv: np.ndarray,
     confidence: np.ndarray,
     init_means: np.ndarray,
-    bone_lengths: np.ndarray | None = None,
+    bone_prior: BonePrior | None = None,
     temporal: TemporalPrior | None = None,
 ) -> RefineResult:
     """Refine an initial guess ``init_means [F, J, 3]`` (finite) against undistorted keypoints ``uv [V, F, J, 2]``.
 
     Args:
         confidence: ``[V, F, J]``; 0 or a NaN pixel masks the observation.
-        bone_lengths: ``[B]`` per-subject lengths for the bone-length term (NaN = unknown bone).
+        bone_prior: per-subject bone lengths and tolerances for the bone-length term.
         temporal: the temporal prior (needs ``config.temporal_weight > 0``).
     """
+    if config.optimizer == "gauss_newton":
+        return _refine_gauss_newton(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)
     # exp() tails underflow into denormal floats, which x86 CPUs process about 100x slower.
     torch.set_flush_denormal(True)
-    objective = Objective(rig, skeleton, config, uv, confidence, init_means, bone_lengths, temporal)
+    objective = Objective(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)
     splats = objective.splats
     splats.means.requires_grad_(True)
     groups = [{"params": [splats.means], "lr": 0.0}]
@@ -320,6 +363,50 @@ def refine(
         reprojection=distance,
         agreement=overlap,
         final_loss=per_frame.detach().cpu().numpy(),
+    )
+
+
+def _refine_gauss_newton(
+    rig: CameraRig,
+    skeleton: Skeleton,
+    config: RefineConfig,
+    uv: np.ndarray,
+    confidence: np.ndarray,
+    init_means: np.ndarray,
+    bone_prior: BonePrior | None,
+    temporal: TemporalPrior | None,
+) -> RefineResult:
+    """:func:`refine` with ``optimizer="gauss_newton"``; covariances are the first-order ones of the agreeing views."""
+    prediction, temporal_scale = None, 1.0
+    if temporal is not None and config.temporal_weight > 0:
+        if temporal.mode != "predict":
+            raise ValueError("gauss_newton supports the streaming ('predict') temporal prior only")
+        prediction, temporal_scale = temporal.prediction, config.temporal_sigma * temporal.sigma_scale
+    weights = detection_weights(uv, confidence, config)
+    objective = GaussNewtonObjective(
+        rig,
+        uv,
+        weights,
+        config.target_sigma_px**2 * heatmap_variance_growth(confidence, config),
+        active=np.isfinite(init_means).all(-1),
+        bones=skeleton.bone_array,
+        bone_prior=bone_prior if config.bone_length_weight > 0 else None,
+        bone_weight=config.bone_length_weight,
+        prediction=prediction,
+        temporal_weight=config.temporal_weight,
+        temporal_scale=temporal_scale,
+    )
+    sigmas = sigma_schedule(config.splat_sigma_start, config.init_sigma, config.steps)
+    means, final = minimise(objective, np.nan_to_num(init_means), sigmas, config.init_sigma)
+    distance, overlap, depth = objective.overlap(means, config.init_sigma)
+    missing = (weights <= 0) | (depth <= 0)
+    covariances = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)
+    return RefineResult(
+        means=means,
+        covariances=covariances,
+        reprojection=np.where(missing, np.nan, distance),
+        agreement=np.where(missing, 0.0, overlap),
+        final_loss=final,
     )
 
 
