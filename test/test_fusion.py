@@ -140,8 +140,13 @@ def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
     assert fuser.resets == 1 and np.isfinite(back_in_time.joints).all(-1).mean() > 0.9
     fuser.step(lab_take.keypoints[:, 13], 5.0)  # a long gap forgets the history too
     assert fuser.resets == 2
+    absurd = lab_take.keypoints[:, 14].copy()
+    absurd[0, :, :2] = 1e200  # garbage from one camera: that view is ignored, the others still fuse
+    absurd[1, 3, :2] = -1e300
+    fused = fuser.step(absurd, 5.1)
+    assert np.isfinite(fused.joints).all(-1).mean() > 0.9 and (fused.num_views <= 3).all()
     with pytest.raises(ValueError, match="keypoints must be"):
-        fuser.step(lab_take.keypoints[:, 14, :5], 5.1)
+        fuser.step(lab_take.keypoints[:, 14, :5], 5.2)
 
 
 def test_streaming_without_priors_matches_a_fresh_fuser_per_frame(lab_take):

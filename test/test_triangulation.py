@@ -234,6 +234,9 @@ def test_view_subsets_order_and_cap():
 
 
 def test_valid_observations():
-    keypoints = np.array([[10.0, 20.0, 0.9], [np.nan, 20.0, 0.9], [10.0, 20.0, 0.0], [10.0, 20.0, np.nan]])
-    np.testing.assert_array_equal(valid_observations(keypoints), [True, False, False, False])
-    np.testing.assert_array_equal(valid_observations(keypoints, min_confidence=0.95), [False] * 4)
+    keypoints = np.array(
+        [[10.0, 20.0, 0.9], [np.nan, 20.0, 0.9], [10.0, 20.0, 0.0], [10.0, 20.0, np.nan], [1e200, 20.0, 0.9],
+         [10.0, -np.inf, 0.9]]
+    )
+    np.testing.assert_array_equal(valid_observations(keypoints), [True] + [False] * 5)
+    np.testing.assert_array_equal(valid_observations(keypoints, min_confidence=0.95), [False] * 6)

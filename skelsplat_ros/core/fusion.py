@@ -2,11 +2,14 @@
 
 Pipeline of ``method="skelsplat"``:
 1. undistort keypoints (the calibration's OpenCV model);
-2. initial guess: triangulation (unweighted DLT for the ``paper`` preset, robust subset search otherwise);
+2. initial guess: triangulation (unweighted DLT for the ``paper`` preset; for ``default`` every view subset up to
+   ``EXHAUSTIVE_MAX_VIEWS`` cameras, leave-one-out view removal beyond);
 3. offline only: outlier frames of the initial guess removed by a Hampel filter over time, gaps interpolated;
-4. per-subject bone lengths (medians over the recording offline, over a sliding window when streaming);
-5. SkelSplat refinement (``refine.py``) with the preset's priors; streaming warm-starts from a constant-velocity
-   prediction of the previous frames and uses it as a prior.
+4. per-subject bone lengths and tolerances from the triangulated lengths (over the recording offline, over a
+   sliding window when streaming);
+5. SkelSplat refinement (``refine.py``) with the preset's priors. ``default`` offline: a Gauss-Newton prefit
+   per frame, then Adam with temporal smoothing over all frames; streaming: Gauss-Newton, warm-started from a
+   constant-velocity prediction of the previous outputs that is also its temporal prior.
 
 ``triangulate`` (confidence-weighted DLT), ``dlt`` (unweighted) and ``robust`` stop after step 2 and are the
 baselines. Joints nobody can estimate come out NaN with confidence 0.
@@ -63,8 +66,6 @@ class FusionConfig:
         hampel_threshold: a frame is an outlier beyond this many scaled MADs (and ``hampel_min_distance``).
         hampel_min_distance: ... and at least this far from the median (world units).
         bone_lengths: estimate per-subject bone lengths for the bone-length term.
-        bone_spread_factor: widen each bone's tolerance to this many robust standard deviations of its length
-            estimates (0 = ``bone_length_sigma`` for every bone).
         bone_window: streaming: frames in the sliding window of bone-length medians.
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
         reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
@@ -83,7 +84,6 @@ class FusionConfig:
     hampel_threshold: float = 4.0
     hampel_min_distance: float = 0.05
     bone_lengths: bool = False
-    bone_spread_factor: float = 0.0
     bone_window: int = 150
     gate_distance: float = 0.3
     reset_after: float = 1.0
@@ -135,6 +135,7 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
                 symmetry_weight=0.0,
                 bone_length_weight=1.0,
                 bone_length_sigma=0.01,
+                bone_length_spread=0.5,
                 temporal_weight=1.0,
                 temporal_sigma=0.01,
                 frame_chunk=512,
@@ -142,7 +143,6 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             init="auto",
             hampel_window=7,
             bone_lengths=True,
-            bone_spread_factor=1.0,
         )
         # Gauss-Newton on fixed-size splats: offline, a prefit that the smoothing refinement starts from; streaming,
         # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.
@@ -150,7 +150,8 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
         config = replace(
             config,
             prefit=replace(gauss_newton, steps=3),
-            streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03),
+            # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
+            streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0),
         )
     else:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
@@ -344,7 +345,7 @@ def fuse_offline(
     bone_prior = None
     if config.bone_lengths:
         bone_prior = estimate_bone_prior(
-            bone_lengths_of(points, skeleton), config.refine.bone_length_sigma, config.bone_spread_factor
+            bone_lengths_of(points, skeleton), config.refine.bone_length_sigma, config.refine.bone_length_spread
         )
     temporal = TemporalPrior("smooth") if config.refine.temporal_weight > 0 else None
     chunks: list[FusionResult] = []
@@ -453,7 +454,7 @@ class StreamingFuser:
         bone_prior = None
         if config.bone_lengths and len(self._bone_window) >= 5:
             bone_prior = estimate_bone_prior(
-                np.stack(self._bone_window), settings.bone_length_sigma, config.bone_spread_factor
+                np.stack(self._bone_window), settings.bone_length_sigma, settings.bone_length_spread
             )
         temporal = None
         if prediction is not None and settings.temporal_weight > 0:

@@ -18,7 +18,8 @@ within an iteration (it depends on the mean only through depth). The splat size 
 geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
 start into the basin, a narrow one then rejects disagreeing views).
 
-A 4-view, 17-joint frame takes about a millisecond on one CPU core, against tens for Adam through torch autograd.
+Five iterations on a 4-view, 17-joint frame take about 2 ms on one CPU core (measured on the project machine),
+against about 30 ms for 15 Adam steps through torch autograd.
 """
 
 from __future__ import annotations

@@ -63,6 +63,8 @@ class RefineConfig:
         symmetry_weight: weight of the forearm/lower-leg symmetry term (paper: 1e-5 per mm = 1e-2 per metre).
         bone_length_weight: weight of the per-subject bone-length term (0 = off).
         bone_length_sigma: smallest tolerance of the bone-length term (world units; see ``BonePrior``).
+        bone_length_spread: each bone's tolerance widens to this many robust standard deviations of the length
+            samples it was estimated from (0 = ``bone_length_sigma`` for every bone).
         temporal_weight: weight of the temporal term (0 = off).
         temporal_sigma: tolerance of the temporal term (world units per frame^2 offline, world units streaming).
         frame_chunk: frames optimised together (bounds memory; the temporal term only couples within a chunk).
@@ -92,6 +94,7 @@ class RefineConfig:
     symmetry_weight: float = 1e-2
     bone_length_weight: float = 0.0
     bone_length_sigma: float = 0.01
+    bone_length_spread: float = 0.0
     temporal_weight: float = 0.0
     temporal_sigma: float = 0.01
     frame_chunk: int = 64

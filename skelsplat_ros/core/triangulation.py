@@ -76,10 +76,17 @@ def reprojection_errors(rig: CameraRig, points: np.ndarray, uv: np.ndarray) -> n
     return np.linalg.norm(project_pinhole(rig, points) - uv, axis=-1)
 
 
+MAX_PIXEL = 1e6
+"""Keypoint coordinates beyond this (px, either sign) are garbage: no sensor is that large, and such values
+overflow the triangulation's linear algebra."""
+
+
 def valid_observations(keypoints: np.ndarray, min_confidence: float = 0.0) -> np.ndarray:
-    """Boolean ``[V, ...]``: finite pixel and confidence above ``min_confidence`` for ``keypoints [V, ..., 3]``."""
+    """Boolean ``[V, ...]``: a pixel within ``MAX_PIXEL`` and a confidence above ``min_confidence`` for
+    ``keypoints [V, ..., 3]``."""
     with np.errstate(invalid="ignore"):
-        return np.isfinite(keypoints[..., :2]).all(axis=-1) & (np.nan_to_num(keypoints[..., 2]) > min_confidence)
+        sane = (np.abs(keypoints[..., :2]) <= MAX_PIXEL).all(axis=-1)  # False for NaN and inf too
+        return sane & (np.nan_to_num(keypoints[..., 2]) > min_confidence)
 
 
 def triangulate_dlt(rig: CameraRig, uv: np.ndarray, weights: np.ndarray | None = None, min_views: int = 2) -> np.ndarray:

@@ -73,7 +73,11 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "(1 = always fuse the newest frame: lowest latency when fusion is slower than the cameras).", 1, 100),
     ParamSpec("preset", "default", "Fusion preset: default or paper."),
     ParamSpec("method", "skelsplat", "Fusion method: skelsplat, robust, triangulate or dlt."),
-    ParamSpec("backend", "auto", "Renderer of the SkelSplat refinement (auto = the preset's choice)."),
+    ParamSpec(
+        "backend", "auto",
+        "Renderer of the SkelSplat refinement: auto = the preset's choice (default: Gauss-Newton on the closed-form "
+        "objective, no renderer); raster or gsplat = Adam steps through that renderer.",
+    ),
     ParamSpec("threads", 1, "torch CPU threads of the fusion thread (0 = torch's default).", 0, 256),
     ParamSpec("publish_tf", True, "Publish one TF frame per joint, <tf_prefix><joint>_<id> (REP-155 style)."),
     ParamSpec("tf_prefix", "", "Prefix of the joint TF frame names."),
