@@ -128,7 +128,6 @@ class Monitor:
     keep_joints: bool = False
     records: list[FrameRecord] = field(default_factory=list)
     ground_truth: collections.OrderedDict = field(default_factory=collections.OrderedDict)
-    ground_truth_count: int = 0
     diagnostics: dict[str, str] = field(default_factory=dict)
     diagnostics_message: str = ""
     diagnostics_history: list[tuple[float, dict[str, str]]] = field(default_factory=list)
@@ -148,7 +147,6 @@ class Monitor:
 
         if not msg.skeletons:
             return
-        self.ground_truth_count += 1
         self.ground_truth[stamp_to_ns(msg.header.stamp)] = skeleton_arrays(msg.skeletons[0])[0]
         while len(self.ground_truth) > 5000:
             self.ground_truth.popitem(last=False)
@@ -176,6 +174,16 @@ class Monitor:
                 self.diagnostics_message = status.message
                 self.diagnostics_history.append((time.time(), dict(self.diagnostics)))
 
+    def frame_counts(self, start: float, stop: float) -> tuple[int, int]:
+        """Frames captured with a stamp in ``[start, stop)`` (wall-clock seconds) and how many of them came out fused.
+
+        Captured = every stamp seen on ``ground_truth`` or ``skeletons``: a ground-truth message lost on the way
+        must not make the node look as if it fused more frames than were captured.
+        """
+        fused = {r.stamp_ns for r in self.records if start <= r.stamp < stop}
+        truth = {ns for ns in self.ground_truth if start <= ns * 1e-9 < stop}
+        return len(fused | truth), len(fused)
+
     def latencies(self, since: float = 0.0) -> np.ndarray:
         return np.array([r.received - r.stamp for r in self.records if r.received >= since])
 
@@ -192,16 +200,16 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
 
-def summary_lines(monitor: Monitor, started: float) -> list[str]:
+def summary_lines(monitor: Monitor, started: float, stopped: float) -> list[str]:
     lat = monitor.latencies(started) * 1e3
     err = monitor.errors(started) * 1e3
-    out = len(monitor.records)
-    truth = max(monitor.ground_truth_count, 1)
+    # The last half second of captures may still be in flight when the run stops.
+    captured, out = monitor.frame_counts(started, stopped - 0.5)
     lines = [
         "",
         "summary",
-        f"  frames captured (ground truth)   {monitor.ground_truth_count}",
-        f"  frames fused and received        {out}  ({100.0 * out / truth:.1f} %)",
+        f"  frames captured                  {captured}",
+        f"  frames fused and received        {out}  ({100.0 * out / max(captured, 1):.1f} %)",
         f"  MPJPE mm  mean / median / p95    {_fmt(np.nanmean(err) if np.isfinite(err).any() else np.nan)} / "
         f"{_fmt(_percentile(err, 50))} / {_fmt(_percentile(err, 95))}",
         f"  latency ms  median / p95 / p99   {_fmt(_percentile(lat, 50))} / {_fmt(_percentile(lat, 95))} / "
@@ -213,7 +221,7 @@ def summary_lines(monitor: Monitor, started: float) -> list[str]:
                      f"max {diag.get('fusion_time_max_ms', '-')}")
         drops = {k: v for k, v in diag.items()
                  if k.startswith(("dropped.", "rejected.", "fusion_errors", "nonfinite")) and v != "0"}
-        lines.append("  drops by reason                  " + (", ".join(f"{k}={v}" for k, v in sorted(drops.items()))
+        lines.append("  drops since the node started     " + (", ".join(f"{k}={v}" for k, v in sorted(drops.items()))
                                                              or "none"))
         lines.append(f"  node status                      {monitor.diagnostics_message}")
     return lines
@@ -320,7 +328,6 @@ def run_demo(args: argparse.Namespace) -> int:
                 return 1
         started = time.time()
         monitor.records.clear()
-        monitor.ground_truth_count = 0
         if not quiet:
             print(f"{'t (s)':>6} {'fused/s':>8} {'MPJPE mm':>9} {'lat med':>8} {'lat p95':>8} {'views':>6}  status")
         next_print = started + 1.0
@@ -353,7 +360,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     print(f"skelsplat demo: error: {name} exited ({proc.returncode}):\n"
                           + _tail(workdir / f"{name}.log"), file=sys.stderr)
                     return 1
-        for line in summary_lines(monitor, started):
+        for line in summary_lines(monitor, started, time.time()):
             print(line)
         plot = getattr(args, "plot", "out/demo.png")
         if plot:
