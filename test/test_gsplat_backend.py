@@ -451,6 +451,10 @@ def test_gsplat_unavailable_reason_stays_one_line_when_the_build_fails(monkeypat
     reason = gsplat_unavailable_reason()
     assert isinstance(reason, str) and "\n" not in reason and len(reason) <= 400, reason
     assert "gsplat_cuda" in reason
+    # The failed build is remembered: asking again (auto does, per refinement) does not rebuild.
+    attempts = []
+    fake_backend.__getattr__ = lambda name: attempts.append(name) or failing_getattr(name)
+    assert gsplat_unavailable_reason() == reason and not attempts
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,10 @@ gsplat is optional (``pip install .[gsplat]``) and has no CPU rasteriser: asking
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import types
+import weakref
 
 import torch
 
@@ -38,6 +41,18 @@ def gsplat_unavailable_reason() -> str | None:
         return "the gsplat backend needs CUDA, and torch sees no CUDA device here (use --backend raster or analytic)"
     if importlib.util.find_spec("gsplat") is None:
         return f"the gsplat backend needs the gsplat package: pip install 'gsplat=={GSPLAT_VERSION}'"
+    package = importlib.import_module("gsplat")
+    if package not in _EXTENSION_STATUS:
+        _EXTENSION_STATUS[package] = _load_extension()
+    return _EXTENSION_STATUS[package]
+
+
+_EXTENSION_STATUS: weakref.WeakKeyDictionary[types.ModuleType, str | None] = weakref.WeakKeyDictionary()
+"""Outcome of loading the CUDA extension, per imported gsplat package: a failed JIT build is not retried on every
+call (Python does not cache failed imports, and each attempt can take minutes)."""
+
+
+def _load_extension() -> str | None:
     try:
         # Importing the backend triggers gsplat's JIT build of its CUDA sources on first use.
         from gsplat.cuda._backend import _C
