@@ -11,7 +11,7 @@ never installed), and extracts only:
   detections, 100 frames x 4 cameras, 2-3 people per frame, copied to ``pose/cam0N_json/``;
 - the wheel's licence, as ``LICENSE_pose2sim``.
 
-It also writes ``keypoints.npz`` (the most confident person per file, ``fps = 60``, ``skeleton = body25b``; see
+It also writes ``keypoints.npz`` (the subject followed file to file, ``fps = 60``, ``skeleton = body25b``; see
 ``skelsplat_ros.core.keypoints_io``). Running it again does nothing when everything is there.
 
 ``--check`` triangulates every keypoint with plain (unweighted) DLT from all views that detected it with confidence

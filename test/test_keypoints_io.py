@@ -11,6 +11,7 @@ import pytest
 from skelsplat_ros.core.calibration import load_qualisys_qca
 from skelsplat_ros.core.keypoints_io import (
     JSON_SUBJECT_RULE,
+    SUBJECT_MAX_MISSED,
     KeypointSet,
     KeypointsError,
     align_to_rig,
@@ -148,8 +149,10 @@ def test_openpose_folder_round_trip_with_distractors_and_missing(tmp_path):
     ks = _random_set(views=3, frames=6, joints=25)
     ks = KeypointSet(ks.keypoints, ks.cameras, None, "body25b", np.arange(10, 16))
     rng = np.random.default_rng(1)
-    # two bystanders per file, with lower confidence, written before the subject
-    others = np.concatenate([rng.uniform(0, 500, (3, 6, 2, 25, 2)), rng.uniform(0.0, 0.04, (3, 6, 2, 25, 1))], axis=-1)
+    # two bystanders per file, away from the subject and less confident, written before the subject
+    others = np.concatenate(
+        [rng.uniform(4000, 4500, (3, 6, 2, 25, 2)), rng.uniform(0.0, 0.04, (3, 6, 2, 25, 1))], axis=-1
+    )
     save_openpose_folder(ks, tmp_path / "pose", others=others)
     first = json.loads((tmp_path / "pose" / "cam1_json" / "cam1_000000000010_keypoints.json").read_text())
     assert len(first["people"]) == 3 and len(first["people"][0]["pose_keypoints_2d"]) == 75
@@ -159,7 +162,8 @@ def test_openpose_folder_round_trip_with_distractors_and_missing(tmp_path):
     keep = np.ones((3, 6), dtype=bool)
     keep[1, 2] = False
     np.testing.assert_allclose(back.keypoints[keep], ks.keypoints[keep])  # subject chosen, NaN/0 kept
-    # view 1 frame 2 has no subject (only the bystanders were written): the rule then takes the best bystander
+    # view 1 frame 2 has no subject (only the bystanders were written), none near the last subject: the rule then
+    # takes the most confident bystander, and comes back to the subject in frame 3 (the bystander is far from it)
     best = int(np.argmax(others[1, 2, :, :, 2].mean(axis=-1)))
     np.testing.assert_allclose(back.keypoints[1, 2], others[1, 2, best])
     # without bystanders the empty frame is written as "people": [] and reads back as missing
@@ -190,6 +194,24 @@ def test_json_most_confident_person_and_zero_means_missing(tmp_path):
     assert np.isnan(ks.keypoints[:, 0, 5, :2]).all() and np.all(ks.keypoints[:, 0, 5, 2] == 0)
     assert np.isnan(ks.keypoints[:, 1, :, :2]).all() and np.all(ks.confidence[:, 1] == 0)
     assert "highest mean keypoint confidence" in JSON_SUBJECT_RULE
+
+
+def test_json_subject_is_followed_when_a_bystander_becomes_more_confident(tmp_path):
+    folder = tmp_path / "pose"
+    for frame in range(4):
+        subject = _person(17, 0.8 if frame == 0 else 0.4, 300.0 + 5.0 * frame)  # walks right, fades
+        bystander = _person(17, 0.6, 900.0)
+        people = [bystander, subject] if frame != 2 else [bystander]  # frame 2: the subject is not detected
+        _write_json(folder / "a_json" / f"a_{frame:06d}.json", people)
+    ks = load_keypoints(folder)
+    np.testing.assert_allclose(ks.keypoints[0, [0, 1, 3], 0, 0], [300.0, 305.0, 315.0])  # not the bystander
+    assert ks.keypoints[0, 2, 0, 0] == 900.0  # nobody near the subject: the most confident person
+    # gone for longer than SUBJECT_MAX_MISSED files: the person shown instead becomes the one followed
+    for frame in range(4, 5 + SUBJECT_MAX_MISSED):
+        _write_json(folder / "a_json" / f"a_{frame:06d}.json", [_person(17, 0.6, 900.0)])
+    _write_json(folder / "a_json" / f"a_{5 + SUBJECT_MAX_MISSED:06d}.json",
+                [_person(17, 0.9, 320.0), _person(17, 0.6, 902.0)])
+    assert load_keypoints(folder).keypoints[0, -1, 0, 0] == 902.0
 
 
 def test_json_alignment_by_frame_number_and_shifted_numbering(tmp_path):
@@ -235,9 +257,15 @@ def test_real_pose2sim_json_files():
     valid = chosen[:, 2] > 0
     np.testing.assert_allclose(ks.keypoints[0, 0][valid], chosen[valid])
     assert np.isnan(ks.keypoints[0, 0][~valid, :2]).all()
-    # known limit of the rule, on real data: in cam01 frame 37 OpenPose split the subject into two partial people
-    # and the bystander at the left image edge has the highest mean confidence, so it is the one chosen
-    assert np.nanmean(ks.keypoints[0, 1, :, 0]) < 100 < np.nanmean(ks.keypoints[0, 0, :, 0])
+    # in cam01 frame 37 OpenPose split the subject into two partial people, and the bystander at the left image
+    # edge has the highest mean confidence: following the subject from frame 36 keeps the nearer partial person
+    raw = json.loads((DATA / "pose2sim_demo_json" / "cam01_json" / "cam01.0037.json").read_text())
+    people = [np.array(p["pose_keypoints_2d"]).reshape(25, 3) for p in raw["people"]]
+    scores = [p[:, 2].mean() for p in people]
+    assert np.nanmean(people[int(np.argmax(scores))][:, 0]) < 100  # the bystander: what confidence alone picks
+    valid = people[1][:, 2] > 0
+    assert np.nanmean(people[1][valid, 0]) > 300
+    np.testing.assert_allclose(ks.keypoints[0, 1][valid], people[1][valid])
 
 
 def test_json_errors(tmp_path):

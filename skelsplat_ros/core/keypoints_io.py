@@ -30,18 +30,25 @@ __all__ = [
     "KeypointsError",
     "KeypointSet",
     "JSON_SUBJECT_RULE",
+    "SUBJECT_MAX_MISSED",
     "load_keypoints",
     "save_keypoints_npz",
     "save_openpose_folder",
     "align_to_rig",
 ]
 
+SUBJECT_MAX_MISSED = 5
+"""Files in a row without anybody near the followed subject before the most confident person becomes the new one."""
 JSON_SUBJECT_RULE = (
-    "In OpenPose/Pose2Sim JSON folders, the subject fused in each frame of each camera is the person with the "
-    "highest mean keypoint confidence (missing keypoints count as 0); the other people are ignored. "
-    "A keypoint written as x = y = 0 with confidence 0 is missing."
+    "In OpenPose/Pose2Sim JSON folders, each camera's subject is followed from file to file: in its first file with "
+    "people it is the person with the highest mean keypoint confidence (missing keypoints count as 0); in each "
+    "later file, the person nearest the subject last followed (median pixel distance over the keypoints both have), "
+    "when that is under half the subject's size; else the most confident person, who becomes the one followed "
+    f"after {SUBJECT_MAX_MISSED} files in a row without the subject. The other people are ignored. A keypoint "
+    "written as x = y = 0 with confidence 0 is missing."
 )
 """One-paragraph description of how JSON people are reduced to one subject (quoted by the CLI's --help)."""
+
 
 
 class KeypointsError(ValueError):
@@ -249,8 +256,8 @@ def _natural_key(text: str) -> list[Any]:
     return [(0, int(c), "") if c.isdigit() else (1, 0, c) for c in re.split(r"(\d+)", text) if c]
 
 
-def _read_subject(file: Path) -> np.ndarray | None:
-    """The most confident person of one OpenPose JSON file, ``[J, 3]``, or None when the file has no people."""
+def _read_people(file: Path) -> list[np.ndarray]:
+    """Every person of one OpenPose JSON file, each ``[J, 3]`` with missing keypoints (0, 0, 0) as NaN pixels."""
     try:
         with open(file, encoding="utf-8") as handle:
             data = json.load(handle)
@@ -259,7 +266,7 @@ def _read_subject(file: Path) -> np.ndarray | None:
     people = data.get("people") if isinstance(data, dict) else None
     if not isinstance(people, list):
         raise KeypointsError(f"{file}: no 'people' list (is this an OpenPose JSON file?)")
-    best, best_score = None, -np.inf
+    found: list[np.ndarray] = []
     for index, person in enumerate(people):
         flat = person.get("pose_keypoints_2d") if isinstance(person, dict) else None
         if flat is None:
@@ -272,21 +279,56 @@ def _read_subject(file: Path) -> np.ndarray | None:
             raise KeypointsError(
                 f"{file}: person {index} 'pose_keypoints_2d' has {values.size} values, not a multiple of 3 (x, y, c)"
             )
-        person_kp = values.reshape(-1, 3)
-        if best is not None and person_kp.shape != best.shape:
+        person_kp = values.reshape(-1, 3).copy()
+        if found and person_kp.shape != found[0].shape:
             raise KeypointsError(
-                f"{file}: people have different joint counts ({best.shape[0]} and {person_kp.shape[0]})"
+                f"{file}: people have different joint counts ({found[0].shape[0]} and {person_kp.shape[0]})"
             )
-        conf = np.nan_to_num(person_kp[:, 2], nan=0.0, posinf=0.0, neginf=0.0).clip(0.0, 1.0)
-        score = float(conf.mean())
-        if score > best_score:
-            best, best_score = person_kp, score
-    if best is None:
-        return None
-    best = best.copy()
-    missing = (best[:, 0] == 0) & (best[:, 1] == 0) & (best[:, 2] == 0)
-    best[missing, :2] = np.nan
-    return best
+        missing = (person_kp[:, 0] == 0) & (person_kp[:, 1] == 0) & (person_kp[:, 2] == 0)
+        person_kp[missing, :2] = np.nan
+        found.append(person_kp)
+    return found
+
+
+class _SubjectTracker:
+    """Follows one camera's subject from file to file (see :data:`JSON_SUBJECT_RULE`)."""
+
+    def __init__(self) -> None:
+        self.reference: np.ndarray | None = None
+        self.missed = 0
+
+    def choose(self, people: list[np.ndarray]) -> np.ndarray | None:
+        """The subject among ``people`` (each ``[J, 3]``), or None when the file has nobody."""
+        if not people:
+            return None
+        nearest = self._nearest(people)
+        if nearest is not None:
+            self.reference, self.missed = nearest, 0
+            return nearest
+        scores = [float(np.nan_to_num(p[:, 2], nan=0.0, posinf=0.0, neginf=0.0).clip(0.0, 1.0).mean()) for p in people]
+        chosen = people[int(np.argmax(scores))]
+        # The subject may be hidden for a few files: keep following it, unless it has been gone for too long.
+        self.missed += 1
+        if self.reference is None or self.missed > SUBJECT_MAX_MISSED:
+            self.reference, self.missed = chosen, 0
+        return chosen
+
+    def _nearest(self, people: list[np.ndarray]) -> np.ndarray | None:
+        previous = self.reference
+        if previous is None or previous.shape != people[0].shape:
+            return None
+        seen = np.isfinite(previous[:, :2]).all(-1) & (np.nan_to_num(previous[:, 2]) > 0)
+        if not seen.any():
+            return None
+        extent = np.nanmax(previous[seen, :2], axis=0) - np.nanmin(previous[seen, :2], axis=0)
+        gate = 0.5 * max(float(np.linalg.norm(extent)), 1.0)
+        distances = []
+        for person in people:
+            both = seen & np.isfinite(person[:, :2]).all(-1) & (np.nan_to_num(person[:, 2]) > 0)
+            gap = np.linalg.norm(person[both, :2] - previous[both, :2], axis=-1)
+            distances.append(float(np.median(gap)) if gap.size else np.inf)
+        best = int(np.argmin(distances))
+        return people[best] if distances[best] < gate else None
 
 
 def _camera_folders(path: Path) -> list[Path]:
@@ -310,11 +352,12 @@ def _load_json_folder(path: Path, skeleton: str | None, fps: float | None) -> Ke
         if not files:
             raise KeypointsError(f"{folder}: no .json files")
         frames: dict[int, np.ndarray | None] = {}
+        tracker = _SubjectTracker()
         for file in files:
             number = _frame_number(file)
             if number in frames:
                 raise KeypointsError(f"{folder}: two files carry frame number {number} (e.g. {file.name})")
-            subject = _read_subject(file)
+            subject = tracker.choose(_read_people(file))
             if subject is not None:
                 if joints is None:
                     joints = subject.shape[0]
