@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from skelsplat_ros.core.calibration import load_calibration
-from skelsplat_ros.core.fusion import StreamingFuser, concatenate_results, fuse_offline, preset_config
+from skelsplat_ros.core.fusion import fuse_offline, fuse_streaming, preset_config
 from skelsplat_ros.core.keypoints_io import align_to_rig, load_keypoints
 from skelsplat_ros.core.skeleton import get_skeleton
 
@@ -57,12 +57,7 @@ def main() -> int:
         return lambda: fuse_offline(rig, skeleton, keypoints, config)
 
     def streaming(config):
-        def run():
-            fuser = StreamingFuser(rig, skeleton, config)
-            parts = [fuser.step(keypoints[:, f], f / fps) for f in range(keypoints.shape[1])]
-            return concatenate_results(parts, names)
-
-        return run
+        return lambda: fuse_streaming(rig, skeleton, keypoints, config, fps)
 
     methods = {
         "DLT": offline(preset_config("default", "dlt")),

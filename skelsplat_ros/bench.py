@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.fusion import FusionConfig, StreamingFuser, concatenate_results, fuse_offline, preset_config
+from .core.fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
 from .core.simulation import RIG_KINDS, Scenario, make_scenario
 
 OUTLIER_MM = 150.0
@@ -69,13 +69,13 @@ def _offline(config: FusionConfig):
 
 def _streaming(config: FusionConfig):
     def run(scenario: Scenario, frames: int) -> tuple[np.ndarray, list[float]]:
-        fuser = StreamingFuser(scenario.rig, scenario.skeleton, config)
-        times, parts = [], []
-        for f in range(frames):
-            start = time.perf_counter()
-            parts.append(fuser.step(scenario.keypoints[:, f], f / scenario.fps))
-            times.append(time.perf_counter() - start)
-        return concatenate_results(parts, list(scenario.skeleton.joint_names)).joints, times
+        # Per-frame times from the progress callback, which runs right after each frame.
+        clock = [time.perf_counter()]
+        result = fuse_streaming(
+            scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config, scenario.fps,
+            progress=lambda done, total: clock.append(time.perf_counter()),
+        )
+        return result.joints, np.diff(clock).tolist()
 
     return run
 

@@ -31,7 +31,7 @@ def _fuse(args: argparse.Namespace) -> int:
 
     from .core.calibration import load_calibration
     from .core.export import check_result_path, save_result
-    from .core.fusion import StreamingFuser, concatenate_results, fuse_offline, preset_config
+    from .core.fusion import fuse_offline, fuse_streaming, preset_config
     from .core.keypoints_io import align_to_rig, load_keypoints
     from .core.renderers import get_renderer
     from .core.skeleton import get_skeleton
@@ -58,13 +58,7 @@ def _fuse(args: argparse.Namespace) -> int:
     if args.mode == "offline":
         result = fuse_offline(rig, skeleton, data, config, progress=progress)
     else:
-        fuser = StreamingFuser(rig, skeleton, config)
-        period = 1.0 / (keypoints.fps or 30.0)
-        frames = []
-        for f in range(num_frames):
-            frames.append(fuser.step(data[:, f], f * period))
-            progress(f + 1, num_frames)
-        result = concatenate_results(frames, list(skeleton.joint_names))
+        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or 30.0, progress=progress)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     save_result(

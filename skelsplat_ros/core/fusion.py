@@ -97,6 +97,11 @@ class FusionConfig:
         if self.min_views < 2:
             raise ValueError("min_views must be at least 2")
 
+    @property
+    def triangulation(self) -> str:
+        """The triangulation run first: the method itself for the baselines, the initial guess for ``skelsplat``."""
+        return self.init if self.method == "skelsplat" else self.method
+
 
 def preset_config(preset: str = "default", method: str = "skelsplat", backend: str | None = None) -> FusionConfig:
     """The named preset, for ``method``, with the renderer ``backend`` overriding the preset's when given.
@@ -330,8 +335,7 @@ def fuse_offline(
         raise ValueError(f"keypoints have {uv.shape[2]} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     names = list(skeleton.joint_names)
     num_frames = uv.shape[1]
-    init_method = config.method if config.method != "skelsplat" else config.init
-    points, support = triangulate_baseline(rig, uv, confidence, config, init_method)
+    points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)
     if config.method != "skelsplat":
         cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
         if progress:
@@ -360,6 +364,30 @@ def fuse_offline(
         if progress:
             progress(sl.stop, num_frames)
     return concatenate_results(chunks, names)
+
+
+def fuse_streaming(
+    rig: CameraRig,
+    skeleton: Skeleton,
+    keypoints: np.ndarray,
+    config: FusionConfig,
+    fps: float,
+    progress: Callable[[int, int], None] | None = None,
+) -> FusionResult:
+    """A recording ``[V, F, J, 3]`` through :class:`StreamingFuser`, frame by frame at ``fps``: what a live node
+    would have published.
+
+    Args:
+        progress: called as ``progress(frames_done, total)`` after each frame.
+    """
+    fuser = StreamingFuser(rig, skeleton, config)
+    num_frames = keypoints.shape[1]
+    frames = []
+    for f in range(num_frames):
+        frames.append(fuser.step(keypoints[:, f], f / fps))
+        if progress:
+            progress(f + 1, num_frames)
+    return concatenate_results(frames, list(skeleton.joint_names))
 
 
 def _fallback_position(points: np.ndarray) -> np.ndarray:
@@ -435,8 +463,7 @@ class StreamingFuser:
             self.reset()
         uv, confidence = _split_keypoints(self.rig, keypoints[:, None])
         config, names = self.config, list(self.skeleton.joint_names)
-        init_method = config.method if config.method != "skelsplat" else config.init
-        points, support = triangulate_baseline(self.rig, uv, confidence, config, init_method)
+        points, support = triangulate_baseline(self.rig, uv, confidence, config, config.triangulation)
         if config.method != "skelsplat":
             cov = linear_covariance(self.rig, points, support, config.nominal_pixel_sigma)
             return _summarise(self.rig, points, uv, support, cov, names)

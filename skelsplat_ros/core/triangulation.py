@@ -130,6 +130,26 @@ def view_subsets(num_views: int, min_views: int) -> np.ndarray:
     return np.array(subsets, dtype=bool).reshape(-1, num_views)
 
 
+def _usable_views(
+    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, min_confidence: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Observations the subset searches may use ``[V, ...]`` (finite pixel, confidence >= ``min_confidence``) and
+    their confidence-weighted DLT normal matrices ``[V, ..., 4, 4]`` (zero where unusable)."""
+    weights = np.where(np.isfinite(confidence) & (confidence >= min_confidence), confidence, 0.0)
+    usable = (weights > 0) & np.isfinite(uv).all(axis=-1)
+    return usable, _view_normal_matrices(rig, uv, np.where(usable, weights, 0.0))
+
+
+def _fit_views(normal: np.ndarray, used: np.ndarray, P: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``[..., 3]`` solving summed normal matrices ``[..., 4, 4]``, and their mean reprojection error over the
+    ``used [V, ...]`` views of ``uv [V, ..., 2]`` (``P [V, 3, 4]``); ``inf`` where the point or an error is not finite."""
+    points = _solve_normal(normal)
+    with np.errstate(invalid="ignore"):
+        errors = np.where(used, np.linalg.norm(_project(P, points) - uv, axis=-1), 0.0)
+    mean = errors.sum(axis=0) / np.maximum(used.sum(axis=0), 1)
+    return points, np.where(np.isfinite(mean) & np.isfinite(points).all(axis=-1), mean, np.inf)
+
+
 def triangulate_robust(
     rig: CameraRig,
     uv: np.ndarray,
@@ -150,10 +170,8 @@ def triangulate_robust(
         max_subsets: cap on the subsets tried (largest sizes first), which bounds the cost for many cameras.
     """
     num_views = uv.shape[0]
-    weights = np.where(np.isfinite(confidence) & (confidence >= min_confidence), confidence, 0.0)
-    valid = (weights > 0) & np.isfinite(uv).all(axis=-1)
-    weights = np.where(valid, weights, 0.0)
-    per_view = _view_normal_matrices(rig, uv, weights)  # [V, ..., 4, 4]
+    valid, per_view = _usable_views(rig, uv, confidence, min_confidence)
+    P = rig.projection_matrices
     subsets = view_subsets(num_views, min_views)[:max_subsets]
 
     batch_shape = uv.shape[1:-1]
@@ -168,10 +186,7 @@ def triangulate_robust(
         complete = size == subset.sum()
         if not complete.any():
             continue
-        points = _solve_normal(np.tensordot(subset.astype(np.float64), per_view, axes=(0, 0)))
-        with np.errstate(invalid="ignore"):
-            err = np.where(used, reprojection_errors(rig, points, uv), 0.0).sum(axis=0) / np.maximum(size, 1)
-        err = np.where(np.isfinite(err) & np.isfinite(points).all(axis=-1), err, np.inf)
+        points, err = _fit_views(np.tensordot(subset.astype(np.float64), per_view, axes=(0, 0)), used, P, uv)
         better = complete & (err < threshold_px) & ((size > best_size) | ((size == best_size) & (err < best_error)))
         best_points = np.where(better[..., None], points, best_points)
         best_error = np.where(better, err, best_error)
@@ -216,18 +231,12 @@ def triangulate_greedy(
     where the exhaustive search grows as ``2^V``. A point whose views never agree is NaN.
     """
     num_views = uv.shape[0]
-    weights = np.where(np.isfinite(confidence) & (confidence >= min_confidence), confidence, 0.0)
-    used = (weights > 0) & np.isfinite(uv).all(axis=-1)
-    per_view = _view_normal_matrices(rig, uv, np.where(used, weights, 0.0))  # [V, ..., 4, 4]
+    used, per_view = _usable_views(rig, uv, confidence, min_confidence)
     P = rig.projection_matrices
     view_axis = np.arange(num_views).reshape((-1,) + (1,) * (uv.ndim - 2))
 
     def solve(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        points = _solve_normal((per_view * mask[..., None, None]).sum(axis=0))
-        with np.errstate(invalid="ignore"):
-            errors = np.where(mask, np.linalg.norm(_project(P, points) - uv, axis=-1), 0.0)
-        mean = errors.sum(axis=0) / np.maximum(mask.sum(axis=0), 1)
-        return points, np.where(np.isfinite(mean) & np.isfinite(points).all(axis=-1), mean, np.inf)
+        return _fit_views((per_view * mask[..., None, None]).sum(axis=0), mask, P, uv)
 
     points, mean_error = solve(used)
     for _ in range(num_views - min_views):
