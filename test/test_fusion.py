@@ -11,9 +11,9 @@ from skelsplat_ros.core.fusion import (
     EXHAUSTIVE_MAX_VIEWS,
     FusionConfig,
     StreamingFuser,
-    concatenate_results,
     estimate_bone_prior,
     fuse_offline,
+    fuse_streaming,
     hampel_clean,
     preset_config,
     triangulate_baseline,
@@ -33,10 +33,8 @@ def lab_take():
 
 
 def _stream(config: FusionConfig, take, frames: int | None = None):
-    fuser = StreamingFuser(take.rig, take.skeleton, config)
-    frames = frames or take.num_frames
-    parts = [fuser.step(take.keypoints[:, f], f / take.fps) for f in range(frames)]
-    return concatenate_results(parts, list(take.skeleton.joint_names)), fuser
+    keypoints = take.keypoints[:, :frames] if frames else take.keypoints
+    return fuse_streaming(take.rig, take.skeleton, keypoints, config, take.fps)
 
 
 # --- configuration ----------------------------------------------------------------------------------------------
@@ -111,7 +109,7 @@ def test_default_offline_beats_robust_triangulation(lab_take):
 
 def test_default_streaming_beats_robust_triangulation(lab_take):
     robust = fuse_offline(lab_take.rig, lab_take.skeleton, lab_take.keypoints, preset_config("default", "robust"))
-    fused, _ = _stream(preset_config("default"), lab_take)
+    fused = _stream(preset_config("default"), lab_take)
     assert _mpjpe(fused.joints, lab_take.ground_truth) < 0.9 * _mpjpe(robust.joints, lab_take.ground_truth)
     estimated = np.isfinite(fused.joints).all(-1)
     cov = fused.covariance[estimated]
@@ -121,7 +119,7 @@ def test_default_streaming_beats_robust_triangulation(lab_take):
 
 
 def test_streaming_raster_backend_runs_adam(lab_take):
-    fused, _ = _stream(preset_config("default", backend="raster"), lab_take, frames=3)
+    fused = _stream(preset_config("default", backend="raster"), lab_take, frames=3)
     assert np.isfinite(fused.joints).all(-1).mean() > 0.9
 
 
@@ -155,6 +153,6 @@ def test_streaming_without_priors_matches_a_fresh_fuser_per_frame(lab_take):
     config = replace(
         base, bone_lengths=False, streaming_refine=replace(base.streaming_refine, temporal_weight=0.0), gate_distance=1e9
     )
-    fused, _ = _stream(config, lab_take, frames=6)
+    fused = _stream(config, lab_take, frames=6)
     fresh = StreamingFuser(lab_take.rig, lab_take.skeleton, config).step(lab_take.keypoints[:, 5], 5 / 30)
     np.testing.assert_allclose(fused.joints[5], fresh.joints[0])

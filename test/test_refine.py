@@ -112,8 +112,8 @@ def test_each_iteration_lowers_the_objective(scene):
     objective = _gn_objective(rig, noisy, confidence, config, start)
     means, energies = start, [objective.energy(start, config.init_sigma)]
     for _ in range(6):
-        means, energy = minimise(objective, means, [config.init_sigma], config.init_sigma)
-        energies.append(energy)
+        means = minimise(objective, means, [config.init_sigma])
+        energies.append(objective.energy(means, config.init_sigma))
     assert (np.diff(np.stack(energies), axis=0) <= 1e-9).all()
     assert (energies[-1] < 0.5 * energies[0]).all()
 

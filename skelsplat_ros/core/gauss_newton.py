@@ -168,19 +168,15 @@ class GaussNewtonObjective:
         delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
         return energy, delta.reshape(num_frames, num_joints, 3)
 
-    def overlap(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)`` ``[V, F, J]`` and depth."""
-        _, (_, d, *_, overlap, depth) = self._image(means, sigma)
-        return np.linalg.norm(d, axis=-1), overlap, depth
+    def evaluate(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The objective ``[F]``, reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)``
+        ``[V, F, J]`` and depth ``[V, F, J]`` at ``means``, from one evaluation."""
+        image, (_, d, *_, overlap, depth) = self._image(means, sigma)
+        return image + self._priors(means), np.linalg.norm(d, axis=-1), overlap, depth
 
 
-def minimise(
-    objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float], final_sigma: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``.
-
-    Returns the means ``[F, J, 3]`` and the objective per frame ``[F]`` for splats of size ``final_sigma``.
-    """
+def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float]) -> np.ndarray:
+    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``: the means ``[F, J, 3]``."""
     means = init.copy()
     for sigma in sigmas:
         current, delta = objective.step(means, sigma)
@@ -196,7 +192,7 @@ def minimise(
             if not pending.any():
                 break
             scale = np.where(pending, 0.5 * scale, scale)
-    return means, objective.energy(means, final_sigma)
+    return means
 
 
 def sigma_schedule(start: float | None, end: float, iterations: int) -> list[float]:

@@ -400,8 +400,8 @@ def _refine_gauss_newton(
         temporal_scale=temporal_scale,
     )
     sigmas = sigma_schedule(config.splat_sigma_start, config.init_sigma, config.steps)
-    means, final = minimise(objective, np.nan_to_num(init_means), sigmas, config.init_sigma)
-    distance, overlap, depth = objective.overlap(means, config.init_sigma)
+    means = minimise(objective, np.nan_to_num(init_means), sigmas)
+    final, distance, overlap, depth = objective.evaluate(means, config.init_sigma)
     missing = (weights <= 0) | (depth <= 0)
     covariances = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)
     return RefineResult(
