@@ -14,7 +14,7 @@ setup(
     author_email="skelsplat@example.org",
     python_requires=">=3.10",
     packages=find_packages(include=["skelsplat_ros", "skelsplat_ros.*"]),
-    package_data={"skelsplat_ros": ["core/data/*.yaml"]},
+    package_data={"skelsplat_ros": ["skeleton/data/*.yaml"]},
     # The ROS 2 Python packages (rclpy, message packages) come from a ROS installation or from the
     # ros-* wheels that scripts/setup.sh installs; the message module skelsplat_ros.msg is generated
     # by rosidl (CMake), which pip cannot do.

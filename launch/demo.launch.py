@@ -3,12 +3,13 @@
 Needs a ROS 2 installation (launch, launch_ros, rviz2); in the pip environment use `skelsplat demo`. Both nodes
 read config/sim_rig_lab.toml, so they agree on the rig whichever starts first.
 """
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

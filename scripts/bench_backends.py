@@ -35,10 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skelsplat_ros.core import fusion  # noqa: E402
-from skelsplat_ros.core.fusion import preset_config, triangulate_baseline  # noqa: E402
-from skelsplat_ros.core.refine import Objective, position_learning_rate, refine  # noqa: E402
-from skelsplat_ros.core.simulation import make_scenario  # noqa: E402
+from skelsplat_ros.fusion import preset_config, triangulate_baseline  # noqa: E402
+from skelsplat_ros.fusion.adam import Objective, position_learning_rate  # noqa: E402
+from skelsplat_ros.fusion.refine import refine  # noqa: E402
+from skelsplat_ros.fusion.result import split_keypoints  # noqa: E402
+from skelsplat_ros.sim import make_scenario  # noqa: E402
 
 BACKENDS = ("gsplat-cuda", "raster-cuda", "analytic-cuda", "analytic-cpu", "raster-cpu")
 RIGS = {4: "lab", 8: "surround"}
@@ -91,7 +92,9 @@ def backend_unavailable(backend: str) -> str | None:
     if device == "cuda" and not torch.cuda.is_available():
         return "no CUDA"
     if name == "gsplat":
-        from skelsplat_ros.core.renderers_gsplat import gsplat_unavailable_reason
+        from skelsplat_ros.fusion.renderers.gsplat_renderer import (
+            gsplat_unavailable_reason,
+        )
 
         reason = gsplat_unavailable_reason()
         if reason is not None:
@@ -106,7 +109,7 @@ class Inputs:
         self.scenario = make_scenario(RIGS[views], num_frames=max_frames, noise="realistic", seed=seed)
         assert len(self.scenario.rig) == views
         config = preset_config("paper")
-        self.uv, self.confidence = fusion._split_keypoints(self.scenario.rig, self.scenario.keypoints)
+        self.uv, self.confidence = split_keypoints(self.scenario.rig, self.scenario.keypoints)
         points, _ = triangulate_baseline(self.scenario.rig, self.uv, self.confidence, config, "dlt")
         # Joints nobody triangulated start at the ground truth (only timing matters for them).
         self.init = np.where(np.isfinite(points).all(-1, keepdims=True), points, self.scenario.ground_truth)
@@ -129,7 +132,7 @@ def time_steps(
     splats = objective.splats
     patch = "-"
     if config.backend in ("raster", "gsplat"):
-        from skelsplat_ros.core.renderers_gsplat import patch_radius_for
+        from skelsplat_ros.fusion.renderers.gsplat_renderer import patch_radius_for
 
         patch = str(2 * patch_radius_for(splats, objective.cameras, objective.targets) + 1)
     params = [splats.means, splats.log_scales, splats.quats]

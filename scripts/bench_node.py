@@ -25,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from skelsplat_ros.ros.demo import Monitor, ros_environment, start_node_process, stop_processes
+from skelsplat_ros.ros.demo import (
+    Monitor,
+    ros_environment,
+    start_node_process,
+    stop_processes,
+)
 
 
 def _pct(values, q: float) -> float:
@@ -53,7 +58,6 @@ class Session:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
         from rclpy.qos import qos_profile_sensor_data
-
         from skelsplat_ros.msg import Keypoints2DArray
 
         self.workdir = workdir
@@ -71,7 +75,7 @@ class Session:
                                                {**node_params, "calibration_file": str(calibration)},
                                                workdir / "node.log")
         self.processes.append(self.node_process)
-        from skelsplat_ros.core.calibration import load_calibration
+        from skelsplat_ros.geometry.calibration import load_calibration
 
         self.rig = load_calibration(calibration)
         self.context = Context()
@@ -124,9 +128,9 @@ class Session:
 
 
 def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdir: Path) -> dict:
-    from skelsplat_ros.core.fusion import fuse_offline, preset_config
-    from skelsplat_ros.core.skeleton import get_skeleton
+    from skelsplat_ros.fusion import fuse_offline, preset_config
     from skelsplat_ros.ros.conversions import parse_keypoints
+    from skelsplat_ros.skeleton.models import get_skeleton
 
     session = Session(workdir, {"rig": "lab", "rate": 30.0, "noise": noise, "seed": 0},
                       {"method": method, "diagnostics_period": 1.0}, record_keypoints=True)

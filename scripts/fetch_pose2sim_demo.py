@@ -12,7 +12,7 @@ never installed), and extracts only:
 - the wheel's licence, as ``LICENSE_pose2sim``.
 
 It also writes ``keypoints.npz`` (the subject followed file to file, ``fps = 60``, ``skeleton = body25b``; see
-``skelsplat_ros.core.keypoints_io``). Running it again does nothing when everything is there.
+``skelsplat_ros.io.keypoints``). Running it again does nothing when everything is there.
 
 ``--check`` triangulates every keypoint with plain (unweighted) DLT from all views that detected it with confidence
 above ``--threshold`` (0.3, Pose2Sim's default) and prints the median reprojection error, which validates the
@@ -37,9 +37,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from skelsplat_ros.core.calibration import load_calibration, load_qualisys_qca, save_calibration  # noqa: E402
-from skelsplat_ros.core.camera import CameraRig  # noqa: E402
-from skelsplat_ros.core.keypoints_io import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
+from skelsplat_ros.geometry.calibration import (  # noqa: E402
+    load_calibration,
+    load_qualisys_qca,
+    save_calibration,
+)
+from skelsplat_ros.geometry.camera import CameraRig  # noqa: E402
+from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
 
 PACKAGE = "pose2sim==0.7.2"
 SESSION = "Pose2Sim/S00_Demo_Session"

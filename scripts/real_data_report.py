@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skelsplat_ros.core.calibration import load_calibration
-from skelsplat_ros.core.fusion import fuse_offline, fuse_streaming, preset_config
-from skelsplat_ros.core.keypoints_io import align_to_rig, load_keypoints
-from skelsplat_ros.core.skeleton import get_skeleton
+from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
+from skelsplat_ros.geometry.calibration import load_calibration
+from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints
+from skelsplat_ros.skeleton.models import get_skeleton
 
 LIMBS = [
     (f"{side}_{a}", f"{side}_{b}")

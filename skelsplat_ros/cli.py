@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 FUSE_EPILOG = """\
 keypoints (KP):
@@ -29,12 +28,12 @@ def _fuse(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .core.calibration import load_calibration
-    from .core.export import check_result_path, save_result
-    from .core.fusion import fuse_offline, fuse_streaming, preset_config
-    from .core.keypoints_io import align_to_rig, load_keypoints
-    from .core.renderers import get_renderer
-    from .core.skeleton import get_skeleton
+    from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .fusion.renderers import get_renderer
+    from .geometry.calibration import load_calibration
+    from .io.export import check_result_path, save_result
+    from .io.keypoints import align_to_rig, load_keypoints
+    from .skeleton.models import get_skeleton
 
     torch.set_num_threads(max(1, args.threads))
     rig = load_calibration(args.calibration)
@@ -92,9 +91,14 @@ def _progress_bar(total: int, enabled: bool):
     return update
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.engine import run_cli
+
+    return run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .core.fusion import METHODS, MODES, PRESETS
-    from .core.renderers import RENDERERS
+    from .fusion.config import BACKENDS, METHODS, MODES, PRESETS
 
     parser = argparse.ArgumentParser(prog="skelsplat", description="Multi-view 3D human skeletons by Gaussian-splat refinement.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,16 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
     fuse.add_argument("--preset", choices=PRESETS, default="default")
-    fuse.add_argument("--backend", choices=("auto",) + RENDERERS, default="auto")
+    fuse.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
     fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=_fuse)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
-    from .bench import add_arguments as add_bench_arguments
-
-    add_bench_arguments(bench)
+    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")
+    bench.add_argument("--noise", default="realistic,clean", help="comma-separated noise presets (clean, realistic, hard)")
+    bench.add_argument("--frames", type=int, default=300, help="frames per scenario (30 fps)")
+    bench.add_argument("--seeds", default="0,1", help="comma-separated scenario seeds")
+    bench.add_argument("--paper-frames", type=int, default=2, help="frames for the (slow) paper preset; 0 = skip it")
+    bench.add_argument("--repeats", type=int, default=3, help="timing repeats on the first seed")
+    bench.add_argument("--plot", default="out/bench.png", help="PNG plot path ('' = none)")
+    bench.add_argument("--markdown", default="", help="write the table to this markdown file")
+    bench.set_defaults(handler=_bench)
 
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")
     from .ros.demo import add_arguments as add_demo_arguments

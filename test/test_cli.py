@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skelsplat_ros.core.calibration import save_calibration
-from skelsplat_ros.core.camera import Camera, CameraRig, look_at
-from skelsplat_ros.core.export import load_result, load_trc
-from skelsplat_ros.core.keypoints_io import KeypointSet, save_keypoints_npz
-from skelsplat_ros.core.skeleton import get_skeleton
+from skelsplat_ros.geometry.calibration import save_calibration
+from skelsplat_ros.geometry.camera import Camera, CameraRig, look_at
+from skelsplat_ros.io.export import load_result, load_trc
+from skelsplat_ros.io.keypoints import KeypointSet, save_keypoints_npz
+from skelsplat_ros.skeleton.models import get_skeleton
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(sys.executable).parent / "skelsplat"

@@ -13,7 +13,12 @@ from geometry_msgs.msg import Point, TransformStamped
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from skelsplat_ros.msg import Keypoints2DArray, PersonKeypoints2D, Skeleton3D, Skeleton3DArray
+from skelsplat_ros.msg import (
+    Keypoints2DArray,
+    PersonKeypoints2D,
+    Skeleton3D,
+    Skeleton3DArray,
+)
 
 __all__ = [
     "ParsedKeypoints",

@@ -26,14 +26,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
-from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from skelsplat_ros.core.calibration import load_calibration
-from skelsplat_ros.core.skeleton import get_skeleton
-from skelsplat_ros.core.synchronizer import PartialViewSynchronizer, SyncedFrame
+from skelsplat_ros.geometry.calibration import load_calibration
+from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
+from skelsplat_ros.skeleton.models import get_skeleton
 
 from .conversions import (
     delete_markers,
@@ -47,7 +52,7 @@ from .conversions import (
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 
 if TYPE_CHECKING:
-    from skelsplat_ros.core.fusion import StreamingFuser
+    from skelsplat_ros.fusion import StreamingFuser
 
 try:  # a ROS installation has tf2_ros; the pip environment has only the tf2_msgs interface (see make setup)
     from tf2_ros import TransformBroadcaster
@@ -126,7 +131,7 @@ class FusionNode(Node):
         except (KeyError, ValueError, OSError) as error:
             raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
 
-        from skelsplat_ros.core.fusion import StreamingFuser, preset_config
+        from skelsplat_ros.fusion import StreamingFuser, preset_config
 
         try:
             config = preset_config(p["preset"], p["method"], backend=None if p["backend"] == "auto" else p["backend"])
@@ -271,7 +276,7 @@ class FusionNode(Node):
         if self.params["method"] != "skelsplat":
             return
         try:
-            from skelsplat_ros.core.simulation import generate_motion
+            from skelsplat_ros.sim import generate_motion
 
             points = generate_motion(self.skeleton, 1)[0]
             uv = self.fuser.rig.project(points)  # [V, J, 2]

@@ -22,11 +22,11 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time as RosTime
 from std_msgs.msg import Header
 
-from skelsplat_ros.core.calibration import load_calibration, save_calibration
-from skelsplat_ros.core.camera import CameraRig
-from skelsplat_ros.core.simulation import NoiseModel, generate_motion, make_rig, simulate_detections
-from skelsplat_ros.core.skeleton import get_skeleton
+from skelsplat_ros.geometry.calibration import load_calibration, save_calibration
+from skelsplat_ros.geometry.camera import CameraRig
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
+from skelsplat_ros.sim import NoiseModel, generate_motion, make_rig, simulate_detections
+from skelsplat_ros.skeleton.models import get_skeleton
 
 from .conversions import keypoints_msg, skeleton_array_msg, stamp_to_ns
 from .params import SIM_RIG_PARAMS, StartupError, declare, spin_node

@@ -1,0 +1,233 @@
+"""``skelsplat bench``: accuracy and speed of every method on simulated rigs with ground truth.
+
+Each rig sees the same seeded motion and detector-like noise; every method fuses the same keypoints. Reported per
+method: MPJPE (mm, over the joints it estimated), the share of joints off by more than 150 mm, coverage (joints
+estimated / joints in the ground truth) and time per frame (median over repeats; streaming: median and p99 of the
+per-frame times). aniposelib rows appear when that optional package is installed (``pip install .[bench]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..sim import RIG_KINDS, Scenario, make_scenario
+from .fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+
+OUTLIER_MM = 150.0
+
+
+@dataclass
+class Row:
+    """One method on one scenario."""
+
+    rig: str
+    noise: str
+    method: str
+    mpjpe_mm: float
+    outliers_pct: float
+    coverage_pct: float
+    ms_per_frame: float
+    ms_p99: float = float("nan")
+    frames: int = 0
+    note: str = ""
+
+
+@dataclass
+class Method:
+    """A named way to fuse a scenario: returns joints ``[F, J, 3]`` and per-frame times (s)."""
+
+    name: str
+    run: object
+    max_frames: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def score(joints: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """MPJPE mm over estimated joints, % of those beyond 150 mm, and coverage %."""
+    estimated = np.isfinite(joints).all(-1)
+    error = np.linalg.norm(joints - truth, axis=-1)[estimated] * 1000.0
+    if error.size == 0:
+        return float("nan"), float("nan"), 0.0
+    return float(error.mean()), float(100.0 * (error > OUTLIER_MM).mean()), float(100.0 * estimated.mean())
+
+
+def _offline(config: FusionConfig):
+    def run(scenario: Scenario, frames: int) -> tuple[np.ndarray, list[float]]:
+        start = time.perf_counter()
+        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config)
+        return result.joints, [(time.perf_counter() - start) / frames]
+
+    return run
+
+
+def _streaming(config: FusionConfig):
+    def run(scenario: Scenario, frames: int) -> tuple[np.ndarray, list[float]]:
+        # Per-frame times from the progress callback, which runs right after each frame.
+        clock = [time.perf_counter()]
+        result = fuse_streaming(
+            scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config, scenario.fps,
+            progress=lambda done, total: clock.append(time.perf_counter()),
+        )
+        return result.joints, np.diff(clock).tolist()
+
+    return run
+
+
+def _aniposelib_methods() -> list[Method]:
+    """aniposelib's triangulate and triangulate_optim (bone constraints), when it is installed."""
+    try:
+        from aniposelib.cameras import Camera as AniCamera
+        from aniposelib.cameras import CameraGroup
+    except Exception:  # noqa: BLE001 - optional peer: any import failure just leaves it out
+        return []
+    from ..geometry.camera import matrix_to_rodrigues
+
+    def group(scenario: Scenario) -> "CameraGroup":
+        cams = [
+            AniCamera(name=c.name, size=c.size, matrix=c.K, dist=c.dist, rvec=matrix_to_rodrigues(c.R), tvec=c.t)
+            for c in scenario.rig
+        ]
+        return CameraGroup(cams)
+
+    def points_2d(scenario: Scenario, frames: int, threshold: float = 0.3) -> np.ndarray:
+        kp = scenario.keypoints[:, :frames]
+        return np.where((kp[..., 2:3] >= threshold) & np.isfinite(kp[..., :2]), kp[..., :2], np.nan)
+
+    def triangulate(scenario: Scenario, frames: int):
+        p2d = points_2d(scenario, frames)
+        start = time.perf_counter()
+        flat = group(scenario).triangulate(p2d.reshape(len(scenario.rig), -1, 2), undistort=True, progress=False)
+        return flat.reshape(frames, -1, 3), [(time.perf_counter() - start) / frames]
+
+    def optim(scenario: Scenario, frames: int):
+        p2d = points_2d(scenario, frames)
+        bones = scenario.skeleton.bone_array.tolist()
+        start = time.perf_counter()
+        out = group(scenario).triangulate_optim(
+            p2d, constraints=bones, scores=np.nan_to_num(scenario.keypoints[:, :frames, :, 2]), verbose=False
+        )
+        return out, [(time.perf_counter() - start) / frames]
+
+    return [Method("aniposelib triangulate", triangulate), Method("aniposelib triangulate_optim", optim, max_frames=300)]
+
+
+def methods(paper_frames: int) -> list[Method]:
+    """Every method of the comparison, baselines first."""
+    default, paper = preset_config("default"), preset_config("paper")
+    return [
+        Method("DLT", _offline(preset_config("default", "dlt"))),
+        Method("weighted DLT", _offline(preset_config("default", "triangulate"))),
+        Method("robust triangulation", _offline(preset_config("default", "robust"))),
+        *([Method("SkelSplat paper (per frame)", _offline(paper), max_frames=paper_frames)] if paper_frames > 0 else []),
+        Method("SkelSplat default offline", _offline(default)),
+        Method("SkelSplat default streaming", _streaming(default)),
+        *_aniposelib_methods(),
+    ]
+
+
+def run_benchmark(
+    rigs: list[str], noises: list[str], frames: int, seeds: list[int], paper_frames: int, repeats: int, log=print
+) -> list[Row]:
+    """Every method on every (rig, noise), errors pooled over seeds, times the median over repeats."""
+    rows: list[Row] = []
+    for rig in rigs:
+        for noise in noises:
+            scenarios = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
+            for method in methods(paper_frames):
+                used = min(frames, method.max_frames or frames)
+                errors, times = [], []
+                for scenario in scenarios:
+                    for repeat in range(repeats if scenario is scenarios[0] else 1):
+                        joints, per_frame = method.run(scenario, used)
+                        times.extend(per_frame)
+                    errors.append((joints, scenario.ground_truth[:used]))
+                joints = np.concatenate([j for j, _ in errors])
+                truth = np.concatenate([t for _, t in errors])
+                mpjpe, outliers, coverage = score(joints, truth)
+                row = Row(
+                    rig, noise, method.name, mpjpe, outliers, coverage, 1000 * float(np.median(times)),
+                    1000 * float(np.percentile(times, 99)) if len(times) > 20 else float("nan"), used * len(seeds),
+                )
+                rows.append(row)
+                log(_format_row(row))
+    return rows
+
+
+def _format_row(row: Row) -> str:
+    p99 = f"{row.ms_p99:.1f}" if np.isfinite(row.ms_p99) else "-"
+    return (
+        f"| {row.rig} | {row.noise} | {row.method} | {row.mpjpe_mm:.1f} | {row.outliers_pct:.2f} | "
+        f"{row.coverage_pct:.1f} | {row.ms_per_frame:.2f} | {p99} | {row.frames} |"
+    )
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The rows as a markdown table, with ratios to robust triangulation of the same scenario."""
+    header = (
+        "| rig | noise | method | MPJPE mm | x robust | > 150 mm % | coverage % | ms/frame (median) | ms p99 | frames |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [header]
+    for row in rows:
+        robust = next(r for r in rows if r.rig == row.rig and r.noise == row.noise and r.method == "robust triangulation")
+        ratio = row.mpjpe_mm / robust.mpjpe_mm
+        p99 = f"{row.ms_p99:.1f}" if np.isfinite(row.ms_p99) else "-"
+        lines.append(
+            f"| {row.rig} | {row.noise} | {row.method} | {row.mpjpe_mm:.1f} | {ratio:.2f} | {row.outliers_pct:.2f} | "
+            f"{row.coverage_pct:.1f} | {row.ms_per_frame:.2f} | {p99} | {row.frames} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], path: Path) -> None:
+    """Bar chart of MPJPE per rig and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = sorted({(r.rig, r.noise) for r in rows}, key=lambda s: [r.rig for r in rows].index(s[0]))
+    names = list(dict.fromkeys(r.method for r in rows))
+    fig, ax = plt.subplots(figsize=(max(8, 2.2 * len(scenarios)), 4.5))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        values = [next((r.mpjpe_mm for r in rows if (r.rig, r.noise) == s and r.method == name), np.nan) for s in scenarios]
+        ax.bar(np.arange(len(scenarios)) + k * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(scenarios)) + 0.4 - width / 2)
+    ax.set_xticklabels([f"{rig}\n{noise}" for rig, noise in scenarios])
+    ax.set_yscale("log")  # errors span 1 mm (clean) to hundreds (robot rig baselines)
+    ax.set_ylabel("MPJPE (mm, log scale)")
+    ax.set_title("skelsplat bench: 3D joint error against ground truth")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``skelsplat bench`` (arguments in ``cli.py``)."""
+    import torch
+
+    # One thread: with OpenMP's two, each small op here costs milliseconds of thread hand-off (measured).
+    torch.set_num_threads(1)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    rows = run_benchmark(
+        list(RIG_KINDS) if args.rigs == "all" else args.rigs.split(","), args.noise.split(","), args.frames, [int(s) for s in args.seeds.split(",")],
+        args.paper_frames, args.repeats,
+    )
+    table = markdown_table(rows)
+    print(table)
+    if args.plot:
+        plot(rows, Path(args.plot))
+        print(f"plot: {args.plot}")
+    if args.markdown:
+        Path(args.markdown).write_text(table + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,254 @@
+"""The ``analytic`` refinement objective minimised by Gauss-Newton in numpy: the fast path of the refinement.
+
+Same objective as :class:`~skelsplat_ros.fusion.adam.Objective` with the ``analytic`` renderer and ``energy``
+normalisation, for splats of fixed isotropic size (their shape is not optimised): per (view, frame, joint) with
+detection weight ``w``, splat covariance ``S_r`` (EWA projection of ``sigma^2 I``), heatmap covariance ``t I`` and
+``m = d^T (S_r + t I)^-1 d`` for the offset ``d`` between projected mean and keypoint,
+
+``image = w (a^2 sqrt|S_r| / t - 4 a sqrt(|S_r| / |S_r + t I|) exp(-m / 2) + 1)``,
+
+plus the bone-length and ``predict`` temporal terms of ``objective.py`` (``symmetry_weight`` must be 0 and the
+offline ``smooth`` term is not supported: both need frames or joints coupled in ways this solver does not handle).
+
+Each iteration majorises the ``exp(-m / 2)`` terms by quadratics (half-quadratic / IRLS weights: a view whose
+keypoint disagrees gets a weight that vanishes as ``exp(-m / 2)``, which is where the robustness to outliers comes
+from), linearises the projection, adds the bone residuals linearised the same way, and solves the ``[3J, 3J]``
+normal equations of every frame at once, with a backtracking line search on the true objective. ``S_r`` is frozen
+within an iteration (it depends on the mean only through depth). The splat size can start wide and shrink
+geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
+start into the basin, a narrow one then rejects disagreeing views).
+
+Five iterations on a 4-view, 17-joint frame take about 2 ms on one CPU core (measured on the project machine),
+against about 30 ms for 15 Adam steps through torch autograd.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..geometry.camera import CameraRig
+from ..geometry.triangulation import linear_covariance, project_with_jacobian
+from ..skeleton.models import Skeleton
+from .objective import (
+    EPS2D,
+    MAX_ALPHA,
+    BonePrior,
+    RefineConfig,
+    RefineResult,
+    TemporalPrior,
+    detection_weights,
+    heatmap_variance_growth,
+)
+
+LINE_SEARCH_HALVINGS = 4
+"""Backtracking steps tried before an iteration gives up and keeps the current means."""
+
+
+def _sym2_det_inv(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Determinant and inverse entries of symmetric 2x2 matrices ``[[a, b], [b, c]]``."""
+    det = a * c - b * b
+    return det, c / det, -b / det, a / det
+
+
+class GaussNewtonObjective:
+    """The objective for one batch of frames, with everything constant precomputed.
+
+    Args:
+        uv: ``[V, F, J, 2]`` undistorted keypoints (anything where ``weights`` is 0).
+        weights: ``[V, F, J]`` detection weights (0 = no observation).
+        target_variance: ``[V, F, J]`` heatmap variance ``t`` (px^2) per observation.
+        bones: ``[B, 2]`` joint indices; bone_prior: lengths and tolerances ``[B]`` (NaN length = no prior).
+        prediction: ``[F, J, 3]`` temporal prior (NaN = none for that joint) and its ``temporal_scale``: the term
+            is ``temporal_weight * |x - prediction|^2 / temporal_scale^2``.
+        active: ``[F, J]`` joints being estimated; the others keep their position and contribute nothing.
+    """
+
+    def __init__(
+        self,
+        rig: CameraRig,
+        uv: np.ndarray,
+        weights: np.ndarray,
+        target_variance: np.ndarray,
+        active: np.ndarray,
+        bones: np.ndarray,
+        bone_prior: BonePrior | None,
+        bone_weight: float,
+        prediction: np.ndarray | None,
+        temporal_weight: float,
+        temporal_scale: float,
+    ):
+        # Stacked once: the rig's array properties rebuild them on every access.
+        self.K, self.R, self.translation = rig.K, rig.R, rig.t
+        self.uv = np.nan_to_num(uv)
+        self.active = active
+        self.weights = np.where(active[None], weights, 0.0)
+        self.t = target_variance
+        self.num_joints = active.shape[1]
+        self.bones = bones
+        bone_known = np.zeros(len(bones), dtype=bool) if bone_prior is None else np.isfinite(bone_prior.lengths)
+        # [F, B]: a bone constrains a frame only where both of its joints are estimated.
+        self.bone_mask = bone_known[None] & active[:, bones[:, 0]] & active[:, bones[:, 1]]
+        self.bone_lengths = np.zeros(len(bones)) if bone_prior is None else np.nan_to_num(bone_prior.lengths)
+        self.bone_factor = np.zeros(len(bones)) if bone_prior is None else bone_weight / bone_prior.sigmas**2  # [B]
+        self.prediction = None
+        if prediction is not None and temporal_weight > 0:
+            known = np.isfinite(prediction).all(-1) & active
+            self.prediction = np.nan_to_num(prediction)
+            self.temporal_factor = np.where(known, temporal_weight / temporal_scale**2, 0.0)  # [F, J]
+
+    def _image(self, means: np.ndarray, sigma: float):
+        """Image term ``[F]`` and what its quadratic majoriser needs."""
+        uv, jac, depth = project_with_jacobian(self.K, self.R, self.translation, means)
+        jj = np.einsum("...ka,...la->...kl", jac, jac)
+        ra, rb, rc = sigma**2 * jj[..., 0, 0] + EPS2D, sigma**2 * jj[..., 0, 1], sigma**2 * jj[..., 1, 1] + EPS2D
+        det_r, _, _, _ = _sym2_det_inv(ra, rb, rc)
+        det_s, ia, ib, ic = _sym2_det_inv(ra + self.t, rb, rc + self.t)
+        d = uv - self.uv
+        mahal = ia * d[..., 0] ** 2 + 2 * ib * d[..., 0] * d[..., 1] + ic * d[..., 1] ** 2
+        amp = MAX_ALPHA
+        coupling = 4.0 * amp * np.sqrt(det_r / det_s)
+        overlap = np.exp(-0.5 * mahal)
+        w = np.where(depth > 0, self.weights, 0.0)
+        image = w * (amp**2 * np.sqrt(det_r) / self.t - coupling * overlap + 1.0)
+        return image.sum(axis=(0, 2)), (jac, d, ia, ib, ic, w * coupling * overlap, overlap, depth)
+
+    def _bones(self, means: np.ndarray):
+        vec = means[:, self.bones[:, 0]] - means[:, self.bones[:, 1]]  # [F, B, 3]
+        length = np.linalg.norm(vec, axis=-1)
+        residual = np.where(self.bone_mask, length - self.bone_lengths, 0.0)
+        return vec / np.maximum(length, 1e-9)[..., None], residual
+
+    def energy(self, means: np.ndarray, sigma: float) -> np.ndarray:
+        """The objective per frame ``[F]`` at ``means [F, J, 3]`` for splats of standard deviation ``sigma``."""
+        image, _ = self._image(means, sigma)
+        return image + self._priors(means)
+
+    def _priors(self, means: np.ndarray) -> np.ndarray:
+        _, residual = self._bones(means)
+        total = (self.bone_factor * residual**2).sum(-1)
+        if self.prediction is not None:
+            total = total + (self.temporal_factor * ((means - self.prediction) ** 2).sum(-1)).sum(-1)
+        return total
+
+    def step(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """The objective ``[F]`` at ``means`` and one majorise-linearise-solve update ``[F, J, 3]`` from there."""
+        num_frames, num_joints = means.shape[:2]
+        image, (jac, d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
+        energy = image + self._priors(means)
+        # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d.
+        a_jac = ia[..., None] * jac[..., 0, :] + ib[..., None] * jac[..., 1, :]
+        c_jac = ib[..., None] * jac[..., 0, :] + ic[..., None] * jac[..., 1, :]
+        ajac = np.stack([a_jac, c_jac], axis=-2)  # [V, F, J, 2, 3] = A J
+        info = np.einsum("vfj,vfjka,vfjkb->fjab", omega, jac, ajac)
+        grad = np.einsum("vfj,vfjka,vfjk->fja", omega, ajac, d)
+        if self.prediction is not None:
+            info = info + (2.0 * self.temporal_factor)[..., None, None] * np.eye(3)
+            grad = grad + 2.0 * self.temporal_factor[..., None] * (means - self.prediction)
+        hessian = np.zeros((num_frames, num_joints, num_joints, 3, 3))
+        joints = np.arange(num_joints)
+        hessian[:, joints, joints] = info
+        if self.bone_mask.any():
+            unit, residual = self._bones(means)
+            stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
+            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]
+            first, second = self.bones[:, 0], self.bones[:, 1]
+            np.add.at(hessian, (slice(None), first, first), outer)
+            np.add.at(hessian, (slice(None), second, second), outer)
+            np.add.at(hessian, (slice(None), first, second), -outer)
+            np.add.at(hessian, (slice(None), second, first), -outer)
+            bone_grad = (stiffness * residual)[..., None] * unit  # [F, B, 3]
+            np.add.at(grad, (slice(None), first), bone_grad)
+            np.add.at(grad, (slice(None), second), -bone_grad)
+        # Frozen joints: identity rows, zero gradient, no coupling.
+        frozen = ~self.active
+        hessian[frozen[:, :, None] | frozen[:, None, :]] = 0.0
+        hessian[:, joints, joints] += frozen[..., None, None] * np.eye(3)
+        grad = np.where(frozen[..., None], 0.0, grad)
+        flat = hessian.transpose(0, 1, 3, 2, 4).reshape(num_frames, 3 * num_joints, 3 * num_joints)
+        diag = np.einsum("fii->fi", flat)
+        damping = 1e-6 * diag.max(axis=-1, keepdims=True) + 1e-9
+        flat = flat + damping[..., None] * np.eye(3 * num_joints)
+        delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
+        return energy, delta.reshape(num_frames, num_joints, 3)
+
+    def evaluate(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The objective ``[F]``, reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)``
+        ``[V, F, J]`` and depth ``[V, F, J]`` at ``means``, from one evaluation."""
+        image, (_, d, *_, overlap, depth) = self._image(means, sigma)
+        return image + self._priors(means), np.linalg.norm(d, axis=-1), overlap, depth
+
+
+def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float]) -> np.ndarray:
+    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``: the means ``[F, J, 3]``."""
+    means = init.copy()
+    for sigma in sigmas:
+        current, delta = objective.step(means, sigma)
+        # Per frame: halve the step until the objective goes down; frames that never improve keep their means.
+        scale = np.ones(len(means))
+        pending = np.ones(len(means), dtype=bool)
+        for _ in range(LINE_SEARCH_HALVINGS + 1):
+            trial = means + scale[:, None, None] * delta
+            energy = objective.energy(trial, sigma)
+            improved = pending & np.isfinite(energy) & (energy <= current)
+            means = np.where(improved[:, None, None], trial, means)
+            pending &= ~improved
+            if not pending.any():
+                break
+            scale = np.where(pending, 0.5 * scale, scale)
+    return means
+
+
+def sigma_schedule(start: float | None, end: float, iterations: int) -> list[float]:
+    """Splat sizes per iteration: geometric from ``start`` to ``end`` (constant ``end`` when ``start`` is None)."""
+    if iterations <= 0:
+        return []
+    if start is None or iterations == 1:
+        return [end] * iterations
+    ratio = math.log(end / start) / (iterations - 1)
+    return [start * math.exp(ratio * k) for k in range(iterations)]
+
+
+def refine_gauss_newton(
+    rig: CameraRig,
+    skeleton: Skeleton,
+    config: RefineConfig,
+    uv: np.ndarray,
+    confidence: np.ndarray,
+    init_means: np.ndarray,
+    bone_prior: BonePrior | None,
+    temporal: TemporalPrior | None,
+) -> RefineResult:
+    """:func:`~skelsplat_ros.fusion.refine.refine` with ``optimizer="gauss_newton"``; covariances are the first-order ones of the agreeing views."""
+    prediction, temporal_scale = None, 1.0
+    if temporal is not None and config.temporal_weight > 0:
+        if temporal.mode != "predict":
+            raise ValueError("gauss_newton supports the streaming ('predict') temporal prior only")
+        prediction, temporal_scale = temporal.prediction, config.temporal_sigma * temporal.sigma_scale
+    weights = detection_weights(uv, confidence, config)
+    objective = GaussNewtonObjective(
+        rig,
+        uv,
+        weights,
+        config.target_sigma_px**2 * heatmap_variance_growth(confidence, config),
+        active=np.isfinite(init_means).all(-1),
+        bones=skeleton.bone_array,
+        bone_prior=bone_prior if config.bone_length_weight > 0 else None,
+        bone_weight=config.bone_length_weight,
+        prediction=prediction,
+        temporal_weight=config.temporal_weight,
+        temporal_scale=temporal_scale,
+    )
+    sigmas = sigma_schedule(config.splat_sigma_start, config.init_sigma, config.steps)
+    means = minimise(objective, np.nan_to_num(init_means), sigmas)
+    final, distance, overlap, depth = objective.evaluate(means, config.init_sigma)
+    missing = (weights <= 0) | (depth <= 0)
+    covariances = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)
+    return RefineResult(
+        means=means,
+        covariances=covariances,
+        reprojection=np.where(missing, np.nan, distance),
+        agreement=np.where(missing, 0.0, overlap),
+        final_loss=final,
+    )

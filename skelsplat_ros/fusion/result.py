@@ -1,0 +1,156 @@
+"""Fusion results and the steps every fusion path shares: keypoint splitting, the triangulation baselines, the
+per-subject bone prior and the summary (confidence, views, reprojection error) of a set of 3D joints."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry.camera import CameraRig
+from ..geometry.triangulation import (
+    project_pinhole,
+    triangulate_dlt,
+    triangulate_greedy,
+    triangulate_robust,
+    valid_observations,
+)
+from ..skeleton.models import Skeleton
+from .config import EXHAUSTIVE_MAX_VIEWS, FusionConfig
+from .objective import BonePrior, RefineResult
+
+
+@dataclass
+class FusionResult:
+    """Fused joints, per frame and joint.
+
+    Attributes:
+        joints: ``[F, J, 3]`` world positions (NaN = not estimated).
+        confidence: ``[F, J]`` in [0, 1] (0 where NaN).
+        covariance: ``[F, J, 3, 3]`` world covariance (the fitted Gaussian for ``skelsplat``; the linearised
+            triangulation covariance for the baselines).
+        num_views: ``[F, J]`` views that support the joint.
+        reprojection_error: ``[F, J]`` mean px distance to the supporting views' keypoints.
+        joint_names: ``J`` names.
+    """
+
+    joints: np.ndarray
+    confidence: np.ndarray
+    covariance: np.ndarray
+    num_views: np.ndarray
+    reprojection_error: np.ndarray
+    joint_names: list[str]
+
+    def frame(self, index: int) -> "FusionResult":
+        """One frame, keeping a frame axis of length 1."""
+        pick = slice(index, index + 1) if index >= 0 else slice(index, index + 1 or None)
+        return FusionResult(
+            self.joints[pick], self.confidence[pick], self.covariance[pick], self.num_views[pick],
+            self.reprojection_error[pick], self.joint_names,
+        )
+
+
+def split_keypoints(rig: CameraRig, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw keypoints ``[V, F, J, 3]`` -> undistorted pixels ``[V, F, J, 2]`` (NaN missing) and confidences."""
+    if keypoints.ndim != 4 or keypoints.shape[-1] != 3:
+        raise ValueError(f"keypoints must be [V, F, J, 3], got {list(keypoints.shape)}")
+    if keypoints.shape[0] != len(rig):
+        raise ValueError(f"keypoints have {keypoints.shape[0]} views but the calibration has {len(rig)} cameras")
+    valid = valid_observations(keypoints)
+    uv = np.where(valid[..., None], keypoints[..., :2], np.nan)
+    confidence = np.where(valid, np.clip(keypoints[..., 2], 0.0, 1.0), 0.0)
+    return rig.undistort(uv), confidence
+
+
+def summarise(
+    rig: CameraRig, points: np.ndarray, uv: np.ndarray, support: np.ndarray, covariance: np.ndarray, names: list[str]
+) -> FusionResult:
+    """Confidence, views and reprojection error from per-view support weights ``[V, F, J]`` in [0, 1]."""
+    estimated = np.isfinite(points).all(axis=-1)
+    distance = np.linalg.norm(project_pinhole(rig, points) - uv, axis=-1)
+    used = (support > 0.05) & np.isfinite(distance)
+    num_views = used.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        reproj = np.where(used, distance, 0.0).sum(axis=0) / num_views
+    # Two views in full agreement give full confidence; one view alone cannot fix depth.
+    confidence = np.clip(np.where(used, support, 0.0).sum(axis=0) / 2.0, 0.0, 1.0) * (num_views >= 2)
+    confidence = np.where(estimated, confidence, 0.0)
+    return FusionResult(
+        joints=np.where(estimated[..., None], points, np.nan),
+        confidence=confidence.astype(np.float32),
+        covariance=np.where(estimated[..., None, None], covariance, np.nan),
+        num_views=np.where(estimated, num_views, 0).astype(np.uint8),
+        reprojection_error=np.where(estimated & (num_views > 0), reproj, np.nan).astype(np.float32),
+        joint_names=names,
+    )
+
+
+def triangulate_baseline(
+    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, config: FusionConfig, method: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``[..., 3]`` and per-view support ``[V, ...]`` of a triangulation ``method`` (dlt, triangulate,
+    robust, greedy or auto: see ``FusionConfig.init``)."""
+    usable = confidence >= max(config.min_confidence, 1e-9)
+    if method == "auto":
+        method = "robust" if len(rig) <= EXHAUSTIVE_MAX_VIEWS else "greedy"
+    if method in ("robust", "greedy"):
+        search = triangulate_robust if method == "robust" else triangulate_greedy
+        result = search(rig, uv, confidence, config.robust_threshold_px, max(config.min_confidence, 1e-9), config.min_views)
+        return result.points, np.where(result.views_used, confidence, 0.0)
+    weights = np.where(usable, confidence if method == "triangulate" else 1.0, 0.0)
+    points = triangulate_dlt(rig, np.where(usable[..., None], uv, np.nan), weights, config.min_views)
+    return points, np.where(usable, confidence, 0.0)
+
+
+def bone_lengths_of(points: np.ndarray, skeleton: Skeleton) -> np.ndarray:
+    """Bone lengths ``[..., B]`` of ``points [..., J, 3]`` (NaN where a joint is missing)."""
+    bones = skeleton.bone_array
+    return np.linalg.norm(points[..., bones[:, 0], :] - points[..., bones[:, 1], :], axis=-1)
+
+
+def estimate_bone_prior(lengths: np.ndarray, min_sigma: float, spread_factor: float) -> BonePrior:
+    """Per-subject bone prior from length samples ``[N, B]`` (NaN = not seen in that sample).
+
+    Lengths are medians. Tolerances are ``min_sigma``, widened to ``spread_factor`` robust standard deviations
+    (1.4826 MAD) of the samples: where the triangulation is noisy (depth along a narrow baseline), its lengths are
+    also biased long, and a tight prior would pull the joints apart.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bones never seen: all-NaN columns
+        median = np.nanmedian(lengths, axis=0)
+        spread = 1.4826 * np.nanmedian(np.abs(lengths - median), axis=0)
+    sigmas = np.maximum(min_sigma, spread_factor * np.nan_to_num(spread))
+    return BonePrior(lengths=median, sigmas=sigmas)
+
+
+def refine_output(
+    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, result: RefineResult, known: np.ndarray, names: list[str]
+) -> FusionResult:
+    """Fusion result of a refinement; joints with no usable initial guess stay NaN."""
+    points = np.where(known[..., None], result.means, np.nan)
+    support = np.where(np.isfinite(uv).all(-1), confidence, 0.0) * result.agreement
+    return summarise(rig, points, uv, support, result.covariances, names)
+
+
+def fallback_position(points: np.ndarray) -> np.ndarray:
+    """A finite stand-in ``[3]`` for joints without an initial guess (they are masked out of the output)."""
+    finite = points[np.isfinite(points).all(axis=-1)]
+    return finite.mean(axis=0) if finite.size else np.zeros(3)
+
+
+def concatenate_results(parts: list[FusionResult], names: list[str]) -> FusionResult:
+    if not parts:
+        empty = np.zeros((0, len(names)))
+        return FusionResult(
+            np.zeros((0, len(names), 3)), empty.astype(np.float32), np.zeros((0, len(names), 3, 3)),
+            empty.astype(np.uint8), empty.astype(np.float32), names,
+        )
+    return FusionResult(
+        joints=np.concatenate([p.joints for p in parts]),
+        confidence=np.concatenate([p.confidence for p in parts]),
+        covariance=np.concatenate([p.covariance for p in parts]),
+        num_views=np.concatenate([p.num_views for p in parts]),
+        reprojection_error=np.concatenate([p.reprojection_error for p in parts]),
+        joint_names=names,
+    )

@@ -1,0 +1,1 @@
+"""Geometry: cameras (pinhole + OpenCV distortion), calibration files and rigs, triangulation. numpy only."""

@@ -1,0 +1,91 @@
+"""Synthetic camera rigs: ``surround`` (8-camera mocap ring), ``lab`` (4 room corners) and ``robot`` (3 cameras
+with a narrow baseline on a robot facing the person), optionally with OpenCV lens distortion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..geometry.camera import Camera, CameraRig, look_at
+from .motion import _rot_z
+
+RIG_KINDS: tuple[str, ...] = ("surround", "lab", "robot")
+_STREAM_RIG = 0x726967
+
+# ----------------------------------------------------------------------------------------------------------------
+# Camera rigs
+# ----------------------------------------------------------------------------------------------------------------
+
+_DEFAULT_SIZES = {"surround": (1920, 1080), "lab": (1920, 1080), "robot": (1280, 720)}
+
+
+def _random_distortion(rng: np.random.Generator, wide: bool) -> np.ndarray:
+    k1 = rng.uniform(-0.12, 0.02) if wide else rng.uniform(-0.1, 0.1)
+    k2 = rng.uniform(-0.02, 0.06) if k1 < 0 else rng.uniform(-0.04, 0.02)
+    return np.array([k1, k2, rng.uniform(-1e-3, 1e-3), rng.uniform(-1e-3, 1e-3), 0.0])
+
+
+def _make_camera(rng, name, centre, target, focal, size, default_size, distortion, wide=False) -> Camera:
+    w, h = size
+    scale = w / default_size[0]  # keep the field of view when the resolution changes
+    f = focal * scale
+    K = np.array([[f * rng.uniform(0.998, 1.002), 0.0, w / 2.0 + rng.uniform(-0.012, 0.012) * w],
+                  [0.0, f, h / 2.0 + rng.uniform(-0.012, 0.012) * h],
+                  [0.0, 0.0, 1.0]])
+    R, _ = look_at(np.asarray(centre, float), np.asarray(target, float))
+    R = _rot_z(rng.uniform(-0.015, 0.015)) @ R  # mounting roll, about the optical axis
+    t = -R @ np.asarray(centre, float)
+    dist = _random_distortion(rng, wide) if distortion else np.zeros(5)
+    return Camera(name=name, K=K, R=R, t=t, size=(w, h), dist=dist)
+
+
+def make_rig(kind: str, image_size: tuple[int, int] | None = None, distortion: bool = False, seed: int = 0) -> CameraRig:
+    """A seeded synthetic camera rig around the origin (Z up, metres); cameras ``cam0..camN-1``.
+
+    Args:
+        kind: ``surround`` -- 8 cameras on a ~4 m circle (radius 3.8-4.2 m) at 2.0-2.5 m height, looking at ~1 m,
+            1920x1080, f 1100-1500 px (a mocap lab); ``lab`` -- 4 cameras in the corners of a ~6.5x5.5 m room,
+            2.4-2.7 m high, 1920x1080, f 950-1150 px; ``robot`` -- 3 cameras on a robot 2.5-2.9 m along +x facing
+            the origin (stereo pair at 1.38-1.48 m, 0.25-0.3 m apart, and a chest camera at 1.12-1.18 m; all within
+            0.4 m of each other), 1280x720, f 700-900 px (the human-robot case).
+        image_size: ``(width, height)``; the focal length scales with the width, keeping the field of view.
+        distortion: realistic OpenCV distortion (k1 -0.1..0.1, k2, small p1 p2).
+        seed: rig jitter (positions, targets, focal lengths, principal points, roll, distortion).
+    """
+    if kind not in RIG_KINDS:
+        raise ValueError(f"unknown rig kind {kind!r}; choose one of {RIG_KINDS}")
+    rng = np.random.default_rng([int(seed), _STREAM_RIG, RIG_KINDS.index(kind)])
+    default = _DEFAULT_SIZES[kind]
+    size = tuple(int(v) for v in (image_size or default))
+    cams = []
+    if kind == "surround":
+        offset = rng.uniform(-0.1, 0.1)
+        for i in range(8):
+            azimuth = offset + 2.0 * np.pi * i / 8 + rng.uniform(-0.08, 0.08)
+            radius = rng.uniform(3.8, 4.2)
+            centre = [radius * math.cos(azimuth), radius * math.sin(azimuth), rng.uniform(2.0, 2.5)]
+            target = [rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15), rng.uniform(0.9, 1.1)]
+            cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(1100, 1500), size, default, distortion))
+    elif kind == "lab":
+        half = (rng.uniform(3.0, 3.5), rng.uniform(2.5, 3.0))
+        for i, (sx, sy) in enumerate(((1, 1), (-1, 1), (-1, -1), (1, -1))):
+            centre = [sx * (half[0] - 0.15), sy * (half[1] - 0.15), rng.uniform(2.4, 2.7)]
+            target = [rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), rng.uniform(0.8, 1.0)]
+            cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(950, 1150), size, default,
+                                     distortion, wide=True))
+    else:
+        distance = rng.uniform(2.5, 2.9)
+        azimuth = rng.uniform(-0.08, 0.08)
+        base = np.array([distance * math.cos(azimuth), distance * math.sin(azimuth)])
+        facing = azimuth + np.pi  # the robot faces the origin
+        fwd = np.array([math.cos(facing), math.sin(facing)])
+        lat = np.array([-fwd[1], fwd[0]])
+        half_baseline = rng.uniform(0.125, 0.15)
+        head_z = rng.uniform(1.38, 1.48)
+        mounts = [(0.0, half_baseline, head_z), (0.0, -half_baseline, head_z), (0.05, 0.0, rng.uniform(1.12, 1.18))]
+        for i, (ahead, side, z) in enumerate(mounts):
+            centre = np.array([*(base + ahead * fwd + side * lat), z])
+            target = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), rng.uniform(0.9, 1.05)])
+            cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(700, 900), size, default, distortion))
+    return CameraRig(cams)

@@ -1,0 +1,158 @@
+"""Fusion: presets, bone priors, outlier cleaning, offline and streaming fusion on simulated takes with ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from skelsplat_ros.fusion import (
+    FusionConfig,
+    StreamingFuser,
+    fuse_offline,
+    fuse_streaming,
+    preset_config,
+    triangulate_baseline,
+)
+from skelsplat_ros.fusion.config import EXHAUSTIVE_MAX_VIEWS
+from skelsplat_ros.fusion.offline import hampel_clean
+from skelsplat_ros.fusion.result import estimate_bone_prior
+from skelsplat_ros.geometry.triangulation import triangulate_greedy, triangulate_robust
+from skelsplat_ros.sim import make_scenario
+
+
+def _mpjpe(joints: np.ndarray, truth: np.ndarray) -> float:
+    error = np.linalg.norm(joints - truth, axis=-1)
+    return float(np.nanmean(error))
+
+
+@pytest.fixture(scope="module")
+def lab_take():
+    return make_scenario("lab", num_frames=45, noise="realistic", seed=5)
+
+
+def _stream(config: FusionConfig, take, frames: int | None = None):
+    keypoints = take.keypoints[:, :frames] if frames else take.keypoints
+    return fuse_streaming(take.rig, take.skeleton, keypoints, config, take.fps)
+
+
+# --- configuration ----------------------------------------------------------------------------------------------
+
+
+def test_presets_and_backend_override():
+    default = preset_config("default")
+    assert default.streaming_refine.optimizer == "gauss_newton" and default.prefit.optimizer == "gauss_newton"
+    assert default.refine.optimizer == "adam" and default.refine.backend == "analytic"
+    paper = preset_config("paper")
+    assert paper.refine.steps == 125 and paper.init == "dlt" and paper.streaming_refine is None
+    raster = preset_config("default", backend="raster")
+    assert raster.refine.backend == "raster" and raster.prefit is None
+    assert raster.streaming_refine.optimizer == "adam" and raster.streaming_refine.backend == "raster"
+    assert preset_config("default", backend="analytic").streaming_refine.optimizer == "gauss_newton"
+    with pytest.raises(ValueError, match="preset"):
+        preset_config("fast")
+    with pytest.raises(ValueError, match="init"):
+        FusionConfig(init="ransac")
+
+
+def test_auto_init_is_exhaustive_for_few_views_and_greedy_for_many():
+    config = preset_config("default")
+    for rig_kind, search in (("lab", triangulate_robust), ("surround", triangulate_greedy)):
+        take = make_scenario(rig_kind, num_frames=3, noise="realistic", seed=1)
+        assert (len(take.rig) <= EXHAUSTIVE_MAX_VIEWS) == (search is triangulate_robust)
+        uv, confidence = take.rig.undistort(take.keypoints[..., :2]), np.nan_to_num(take.keypoints[..., 2])
+        points, _ = triangulate_baseline(take.rig, uv, confidence, config, "auto")
+        expected = search(take.rig, uv, confidence, config.robust_threshold_px, config.min_confidence, 2).points
+        np.testing.assert_array_equal(points, expected)
+
+
+# --- priors and cleaning ----------------------------------------------------------------------------------------
+
+
+def test_bone_prior_medians_and_tolerances():
+    rng = np.random.default_rng(0)
+    samples = np.stack([0.30 + rng.normal(0, 0.002, 200), 0.25 + rng.normal(0, 0.05, 200), np.full(200, np.nan)], 1)
+    samples[::10, 0] = 5.0  # a few wild samples do not move a median
+    prior = estimate_bone_prior(samples, min_sigma=0.01, spread_factor=1.0)
+    np.testing.assert_allclose(prior.lengths[:2], [0.30, 0.25], atol=0.01)
+    assert prior.sigmas[0] == 0.01  # steady bone: the floor
+    assert 0.04 < prior.sigmas[1] < 0.06  # noisy bone: about its spread
+    assert np.isnan(prior.lengths[2])
+    fixed = estimate_bone_prior(samples, min_sigma=0.01, spread_factor=0.0)
+    np.testing.assert_array_equal(fixed.sigmas, 0.01)
+
+
+def test_hampel_removes_a_spike_and_fills_gaps():
+    frames = np.arange(40, dtype=float)
+    points = np.stack([np.stack([0.01 * frames, np.zeros(40), np.ones(40)], -1)] * 2, axis=1)  # [F, 2, 3]
+    points[20, 0] += 0.5
+    points[5:8, 1] = np.nan
+    cleaned = hampel_clean(points, window=5, threshold=4.0, min_distance=0.05)
+    np.testing.assert_allclose(cleaned[20, 0], [0.2, 0.0, 1.0], atol=1e-9)
+    np.testing.assert_allclose(cleaned[5:8, 1, 0], [0.05, 0.06, 0.07], atol=1e-9)
+    np.testing.assert_allclose(np.delete(cleaned, 20, axis=0)[:, 0], np.delete(points, 20, axis=0)[:, 0])
+
+
+# --- offline and streaming on ground truth ----------------------------------------------------------------------
+
+
+def test_default_offline_beats_robust_triangulation(lab_take):
+    robust = fuse_offline(lab_take.rig, lab_take.skeleton, lab_take.keypoints, preset_config("default", "robust"))
+    fused = fuse_offline(lab_take.rig, lab_take.skeleton, lab_take.keypoints, preset_config("default"))
+    assert _mpjpe(fused.joints, lab_take.ground_truth) < 0.8 * _mpjpe(robust.joints, lab_take.ground_truth)
+    assert fused.joints.shape == lab_take.ground_truth.shape
+    estimated = np.isfinite(fused.joints).all(-1)
+    assert (fused.confidence[~estimated] == 0).all() and (fused.confidence[estimated] > 0).any()
+    assert np.isfinite(fused.covariance[estimated]).all()
+
+
+def test_default_streaming_beats_robust_triangulation(lab_take):
+    robust = fuse_offline(lab_take.rig, lab_take.skeleton, lab_take.keypoints, preset_config("default", "robust"))
+    fused = _stream(preset_config("default"), lab_take)
+    assert _mpjpe(fused.joints, lab_take.ground_truth) < 0.9 * _mpjpe(robust.joints, lab_take.ground_truth)
+    estimated = np.isfinite(fused.joints).all(-1)
+    cov = fused.covariance[estimated]
+    assert np.isfinite(cov).all() and (np.linalg.eigvalsh(cov) > 0).all()
+    assert (fused.num_views[estimated] >= 2).mean() > 0.95
+    assert (fused.confidence[fused.num_views < 2] == 0).all()  # held by the priors alone: no confidence
+
+
+def test_streaming_raster_backend_runs_adam(lab_take):
+    fused = _stream(preset_config("default", backend="raster"), lab_take, frames=3)
+    assert np.isfinite(fused.joints).all(-1).mean() > 0.9
+
+
+def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
+    config = preset_config("default")
+    fuser = StreamingFuser(lab_take.rig, lab_take.skeleton, config)
+    for f in range(10):
+        fuser.step(lab_take.keypoints[:, f], f / 30)
+    nothing = fuser.step(np.full_like(lab_take.keypoints[:, 10], np.nan), 10 / 30)
+    assert np.isnan(nothing.joints).all() and (nothing.confidence == 0).all()
+    one_view = lab_take.keypoints[:, 11].copy()
+    one_view[1:] = np.nan
+    assert (fuser.step(one_view, 11 / 30).confidence == 0).all()  # one view cannot fix depth
+    assert fuser.resets == 0
+    back_in_time = fuser.step(lab_take.keypoints[:, 12], 0.1)  # bag loop
+    assert fuser.resets == 1 and np.isfinite(back_in_time.joints).all(-1).mean() > 0.9
+    fuser.step(lab_take.keypoints[:, 13], 5.0)  # a long gap forgets the history too
+    assert fuser.resets == 2
+    absurd = lab_take.keypoints[:, 14].copy()
+    absurd[0, :, :2] = 1e200  # garbage from one camera: that view is ignored, the others still fuse
+    absurd[1, 3, :2] = -1e300
+    fused = fuser.step(absurd, 5.1)
+    assert np.isfinite(fused.joints).all(-1).mean() > 0.9 and (fused.num_views <= 3).all()
+    with pytest.raises(ValueError, match="keypoints must be"):
+        fuser.step(lab_take.keypoints[:, 14, :5], 5.2)
+
+
+def test_streaming_without_priors_matches_a_fresh_fuser_per_frame(lab_take):
+    """With the temporal and bone terms off, a frame's result does not depend on the history."""
+    base = preset_config("default")
+    config = replace(
+        base, bone_lengths=False, streaming_refine=replace(base.streaming_refine, temporal_weight=0.0), gate_distance=1e9
+    )
+    fused = _stream(config, lab_take, frames=6)
+    fresh = StreamingFuser(lab_take.rig, lab_take.skeleton, config).step(lab_take.keypoints[:, 5], 5 / 30)
+    np.testing.assert_allclose(fused.joints[5], fresh.joints[0])
