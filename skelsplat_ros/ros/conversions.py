@@ -5,7 +5,7 @@ Kept free of node state so the tests and the demo use the same code as the node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -30,10 +30,11 @@ __all__ = [
     "joint_frame",
     "marker_array",
     "delete_markers",
+    "skeleton_msg",
+    "track_colour",
     "stamp_to_seconds",
     "stamp_to_ns",
     "seconds_to_stamp",
-    "confidence_colour",
 ]
 
 # --- time ------------------------------------------------------------------------------------------------------------
@@ -62,23 +63,39 @@ def ns_to_stamp(ns: int) -> Time:
 
 @dataclass
 class ParsedKeypoints:
-    """One validated Keypoints2DArray.
+    """One validated Keypoints2DArray: every well-formed person of it, most confident first.
 
     Attributes:
-        keypoints: ``[J, 3]`` float64 (x px, y px, confidence) of the chosen person, x/y NaN and confidence 0 for
-            missing joints; ``None`` when the camera saw nobody (a valid view without data) or on rejection.
-        person_id: id of the chosen person (-1 when none).
+        people: ``[S, J, 3]`` float64 (x px, y px, confidence) per person, x/y NaN and confidence 0 for missing
+            joints; ``S = 0`` when the camera saw nobody (a valid view without data) or on rejection. Sorted by
+            mean confidence (missing joints count 0), highest first.
+        ids: ``[S]`` the people's ``id`` fields (-1 when the detector does not track).
         rejected: reason the whole message is unusable, else ``None``.
         ignored_people: people skipped because their arrays were malformed (another one was usable).
         nonfinite_joints: joints with confidence > 0 but a NaN/inf value, treated as missing.
+        capped_people: well-formed people beyond ``max_people`` (the least confident), dropped.
     """
 
-    keypoints: np.ndarray | None
-    person_id: int = -1
+    people: np.ndarray
+    ids: np.ndarray
     rejected: str | None = None
     ignored_people: int = 0
     nonfinite_joints: int = 0
-    issues: list[str] = field(default_factory=list)
+    capped_people: int = 0
+
+    @property
+    def keypoints(self) -> np.ndarray | None:
+        """``[J, 3]`` of the most confident person, ``None`` when there is nobody."""
+        return self.people[0] if len(self.people) else None
+
+    @property
+    def person_id(self) -> int:
+        """Id of the most confident person (-1 when there is nobody)."""
+        return int(self.ids[0]) if len(self.ids) else -1
+
+
+def _nobody(num_joints: int, rejected: str | None = None, ignored: int = 0) -> ParsedKeypoints:
+    return ParsedKeypoints(np.empty((0, num_joints, 3)), np.empty(0, dtype=np.int64), rejected, ignored)
 
 
 def _person_arrays(person: PersonKeypoints2D, num_joints: int) -> tuple[np.ndarray | None, str | None, int]:
@@ -102,55 +119,119 @@ def _person_arrays(person: PersonKeypoints2D, num_joints: int) -> tuple[np.ndarr
     return kp, None, nonfinite
 
 
-def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int) -> ParsedKeypoints:
-    """Validate one message and pick its person.
+def _confidence_scores(people: list[PersonKeypoints2D], num_joints: int) -> np.ndarray:
+    """``[N]`` mean confidence (clipped to [0, 1], non-finite = 0) per person, -1 for a wrong-length array."""
+    arrays = [np.asarray(person.confidence, dtype=np.float32) for person in people]
+    right_length = np.fromiter((len(a) == num_joints for a in arrays), dtype=bool, count=len(arrays))
+    scores = np.full(len(arrays), -1.0)
+    if right_length.any():
+        stacked = np.stack([a for a, ok in zip(arrays, right_length) if ok])  # [N_ok, J]
+        scores[right_length] = np.clip(np.nan_to_num(stacked, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0).mean(1)
+    return scores
 
-    One person per frame: of the well-formed people, the one with the highest mean confidence (missing joints
-    count 0), i.e. the most completely and confidently detected person -- usually the one the rig is built for.
-    ``people[0]`` would depend on the detector's ordering. An empty ``skeleton`` string is accepted.
+
+def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int,
+                    max_people: int | None = None) -> ParsedKeypoints:
+    """Validate one message and keep its people, most confident first.
+
+    Malformed people are skipped and counted (the message is rejected only when none is usable). A message with
+    more than ``max_people`` people keeps the ``max_people`` most confident (mean confidence, missing joints count
+    0, i.e. the most completely and confidently detected) and counts the others in ``capped_people`` unparsed: an
+    absurd detection count costs one cheap pass over the confidences, never a slower fusion. An empty
+    ``skeleton`` string is accepted.
     """
     if msg.skeleton and msg.skeleton != skeleton_name:
-        return ParsedKeypoints(None, rejected="wrong_skeleton")
+        return _nobody(num_joints, "wrong_skeleton")
     if not msg.people:
-        return ParsedKeypoints(None)
-    best: tuple[float, np.ndarray, int, int] | None = None
+        return _nobody(num_joints)
+    candidates = list(msg.people)
+    capped = 0
+    if max_people is not None and len(candidates) > max_people:
+        # Pre-select on the confidence array alone (a buffer view, no per-joint work), so that parsing cost stays
+        # bounded by max_people whatever the message holds; a wrong-length one scores -1 and goes first.
+        scores = _confidence_scores(candidates, num_joints)
+        keep = np.argsort(-scores, kind="stable")[:max_people]
+        capped = len(candidates) - max_people
+        candidates = [candidates[i] for i in np.sort(keep)]
+    kept: list[np.ndarray] = []
+    ids: list[int] = []
     first_reason = None
-    ignored = 0
-    for person in msg.people:
-        kp, reason, nonfinite = _person_arrays(person, num_joints)
+    ignored = nonfinite = 0
+    for person in candidates:
+        kp, reason, bad_values = _person_arrays(person, num_joints)
         if kp is None:
             ignored += 1
             first_reason = first_reason or reason
             continue
-        score = float(np.mean(kp[:, 2]))
-        if best is None or score > best[0]:
-            best = (score, kp, int(person.id), nonfinite)
-    if best is None:
-        return ParsedKeypoints(None, rejected=first_reason)
-    _, kp, person_id, nonfinite = best
-    return ParsedKeypoints(kp, person_id=person_id, ignored_people=ignored, nonfinite_joints=nonfinite)
+        kept.append(kp)
+        ids.append(int(person.id))
+        nonfinite += bad_values
+    if not kept:
+        return _nobody(num_joints, first_reason, ignored)
+    people = np.stack(kept)
+    # Stable sort: equally confident people keep the message's order.
+    order = np.argsort(-people[:, :, 2].mean(axis=1), kind="stable")
+    return ParsedKeypoints(people[order], np.asarray(ids, dtype=np.int64)[order], None, ignored, nonfinite, capped)
 
 
 def keypoints_msg(keypoints: np.ndarray | None, stamp: Time, frame_id: str, skeleton_name: str,
-                  person_id: int = 0) -> Keypoints2DArray:
-    """A Keypoints2DArray of one person ``[J, 3]`` (NaN = missing: written as x = y = 0, confidence 0, as detectors
-    do), or of nobody (``None`` or all missing)."""
+                  person_id: int | list[int] = 0) -> Keypoints2DArray:
+    """A Keypoints2DArray of one person ``[J, 3]`` or of several ``[S, J, 3]`` (NaN = missing: written as x = y = 0,
+    confidence 0, as detectors do; a slot with no joint seen is left out), or of nobody (``None``).
+
+    ``person_id``: the id of each person (one int for all of them, or one per slot; -1 = not tracked).
+    """
     msg = Keypoints2DArray(header=Header(stamp=stamp, frame_id=frame_id), skeleton=skeleton_name)
     if keypoints is None:
         return msg
     kp = np.asarray(keypoints, dtype=np.float64)
-    seen = np.isfinite(kp).all(axis=-1) & (kp[:, 2] > 0)
-    if not seen.any():
-        return msg
-    person = PersonKeypoints2D(id=int(person_id))
-    person.x = np.where(seen, kp[:, 0], 0.0).astype(np.float32)
-    person.y = np.where(seen, kp[:, 1], 0.0).astype(np.float32)
-    person.confidence = np.where(seen, kp[:, 2], 0.0).astype(np.float32)
-    msg.people = [person]
+    slots = kp[None] if kp.ndim == 2 else kp
+    ids = np.broadcast_to(np.asarray(person_id, dtype=np.int64), (len(slots),))
+    seen = np.isfinite(slots).all(axis=-1) & (np.nan_to_num(slots[..., 2]) > 0)  # [S, J]
+    for slot, slot_seen, slot_id in zip(slots, seen, ids):
+        if not slot_seen.any():
+            continue
+        person = PersonKeypoints2D(id=int(slot_id))
+        person.x = np.where(slot_seen, slot[:, 0], 0.0).astype(np.float32)
+        person.y = np.where(slot_seen, slot[:, 1], 0.0).astype(np.float32)
+        person.confidence = np.where(slot_seen, slot[:, 2], 0.0).astype(np.float32)
+        msg.people.append(person)
     return msg
 
 
 # --- output ----------------------------------------------------------------------------------------------------------
+
+
+def skeleton_msg(
+    skeleton_name: str,
+    joint_names: list[str],
+    joints: np.ndarray,
+    confidence: np.ndarray,
+    covariance: np.ndarray | None = None,
+    num_views: np.ndarray | None = None,
+    reprojection_error: np.ndarray | None = None,
+    person_id: int = 0,
+) -> Skeleton3D | None:
+    """One Skeleton3D, or ``None`` when no joint is estimated.
+
+    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents).
+    """
+    joints = np.asarray(joints, dtype=np.float64)
+    confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float32))
+    estimated = np.isfinite(joints).all(axis=-1) & (confidence > 0)
+    if not estimated.any():
+        return None
+    count = len(joint_names)
+    skel = Skeleton3D(id=int(person_id), skeleton=skeleton_name, joint_names=list(joint_names))
+    skel.positions = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in joints]
+    skel.confidence = np.where(estimated, confidence, 0.0).astype(np.float32)
+    cov = np.full((count, 3, 3), np.nan) if covariance is None else np.asarray(covariance, dtype=np.float64)
+    skel.covariance = cov.reshape(-1)
+    views = np.zeros(count) if num_views is None else np.nan_to_num(np.asarray(num_views, dtype=np.float64))
+    skel.num_views = np.clip(views, 0, 255).astype(np.uint8)
+    reproj = np.full(count, np.nan) if reprojection_error is None else reprojection_error
+    skel.reprojection_error = np.asarray(reproj, dtype=np.float32)
+    return skel
 
 
 def skeleton_array_msg(
@@ -164,28 +245,10 @@ def skeleton_array_msg(
     reprojection_error: np.ndarray | None = None,
     person_id: int = 0,
 ) -> Skeleton3DArray:
-    """A Skeleton3DArray with one skeleton (or none when no joint is estimated).
-
-    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents).
-    """
-    joints = np.asarray(joints, dtype=np.float64)
-    confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float32))
-    estimated = np.isfinite(joints).all(axis=-1) & (confidence > 0)
-    out = Skeleton3DArray(header=header)
-    if not estimated.any():
-        return out
-    count = len(joint_names)
-    skel = Skeleton3D(id=int(person_id), skeleton=skeleton_name, joint_names=list(joint_names))
-    skel.positions = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in joints]
-    skel.confidence = np.where(estimated, confidence, 0.0).astype(np.float32)
-    cov = np.full((count, 3, 3), np.nan) if covariance is None else np.asarray(covariance, dtype=np.float64)
-    skel.covariance = cov.reshape(-1)
-    views = np.zeros(count) if num_views is None else np.nan_to_num(np.asarray(num_views, dtype=np.float64))
-    skel.num_views = np.clip(views, 0, 255).astype(np.uint8)
-    reproj = np.full(count, np.nan) if reprojection_error is None else reprojection_error
-    skel.reprojection_error = np.asarray(reproj, dtype=np.float32)
-    out.skeletons = [skel]
-    return out
+    """A Skeleton3DArray with one skeleton (see :func:`skeleton_msg`), or none when no joint is estimated."""
+    skel = skeleton_msg(skeleton_name, joint_names, joints, confidence, covariance, num_views, reprojection_error,
+                        person_id)
+    return Skeleton3DArray(header=header, skeletons=[] if skel is None else [skel])
 
 
 def skeleton_arrays(skeleton: Skeleton3D) -> tuple[np.ndarray, np.ndarray]:
@@ -216,10 +279,13 @@ def tf_transforms(header: Header, joint_names: list[str], joints: np.ndarray, co
     return out
 
 
-def confidence_colour(confidence: float, alpha: float = 1.0) -> ColorRGBA:
-    """Red (0) through yellow (0.5) to green (1)."""
-    c = float(np.clip(confidence, 0.0, 1.0))
-    return ColorRGBA(r=float(min(1.0, 2.0 * (1.0 - c))), g=float(min(1.0, 2.0 * c)), b=0.0, a=alpha)
+def track_colour(person_id: int) -> ColorRGBA:
+    """A fixed, saturated colour per id: hues spaced by the golden angle, so that ids close together (people who
+    appeared one after the other) look clearly different and an id keeps its colour for life."""
+    hue = (int(person_id) * 0.618033988749895) % 1.0
+    # HSV -> RGB at full saturation and value.
+    r, g, b = (float(np.clip(abs((hue * 6.0 + shift) % 6.0 - 3.0) - 1.0, 0.0, 1.0)) for shift in (0.0, 4.0, 2.0))
+    return ColorRGBA(r=r, g=g, b=b, a=1.0)
 
 
 MARKER_NS_JOINTS = "skelsplat_joints"
@@ -228,18 +294,21 @@ MARKER_NS_BONES = "skelsplat_bones"
 
 def marker_array(header: Header, joints: np.ndarray, confidence: np.ndarray, bones: np.ndarray, person_id: int,
                  lifetime_s: float = 1.0, joint_size: float = 0.05, bone_width: float = 0.02) -> MarkerArray:
-    """SPHERE_LIST of the estimated joints and LINE_LIST of the bones between them, coloured by confidence.
+    """SPHERE_LIST of the estimated joints and LINE_LIST of the bones between them, marker id = ``person_id``.
 
+    Everything in the person's :func:`track_colour`; a joint's opacity follows its confidence (0.3 to 1).
     ``lifetime_s`` makes rviz drop the markers by itself when the node stops publishing (a crash included).
     """
     lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
-    ok = np.isfinite(joints).all(axis=-1) & (np.nan_to_num(confidence) > 0)
+    colour = track_colour(person_id)
+    confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float64))
+    ok = np.isfinite(joints).all(axis=-1) & (confidence > 0)
     spheres = Marker(header=header, ns=MARKER_NS_JOINTS, id=int(person_id), type=Marker.SPHERE_LIST,
                      action=Marker.ADD, lifetime=lifetime)
     spheres.pose.orientation.w = 1.0
     spheres.scale.x = spheres.scale.y = spheres.scale.z = joint_size
     lines = Marker(header=header, ns=MARKER_NS_BONES, id=int(person_id), type=Marker.LINE_LIST,
-                   action=Marker.ADD, lifetime=lifetime)
+                   action=Marker.ADD, lifetime=lifetime, color=colour)
     lines.pose.orientation.w = 1.0
     lines.scale.x = bone_width
 
@@ -248,11 +317,12 @@ def marker_array(header: Header, joints: np.ndarray, confidence: np.ndarray, bon
 
     for j in np.flatnonzero(ok):
         spheres.points.append(point(j))
-        spheres.colors.append(confidence_colour(confidence[j]))
+        spheres.colors.append(ColorRGBA(r=colour.r, g=colour.g, b=colour.b,
+                                        a=float(0.3 + 0.7 * min(confidence[j], 1.0))))
     for a, b in np.asarray(bones, dtype=np.int64).reshape(-1, 2):
         if ok[a] and ok[b]:
             lines.points += [point(a), point(b)]
-            lines.colors += [confidence_colour(confidence[a]), confidence_colour(confidence[b])]
+    lines.colors = [colour] * len(lines.points)
     return MarkerArray(markers=[spheres, lines])
 
 

@@ -88,10 +88,27 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("clock_jump_threshold", 1.0, "A stamp this far (s) behind the newest one is a backwards clock jump.",
               0.05, 3600.0),
     ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
+    # Multi-person tracking (skelsplat_ros.tracking.TrackerConfig; min_views above applies to a track too).
+    ParamSpec("max_people_per_view", 20, "Most people used per camera message: the most confident; the others are "
+              "dropped unparsed and counted (capped.views, capped.people), so an absurd detection count never slows "
+              "the node.", 1, 1000),
+    ParamSpec("track_match_gate", 0.2, "A detection joins a track when the mean distance (m) of the track's "
+              "predicted joints to the detection's camera rays is at most this.", 0.001, 10.0),
+    ParamSpec("track_cluster_gate", 0.1, "Detections nobody claimed, in two cameras, may start a new track together "
+              "when their joints' rays pass within this mean distance (m).", 0.001, 10.0),
+    ParamSpec("track_confirm_frames", 3, "Frames a new track must be fused in before it is published (1 = at once).",
+              1, 1000),
+    ParamSpec("track_tentative_timeout", 0.2, "A new, not yet confirmed track unseen this long (s) is dropped.",
+              0.001, 60.0),
+    ParamSpec("track_delete_after", 1.0, "A confirmed track unseen this long (s) ends: its markers are deleted and "
+              "its id is never used again.", 0.001, 3600.0),
 )
 
 SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("rig", "lab", "Simulated rig: lab (4 cameras), surround (8) or robot (3)."),
+    ParamSpec("people", 1, "People in the scene. 1: one person (motion, calibration_file apply); 2-5: a "
+              "multi-person scene (crossing paths, occlusions, people entering and leaving, ghost detections), "
+              "published in shuffled order with id -1.", 1, 5),
     ParamSpec("calibration_file", "", "Use this calibration TOML as the rig instead of `rig` (same file as the "
               "fusion node: both then agree whatever make_rig does)."),
     ParamSpec("calibration_out", "", "Write the rig's calibration TOML here at start (for the fusion node)."),
