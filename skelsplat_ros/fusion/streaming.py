@@ -70,7 +70,9 @@ class StreamingFuser:
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
         self._bone_window: deque[np.ndarray] = deque(maxlen=self.config.bone_window)
 
-    def _prediction(self, stamp: float) -> np.ndarray | None:
+    def predict(self, stamp: float) -> np.ndarray | None:
+        """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
+        joints never seen); ``None`` before the first output."""
         if not self._history:
             return None
         last_stamp, last = self._history[-1]
@@ -106,7 +108,7 @@ class StreamingFuser:
             cov = linear_covariance(self.rig, points, support, config.nominal_pixel_sigma)
             return summarise(self.rig, points, uv, support, cov, names)
 
-        prediction = self._prediction(stamp)
+        prediction = self.predict(stamp)
         init = points[0]
         if prediction is not None:
             with np.errstate(invalid="ignore"):
