@@ -5,8 +5,14 @@ Data flow::
     /<camera>/keypoints (Keypoints2DArray, one topic per camera)
         -> validation (bad input is counted, never fatal)
         -> PartialViewSynchronizer (groups by capture stamp; a dead camera does not stall the others)
-        -> bounded queue (latest frames win) -> fusion thread (StreamingFuser)
-        -> skeletons (Skeleton3DArray), /tf (one frame per joint), skeleton_markers (MarkerArray), /diagnostics
+        -> bounded queue (latest frames win) -> fusion thread (MultiPersonTracker: every person of every view,
+           associated across views and over time, one SkelSplat refinement per track)
+        -> skeletons (Skeleton3DArray: one Skeleton3D per confirmed track, id = track id), /tf (one frame per joint
+           and track, <joint>_<id>), skeleton_markers (MarkerArray: a colour per track, deleted when it is lost),
+           /diagnostics
+
+One person is the special case of the same path: a single-person rig gets one track, whose id stays as long as
+the person is seen (and a new one, never a reused one, after the person was lost for ``track_delete_after``).
 
 Fusion runs in its own thread so that the executor keeps taking messages while a frame is being fused; when fusion
 is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
@@ -45,14 +51,14 @@ from .conversions import (
     marker_array,
     ns_to_stamp,
     parse_keypoints,
-    skeleton_array_msg,
+    skeleton_msg,
     stamp_to_ns,
     tf_transforms,
 )
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 
 if TYPE_CHECKING:
-    from skelsplat_ros.fusion import StreamingFuser
+    from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig
 
 try:  # a ROS installation has tf2_ros; the pip environment has only the tf2_msgs interface (see make setup)
     from tf2_ros import TransformBroadcaster
@@ -60,7 +66,6 @@ except ImportError:  # pragma: no cover - depends on the installation
     TransformBroadcaster = None  # type: ignore[assignment,misc]
 
 NODE_NAME = "skelsplat_node"
-PERSON_ID = 0  # one person per frame; a multi-person tracker would assign ids
 
 
 class _Stats:
@@ -100,6 +105,21 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def tracker_config(params: dict[str, Any]) -> TrackerConfig:
+    """The tracker's gates and life times from the node's parameters (see FUSION_NODE_PARAMS)."""
+    from skelsplat_ros.tracking import TrackerConfig
+
+    return TrackerConfig(
+        match_gate=float(params["track_match_gate"]),
+        cluster_gate=float(params["track_cluster_gate"]),
+        min_views=int(params["min_views"]),
+        confirm_frames=int(params["track_confirm_frames"]),
+        tentative_timeout=float(params["track_tentative_timeout"]),
+        delete_after=float(params["track_delete_after"]),
+        max_people_per_view=int(params["max_people_per_view"]),
+    )
+
+
 class FusionNode(Node):
     """The fusion node. Raises :class:`StartupError` for an unusable configuration."""
 
@@ -131,18 +151,22 @@ class FusionNode(Node):
         except (KeyError, ValueError, OSError) as error:
             raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
 
-        from skelsplat_ros.fusion import StreamingFuser, preset_config
+        from skelsplat_ros.fusion import preset_config
+        from skelsplat_ros.tracking import MultiPersonTracker
 
         try:
             config = preset_config(p["preset"], p["method"], backend=None if p["backend"] == "auto" else p["backend"])
-            config = replace(config, min_views=int(p["min_views"]))
-            self.fuser: StreamingFuser = StreamingFuser(rig.subset(cameras), self.skeleton, config)
+            self.fusion_config = replace(config, min_views=int(p["min_views"]))
+            self.tracker_config = tracker_config(p)
+            self.tracker: MultiPersonTracker = MultiPersonTracker(
+                rig.subset(cameras), self.skeleton, self.fusion_config, self.tracker_config)
         except (ValueError, KeyError) as error:
             raise StartupError(f"fusion settings: {error.args[0] if error.args else error}") from None
 
         self.cameras = cameras
         self._camera_index = {c: i for i, c in enumerate(cameras)}
-        self.sync: PartialViewSynchronizer[tuple[int, np.ndarray | None]] = PartialViewSynchronizer(
+        # Per camera: (stamp ns, people [S, J, 3]); S = 0 for a camera that saw nobody.
+        self.sync: PartialViewSynchronizer[tuple[int, np.ndarray]] = PartialViewSynchronizer(
             cameras,
             slop=p["sync_slop"],
             max_wait=p["max_wait"],
@@ -152,8 +176,13 @@ class FusionNode(Node):
             jump_threshold=max(p["clock_jump_threshold"], 2.0 * p["sync_slop"] + 1e-3),
         )
         self.stats = _Stats(cameras)
+        # Reported from the start, at 0, so that a monitor sees the keys before anything happened.
+        self.stats.counts.update(dict.fromkeys(
+            ("tracks.ended", "detections.unassigned", "capped.views", "capped.people"), 0))
         self._bones = self.skeleton.bone_array
-        self._markers_shown = False
+        self._max_people = int(p["max_people_per_view"])
+        self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
+        self._tracks = {"confirmed": 0, "tentative": 0}  # after the last frame, for /diagnostics
 
         # Keypoints come from detectors at camera rate: best effort, shallow queue (qos_profile_sensor_data). A lost
         # message costs one view of one frame, while reliable delivery would retransmit stale frames and add latency.
@@ -193,6 +222,7 @@ class FusionNode(Node):
         self._queue_size = int(p["worker_queue"])
         self._cv = threading.Condition()
         self._stop = False
+        self.warmed_up = threading.Event()  # set once the fusion thread is ready for its first frame
         self._worker = threading.Thread(target=self._work, name="skelsplat_fusion", daemon=True)
         self._worker.start()
         self.marker_pub.publish(delete_markers(self._header(self.get_clock().now().to_msg()), None))
@@ -222,7 +252,7 @@ class FusionNode(Node):
             if self.params["max_future"] > 0 and stamp > clock_now + self.params["max_future"]:
                 self._count("rejected.future_stamp")
                 return
-        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
+        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints, self._max_people)
         if parsed.rejected:
             self._count(f"rejected.{parsed.rejected}")
             return
@@ -230,7 +260,10 @@ class FusionNode(Node):
             self._count("ignored_people", parsed.ignored_people)
         if parsed.nonfinite_joints:
             self._count("nonfinite_joints", parsed.nonfinite_joints)
-        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.keypoints), now))
+        if parsed.capped_people:
+            self._count("capped.views")
+            self._count("capped.people", parsed.capped_people)
+        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.people), now))
 
     def _poll(self) -> None:
         self._enqueue(self.sync.poll(time.monotonic()))
@@ -272,49 +305,60 @@ class FusionNode(Node):
                                         throttle_duration_sec=5.0)
 
     def _warm_up(self) -> None:
-        """One throw-away fusion of a synthetic pose: torch's first call is slow (about a second on a CPU)."""
-        if self.params["method"] != "skelsplat":
-            return
+        """Throw-away fusions of a synthetic pose on a tracker of its own: torch's first call is slow (about a
+        second on a CPU), and so is the first pass through the tracker (scipy's imports), whatever the method."""
         try:
             from skelsplat_ros.sim import generate_motion
+            from skelsplat_ros.tracking import MultiPersonTracker
 
+            tracker = MultiPersonTracker(self.tracker.rig, self.skeleton, self.fusion_config, self.tracker_config)
             points = generate_motion(self.skeleton, 1)[0]
-            uv = self.fuser.rig.project(points)  # [V, J, 2]
-            keypoints = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], axis=-1)
-            self.fuser.step(keypoints, 0.0)
+            uv = tracker.rig.project(points)  # [V, J, 2]
+            person = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], axis=-1)[:, None]  # [V, 1, J, 3]
+            for frame in range(self.tracker_config.confirm_frames + 1):
+                tracker.step(list(person), frame / 30.0)
         except Exception as error:  # only a warm-up: never fatal
             self.get_logger().debug(f"warm-up skipped: {error!r}")
         finally:
-            self.fuser.reset()
-            self.fuser.resets = 0
+            self.warmed_up.set()
 
     def _header(self, stamp) -> Header:
         return Header(stamp=stamp, frame_id=self.params["world_frame"])
 
     def _fuse_and_publish(self, frame: SyncedFrame) -> None:
-        keypoints = np.full((len(self.cameras), self.skeleton.num_joints, 3), np.nan)
-        with_data = 0
-        for camera, (_, kp) in frame.views.items():
-            if kp is not None:
-                keypoints[self._camera_index[camera]] = kp
-                with_data += 1
+        empty = np.empty((0, self.skeleton.num_joints, 3))
+        detections = [empty] * len(self.cameras)  # [V] of [S_v, J, 3]
+        for camera, (_, people) in frame.views.items():
+            if people is not None:
+                detections[self._camera_index[camera]] = people
+        with_data = sum(1 for people in detections if len(people))
         # The output carries the exact stamp of the group's first message (float seconds would lose nanoseconds).
         anchor_ns = next((ns for c, (ns, _) in frame.views.items() if frame.stamps[c] == frame.stamp),
                          min(ns for ns, _ in frame.views.values()))
         started = time.perf_counter()
-        result = self.fuser.step(keypoints, anchor_ns * 1e-9)
+        step = self.tracker.step(detections, anchor_ns * 1e-9)
         fusion_time = time.perf_counter() - started
 
         header = self._header(ns_to_stamp(anchor_ns))
-        joints, confidence = result.joints[0], result.confidence[0]
-        self.skeleton_pub.publish(skeleton_array_msg(
-            header, self.skeleton.name, list(result.joint_names), joints, confidence, result.covariance[0],
-            result.num_views[0], result.reprojection_error[0], PERSON_ID,
-        ))
-        estimated = bool(np.any(np.isfinite(joints).all(axis=-1) & (confidence > 0)))
-        if estimated and (self._tf_broadcaster or self._tf_pub):
-            transforms = tf_transforms(header, list(result.joint_names), joints, confidence,
-                                       self.params["tf_prefix"], PERSON_ID)
+        skeletons, transforms, markers = [], [], []
+        shown: set[int] = set()
+        for person in step.people:
+            result = person.result
+            joints, confidence = result.joints[0], result.confidence[0]
+            skeleton = skeleton_msg(self.skeleton.name, list(result.joint_names), joints, confidence,
+                                    result.covariance[0], result.num_views[0], result.reprojection_error[0],
+                                    person.track_id)
+            if skeleton is None:  # a confirmed track with no joint estimated this frame: nothing to show
+                continue
+            skeletons.append(skeleton)
+            shown.add(person.track_id)
+            if self._tf_broadcaster or self._tf_pub:
+                transforms += tf_transforms(header, list(result.joint_names), joints, confidence,
+                                            self.params["tf_prefix"], person.track_id)
+            if self.params["publish_markers"]:
+                markers += marker_array(header, joints, confidence, self._bones, person.track_id).markers
+        self.skeleton_pub.publish(Skeleton3DArray(header=header, skeletons=skeletons))
+        if transforms:
             if self._tf_broadcaster is not None:
                 self._tf_broadcaster.sendTransform(transforms)
             else:
@@ -322,12 +366,13 @@ class FusionNode(Node):
 
                 self._tf_pub.publish(TFMessage(transforms=transforms))
         if self.params["publish_markers"]:
-            if estimated:
-                self.marker_pub.publish(marker_array(header, joints, confidence, self._bones, PERSON_ID))
-                self._markers_shown = True
-            elif self._markers_shown:  # the person is lost: remove its markers now rather than at their lifetime
-                self.marker_pub.publish(delete_markers(header, PERSON_ID))
-                self._markers_shown = False
+            # A track that ended or was not estimated this frame: remove its markers now rather than at their
+            # lifetime, so that rviz never shows a person who is gone.
+            for track_id in sorted(self._markers_shown - shown):
+                markers += delete_markers(header, track_id).markers
+            if markers:
+                self.marker_pub.publish(MarkerArray(markers=markers))
+            self._markers_shown = shown
         latency = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         with self.stats.lock:
             self.stats.published += 1
@@ -335,6 +380,11 @@ class FusionNode(Node):
             self.stats.latency.append(latency)
             self.stats.fusion_time.append(fusion_time)
             self.stats.views.append(with_data)
+            self.stats.counts["tracks.ended"] += len(step.ended)
+            self.stats.counts["detections.unassigned"] += step.unassigned
+            if step.capped:
+                self.stats.counts["capped.people"] += step.capped
+            self._tracks = {"confirmed": step.confirmed, "tentative": step.tentative}
 
     # --- diagnostics (executor thread) -----------------------------------------------------------------------------
 
@@ -343,7 +393,6 @@ class FusionNode(Node):
         with self.stats.lock:
             counts = dict(self.stats.counts)
         counts.update({f"dropped.{reason}": n for reason, n in self.sync.drops.items()})
-        counts["fusion_resets"] = self.fuser.resets
         return counts
 
     def _publish_diagnostics(self) -> None:
@@ -369,6 +418,8 @@ class FusionNode(Node):
             "frames_synced": str(self.sync.emitted),
             "frames_partial": str(self.sync.emitted_partial),
             "dead_cameras": " ".join(dead),
+            "tracks.confirmed": str(self._tracks["confirmed"]),
+            "tracks.tentative": str(self._tracks["tentative"]),
         }
         for camera in self.cameras:
             values[f"input_rate_hz.{camera}"] = f"{window['received'][camera] / seconds:.2f}"
