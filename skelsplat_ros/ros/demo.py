@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds to run (default 20)")
     parser.add_argument("--plot", default="out/demo.png", help="PNG of MPJPE and latency over time ('' = none)")
     parser.add_argument("--rig", default="lab", choices=("lab", "surround", "robot"), help="simulated rig")
+    parser.add_argument("--people", type=int, default=1, choices=range(1, 6), metavar="{1..5}",
+                        help="people in the scene (default 1); with more, the node tracks each one with its own id")
     parser.add_argument("--noise", default="realistic", choices=("clean", "realistic", "hard"), help="detector noise")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
     parser.add_argument("--method", default="skelsplat", help="fusion method (skelsplat, robust, triangulate, dlt)")
@@ -106,9 +109,38 @@ def _tail(path: Path, lines: int = 15) -> str:
 # --- monitoring ------------------------------------------------------------------------------------------------------
 
 
+MATCH_GATE_M = 0.3  # a track is a true person when their mean joint distance is within this (the issue's gate)
+
+
+def match_people(tracks: dict[int, np.ndarray], truth: dict[int, np.ndarray],
+                 gate: float = MATCH_GATE_M) -> dict[int, tuple[int, float]]:
+    """Which true person each fused track is in one frame: ``{track id: (person, MPJPE m)}``.
+
+    One-to-one (Hungarian) on the mean distance over the joints both have (``[J, 3]`` each, NaN = unknown); a pair
+    further apart than ``gate`` is no match, so a track on nobody stays unmatched.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    if not tracks or not truth:
+        return {}
+    track_ids, person_ids = list(tracks), list(truth)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a pair with no joint in common: NaN, i.e. no match
+        cost = np.array([[np.nanmean(np.linalg.norm(tracks[t] - truth[p], axis=-1)) for p in person_ids]
+                         for t in track_ids])
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
+    return {track_ids[r]: (person_ids[c], float(cost[r, c])) for r, c in zip(rows, cols) if cost[r, c] <= gate}
+
+
 @dataclass
 class FrameRecord:
-    """One fused frame as received: capture stamp (s, and exact ns), receipt time (s), error (m, NaN = no truth)."""
+    """One fused frame as received: capture stamp (s, and exact ns), receipt time (s), error (m, NaN = no truth).
+
+    ``mpjpe`` is the mean over the tracks matched to a true person (:func:`match_people`); ``matches`` maps each
+    matched track id to ``(person, MPJPE m)``; ``tracks`` lists every published id and ``present`` the true people
+    of that stamp (empty when its ground truth was not received). ``joints`` is the first skeleton's ``[J, 3]``.
+    """
 
     stamp: float
     received: float
@@ -116,13 +148,17 @@ class FrameRecord:
     views: float
     stamp_ns: int = 0
     joints: np.ndarray | None = None
+    tracks: list[int] = field(default_factory=list)
+    present: list[int] = field(default_factory=list)
+    matches: dict[int, tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass
 class Monitor:
     """Listens to skeletons, ground_truth and /diagnostics; matches fused frames to ground truth by stamp.
 
-    ``keep_joints`` stores the fused joints of every frame (for offline comparisons in the benchmark).
+    ``ground_truth`` maps a stamp (ns) to ``{person: [J, 3]}``. ``keep_joints`` stores the first fused skeleton of
+    every frame (for offline comparisons in the benchmark).
     """
 
     keep_joints: bool = False
@@ -145,9 +181,8 @@ class Monitor:
     def on_ground_truth(self, msg) -> None:
         from .conversions import skeleton_arrays, stamp_to_ns
 
-        if not msg.skeletons:
-            return
-        self.ground_truth[stamp_to_ns(msg.header.stamp)] = skeleton_arrays(msg.skeletons[0])[0]
+        self.ground_truth[stamp_to_ns(msg.header.stamp)] = {
+            int(skeleton.id): skeleton_arrays(skeleton)[0] for skeleton in msg.skeletons}
         while len(self.ground_truth) > 5000:
             self.ground_truth.popitem(last=False)
 
@@ -156,16 +191,15 @@ class Monitor:
 
         received = time.time()
         ns = stamp_to_ns(msg.header.stamp)
-        mpjpe, views, joints = float("nan"), float("nan"), None
-        if msg.skeletons:
-            joints, _ = skeleton_arrays(msg.skeletons[0])
-            views = float(np.max(np.asarray(msg.skeletons[0].num_views, dtype=np.float64), initial=0.0))
-            truth = self.ground_truth.get(ns)
-            if truth is not None and truth.shape == joints.shape:
-                errors = np.linalg.norm(joints - truth, axis=-1)
-                if np.isfinite(errors).any():
-                    mpjpe = float(np.nanmean(errors))
-        self.records.append(FrameRecord(ns * 1e-9, received, mpjpe, views, ns, joints if self.keep_joints else None))
+        tracks = {int(skeleton.id): skeleton_arrays(skeleton)[0] for skeleton in msg.skeletons}
+        views = max((float(np.max(np.asarray(s.num_views, dtype=np.float64), initial=0.0)) for s in msg.skeletons),
+                    default=float("nan"))
+        truth = self.ground_truth.get(ns, {})
+        matches = match_people(tracks, truth)
+        mpjpe = float(np.mean([error for _, error in matches.values()])) if matches else float("nan")
+        first = skeleton_arrays(msg.skeletons[0])[0] if msg.skeletons and self.keep_joints else None
+        self.records.append(FrameRecord(ns * 1e-9, received, mpjpe, views, ns, first, list(tracks), list(truth),
+                                        matches))
 
     def on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -200,6 +234,60 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
 
+def track_lines(monitor: Monitor, start: float, stop: float) -> list[str]:
+    """Per-track accuracy and id consistency over the frames captured in ``[start, stop)``.
+
+    Tracks are matched to the true people frame by frame (:func:`match_people`, 300 mm gate). People: recall (the
+    share of their frames with a matched track), id switches (a change of matched id while the person stayed in the
+    scene; a person who left and came back gets a new id by design and that is not counted). Tracks: the person
+    they matched most, in how many of their frames, and their MPJPE on those.
+    """
+    records = [r for r in monitor.records if start <= r.stamp < stop and r.present]
+    if not records:
+        return []
+    person_frames: collections.Counter[int] = collections.Counter()
+    person_found: collections.Counter[int] = collections.Counter()
+    switches: collections.Counter[int] = collections.Counter()
+    last_id: dict[int, int] = {}
+    track_people: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+    track_errors: dict[int, list[float]] = collections.defaultdict(list)
+    track_frames: collections.Counter[int] = collections.Counter()
+    published = matched = 0
+    for record in records:
+        published += len(record.tracks)
+        matched += len(record.matches)
+        for track in record.tracks:
+            track_frames[track] += 1
+        by_person = {person: track for track, (person, _) in record.matches.items()}
+        for person in record.present:
+            person_frames[person] += 1
+            if person not in by_person:
+                continue
+            person_found[person] += 1
+            if last_id.get(person, by_person[person]) != by_person[person]:
+                switches[person] += 1
+            last_id[person] = by_person[person]
+        for person in set(last_id) - set(record.present):  # left the scene: the next id is a new track, fine
+            del last_id[person]
+        for track, (person, error) in record.matches.items():
+            track_people[track][person] += 1
+            track_errors[track].append(error)
+    lines = [f"  people: recall {100.0 * sum(person_found.values()) / max(sum(person_frames.values()), 1):.1f} %, "
+             f"precision {100.0 * matched / max(published, 1):.1f} % (per frame, {MATCH_GATE_M * 1e3:.0f} mm gate)",
+             "    person  frames  recall %  id switches"]
+    for person in sorted(person_frames):
+        lines.append(f"    P{person:<5} {person_frames[person]:7d} "
+                     f"{100.0 * person_found[person] / person_frames[person]:9.1f} {switches[person]:12d}")
+    lines.append("    track   person  matched/frames  MPJPE mm")
+    for track in sorted(track_frames):
+        people = track_people.get(track)
+        person, count = people.most_common(1)[0] if people else (None, 0)
+        error = 1e3 * float(np.mean(track_errors[track])) if track_errors[track] else float("nan")
+        lines.append(f"    {track:<7} {'P%d' % person if person is not None else '-':>6} "
+                     f"{count:7d}/{track_frames[track]:<7d} {_fmt(error):>8}")
+    return lines
+
+
 def summary_lines(monitor: Monitor, started: float, stopped: float) -> list[str]:
     lat = monitor.latencies(started) * 1e3
     err = monitor.errors(started) * 1e3
@@ -215,8 +303,11 @@ def summary_lines(monitor: Monitor, started: float, stopped: float) -> list[str]
         f"  latency ms  median / p95 / p99   {_fmt(_percentile(lat, 50))} / {_fmt(_percentile(lat, 95))} / "
         f"{_fmt(_percentile(lat, 99))}  (max {_fmt(np.max(lat) if lat.size else np.nan)})",
     ]
+    lines += track_lines(monitor, started, stopped - 0.5)
     diag = monitor.diagnostics
     if diag:
+        lines.append(f"  tracks now / ended / unassigned detections   {diag.get('tracks.confirmed', '-')} / "
+                     f"{diag.get('tracks.ended', '-')} / {diag.get('detections.unassigned', '-')}")
         lines.append(f"  fusion time ms (last window)     mean {diag.get('fusion_time_mean_ms', '-')}, "
                      f"max {diag.get('fusion_time_max_ms', '-')}")
         drops = {k: v for k, v in diag.items()
@@ -282,13 +373,15 @@ def run_demo(args: argparse.Namespace) -> int:
     sim_params: dict[str, Any] = {
         "rig": getattr(args, "rig", "lab"), "noise": getattr(args, "noise", "realistic"),
         "rate": float(getattr(args, "rate", 30.0)), "seed": int(getattr(args, "seed", 0)),
-        "calibration_out": str(calibration),
+        "people": int(getattr(args, "people", 1)), "calibration_out": str(calibration),
     }
     node_params: dict[str, Any] = {
         "calibration_file": str(calibration), "method": getattr(args, "method", "skelsplat"),
         "preset": getattr(args, "preset", "default"), "diagnostics_period": 1.0,
     }
-    print(f"skelsplat demo: {sim_params['rig']} rig, {sim_params['noise']} noise, {sim_params['rate']:g} Hz, "
+    print(f"skelsplat demo: {sim_params['rig']} rig, {sim_params['people']} "
+          f"{'person' if sim_params['people'] == 1 else 'people'}, {sim_params['noise']} noise, "
+          f"{sim_params['rate']:g} Hz, "
           f"method {node_params['method']}; ROS_DOMAIN_ID={domain_id} (loopback only); logs in {workdir}")
     processes: list[subprocess.Popen] = []
     context = Context()
@@ -329,7 +422,8 @@ def run_demo(args: argparse.Namespace) -> int:
         started = time.time()
         monitor.records.clear()
         if not quiet:
-            print(f"{'t (s)':>6} {'fused/s':>8} {'MPJPE mm':>9} {'lat med':>8} {'lat p95':>8} {'views':>6}  status")
+            print(f"{'t (s)':>6} {'fused/s':>8} {'MPJPE mm':>9} {'lat med':>8} {'lat p95':>8} {'views':>6} "
+                  f"{'people':>7}  tracks (id=person)")
         next_print = started + 1.0
         end = started + duration
         drop_time = None
@@ -349,11 +443,15 @@ def run_demo(args: argparse.Namespace) -> int:
                 err = np.array([r.mpjpe for r in window]) * 1e3
                 views = np.array([r.views for r in window])
                 if not quiet:
+                    last = window[-1] if window else None
+                    people = f"{len(last.tracks)}/{len(last.present)}" if last else "-"
+                    ids = " ".join(f"{t}={'P%d' % last.matches[t][0] if t in last.matches else '?'}"
+                                   for t in last.tracks) if last else ""
                     print(f"{now - started:6.1f} {len(window):8d} "
                           f"{_fmt(np.nanmean(err) if np.isfinite(err).any() else np.nan):>9} "
                           f"{_fmt(_percentile(lat, 50)):>8} {_fmt(_percentile(lat, 95)):>8} "
-                          f"{_fmt(np.nanmean(views) if np.isfinite(views).any() else np.nan):>6}  "
-                          f"{monitor.diagnostics_message}", flush=True)
+                          f"{_fmt(np.nanmean(views) if np.isfinite(views).any() else np.nan):>6} "
+                          f"{people:>7}  {ids}", flush=True)
                 next_print += 1.0
             for proc, name in ((sim, "sim_rig"), (fusion, "node")):
                 if proc.poll() is not None:

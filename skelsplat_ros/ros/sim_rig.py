@@ -1,9 +1,13 @@
-"""``skelsplat_sim_rig``: a simulated camera rig watching one moving person, as a ROS node.
+"""``skelsplat_sim_rig``: a simulated camera rig watching one or several moving people, as a ROS node.
 
 Publishes, at ``rate`` Hz, one Keypoints2DArray per camera on ``<camera>/keypoints`` (stamp = capture time, the
 detector noise model's outliers, occlusions and dropped views included) and the true 3D joints as a
-Skeleton3DArray on ``ground_truth`` with the same stamp. The recording (``motion_seconds`` long) is simulated once
-at start-up and played back and forth, so a long run has no jump in the motion. ``drop_camera``/``drop_after``
+Skeleton3DArray on ``ground_truth`` with the same stamp, one Skeleton3D per person present (id = the person's
+index). With ``people`` > 1 the scene is :func:`~skelsplat_ros.sim.make_multi_person_scenario`'s: people of
+different sizes who cross, occlude each other, enter and leave, ghost detections in single views; every camera
+lists its detections in a shuffled order with ``id = -1``, as an untracked detector does. The recording
+(``motion_seconds`` long) is simulated once at start-up and played back and forth, so a long run has no jump in the
+motion. ``drop_camera``/``drop_after``
 silence one camera mid-run (a dead camera for tests and the demo).
 """
 
@@ -28,7 +32,7 @@ from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.sim import NoiseModel, generate_motion, make_rig, simulate_detections
 from skelsplat_ros.skeleton.models import get_skeleton
 
-from .conversions import keypoints_msg, skeleton_array_msg, stamp_to_ns
+from .conversions import keypoints_msg, skeleton_msg, stamp_to_ns
 from .params import SIM_RIG_PARAMS, StartupError, declare, spin_node
 
 NODE_NAME = "skelsplat_sim_rig"
@@ -50,19 +54,23 @@ class SimRigNode(Node):
         super().__init__(NODE_NAME, **node_kwargs)
         p = declare(self, SIM_RIG_PARAMS)
         self.params = p
+        self.people = int(p["people"])
         try:
             self.skeleton = get_skeleton(p["skeleton"])
-            if p["calibration_file"]:
-                self.rig: CameraRig = load_calibration(p["calibration_file"])
-            else:
-                self.rig = make_rig(p["rig"], distortion=bool(p["distortion"]), seed=int(p["seed"]))
-            noise = NoiseModel.preset(p["noise"])
             rate = float(p["rate"])
             num_frames = max(2, int(round(p["motion_seconds"] * rate)))
-            self.ground_truth = generate_motion(self.skeleton, num_frames, fps=rate, seed=int(p["seed"]),
-                                                motion=p["motion"])
-            self.keypoints = simulate_detections(self.rig, self.ground_truth, self.skeleton, noise,
+            if self.people == 1:
+                if p["calibration_file"]:
+                    self.rig: CameraRig = load_calibration(p["calibration_file"])
+                else:
+                    self.rig = make_rig(p["rig"], distortion=bool(p["distortion"]), seed=int(p["seed"]))
+                truth = generate_motion(self.skeleton, num_frames, fps=rate, seed=int(p["seed"]), motion=p["motion"])
+                detections = simulate_detections(self.rig, truth, self.skeleton, NoiseModel.preset(p["noise"]),
                                                  seed=int(p["seed"]), fps=rate)
+                # One person, one slot: the multi-person layout with P = S = 1.
+                self.ground_truth, self.keypoints = truth[:, None], detections[:, :, None]
+            else:
+                self.rig, self.ground_truth, self.keypoints = self._multi_person_scene(num_frames, rate)
         except (KeyError, ValueError, OSError) as error:
             raise StartupError(error.args[0] if isinstance(error, KeyError) and error.args else str(error)) from None
         if p["drop_camera"] and p["drop_camera"] not in self.rig.names:
@@ -83,16 +91,30 @@ class SimRigNode(Node):
         self.tick = 0
         self.started = time.monotonic()
         # Stamp (ns) -> frame index of what was published, for evaluations in the same process (tests, benchmark).
+        # ground_truth [F, P, J, 3] (NaN while a person is absent) and keypoints [V, F, S, J, 3] are indexed by it.
         self.frame_of_stamp: collections.OrderedDict[int, int] = collections.OrderedDict()
         self.published_per_camera = {camera: 0 for camera in self.rig.names}
         self._drop_reference = self.started
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(1.0 / rate, self._publish_frame)
         self.get_logger().info(
-            f"simulating {len(self.rig)} cameras {self.rig.names} at {rate:g} Hz, noise {p['noise']}, "
+            f"simulating {self.people} {'person' if self.people == 1 else 'people'} seen by "
+            f"{len(self.rig)} cameras {self.rig.names} at {rate:g} Hz, noise {p['noise']}, "
             f"{num_frames} frames played back and forth"
             + (f"; calibration written to {p['calibration_out']}" if p["calibration_out"] else "")
         )
+
+    def _multi_person_scene(self, num_frames: int, rate: float) -> tuple[CameraRig, np.ndarray, np.ndarray]:
+        """Rig, ground truth ``[F, P, J, 3]`` and detections ``[V, F, S, J, 3]`` of a multi-person scene."""
+        from skelsplat_ros.sim.scenes import make_multi_person_scenario
+
+        p = self.params
+        if p["calibration_file"]:
+            raise ValueError("people > 1 simulates one of the built-in rigs (parameter rig); calibration_file is "
+                             "only for one person")
+        scene = make_multi_person_scenario(p["rig"], self.people, num_frames=num_frames, fps=rate, noise=p["noise"],
+                                           seed=int(p["seed"]), skeleton_name=self.skeleton.name)
+        return scene.rig, scene.ground_truth, scene.keypoints
 
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Runtime changes of drop_camera/drop_after/drop_duration (the others are read-only); restarts the clock."""
@@ -123,10 +145,13 @@ class SimRigNode(Node):
         while len(self.frame_of_stamp) > 200_000:
             self.frame_of_stamp.popitem(last=False)
         gt_header = Header(stamp=stamp, frame_id=self.params["world_frame"])
-        joints = self.ground_truth[index]
-        self.ground_truth_pub.publish(skeleton_array_msg(
-            gt_header, self.skeleton.name, list(self.skeleton.joint_names), joints, np.ones(len(joints)),
-        ))
+        names = list(self.skeleton.joint_names)
+        truth = [skeleton_msg(self.skeleton.name, names, joints, np.ones(len(joints)), person_id=person)
+                 for person, joints in enumerate(self.ground_truth[index])]
+        self.ground_truth_pub.publish(
+            Skeleton3DArray(header=gt_header, skeletons=[t for t in truth if t is not None]))
+        # One person keeps the id 0 it always had; several are published untracked and in the scene's shuffled order.
+        person_id = 0 if self.people == 1 else -1
         jitter = float(self.params["stamp_jitter"])
         for view, camera in enumerate(self.rig.names):
             if self.camera_silent(camera, elapsed):
@@ -137,7 +162,7 @@ class SimRigNode(Node):
                     nanoseconds=stamp_ns + int(self._rng.uniform(-jitter, jitter) * 1e9)).to_msg()
             frame_id = f"{self.params['frame_prefix']}{camera}_optical"
             self.keypoint_pubs[camera].publish(
-                keypoints_msg(self.keypoints[view, index], cam_stamp, frame_id, self.skeleton.name))
+                keypoints_msg(self.keypoints[view, index], cam_stamp, frame_id, self.skeleton.name, person_id))
             self.published_per_camera[camera] += 1
 
 
