@@ -27,6 +27,7 @@ from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from rclpy.time import Time as RosTime  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
 from skelsplat_ros.msg import Keypoints2DArray, PersonKeypoints2D, Skeleton3DArray  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
@@ -156,7 +157,7 @@ def _truth_and_keypoints(sim: SimRigNode, messages: list[Skeleton3DArray]):
         if index is None:
             continue
         fused.append(skeleton_arrays(msg.skeletons[0])[0])
-        truth.append(sim.ground_truth[index])
+        truth.append(sim.ground_truth[index, 0])  # [F, P, J, 3]: one person
         indices.append(index)
     return np.array(fused), np.array(truth), indices
 
@@ -170,7 +171,7 @@ def test_end_to_end_accuracy_vs_ground_truth_and_robust_triangulation(sim_run):
     assert len(indices) >= 8, "fused frames could not be matched to ground truth by stamp"
     node_mpjpe = float(np.nanmean(np.linalg.norm(fused - truth, axis=-1)))
     # The same frames through robust triangulation, offline (it is stateless, frame by frame).
-    robust = fuse_offline(sim.rig, sim.skeleton, sim.keypoints[:, indices], preset_config("default", "robust"))
+    robust = fuse_offline(sim.rig, sim.skeleton, sim.keypoints[:, indices, 0], preset_config("default", "robust"))
     robust_mpjpe = float(np.nanmean(np.linalg.norm(robust.joints - truth, axis=-1)))
     print(f"node MPJPE {node_mpjpe * 1e3:.1f} mm, robust {robust_mpjpe * 1e3:.1f} mm on {len(indices)} frames")
     assert node_mpjpe < 0.060, f"MPJPE {node_mpjpe * 1e3:.1f} mm"
@@ -334,23 +335,26 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
     calibration = tmp_path / "calibration.toml"
     save_calibration(scenario.rig, calibration)
     fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust")])
+        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
+        Parameter("track_confirm_frames", value=1)])  # published from its first frame
     markers: list[MarkerArray] = []
     fusion.marker_pub.publish = markers.append  # record what would go to rviz
+    nobody = np.empty((0, 17, 3))
 
     def frame(stamp_ns: int, with_person: bool) -> SyncedFrame:
-        views = {c: (stamp_ns, scenario.keypoints[v, 0] if with_person else None) for v, c in enumerate(CAMERAS)}
+        views = {c: (stamp_ns, scenario.keypoints[v, 0][None] if with_person else nobody)
+                 for v, c in enumerate(CAMERAS)}
         return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
 
     try:
         def boom(*_args, **_kwargs):
             raise RuntimeError("injected")
 
-        original = fusion.fuser.step
-        fusion.fuser.step = boom
+        original = fusion.tracker.step
+        fusion.tracker.step = boom
         fusion._enqueue([frame(time.time_ns(), True)])
         assert wait_until(lambda: fusion.counters().get("fusion_errors", 0) == 1, timeout=5.0)
-        fusion.fuser.step = original
+        fusion.tracker.step = original
         fusion._enqueue([frame(time.time_ns(), True)])
         assert wait_until(lambda: fusion.stats.published == 1, timeout=5.0)
         assert fusion._worker.is_alive()
@@ -389,6 +393,41 @@ def test_parse_keypoints_picks_the_most_confident_person_and_flags_bad_values():
     assert parse_keypoints(msg, "h36m17", 17).keypoints is None  # nobody seen: a valid, empty view
     msg.skeleton = "coco17"
     assert parse_keypoints(msg, "h36m17", 17).rejected == "wrong_skeleton"
+
+
+def test_parse_keypoints_keeps_every_person_and_caps_an_absurd_count():
+    from skelsplat_ros.ros.conversions import parse_keypoints
+
+    rng = np.random.default_rng(5)
+    people = np.concatenate([rng.uniform(0, 1000, (50, 17, 2)), rng.uniform(0.1, 1.0, (50, 17, 1))], axis=-1)
+    people[3, :4] = np.nan  # missing joints: written as confidence 0, read back as NaN
+    msg = keypoints_msg(people, RosTime(nanoseconds=1).to_msg(), "cam0", "h36m17", -1)
+    assert len(msg.people) == 50 and {p.id for p in msg.people} == {-1}
+    everyone = parse_keypoints(msg, "h36m17", 17)
+    assert everyone.people.shape == (50, 17, 3) and everyone.capped_people == 0
+    scores = np.nan_to_num(people[:, :, 2]).mean(axis=1)
+    np.testing.assert_allclose(everyone.people[:, :, 2].mean(axis=1), np.sort(scores)[::-1], rtol=1e-6)
+    assert np.isnan(everyone.people[np.argsort(-scores, kind="stable").tolist().index(3), :4, :2]).all()
+    capped = parse_keypoints(msg, "h36m17", 17, max_people=8)
+    assert capped.people.shape == (8, 17, 3) and capped.capped_people == 42
+    np.testing.assert_allclose(capped.people, everyone.people[:8], rtol=1e-6)  # the 8 most confident
+    # A wrong-length person among many is never preferred, and the cap still holds.
+    msg.people[0].confidence = msg.people[0].confidence[:5]
+    assert parse_keypoints(msg, "h36m17", 17, max_people=8).people.shape == (8, 17, 3)
+
+
+def test_track_colours_are_stable_and_distinct():
+    from skelsplat_ros.ros.conversions import marker_array, track_colour
+
+    colours = [(c.r, c.g, c.b) for c in map(track_colour, range(12))]
+    assert colours == [(c.r, c.g, c.b) for c in map(track_colour, range(12))]
+    gaps = [np.abs(np.subtract(a, b)).sum() for i, a in enumerate(colours) for b in colours[i + 1:i + 4]]
+    assert min(gaps) > 0.3  # ids close together look different
+    joints = np.random.default_rng(0).normal(size=(17, 3))
+    spheres, bones = marker_array(Header(frame_id="world"), joints, np.full(17, 0.8), np.array([[0, 1], [1, 2]]),
+                                  7).markers
+    assert spheres.id == bones.id == 7
+    assert {(c.r, c.g, c.b) for c in list(spheres.colors) + list(bones.colors)} == {colours[7]}
 
 
 # --- start-up errors ---------------------------------------------------------------------------------------------
