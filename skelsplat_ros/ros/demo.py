@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_arguments", "run_demo", "main", "Monitor", "start_node_process", "stop_processes", "ros_environment"]
+__all__ = ["add_arguments", "run_demo", "main", "Monitor", "start_node_process", "stop_processes", "ros_environment",
+           "match_people", "track_summary", "TrackSummary"]
 
 
 def ros_environment(domain_id: int | None = None) -> int:
@@ -234,17 +235,29 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if values.size else float("nan")
 
 
-def track_lines(monitor: Monitor, start: float, stop: float) -> list[str]:
-    """Per-track accuracy and id consistency over the frames captured in ``[start, stop)``.
+@dataclass
+class TrackSummary:
+    """Per-track accuracy and id consistency over a run (see :func:`track_summary`)."""
 
-    Tracks are matched to the true people frame by frame (:func:`match_people`, 300 mm gate). People: recall (the
-    share of their frames with a matched track), id switches (a change of matched id while the person stayed in the
-    scene; a person who left and came back gets a new id by design and that is not counted). Tracks: the person
-    they matched most, in how many of their frames, and their MPJPE on those.
+    frames: int  # frames with ground truth
+    recall: float  # share of true person-frames with a matched track
+    precision: float  # share of published skeletons matched to a true person
+    mpjpe: float  # m, mean over matched skeletons
+    person_frames: dict[int, int]
+    person_found: dict[int, int]
+    switches: dict[int, int]  # person -> id switches while they stayed in the scene
+    track_frames: dict[int, int]
+    track_person: dict[int, tuple[int | None, int]]  # track -> (person it matched most, in how many frames)
+    track_mpjpe: dict[int, float]
+
+
+def track_summary(records: list[FrameRecord]) -> TrackSummary:
+    """Tracks against the true people, frame by frame (:func:`match_people`, 300 mm gate), over ``records``.
+
+    An id switch is a change of a person's matched id while the person stayed in the scene; a person who left and
+    came back gets a new id by design, which is not counted.
     """
-    records = [r for r in monitor.records if start <= r.stamp < stop and r.present]
-    if not records:
-        return []
+    records = [r for r in records if r.present]
     person_frames: collections.Counter[int] = collections.Counter()
     person_found: collections.Counter[int] = collections.Counter()
     switches: collections.Counter[int] = collections.Counter()
@@ -252,12 +265,10 @@ def track_lines(monitor: Monitor, start: float, stop: float) -> list[str]:
     track_people: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
     track_errors: dict[int, list[float]] = collections.defaultdict(list)
     track_frames: collections.Counter[int] = collections.Counter()
-    published = matched = 0
+    published = 0
     for record in records:
         published += len(record.tracks)
-        matched += len(record.matches)
-        for track in record.tracks:
-            track_frames[track] += 1
+        track_frames.update(record.tracks)
         by_person = {person: track for track, (person, _) in record.matches.items()}
         for person in record.present:
             person_frames[person] += 1
@@ -267,24 +278,41 @@ def track_lines(monitor: Monitor, start: float, stop: float) -> list[str]:
             if last_id.get(person, by_person[person]) != by_person[person]:
                 switches[person] += 1
             last_id[person] = by_person[person]
-        for person in set(last_id) - set(record.present):  # left the scene: the next id is a new track, fine
-            del last_id[person]
+        last_id = {person: track for person, track in last_id.items() if person in record.present}
         for track, (person, error) in record.matches.items():
             track_people[track][person] += 1
             track_errors[track].append(error)
-    lines = [f"  people: recall {100.0 * sum(person_found.values()) / max(sum(person_frames.values()), 1):.1f} %, "
-             f"precision {100.0 * matched / max(published, 1):.1f} % (per frame, {MATCH_GATE_M * 1e3:.0f} mm gate)",
+    errors = [e for values in track_errors.values() for e in values]
+    return TrackSummary(
+        frames=len(records),
+        recall=sum(person_found.values()) / max(sum(person_frames.values()), 1),
+        precision=len(errors) / max(published, 1),
+        mpjpe=float(np.mean(errors)) if errors else float("nan"),
+        person_frames=dict(person_frames), person_found=dict(person_found),
+        switches={person: switches[person] for person in person_frames},
+        track_frames=dict(track_frames),
+        track_person={t: (track_people[t].most_common(1)[0] if track_people[t] else (None, 0)) for t in track_frames},
+        track_mpjpe={t: float(np.mean(track_errors[t])) if track_errors[t] else float("nan") for t in track_frames},
+    )
+
+
+def track_lines(monitor: Monitor, start: float, stop: float) -> list[str]:
+    """The summary's per-person and per-track table over the frames captured in ``[start, stop)``."""
+    summary = track_summary([r for r in monitor.records if start <= r.stamp < stop])
+    if not summary.frames:
+        return []
+    lines = [f"  people: recall {100.0 * summary.recall:.1f} %, precision {100.0 * summary.precision:.1f} % "
+             f"(per frame, {MATCH_GATE_M * 1e3:.0f} mm gate)",
              "    person  frames  recall %  id switches"]
-    for person in sorted(person_frames):
-        lines.append(f"    P{person:<5} {person_frames[person]:7d} "
-                     f"{100.0 * person_found[person] / person_frames[person]:9.1f} {switches[person]:12d}")
+    for person in sorted(summary.person_frames):
+        frames = summary.person_frames[person]
+        lines.append(f"    P{person:<5} {frames:7d} {100.0 * summary.person_found.get(person, 0) / frames:9.1f} "
+                     f"{summary.switches[person]:12d}")
     lines.append("    track   person  matched/frames  MPJPE mm")
-    for track in sorted(track_frames):
-        people = track_people.get(track)
-        person, count = people.most_common(1)[0] if people else (None, 0)
-        error = 1e3 * float(np.mean(track_errors[track])) if track_errors[track] else float("nan")
+    for track in sorted(summary.track_frames):
+        person, count = summary.track_person[track]
         lines.append(f"    {track:<7} {'P%d' % person if person is not None else '-':>6} "
-                     f"{count:7d}/{track_frames[track]:<7d} {_fmt(error):>8}")
+                     f"{count:7d}/{summary.track_frames[track]:<7d} {_fmt(1e3 * summary.track_mpjpe[track]):>8}")
     return lines
 
 
