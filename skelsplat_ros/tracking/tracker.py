@@ -30,7 +30,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..fusion.config import FusionConfig
 from ..fusion.result import FusionResult
-from ..fusion.streaming import StreamingFuser
+from ..fusion.streaming import StreamingFuser, step_together
 from ..geometry.camera import CameraRig
 from ..geometry.triangulation import valid_observations
 from ..skeleton.models import Skeleton
@@ -113,8 +113,9 @@ class TrackerStep:
             a clock jump).
         unassigned: detections that no track took and no new track used.
         capped: detections dropped by ``max_people_per_view``.
-        assignments: ``{track_id: [V] detection index or -1}`` for every track (tentative ones included) that took
-            a detection this step; the offline pass builds per-track keypoints from it.
+        assignments: ``{track_id: keypoints [V, J, 3]}``: what every track refitted this step (tentative ones
+            included) was fitted to, mirrored where a view's left/right labels were swapped, NaN rows for views it
+            did not take; the offline pass builds per-track recordings from it.
     """
 
     people: list[PersonEstimate]
@@ -214,31 +215,34 @@ class MultiPersonTracker:
                         chosen[r, v], mirrored[r, v] = c, flip[r, c]
                         taken[v][c] = True
 
-        # 3. Refit every track seen in enough views.
+        # 3. Refit every track seen in enough views, all in one batch.
         refitted: dict[int, FusionResult] = {}
         assignments: dict[int, np.ndarray] = {}
-        for k, track in enumerate(self._tracks):
-            if (chosen[k] >= 0).sum() < config.min_views:
-                continue
-            keypoints = self._gather(usable, chosen[k], mirrored[k])
-            result = track.fuser.step(keypoints, stamp)
+        taken_rows: dict[int, np.ndarray] = {}
+        ready = [k for k in range(len(self._tracks)) if (chosen[k] >= 0).sum() >= config.min_views]
+        gathered = [self._gather(usable, chosen[k], mirrored[k]) for k in ready]
+        fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp)
+        for k, keypoints, result in zip(ready, gathered, fits):
+            track = self._tracks[k]
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
                 continue
             track.joints, track.last_seen, track.hits = joints, stamp, track.hits + 1
             track.confirmed |= track.hits >= config.confirm_frames
             refitted[track.track_id] = result
-            assignments[track.track_id] = np.array(
-                [usable[v].index[s] if s >= 0 else -1 for v, s in enumerate(chosen[k])], dtype=np.int64
-            )
+            taken_rows[track.track_id] = self._rows(usable, chosen[k])
+            assignments[track.track_id] = keypoints
 
-        # 4. New tentative tracks from what nobody claimed.
-        for cluster in self._clusters(usable, taken):
-            slots = np.full(num_views, -1, dtype=np.int64)
+        # 4. New tentative tracks from what nobody claimed, fitted in one batch.
+        clusters = self._clusters(usable, taken)
+        slots = np.full((len(clusters), num_views), -1, dtype=np.int64)
+        for c, cluster in enumerate(clusters):
             for v, s in cluster:
-                slots[v] = s
-            fuser = StreamingFuser(self.rig, self.skeleton, self.fusion)
-            result = fuser.step(self._gather(usable, slots, np.zeros(num_views, dtype=bool)), stamp)
+                slots[c, v] = s
+        gathered = [self._gather(usable, row, np.zeros(num_views, dtype=bool)) for row in slots]
+        fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
+        fits = step_together(fusers, self._stack(gathered), stamp)
+        for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
                 continue
@@ -249,9 +253,8 @@ class MultiPersonTracker:
             self._next_id += 1
             self._tracks.append(track)
             refitted[track.track_id] = result
-            assignments[track.track_id] = np.array(
-                [usable[v].index[s] if s >= 0 else -1 for v, s in enumerate(slots)], dtype=np.int64
-            )
+            taken_rows[track.track_id] = self._rows(usable, row)
+            assignments[track.track_id] = keypoints
         unassigned += int(sum((~t).sum() for t in taken))
 
         # 5. Life cycle: duplicates, then the unseen.
@@ -268,7 +271,7 @@ class MultiPersonTracker:
                 alive.append(track)
         self._tracks = alive
         people = [
-            PersonEstimate(t.track_id, refitted[t.track_id], assignments[t.track_id])
+            PersonEstimate(t.track_id, refitted[t.track_id], taken_rows[t.track_id])
             for t in sorted(self._tracks, key=lambda t: t.track_id)
             if t.confirmed and t.track_id in refitted
         ]
@@ -352,6 +355,17 @@ class MultiPersonTracker:
         )
         flip = flipped < self.config.swap_ratio * direct
         return np.where(flip, flipped, direct), flip
+
+    def _stack(self, keypoints: list[np.ndarray]) -> np.ndarray:
+        """Per-person keypoints ``[V, J, 3]`` stacked ``[N, V, J, 3]`` (also when there are none)."""
+        if keypoints:
+            return np.stack(keypoints)
+        return np.zeros((0, len(self.rig), self.skeleton.num_joints, 3))
+
+    @staticmethod
+    def _rows(usable: list[_ViewDetections], slots: np.ndarray) -> np.ndarray:
+        """Input row per view ``[V]`` of the chosen slots (-1 = none)."""
+        return np.array([usable[v].index[s] if s >= 0 else -1 for v, s in enumerate(slots)], dtype=np.int64)
 
     def _gather(self, usable: list[_ViewDetections], slots: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
         """Keypoints ``[V, J, 3]`` of one person from its chosen slot per view (-1 = NaN row)."""
