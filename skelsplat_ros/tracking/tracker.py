@@ -16,7 +16,8 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
    ray-to-ray distance of their joints, clustered greedily with complete linkage (every pair inside a cluster agrees,
    at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
    estimates enough joints. A detection seen by one view only never starts a track.
-5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits and dropped when it misses
+5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits (at once when its first fit has
+   ``confirm_views`` views agreeing) and dropped when it misses
    ``tentative_timeout``; a confirmed track ends after ``delete_after`` seconds unseen. Two tracks that converge on
    the same person keep the older id. Ids are never reused.
 """
@@ -53,6 +54,9 @@ class TrackerConfig:
         min_views: views a track needs in a frame to be refitted and published.
         min_fitted_joints: a new track must have at least this many joints estimated by its first fit.
         confirm_frames: refits that confirm a tentative track (it is published from then on).
+        confirm_views: a new track whose first fit agrees across at least this many views is confirmed at once (a
+            false person consistent in three views is far less likely than a ghost in one; every frame a real
+            person waits unpublished is lost).
         tentative_timeout: a tentative track unseen for longer than this is dropped.
         delete_after: a confirmed track unseen for longer than this ends.
         max_extrapolation: the constant-velocity prediction extrapolates at most this long past the last refit.
@@ -70,6 +74,7 @@ class TrackerConfig:
     min_views: int = 2
     min_fitted_joints: int = 6
     confirm_frames: int = 3
+    confirm_views: int = 3
     tentative_timeout: float = 0.2
     delete_after: float = 1.0
     max_extrapolation: float = 0.3
@@ -248,8 +253,9 @@ class MultiPersonTracker:
                 continue
             for v, s in cluster:
                 taken[v][s] = True
+            strong = (np.nan_to_num(result.num_views[0]) >= config.confirm_views).sum() >= config.min_fitted_joints
             track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
-                           confirmed=config.confirm_frames <= 1)
+                           confirmed=config.confirm_frames <= 1 or strong)
             self._next_id += 1
             self._tracks.append(track)
             refitted[track.track_id] = result
