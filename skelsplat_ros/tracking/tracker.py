@@ -33,7 +33,7 @@ from ..fusion.config import FusionConfig
 from ..fusion.result import FusionResult
 from ..fusion.streaming import StreamingFuser, step_together
 from ..geometry.camera import CameraRig
-from ..geometry.triangulation import valid_observations
+from ..geometry.triangulation import project_pinhole, valid_observations
 from ..skeleton.models import Skeleton
 
 
@@ -56,7 +56,9 @@ class TrackerConfig:
         confirm_frames: refits that confirm a tentative track (it is published from then on).
         confirm_views: a new track whose first fit agrees across at least this many views is confirmed at once (a
             false person consistent in three views is far less likely than a ghost in one; every frame a real
-            person waits unpublished is lost).
+            person waits unpublished is lost). A refit counts towards confirmation only when the track was seen by
+            this many views, or by every view it projects into when fewer do (two ghosts in two views can agree by
+            chance; a real person is seen by the other views too).
         tentative_timeout: a tentative track unseen for longer than this is dropped.
         delete_after: a confirmed track unseen for longer than this ends.
         max_extrapolation: the constant-velocity prediction extrapolates at most this long past the last refit.
@@ -175,6 +177,7 @@ class MultiPersonTracker:
         self._rotations = rig.R
         self._inverse_intrinsics = np.linalg.inv(rig.K)
         self._flip = skeleton.flip_permutation
+        self._sizes = rig.sizes  # [V, 2]
 
     # ------------------------------------------------------------------------------------------------------------
     def step(self, detections: list[np.ndarray], stamp: float) -> TrackerStep:
@@ -232,7 +235,11 @@ class MultiPersonTracker:
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
                 continue
-            track.joints, track.last_seen, track.hits = joints, stamp, track.hits + 1
+            track.joints, track.last_seen = joints, stamp
+            # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
+            # person (those it projects into) mostly do.
+            if (chosen[k] >= 0).sum() >= min(config.confirm_views, self._views_facing(joints)):
+                track.hits += 1
             track.confirmed |= track.hits >= config.confirm_frames
             refitted[track.track_id] = result
             taken_rows[track.track_id] = self._rows(usable, chosen[k])
@@ -367,6 +374,14 @@ class MultiPersonTracker:
         if keypoints:
             return np.stack(keypoints)
         return np.zeros((0, len(self.rig), self.skeleton.num_joints, 3))
+
+    def _views_facing(self, joints: np.ndarray) -> int:
+        """Views into whose image most of the estimated ``joints [J, 3]`` project (in front of the camera)."""
+        known = np.isfinite(joints).all(-1)
+        uv = project_pinhole(self.rig, joints[known])  # [V, K, 2]
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(uv).all(-1) & (uv >= 0).all(-1) & (uv < self._sizes[:, None]).all(-1)
+        return int((inside.mean(axis=1) > 0.5).sum()) if known.any() else 0
 
     @staticmethod
     def _rows(usable: list[_ViewDetections], slots: np.ndarray) -> np.ndarray:
