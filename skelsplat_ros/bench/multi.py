@@ -10,6 +10,9 @@ Per scene (people x rig x seed) and mode (streaming, offline):
 - id switches per person (changes of the matched track id between consecutive matched frames, per 300 frames) and
   id consistency (share of a person's frames matched to their most frequent track);
 - ms/frame: streaming, median over frames of the per-frame time and its p99; offline, the whole run over frames.
+  Beside it, measured in the same run on the same machine, the single-person streaming engine
+  (:func:`~skelsplat_ros.fusion.fuse_streaming`) on the first person's own detections: the shared machine's load
+  changes absolute times, the ratio much less.
 
 Seeds 0-2 were used to tune the tracker; the default report seeds are 10-12.
 """
@@ -26,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..fusion import FusionConfig, preset_config
+from ..fusion import FusionConfig, fuse_streaming, preset_config
 from ..fusion.result import split_keypoints, triangulate_baseline
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
 from ..tracking.recording import track_offline, track_streaming
@@ -115,6 +118,15 @@ class MultiRow:
     id_consistency: float
     ms_per_frame: float
     ms_p99: float
+    single_ms: float
+
+
+def _single_person_ms(scenario: MultiPersonScenario, config: FusionConfig) -> list[float]:
+    clock: list[float] = []
+    started = time.perf_counter()
+    fuse_streaming(scenario.rig, scenario.skeleton, scenario.person_keypoints[:, :, 0], config, scenario.fps,
+                   progress=lambda done, total: clock.append(time.perf_counter()))
+    return np.diff([started] + clock).tolist()
 
 
 def _run(scenario: MultiPersonScenario, config: FusionConfig, mode: str) -> tuple[np.ndarray, list[float]]:
@@ -146,11 +158,13 @@ def run_multi_benchmark(people: list[int], views: list[int], seeds: list[int], f
             ]
             oracles = [oracle_triangulation(s, config) for s in scenarios]
             for mode in modes:
-                scores, times = [], []
+                scores, times, single = [], [], []
                 for scenario, oracle in zip(scenarios, oracles):
                     joints, per_frame = _run(scenario, config, mode)
                     scores.append(score_people(joints, scenario.ground_truth, oracle))
                     times += per_frame
+                    if mode == "streaming":
+                        single += _single_person_ms(scenario, config)
                 switches = [s for score in scores for s in score.id_switches]
                 row = MultiRow(
                     people=num_people, views=num_views, mode=mode, seeds=",".join(map(str, seeds)),
@@ -164,6 +178,7 @@ def run_multi_benchmark(people: list[int], views: list[int], seeds: list[int], f
                     id_consistency=float(np.mean([c for s in scores for c in s.id_consistency])),
                     ms_per_frame=float(np.median(times)) * 1000.0,
                     ms_p99=float(np.percentile(times, 99)) * 1000.0 if mode == "streaming" else float("nan"),
+                    single_ms=float(np.median(single)) * 1000.0 if single else float("nan"),
                 )
                 log(_format(row))
                 rows.append(row)
@@ -171,14 +186,15 @@ def run_multi_benchmark(people: list[int], views: list[int], seeds: list[int], f
 
 
 HEADER = ("| people | views | mode | recall | precision | MPJPE mm | oracle robust mm | ratio | id switches / person / "
-          "300 f (max) | id consistency | ms/frame (p99) |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "300 f (max) | id consistency | ms/frame (p99) | single-person engine ms/frame |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _format(row: MultiRow) -> str:
     p99 = f" ({row.ms_p99:.1f})" if np.isfinite(row.ms_p99) else ""
     return (f"| {row.people} | {row.views} | {row.mode} | {row.recall:.3f} | {row.precision:.3f} | "
             f"{row.mpjpe_mm:.1f} | {row.oracle_mm:.1f} | {row.ratio:.2f} | {row.switches_per_person_300:.2f} "
-            f"({row.max_switches}) | {row.id_consistency:.3f} | {row.ms_per_frame:.1f}{p99} |")
+            f"({row.max_switches}) | {row.id_consistency:.3f} | {row.ms_per_frame:.1f}{p99} | {row.single_ms:.1f} |")
 
 
 def _ints(text: str) -> list[int]:
