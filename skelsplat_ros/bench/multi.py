@@ -10,9 +10,9 @@ Per scene (people x rig x seed) and mode (streaming, offline):
 - id switches per person (changes of the matched track id between consecutive matched frames, per 300 frames) and
   id consistency (share of a person's frames matched to their most frequent track);
 - ms/frame: streaming, median over frames of the per-frame time and its p99; offline, the whole run over frames.
-  Beside it, measured in the same run on the same machine, the single-person streaming engine
-  (:func:`~skelsplat_ros.fusion.fuse_streaming`) on the first person's own detections: the shared machine's load
-  changes absolute times, the ratio much less.
+  Beside it, the single-person streaming engine (:class:`~skelsplat_ros.fusion.StreamingFuser`) on the first
+  person's own detections, timed frame by frame interleaved with the tracker (the same frame through both, one
+  after the other): the shared machine's load changes absolute times, the ratio much less.
 
 Seeds 0-2 were used to tune the tracker; the default report seeds are 10-12.
 """
@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..fusion import FusionConfig, fuse_streaming, preset_config
+from ..fusion import FusionConfig, StreamingFuser, preset_config
 from ..fusion.result import split_keypoints, triangulate_baseline
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
-from ..tracking.recording import track_offline, track_streaming
+from ..tracking import MultiPersonTracker
+from ..tracking.recording import people_array, split_slots, track_offline
 
 MATCH_GATE_M = 0.3
 RIG_OF_VIEWS = {4: "lab", 8: "surround"}
@@ -121,28 +122,25 @@ class MultiRow:
     single_ms: float
 
 
-def _single_person_ms(scenario: MultiPersonScenario, config: FusionConfig) -> list[float]:
-    clock: list[float] = []
-    started = time.perf_counter()
-    fuse_streaming(scenario.rig, scenario.skeleton, scenario.person_keypoints[:, :, 0], config, scenario.fps,
-                   progress=lambda done, total: clock.append(time.perf_counter()))
-    return np.diff([started] + clock).tolist()
-
-
-def _run(scenario: MultiPersonScenario, config: FusionConfig, mode: str) -> tuple[np.ndarray, list[float]]:
+def _run(scenario: MultiPersonScenario, config: FusionConfig, mode: str) -> tuple[np.ndarray, list[float], list[float]]:
+    """Published joints ``[F, T, J, 3]``, the per-frame times (s) and, streaming, the single-person engine's."""
     rig, skeleton, keypoints, fps = scenario.rig, scenario.skeleton, scenario.keypoints, scenario.fps
     if mode == "offline":
         start = time.perf_counter()
         result = track_offline(rig, skeleton, keypoints, config, fps)
-        return result.joints, [(time.perf_counter() - start) / scenario.num_frames]
-    clock: list[float] = []
-    started = time.perf_counter()
-
-    def tick(done: int, total: int) -> None:
-        clock.append(time.perf_counter())
-
-    result = track_streaming(rig, skeleton, keypoints, config, fps, progress=tick)
-    return result.joints, np.diff([started] + clock).tolist()
+        return result.joints, [(time.perf_counter() - start) / scenario.num_frames], []
+    tracker = MultiPersonTracker(rig, skeleton, config)
+    single = StreamingFuser(rig, skeleton, config)
+    published, times, single_times = [], [], []
+    for f in range(scenario.num_frames):
+        detections, stamp = split_slots(keypoints, f), f / fps
+        start = time.perf_counter()
+        published.append(tracker.step(detections, stamp).people)
+        middle = time.perf_counter()
+        single.step(scenario.person_keypoints[:, f, 0], stamp)
+        times.append(middle - start)
+        single_times.append(time.perf_counter() - middle)
+    return people_array(published, scenario.num_frames, skeleton).joints, times, single_times
 
 
 def run_multi_benchmark(people: list[int], views: list[int], seeds: list[int], frames: int, noise: str,
@@ -160,11 +158,10 @@ def run_multi_benchmark(people: list[int], views: list[int], seeds: list[int], f
             for mode in modes:
                 scores, times, single = [], [], []
                 for scenario, oracle in zip(scenarios, oracles):
-                    joints, per_frame = _run(scenario, config, mode)
+                    joints, per_frame, single_per_frame = _run(scenario, config, mode)
                     scores.append(score_people(joints, scenario.ground_truth, oracle))
                     times += per_frame
-                    if mode == "streaming":
-                        single += _single_person_ms(scenario, config)
+                    single += single_per_frame
                 switches = [s for score in scores for s in score.id_switches]
                 row = MultiRow(
                     people=num_people, views=num_views, mode=mode, seeds=",".join(map(str, seeds)),
