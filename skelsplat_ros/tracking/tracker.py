@@ -248,17 +248,18 @@ class MultiPersonTracker:
         # 4. New tentative tracks from what nobody claimed, fitted in one batch.
         clusters = self._clusters(usable, taken)
         slots = np.full((len(clusters), num_views), -1, dtype=np.int64)
+        flips = np.zeros((len(clusters), num_views), dtype=bool)
         for c, cluster in enumerate(clusters):
-            for v, s in cluster:
-                slots[c, v] = s
-        gathered = [self._gather(usable, row, np.zeros(num_views, dtype=bool)) for row in slots]
+            for v, s, flip in cluster:
+                slots[c, v], flips[c, v] = s, flip
+        gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
         fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp)
         for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
                 continue
-            for v, s in cluster:
+            for v, s, _ in cluster:
                 taken[v][s] = True
             strong = (np.nan_to_num(result.num_views[0]) >= config.confirm_views).sum() >= config.min_fitted_joints
             track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
@@ -398,23 +399,34 @@ class MultiPersonTracker:
                 keypoints[v] = row[self._flip] if mirrored[v] else row
         return keypoints
 
-    def _clusters(self, usable: list[_ViewDetections], taken: list[np.ndarray]) -> list[list[tuple[int, int]]]:
-        """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot), ...]``, best first."""
+    def _clusters(self, usable: list[_ViewDetections], taken: list[np.ndarray]) -> list[list[tuple[int, int, bool]]]:
+        """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot, mirrored), ...]``, best
+        first. A detection whose left/right labels disagree with most of its group's is mirrored (the detector
+        swapped them in that view)."""
         free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
         if len(free) < 2:
             return []
         position = {node: k for k, node in enumerate(free)}
         affinity = np.full((len(free), len(free)), np.inf)
+        plain = np.full((len(free), len(free)), np.inf)  # the pair as labelled
+        crossed = np.full((len(free), len(free)), np.inf)  # the same with one of the two mirrored
         for a in range(len(usable)):
             for b in range(a + 1, len(usable)):
                 sa, sb = np.flatnonzero(~taken[a]), np.flatnonzero(~taken[b])
                 if not len(sa) or not len(sb):
                     continue
-                cost = self._pair_costs(a, usable[a], sa, b, usable[b], sb)
+                direct = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=False)
+                mirrored = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=True)
+                flip = mirrored < self.config.swap_ratio * direct
+                cost = np.where(flip, mirrored, direct)
                 rows = [position[(a, s)] for s in sa]
                 cols = [position[(b, s)] for s in sb]
                 affinity[np.ix_(rows, cols)] = cost
                 affinity[np.ix_(cols, rows)] = cost.T
+                plain[np.ix_(rows, cols)] = direct
+                plain[np.ix_(cols, rows)] = direct.T
+                crossed[np.ix_(rows, cols)] = mirrored
+                crossed[np.ix_(cols, rows)] = mirrored.T
         # Complete linkage: merge the closest pair of clusters whose every cross pair is within the gate and whose
         # views do not overlap.
         clusters = [[k] for k in range(len(free))]
@@ -433,14 +445,36 @@ class MultiPersonTracker:
             clusters.remove(cj)
         groups = [c for c in clusters if len(c) >= self.config.min_views]
         groups.sort(key=lambda c: (-len(c), float(np.mean([affinity[i, j] for i in c for j in c if i != j]))))
-        return [[free[k] for k in c] for c in groups]
+        return [[(*free[k], bool(m)) for k, m in zip(group, self._orientation(plain, crossed, group))]
+                for group in groups]
+
+    @staticmethod
+    def _orientation(direct: np.ndarray, crossed: np.ndarray, group: list[int]) -> np.ndarray:
+        """Which members of ``group`` to mirror: the labelling whose pairs agree best (sum of pair costs, pairs
+        ``direct`` when both or neither are mirrored, ``crossed`` otherwise), of the two mirror-image solutions the
+        one that mirrors fewer detections (a detector's labels are usually right)."""
+        size = len(group)
+        pairs = [(a, b) for a in range(size) for b in range(a + 1, size)]
+        same = np.array([direct[group[a], group[b]] for a, b in pairs])
+        other = np.array([crossed[group[a], group[b]] for a, b in pairs])
+        first, second = np.array(pairs).T
+        best, best_cost = np.zeros(size, dtype=bool), np.inf
+        for code in range(2 ** (size - 1)):
+            mirror = np.array([False] + [bool(code >> k & 1) for k in range(size - 1)])
+            cost = np.where(mirror[first] != mirror[second], other, same)
+            total = float(np.where(np.isfinite(cost), cost, 1.0).sum())
+            if total < best_cost:
+                best, best_cost = mirror, total
+        return ~best if best.sum() > size / 2 else best
 
     def _pair_costs(self, a: int, view_a: _ViewDetections, slots_a: np.ndarray, b: int, view_b: _ViewDetections,
-                    slots_b: np.ndarray) -> np.ndarray:
-        """Mean ray-to-ray distance ``[Sa, Sb]`` between detections of views ``a`` and ``b`` (inf when the rays meet
-        behind a camera or share too few joints)."""
+                    slots_b: np.ndarray, mirror_b: bool) -> np.ndarray:
+        """Mean ray-to-ray distance ``[Sa, Sb]`` between detections of views ``a`` and ``b``, those of ``b`` with
+        left and right exchanged when ``mirror_b`` (inf when the rays meet behind a camera or share too few
+        joints)."""
+        order = self._flip if mirror_b else np.arange(self.skeleton.num_joints)
         da = view_a.direction[slots_a][:, None]  # [Sa, 1, J, 3]
-        db = view_b.direction[slots_b][None]  # [1, Sb, J, 3]
+        db = view_b.direction[slots_b][:, order][None]  # [1, Sb, J, 3]
         baseline = self._centres[b] - self._centres[a]
         normal = np.cross(da, db)
         norm = np.linalg.norm(normal, axis=-1)
@@ -450,7 +484,7 @@ class MultiPersonTracker:
             s = np.einsum("...i,...i->...", np.cross(baseline, db), normal) / norm**2
             u = np.einsum("...i,...i->...", np.cross(baseline, da), normal) / norm**2
         distance = np.where((s > 0) & (u > 0), distance, self.config.joint_clip)
-        weight = np.sqrt(view_a.weight[slots_a][:, None] * view_b.weight[slots_b][None])
+        weight = np.sqrt(view_a.weight[slots_a][:, None] * view_b.weight[slots_b][:, order][None])
         return self._weighted_cost(distance, weight)
 
     def _merge_duplicates(self, refitted: dict[int, FusionResult]) -> list[int]:
