@@ -14,7 +14,7 @@ from ..fusion.offline import fuse_offline
 from ..fusion.result import split_keypoints, triangulate_baseline
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
-from .tracker import MultiPersonTracker, TrackerConfig
+from .tracker import MultiPersonTracker, PersonEstimate, TrackerConfig
 
 
 @dataclass
@@ -78,11 +78,16 @@ def track_streaming(
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames = keypoints.shape[1]
-    published: list[list] = []
+    published: list[list[PersonEstimate]] = []
     for f in range(num_frames):
         published.append(tracker.step(split_slots(keypoints, f), f / fps).people)
         if progress:
             progress(f + 1, num_frames)
+    return people_array(published, num_frames, skeleton)
+
+
+def people_array(published: list[list[PersonEstimate]], num_frames: int, skeleton: Skeleton) -> MultiPersonResult:
+    """The people published at each frame (``TrackerStep.people``) as one result, a slice per track id."""
     ids = sorted({person.track_id for people in published for person in people})
     column = {track_id: k for k, track_id in enumerate(ids)}
     joints, confidence, covariance = _empty(num_frames, len(ids), skeleton.num_joints)

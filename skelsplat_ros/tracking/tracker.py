@@ -16,7 +16,8 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
    ray-to-ray distance of their joints, clustered greedily with complete linkage (every pair inside a cluster agrees,
    at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
    estimates enough joints. A detection seen by one view only never starts a track.
-5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits and dropped when it misses
+5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits (at once when its first fit has
+   ``confirm_views`` views agreeing) and dropped when it misses
    ``tentative_timeout``; a confirmed track ends after ``delete_after`` seconds unseen. Two tracks that converge on
    the same person keep the older id. Ids are never reused.
 """
@@ -32,7 +33,7 @@ from ..fusion.config import FusionConfig
 from ..fusion.result import FusionResult
 from ..fusion.streaming import StreamingFuser, step_together
 from ..geometry.camera import CameraRig
-from ..geometry.triangulation import valid_observations
+from ..geometry.triangulation import project_pinhole, valid_observations
 from ..skeleton.models import Skeleton
 
 
@@ -53,6 +54,11 @@ class TrackerConfig:
         min_views: views a track needs in a frame to be refitted and published.
         min_fitted_joints: a new track must have at least this many joints estimated by its first fit.
         confirm_frames: refits that confirm a tentative track (it is published from then on).
+        confirm_views: a new track whose first fit agrees across at least this many views is confirmed at once (a
+            false person consistent in three views is far less likely than a ghost in one; every frame a real
+            person waits unpublished is lost). A refit counts towards confirmation only when the track was seen by
+            this many views, or by every view it projects into when fewer do (two ghosts in two views can agree by
+            chance; a real person is seen by the other views too).
         tentative_timeout: a tentative track unseen for longer than this is dropped.
         delete_after: a confirmed track unseen for longer than this ends.
         max_extrapolation: the constant-velocity prediction extrapolates at most this long past the last refit.
@@ -70,6 +76,7 @@ class TrackerConfig:
     min_views: int = 2
     min_fitted_joints: int = 6
     confirm_frames: int = 3
+    confirm_views: int = 3
     tentative_timeout: float = 0.2
     delete_after: float = 1.0
     max_extrapolation: float = 0.3
@@ -170,6 +177,7 @@ class MultiPersonTracker:
         self._rotations = rig.R
         self._inverse_intrinsics = np.linalg.inv(rig.K)
         self._flip = skeleton.flip_permutation
+        self._sizes = rig.sizes  # [V, 2]
 
     # ------------------------------------------------------------------------------------------------------------
     def step(self, detections: list[np.ndarray], stamp: float) -> TrackerStep:
@@ -227,7 +235,11 @@ class MultiPersonTracker:
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
                 continue
-            track.joints, track.last_seen, track.hits = joints, stamp, track.hits + 1
+            track.joints, track.last_seen = joints, stamp
+            # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
+            # person (those it projects into) mostly do.
+            if (chosen[k] >= 0).sum() >= min(config.confirm_views, self._views_facing(joints)):
+                track.hits += 1
             track.confirmed |= track.hits >= config.confirm_frames
             refitted[track.track_id] = result
             taken_rows[track.track_id] = self._rows(usable, chosen[k])
@@ -236,20 +248,22 @@ class MultiPersonTracker:
         # 4. New tentative tracks from what nobody claimed, fitted in one batch.
         clusters = self._clusters(usable, taken)
         slots = np.full((len(clusters), num_views), -1, dtype=np.int64)
+        flips = np.zeros((len(clusters), num_views), dtype=bool)
         for c, cluster in enumerate(clusters):
-            for v, s in cluster:
-                slots[c, v] = s
-        gathered = [self._gather(usable, row, np.zeros(num_views, dtype=bool)) for row in slots]
+            for v, s, flip in cluster:
+                slots[c, v], flips[c, v] = s, flip
+        gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
         fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp)
         for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
                 continue
-            for v, s in cluster:
+            for v, s, _ in cluster:
                 taken[v][s] = True
+            strong = (np.nan_to_num(result.num_views[0]) >= config.confirm_views).sum() >= config.min_fitted_joints
             track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
-                           confirmed=config.confirm_frames <= 1)
+                           confirmed=config.confirm_frames <= 1 or strong)
             self._next_id += 1
             self._tracks.append(track)
             refitted[track.track_id] = result
@@ -362,6 +376,14 @@ class MultiPersonTracker:
             return np.stack(keypoints)
         return np.zeros((0, len(self.rig), self.skeleton.num_joints, 3))
 
+    def _views_facing(self, joints: np.ndarray) -> int:
+        """Views into whose image most of the estimated ``joints [J, 3]`` project (in front of the camera)."""
+        known = np.isfinite(joints).all(-1)
+        uv = project_pinhole(self.rig, joints[known])  # [V, K, 2]
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(uv).all(-1) & (uv >= 0).all(-1) & (uv < self._sizes[:, None]).all(-1)
+        return int((inside.mean(axis=1) > 0.5).sum()) if known.any() else 0
+
     @staticmethod
     def _rows(usable: list[_ViewDetections], slots: np.ndarray) -> np.ndarray:
         """Input row per view ``[V]`` of the chosen slots (-1 = none)."""
@@ -377,23 +399,34 @@ class MultiPersonTracker:
                 keypoints[v] = row[self._flip] if mirrored[v] else row
         return keypoints
 
-    def _clusters(self, usable: list[_ViewDetections], taken: list[np.ndarray]) -> list[list[tuple[int, int]]]:
-        """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot), ...]``, best first."""
+    def _clusters(self, usable: list[_ViewDetections], taken: list[np.ndarray]) -> list[list[tuple[int, int, bool]]]:
+        """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot, mirrored), ...]``, best
+        first. A detection whose left/right labels disagree with most of its group's is mirrored (the detector
+        swapped them in that view)."""
         free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
         if len(free) < 2:
             return []
         position = {node: k for k, node in enumerate(free)}
         affinity = np.full((len(free), len(free)), np.inf)
+        plain = np.full((len(free), len(free)), np.inf)  # the pair as labelled
+        crossed = np.full((len(free), len(free)), np.inf)  # the same with one of the two mirrored
         for a in range(len(usable)):
             for b in range(a + 1, len(usable)):
                 sa, sb = np.flatnonzero(~taken[a]), np.flatnonzero(~taken[b])
                 if not len(sa) or not len(sb):
                     continue
-                cost = self._pair_costs(a, usable[a], sa, b, usable[b], sb)
+                direct = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=False)
+                mirrored = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=True)
+                flip = mirrored < self.config.swap_ratio * direct
+                cost = np.where(flip, mirrored, direct)
                 rows = [position[(a, s)] for s in sa]
                 cols = [position[(b, s)] for s in sb]
                 affinity[np.ix_(rows, cols)] = cost
                 affinity[np.ix_(cols, rows)] = cost.T
+                plain[np.ix_(rows, cols)] = direct
+                plain[np.ix_(cols, rows)] = direct.T
+                crossed[np.ix_(rows, cols)] = mirrored
+                crossed[np.ix_(cols, rows)] = mirrored.T
         # Complete linkage: merge the closest pair of clusters whose every cross pair is within the gate and whose
         # views do not overlap.
         clusters = [[k] for k in range(len(free))]
@@ -412,14 +445,36 @@ class MultiPersonTracker:
             clusters.remove(cj)
         groups = [c for c in clusters if len(c) >= self.config.min_views]
         groups.sort(key=lambda c: (-len(c), float(np.mean([affinity[i, j] for i in c for j in c if i != j]))))
-        return [[free[k] for k in c] for c in groups]
+        return [[(*free[k], bool(m)) for k, m in zip(group, self._orientation(plain, crossed, group))]
+                for group in groups]
+
+    @staticmethod
+    def _orientation(direct: np.ndarray, crossed: np.ndarray, group: list[int]) -> np.ndarray:
+        """Which members of ``group`` to mirror: the labelling whose pairs agree best (sum of pair costs, pairs
+        ``direct`` when both or neither are mirrored, ``crossed`` otherwise), of the two mirror-image solutions the
+        one that mirrors fewer detections (a detector's labels are usually right)."""
+        size = len(group)
+        pairs = [(a, b) for a in range(size) for b in range(a + 1, size)]
+        same = np.array([direct[group[a], group[b]] for a, b in pairs])
+        other = np.array([crossed[group[a], group[b]] for a, b in pairs])
+        first, second = np.array(pairs).T
+        best, best_cost = np.zeros(size, dtype=bool), np.inf
+        for code in range(2 ** (size - 1)):
+            mirror = np.array([False] + [bool(code >> k & 1) for k in range(size - 1)])
+            cost = np.where(mirror[first] != mirror[second], other, same)
+            total = float(np.where(np.isfinite(cost), cost, 1.0).sum())
+            if total < best_cost:
+                best, best_cost = mirror, total
+        return ~best if best.sum() > size / 2 else best
 
     def _pair_costs(self, a: int, view_a: _ViewDetections, slots_a: np.ndarray, b: int, view_b: _ViewDetections,
-                    slots_b: np.ndarray) -> np.ndarray:
-        """Mean ray-to-ray distance ``[Sa, Sb]`` between detections of views ``a`` and ``b`` (inf when the rays meet
-        behind a camera or share too few joints)."""
+                    slots_b: np.ndarray, mirror_b: bool) -> np.ndarray:
+        """Mean ray-to-ray distance ``[Sa, Sb]`` between detections of views ``a`` and ``b``, those of ``b`` with
+        left and right exchanged when ``mirror_b`` (inf when the rays meet behind a camera or share too few
+        joints)."""
+        order = self._flip if mirror_b else np.arange(self.skeleton.num_joints)
         da = view_a.direction[slots_a][:, None]  # [Sa, 1, J, 3]
-        db = view_b.direction[slots_b][None]  # [1, Sb, J, 3]
+        db = view_b.direction[slots_b][:, order][None]  # [1, Sb, J, 3]
         baseline = self._centres[b] - self._centres[a]
         normal = np.cross(da, db)
         norm = np.linalg.norm(normal, axis=-1)
@@ -429,7 +484,7 @@ class MultiPersonTracker:
             s = np.einsum("...i,...i->...", np.cross(baseline, db), normal) / norm**2
             u = np.einsum("...i,...i->...", np.cross(baseline, da), normal) / norm**2
         distance = np.where((s > 0) & (u > 0), distance, self.config.joint_clip)
-        weight = np.sqrt(view_a.weight[slots_a][:, None] * view_b.weight[slots_b][None])
+        weight = np.sqrt(view_a.weight[slots_a][:, None] * view_b.weight[slots_b][:, order][None])
         return self._weighted_cost(distance, weight)
 
     def _merge_duplicates(self, refitted: dict[int, FusionResult]) -> list[int]:
