@@ -116,6 +116,7 @@ def tracker_config(params: dict[str, Any]) -> TrackerConfig:
         cluster_gate=float(params["track_cluster_gate"]),
         min_views=int(params["min_views"]),
         confirm_frames=int(params["track_confirm_frames"]),
+        confirm_views=int(params["track_confirm_views"]),
         tentative_timeout=float(params["track_tentative_timeout"]),
         delete_after=float(params["track_delete_after"]),
         max_people_per_view=int(params["max_people_per_view"]),

@@ -98,6 +98,9 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "when their joints' rays pass within this mean distance (m).", 0.001, 10.0),
     ParamSpec("track_confirm_frames", 3, "Frames a new track must be fused in before it is published (1 = at once).",
               1, 1000),
+    ParamSpec("track_confirm_views", 3, "A new track on which this many cameras agree is published at once; a frame "
+              "counts towards track_confirm_frames only when this many cameras (or all that face it) see it.",
+              2, 64),
     ParamSpec("track_tentative_timeout", 0.2, "A new, not yet confirmed track unseen this long (s) is dropped.",
               0.001, 60.0),
     ParamSpec("track_delete_after", 1.0, "A confirmed track unseen this long (s) ends: its markers are deleted and "
