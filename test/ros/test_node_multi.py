@@ -87,17 +87,21 @@ def test_three_people_get_stable_ids_that_each_follow_one_true_person(three_peop
     assert matched >= 0.85 * present, "true people without a skeleton"
     # Every track follows one person; a person keeps their id while in the scene.
     people_of_track: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
-    switches, last_id = 0, {}
+    switches: collections.Counter = collections.Counter()
+    last_id: dict[int, int] = {}
+    sequence: dict[int, list[int]] = collections.defaultdict(list)
     for record in records:
         for track, (person, _) in record.matches.items():
             people_of_track[track][person] += 1
+            sequence[person].append(track)
             if last_id.get(person, track) != track:
-                switches += 1
+                switches[person] += 1
             last_id[person] = track
         last_id = {p: t for p, t in last_id.items() if p in record.present}
     for track, people in people_of_track.items():
         assert people.most_common(1)[0][1] >= 0.98 * sum(people.values()), (track, people)
-    assert switches <= 1, switches
+    # The target: at most one id switch per person per 300 frames (this window is shorter).
+    assert max(switches.values(), default=0) <= 1, dict(sequence)
     errors = [error for r in records for _, error in r.matches.values()]
     assert np.mean(errors) < 0.060, f"MPJPE {1e3 * np.mean(errors):.1f} mm"
     # Ids are the message's track ids, and each is published once per frame.
