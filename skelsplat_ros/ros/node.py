@@ -324,9 +324,14 @@ class FusionNode(Node):
 
     def _frame_rig(self, frame: SyncedFrame) -> FrameRig:
         """The cameras at the frame's stamps (each view at its own); views whose pose is unknown are counted as
-        ``tf.<reason>`` and must be left out of the frame."""
+        ``tf.<reason>`` and must be left out of the frame.
+
+        The wait bound runs from the frame's emission by the synchronizer, not from now: frames queued behind one
+        that waits have waited too, so a TF outage delays the output by tf_timeout instead of dividing its rate.
+        """
         views = {camera: ViewRef(frame_id, ns) for camera, (ns, _, frame_id) in frame.views.items()}
-        frame_rig = self.rig_source.rig_for(views, timeout=self.params["tf_timeout"])
+        timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
+        frame_rig = self.rig_source.rig_for(views, timeout=timeout)
         for camera, reason in frame_rig.missing.items():
             self._count(f"tf.{reason}")
             self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
