@@ -34,18 +34,23 @@ def fuse_streaming(
     config: FusionConfig,
     fps: float,
     progress: Callable[[int, int], None] | None = None,
+    stamps: np.ndarray | None = None,
+    rigs: list[CameraRig] | None = None,
 ) -> FusionResult:
     """A recording ``[V, F, J, 3]`` through :class:`StreamingFuser`, frame by frame at ``fps``: what a live node
     would have published.
 
     Args:
         progress: called as ``progress(frames_done, total)`` after each frame.
+        stamps: capture time of each frame ``[F]`` in seconds (a recording's stamps); default ``f / fps``.
+        rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
     """
     fuser = StreamingFuser(rig, skeleton, config)
     num_frames = keypoints.shape[1]
     frames = []
     for f in range(num_frames):
-        frames.append(fuser.step(keypoints[:, f], f / fps))
+        stamp = float(stamps[f]) if stamps is not None else f / fps
+        frames.append(fuser.step(keypoints[:, f], stamp, rig=rigs[f] if rigs is not None else None))
         if progress:
             progress(f + 1, num_frames)
     return concatenate_results(frames, list(skeleton.joint_names))
