@@ -162,6 +162,15 @@ def _progress_bar(total: int, enabled: bool):
     return update
 
 
+def _play(args: argparse.Namespace) -> int:
+    from .ros.play import play
+
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    count = play(args.bag, rate=args.rate, topics=topics, start_delay=args.start_delay, clock_rate=args.clock_rate)
+    print(f"played {count} messages from {args.bag}")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from .bench.engine import run_cli
 
@@ -197,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=_fuse)
+
+    play = sub.add_parser("play", help="republish a ROS 2 bag with /clock (replay through the node, use_sim_time)")
+    play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
+    play.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    play.add_argument("--topics", help="comma-separated topics to play (default: all of known types)")
+    play.add_argument("--start-delay", type=float, default=5.0,
+                      help="longest wait (s) for every topic to have a subscriber before playing")
+    play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
+    play.set_defaults(handler=_play)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
     bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")
