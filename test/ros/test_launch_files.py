@@ -224,3 +224,11 @@ def test_skelsplat_yaml_loads_into_the_real_node(rclpy_context, monkeypatch):
         assert node.cameras == expected["cameras"]
     finally:
         node.destroy_node()
+
+
+def test_readme_documents_every_node_parameter_in_its_tables():
+    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for spec in FUSION_NODE_PARAMS + RIG_PUBLISHER_PARAMS:
+        assert f"| `{spec.name}` |" in readme, f"README has no table row for parameter {spec.name}"
