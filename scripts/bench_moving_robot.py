@@ -87,7 +87,7 @@ def engine(seed: int, frames: int) -> dict[str, float]:
             "arrival": score(arrival[valid], truth[valid])[0], "ms": per_frame_ms}
 
 
-def node(seconds: float, warmup: float, seed: int, workdir: Path) -> dict[str, float]:
+def node(seconds: float, warmup: float, seed: int, workdir: Path, rate: float) -> dict[str, float]:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
@@ -141,7 +141,7 @@ def node(seconds: float, warmup: float, seed: int, workdir: Path) -> dict[str, f
     executor.add_node(listener)
     processes = [
         start_node_process("skelsplat_ros.ros.node", {"cameras": names}, workdir / "node.log"),
-        _start_rig(seed, seconds + warmup + 15.0, workdir / "rig.log"),
+        _start_rig(seed, seconds + warmup + 15.0, workdir / "rig.log", rate),
     ]
     try:
         deadline = time.monotonic() + 60.0
@@ -173,12 +173,12 @@ def node(seconds: float, warmup: float, seed: int, workdir: Path) -> dict[str, f
             "frames": len(captured), "drops": ", ".join(f"{k} {v}" for k, v in sorted(counters.items())) or "none"}
 
 
-def _start_rig(seed: int, seconds: float, log: Path):
+def _start_rig(seed: int, seconds: float, log: Path, rate: float):
     import subprocess
 
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
     return subprocess.Popen([sys.executable, "-m", "skelsplat_ros.ros.moving_rig", "--seed", str(seed),
-                             "--seconds", str(seconds), "--latency", str(LATENCY)],
+                             "--seconds", str(seconds), "--latency", str(LATENCY), "--rate", str(rate)],
                             stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
@@ -189,8 +189,21 @@ def main() -> int:
     parser.add_argument("--node-runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per node run")
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--rate", type=float, default=30.0, help="camera rate of the node runs (Hz)")
+    parser.add_argument("--skip-engine", action="store_true")
     parser.add_argument("--skip-node", action="store_true")
     args = parser.parse_args()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
+    if not args.skip_engine:
+        _engine_table(args)
+    if args.skip_node:
+        return 0
+    _node_table(args)
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+def _engine_table(args: argparse.Namespace) -> None:
     print("| seed | streaming SkelSplat (TF at stamp) mm | robust, true cameras mm | x robust | robust, pose at arrival "
           "(+100 ms) mm | streaming ms/frame |")
     print("|---|---|---|---|---|---|")
@@ -198,17 +211,18 @@ def main() -> int:
         r = engine(seed, args.frames)
         print(f"| {seed} | {r['streaming']:.1f} | {r['robust']:.1f} | {r['streaming'] / r['robust']:.2f} | "
               f"{r['arrival']:.1f} | {r['ms']:.2f} |", flush=True)
-    if args.skip_node:
-        return 0
+
+
+def _node_table(args: argparse.Namespace) -> None:
+    print(f"\nnode runs at {args.rate:g} Hz")
     print("\n| run | frames captured | frames out | node MPJPE mm | robust, true cameras, same frames mm | x robust | "
           "node counters (whole run) |")
     print("|---|---|---|---|---|---|---|")
     for run in range(args.node_runs):
         with tempfile.TemporaryDirectory() as tmp:
-            r = node(args.seconds, args.warmup, 1 + run, Path(tmp))
+            r = node(args.seconds, args.warmup, 1 + run, Path(tmp), args.rate)
         print(f"| {run + 1} (seed {1 + run}) | {r['frames']} | {r['out']:.1f} % | {r['node']:.1f} | "
               f"{r['robust']:.1f} | {r['node'] / r['robust']:.2f} | {r['drops']} |", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

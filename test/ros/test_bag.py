@@ -42,6 +42,8 @@ def recording(tmp_path_factory):
     keypoints[2, 7] = np.nan  # what the NPZ of the same recording holds for the lost message
     keypoints[2, 7, :, 2] = 0.0
     save_keypoints_npz(KeypointSet(keypoints, scenario.rig.names, fps=30.0, skeleton="h36m17"), tmp / "kp.npz")
+    _fuse("--keypoints", str(tmp / "kp.npz"), "--calibration", str(tmp / "calibration.toml"), "--method", "robust",
+          "--output", str(tmp / "npz_route.npz"))  # the NPZ route, every bag route is compared with
     return tmp, scenario, keypoints
 
 
@@ -59,8 +61,6 @@ def test_every_bag_layout_fuses_exactly_like_the_npz(recording, layout):
     out = tmp / f"{layout.replace('/', '_')}.npz"
     _fuse("--keypoints", str(tmp / layout), "--calibration", str(tmp / "calibration.toml"), "--method", "robust",
           "--output", str(out))
-    _fuse("--keypoints", str(tmp / "kp.npz"), "--calibration", str(tmp / "calibration.toml"), "--method", "robust",
-          "--output", str(tmp / "npz_route.npz"))
     np.testing.assert_array_equal(load_result(out)["joints"], load_result(tmp / "npz_route.npz")["joints"])
 
 
@@ -72,10 +72,8 @@ def test_camera_info_and_tf_static_in_the_bag_replace_the_toml(recording):
         np.testing.assert_allclose(rig.t, scenario.rig.t, atol=1e-12)
         np.testing.assert_allclose(rig.K, scenario.rig.K)
     _fuse("--keypoints", str(tmp / "mcap"), "--method", "robust", "--output", str(tmp / "tf_route.npz"))
-    _fuse("--keypoints", str(tmp / "kp.npz"), "--calibration", str(tmp / "calibration.toml"), "--method", "robust",
-          "--output", str(tmp / "npz_route2.npz"))
     np.testing.assert_allclose(load_result(tmp / "tf_route.npz")["joints"],
-                               load_result(tmp / "npz_route2.npz")["joints"], atol=1e-9)
+                               load_result(tmp / "npz_route.npz")["joints"], atol=1e-9)
     with pytest.raises(BagError, match="no calibration given and no"):
         read_bag_frames(tmp / "sqlite", "h36m17", 17)  # that bag has no camera_info
 
