@@ -5,7 +5,10 @@ Plays a :class:`~skelsplat_ros.sim.moving.MovingRigScenario` in real time the wa
 - ``/tf``: ``world -> base_link`` at every capture stamp (the robot's odometry/localisation);
 - ``/tf_static`` (transient-local): ``base_link -> <head camera>_optical`` and ``world -> <wall camera>_optical``;
 - ``<camera>/camera_info`` with every frame;
-- ``<camera>/keypoints``: stamped with the capture time but published ``latency`` seconds later (the detector).
+- ``<camera>/keypoints``: stamped with the capture time but published ``latency`` seconds later (the detector);
+- ``ground_truth``: the true joints (``Skeleton3DArray``) at the capture stamp, at once.
+
+Run alone (for the moving-robot benchmark): ``python -m skelsplat_ros.ros.moving_rig [--seed N] [--latency S]``.
 
 ``tf_gaps``: stamp windows (seconds since start) during which ``/tf`` is not published, to check that the fusion
 node leaves those views out instead of using another pose. The frame index of every stamp is kept in
@@ -14,7 +17,9 @@ node leaves those views out instead of using another pose. The frame index of ev
 
 from __future__ import annotations
 
+import argparse
 import collections
+import sys
 
 import numpy as np
 from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
@@ -26,10 +31,10 @@ from tf2_msgs.msg import TFMessage
 
 from skelsplat_ros.geometry.calibration import camera_info_fields
 from skelsplat_ros.geometry.transforms import Transform as RigidTransform
-from skelsplat_ros.msg import Keypoints2DArray
-from skelsplat_ros.sim.moving import MovingRigScenario
+from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
+from skelsplat_ros.sim.moving import MovingRigScenario, make_moving_robot_scenario
 
-from .conversions import keypoints_msg, ns_to_stamp
+from .conversions import keypoints_msg, ns_to_stamp, skeleton_array_msg
 from .rig_publisher import STATIC_BROADCAST_QOS, optical_frame
 from .tf_listener import TF_QOS
 
@@ -60,6 +65,7 @@ class MovingRigPublisher(Node):
                           for c in scenario.names}
         self.keypoint_pubs = {c: self.create_publisher(Keypoints2DArray, f"{c}/keypoints", qos_profile_sensor_data)
                               for c in scenario.names}
+        self.ground_truth_pub = self.create_publisher(Skeleton3DArray, "ground_truth", QoSProfile(depth=10))
         stamp = self.get_clock().now().to_msg()
         static = [_transform_msg(BASE_FRAME, optical_frame("", c.name), RigidTransform(c.R, c.t).inverse(), stamp)
                   for c in scenario.mounted]
@@ -92,6 +98,10 @@ class MovingRigPublisher(Node):
         else:
             pose = self.scenario.base_poses[index]
             self.tf_pub.publish(TFMessage(transforms=[_transform_msg(self.world_frame, BASE_FRAME, pose, stamp)]))
+        joints = self.scenario.ground_truth[index]
+        self.ground_truth_pub.publish(skeleton_array_msg(
+            Header(stamp=stamp, frame_id=self.world_frame), self.scenario.skeleton.name,
+            list(self.scenario.skeleton.joint_names), joints, np.ones(len(joints))))
         for camera, publisher in self.info_pubs.items():
             publisher.publish(CameraInfo(header=Header(stamp=stamp, frame_id=optical_frame("", camera)),
                                          **self._info[camera]))
@@ -108,3 +118,27 @@ class MovingRigPublisher(Node):
 
     def truth(self, stamp_ns: int) -> np.ndarray:
         return self.scenario.ground_truth[self.frame_of_stamp[stamp_ns]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Publish a moving-robot scenario until interrupted (ROS arguments after ``--ros-args`` go to rclpy)."""
+    from .params import spin_node
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
+    own = argv[: len(argv) - len(ros_args)]
+    parser = argparse.ArgumentParser(prog="moving_rig", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=40.0, help="length of the simulated recording (s)")
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--latency", type=float, default=0.1, help="detector delay of the keypoints (s)")
+    parser.add_argument("--noise", default="realistic")
+    options = parser.parse_args(own)
+    scenario = make_moving_robot_scenario(int(options.seconds * options.rate), fps=options.rate, seed=options.seed,
+                                          noise=options.noise)
+    return spin_node(lambda: MovingRigPublisher(scenario, latency=options.latency), "skelsplat_moving_rig",
+                     [sys.argv[0], *ros_args])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
