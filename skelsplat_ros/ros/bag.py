@@ -18,6 +18,7 @@ as the live node; ``rosbags`` handles the container and the embedded definitions
 from __future__ import annotations
 
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,10 @@ class BagError(ValueError):
 
 
 def _message_dir() -> Path:
-    for candidate in MESSAGE_DIR_CANDIDATES + (Path(sys.prefix) / "share" / "skelsplat_ros" / "msg",):
+    """``msg/`` of the source tree, else the installed ``share/skelsplat_ros/msg`` (colcon or pip prefix)."""
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    installed = tuple(Path(prefix) / "share" / "skelsplat_ros" / "msg" for prefix in prefixes)
+    for candidate in MESSAGE_DIR_CANDIDATES + installed:
         if (candidate / "Keypoints2DArray.msg").is_file():
             return candidate
     raise BagError("cannot find the package's msg/*.msg definitions (neither in the source tree nor installed)")

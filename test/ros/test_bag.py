@@ -51,7 +51,7 @@ def _fuse(*argv: str) -> None:
     assert main(["fuse", "--skeleton", "h36m17", "--quiet", *argv]) == 0
 
 
-@pytest.mark.parametrize("layout", ["mcap", "sqlite", "mcap/mcap.mcap"])
+@pytest.mark.parametrize("layout", ["mcap", "sqlite", "mcap/mcap.mcap", "sqlite/sqlite.db3"])
 def test_every_bag_layout_fuses_exactly_like_the_npz(recording, layout):
     tmp, scenario, keypoints = recording
     frames = read_bag_frames(tmp / layout, "h36m17", 17, rig=scenario.rig)
