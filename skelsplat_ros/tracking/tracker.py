@@ -173,24 +173,35 @@ class MultiPersonTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._last_stamp: float | None = None
+        self._flip = skeleton.flip_permutation
+        self._use_rig(rig)
+
+    def _use_rig(self, rig: CameraRig) -> None:
+        """The cameras of the coming association and fits (a moving rig is posed anew every frame)."""
+        self.rig = rig
         self._centres = rig.centres  # [V, 3]
         self._rotations = rig.R
         self._inverse_intrinsics = np.linalg.inv(rig.K)
-        self._flip = skeleton.flip_permutation
         self._sizes = rig.sizes  # [V, 2]
 
     # ------------------------------------------------------------------------------------------------------------
-    def step(self, detections: list[np.ndarray], stamp: float) -> TrackerStep:
+    def step(self, detections: list[np.ndarray], stamp: float, rig: CameraRig | None = None) -> TrackerStep:
         """Track one frame.
 
         Args:
             detections: ``detections[v]`` is ``[S_v, J, 3]`` (x px, y px, confidence; NaN or 0 = missing) for view
                 ``v``, people in any order, ``S_v >= 0``.
             stamp: time in seconds. A stamp going backwards (bag loop, clock jump) ends every track.
+            rig: the cameras where they were at ``stamp`` (moving cameras; same names and order); ``None`` = as
+                before. Tracks live in world coordinates, so they carry over from one pose of the rig to the next.
 
         Raises:
-            ValueError: for a wrong number of views or a wrong shape.
+            ValueError: for a wrong number of views or a wrong shape, or a rig with other cameras.
         """
+        if rig is not None and rig is not self.rig:
+            if rig.names != self.rig.names:
+                raise ValueError(f"the frame's rig has cameras {rig.names}, the tracker {self.rig.names}")
+            self._use_rig(rig)
         views = self._check(detections)
         config = self.config
         ended: list[int] = []
@@ -229,7 +240,7 @@ class MultiPersonTracker:
         taken_rows: dict[int, np.ndarray] = {}
         ready = [k for k in range(len(self._tracks)) if (chosen[k] >= 0).sum() >= config.min_views]
         gathered = [self._gather(usable, chosen[k], mirrored[k]) for k in ready]
-        fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp)
+        fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp, self.rig)
         for k, keypoints, result in zip(ready, gathered, fits):
             track = self._tracks[k]
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
@@ -254,7 +265,7 @@ class MultiPersonTracker:
                 slots[c, v], flips[c, v] = s, flip
         gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
         fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
-        fits = step_together(fusers, self._stack(gathered), stamp)
+        fits = step_together(fusers, self._stack(gathered), stamp, self.rig)
         for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
             joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
