@@ -34,18 +34,23 @@ def fuse_streaming(
     config: FusionConfig,
     fps: float,
     progress: Callable[[int, int], None] | None = None,
+    stamps: np.ndarray | None = None,
+    rigs: list[CameraRig] | None = None,
 ) -> FusionResult:
     """A recording ``[V, F, J, 3]`` through :class:`StreamingFuser`, frame by frame at ``fps``: what a live node
     would have published.
 
     Args:
         progress: called as ``progress(frames_done, total)`` after each frame.
+        stamps: capture time of each frame ``[F]`` in seconds (a recording's stamps); default ``f / fps``.
+        rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
     """
     fuser = StreamingFuser(rig, skeleton, config)
     num_frames = keypoints.shape[1]
     frames = []
     for f in range(num_frames):
-        frames.append(fuser.step(keypoints[:, f], f / fps))
+        stamp = float(stamps[f]) if stamps is not None else f / fps
+        frames.append(fuser.step(keypoints[:, f], stamp, rig=rigs[f] if rigs is not None else None))
         if progress:
             progress(f + 1, num_frames)
     return concatenate_results(frames, list(skeleton.joint_names))
@@ -87,17 +92,24 @@ class StreamingFuser:
         # A joint lost in the previous frame has no velocity: hold its last position.
         return np.where(np.isfinite(predicted), predicted, last)
 
-    def step(self, keypoints: np.ndarray, stamp: float) -> FusionResult:
+    def step(self, keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None) -> FusionResult:
         """Fuse one frame: ``keypoints [V, J, 3]`` (NaN rows for views without data) at time ``stamp`` (seconds).
+
+        ``rig``: the cameras where they were at ``stamp`` (moving cameras), same names and order as the fuser's
+        rig; ``None`` = the fuser's rig (static cameras). The state kept between frames is in world coordinates,
+        so it carries over from one rig to the next.
 
         Returns a result with a frame axis of length 1.
         """
-        return step_together([self], np.asarray(keypoints, dtype=np.float64)[None], stamp)[0]
+        return step_together([self], np.asarray(keypoints, dtype=np.float64)[None], stamp, rig)[0]
 
 
-def step_together(fusers: list[StreamingFuser], keypoints: np.ndarray, stamp: float) -> list[FusionResult]:
+def step_together(
+    fusers: list[StreamingFuser], keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None
+) -> list[FusionResult]:
     """One :meth:`StreamingFuser.step` of several fusers of the same rig, skeleton and config (one per person) in a
-    single batched triangulation and refinement: ``keypoints [N, V, J, 3]``, one frame per fuser.
+    single batched triangulation and refinement: ``keypoints [N, V, J, 3]``, one frame per fuser; ``rig`` as in
+    :meth:`StreamingFuser.step`.
 
     Each fuser keeps its own history, prediction and bone lengths; the batch only shares the solver calls, so the
     cost grows far slower than one call per person.
@@ -105,7 +117,11 @@ def step_together(fusers: list[StreamingFuser], keypoints: np.ndarray, stamp: fl
     if not fusers:
         return []
     first = fusers[0]
-    rig, skeleton, config = first.rig, first.skeleton, first.config
+    skeleton, config = first.skeleton, first.config
+    if rig is None:
+        rig = first.rig
+    elif rig.names != first.rig.names:
+        raise ValueError(f"the frame's rig has cameras {rig.names}, the fuser {first.rig.names}")
     keypoints = np.asarray(keypoints, dtype=np.float64)
     if keypoints.ndim != 4 or keypoints.shape[2] != skeleton.num_joints or keypoints.shape[3] != 3:
         raise ValueError(
