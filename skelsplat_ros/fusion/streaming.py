@@ -104,13 +104,12 @@ class StreamingFuser:
         return step_together([self], np.asarray(keypoints, dtype=np.float64)[None], stamp, rig)[0]
 
 
-def step_together(fusers: list[StreamingFuser], keypoints: np.ndarray, stamp: float,
-                  rig: CameraRig | None = None) -> list[FusionResult]:
+def step_together(
+    fusers: list[StreamingFuser], keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None
+) -> list[FusionResult]:
     """One :meth:`StreamingFuser.step` of several fusers of the same rig, skeleton and config (one per person) in a
-    single batched triangulation and refinement: ``keypoints [N, V, J, 3]``, one frame per fuser.
-
-    ``rig``: the cameras where they were at ``stamp`` (moving cameras), same names and order as the fusers' rig;
-    ``None`` = the fusers' rig.
+    single batched triangulation and refinement: ``keypoints [N, V, J, 3]``, one frame per fuser; ``rig`` as in
+    :meth:`StreamingFuser.step`.
 
     Each fuser keeps its own history, prediction and bone lengths; the batch only shares the solver calls, so the
     cost grows far slower than one call per person.

@@ -217,7 +217,7 @@ class MultiPersonTracker:
             capped += dropped
             unassigned += too_small
 
-        # 2. Match each view's detections to the tracks' predictions.
+        # 1-2. Predict every track, match each view's detections to the predictions.
         predictions = np.stack([self._predict(t, stamp) for t in self._tracks]) if self._tracks else None
         num_views = len(self.rig)
         taken = [np.zeros(len(u.index), dtype=bool) for u in usable]

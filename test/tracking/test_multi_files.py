@@ -33,9 +33,11 @@ def test_scene_slots_people_and_bodies(scene):
     assert scene.keypoints.shape == (num_views, num_frames, num_slots, 17, 3)
     for v, f, s in zip(*np.nonzero(scene.slot_person >= 0)):
         np.testing.assert_array_equal(scene.keypoints[v, f, s], scene.person_keypoints[v, f, scene.slot_person[v, f, s]])
-    # Slots of nobody are padding (no confident joint) or ghosts (seen, but -1).
-    ghost = (scene.slot_person == -1) & (np.nan_to_num(scene.keypoints[..., 2]) > 0).any(-1)
-    assert ghost.sum() > 0
+    # A slot of nobody is padding (nothing in it) or a ghost (seen, but nobody's).
+    seen = (np.nan_to_num(scene.keypoints[..., 2]) > 0).any(-1)
+    padding = (scene.slot_person == -1) & ~seen
+    assert padding.any() and np.isnan(scene.keypoints[padding][..., :2]).all()
+    assert ((scene.slot_person >= 0) <= seen).all(), "every person's slot holds a detection"
     heights = np.nanmax(scene.ground_truth[..., 2], axis=(0, 2))
     assert abs(heights[0] - heights[1]) > 0.01, "people have different sizes"
     assert scene.min_separation >= 0.45
