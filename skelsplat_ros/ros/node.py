@@ -342,9 +342,12 @@ class FusionNode(Node):
                                         throttle_duration_sec=5.0)
 
     def _warm_up(self) -> None:
-        """Throw-away fusions of a synthetic pose on a tracker of its own: torch's first call is slow (about a
-        second on a CPU), and so is the first pass through the tracker (scipy's imports), whatever the method."""
+        """Throw-away fusions of a synthetic pose on a tracker of its own: the SkelSplat refinement's first call is
+        slow (about a second on a CPU). The other methods start at once (the synthetic pose costs a second of imports
+        that they would not save)."""
         try:
+            if self.params["method"] != "skelsplat":
+                return
             from skelsplat_ros.sim import generate_motion
             from skelsplat_ros.tracking import MultiPersonTracker
 
