@@ -3,14 +3,20 @@
 Data flow::
 
     /<camera>/keypoints (Keypoints2DArray, one topic per camera)
-        -> validation (bad input is counted, never fatal)
-        -> PartialViewSynchronizer (groups by capture stamp; a dead camera does not stall the others)
+        -> validation (io/validation.py: vectorised, before any other work; bad input is counted, never fatal)
+        -> PartialViewSynchronizer (groups by capture stamp; a dead or lagging camera does not stall the others)
         -> bounded queue (latest frames win) -> fusion thread (StreamingFuser)
         -> skeletons (Skeleton3DArray), /tf (one frame per joint), skeleton_markers (MarkerArray), /diagnostics
 
 Fusion runs in its own thread so that the executor keeps taking messages while a frame is being fused; when fusion
 is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
 keeps the latency bounded. Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
+
+Under load, work is shed in this order, each step counted in /diagnostics: malformed messages first (rejected by
+the validator before they are parsed further, synchronized or fused: they never refresh a camera's liveness, never
+move the clock-jump or staleness logic and never displace a valid message of the same stamp), then the oldest
+input (each camera's DDS reader keeps only its newest messages), the oldest waiting frames (``max_pending``) and the
+oldest frame waiting for fusion (``worker_queue``). Every queue is bounded, so the newest valid frames keep flowing.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from visualization_msgs.msg import MarkerArray
 
 from skelsplat_ros.geometry.calibration import load_calibration
 from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
+from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.skeleton.models import get_skeleton
 
@@ -150,7 +157,15 @@ class FusionNode(Node):
             max_pending=int(p["max_pending"]),
             dead_after=p["camera_timeout"],
             jump_threshold=max(p["clock_jump_threshold"], 2.0 * p["sync_slop"] + 1e-3),
+            late_limit=int(p["lagging_after"]),
         )
+        self.validator = KeypointValidator(ValidationConfig(
+            skeleton=self.skeleton.name, num_joints=self.skeleton.num_joints, image_sizes=self.fuser.rig.sizes,
+            image_margin=p["image_margin"], max_people=int(p["max_people_per_view"]),
+            max_stamp_age=p["max_stamp_age"], max_future=p["max_future"],
+        ))
+        self._reported_lagging: set[str] = set()
+        self._slop_warned = False
         self.stats = _Stats(cameras)
         self._bones = self.skeleton.bone_array
         self._markers_shown = False
@@ -209,28 +224,41 @@ class FusionNode(Node):
 
     def _on_keypoints(self, camera: str, msg: Keypoints2DArray) -> None:
         now = time.monotonic()
-        with self.stats.lock:
-            self.stats.received[camera] += 1
-            self.stats.window_received[camera] += 1
+        counts: collections.Counter[str] = collections.Counter()
+        try:
+            self._take_keypoints(camera, msg, now, counts)
+        finally:
+            with self.stats.lock:
+                self.stats.received[camera] += 1
+                self.stats.window_received[camera] += 1
+                self.stats.counts.update(counts)
+
+    def _take_keypoints(self, camera: str, msg: Keypoints2DArray, now: float,
+                        counts: collections.Counter[str]) -> None:
+        """Validate (cheapest checks first), then synchronize; ``counts`` collects what was rejected and why."""
         stamp_ns = stamp_to_ns(msg.header.stamp)
-        stamp = stamp_ns * 1e-9
-        clock_now = self.get_clock().now().nanoseconds * 1e-9
-        if clock_now > 0.0:  # 0: a simulated clock that has not started yet
-            if self.params["max_stamp_age"] > 0 and stamp < clock_now - self.params["max_stamp_age"]:
-                self._count("rejected.stale_stamp")
-                return
-            if self.params["max_future"] > 0 and stamp > clock_now + self.params["max_future"]:
-                self._count("rejected.future_stamp")
-                return
-        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
-        if parsed.rejected:
-            self._count(f"rejected.{parsed.rejected}")
+        rejected = self.validator.check_header(stamp_ns, self.get_clock().now().nanoseconds,
+                                               msg.header.frame_id, msg.skeleton)
+        if rejected:
+            counts[f"rejected.{rejected}"] += 1
             return
-        if parsed.ignored_people:
-            self._count("ignored_people", parsed.ignored_people)
-        if parsed.nonfinite_joints:
-            self._count("nonfinite_joints", parsed.nonfinite_joints)
-        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.keypoints), now))
+        people = msg.people
+        check = self.validator.check_people([(p.x, p.y, p.confidence) for p in people], self._camera_index[camera])
+        for reason, count in check.person_rejections.items():
+            counts[f"rejected_people.{reason}"] += count
+        if check.capped:
+            counts["capped_people"] += check.capped
+        if check.rejected:
+            counts[f"rejected.{check.rejected}"] += 1
+            return
+        if len(check.keep) != len(people):
+            msg.people = [people[i] for i in check.keep]
+        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
+        if parsed.rejected:  # the validator's checks cover the parser's: reaching here is a bug, counted
+            counts[f"rejected.{parsed.rejected}"] += 1
+            return
+        counts["accepted"] += 1
+        self._enqueue(self.sync.add(camera, stamp_ns * 1e-9, (stamp_ns, parsed.keypoints), now, check.quality))
 
     def _poll(self) -> None:
         self._enqueue(self.sync.poll(time.monotonic()))
@@ -353,6 +381,17 @@ class FusionNode(Node):
         alive = set(self.sync.alive(now))
         dead = [c for c in self.cameras if c not in alive]
         silent = [c for c in self.cameras if self.sync.last_seen(c) is None]
+        lagging = self.sync.lagging()
+        for camera in sorted(set(lagging) - self._reported_lagging):
+            self.get_logger().warning(
+                f"camera {camera} lags: its keypoints arrive {lagging[camera] * 1e3:.0f} ms after the first camera's, "
+                f"beyond max_wait ({self.params['max_wait'] * 1e3:.0f} ms); it is no longer waited for (raise "
+                "max_wait to use it)")
+        self._reported_lagging = set(lagging)
+        slop_warning = self.sync.slop_warning()
+        if slop_warning and not self._slop_warned:
+            self.get_logger().warning(slop_warning)
+            self._slop_warned = True
         latency_ms = [1e3 * v for v in window["latency"]]
         fusion_ms = [1e3 * v for v in window["fusion_time"]]
         values: dict[str, str] = {
@@ -369,7 +408,11 @@ class FusionNode(Node):
             "frames_synced": str(self.sync.emitted),
             "frames_partial": str(self.sync.emitted_partial),
             "dead_cameras": " ".join(dead),
+            "lagging_cameras": " ".join(f"{c}:{lag * 1e3:.0f}ms" for c, lag in lagging.items()),
+            "duplicates_replaced": str(self.sync.replaced),
         }
+        if slop_warning:
+            values["sync_slop_warning"] = slop_warning
         for camera in self.cameras:
             values[f"input_rate_hz.{camera}"] = f"{window['received'][camera] / seconds:.2f}"
         for key, count in sorted(self.counters().items()):
@@ -378,6 +421,8 @@ class FusionNode(Node):
             level, message = DiagnosticStatus.WARN, "no keypoints received"
         elif dead:
             level, message = DiagnosticStatus.WARN, f"cameras silent: {' '.join(dead)}"
+        elif lagging:
+            level, message = DiagnosticStatus.WARN, f"cameras lagging beyond max_wait: {' '.join(lagging)}"
         elif window["published"] == 0:
             level, message = DiagnosticStatus.WARN, "receiving keypoints but no frame fused"
         else:
