@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSProfile,
@@ -57,6 +58,7 @@ from .conversions import (
     tf_transforms,
 )
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
+from .wire import WireError, max_message_bytes, read_keypoints
 
 if TYPE_CHECKING:
     from skelsplat_ros.fusion import StreamingFuser
@@ -164,6 +166,7 @@ class FusionNode(Node):
             image_margin=p["image_margin"], max_people=int(p["max_people_per_view"]),
             max_stamp_age=p["max_stamp_age"], max_future=p["max_future"],
         ))
+        self._max_message_bytes = max_message_bytes(int(p["max_people_per_view"]), self.skeleton.num_joints)
         self._reported_lagging: set[str] = set()
         self._slop_warned = False
         self.stats = _Stats(cameras)
@@ -173,11 +176,13 @@ class FusionNode(Node):
         # Keypoints come from detectors at camera rate: best effort, shallow queue (qos_profile_sensor_data). A lost
         # message costs one view of one frame, while reliable delivery would retransmit stale frames and add latency.
         # Detectors publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription.
+        # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
+        # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
         for camera in cameras:
             try:
                 self.create_subscription(
                     Keypoints2DArray, f"{camera}/keypoints",
-                    lambda msg, camera=camera: self._on_keypoints(camera, msg), qos_profile_sensor_data,
+                    lambda data, camera=camera: self._on_keypoints(camera, data), qos_profile_sensor_data, raw=True,
                 )
             except Exception as error:  # an invalid topic name, e.g. a camera name with a space
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
@@ -222,28 +227,40 @@ class FusionNode(Node):
         with self.stats.lock:
             self.stats.counts[key] += amount
 
-    def _on_keypoints(self, camera: str, msg: Keypoints2DArray) -> None:
+    def _on_keypoints(self, camera: str, data: bytes) -> None:
         now = time.monotonic()
         counts: collections.Counter[str] = collections.Counter()
         try:
-            self._take_keypoints(camera, msg, now, counts)
+            self._take_keypoints(camera, data, now, counts)
         finally:
             with self.stats.lock:
                 self.stats.received[camera] += 1
                 self.stats.window_received[camera] += 1
                 self.stats.counts.update(counts)
 
-    def _take_keypoints(self, camera: str, msg: Keypoints2DArray, now: float,
-                        counts: collections.Counter[str]) -> None:
-        """Validate (cheapest checks first), then synchronize; ``counts`` collects what was rejected and why."""
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        rejected = self.validator.check_header(stamp_ns, self.get_clock().now().nanoseconds,
-                                               msg.header.frame_id, msg.skeleton)
+    def _take_keypoints(self, camera: str, data: bytes, now: float, counts: collections.Counter[str]) -> None:
+        """Validate (cheapest checks first), then deserialise and synchronize; ``counts`` collects what was rejected
+        and why."""
+        if len(data) > self._max_message_bytes:  # a crowd far beyond max_people_per_view: not even read
+            counts["rejected.oversize"] += 1
+            return
+        msg: Keypoints2DArray | None = None
+        try:
+            wire = read_keypoints(data)
+            stamp_ns, frame_id, skeleton, people = wire.stamp_ns, wire.frame_id, wire.skeleton, wire.people
+        except WireError:  # not plain little-endian CDR: let rclpy try
+            try:
+                msg = deserialize_message(data, Keypoints2DArray)
+            except Exception:  # rclpy raises assorted types for bytes it cannot read
+                counts["rejected.undecodable"] += 1
+                return
+            stamp_ns, frame_id, skeleton = stamp_to_ns(msg.header.stamp), msg.header.frame_id, msg.skeleton
+            people = [(p.x, p.y, p.confidence) for p in msg.people]
+        rejected = self.validator.check_header(stamp_ns, self.get_clock().now().nanoseconds, frame_id, skeleton)
         if rejected:
             counts[f"rejected.{rejected}"] += 1
             return
-        people = msg.people
-        check = self.validator.check_people([(p.x, p.y, p.confidence) for p in people], self._camera_index[camera])
+        check = self.validator.check_people(people, self._camera_index[camera])
         for reason, count in check.person_rejections.items():
             counts[f"rejected_people.{reason}"] += count
         if check.capped:
@@ -251,8 +268,10 @@ class FusionNode(Node):
         if check.rejected:
             counts[f"rejected.{check.rejected}"] += 1
             return
-        if len(check.keep) != len(people):
-            msg.people = [people[i] for i in check.keep]
+        if msg is None:
+            msg = deserialize_message(data, Keypoints2DArray)
+        if len(check.keep) != len(msg.people):
+            msg.people = [msg.people[i] for i in check.keep]
         parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
         if parsed.rejected:  # the validator's checks cover the parser's: reaching here is a bug, counted
             counts[f"rejected.{parsed.rejected}"] += 1
