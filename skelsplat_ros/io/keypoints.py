@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,14 +211,23 @@ def load_keypoints(path: str | Path, skeleton: str | None = None, fps: float | N
     return _load_json_folder(path, skeleton, fps)
 
 
+# What numpy, zipfile and zlib raise on a truncated or corrupted archive (besides ValueError).
+_CORRUPT_ARCHIVE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, NotImplementedError, MemoryError,
+                    KeyError)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
 def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSet:
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
     except ValueError as error:
-        raise KeypointsError(f"{path}: cannot read .npz ({error})") from None
-    except (OSError, EOFError) as error:
-        raise KeypointsError(f"{path}: not a valid .npz file ({error})") from None
+        raise KeypointsError(f"{path}: cannot read .npz ({_one_line(error)})") from None
+    except _CORRUPT_ARCHIVE as error:
+        raise KeypointsError(f"{path}: not a valid .npz file ({type(error).__name__}: {_one_line(error)})") from None
     for key in ("keypoints", "cameras"):
         if key not in data:
             raise KeypointsError(f"{path}: missing key '{key}' (has {sorted(data)})")
@@ -224,7 +236,12 @@ def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSe
         raise KeypointsError(
             f"{path}: 'cameras' must be a 1-D array of strings, got {cameras.dtype} {list(cameras.shape)}"
         )
-    stored_fps = float(data["fps"]) if "fps" in data and data["fps"].size == 1 else None
+    stored_fps = None
+    if "fps" in data and data["fps"].size == 1:
+        try:
+            stored_fps = float(data["fps"])
+        except (TypeError, ValueError):
+            raise KeypointsError(f"{path}: 'fps' must be a number, got {data['fps']!r}") from None
     stored_skeleton = str(data["skeleton"]) if "skeleton" in data and data["skeleton"].size == 1 else None
     if stored_skeleton == "":
         stored_skeleton = None
