@@ -28,6 +28,7 @@ import numpy as np
 
 from ..geometry.camera import CameraRig
 from ..skeleton.models import get_skeleton
+from .validation import outside_image
 
 __all__ = [
     "KeypointsError",
@@ -38,6 +39,7 @@ __all__ = [
     "save_keypoints_npz",
     "save_openpose_folder",
     "align_to_rig",
+    "mask_outside_image",
 ]
 
 SUBJECT_MAX_MISSED = 5
@@ -568,3 +570,22 @@ def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet
             f"several keypoint cameras {keypoint_set.cameras} map to the same calibrated camera ({chosen})"
         )
     return keypoint_set, rig.subset(chosen)
+
+
+def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float = 0.25) -> tuple[KeypointSet, int]:
+    """Keypoints further outside their camera's calibrated image than ``margin`` times its width/height become
+    missing: a detector's garbage (1e38 px, a wrong camera's coordinates), not a joint just out of view.
+
+    ``rig[v]`` is the calibration of view ``v`` (as :func:`align_to_rig` returns it). Returns the set (a copy when
+    anything changed) and how many keypoints were masked.
+    """
+    kp = keypoint_set.keypoints
+    far = outside_image(kp[..., :2], rig.sizes[:, None, :], margin) & (kp[..., 2] > 0)  # [V, F, J]
+    count = int(np.count_nonzero(far))
+    if not count:
+        return keypoint_set, 0
+    kp = kp.copy()
+    kp[far, :2] = np.nan
+    kp[far, 2] = 0.0
+    return KeypointSet(kp, keypoint_set.cameras, keypoint_set.fps, keypoint_set.skeleton,
+                       keypoint_set.frame_numbers), count

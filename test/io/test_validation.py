@@ -120,3 +120,23 @@ def test_config_is_checked():
         ValidationConfig("h36m17", J, image_sizes=np.array([[640.0, 0.0]]))
     with pytest.raises(ValueError):
         ValidationConfig("h36m17", J, max_people=0)
+
+
+def test_recorded_keypoints_far_outside_their_image_become_missing():
+    from skelsplat_ros.io.keypoints import KeypointSet, mask_outside_image
+    from skelsplat_ros.sim import make_scenario
+
+    scenario = make_scenario("lab", num_frames=4, fps=30, noise="clean", seed=1)
+    kp = scenario.keypoints.copy()
+    kp[1, 2, 3, :2] = (1e38, 5.0)
+    kp[2, 0, 0, :2] = (-1e6, -1e6)
+    kp[0, 1, 4] = (np.nan, np.nan, 0.0)  # already missing: not counted
+    keypoint_set = KeypointSet(kp, scenario.rig.names)
+    masked, count = mask_outside_image(keypoint_set, scenario.rig)
+    assert count == 2
+    assert np.isnan(masked.keypoints[1, 2, 3, :2]).all() and masked.keypoints[1, 2, 3, 2] == 0
+    assert np.isnan(masked.keypoints[2, 0, 0, :2]).all()
+    untouched = np.ones(kp.shape[:3], bool)
+    untouched[1, 2, 3] = untouched[2, 0, 0] = False
+    np.testing.assert_array_equal(masked.keypoints[untouched], keypoint_set.keypoints[untouched])
+    assert mask_outside_image(masked, scenario.rig) == (masked, 0)
