@@ -173,16 +173,21 @@ class FusionNode(Node):
         self._bones = self.skeleton.bone_array
         self._markers_shown = False
 
-        # Keypoints come from detectors at camera rate: best effort, shallow queue (qos_profile_sensor_data). A lost
-        # message costs one view of one frame, while reliable delivery would retransmit stale frames and add latency.
-        # Detectors publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription.
+        # Keypoints come from detectors at camera rate: best effort (qos_profile_sensor_data). A lost message costs
+        # one view of one frame, while reliable delivery would retransmit stale frames and add latency. Detectors
+        # publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription. The reader
+        # keeps input_queue_depth messages: a detector that also sends junk must not push its valid message out of
+        # the queue while the executor is busy for a moment (validation then sheds the junk cheaply).
+        input_qos = QoSProfile(history=qos_profile_sensor_data.history, depth=int(p["input_queue_depth"]),
+                               reliability=qos_profile_sensor_data.reliability,
+                               durability=qos_profile_sensor_data.durability)
         # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
         # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
         for camera in cameras:
             try:
                 self.create_subscription(
                     Keypoints2DArray, f"{camera}/keypoints",
-                    lambda data, camera=camera: self._on_keypoints(camera, data), qos_profile_sensor_data, raw=True,
+                    lambda data, camera=camera: self._on_keypoints(camera, data), input_qos, raw=True,
                 )
             except Exception as error:  # an invalid topic name, e.g. a camera name with a space
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None

@@ -221,7 +221,8 @@ def test_markers_spheres_and_bones(sim_run):
 def test_diagnostics_report_rates_latency_and_drops(sim_run):
     diag = sim_run["probe"].diagnostics[-1]
     for key in ("output_rate_hz", "latency_median_ms", "fusion_time_mean_ms", "views_per_frame_mean",
-                "dropped.late", "dropped.insufficient_views", "dropped.worker_queue", "input_rate_hz.cam0"):
+                "dropped.late", "dropped.insufficient_views", "dropped.worker_queue", "input_rate_hz.cam0",
+                "accepted", "lagging_cameras", "duplicates_replaced"):
         assert key in diag, key
     assert float(diag["input_rate_hz.cam0"]) > 5.0
 
