@@ -51,6 +51,12 @@ def _cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
+def _counters(diagnostics: dict[str, str]) -> dict[str, int]:
+    """The node's cumulative input and drop counters from a /diagnostics status."""
+    return {k: int(v) for k, v in diagnostics.items()
+            if k.startswith(("rejected", "dropped.", "capped", "accepted", "fusion_errors")) and v.isdigit()}
+
+
 def _pct(values, q: float) -> float:
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
@@ -58,7 +64,7 @@ def _pct(values, q: float) -> float:
 
 
 def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, method: str, seed: int,
-        workdir: Path, sample_every: float) -> dict:
+        workdir: Path, sample_every: float, node_params: dict[str, str] | None = None) -> dict:
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -73,7 +79,7 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
     save_calibration(scenario.rig, calibration)
     node_process = start_node_process("skelsplat_ros.ros.node",
                                       {"calibration_file": str(calibration), "method": method,
-                                       "diagnostics_period": 1.0}, workdir / "node.log")
+                                       "diagnostics_period": 1.0, **(node_params or {})}, workdir / "node.log")
     context = Context()
     rclpy.init(context=context, args=[])
     listener = Node("skelsplat_bench_reliability", context=context)
@@ -100,6 +106,7 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.02)
         started = time.time()
+        counters_start = _counters(monitor.diagnostics)
         cpu_start = _cpu_seconds(node_process.pid)
         sent_start = dict(hostile.sent)
         next_sample = time.monotonic()
@@ -124,6 +131,7 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
                         "worker_queue": monitor.diagnostics.get("worker_queue", "-")})
         alive = alive and node_process.poll() is None
         diagnostics = dict(monitor.diagnostics)
+        counters_end = _counters(diagnostics)
         sent = {k: v - sent_start.get(k, 0) for k, v in hostile.sent.items()}
         frame_of_stamp = dict(hostile.frame_of_stamp)
     finally:
@@ -151,9 +159,9 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
         "rss_max_mb": max(rss) if rss else float("nan"),
         "node_cpu_percent": 100.0 * cpu / max(stopped - started, 1e-9),
         "alive": alive, "sent": sent,
-        "node_counters": {k: int(v) for k, v in diagnostics.items()
-                          if k.startswith(("rejected", "dropped.", "capped", "accepted", "fusion_errors"))
-                          and v.isdigit() and int(v)},
+        # Over the measured window (diagnostics come once a second, so the edges are approximate).
+        "node_counters": {k: v - counters_start.get(k, 0) for k, v in counters_end.items()
+                          if v - counters_start.get(k, 0)},
         "dead_cameras": diagnostics.get("dead_cameras", "?"), "lagging_cameras": diagnostics.get("lagging_cameras", "?"),
         "samples": samples,
     }
@@ -169,18 +177,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-baseline", action="store_true", help="no clean run first")
     parser.add_argument("--sample-every", type=float, default=5.0, help="RSS sampling period, s")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter for every run (repeatable), e.g. input_queue_depth:=5")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     domain = ros_environment(args.domain_id)
     workdir = Path(tempfile.mkdtemp(prefix="skelsplat_bench_reliability_"))
     print(f"bench_reliability: ROS_DOMAIN_ID={domain} (loopback only), logs in {workdir}")
+    node_params = dict(item.split(":=", 1) for item in args.param)
     mixes = ([0] if not args.skip_baseline else []) + [args.malformed_per_valid]
     results = []
     for mix in mixes:
         sub = workdir / f"mix{mix}"
         sub.mkdir()
-        result = run(mix, args.seconds, args.warmup, args.rate, args.method, args.seed, sub, args.sample_every)
+        result = run(mix, args.seconds, args.warmup, args.rate, args.method, args.seed, sub, args.sample_every,
+                     node_params)
         results.append(result)
         print(f"\nmalformed per valid {mix}: {result['valid_out']}/{result['valid_frames']} valid frames out "
               f"({result['valid_out_percent']:.1f} %), latency median {result['latency_median_ms']:.1f} ms, "
@@ -190,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{result['rss_start_mb']:.1f} -> {result['rss_end_mb']:.1f} MB (max {result['rss_max_mb']:.1f}), "
               f"dead cameras [{result['dead_cameras']}], lagging [{result['lagging_cameras']}]")
         print("  sent: " + ", ".join(f"{k}={v}" for k, v in sorted(result["sent"].items())))
-        print("  node counters (since start): "
-              + ", ".join(f"{k}={v}" for k, v in sorted(result["node_counters"].items())))
+        counters = result["node_counters"]
+        taken = counters.get("accepted", 0) + sum(v for k, v in counters.items() if k.startswith("rejected."))
+        print(f"  node counters (window): taken {taken} of {sum(result['sent'].values())} sent; "
+              + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
