@@ -349,7 +349,7 @@ class PartialViewSynchronizer(Generic[T]):
         previous = self._last_stamp.get(camera)
         if previous is not None and stamp > previous:
             self._steps[camera].append(stamp - previous)
-        self._last_stamp[camera] = stamp if previous is None else max(previous, stamp)
+        self._last_stamp[camera] = stamp  # the latest, not the largest: after a clock jump, steps count again
 
     def _note_late(self, camera: str, stamp: float, now: float) -> None:
         """A late message: how long after its frame's first message did it come (when that frame is known)?"""

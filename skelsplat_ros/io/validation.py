@@ -114,30 +114,31 @@ def outside_image(xy: np.ndarray, sizes: np.ndarray, margin: float) -> np.ndarra
     """Boolean ``[..., J]``: pixel ``xy [..., J, 2]`` beyond the image ``sizes [..., 2]`` (broadcast against
     ``xy[..., 0, :]``) by more than ``margin`` times its width/height. NaN is not outside (it is missing)."""
     sizes = np.asarray(sizes, dtype=np.float64)[..., None, :]
-    low, high = -margin * sizes, (1.0 + margin) * sizes
-    with np.errstate(invalid="ignore"):
-        return np.any((xy < low) | (xy > high), axis=-1)
+    return np.any((xy < -margin * sizes) | (xy > (1.0 + margin) * sizes), axis=-1)
 
 
-def person_rejections(x: np.ndarray, y: np.ndarray, conf: np.ndarray, size: np.ndarray | None,
-                      margin: float) -> np.ndarray:
+def person_rejections(people: np.ndarray, size: np.ndarray | None, margin: float) -> np.ndarray:
     """Index into :data:`PERSON_REJECTIONS` of the first value check each person fails, -1 when it passes.
 
-    ``x``, ``y``, ``conf``: ``[P, J]``; ``size``: (width, height) of the image or None. Lengths are the caller's.
+    ``people``: ``[P, 3, J]`` (x, y, confidence); ``size``: (width, height) of the image or None. A dozen numpy
+    operations whatever ``P`` (comparisons with NaN are False, so NaN fails every range check).
     """
-    reasons = np.full(x.shape[0], -1, dtype=np.int64)
-    with np.errstate(invalid="ignore"):
-        conf_bad = ~(np.isfinite(conf) & (conf >= 0.0) & (conf <= 1.0 + _CONFIDENCE_SLACK))
-    claimed = ~conf_bad & (conf > 0.0)
-    nonfinite = claimed & ~(np.isfinite(x) & np.isfinite(y))
-    checks = [conf_bad.any(axis=1), nonfinite.any(axis=1)]
-    if size is not None:
-        outside = outside_image(np.stack([x, y], axis=-1), size, margin)
-        checks.append((claimed & outside).any(axis=1))
-    # Reversed so that the first failing check (the cheapest to explain) is the one recorded.
-    first = PERSON_REJECTIONS.index("bad_confidence")
-    for offset, failed in reversed(list(enumerate(checks))):
-        reasons[failed] = first + offset
+    xy, conf = people[:, :2], people[:, 2]
+    conf_ok = (conf >= 0.0) & (conf <= 1.0 + _CONFIDENCE_SLACK)
+    claimed = conf_ok & (conf > 0.0)
+    if size is None:
+        usable = np.isfinite(xy)
+    else:
+        limit = np.asarray(size, dtype=np.float64)[:, None] * (1.0 + margin)  # [2, 1]
+        usable = (xy >= limit * (-margin / (1.0 + margin))) & (xy <= limit)
+    bad_xy = (claimed & ~(usable[:, 0] & usable[:, 1])).any(axis=1)
+    reasons = np.full(people.shape[0], -1, dtype=np.int64)
+    if bad_xy.any():  # rare: tell NaN/inf from merely far off, on the failing people only
+        failing = np.flatnonzero(bad_xy)
+        nonfinite = (claimed[failing] & ~np.isfinite(xy[failing]).all(axis=1)).any(axis=1)
+        reasons[failing] = np.where(nonfinite, PERSON_REJECTIONS.index("nonfinite"),
+                                    PERSON_REJECTIONS.index("outside_image"))
+    reasons[~conf_ok.all(axis=1)] = PERSON_REJECTIONS.index("bad_confidence")
     return reasons
 
 
@@ -163,37 +164,44 @@ class KeypointValidator:
             return "bad_frame_id"
         return None
 
-    def check_people(self, people: Sequence[tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    def check_people(self, people: Sequence[tuple[Sequence[float], Sequence[float], Sequence[float]]] | np.ndarray,
                      view: int | None = None) -> ViewCheck:
-        """Check ``people`` (``(x, y, confidence)`` per person, any array-likes) seen by view ``view`` (its index in
-        ``image_sizes``; None skips the image check)."""
+        """Check ``people`` seen by view ``view`` (its index in ``image_sizes``; None skips the image check).
+
+        ``people``: ``(x, y, confidence)`` per person (any array-likes, of any lengths), or one ``[P, 3, L]`` array
+        when every array has the same length ``L`` (cheapest: no per-person work at all).
+        """
         config = self.config
         count = len(people)
         if count == 0:  # nobody seen: valid, but any message with a valid person is better
             return ViewCheck(quality=(0.0, 0.0))
-        lengths = np.array([(len(x), len(y), len(c)) for x, y, c in people], dtype=np.int64).reshape(count, 3)
         reasons = np.full(count, -1, dtype=np.int64)
-        same = (lengths[:, 0] == lengths[:, 1]) & (lengths[:, 1] == lengths[:, 2])
-        reasons[~same] = PERSON_REJECTIONS.index("bad_shape")
-        reasons[same & (lengths[:, 0] != config.num_joints)] = PERSON_REJECTIONS.index("wrong_joint_count")
-        shaped = np.flatnonzero(reasons < 0)
+        if isinstance(people, np.ndarray):
+            if people.shape[2] != config.num_joints:
+                reasons[:] = PERSON_REJECTIONS.index("wrong_joint_count")
+            shaped = np.flatnonzero(reasons < 0)
+            arrays = people
+        else:
+            lengths = np.array([(len(x), len(y), len(c)) for x, y, c in people], dtype=np.int64).reshape(count, 3)
+            same = (lengths[:, 0] == lengths[:, 1]) & (lengths[:, 1] == lengths[:, 2])
+            reasons[~same] = PERSON_REJECTIONS.index("bad_shape")
+            reasons[same & (lengths[:, 0] != config.num_joints)] = PERSON_REJECTIONS.index("wrong_joint_count")
+            shaped = np.flatnonzero(reasons < 0)
+            arrays = np.array([people[i] for i in shaped], dtype=np.float64).reshape(shaped.size, 3, config.num_joints)
         mean_confidence = np.zeros(count)
         if shaped.size:
-            arrays = np.array([people[i] for i in shaped], dtype=np.float64)  # [S, 3, J]
-            x, y, conf = arrays[:, 0], arrays[:, 1], arrays[:, 2]
-            size = None
-            if config.image_sizes is not None and view is not None:
-                size = config.image_sizes[view]
-            reasons[shaped] = person_rejections(x, y, conf, size, config.image_margin)
-            with np.errstate(invalid="ignore"):
-                mean_confidence[shaped] = np.where(np.isfinite(conf), conf, 0.0).mean(axis=1)
+            size = config.image_sizes[view] if config.image_sizes is not None and view is not None else None
+            reasons[shaped] = person_rejections(arrays, size, config.image_margin)
+            mean_confidence[shaped] = arrays[:, 2].sum(axis=1) / config.num_joints
         valid = np.flatnonzero(reasons < 0)
-        counted = np.bincount(reasons[reasons >= 0], minlength=len(PERSON_REJECTIONS))
-        rejections = {PERSON_REJECTIONS[k]: int(n) for k, n in enumerate(counted) if n}
+        rejections = {}
+        if valid.size < count:
+            counted = np.bincount(reasons[reasons >= 0], minlength=len(PERSON_REJECTIONS))
+            rejections = {PERSON_REJECTIONS[k]: int(n) for k, n in enumerate(counted) if n}
         if valid.size == 0:
             return ViewCheck(rejected=PERSON_REJECTIONS[int(reasons[0])], person_rejections=rejections)
         # Most confident first (stable: equally confident people keep the message's order).
-        ranked = valid[np.argsort(-mean_confidence[valid], kind="stable")]
+        ranked = valid[np.argsort(-mean_confidence[valid], kind="stable")] if valid.size > 1 else valid
         keep = ranked[: config.max_people]
         quality = (valid.size / count, float(mean_confidence[keep[0]]))
         return ViewCheck(keep=keep, person_rejections=rejections, capped=int(ranked.size - keep.size), quality=quality)
