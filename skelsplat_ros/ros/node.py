@@ -269,7 +269,8 @@ class FusionNode(Node):
         for reason, count in check.person_rejections.items():
             counts[f"rejected_people.{reason}"] += count
         if check.capped:
-            counts["capped_people"] += check.capped
+            counts["capped.views"] += 1
+            counts["capped.people"] += check.capped
         if check.rejected:
             counts[f"rejected.{check.rejected}"] += 1
             return

@@ -89,7 +89,7 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               0.05, 3600.0),
     ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
     ParamSpec("max_people_per_view", 20, "Most people used per camera message: the most confident valid ones; the "
-              "others are dropped and counted (capped_people).", 1, 1000),
+              "others are dropped and counted (capped.views, capped.people).", 1, 1000),
     ParamSpec("image_margin", 0.25, "A keypoint claimed (confidence > 0) further outside its camera's calibrated "
               "image than this fraction of the image's width/height rejects the person (rejected_people.outside_image).",
               0.0, 100.0),
