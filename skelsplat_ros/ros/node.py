@@ -445,7 +445,7 @@ class FusionNode(Node):
         if not any(window["received"].values()):
             level, message = DiagnosticStatus.WARN, "no keypoints received"
         elif dead:
-            level, message = DiagnosticStatus.WARN, f"cameras silent: {' '.join(dead)}"
+            level, message = DiagnosticStatus.WARN, f"no valid keypoints lately from: {' '.join(dead)}"
         elif lagging:
             level, message = DiagnosticStatus.WARN, f"cameras lagging beyond max_wait: {' '.join(lagging)}"
         elif window["published"] == 0:
