@@ -83,7 +83,8 @@ mutations = st.tuples(st.none() | st.integers(0, 1 << 20),
 # --- calibration ---------------------------------------------------------------------------------------------------
 
 toml_values = st.recursive(
-    st.none().map(lambda _: "[]") | st.integers(-10**6, 10**6).map(str) | st.floats(allow_nan=True).map(
+    st.none().map(lambda _: "[]") | st.integers(-10**6, 10**6).map(str)
+    | st.floats(allow_nan=True, allow_subnormal=False).map(
         lambda v: "nan" if v != v else ("inf" if v == float("inf") else ("-inf" if v == float("-inf") else repr(v))))
     | st.text(max_size=5).map(json.dumps) | st.booleans().map(lambda b: "true" if b else "false"),
     lambda inner: st.lists(inner, max_size=4).map(lambda items: "[" + ", ".join(items) + "]"), max_leaves=12)
@@ -122,7 +123,7 @@ def test_calibration_fields_of_any_value(valid, tmp_path, capsys, key, value):
 
 arrays = st.one_of(
     st.builds(lambda shape, fill: np.full(shape, fill), st.lists(st.integers(0, 5), max_size=5).map(tuple),
-              st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**40), 2**40)),
+              st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False) | st.integers(-(2**40), 2**40)),
     st.lists(st.text(max_size=6), max_size=5).map(lambda items: np.array(items, dtype=str)),
     st.text(max_size=8).map(np.array),
     st.just(np.zeros((4, 3, 17, 3), dtype=np.float16)),
@@ -184,11 +185,13 @@ def test_zip_that_is_not_an_npz(valid, tmp_path, capsys):
 # --- OpenPose JSON folders -----------------------------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers(-(2**70), 2**70) | st.text(max_size=4),
+    st.none() | st.booleans() | st.floats(allow_nan=True, allow_subnormal=False) | st.integers(-(2**70), 2**70)
+    | st.text(max_size=4),
     lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=20)
 people = st.lists(st.one_of(
-    st.fixed_dictionaries({"pose_keypoints_2d": st.lists(st.floats(allow_nan=True) | st.integers(-5, 5000),
+    st.fixed_dictionaries({"pose_keypoints_2d": st.lists(st.floats(allow_nan=True, allow_subnormal=False)
+                                                         | st.integers(-5, 5000),
                                                          max_size=60)}),
     st.fixed_dictionaries({"pose_keypoints_2d": json_values}),
     json_values), max_size=4)
