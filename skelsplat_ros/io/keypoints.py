@@ -268,7 +268,10 @@ def _frame_number(file: Path) -> int:
         raise KeypointsError(
             f"{file}: no frame number in the file name (expected digits, e.g. cam01_000012_keypoints.json)"
         )
-    return int(match.group(1))
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > 15:  # frame numbers are int64 arrays; a 30-digit run is not a frame number
+        raise KeypointsError(f"{file}: frame number {digits[:20]}... in the file name is too large")
+    return int(digits)
 
 
 def _natural_key(text: str) -> list[Any]:
