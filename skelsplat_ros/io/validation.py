@@ -147,6 +147,16 @@ class KeypointValidator:
 
     def __init__(self, config: ValidationConfig) -> None:
         self.config = config
+        # (width, height) by view; a view whose size is not known yet (e.g. before its CameraInfo) is not checked.
+        sizes = config.image_sizes if config.image_sizes is not None else np.empty((0, 2))
+        self._sizes: dict[int, np.ndarray] = {view: size for view, size in enumerate(sizes)}
+
+    def set_image_size(self, view: int, size: tuple[float, float]) -> None:
+        """The calibrated image size (width, height) px of view ``view``, from now on (e.g. from a CameraInfo)."""
+        size_array = np.asarray(size, dtype=np.float64)
+        if size_array.shape != (2,) or not np.all(size_array > 0):
+            raise ValueError(f"image size must be a positive (width, height), got {size!r}")
+        self._sizes[view] = size_array
 
     def check_header(self, stamp_ns: int, clock_ns: int, frame_id: str, skeleton: str) -> str | None:
         """The :data:`MESSAGE_REJECTIONS` reason of a message header, or None. ``clock_ns`` 0 (a simulated clock
@@ -190,7 +200,7 @@ class KeypointValidator:
             arrays = np.array([people[i] for i in shaped], dtype=np.float64).reshape(shaped.size, 3, config.num_joints)
         mean_confidence = np.zeros(count)
         if shaped.size:
-            size = config.image_sizes[view] if config.image_sizes is not None and view is not None else None
+            size = self._sizes.get(view) if view is not None else None
             reasons[shaped] = person_rejections(arrays, size, config.image_margin)
             mean_confidence[shaped] = arrays[:, 2].sum(axis=1) / config.num_joints
         valid = np.flatnonzero(reasons < 0)
