@@ -5,7 +5,7 @@ exit 2 with exactly one line on stderr, never a traceback. Examples are derived 
 bytes flipped, with fields of the wrong type, shape or value, or replaced by arbitrary data. ``derandomize``
 keeps CI reproducible.
 
-(Bag files: the bag reader, io/bags.py, is not on this branch's main yet; its files are not covered here.)
+Bag files: test/ros/test_bag_hostile.py.
 """
 
 from __future__ import annotations
