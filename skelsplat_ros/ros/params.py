@@ -95,10 +95,16 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("clock_jump_threshold", 1.0, "A stamp this far (s) behind the newest one is a backwards clock jump.",
               0.05, 3600.0),
     ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
+    ParamSpec("max_people_per_view", 20, "Most people used per camera message: the most confident valid ones; the "
+              "others are dropped and counted (capped.views, capped.people).", 1, 1000),
+    ParamSpec("image_margin", 0.25, "A keypoint claimed (confidence > 0) further outside its camera's calibrated "
+              "image than this fraction of the image's width/height rejects the person (rejected_people.outside_image).",
+              0.0, 100.0),
+    ParamSpec("input_queue_depth", 20, "Messages each camera's keypoint reader keeps (best effort, newest kept): "
+              "room for a valid message among a misbehaving detector's junk while the node is busy.", 1, 1000),
+    ParamSpec("lagging_after", 5, "A camera whose messages arrive after max_wait this many times in a row is no "
+              "longer waited for (reported in /diagnostics as lagging), until as many arrive in time again.", 1, 1000),
     # Multi-person tracking (skelsplat_ros.tracking.TrackerConfig; min_views above applies to a track too).
-    ParamSpec("max_people_per_view", 20, "Most people used per camera message: the most confident; the others are "
-              "dropped unparsed and counted (capped.views, capped.people), so an absurd detection count never slows "
-              "the node.", 1, 1000),
     ParamSpec("track_match_gate", 0.2, "A detection joins a track when the mean distance (m) of the track's "
               "predicted joints to the detection's camera rays is at most this.", 0.001, 10.0),
     ParamSpec("track_cluster_gate", 0.1, "Detections nobody claimed, in two cameras, may start a new track together "

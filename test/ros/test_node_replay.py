@@ -44,10 +44,11 @@ def module_context(ros_env):
 # --- a replayed scene: 50 people in one view, then a person leaves -------------------------------------------------
 
 
-def _crowd(people: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
-    """``people [S, J, 3]`` plus person-like ghosts (copies shifted in the image) up to ``total``, shuffled."""
+def _crowd(people: np.ndarray, total: int, rng: np.random.Generator, size: np.ndarray) -> np.ndarray:
+    """``people [S, J, 3]`` plus person-like ghosts (copies shifted within the ``size`` (w, h) image, so that input
+    validation keeps them) up to ``total``, shuffled."""
     ghosts = people[rng.integers(0, len(people), total - len(people))].copy()
-    ghosts[..., :2] += rng.uniform(-400, 400, (len(ghosts), 1, 2))
+    ghosts[..., :2] = np.clip(ghosts[..., :2] + rng.uniform(-400, 400, (len(ghosts), 1, 2)), 0, size - 1)
     ghosts[..., 2] *= 0.8
     crowd = np.concatenate([people, ghosts])
     return crowd[rng.permutation(len(crowd))]
@@ -94,7 +95,7 @@ def replay_run(module_context, tmp_path_factory):
                     slots = slots[(np.nan_to_num(slots[..., 2]) > 0).any(-1)
                                   & ((scene.slot_person[v, frame] != leaving) if phase == "leave" else True)]
                     if phase == "crowd" and v == 0:
-                        slots = _crowd(slots, 50, rng)
+                        slots = _crowd(slots, 50, rng, scene.rig.sizes[0])
                     pubs[camera].publish(keypoints_msg(slots, RosTime(nanoseconds=stamp_ns).to_msg(), camera,
                                                        "h36m17", -1))
                 frame += 1
