@@ -603,7 +603,9 @@ def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float 
     anything changed) and how many keypoints were masked.
     """
     kp = keypoint_set.keypoints
-    far = outside_image(kp[..., :2], rig.sizes[:, None, :], margin) & (kp[..., 2] > 0)  # [V, F, J]
+    # Sizes per view against [V, F, J, 2], or [V, F, S, J, 2] for several people.
+    sizes = rig.sizes.reshape((len(rig),) + (1,) * (kp.ndim - 3) + (2,))
+    far = outside_image(kp[..., :2], sizes, margin) & (kp[..., 2] > 0)  # [V, F, (S,) J]
     count = int(np.count_nonzero(far))
     if not count:
         return keypoint_set, 0

@@ -65,7 +65,7 @@ def test_garbage_never_displaces_the_valid_message_of_its_stamp_and_never_keeps_
     for k, frame in enumerate(frames):
         assert set(frame.views) == {"cam0", "cam1", "cam2"}
         for view in range(3):
-            np.testing.assert_allclose(frame.views[CAMERAS[view]][1], scenario.keypoints[view, k])
+            np.testing.assert_allclose(frame.views[CAMERAS[view]][1], scenario.keypoints[view, k][None])  # [S, J, 3]
     counters = node.counters()
     assert node.sync.last_seen("cam3") is None  # garbage did not make it look alive
     assert counters["dropped.duplicate"] == 0 and counters["dropped.clock_jump"] == 0
@@ -87,7 +87,7 @@ def test_of_two_valid_messages_for_one_stamp_the_better_one_is_kept(node_and_fra
     node._on_keypoints("cam1", _valid(scenario, 1, 0, stamp))
     frames += node.sync.poll(float("inf"))
     assert len(frames) == 1
-    np.testing.assert_allclose(frames[0].views["cam0"][1], scenario.keypoints[0, 0])
+    np.testing.assert_allclose(frames[0].views["cam0"][1], scenario.keypoints[0, 0][None])  # [S, J, 3]
     assert node.sync.replaced == 2 and node.counters()["dropped.duplicate"] == 3
 
 

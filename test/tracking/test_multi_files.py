@@ -15,7 +15,13 @@ from skelsplat_ros.bench.shelf import default_shelf_dir, evaluate_shelf, fuse_sh
 from skelsplat_ros.cli import main
 from skelsplat_ros.geometry.calibration import save_calibration
 from skelsplat_ros.io.export import load_trc, save_people_result
-from skelsplat_ros.io.keypoints import KeypointSet, load_keypoints, save_keypoints_npz, save_openpose_folder
+from skelsplat_ros.io.keypoints import (
+    KeypointSet,
+    load_keypoints,
+    mask_outside_image,
+    save_keypoints_npz,
+    save_openpose_folder,
+)
 from skelsplat_ros.sim.scenes import make_multi_person_scenario
 
 FPS = 30.0
@@ -52,6 +58,11 @@ def test_five_d_npz_and_people_result_formats(scene, tmp_path):
     loaded = load_keypoints(path)
     assert loaded.multi_person and loaded.num_joints == 17
     np.testing.assert_array_equal(np.isnan(loaded.keypoints), np.isnan(scene.keypoints))
+    # Garbage far outside a camera's image is masked per view, also with a slot axis.
+    garbage = loaded.keypoints.copy()
+    garbage[1, 5, 0, 3] = (1e7, 50.0, 0.9)
+    masked, count = mask_outside_image(KeypointSet(garbage, loaded.cameras), scene.rig)
+    assert count == 1 and np.isnan(masked.keypoints[1, 5, 0, 3, 0])
 
     joints = np.full((3, 2, 17, 3), np.nan)
     joints[0, 0] = 1.0
