@@ -29,6 +29,7 @@ def _fuse(args: argparse.Namespace) -> int:
     import torch
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .fusion.config import NOMINAL_RATE_HZ
     from .fusion.renderers import get_renderer
     from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
@@ -55,9 +56,9 @@ def _fuse(args: argparse.Namespace) -> int:
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
     if args.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=progress)
+        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
     else:
-        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or 30.0, progress=progress)
+        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or NOMINAL_RATE_HZ, progress=progress)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     save_result(
@@ -115,13 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
     fuse.add_argument("--preset", choices=PRESETS, default="default")
     fuse.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
-    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
+    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=_fuse)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
-    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")
+    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
     bench.add_argument("--noise", default="realistic,clean", help="comma-separated noise presets (clean, realistic, hard)")
     bench.add_argument("--frames", type=int, default=300, help="frames per scenario (30 fps)")
     bench.add_argument("--seeds", default="0,1", help="comma-separated scenario seeds")

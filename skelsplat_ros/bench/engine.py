@@ -18,9 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from ..sim import RIG_KINDS, Scenario, make_scenario
-from .fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from .pose2sim_peer import pose2sim_methods
 
 OUTLIER_MM = 150.0
+DISTORTED = "-distorted"
+"""Suffix of a rig kind on the command line that gives its cameras lens distortion (``lab-distorted``)."""
 
 
 @dataclass
@@ -61,7 +64,7 @@ def score(joints: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
 def _offline(config: FusionConfig):
     def run(scenario: Scenario, frames: int) -> tuple[np.ndarray, list[float]]:
         start = time.perf_counter()
-        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config)
+        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config, fps=scenario.fps)
         return result.joints, [(time.perf_counter() - start) / frames]
 
     return run
@@ -118,8 +121,8 @@ def _aniposelib_methods() -> list[Method]:
     return [Method("aniposelib triangulate", triangulate), Method("aniposelib triangulate_optim", optim, max_frames=300)]
 
 
-def methods(paper_frames: int) -> list[Method]:
-    """Every method of the comparison, baselines first."""
+def methods(paper_frames: int, distorted: bool = False) -> list[Method]:
+    """Every method of the comparison, baselines first (``distorted``: the rig has lens distortion)."""
     default, paper = preset_config("default"), preset_config("paper")
     return [
         Method("DLT", _offline(preset_config("default", "dlt"))),
@@ -129,6 +132,7 @@ def methods(paper_frames: int) -> list[Method]:
         Method("SkelSplat default offline", _offline(default)),
         Method("SkelSplat default streaming", _streaming(default)),
         *_aniposelib_methods(),
+        *pose2sim_methods(Method, distorted),
     ]
 
 
@@ -139,8 +143,12 @@ def run_benchmark(
     rows: list[Row] = []
     for rig in rigs:
         for noise in noises:
-            scenarios = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
-            for method in methods(paper_frames):
+            # "<kind>-distorted": the rig with OpenCV lens distortion.
+            kind, distorted = rig.removesuffix(DISTORTED), rig.endswith(DISTORTED)
+            scenarios = [
+                make_scenario(kind, num_frames=frames, noise=noise, seed=seed, distortion=distorted) for seed in seeds
+            ]
+            for method in methods(paper_frames, distorted):
                 used = min(frames, method.max_frames or frames)
                 errors, times = [], []
                 for scenario in scenarios:

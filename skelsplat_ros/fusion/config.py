@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .objective import RefineConfig
+from .smoothing import SmoothingConfig
 
 METHODS = ("skelsplat", "triangulate", "robust", "dlt")
 PRESETS = ("default", "paper")
@@ -42,6 +43,10 @@ class FusionConfig:
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
         reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
+        smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
+            passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
+        smoothing_rounds: offline: rounds of (smoothing, Gauss-Newton pulled to the smoothed trajectory).
+        smoothing_pull: offline: tolerance (world units) of that pull.
     """
 
     method: str = "skelsplat"
@@ -60,6 +65,9 @@ class FusionConfig:
     gate_distance: float = 0.3
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
+    smoothing: SmoothingConfig | None = None
+    smoothing_rounds: int = 2
+    smoothing_pull: float = 0.003
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +76,8 @@ class FusionConfig:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.min_views < 2:
             raise ValueError("min_views must be at least 2")
+        if self.smoothing_rounds < 1 or self.smoothing_pull <= 0:
+            raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
 
     @property
     def triangulation(self) -> str:
@@ -127,6 +137,8 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
         config = replace(
             config,
             prefit=replace(gauss_newton, steps=3),
+            # Jerk tolerance 12 m/s^3, Cauchy scale 3 sigma: tuned on seeds 20-21 of the bench (BENCHMARKS.md).
+            smoothing=SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0),
             # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
             streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0),
         )
@@ -140,6 +152,7 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             config = replace(
                 config,
                 prefit=None,
+                smoothing=None,
                 streaming_refine=replace(
                     config.refine, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
                     temporal_weight=config.streaming_refine.temporal_weight,
