@@ -55,6 +55,8 @@ def _fuse(args: argparse.Namespace) -> int:
     num_frames = data.shape[1]
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
+    if keypoints.fps is None and args.method == "skelsplat":
+        print(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)", file=sys.stderr)
     if args.mode == "offline":
         result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
     else:
