@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timing repeats on the first seed")
     bench.add_argument("--plot", default="out/bench.png", help="PNG plot path ('' = none)")
     bench.add_argument("--markdown", default="", help="write the table to this markdown file")
+    bench.add_argument("--methods", default="", help="comma-separated parts of method names to run (default: all)")
     bench.set_defaults(handler=_bench)
 
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")

@@ -137,8 +137,10 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
         config = replace(
             config,
             prefit=replace(gauss_newton, steps=3),
-            # Jerk tolerance 12 m/s^3, Cauchy scale 3 sigma: tuned on seeds 20-21 of the bench (BENCHMARKS.md).
-            smoothing=SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0),
+            # Jerk tolerance per joint by marginal likelihood (the bench's smooth simulated motion picks 3-30 m/s^3,
+            # the real Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on
+            # seeds 20-21 of the bench and the demo take (BENCHMARKS.md).
+            smoothing=SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True),
             # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
             streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0),
         )

@@ -172,7 +172,7 @@ def _fuse_smoothed(
     pulled = replace(config.prefit, temporal_weight=1.0, temporal_sigma=config.smoothing_pull)
     for round_index in range(config.smoothing_rounds):
         information = view_information(rig, result.means, view_weights * result.agreement, smoothing.pixel_sigma)
-        smoothed, _ = smooth_trajectories(np.where(known[..., None], result.means, np.nan), information, fps, smoothing)
+        smoothed, _, _ = smooth_trajectories(np.where(known[..., None], result.means, np.nan), information, fps, smoothing)
         if round_index == 0 and config.bone_lengths:
             bone_prior = estimate_bone_prior(
                 bone_lengths_of(smoothed, skeleton), config.refine.bone_length_sigma, config.refine.bone_length_spread
