@@ -54,7 +54,7 @@ class SmoothingConfig:
     pixel_sigma: float = 3.0
     adaptive: bool = False
     sigma_range: tuple[float, float] = (2.0, 2000.0)
-    candidates: int = 16
+    candidates: int = 12
 
     def __post_init__(self) -> None:
         if self.order not in (1, 2, 3, 4):
@@ -117,7 +117,9 @@ def _solve_joint(x: np.ndarray, info: np.ndarray, gram: np.ndarray, bandwidth: i
     return y, 2.0 * float(np.log(factor[-1]).sum())
 
 
-def _log_evidence(x: np.ndarray, info: np.ndarray, gram: np.ndarray, precision: float, order: int) -> tuple[float, np.ndarray]:
+def _log_evidence(
+    x: np.ndarray, info: np.ndarray, rank: int, gram: np.ndarray, precision: float, order: int
+) -> tuple[float, np.ndarray]:
     """Restricted log marginal likelihood (up to a constant) of the data ``x [F, 3]`` with information ``info``
     under the prior ``precision * G`` (``G = D^T D`` by its bands ``gram``), with the overall noise scale
     profiled out; and the smoothed curve.
@@ -125,13 +127,12 @@ def _log_evidence(x: np.ndarray, info: np.ndarray, gram: np.ndarray, precision: 
     The model: ``x_f ~ N(y_f, (alpha info_f)^-1)``, ``y`` with density ``exp(-alpha precision y^T R y / 2)``
     (``R = G kron I3``, null space of dimension ``3 order``). Maximising over ``alpha`` leaves
     ``(N - 3k) log(precision) - log|info + precision R| - (r - 3k) log S`` (halved), with ``S`` the fitted data
-    misfit plus roughness and ``r`` the rank of the data.
+    misfit plus roughness and ``r = rank`` the rank of the data (the sum of the ranks of ``info``).
     """
     y, logdet = _solve_joint(x, info, precision * gram, order)
     residual = y - x
     fit = float(np.einsum("fa,fab,fb->", residual, info, residual))
     rough = precision * _roughness(y, order)
-    rank = int((np.linalg.eigvalsh(info) > 1e-9 * max(float(np.abs(info).max()), 1e-30)).sum())
     free = rank - 3 * order
     if free <= 0:
         return -np.inf, y
@@ -184,7 +185,9 @@ def smooth_trajectories(
         y, w = reweighted(sigma, known.astype(float))
         if config.adaptive:
             # The outliers found, pick the bandwidth the data support best, then reweight at it.
-            evidence = [_log_evidence(x, w[:, None, None] * info, gram, 1.0 / c**2, order)[0] for c in candidates]
+            rank = int((np.linalg.eigvalsh(info) > 1e-9 * max(float(np.abs(info).max()), 1e-30)).sum())
+            weighted = w[:, None, None] * info
+            evidence = [_log_evidence(x, weighted, rank, gram, 1.0 / c**2, order)[0] for c in candidates]
             if np.isfinite(np.max(evidence)):
                 sigma = float(candidates[int(np.argmax(evidence))])
                 y, w = reweighted(sigma, w)
