@@ -47,6 +47,8 @@ class FusionConfig:
             passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
         smoothing_rounds: offline: rounds of (smoothing, Gauss-Newton pulled to the smoothed trajectory).
         smoothing_pull: offline: tolerance (world units) of that pull.
+        max_gap: offline: gaps in the (Hampel-cleaned) triangulation up to this long (seconds) are filled, longer
+            ones and those at the ends beyond it stay NaN (the person left); ``None`` = fill every gap.
     """
 
     method: str = "skelsplat"
@@ -68,6 +70,7 @@ class FusionConfig:
     smoothing: SmoothingConfig | None = None
     smoothing_rounds: int = 2
     smoothing_pull: float = 0.003
+    max_gap: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -78,6 +81,8 @@ class FusionConfig:
             raise ValueError("min_views must be at least 2")
         if self.smoothing_rounds < 1 or self.smoothing_pull <= 0:
             raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
+        if self.max_gap is not None and self.max_gap < 0:
+            raise ValueError("max_gap must be >= 0 seconds (or None)")
 
     @property
     def triangulation(self) -> str:
@@ -130,6 +135,7 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             init="auto",
             hampel_window=7,
             bone_lengths=True,
+            max_gap=1.0,
         )
         # Gauss-Newton on fixed-size splats: offline, a prefit that the smoothing refinement starts from; streaming,
         # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.

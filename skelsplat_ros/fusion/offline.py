@@ -38,12 +38,15 @@ from .result import (
 from .smoothing import smooth_trajectories, view_information
 
 
-def hampel_clean(points: np.ndarray, window: int, threshold: float, min_distance: float) -> np.ndarray:
-    """Replace temporal outliers of ``points [F, J, 3]`` by NaN, then interpolate every gap linearly over frames.
+def hampel_clean(
+    points: np.ndarray, window: int, threshold: float, min_distance: float, max_gap: int | None = None
+) -> np.ndarray:
+    """Replace temporal outliers of ``points [F, J, 3]`` by NaN, then fill gaps over frames.
 
     A frame is an outlier when its distance to the running median (``2 window + 1`` frames) exceeds both
-    ``threshold`` scaled MADs of that distance and ``min_distance``. Joints never estimated stay NaN; gaps at the
-    ends are held at the nearest estimate.
+    ``threshold`` scaled MADs of that distance and ``min_distance``. Gaps between estimates are interpolated
+    linearly and gaps at the ends held at the nearest estimate, those up to ``max_gap`` frames long only when it
+    is given (a longer one: the joint, or the person, was gone; it stays NaN). Joints never estimated stay NaN.
     """
     num_frames = points.shape[0]
     cleaned = points.copy()
@@ -63,9 +66,19 @@ def hampel_clean(points: np.ndarray, window: int, threshold: float, min_distance
         known = np.isfinite(cleaned[:, joint]).all(axis=-1)
         if known.sum() == 0 or known.all():
             continue
+        fill = ~known if max_gap is None else ~known & (_run_lengths(~known) <= max_gap)
         for axis in range(3):
-            cleaned[:, joint, axis] = np.interp(frames, frames[known], cleaned[known, joint, axis])
+            filled = np.interp(frames, frames[known], cleaned[known, joint, axis])
+            cleaned[:, joint, axis] = np.where(fill, filled, cleaned[:, joint, axis])
     return cleaned
+
+
+def _run_lengths(mask: np.ndarray) -> np.ndarray:
+    """For each entry of ``mask [F]``, the length of the run of equal values it belongs to."""
+    edges = np.flatnonzero(np.diff(mask.astype(np.int8))) + 1
+    starts = np.concatenate([[0], edges])
+    lengths = np.diff(np.concatenate([starts, [len(mask)]]))
+    return np.repeat(lengths, lengths)
 
 
 def fuse_offline(
@@ -98,7 +111,10 @@ def fuse_offline(
 
     known = np.isfinite(points).all(axis=-1)
     if config.hampel_window > 0:
-        points = hampel_clean(points, config.hampel_window, config.hampel_threshold, config.hampel_min_distance)
+        max_gap = None if config.max_gap is None else int(round(config.max_gap * fps))
+        points = hampel_clean(
+            points, config.hampel_window, config.hampel_threshold, config.hampel_min_distance, max_gap
+        )
         known = np.isfinite(points).all(axis=-1)
     bone_prior = None
     if config.bone_lengths:
