@@ -40,6 +40,7 @@ def _fuse(args: argparse.Namespace) -> int:
     import torch
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .fusion.config import NOMINAL_RATE_HZ
     from .fusion.renderers import get_renderer
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
@@ -77,10 +78,12 @@ def _fuse(args: argparse.Namespace) -> int:
         return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output)
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
+    if keypoints.fps is None and args.method == "skelsplat":
+        print(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)", file=sys.stderr)
     if args.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=progress)
+        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
     else:
-        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or 30.0, progress=progress)
+        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or NOMINAL_RATE_HZ, progress=progress)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     save_result(
@@ -162,7 +165,7 @@ def _fuse_recording(args: argparse.Namespace) -> int:
     if args.mode == "offline":
         if frames.moving:
             raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
-        result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config)
+        result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config, fps=frames.fps)
     else:
         result = fuse_streaming(frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, stamps=stamps,
                                 rigs=frames.rigs if frames.moving else None)
@@ -253,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
     fuse.add_argument("--preset", choices=PRESETS, default="default")
     fuse.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
-    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
+    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.add_argument("--people", choices=("subject", "all"), default="subject",
@@ -271,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(handler=_play)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
-    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")
+    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
     bench.add_argument("--noise", default="realistic,clean", help="comma-separated noise presets (clean, realistic, hard)")
     bench.add_argument("--frames", type=int, default=300, help="frames per scenario (30 fps)")
     bench.add_argument("--seeds", default="0,1", help="comma-separated scenario seeds")
@@ -279,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timing repeats on the first seed")
     bench.add_argument("--plot", default="out/bench.png", help="PNG plot path ('' = none)")
     bench.add_argument("--markdown", default="", help="write the table to this markdown file")
+    bench.add_argument("--methods", default="", help="comma-separated parts of method names to run (default: all)")
     bench.set_defaults(handler=_bench)
 
     bench_multi = sub.add_parser("bench-multi", help="multi-person tracking benchmark on simulated scenes")

@@ -203,7 +203,7 @@ def track_offline(
         recording[..., 2] = 0.0
         for f, rows in frames.items():
             recording[:, f - first] = rows
-        result = fuse_offline(rig, skeleton, recording, fusion)
+        result = fuse_offline(rig, skeleton, recording, fusion, fps=fps)
         joints[first:last + 1, k] = result.joints
         confidence[first:last + 1, k] = result.confidence
         covariance[first:last + 1, k] = result.covariance
