@@ -23,7 +23,7 @@ setup(
         "scipy",
         "pyyaml",
         "torch",
-        "tomli-w",
+        'tomli; python_version < "3.11"',  # tomllib is in the standard library from 3.11
         "matplotlib",
         "tqdm",
     ],

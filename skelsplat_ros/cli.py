@@ -10,13 +10,23 @@ FUSE_EPILOG = """\
 keypoints (KP):
   an .npz with keypoints [V, F, J, 3] (x px, y px, confidence in [0, 1]; NaN or confidence 0 = missing),
   cameras [V] (names matching the calibration), optional fps and skeleton; or a folder holding one
-  <camera>_json/ folder per camera (OpenPose/Pose2Sim JSON, one file per frame). When a JSON file holds
-  several people, the subject fused is the person with the highest mean keypoint confidence in that file.
+  <camera>_json/ folder per camera (OpenPose/Pose2Sim JSON, one file per frame). Each camera's subject is
+  followed from file to file: first the person with the highest mean keypoint confidence, then the person
+  nearest it; a file where nobody is near the subject leaves that view missing for that frame (no bystander
+  stands in), and after several such files in a row the most confident person becomes the subject.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
 
-output (OUT): .npz (joints [F, J, 3] in calibration units, confidence [F, J], covariance [F, J, 3, 3],
-  joint_names [J], num_views, reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
+output (OUT): .npz (joints [F, J, 3] in calibration units, confidence [F, J], covariance [F, J, 3, 3] =
+  position uncertainty in calibration units^2 (large along directions no view constrains), joint_names [J],
+  num_views, reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
   Joints nobody can estimate are NaN with confidence 0.
+
+refinement (skelsplat): --optimizer, --backend and --device are independent choices; auto keeps the
+  preset's (default preset: offline a Gauss-Newton prefit then Adam through the analytic renderer with
+  temporal smoothing, streaming Gauss-Newton; paper preset: Adam through raster). Gauss-Newton evaluates
+  the analytic objective in closed form (no renderer) in numpy on the CPU; the renderer and the device
+  apply to the Adam stages. A combination that cannot run (gauss_newton with raster or gsplat, gsplat on
+  the CPU, cuda without CUDA, a choice no stage of the mode uses) is an error before any work starts.
 """
 
 
@@ -29,12 +39,17 @@ def _fuse(args: argparse.Namespace) -> int:
     import torch
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
-    from .fusion.renderers import get_renderer
+    from .fusion.refine import check_runtime
     from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints
     from .skeleton.models import get_skeleton
 
+    # The configuration first: an impossible choice fails before any file is read.
+    config = preset_config(
+        args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
+    )
+    check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
     torch.set_num_threads(max(1, args.threads))
     rig = load_calibration(args.calibration)
     keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps)
@@ -46,9 +61,6 @@ def _fuse(args: argparse.Namespace) -> int:
         raise CliError(f"keypoints have {keypoints.num_joints} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     keypoints, rig = align_to_rig(keypoints, rig)
     output = check_result_path(args.output, keypoints.fps)
-    config = preset_config(args.preset, args.method, None if args.backend == "auto" else args.backend)
-    if args.method == "skelsplat":
-        get_renderer(config.refine.backend, config.refine.device)  # fail fast on an unusable backend
 
     data = keypoints.keypoints
     num_frames = data.shape[1]
@@ -67,7 +79,7 @@ def _fuse(args: argparse.Namespace) -> int:
     estimated = np.isfinite(result.joints).all(-1)
     print(
         f"fused {num_frames} frames x {skeleton.num_joints} joints from {len(rig)} views "
-        f"({args.method}, {args.mode}, preset {args.preset}) in {elapsed:.2f} s "
+        f"({args.method}, {args.mode}, preset {args.preset}: {config.describe(args.mode)}) in {elapsed:.2f} s "
         f"({num_frames / max(elapsed, 1e-9):.0f} frames/s); "
         f"{100 * estimated.mean():.1f}% joints estimated, median reprojection error "
         f"{np.nanmedian(result.reprojection_error) if estimated.any() else float('nan'):.2f} px -> {output}"
@@ -98,7 +110,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .fusion.config import BACKENDS, METHODS, MODES, PRESETS
+    from .fusion.config import BACKENDS, DEVICES, METHODS, MODES, OPTIMIZERS, PRESETS
 
     parser = argparse.ArgumentParser(prog="skelsplat", description="Multi-view 3D human skeletons by Gaussian-splat refinement.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,7 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
     fuse.add_argument("--preset", choices=PRESETS, default="default")
-    fuse.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
+    fuse.add_argument(
+        "--optimizer", choices=("auto",) + OPTIMIZERS, default="auto",
+        help="refinement optimiser; auto = the preset's per stage (see refinement below)",
+    )
+    fuse.add_argument(
+        "--backend", choices=("auto",) + BACKENDS, default="auto",
+        help="renderer of the Adam stages; auto = the preset's (gauss_newton has none: closed-form analytic)",
+    )
+    fuse.add_argument(
+        "--device", choices=DEVICES, default="auto",
+        help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
+    )
     fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
