@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+UNDISTORT_TOLERANCE = 1e-12
+"""Undistortion stops once every Newton step is below this, in normalised image units (1e-9 px at f = 1000 px)."""
+UNDISTORT_MAX_ITERATIONS = 50
+"""Newton iterations before a point that has not converged is given up (NaN); a handful suffice in practice."""
+
 
 def rodrigues_to_matrix(rvec: np.ndarray) -> np.ndarray:
     """Rotation vector ``[3]`` (axis times angle, radians) to rotation matrix ``[3, 3]``."""
@@ -136,21 +141,53 @@ class Camera:
         yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
         return np.stack([xd, yd], axis=-1)
 
+    def _distortion_jacobian(self, xy: np.ndarray) -> np.ndarray:
+        """``d distort_normalised / d xy`` ``[..., 2, 2]`` at normalised coordinates ``[..., 2]``."""
+        k1, k2, p1, p2, k3 = self.dist
+        x, y = xy[..., 0], xy[..., 1]
+        r2 = x * x + y * y
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        slope = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)  # d radial / d r2
+        cross = 2.0 * x * y * slope + 2.0 * p1 * x + 2.0 * p2 * y
+        return np.stack(
+            [
+                radial + 2.0 * x * x * slope + 2.0 * p1 * y + 6.0 * p2 * x, cross,
+                cross, radial + 2.0 * y * y * slope + 6.0 * p1 * y + 2.0 * p2 * x,
+            ],
+            axis=-1,
+        ).reshape(xy.shape + (2,))
+
+    @property
+    def monotonic_radius(self) -> float:
+        """Normalised radius up to which the radial model ``r (1 + k1 r^2 + k2 r^4 + k3 r^6)`` still grows
+        (``inf`` when it grows everywhere). Beyond it the lens folds back: a distorted point is ambiguous there."""
+        k1, k2, _, _, k3 = self.dist
+        # d/dr of r + k1 r^3 + k2 r^5 + k3 r^7 = 1 + 3 k1 s + 5 k2 s^2 + 7 k3 s^3 with s = r^2.
+        roots = np.roots([7.0 * k3, 5.0 * k2, 3.0 * k1, 1.0])
+        positive = roots.real[(np.abs(roots.imag) < 1e-12) & (roots.real > 0)]
+        return float(np.sqrt(positive.min())) if positive.size else np.inf
+
     def project(self, points: np.ndarray) -> np.ndarray:
-        """World points ``[..., 3]`` to distorted pixels ``[..., 2]``; points behind the camera give NaN."""
+        """World points ``[..., 3]`` to distorted pixels ``[..., 2]``; points behind the camera, or beyond the
+        lens model's monotonic range (where it folds back into the image), give NaN."""
         cam = self.world_to_camera(points)
         z = cam[..., 2:3]
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = np.where(z > 1e-9, cam[..., :2] / z, np.nan)
+            if self.has_distortion:
+                xy = np.where((np.linalg.norm(xy, axis=-1) <= self.monotonic_radius)[..., None], xy, np.nan)
         xy = self.distort_normalised(xy)
         u = self.K[0, 0] * xy[..., 0] + self.K[0, 1] * xy[..., 1] + self.K[0, 2]
         v = self.K[1, 1] * xy[..., 1] + self.K[1, 2]
         return np.stack([u, v], axis=-1)
 
-    def undistort_pixels(self, uv: np.ndarray, iterations: int = 20) -> np.ndarray:
+    def undistort_pixels(self, uv: np.ndarray, max_iterations: int = UNDISTORT_MAX_ITERATIONS) -> np.ndarray:
         """Distorted pixels ``[..., 2]`` to the pixels an ideal pinhole with the same ``K`` would see ``[..., 2]``.
 
-        Fixed-point inversion of the lens model, as OpenCV's ``undistortPoints`` does; NaN stays NaN.
+        Newton's method on the lens model, per point, until every step is below ``UNDISTORT_TOLERANCE``
+        (normalised units; a few iterations) or ``max_iterations``. NaN stays NaN; a point that does not converge,
+        or whose solution lies beyond the model's :attr:`monotonic_radius` (no unique inverse: a detection there is
+        outside what the calibration describes), comes out NaN.
         """
         uv = np.asarray(uv, dtype=np.float64)
         if not self.has_distortion:
@@ -158,15 +195,20 @@ class Camera:
         y_n = (uv[..., 1] - self.K[1, 2]) / self.K[1, 1]
         x_n = (uv[..., 0] - self.K[0, 2] - self.K[0, 1] * y_n) / self.K[0, 0]
         distorted = np.stack([x_n, y_n], axis=-1)
-        k1, k2, p1, p2, k3 = self.dist
-        xy = distorted.copy()
-        for _ in range(iterations):
-            x, y = xy[..., 0], xy[..., 1]
-            r2 = x * x + y * y
-            radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-            dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-            dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-            xy = np.stack([(distorted[..., 0] - dx) / radial, (distorted[..., 1] - dy) / radial], axis=-1)
+        xy = np.nan_to_num(distorted)
+        converged = ~np.isfinite(distorted).all(-1)  # NaN input: nothing to solve
+        with np.errstate(all="ignore"):
+            for _ in range(max_iterations):
+                residual = self.distort_normalised(xy) - distorted
+                step = np.linalg.solve(self._distortion_jacobian(xy), residual[..., None])[..., 0]
+                step = np.where(converged[..., None] | ~np.isfinite(step), 0.0, step)
+                xy = xy - step
+                converged |= np.abs(step).max(-1) < UNDISTORT_TOLERANCE
+                if converged.all():
+                    break
+            exact = np.abs(self.distort_normalised(xy) - distorted).max(-1) < 1e3 * UNDISTORT_TOLERANCE
+            inside = np.linalg.norm(xy, axis=-1) <= self.monotonic_radius
+        xy = np.where((converged & exact & inside)[..., None], xy, np.nan)
         u = self.K[0, 0] * xy[..., 0] + self.K[0, 1] * xy[..., 1] + self.K[0, 2]
         v = self.K[1, 1] * xy[..., 1] + self.K[1, 2]
         return np.stack([u, v], axis=-1)

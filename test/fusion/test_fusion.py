@@ -181,8 +181,8 @@ def test_default_streaming_beats_robust_triangulation(lab_take):
     assert (fused.confidence[fused.num_views < 2] == 0).all()  # held by the priors alone: no confidence
 
 
-def test_streaming_raster_backend_runs_adam(lab_take):
-    fused = _stream(preset_config("default", backend="raster"), lab_take, frames=3)
+def test_streaming_adam_through_the_raster_renderer(lab_take):
+    fused = _stream(preset_config("default", backend="raster", optimizer="adam", mode="streaming"), lab_take, frames=3)
     assert np.isfinite(fused.joints).all(-1).mean() > 0.9
 
 
