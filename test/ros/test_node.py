@@ -424,10 +424,10 @@ def test_cameras_not_in_calibration_and_bad_values_are_startup_errors(rclpy_cont
     for overrides, message in (
         ({"device": "gpu"}, "unknown device 'gpu'"),
         ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
-        ({"optimizer": "gauss_newton", "backend": "raster"}, "gauss_newton evaluates the analytic objective"),
+        ({"optimizer": "gauss_newton", "backend": "raster"}, "optimizer gauss_newton evaluates the analytic objective"),
         ({"backend": "raster"}, "streaming refinement is Gauss-Newton"),  # nothing would use it: not ignored
     ):
-        with pytest.raises(StartupError, match=f"fusion settings: {message}"):
+        with pytest.raises(StartupError, match=f"fusion settings: .*{message}"):
             FusionNode(context=rclpy_context, parameter_overrides=[Parameter("calibration_file", value=calibration)]
                        + [Parameter(name, value=value) for name, value in overrides.items()])
     import torch
