@@ -82,7 +82,7 @@ class FusionConfig:
         return [stage for stage in (self.prefit, self.refine) if stage is not None]
 
     def describe(self, mode: str) -> str:
-        """The refinement plan of ``mode`` in a few words, e.g. ``gauss_newton x3, then adam/analytic on auto``."""
+        """The refinement plan of ``mode`` in a few words, e.g. ``gauss_newton x3, then adam/analytic x30 on auto``."""
         parts = [
             f"gauss_newton x{s.steps}" if s.optimizer == "gauss_newton" else f"adam/{s.backend} x{s.steps} on {s.device}"
             for s in self.stages(mode)
