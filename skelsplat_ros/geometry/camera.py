@@ -3,7 +3,9 @@
 Conventions (same as OpenCV, aniposelib and Pose2Sim):
 - world to camera: ``X_cam = R @ X_world + t``; camera looks along +z, image x right, y down;
 - pixel ``u = fx * x' + cx`` with ``x'`` the distorted normalised coordinate;
-- distortion ``(k1, k2, p1, p2[, k3])``, the OpenCV radial-tangential model.
+- distortion ``(k1, k2, p1, p2[, k3[, k4, k5, k6]])``, the OpenCV radial-tangential model; with 8 terms its
+  rational form (ROS ``rational_polynomial``): radial factor ``(1 + k1 r2 + k2 r4 + k3 r6) / (1 + k4 r2 + k5 r4 +
+  k6 r6)``.
 
 Numpy is used here (calibration, triangulation, I/O); the optimiser works on undistorted keypoints, so its torch code
 needs only the pinhole part, exposed as stacked arrays by :class:`CameraRig`.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from numpy.polynomial.polynomial import polyadd, polyder, polymul, polyroots, polysub, polyval
 
 UNDISTORT_TOLERANCE = 1e-12
 """Undistortion stops once every Newton step is below this, in normalised image units (1e-9 px at f = 1000 px)."""
@@ -84,7 +87,8 @@ class Camera:
         K: intrinsics ``[3, 3]``.
         R: world-to-camera rotation ``[3, 3]``.
         t: world-to-camera translation ``[3]`` (calibration units, metres in ROS).
-        dist: OpenCV distortion ``[5]`` ``(k1, k2, p1, p2, k3)``; zeros for none.
+        dist: OpenCV distortion ``[5]`` ``(k1, k2, p1, p2, k3)``, or ``[8]`` with the rational terms
+            ``k4, k5, k6``; zeros for none.
         size: image ``(width, height)`` in pixels.
     """
 
@@ -100,9 +104,11 @@ class Camera:
         self.R = np.asarray(self.R, dtype=np.float64).reshape(3, 3)
         self.t = np.asarray(self.t, dtype=np.float64).reshape(3)
         dist = np.asarray(self.dist, dtype=np.float64).reshape(-1)
-        if dist.size > 5:
-            raise ValueError(f"camera {self.name!r}: only k1 k2 p1 p2 k3 distortion is supported, got {dist.size} terms")
-        self.dist = np.concatenate([dist, np.zeros(5 - dist.size)])
+        if dist.size > 8:
+            raise ValueError(
+                f"camera {self.name!r}: distortion has {dist.size} terms; supported: k1 k2 p1 p2 k3 (5, plumb_bob) or "
+                "k1 k2 p1 p2 k3 k4 k5 k6 (8, rational_polynomial)")
+        self.dist = np.concatenate([dist, np.zeros((5 if dist.size <= 5 else 8) - dist.size)])
         self.size = (int(self.size[0]), int(self.size[1]))
         if not all(np.all(np.isfinite(a)) for a in (self.K, self.R, self.t, self.dist)):
             raise ValueError(f"camera {self.name!r}: calibration has non-finite values")
@@ -132,24 +138,41 @@ class Camera:
         """World points ``[..., 3]`` to camera coordinates ``[..., 3]``."""
         return np.asarray(points, dtype=np.float64) @ self.R.T + self.t
 
+    def _radial(self, r2: np.ndarray) -> np.ndarray:
+        """Radial distortion factor at squared radius ``r2`` ``[...]``."""
+        k1, k2, k3 = self.dist[0], self.dist[1], self.dist[4]
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        if self.dist.size == 8:
+            k4, k5, k6 = self.dist[5:]
+            radial = radial / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+        return radial
+
     def distort_normalised(self, xy: np.ndarray) -> np.ndarray:
         """Apply the lens model to normalised coordinates ``[..., 2]``."""
-        k1, k2, p1, p2, k3 = self.dist
+        p1, p2 = self.dist[2], self.dist[3]
         x, y = xy[..., 0], xy[..., 1]
         r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        radial = self._radial(r2)
         xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
         yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
         return np.stack([xd, yd], axis=-1)
 
+    def _radial_polynomials(self) -> tuple[np.ndarray, np.ndarray]:
+        """Numerator and denominator of the radial factor as polynomials in ``s = r^2`` (ascending coefficients)."""
+        k1, k2, k3 = self.dist[0], self.dist[1], self.dist[4]
+        k4, k5, k6 = self.dist[5:] if self.dist.size == 8 else (0.0, 0.0, 0.0)
+        return np.array([1.0, k1, k2, k3]), np.array([1.0, k4, k5, k6])
+
     def _distortion_jacobian(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``d distort_normalised / d xy`` at normalised coordinates ``[..., 2]``, as its entries
         ``(dxd/dx, dxd/dy = dyd/dx, dyd/dy)``, each ``[...]`` (the matrix is symmetric)."""
-        k1, k2, p1, p2, k3 = self.dist
+        p1, p2 = self.dist[2], self.dist[3]
         x, y = xy[..., 0], xy[..., 1]
         r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-        slope = k1 + r2 * (2.0 * k2 + 3.0 * k3 * r2)  # d radial / d r2
+        numerator, denominator = self._radial_polynomials()
+        num, den = polyval(r2, numerator), polyval(r2, denominator)
+        radial = num / den
+        slope = (polyval(r2, polyder(numerator)) * den - num * polyval(r2, polyder(denominator))) / den**2  # d radial/d r2
         cross = 2.0 * x * y * slope + 2.0 * p1 * x + 2.0 * p2 * y
         return (
             radial + 2.0 * x * x * slope + 2.0 * p1 * y + 6.0 * p2 * x,
@@ -159,11 +182,17 @@ class Camera:
 
     @cached_property
     def monotonic_radius(self) -> float:
-        """Normalised radius up to which the radial model ``r (1 + k1 r^2 + k2 r^4 + k3 r^6)`` still grows
-        (``inf`` when it grows everywhere). Beyond it the lens folds back: a distorted point is ambiguous there."""
-        k1, k2, _, _, k3 = self.dist
-        # d/dr of r + k1 r^3 + k2 r^5 + k3 r^7 = 1 + 3 k1 s + 5 k2 s^2 + 7 k3 s^3 with s = r^2.
-        roots = np.roots([7.0 * k3, 5.0 * k2, 3.0 * k1, 1.0])
+        """Normalised radius up to which the radial model ``r * radial(r^2)`` still grows (``inf`` when it grows
+        everywhere). Beyond it the lens folds back (or its rational factor has a pole): a distorted point is
+        ambiguous there."""
+        numerator, denominator = self._radial_polynomials()
+        # d/dr [r N(s) / D(s)] = (N D + 2 s (N' D - N D')) / D^2 with s = r^2: its first positive root, or D's.
+        s = np.array([0.0, 1.0])
+        growth = polyadd(
+            polymul(numerator, denominator),
+            2.0 * polymul(s, polysub(polymul(polyder(numerator), denominator), polymul(numerator, polyder(denominator)))),
+        )
+        roots = np.concatenate([polyroots(np.trim_zeros(growth, "b")), polyroots(np.trim_zeros(denominator, "b"))])
         positive = roots.real[(np.abs(roots.imag) < 1e-12) & (roots.real > 0)]
         return float(np.sqrt(positive.min())) if positive.size else np.inf
 
