@@ -26,6 +26,7 @@ setup(
         'tomli; python_version < "3.11"',  # tomllib is in the standard library from 3.11
         "matplotlib",
         "tqdm",
+        "rosbags",
     ],
     extras_require={
         "gsplat": ["gsplat==1.5.3", "packaging"],

@@ -25,6 +25,7 @@ PYTHON_KEYS = {
     "torch": ("python3-torch", "torch"),
     "matplotlib": ("python3-matplotlib", "matplotlib"),
     "tqdm": ("python3-tqdm", "tqdm"),
+    "rosbags": ("python3-rosbags", "rosbags"),
     "tomli": ("python3-tomli", 'tomli; python_version < "3.11"'),
 }
 OPTIONAL_PEERS = {"gsplat", "aniposelib"}
