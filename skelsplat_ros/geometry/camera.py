@@ -227,6 +227,9 @@ class Camera:
         xy = np.nan_to_num(distorted)
         converged = ~np.isfinite(distorted).all(-1)  # NaN input: nothing to solve
         with np.errstate(all="ignore"):
+            # Start inside the monotonic range (a strongly magnifying lens puts the distorted point past it).
+            radius = np.linalg.norm(xy, axis=-1, keepdims=True)
+            xy = xy * np.minimum(1.0, 0.9 * self.monotonic_radius / np.maximum(radius, 1e-300))
             for _ in range(max_iterations):
                 residual = self.distort_normalised(xy) - distorted
                 a, b, d = self._distortion_jacobian(xy)

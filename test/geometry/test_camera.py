@@ -94,6 +94,22 @@ def test_points_beyond_the_monotonic_range_are_rejected():
     assert Camera("c", K_HD, np.eye(3), np.zeros(3), (1920, 1080), [0.1, 0, 0, 0, 0]).monotonic_radius == np.inf
 
 
+@pytest.mark.parametrize("dist", [[-0.4, 0, 0, 0, 0, 0, 0, 0], [0.2, 0.05, 0.001, 0.001, 0.01, 0.3, 0.02, 0.001],
+                                  [-0.3, 0.1, 0, 0, 0, -0.5, 0, 0]])
+def test_newton_undistortion_and_monotonic_range_of_the_rational_model(dist):
+    # The last model has a pole at r = sqrt(2) and magnifies strongly before it: Newton starts inside the range.
+    camera = Camera("cam", K_HD, np.eye(3), np.zeros(3), (4000, 4000), dist)
+    radius = np.linspace(0.0, min(0.99 * camera.monotonic_radius, 1.2), 50)
+    angle = np.linspace(0.0, 6.0, 50)
+    normalised = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
+    distorted = camera.project(np.concatenate([normalised, np.ones((50, 1))], axis=-1))
+    ideal = normalised @ K_HD[:2, :2].T + K_HD[:2, 2]
+    assert np.abs(camera.undistort_pixels(distorted) - ideal).max() < 1e-6
+    if np.isfinite(camera.monotonic_radius):
+        beyond = 1.05 * camera.monotonic_radius
+        assert np.isnan(camera.project(np.array([beyond, 0.0, 1.0]))).all()
+
+
 def test_distortion_model_matches_opencv_formula_at_one_point():
     k1, k2, p1, p2, k3 = DISTORTIONS["barrel_k3"]
     camera = Camera("cam", K_HD, np.eye(3), np.zeros(3), (1920, 1080), [k1, k2, p1, p2, k3])
