@@ -32,8 +32,8 @@ output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F
   folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
 
 refinement (skelsplat): --optimizer, --backend and --device are independent choices; auto keeps the
-  preset's (default preset: offline a Gauss-Newton prefit then Adam through the analytic renderer with
-  temporal smoothing, streaming Gauss-Newton; paper preset: Adam through raster). Gauss-Newton evaluates
+  preset's (default preset: Gauss-Newton, offline between robust smoothings of the trajectories;
+  paper preset: Adam through raster). Gauss-Newton evaluates
   the analytic objective in closed form (no renderer) in numpy on the CPU; the renderer and the device
   apply to the Adam stages. A combination that cannot run (gauss_newton with raster or gsplat, gsplat on
   the CPU, cuda without CUDA, a choice no stage of the mode uses) is an error before any work starts.
@@ -49,6 +49,7 @@ def _fuse(args: argparse.Namespace) -> int:
     import torch
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .fusion.config import NOMINAL_RATE_HZ
     from .fusion.refine import check_runtime
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
@@ -86,10 +87,12 @@ def _fuse(args: argparse.Namespace) -> int:
     num_frames = data.shape[1]
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
+    if keypoints.fps is None and args.method == "skelsplat":
+        print(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)", file=sys.stderr)
     if args.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=progress)
+        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
     else:
-        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or 30.0, progress=progress)
+        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or NOMINAL_RATE_HZ, progress=progress)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     save_result(
@@ -232,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=DEVICES, default="auto",
         help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
     )
-    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
+    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=_fuse)
@@ -247,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(handler=_play)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
-    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")
+    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
     bench.add_argument("--noise", default="realistic,clean", help="comma-separated noise presets (clean, realistic, hard)")
     bench.add_argument("--frames", type=int, default=300, help="frames per scenario (30 fps)")
     bench.add_argument("--seeds", default="0,1", help="comma-separated scenario seeds")
@@ -255,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timing repeats on the first seed")
     bench.add_argument("--plot", default="out/bench.png", help="PNG plot path ('' = none)")
     bench.add_argument("--markdown", default="", help="write the table to this markdown file")
+    bench.add_argument("--methods", default="", help="comma-separated parts of method names to run (default: all)")
     bench.set_defaults(handler=_bench)
 
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")

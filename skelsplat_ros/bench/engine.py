@@ -19,8 +19,11 @@ import numpy as np
 
 from ..sim import RIG_KINDS, Scenario, make_scenario
 from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from .pose2sim_peer import pose2sim_methods
 
 OUTLIER_MM = 150.0
+DISTORTED = "-distorted"
+"""Suffix of a rig kind on the command line that gives its cameras lens distortion (``lab-distorted``)."""
 
 
 @dataclass
@@ -61,7 +64,7 @@ def score(joints: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
 def _offline(config: FusionConfig):
     def run(scenario: Scenario, frames: int) -> tuple[np.ndarray, list[float]]:
         start = time.perf_counter()
-        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config)
+        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config, fps=scenario.fps)
         return result.joints, [(time.perf_counter() - start) / frames]
 
     return run
@@ -118,8 +121,8 @@ def _aniposelib_methods() -> list[Method]:
     return [Method("aniposelib triangulate", triangulate), Method("aniposelib triangulate_optim", optim, max_frames=300)]
 
 
-def methods(paper_frames: int) -> list[Method]:
-    """Every method of the comparison, baselines first."""
+def methods(paper_frames: int, distorted: bool = False) -> list[Method]:
+    """Every method of the comparison, baselines first (``distorted``: the rig has lens distortion)."""
     default, paper = preset_config("default"), preset_config("paper")
     return [
         Method("DLT", _offline(preset_config("default", "dlt"))),
@@ -129,18 +132,32 @@ def methods(paper_frames: int) -> list[Method]:
         Method("SkelSplat default offline", _offline(default)),
         Method("SkelSplat default streaming", _streaming(default)),
         *_aniposelib_methods(),
+        *pose2sim_methods(Method, distorted),
     ]
 
 
 def run_benchmark(
-    rigs: list[str], noises: list[str], frames: int, seeds: list[int], paper_frames: int, repeats: int, log=print
+    rigs: list[str], noises: list[str], frames: int, seeds: list[int], paper_frames: int, repeats: int, log=print,
+    only: list[str] | None = None,
 ) -> list[Row]:
-    """Every method on every (rig, noise), errors pooled over seeds, times the median over repeats."""
+    """Every method on every (rig, noise), errors pooled over seeds, times the median over repeats.
+
+    Args:
+        only: run just the methods whose name contains one of these (case-insensitive); robust triangulation,
+            the reference of the ratios, always runs.
+    """
     rows: list[Row] = []
     for rig in rigs:
         for noise in noises:
-            scenarios = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
-            for method in methods(paper_frames):
+            # "<kind>-distorted": the rig with OpenCV lens distortion.
+            kind, distorted = rig.removesuffix(DISTORTED), rig.endswith(DISTORTED)
+            scenarios = [
+                make_scenario(kind, num_frames=frames, noise=noise, seed=seed, distortion=distorted) for seed in seeds
+            ]
+            for method in methods(paper_frames, distorted):
+                wanted = [w.lower() for w in only or []]
+                if wanted and method.name != "robust triangulation" and not any(w in method.name.lower() for w in wanted):
+                    continue
                 used = min(frames, method.max_frames or frames)
                 errors, times = [], []
                 for scenario in scenarios:
@@ -221,7 +238,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
     rows = run_benchmark(
         list(RIG_KINDS) if args.rigs == "all" else args.rigs.split(","), args.noise.split(","), args.frames, [int(s) for s in args.seeds.split(",")],
-        args.paper_frames, args.repeats,
+        args.paper_frames, args.repeats, only=[m for m in args.methods.split(",") if m] or None,
     )
     table = markdown_table(rows)
     print(table)

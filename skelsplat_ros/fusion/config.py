@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .objective import RefineConfig
+from .smoothing import SmoothingConfig
 
 METHODS = ("skelsplat", "triangulate", "robust", "dlt")
 PRESETS = ("default", "paper")
@@ -46,6 +47,12 @@ class FusionConfig:
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
         reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
+        smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
+            passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
+        smoothing_rounds: offline: rounds of (smoothing, Gauss-Newton pulled to the smoothed trajectory).
+        smoothing_pull: offline: tolerance (world units) of that pull.
+        max_gap: offline: gaps in the (Hampel-cleaned) triangulation up to this long (seconds) are filled, longer
+            ones and those at the ends beyond it stay NaN (the person left); ``None`` = fill every gap.
     """
 
     method: str = "skelsplat"
@@ -64,6 +71,10 @@ class FusionConfig:
     gate_distance: float = 0.3
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
+    smoothing: SmoothingConfig | None = None
+    smoothing_rounds: int = 2
+    smoothing_pull: float = 0.003
+    max_gap: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -72,6 +83,10 @@ class FusionConfig:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.min_views < 2:
             raise ValueError("min_views must be at least 2")
+        if self.smoothing_rounds < 1 or self.smoothing_pull <= 0:
+            raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
+        if self.max_gap is not None and self.max_gap < 0:
+            raise ValueError("max_gap must be >= 0 seconds (or None)")
 
     def stages(self, mode: str) -> list[RefineConfig]:
         """The refinements that run in ``mode``, in order (none for the baselines)."""
@@ -79,6 +94,8 @@ class FusionConfig:
             return []
         if mode == "streaming":
             return [self.streaming_refine or self.refine]
+        if self.smoothing is not None and self.prefit is not None:
+            return [self.prefit]  # Gauss-Newton passes between robust smoothings (offline.py); no Adam stage
         return [stage for stage in (self.prefit, self.refine) if stage is not None]
 
     def describe(self, mode: str) -> str:
@@ -87,7 +104,10 @@ class FusionConfig:
             f"gauss_newton x{s.steps}" if s.optimizer == "gauss_newton" else f"adam/{s.backend} x{s.steps} on {s.device}"
             for s in self.stages(mode)
         ]
-        return ", then ".join(parts) or "no refinement"
+        plan = ", then ".join(parts) or "no refinement"
+        if mode == "offline" and self.stages(mode) == [self.prefit] and self.smoothing is not None:
+            plan += f" with {self.smoothing_rounds} smoothing rounds"
+        return plan
 
     @property
     def triangulation(self) -> str:
@@ -107,9 +127,11 @@ def preset_config(
 
     Args:
         optimizer: ``adam``, ``gauss_newton``, or ``None``/``"auto"`` for the preset's choice per stage
-            (``default``: a Gauss-Newton prefit then Adam offline, Gauss-Newton streaming; ``paper``: Adam).
-            ``adam`` runs every stage with Adam (no Gauss-Newton prefit); ``gauss_newton`` every stage with
-            Gauss-Newton (offline without the temporal smoothing, which it cannot solve).
+            (``default``: Gauss-Newton passes between robust smoothings offline, Gauss-Newton streaming; ``paper``:
+            Adam).
+            ``adam`` runs every stage with Adam (no Gauss-Newton prefit or smoothing rounds: Adam's second-difference
+            term smooths offline); ``gauss_newton`` every stage with Gauss-Newton (the ``default`` preset already is,
+            offline and streaming).
         backend: renderer of the Adam stages (``raster``, ``analytic``, ``gsplat``); ``None``/``"auto"`` = the
             preset's. Gauss-Newton stages have no renderer: they evaluate the ``analytic`` objective in closed form.
         device: torch device of the Adam stages (``auto`` = CUDA when torch sees it, ``cpu``, ``cuda``); Gauss-Newton
@@ -224,14 +246,17 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
         adam, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
         temporal_weight=streaming_gauss_newton.temporal_weight,
     )
+    # Jerk tolerance per joint by marginal likelihood (the bench's smooth simulated motion picks 3-30 m/s^3, the real
+    # Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on seeds 20-21 of
+    # the bench and the demo take (BENCHMARKS.md). Offline it runs between Gauss-Newton passes.
+    smoothing = SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True)
+    prefit = replace(gauss_newton, steps=3)
     if optimizer == "adam":
-        refine, prefit, streaming = adam, None, streaming_adam
-    elif optimizer == "gauss_newton":
-        # Gauss-Newton solves frames independently: offline it cannot smooth over time.
-        refine, prefit, streaming = replace(gauss_newton, steps=5), None, streaming_gauss_newton
+        # Adam everywhere: offline the second-difference term of ``refine`` smooths instead of the Gauss-Newton rounds.
+        prefit, smoothing, streaming = None, None, streaming_adam
     else:
-        refine, prefit, streaming = adam, replace(gauss_newton, steps=3), streaming_gauss_newton
+        streaming = streaming_gauss_newton
     return FusionConfig(
-        method=method, refine=refine, prefit=prefit, streaming_refine=streaming, init="auto", hampel_window=7,
-        bone_lengths=True,
+        method=method, refine=adam, prefit=prefit, smoothing=smoothing, streaming_refine=streaming, init="auto",
+        hampel_window=7, bone_lengths=True, max_gap=1.0,
     )

@@ -46,21 +46,25 @@ def test_presets_and_independent_optimizer_backend_device():
     assert default.refine.optimizer == "adam" and default.refine.backend == "analytic"
     paper = preset_config("paper")
     assert paper.refine.steps == 125 and paper.init == "dlt" and paper.streaming_refine is None
-    # A renderer named offline changes the Adam stage only: the Gauss-Newton prefit and streaming stay.
-    raster = preset_config("default", backend="raster", mode="offline")
+    # A renderer named changes the Adam stages only: the Gauss-Newton stages stay, and a mode whose stages are all
+    # Gauss-Newton (the default preset, offline and streaming) refuses it rather than ignoring it.
+    raster = preset_config("default", backend="raster")
     assert raster.refine.backend == "raster" and raster.refine.optimizer == "adam"
     assert raster.prefit == default.prefit and raster.streaming_refine == default.streaming_refine
+    with pytest.raises(ValueError, match="offline refinement is Gauss-Newton"):
+        preset_config("default", backend="raster", mode="offline")
     # Adam everywhere: streaming gets the warm-started Adam settings, with the named renderer and device.
     adam = preset_config("default", backend="raster", optimizer="adam", device="cpu", mode="streaming")
     assert adam.prefit is None and adam.streaming_refine.optimizer == "adam"
     assert adam.streaming_refine.backend == "raster" and adam.streaming_refine.device == "cpu"
     assert adam.streaming_refine.steps < adam.refine.steps
     assert adam.describe("streaming") == "adam/raster x15 on cpu"
-    # Gauss-Newton everywhere: no prefit, offline without the temporal term it cannot solve.
+    # Gauss-Newton everywhere: what the default preset does (offline between robust smoothings).
     gauss_newton = preset_config("default", optimizer="gauss_newton", mode="offline")
     assert [s.optimizer for s in gauss_newton.stages("offline")] == ["gauss_newton"]
-    assert gauss_newton.refine.temporal_weight == 0 and gauss_newton.describe("offline") == "gauss_newton x5"
-    assert default.describe("offline") == "gauss_newton x3, then adam/analytic x30 on auto"
+    assert gauss_newton.describe("offline") == default.describe("offline") == "gauss_newton x3 with 2 smoothing rounds"
+    adam_offline = preset_config("default", optimizer="adam", mode="offline")
+    assert adam_offline.smoothing is None and adam_offline.describe("offline") == "adam/analytic x30 on auto"
     assert preset_config("default", "robust").stages("offline") == []
     with pytest.raises(ValueError, match="preset"):
         preset_config("fast")
@@ -109,12 +113,12 @@ def test_check_runtime_names_cuda_when_it_is_missing():
     torch = pytest.importorskip("torch")
     from skelsplat_ros.fusion.refine import check_runtime
 
-    check_runtime(preset_config("default", device="cpu", mode="offline"), "offline")
+    check_runtime(preset_config("default", optimizer="adam", device="cpu", mode="offline"), "offline")
     check_runtime(preset_config("default", mode="streaming"), "streaming")  # Gauss-Newton only: nothing to check
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     with pytest.raises(RuntimeError, match="device cuda: CUDA is not available here"):
-        check_runtime(preset_config("default", device="cuda", mode="offline"), "offline")
+        check_runtime(preset_config("default", optimizer="adam", device="cuda", mode="offline"), "offline")
     with pytest.raises(RuntimeError, match="gsplat backend needs CUDA"):
         check_runtime(preset_config("paper", backend="gsplat", mode="offline"), "offline")
 
@@ -155,6 +159,20 @@ def test_hampel_removes_a_spike_and_fills_gaps():
     np.testing.assert_allclose(cleaned[20, 0], [0.2, 0.0, 1.0], atol=1e-9)
     np.testing.assert_allclose(cleaned[5:8, 1, 0], [0.05, 0.06, 0.07], atol=1e-9)
     np.testing.assert_allclose(np.delete(cleaned, 20, axis=0)[:, 0], np.delete(points, 20, axis=0)[:, 0])
+
+
+def test_hampel_leaves_long_gaps_and_far_ends_empty_when_told():
+    frames = np.arange(40, dtype=float)
+    points = np.stack([0.01 * frames, np.zeros(40), np.ones(40)], -1)[:, None].copy()  # [F, 1, 3]
+    points[:3] = np.nan  # a short start
+    points[10:13] = np.nan  # a short gap
+    points[20:30] = np.nan  # a long one
+    points[35:] = np.nan  # a long end
+    cleaned = hampel_clean(points, window=0, threshold=4.0, min_distance=0.05, max_gap=4)
+    np.testing.assert_allclose(cleaned[10:13, 0, 0], [0.10, 0.11, 0.12], atol=1e-9)
+    np.testing.assert_allclose(cleaned[:3, 0, 0], 0.03, atol=1e-9)  # held at the first estimate
+    assert np.isnan(cleaned[20:30]).all() and np.isnan(cleaned[35:]).all()
+    assert np.isfinite(hampel_clean(points, window=0, threshold=4.0, min_distance=0.05)).all()
 
 
 # --- offline and streaming on ground truth ----------------------------------------------------------------------
