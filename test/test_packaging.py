@@ -28,8 +28,9 @@ PYTHON_KEYS = {
     "rosbags": ("python3-rosbags", "rosbags"),
     "tomli": ("python3-tomli", 'tomli; python_version < "3.11"'),
 }
-OPTIONAL_PEERS = {"gsplat", "aniposelib"}
-"""pip-only optional peers (setup.py extras), imported only when asked for; no rosdep key exists."""
+OPTIONAL_PEERS = {"gsplat", "aniposelib", "Pose2Sim", "rtoml"}
+"""pip-only optional peers (gsplat: setup.py extra; aniposelib, Pose2Sim and its rtoml: the benchmark's peers, installed
+by `make bench`), imported only when asked for."""
 # Needed by what is not Python imports: the generated message code (rosidl) and the build/test tooling.
 NOT_IMPORTED = {"rosidl_default_runtime"}
 
