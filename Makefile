@@ -5,13 +5,29 @@
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test colcon demo bench clean
 
 setup:
 	bash scripts/setup.sh "$(VENV)"
 
 test: setup
 	$(PY) -m pytest
+	$(MAKE) colcon
+
+# The package as a ROS 2 workspace builds and tests it: colcon build (CMakeLists.txt, ament_cmake + rosidl) into
+# build/colcon, then colcon test, which runs the suite against the installed package (see CMakeLists.txt), and
+# colcon test-result, which fails on any failed test. The venv's ament/rosidl wheels stand in for a ROS install.
+COLCON_BASE := $(CURDIR)/build/colcon
+COLCON := AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PATH="$(VENV)" PATH="$(VENV)/bin:$$PATH" \
+	$(VENV)/bin/colcon --log-base "$(COLCON_BASE)/log"
+COLCON_PATHS := --paths "$(CURDIR)" --build-base "$(COLCON_BASE)/build" --install-base "$(COLCON_BASE)/install"
+
+colcon: setup
+	$(PY) scripts/fix_cmake_exports.py "$(VENV)"
+	$(COLCON) build $(COLCON_PATHS) --event-handlers console_cohesion+ \
+		--cmake-args -DPython3_EXECUTABLE="$(PY)" -DBUILD_TESTING=ON -Wno-dev
+	$(COLCON) test $(COLCON_PATHS) --event-handlers console_direct+
+	$(COLCON) test-result --test-result-base "$(COLCON_BASE)/build" --verbose
 
 demo: setup
 	$(VENV)/bin/skelsplat demo

@@ -23,9 +23,10 @@ setup(
         "scipy",
         "pyyaml",
         "torch",
-        "tomli-w",
+        'tomli; python_version < "3.11"',  # tomllib is in the standard library from 3.11
         "matplotlib",
         "tqdm",
+        "rosbags",
     ],
     extras_require={
         "gsplat": ["gsplat==1.5.3", "packaging"],

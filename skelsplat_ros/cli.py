@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .fusion.config import FusionConfig
 
 FUSE_EPILOG = """\
 keypoints (KP):
   an .npz with keypoints [V, F, J, 3] (x px, y px, confidence in [0, 1]; NaN or confidence 0 = missing),
   cameras [V] (names matching the calibration), optional fps and skeleton; or a folder holding one
-  <camera>_json/ folder per camera (OpenPose/Pose2Sim JSON, one file per frame). When a JSON file holds
-  several people, the subject fused is the person with the highest mean keypoint confidence in that file,
-  unless --people all.
+  <camera>_json/ folder per camera (OpenPose/Pose2Sim JSON, one file per frame). Each camera's subject is
+  followed from file to file: first the person with the highest mean keypoint confidence, then the person
+  nearest it; a file where nobody is near the subject leaves that view missing for that frame (no bystander
+  stands in), and after several such files in a row the most confident person becomes the subject.
   Several people: an .npz whose keypoints are [V, F, S, J, 3] (S detection slots per view-frame, any order,
   NaN-padded), or a JSON folder with --people all, is tracked and fused person by person.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
@@ -21,13 +26,21 @@ keypoints (KP):
   else from /<camera>/camera_info + /tf + /tf_static in the bag, each view posed at its own stamp (moving
   cameras: --mode streaming). --skeleton is required.
 
-output (OUT): .npz (joints [F, J, 3] in calibration units, confidence [F, J], covariance [F, J, 3, 3],
-  joint_names [J], num_views, reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
+output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F, J, 3, 3] = position
+  uncertainty in m^2 (large along directions no view constrains), joint_names [J], num_views,
+  reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
   Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in millimetres is
   detected (or give --calibration-units) and converted. With bag input, .mcap writes a rosbag2 bag (RUN.mcap ->
   folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
   Several people: .npz joints [F, T, J, 3], confidence [F, T, J], covariance [F, T, J, 3, 3], track_ids [T],
   joint_names (NaN/0 where a track is absent); .trc one file per track, OUT_<id>.trc; .csv a track column.
+
+refinement (skelsplat): --optimizer, --backend and --device are independent choices; auto keeps the
+  preset's (default preset: Gauss-Newton, offline between robust smoothings of the trajectories;
+  paper preset: Adam through raster). Gauss-Newton evaluates
+  the analytic objective in closed form (no renderer) in numpy on the CPU; the renderer and the device
+  apply to the Adam stages. A combination that cannot run (gauss_newton with raster or gsplat, gsplat on
+  the CPU, cuda without CUDA, a choice no stage of the mode uses) is an error before any work starts.
 """
 
 
@@ -41,15 +54,20 @@ def _fuse(args: argparse.Namespace) -> int:
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
     from .fusion.config import NOMINAL_RATE_HZ
-    from .fusion.renderers import get_renderer
+    from .fusion.refine import check_runtime
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
     from .io.recording import is_bag
     from .skeleton.models import get_skeleton
 
+    # The configuration first: an impossible choice fails before any file is read.
+    config = preset_config(
+        args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
+    )
+    check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
     torch.set_num_threads(max(1, args.threads))
     if is_bag(args.keypoints):
-        return _fuse_recording(args)
+        return _fuse_recording(args, config)
     if not args.calibration:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
@@ -68,9 +86,6 @@ def _fuse(args: argparse.Namespace) -> int:
         print(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
               "image and were treated as missing")
     output = check_result_path(args.output, keypoints.fps)
-    config = preset_config(args.preset, args.method, None if args.backend == "auto" else args.backend)
-    if args.method == "skelsplat":
-        get_renderer(config.refine.backend, config.refine.device)  # fail fast on an unusable backend
 
     data = keypoints.keypoints
     num_frames = data.shape[1]
@@ -93,7 +108,7 @@ def _fuse(args: argparse.Namespace) -> int:
     estimated = np.isfinite(result.joints).all(-1)
     print(
         f"fused {num_frames} frames x {skeleton.num_joints} joints from {len(rig)} views "
-        f"({args.method}, {args.mode}, preset {args.preset}) in {elapsed:.2f} s "
+        f"({args.method}, {args.mode}, preset {args.preset}: {config.describe(args.mode)}) in {elapsed:.2f} s "
         f"({num_frames / max(elapsed, 1e-9):.0f} frames/s); "
         f"{100 * estimated.mean():.1f}% joints estimated, median reprojection error "
         f"{np.nanmedian(result.reprojection_error) if estimated.any() else float('nan'):.2f} px -> {output}"
@@ -140,11 +155,11 @@ def _load_rig(args: argparse.Namespace):
     return rig
 
 
-def _fuse_recording(args: argparse.Namespace) -> int:
+def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
     """``fuse`` of a rosbag2 recording: synchronized as the node does, cameras from --calibration or the bag."""
     import numpy as np
 
-    from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .fusion import fuse_offline, fuse_streaming
     from .io.export import check_result_path, save_result
     from .ros.bag import SyncSettings, read_bag_frames, write_result_bag
     from .skeleton.models import get_skeleton
@@ -159,7 +174,6 @@ def _fuse_recording(args: argparse.Namespace) -> int:
     writes_bag = args.output.endswith(".mcap")
     if not writes_bag:
         check_result_path(args.output, frames.fps)
-    config = preset_config(args.preset, args.method, None if args.backend == "auto" else args.backend)
     stamps = (frames.stamps_ns - frames.stamps_ns[0]) * 1e-9
     start = time.perf_counter()
     if args.mode == "offline":
@@ -183,7 +197,7 @@ def _fuse_recording(args: argparse.Namespace) -> int:
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(frames.counts.items())) or "nothing"
     print(f"fused {len(frames.stamps_ns)} frames from {len(frames.cameras)} cameras {frames.cameras} "
           f"({'moving' if frames.moving else 'static'} cameras from {'--calibration' if rig else 'camera_info + TF'}; "
-          f"{args.method}, {args.mode}) in {elapsed:.2f} s; {100 * estimated.mean():.1f}% joints estimated; "
+          f"{args.method}, {args.mode}: {config.describe(args.mode)}) in {elapsed:.2f} s; {100 * estimated.mean():.1f}% joints estimated; "
           f"dropped/left out: {dropped} -> {output}")
     return 0
 
@@ -232,7 +246,7 @@ def _bench_shelf(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .fusion.config import BACKENDS, METHODS, MODES, PRESETS
+    from .fusion.config import BACKENDS, DEVICES, METHODS, MODES, OPTIMIZERS, PRESETS
 
     parser = argparse.ArgumentParser(prog="skelsplat", description="Multi-view 3D human skeletons by Gaussian-splat refinement.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,7 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
     fuse.add_argument("--preset", choices=PRESETS, default="default")
-    fuse.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
+    fuse.add_argument(
+        "--optimizer", choices=("auto",) + OPTIMIZERS, default="auto",
+        help="refinement optimiser; auto = the preset's per stage (see refinement below)",
+    )
+    fuse.add_argument(
+        "--backend", choices=("auto",) + BACKENDS, default="auto",
+        help="renderer of the Adam stages; auto = the preset's (gauss_newton has none: closed-form analytic)",
+    )
+    fuse.add_argument(
+        "--device", choices=DEVICES, default="auto",
+        help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
+    )
     fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -233,9 +233,48 @@ def test_trc_without_frame_rate(case, capsys, tmp_path):
 
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only behaviour")
 def test_gsplat_backend_on_cpu(case, capsys, tmp_path):
-    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.npz", "--backend", "gsplat"), capsys)
+    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.npz", "--optimizer", "adam", "--backend", "gsplat"), capsys)
     _assert_one_line_error(status, err, "CUDA")
     assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the CPU-only behaviour")
+def test_device_cuda_without_cuda_fails_fast_naming_cuda(case, capsys, tmp_path):
+    status, _, err = _run_main(_fuse_args(case, tmp_path / "out.npz", "--optimizer", "adam", "--device", "cuda"), capsys)
+    _assert_one_line_error(status, err, "device cuda: CUDA is not available")
+    assert not (tmp_path / "out.npz").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (("--optimizer", "gauss_newton", "--backend", "raster"), "gauss_newton evaluates the analytic objective"),
+        (("--backend", "gsplat", "--device", "cpu"), "gsplat renders on CUDA only"),
+        (("--mode", "streaming", "--backend", "raster"), "streaming refinement is Gauss-Newton"),
+        (("--preset", "paper", "--optimizer", "gauss_newton"), "paper preset"),
+    ],
+)
+def test_impossible_combinations_fail_before_reading_anything(case, capsys, tmp_path, flags, needle):
+    argv = _fuse_args(case, tmp_path / "out.npz", *flags)
+    argv[argv.index("--keypoints") + 1] = str(tmp_path / "not_read.npz")  # the configuration fails first
+    status, _, err = _run_main(argv, capsys)
+    _assert_one_line_error(status, err, needle)
+
+
+def test_optimizer_backend_device_are_independent(case, capsys, tmp_path):
+    # Adam through the raster renderer while streaming (the default preset streams with Gauss-Newton).
+    output = tmp_path / "adam.npz"
+    status, out, err = _run_main(_fuse_args(case, output, "--mode", "streaming", "--optimizer", "adam",
+                                            "--backend", "raster", "--device", "cpu"), capsys)
+    assert status == 0, err
+    assert "adam/raster x15 on cpu" in out
+    assert np.linalg.norm(load_result(output)["joints"] - case["truth"], axis=-1).max() < 5e-3
+    # Gauss-Newton offline, and the preset's mix, say what they ran.
+    status, out, err = _run_main(_fuse_args(case, tmp_path / "gn.npz", "--optimizer", "gauss_newton"), capsys)
+    assert status == 0 and "gauss_newton x3 with 2 smoothing rounds)" in out, err
+    status, out, err = _run_main(_fuse_args(case, tmp_path / "adam.npz", "--optimizer", "adam", "--device", "cpu"),
+                                 capsys)
+    assert status == 0 and "adam/analytic x30 on cpu)" in out, err
 
 
 def test_error_through_the_console_script(case, tmp_path):

@@ -9,7 +9,9 @@ Pipeline of ``method="skelsplat"``:
    sliding window when streaming);
 5. SkelSplat refinement (``refine.py``: ``gauss_newton.py`` or ``adam.py``) with the preset's priors. ``default`` offline: a Gauss-Newton prefit
    per frame, then Adam with temporal smoothing over all frames; streaming: Gauss-Newton, warm-started from a
-   constant-velocity prediction of the previous outputs that is also its temporal prior.
+   constant-velocity prediction of the previous outputs that is also its temporal prior. The optimiser, the
+   renderer of the Adam stages and their torch device are independent choices (``preset_config``; impossible
+   combinations raise at start-up).
 
 ``triangulate`` (confidence-weighted DLT), ``dlt`` (unweighted) and ``robust`` stop after step 2 and are the
 baselines. Joints nobody can estimate come out NaN with confidence 0.

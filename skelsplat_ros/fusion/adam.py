@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..geometry.camera import CameraRig
+from ..geometry.triangulation import linear_covariance
 from ..skeleton.models import Skeleton
 from .gaussians import invert_2x2, project_gaussians
 from .objective import (
@@ -32,7 +33,24 @@ def position_learning_rate(step: int, config: RefineConfig, spatial_scale: float
     return scale * math.exp((1 - progress) * math.log(config.position_lr) + progress * math.log(config.position_lr_final))
 
 
-def cameras_to_torch(rig: CameraRig, device: str = "cpu", dtype: torch.dtype = torch.float32) -> ViewCameras:
+def resolve_device(name: str) -> torch.device:
+    """The torch device of a ``RefineConfig.device``: ``auto`` = CUDA when torch sees a device, else the CPU.
+
+    Raises:
+        RuntimeError: a CUDA device asked for by name and CUDA is not usable here (one line naming CUDA).
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch build has no CUDA support" if torch.version.cuda is None else "torch sees no CUDA device"
+        raise RuntimeError(f"device {name}: CUDA is not available here ({why}); choose device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RuntimeError(f"device {name}: CUDA has only {torch.cuda.device_count()} device(s) here")
+    return device
+
+
+def cameras_to_torch(rig: CameraRig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> ViewCameras:
     """The rig's pinhole parameters as tensors."""
     as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
     return ViewCameras(K=as_t(rig.K), R=as_t(rig.R), t=as_t(rig.t), image_size=as_t(rig.sizes))
@@ -93,7 +111,8 @@ class Objective:
         bone_prior: BonePrior | None,
         temporal: TemporalPrior | None,
     ):
-        device, dtype = config.device, torch.float32
+        device, dtype = resolve_device(config.device), torch.float32
+        self.device = device
         self.config = config
         self.cameras = cameras_to_torch(rig, device, dtype)
         self.renderer = get_renderer(config.backend, device)
@@ -183,7 +202,11 @@ def refine_adam(
     bone_prior: BonePrior | None = None,
     temporal: TemporalPrior | None = None,
 ) -> RefineResult:
-    """:func:`~skelsplat_ros.fusion.refine.refine` with ``optimizer="adam"``; covariances are the fitted splats'."""
+    """:func:`~skelsplat_ros.fusion.refine.refine` with ``optimizer="adam"`` on ``config.device``.
+
+    ``covariances`` are the first-order position uncertainties from the agreeing views (as for Gauss-Newton);
+    the fitted splats' shapes are in ``splat_covariances``.
+    """
     # exp() tails underflow into denormal floats, which x86 CPUs process about 100x slower.
     torch.set_flush_denormal(True)
     objective = Objective(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)
@@ -196,7 +219,6 @@ def refine_adam(
         groups += [{"params": [splats.log_scales], "lr": config.scale_lr}, {"params": [splats.quats], "lr": config.rotation_lr}]
     optimizer = torch.optim.Adam(groups, eps=config.adam_eps)
     spatial_scale = rig.spatial_scale()
-    per_frame = torch.zeros(init_means.shape[0])
     for step in range(config.steps):
         optimizer.param_groups[0]["lr"] = position_learning_rate(step, config, spatial_scale)
         optimizer.zero_grad(set_to_none=True)
@@ -208,9 +230,14 @@ def refine_adam(
         image, _ = objective.image_term()
         per_frame = image + objective.prior_terms()
     distance, overlap = objective.agreement()
+    means = splats.means.detach().cpu().numpy().astype(np.float64)
+    # Each heatmap's own spread is the pixel noise its view was fitted with.
+    heatmap_sigma = np.sqrt(objective.targets.covariances.diagonal(dim1=-2, dim2=-1).mean(-1).cpu().numpy())
+    support = np.where(np.isfinite(distance), objective.weights.cpu().numpy() * overlap, 0.0)
     return RefineResult(
-        means=splats.means.detach().cpu().numpy().astype(np.float64),
-        covariances=splats.covariances().detach().cpu().numpy().astype(np.float64),
+        means=means,
+        covariances=linear_covariance(rig, means, support, heatmap_sigma),
+        splat_covariances=splats.covariances().detach().cpu().numpy().astype(np.float64),
         reprojection=distance,
         agreement=overlap,
         final_loss=per_frame.detach().cpu().numpy(),

@@ -15,8 +15,12 @@ EXHAUSTIVE_MAX_VIEWS = 5
 """``init="auto"`` searches every view subset up to this many views (26 subsets), then drops views greedily."""
 NOMINAL_RATE_HZ = 30.0
 """Frame rate the streaming temporal prior's tolerance is expressed at."""
+OPTIMIZERS = ("adam", "gauss_newton")
+"""Optimisers of the refinement (``auto`` on the CLI and the node: the preset's choice per stage)."""
 BACKENDS = ("raster", "analytic", "gsplat")
-"""Renderers of the Adam path (``auto`` picks gsplat on CUDA when usable, else ``analytic``)."""
+"""Renderers of the Adam path (``auto`` on the CLI and the node: the preset's choice)."""
+DEVICES = ("auto", "cpu", "cuda")
+"""Torch devices of the Adam path (``auto`` = CUDA when torch sees a device, else the CPU)."""
 
 
 @dataclass(frozen=True)
@@ -84,86 +88,175 @@ class FusionConfig:
         if self.max_gap is not None and self.max_gap < 0:
             raise ValueError("max_gap must be >= 0 seconds (or None)")
 
+    def stages(self, mode: str) -> list[RefineConfig]:
+        """The refinements that run in ``mode``, in order (none for the baselines)."""
+        if self.method != "skelsplat":
+            return []
+        if mode == "streaming":
+            return [self.streaming_refine or self.refine]
+        if self.smoothing is not None and self.prefit is not None:
+            return [self.prefit]  # Gauss-Newton passes between robust smoothings (offline.py); no Adam stage
+        return [stage for stage in (self.prefit, self.refine) if stage is not None]
+
+    def describe(self, mode: str) -> str:
+        """The refinement plan of ``mode`` in a few words, e.g. ``gauss_newton x3, then adam/analytic x30 on auto``."""
+        parts = [
+            f"gauss_newton x{s.steps}" if s.optimizer == "gauss_newton" else f"adam/{s.backend} x{s.steps} on {s.device}"
+            for s in self.stages(mode)
+        ]
+        plan = ", then ".join(parts) or "no refinement"
+        if mode == "offline" and self.stages(mode) == [self.prefit] and self.smoothing is not None:
+            plan += f" with {self.smoothing_rounds} smoothing rounds"
+        return plan
+
     @property
     def triangulation(self) -> str:
         """The triangulation run first: the method itself for the baselines, the initial guess for ``skelsplat``."""
         return self.init if self.method == "skelsplat" else self.method
 
 
-def preset_config(preset: str = "default", method: str = "skelsplat", backend: str | None = None) -> FusionConfig:
-    """The named preset, for ``method``, with the renderer ``backend`` overriding the preset's when given.
+def preset_config(
+    preset: str = "default",
+    method: str = "skelsplat",
+    backend: str | None = None,
+    optimizer: str | None = None,
+    device: str | None = None,
+    mode: str | None = None,
+) -> FusionConfig:
+    """The named preset for ``method``, with the optimiser, renderer and device chosen independently.
 
-    ``raster`` or ``gsplat`` named explicitly also replace the ``default`` preset's Gauss-Newton passes (which
-    evaluate the image term in closed form, without a renderer) by Adam steps through that renderer.
+    Args:
+        optimizer: ``adam``, ``gauss_newton``, or ``None``/``"auto"`` for the preset's choice per stage
+            (``default``: Gauss-Newton passes between robust smoothings offline, Gauss-Newton streaming; ``paper``:
+            Adam).
+            ``adam`` runs every stage with Adam (no Gauss-Newton prefit or smoothing rounds: Adam's second-difference
+            term smooths offline); ``gauss_newton`` every stage with Gauss-Newton (the ``default`` preset already is,
+            offline and streaming).
+        backend: renderer of the Adam stages (``raster``, ``analytic``, ``gsplat``); ``None``/``"auto"`` = the
+            preset's. Gauss-Newton stages have no renderer: they evaluate the ``analytic`` objective in closed form.
+        device: torch device of the Adam stages (``auto`` = CUDA when torch sees it, ``cpu``, ``cuda``); Gauss-Newton
+            runs in numpy on the CPU. ``None`` = ``auto``.
+        mode: ``offline`` or ``streaming``, the mode the configuration will run in: a choice named explicitly that
+            no stage of that mode would use is an error too. ``None`` = not checked.
+
+    Raises:
+        ValueError: an unknown name or an impossible combination (one line; never a silent switch), e.g.
+            ``gauss_newton`` with a renderer other than ``analytic``, ``gsplat`` on the CPU, ``cuda`` with only
+            Gauss-Newton stages, the ``paper`` preset with ``gauss_newton``.
 
     ``paper`` is the published method with its numbers converted to metres: 20 mm Gaussians, 125 Adam steps with
     the 3DGS position schedule, heatmaps from the projected initial Gaussians truncated to the pixel, masked-mean
     L2, forearm/lower-leg symmetry at 1e-5 per mm, unweighted DLT start, confidences ignored.
     ``default`` is ours, tuned on the benchmark (see BENCHMARKS.md).
+    Whether CUDA and gsplat are actually usable is checked by :func:`~skelsplat_ros.fusion.refine.check_runtime`.
     """
+    optimizer = None if optimizer in (None, "auto") else optimizer
+    backend = None if backend in (None, "auto") else backend
+    device = device or "auto"
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("backend", backend, BACKENDS)
+    _check_choice("device", device, DEVICES)
+    if mode is not None:
+        _check_choice("mode", mode, MODES)
+    named = [f"{k} {v}" for k, v in (("optimizer", optimizer), ("backend", backend)) if v]
+    named += ["device cuda"] if device == "cuda" else []
+    if method != "skelsplat" and named:
+        raise ValueError(f"{named[0]}: method {method} has no refinement (optimizer, backend and device are skelsplat's)")
+    if optimizer == "gauss_newton" and backend not in (None, "analytic"):
+        raise ValueError(
+            f"optimizer gauss_newton evaluates the analytic objective in closed form and cannot use backend {backend}; "
+            "choose optimizer adam for it"
+        )
+    if optimizer == "gauss_newton" and device == "cuda":
+        raise ValueError("optimizer gauss_newton runs in numpy on the CPU; device cuda needs optimizer adam")
+    if backend == "gsplat" and device == "cpu":
+        raise ValueError("backend gsplat renders on CUDA only; choose device cuda (or auto), or another backend")
+
     if preset == "paper":
+        if optimizer == "gauss_newton":
+            raise ValueError(
+                "the paper preset is the published Adam method (masked-mean loss, symmetry term), which has no "
+                "Gauss-Newton form; use preset default for gauss_newton"
+            )
         config = FusionConfig(method=method, refine=RefineConfig(), init="dlt", min_confidence=0.0)
     elif preset == "default":
-        config = FusionConfig(
-            method=method,
-            refine=RefineConfig(
-                steps=30,
-                backend="analytic",
-                init_sigma=0.03,
-                optimise_shape=True,
-                position_lr=0.005,
-                position_lr_final=0.0005,
-                position_lr_spatial=False,
-                lr_schedule_iterations=30,
-                iterations_per_step=1,
-                scale_lr=0.02,
-                rotation_lr=0.01,
-                adam_eps=1e-8,
-                target_sigma_px=5.0,
-                confidence_sigma_power=0.5,
-                subpixel_targets=True,
-                use_confidence=True,
-                loss_normalisation="energy",
-                symmetry_weight=0.0,
-                bone_length_weight=1.0,
-                bone_length_sigma=0.01,
-                bone_length_spread=0.5,
-                temporal_weight=1.0,
-                temporal_sigma=0.01,
-                frame_chunk=512,
-            ),
-            init="auto",
-            hampel_window=7,
-            bone_lengths=True,
-            max_gap=1.0,
-        )
-        # Gauss-Newton on fixed-size splats: offline, a prefit that the smoothing refinement starts from; streaming,
-        # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.
-        gauss_newton = replace(config.refine, optimizer="gauss_newton", optimise_shape=False, temporal_weight=0.0)
-        config = replace(
-            config,
-            prefit=replace(gauss_newton, steps=3),
-            # Jerk tolerance per joint by marginal likelihood (the bench's smooth simulated motion picks 3-30 m/s^3,
-            # the real Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on
-            # seeds 20-21 of the bench and the demo take (BENCHMARKS.md).
-            smoothing=SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True),
-            # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
-            streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0),
-        )
+        config = _default_preset(method, optimizer)
     else:
         raise ValueError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if backend is not None:
-        config = replace(config, refine=replace(config.refine, backend=backend))
-        if backend in ("raster", "gsplat") and config.streaming_refine is not None:
-            # Gauss-Newton has the closed-form image term built in; a renderer asked for by name gets Adam instead,
-            # warm-started, so fewer and smaller steps.
-            config = replace(
-                config,
-                prefit=None,
-                smoothing=None,
-                streaming_refine=replace(
-                    config.refine, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
-                    temporal_weight=config.streaming_refine.temporal_weight,
-                ),
+
+    def choose(stage: RefineConfig | None) -> RefineConfig | None:
+        if stage is None or stage.optimizer == "gauss_newton":
+            return stage  # no renderer, numpy on the CPU
+        return replace(stage, backend=backend or stage.backend, device=device)
+
+    config = replace(
+        config, refine=choose(config.refine), prefit=choose(config.prefit), streaming_refine=choose(config.streaming_refine)
+    )
+    if mode is not None and method == "skelsplat" and not any(s.optimizer == "adam" for s in config.stages(mode)):
+        unused = [f"backend {backend}"] if backend not in (None, "analytic") else []
+        unused += ["device cuda"] if device == "cuda" else []
+        if unused:
+            raise ValueError(
+                f"{' and '.join(unused)}: the {preset} preset's {mode} refinement is Gauss-Newton, which has no "
+                "renderer and runs in numpy on the CPU; add optimizer adam to use them"
             )
     return config
+
+
+def _check_choice(what: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose from {', '.join(choices)}")
+
+
+def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
+    """Our preset, with every stage on ``optimizer`` (``None`` = the tuned mix of Gauss-Newton and Adam)."""
+    adam = RefineConfig(
+        steps=30,
+        backend="analytic",
+        init_sigma=0.03,
+        optimise_shape=True,
+        position_lr=0.005,
+        position_lr_final=0.0005,
+        position_lr_spatial=False,
+        lr_schedule_iterations=30,
+        iterations_per_step=1,
+        scale_lr=0.02,
+        rotation_lr=0.01,
+        adam_eps=1e-8,
+        target_sigma_px=5.0,
+        confidence_sigma_power=0.5,
+        subpixel_targets=True,
+        use_confidence=True,
+        loss_normalisation="energy",
+        symmetry_weight=0.0,
+        bone_length_weight=1.0,
+        bone_length_sigma=0.01,
+        bone_length_spread=0.5,
+        temporal_weight=1.0,
+        temporal_sigma=0.01,
+        frame_chunk=512,
+    )
+    # Gauss-Newton on fixed-size splats: offline, a prefit that the smoothing refinement starts from; streaming,
+    # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.
+    gauss_newton = replace(adam, optimizer="gauss_newton", optimise_shape=False, temporal_weight=0.0)
+    # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
+    streaming_gauss_newton = replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0)
+    # Adam streaming is warm-started: fewer and smaller steps than offline.
+    streaming_adam = replace(
+        adam, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
+        temporal_weight=streaming_gauss_newton.temporal_weight,
+    )
+    # Jerk tolerance per joint by marginal likelihood (the bench's smooth simulated motion picks 3-30 m/s^3, the real
+    # Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on seeds 20-21 of
+    # the bench and the demo take (BENCHMARKS.md). Offline it runs between Gauss-Newton passes.
+    smoothing = SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True)
+    prefit = replace(gauss_newton, steps=3)
+    if optimizer == "adam":
+        # Adam everywhere: offline the second-difference term of ``refine`` smooths instead of the Gauss-Newton rounds.
+        prefit, smoothing, streaming = None, None, streaming_adam
+    else:
+        streaming = streaming_gauss_newton
+    return FusionConfig(
+        method=method, refine=adam, prefit=prefit, smoothing=smoothing, streaming_refine=streaming, init="auto",
+        hampel_window=7, bone_lengths=True, max_gap=1.0,
+    )

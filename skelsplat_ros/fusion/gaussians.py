@@ -42,6 +42,7 @@ def project_gaussians(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """EWA splatting of Gaussians ``[F, J]`` into views ``[V]``.
 
+    ``u = fx x/z + s y/z + cx``, ``v = fy y/z + cy`` with the skew ``s = K[0, 1]``, as the numpy projection.
     The Jacobian of the perspective projection is evaluated with x/z, y/z clamped to 1.3x the field of view (plus
     the principal-point offset) as gsplat does, so that Gaussians far off-image keep a bounded footprint.
 
@@ -58,16 +59,18 @@ def project_gaussians(
     x, y, z = cam.unbind(-1)
     fx, fy = K[:, 0, 0].view(-1, 1, 1), K[:, 1, 1].view(-1, 1, 1)
     cx, cy = K[:, 0, 2].view(-1, 1, 1), K[:, 1, 2].view(-1, 1, 1)
+    skew = K[:, 0, 1].view(-1, 1, 1)
     width, height = image_size[:, 0].view(-1, 1, 1), image_size[:, 1].view(-1, 1, 1)
     z_safe = z.clamp_min(1e-6)
-    u = fx * x / z_safe + cx
+    u = fx * x / z_safe + skew * y / z_safe + cx
     v = fy * y / z_safe + cy
     tan_x, tan_y = 0.5 * width / fx, 0.5 * height / fy
     tx = z_safe * torch.minimum(torch.maximum(x / z_safe, -(cx / fx + 0.3 * tan_x)), (width - cx) / fx + 0.3 * tan_x)
     ty = z_safe * torch.minimum(torch.maximum(y / z_safe, -(cy / fy + 0.3 * tan_y)), (height - cy) / fy + 0.3 * tan_y)
     zero = torch.zeros_like(z_safe)
     jac = torch.stack(
-        [fx / z_safe, zero, -fx * tx / z_safe**2, zero, fy / z_safe, -fy * ty / z_safe**2], dim=-1
+        [fx / z_safe, skew / z_safe, -(fx * tx + skew * ty) / z_safe**2, zero, fy / z_safe, -fy * ty / z_safe**2],
+        dim=-1,
     ).reshape(z.shape + (2, 3))
     jw = jac @ R[:, None, None]  # [V, F, J, 2, 3]
     cov2d = jw @ covariances.unsqueeze(0) @ jw.transpose(-1, -2)

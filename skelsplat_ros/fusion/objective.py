@@ -18,6 +18,7 @@ The objective, for Gaussians ``[F, J]`` seen by views ``[V]``:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,11 +36,13 @@ class RefineConfig:
     Attributes:
         optimizer: ``adam`` (the paper's: any renderer, shapes optionally fitted) or ``gauss_newton`` (the closed-form
             ``analytic`` objective with fixed isotropic splats, solved in numpy: ``gauss_newton.py``; needs
-            ``energy`` normalisation, ``target_sigma_px`` and no symmetry term; ``backend`` is ignored).
+            ``energy`` normalisation, ``target_sigma_px``, no symmetry term, and neither a renderer other than
+            ``analytic`` nor a CUDA device: it has no renderer and runs on the CPU).
         steps: Adam steps (the paper's 500 iterations with accumulation 4 are 125 steps), or Gauss-Newton iterations.
         splat_sigma_start: ``gauss_newton`` only: splat size of the first iteration, shrinking geometrically to
             ``init_sigma`` at the last (``None`` = ``init_sigma`` throughout).
-        backend: renderer name (``raster``, ``analytic``, ``gsplat``, ``auto``).
+        backend: renderer of the Adam path (``raster``, ``analytic``, ``gsplat``, or ``auto``: gsplat on CUDA when
+            it is usable, else ``analytic``).
         init_sigma: initial isotropic standard deviation of every Gaussian.
         distal_sigma: initial sigma of the distal joints (ankles, elbows, wrists); ``None`` = ``init_sigma``.
         optimise_shape: also fit log-scales and rotations (the paper does, with their own learning rates).
@@ -63,7 +66,8 @@ class RefineConfig:
         temporal_weight: weight of the temporal term (0 = off).
         temporal_sigma: tolerance of the temporal term (world units per frame^2 offline, world units streaming).
         frame_chunk: frames optimised together (bounds memory; the temporal term only couples within a chunk).
-        device: torch device.
+        device: torch device of the Adam path: ``auto`` (CUDA when torch sees a device, else the CPU), ``cpu``,
+            ``cuda`` or ``cuda:N``.
     """
 
     optimizer: str = "adam"
@@ -93,7 +97,7 @@ class RefineConfig:
     temporal_weight: float = 0.0
     temporal_sigma: float = 0.01
     frame_chunk: int = 64
-    device: str = "cpu"
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.loss_normalisation not in ("masked_mean", "energy"):
@@ -106,6 +110,12 @@ class RefineConfig:
             self.loss_normalisation != "energy" or self.target_sigma_px is None or self.symmetry_weight > 0
         ):
             raise ValueError("gauss_newton needs loss_normalisation='energy', a target_sigma_px and symmetry_weight=0")
+        if not (self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device)):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.optimizer == "gauss_newton" and self.backend in ("raster", "gsplat"):
+            raise ValueError(f"gauss_newton evaluates the analytic objective in closed form: no backend {self.backend}")
+        if self.optimizer == "gauss_newton" and self.device.startswith("cuda"):
+            raise ValueError(f"gauss_newton runs in numpy on the CPU: no device {self.device}")
 
 
 @dataclass
@@ -143,10 +153,14 @@ class RefineResult:
     """Per frame and joint.
 
     Attributes:
-        means: ``[F, J, 3]``; covariances: ``[F, J, 3, 3]`` (the fitted Gaussians).
+        means: ``[F, J, 3]``.
+        covariances: ``[F, J, 3, 3]`` position uncertainty of the means (world units^2): first order, from the
+            views that agree with them; directions no view constrains get a large variance.
         reprojection: ``[V, F, J]`` px distance between projected means and keypoints (NaN where missing).
         agreement: ``[V, F, J]`` in [0, 1], how well each view's heatmap and splat overlap at the end.
         final_loss: the objective after the last step, per frame ``[F]``.
+        splat_covariances: ``[F, J, 3, 3]`` shapes of the fitted Gaussians (Adam only; ``None`` for Gauss-Newton,
+            whose splats are fixed isotropic ones): the splat's extent, not an uncertainty.
     """
 
     means: np.ndarray
@@ -154,6 +168,7 @@ class RefineResult:
     reprojection: np.ndarray
     agreement: np.ndarray
     final_loss: np.ndarray
+    splat_covariances: np.ndarray | None = None
 
 
 def detection_weights(uv: np.ndarray, confidence: np.ndarray, config: RefineConfig) -> np.ndarray:

@@ -6,12 +6,35 @@ renderer (``adam.py``) imports it on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
 from .gauss_newton import refine_gauss_newton
 from .objective import BonePrior, RefineConfig, RefineResult, TemporalPrior
+
+if TYPE_CHECKING:
+    from .config import FusionConfig
+
+
+def check_runtime(config: "FusionConfig", mode: str) -> None:
+    """Fail fast when an Adam stage of ``mode`` asks for a device or renderer this machine cannot run.
+
+    Loads torch only when ``mode`` has an Adam stage (Gauss-Newton runs in numpy).
+
+    Raises:
+        RuntimeError: one line, e.g. CUDA asked for without CUDA, or gsplat without CUDA or the gsplat package.
+    """
+    adam_stages = [stage for stage in config.stages(mode) if stage.optimizer == "adam"]
+    if not adam_stages:
+        return
+    from .adam import resolve_device
+    from .renderers import get_renderer
+
+    for stage in adam_stages:
+        get_renderer(stage.backend, resolve_device(stage.device))
 
 
 def refine(

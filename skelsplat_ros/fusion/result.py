@@ -27,8 +27,9 @@ class FusionResult:
     Attributes:
         joints: ``[F, J, 3]`` world positions (NaN = not estimated).
         confidence: ``[F, J]`` in [0, 1] (0 where NaN).
-        covariance: ``[F, J, 3, 3]`` world covariance (the fitted Gaussian for ``skelsplat``; the linearised
-            triangulation covariance for the baselines).
+        covariance: ``[F, J, 3, 3]`` position uncertainty of each joint (world units^2): first order, from the
+            views that support it (``linear_covariance``), for every method; a direction no view constrains (along
+            the ray of a joint seen by one view) has a large variance, not ~0.
         num_views: ``[F, J]`` views that support the joint.
         reprojection_error: ``[F, J]`` mean px distance to the supporting views' keypoints.
         joint_names: ``J`` names.

@@ -14,8 +14,15 @@ needs only the pinhole part, exposed as stacked arrays by :class:`CameraRig`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+from numpy.polynomial.polynomial import polyadd, polyder, polymul, polyroots, polysub, polyval
+
+UNDISTORT_TOLERANCE = 1e-12
+"""Undistortion stops once every Newton step is below this, in normalised image units (1e-9 px at f = 1000 px)."""
+UNDISTORT_MAX_ITERATIONS = 50
+"""Newton iterations before a point that has not converged is given up (NaN); a handful suffice in practice."""
 
 
 def rodrigues_to_matrix(rvec: np.ndarray) -> np.ndarray:
@@ -150,21 +157,66 @@ class Camera:
         yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
         return np.stack([xd, yd], axis=-1)
 
+    def _radial_polynomials(self) -> tuple[np.ndarray, np.ndarray]:
+        """Numerator and denominator of the radial factor as polynomials in ``s = r^2`` (ascending coefficients)."""
+        k1, k2, k3 = self.dist[0], self.dist[1], self.dist[4]
+        k4, k5, k6 = self.dist[5:] if self.dist.size == 8 else (0.0, 0.0, 0.0)
+        return np.array([1.0, k1, k2, k3]), np.array([1.0, k4, k5, k6])
+
+    def _distortion_jacobian(self, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``d distort_normalised / d xy`` at normalised coordinates ``[..., 2]``, as its entries
+        ``(dxd/dx, dxd/dy = dyd/dx, dyd/dy)``, each ``[...]`` (the matrix is symmetric)."""
+        p1, p2 = self.dist[2], self.dist[3]
+        x, y = xy[..., 0], xy[..., 1]
+        r2 = x * x + y * y
+        numerator, denominator = self._radial_polynomials()
+        num, den = polyval(r2, numerator), polyval(r2, denominator)
+        radial = num / den
+        slope = (polyval(r2, polyder(numerator)) * den - num * polyval(r2, polyder(denominator))) / den**2  # d radial/d r2
+        cross = 2.0 * x * y * slope + 2.0 * p1 * x + 2.0 * p2 * y
+        return (
+            radial + 2.0 * x * x * slope + 2.0 * p1 * y + 6.0 * p2 * x,
+            cross,
+            radial + 2.0 * y * y * slope + 6.0 * p1 * y + 2.0 * p2 * x,
+        )
+
+    @cached_property
+    def monotonic_radius(self) -> float:
+        """Normalised radius up to which the radial model ``r * radial(r^2)`` still grows (``inf`` when it grows
+        everywhere). Beyond it the lens folds back (or its rational factor has a pole): a distorted point is
+        ambiguous there."""
+        numerator, denominator = self._radial_polynomials()
+        # d/dr [r N(s) / D(s)] = (N D + 2 s (N' D - N D')) / D^2 with s = r^2: its first positive root, or D's.
+        s = np.array([0.0, 1.0])
+        growth = polyadd(
+            polymul(numerator, denominator),
+            2.0 * polymul(s, polysub(polymul(polyder(numerator), denominator), polymul(numerator, polyder(denominator)))),
+        )
+        roots = np.concatenate([polyroots(np.trim_zeros(growth, "b")), polyroots(np.trim_zeros(denominator, "b"))])
+        positive = roots.real[(np.abs(roots.imag) < 1e-12) & (roots.real > 0)]
+        return float(np.sqrt(positive.min())) if positive.size else np.inf
+
     def project(self, points: np.ndarray) -> np.ndarray:
-        """World points ``[..., 3]`` to distorted pixels ``[..., 2]``; points behind the camera give NaN."""
+        """World points ``[..., 3]`` to distorted pixels ``[..., 2]``; points behind the camera, or beyond the
+        lens model's monotonic range (where it folds back into the image), give NaN."""
         cam = self.world_to_camera(points)
         z = cam[..., 2:3]
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = np.where(z > 1e-9, cam[..., :2] / z, np.nan)
+            if self.has_distortion:
+                xy = np.where((np.linalg.norm(xy, axis=-1) <= self.monotonic_radius)[..., None], xy, np.nan)
         xy = self.distort_normalised(xy)
         u = self.K[0, 0] * xy[..., 0] + self.K[0, 1] * xy[..., 1] + self.K[0, 2]
         v = self.K[1, 1] * xy[..., 1] + self.K[1, 2]
         return np.stack([u, v], axis=-1)
 
-    def undistort_pixels(self, uv: np.ndarray, iterations: int = 20) -> np.ndarray:
+    def undistort_pixels(self, uv: np.ndarray, max_iterations: int = UNDISTORT_MAX_ITERATIONS) -> np.ndarray:
         """Distorted pixels ``[..., 2]`` to the pixels an ideal pinhole with the same ``K`` would see ``[..., 2]``.
 
-        Fixed-point inversion of the lens model, as OpenCV's ``undistortPoints`` does; NaN stays NaN.
+        Newton's method on the lens model, per point, until every step is below ``UNDISTORT_TOLERANCE``
+        (normalised units; a few iterations) or ``max_iterations``. NaN stays NaN; a point that does not converge,
+        or whose solution lies beyond the model's :attr:`monotonic_radius` (no unique inverse: a detection there is
+        outside what the calibration describes), comes out NaN.
         """
         uv = np.asarray(uv, dtype=np.float64)
         if not self.has_distortion:
@@ -172,15 +224,27 @@ class Camera:
         y_n = (uv[..., 1] - self.K[1, 2]) / self.K[1, 1]
         x_n = (uv[..., 0] - self.K[0, 2] - self.K[0, 1] * y_n) / self.K[0, 0]
         distorted = np.stack([x_n, y_n], axis=-1)
-        p1, p2 = self.dist[2], self.dist[3]
-        xy = distorted.copy()
-        for _ in range(iterations):
-            x, y = xy[..., 0], xy[..., 1]
-            r2 = x * x + y * y
-            radial = self._radial(r2)
-            dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-            dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-            xy = np.stack([(distorted[..., 0] - dx) / radial, (distorted[..., 1] - dy) / radial], axis=-1)
+        xy = np.nan_to_num(distorted)
+        converged = ~np.isfinite(distorted).all(-1)  # NaN input: nothing to solve
+        with np.errstate(all="ignore"):
+            # Start inside the monotonic range (a strongly magnifying lens puts the distorted point past it).
+            radius = np.linalg.norm(xy, axis=-1, keepdims=True)
+            xy = xy * np.minimum(1.0, 0.9 * self.monotonic_radius / np.maximum(radius, 1e-300))
+            for _ in range(max_iterations):
+                residual = self.distort_normalised(xy) - distorted
+                a, b, d = self._distortion_jacobian(xy)
+                det = a * d - b * b
+                # The 2x2 solve in closed form: numpy's batched solver costs more than the rest of the step.
+                step = np.stack([d * residual[..., 0] - b * residual[..., 1],
+                                 a * residual[..., 1] - b * residual[..., 0]], axis=-1) / det[..., None]
+                step = np.where(converged[..., None] | ~np.isfinite(step), 0.0, step)
+                xy = xy - step
+                converged |= np.abs(step).max(-1) < UNDISTORT_TOLERANCE
+                if converged.all():
+                    break
+            exact = np.abs(self.distort_normalised(xy) - distorted).max(-1) < 1e3 * UNDISTORT_TOLERANCE
+            inside = np.linalg.norm(xy, axis=-1) <= self.monotonic_radius
+        xy = np.where((converged & exact & inside)[..., None], xy, np.nan)
         u = self.K[0, 0] * xy[..., 0] + self.K[0, 1] * xy[..., 1] + self.K[0, 2]
         v = self.K[1, 1] * xy[..., 1] + self.K[1, 2]
         return np.stack([u, v], axis=-1)

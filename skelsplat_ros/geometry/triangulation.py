@@ -266,11 +266,27 @@ def triangulate_greedy(
     )
 
 
-def linear_covariance(rig: CameraRig, points: np.ndarray, weights: np.ndarray, sigma_px: float) -> np.ndarray:
-    """First-order covariance ``[..., 3, 3]`` of points ``[..., 3]`` seen with weights ``[V, ...]`` (0 = unused)."""
+UNCONSTRAINED_RIG_SIZES = 10.0
+"""A direction no view constrains gets the variance of a point anywhere within this many rig sizes (its standard
+deviation in units of ``CameraRig.spatial_scale``): large, finite, and in the calibration's units."""
+
+
+def linear_covariance(
+    rig: CameraRig, points: np.ndarray, weights: np.ndarray, sigma_px: float | np.ndarray
+) -> np.ndarray:
+    """First-order position covariance ``[..., 3, 3]`` (world units^2) of points ``[..., 3]`` seen with weights
+    ``[V, ...]`` (0 = unused) and pixel noise ``sigma_px`` (a number or ``[V, ...]``).
+
+    Directions that no view constrains (along the ray of a joint seen by one view; every direction for a joint
+    seen by none) get a variance of ``(UNCONSTRAINED_RIG_SIZES * rig size)^2``, not ~0: a weak isotropic prior
+    added to the information matrix, negligible wherever the views do constrain the point.
+    """
     _, jac, _ = project_with_jacobian(rig.K, rig.R, rig.t, np.nan_to_num(points))
-    info = np.einsum("v...,v...ka,v...kb->...ab", weights, jac, jac) / sigma_px**2
-    # pinv: a joint seen along a single ray (or not at all) has a rank-deficient information matrix.
     with np.errstate(all="ignore"):
-        cov = np.linalg.pinv(info)
+        per_view = np.nan_to_num(weights / np.asarray(sigma_px, dtype=np.float64) ** 2)
+    info = np.einsum("v...,v...ka,v...kb->...ab", per_view, jac, jac)
+    rig_size = rig.spatial_scale() or float(np.abs(rig.t).max()) or 1.0
+    info = info + np.eye(3) / (UNCONSTRAINED_RIG_SIZES * rig_size) ** 2
+    with np.errstate(all="ignore"):
+        cov = np.linalg.inv(info)
     return np.where(np.isfinite(points).all(-1)[..., None, None] & np.isfinite(cov), cov, np.nan)

@@ -48,9 +48,10 @@ JSON_SUBJECT_RULE = (
     "In OpenPose/Pose2Sim JSON folders, each camera's subject is followed from file to file: in its first file with "
     "people it is the person with the highest mean keypoint confidence (missing keypoints count as 0); in each "
     "later file, the person nearest the subject last followed (median pixel distance over the keypoints both have), "
-    "when that is under half the subject's size; else the most confident person, who becomes the one followed "
-    f"after {SUBJECT_MAX_MISSED} files in a row without the subject. The other people are ignored. A keypoint "
-    "written as x = y = 0 with confidence 0 is missing."
+    "when that is under half the subject's size. A file where nobody is that near leaves the view missing for that "
+    f"frame (no bystander stands in); after {SUBJECT_MAX_MISSED} such files in a row, the most confident person of "
+    "the next file with people becomes the subject. The other people are ignored. A keypoint written as x = y = 0 "
+    "with confidence 0 is missing."
 )
 """One-paragraph description of how JSON people are reduced to one subject (quoted by the CLI's --help)."""
 
@@ -197,9 +198,10 @@ def load_keypoints(
             of every file, ``[V, F, S, J, 3]`` with S the most people in one file, NaN-padded).
 
     JSON folders: one file per frame; files are ordered by the last run of digits in their name (the frame
-    number). In each file the subject is the person with the highest mean keypoint confidence (missing
-    keypoints count as 0); other people are ignored; a file without people gives a frame with every keypoint
-    missing; x = y = 0 with confidence 0 is a missing keypoint. Cameras whose files carry the same frame
+    number). Each camera's subject is followed from file to file (:data:`JSON_SUBJECT_RULE`): the most
+    confident person first, then the person nearest it; a file without people, or without anybody near the
+    subject, gives a frame with every keypoint of that view missing; x = y = 0 with confidence 0 is a missing
+    keypoint. Cameras whose files carry the same frame
     numbers are aligned on them. Cameras with equal file counts but shifted numbering (e.g. one starts at 1,
     another at 0, each without gaps) are aligned by file order. Otherwise cameras are aligned by frame number
     over every number from the smallest to the largest (gaps become missing frames), and a frame a camera
@@ -334,19 +336,21 @@ class _SubjectTracker:
         self.missed = 0
 
     def choose(self, people: list[np.ndarray]) -> np.ndarray | None:
-        """The subject among ``people`` (each ``[J, 3]``), or None when the file has nobody."""
+        """The subject among ``people`` (each ``[J, 3]``), or None when it is not in this file."""
         if not people:
             return None
         nearest = self._nearest(people)
         if nearest is not None:
             self.reference, self.missed = nearest, 0
             return nearest
+        # The subject may be hidden for a few files: the view is missing meanwhile (a bystander is not the subject),
+        # and only once it has been gone for too long does the most confident person become the one followed.
+        self.missed += 1
+        if self.reference is not None and self.missed <= SUBJECT_MAX_MISSED:
+            return None
         scores = [float(np.nan_to_num(p[:, 2], nan=0.0, posinf=0.0, neginf=0.0).clip(0.0, 1.0).mean()) for p in people]
         chosen = people[int(np.argmax(scores))]
-        # The subject may be hidden for a few files: keep following it, unless it has been gone for too long.
-        self.missed += 1
-        if self.reference is None or self.missed > SUBJECT_MAX_MISSED:
-            self.reference, self.missed = chosen, 0
+        self.reference, self.missed = chosen, 0
         return chosen
 
     def _nearest(self, people: list[np.ndarray]) -> np.ndarray | None:
@@ -393,10 +397,7 @@ def _load_json_folder(path: Path, skeleton: str | None, fps: float | None, every
             number = _frame_number(file)
             if number in frames:
                 raise KeypointsError(f"{folder}: two files carry frame number {number} (e.g. {file.name})")
-            found = _read_people(file)
-            if not everyone:
-                subject = tracker.choose(found)
-                found = [] if subject is None else [subject]
+            found = _read_people(file)  # one joint count per file, whoever is fused
             if found:
                 if joints is None:
                     joints = found[0].shape[0]
@@ -404,6 +405,9 @@ def _load_json_folder(path: Path, skeleton: str | None, fps: float | None, every
                     raise KeypointsError(
                         f"{file}: {found[0].shape[0]} keypoints per person, but earlier files have {joints}"
                     )
+            if not everyone:
+                subject = tracker.choose(found)
+                found = [] if subject is None else [subject]
             frames[number] = found
         per_camera.append(frames)
     if joints is None:

@@ -156,16 +156,23 @@ class FusionNode(Node):
             raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
 
         from skelsplat_ros.fusion import preset_config
+        from skelsplat_ros.fusion.refine import check_runtime
         from skelsplat_ros.tracking import MultiPersonTracker
 
         try:
-            config = preset_config(p["preset"], p["method"], backend=None if p["backend"] == "auto" else p["backend"])
-            self.fusion_config = replace(config, min_views=int(p["min_views"]))
+            config = preset_config(
+                p["preset"], p["method"], backend=p["backend"], optimizer=p["optimizer"], device=p["device"],
+                mode="streaming",
+            )
+            config = replace(config, min_views=int(p["min_views"]))
+            check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
+            self.fusion_config = config
             self.tracker_config = tracker_config(p)
             self.tracker: MultiPersonTracker = MultiPersonTracker(
                 self.rig_source.rig_for({}).rig, self.skeleton, self.fusion_config, self.tracker_config)
-        except (ValueError, KeyError) as error:
+        except (ValueError, KeyError, RuntimeError) as error:
             raise StartupError(f"fusion settings: {error.args[0] if error.args else error}") from None
+        self._plan = config.describe("streaming")
 
         self.cameras = cameras
         self._camera_index = {c: i for i, c in enumerate(cameras)}
@@ -256,7 +263,8 @@ class FusionNode(Node):
         self._worker.start()
         self.marker_pub.publish(delete_markers(self._header(self.get_clock().now().to_msg()), None))
         self.get_logger().info(
-            f"fusing {len(cameras)} cameras {cameras} ({p['method']}, preset {p['preset']}) from {source_text}; "
+            f"fusing {len(cameras)} cameras {cameras} ({p['method']}, preset {p['preset']}: {self._plan}) from "
+            f"{source_text}; "
             f"skeleton {self.skeleton.name}, output frame {p['world_frame']!r}"
         )
 

@@ -80,9 +80,19 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("preset", "default", "Fusion preset: default or paper."),
     ParamSpec("method", "skelsplat", "Fusion method: skelsplat, robust, triangulate or dlt."),
     ParamSpec(
+        "optimizer", "auto",
+        "Optimiser of the SkelSplat refinement: auto = the preset's (default: Gauss-Newton, paper: Adam), adam or "
+        "gauss_newton (closed-form analytic objective in numpy on the CPU, no renderer).",
+    ),
+    ParamSpec(
         "backend", "auto",
-        "Renderer of the SkelSplat refinement: auto = the preset's choice (default: Gauss-Newton on the closed-form "
-        "objective, no renderer); raster or gsplat = Adam steps through that renderer.",
+        "Renderer of the Adam refinement: auto = the preset's, raster, analytic or gsplat (CUDA only). A renderer "
+        "other than analytic needs optimizer adam: with Gauss-Newton it is a start-up error.",
+    ),
+    ParamSpec(
+        "device", "auto",
+        "Torch device of the Adam refinement: auto (CUDA when torch sees it, else the CPU), cpu or cuda (a start-up "
+        "error without CUDA, or with Gauss-Newton, which runs on the CPU).",
     ),
     ParamSpec("threads", 1, "torch CPU threads of the fusion thread (0 = torch's default).", 0, 256),
     ParamSpec("publish_tf", True, "Publish one TF frame per joint, <tf_prefix><joint>_<id> (REP-155 style)."),

@@ -296,7 +296,10 @@ def _visible_region(camera: Camera, cam_points: np.ndarray) -> np.ndarray:
     corners = np.array([[0.0, 0.0], [w - 1.0, 0.0], [0.0, h - 1.0], [w - 1.0, h - 1.0]])
     ideal = camera.undistort_pixels(corners)
     norm = (ideal - camera.K[:2, 2]) / np.diag(camera.K)[:2]
-    r2_max = 1.1 * float(np.max(np.sum(norm ** 2, axis=-1)))
+    corner_r2 = np.sum(norm ** 2, axis=-1)
+    # A corner beyond the lens model's fold has no inverse (NaN): the image then reaches the fold itself.
+    fold_r2 = camera.monotonic_radius ** 2
+    r2_max = fold_r2 if np.isnan(corner_r2).any() else min(1.1 * float(np.max(corner_r2)), fold_r2)
     with np.errstate(invalid="ignore"):
         return front & (r2 <= r2_max)
 

@@ -40,20 +40,87 @@ def _stream(config: FusionConfig, take, frames: int | None = None):
 # --- configuration ----------------------------------------------------------------------------------------------
 
 
-def test_presets_and_backend_override():
+def test_presets_and_independent_optimizer_backend_device():
     default = preset_config("default")
     assert default.streaming_refine.optimizer == "gauss_newton" and default.prefit.optimizer == "gauss_newton"
     assert default.refine.optimizer == "adam" and default.refine.backend == "analytic"
     paper = preset_config("paper")
     assert paper.refine.steps == 125 and paper.init == "dlt" and paper.streaming_refine is None
+    # A renderer named changes the Adam stages only: the Gauss-Newton stages stay, and a mode whose stages are all
+    # Gauss-Newton (the default preset, offline and streaming) refuses it rather than ignoring it.
     raster = preset_config("default", backend="raster")
-    assert raster.refine.backend == "raster" and raster.prefit is None
-    assert raster.streaming_refine.optimizer == "adam" and raster.streaming_refine.backend == "raster"
-    assert preset_config("default", backend="analytic").streaming_refine.optimizer == "gauss_newton"
+    assert raster.refine.backend == "raster" and raster.refine.optimizer == "adam"
+    assert raster.prefit == default.prefit and raster.streaming_refine == default.streaming_refine
+    with pytest.raises(ValueError, match="offline refinement is Gauss-Newton"):
+        preset_config("default", backend="raster", mode="offline")
+    # Adam everywhere: streaming gets the warm-started Adam settings, with the named renderer and device.
+    adam = preset_config("default", backend="raster", optimizer="adam", device="cpu", mode="streaming")
+    assert adam.prefit is None and adam.streaming_refine.optimizer == "adam"
+    assert adam.streaming_refine.backend == "raster" and adam.streaming_refine.device == "cpu"
+    assert adam.streaming_refine.steps < adam.refine.steps
+    assert adam.describe("streaming") == "adam/raster x15 on cpu"
+    # Gauss-Newton everywhere: what the default preset does (offline between robust smoothings).
+    gauss_newton = preset_config("default", optimizer="gauss_newton", mode="offline")
+    assert [s.optimizer for s in gauss_newton.stages("offline")] == ["gauss_newton"]
+    assert gauss_newton.describe("offline") == default.describe("offline") == "gauss_newton x3 with 2 smoothing rounds"
+    adam_offline = preset_config("default", optimizer="adam", mode="offline")
+    assert adam_offline.smoothing is None and adam_offline.describe("offline") == "adam/analytic x30 on auto"
+    assert preset_config("default", "robust").stages("offline") == []
     with pytest.raises(ValueError, match="preset"):
         preset_config("fast")
     with pytest.raises(ValueError, match="init"):
         FusionConfig(init="ransac")
+
+
+@pytest.mark.parametrize(
+    "choices, message",
+    [
+        (dict(optimizer="gauss_newton", backend="raster"), "gauss_newton evaluates the analytic objective"),
+        (dict(optimizer="gauss_newton", backend="gsplat"), "cannot use backend gsplat"),
+        (dict(optimizer="gauss_newton", device="cuda"), "gauss_newton runs in numpy on the CPU"),
+        (dict(backend="gsplat", device="cpu"), "gsplat renders on CUDA only"),
+        (dict(backend="raster", mode="streaming"), "backend raster: the default preset's streaming refinement is "
+                                                    "Gauss-Newton"),
+        (dict(device="cuda", mode="streaming"), "device cuda: the default preset's streaming"),
+        (dict(preset="paper", optimizer="gauss_newton"), "paper preset is the published Adam method"),
+        (dict(method="robust", backend="raster"), "backend raster: method robust has no refinement"),
+        (dict(device="gpu"), "unknown device 'gpu'; choose from auto, cpu, cuda"),
+        (dict(optimizer="lbfgs"), "unknown optimizer 'lbfgs'"),
+        (dict(backend="opengl"), "unknown backend 'opengl'"),
+    ],
+)
+def test_impossible_combinations_are_one_line_errors(choices, message):
+    preset = choices.pop("preset", "default")
+    method = choices.pop("method", "skelsplat")
+    with pytest.raises(ValueError, match=message) as error:
+        preset_config(preset, method, **choices)
+    assert "\n" not in str(error.value)
+
+
+def test_possible_combinations_are_kept_as_asked():
+    # Gauss-Newton with the analytic objective it evaluates, or on the CPU where it runs: consistent, accepted.
+    for choices in (dict(optimizer="gauss_newton", backend="analytic"), dict(optimizer="gauss_newton", device="cpu"),
+                    dict(backend="analytic", mode="streaming"), dict(device="cpu", mode="streaming")):
+        config = preset_config("default", **choices)
+        assert all(stage.optimizer in ("adam", "gauss_newton") for stage in config.stages("streaming"))
+    for backend in ("raster", "analytic", "gsplat"):
+        for device in ("auto", "cuda") if backend == "gsplat" else ("auto", "cpu", "cuda"):
+            config = preset_config("paper", backend=backend, device=device, mode="offline")
+            assert (config.refine.optimizer, config.refine.backend, config.refine.device) == ("adam", backend, device)
+
+
+def test_check_runtime_names_cuda_when_it_is_missing():
+    torch = pytest.importorskip("torch")
+    from skelsplat_ros.fusion.refine import check_runtime
+
+    check_runtime(preset_config("default", optimizer="adam", device="cpu", mode="offline"), "offline")
+    check_runtime(preset_config("default", mode="streaming"), "streaming")  # Gauss-Newton only: nothing to check
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(RuntimeError, match="device cuda: CUDA is not available here"):
+        check_runtime(preset_config("default", optimizer="adam", device="cuda", mode="offline"), "offline")
+    with pytest.raises(RuntimeError, match="gsplat backend needs CUDA"):
+        check_runtime(preset_config("paper", backend="gsplat", mode="offline"), "offline")
 
 
 def test_auto_init_is_exhaustive_for_few_views_and_greedy_for_many():
@@ -132,8 +199,8 @@ def test_default_streaming_beats_robust_triangulation(lab_take):
     assert (fused.confidence[fused.num_views < 2] == 0).all()  # held by the priors alone: no confidence
 
 
-def test_streaming_raster_backend_runs_adam(lab_take):
-    fused = _stream(preset_config("default", backend="raster"), lab_take, frames=3)
+def test_streaming_adam_through_the_raster_renderer(lab_take):
+    fused = _stream(preset_config("default", backend="raster", optimizer="adam", mode="streaming"), lab_take, frames=3)
     assert np.isfinite(fused.joints).all(-1).mean() > 0.9
 
 

@@ -30,7 +30,7 @@ def _quaternion_from_rvec(rvec: np.ndarray) -> np.ndarray:
     return np.r_[np.cos(angle / 2), np.sin(angle / 2) * axis]
 
 
-def _rig() -> CameraRig:
+def _rig(skew: float = 0.0) -> CameraRig:
     cameras = []
     views = [
         ([3.5, 0.4, 1.6], 1000.0, 640.0, 360.0),
@@ -39,7 +39,7 @@ def _rig() -> CameraRig:
     ]
     for k, (centre, focal, cx, cy) in enumerate(views):
         R, t = look_at(np.array(centre), np.array([0.0, 0.0, 1.0]))
-        K = np.array([[focal, 0.0, cx], [0.0, focal * 1.01, cy], [0.0, 0.0, 1.0]])
+        K = np.array([[focal, skew, cx], [0.0, focal * 1.01, cy], [0.0, 0.0, 1.0]])
         cameras.append(Camera(f"c{k}", K, R, t, (WIDTH, HEIGHT)))
     return CameraRig(cameras)
 
@@ -101,13 +101,14 @@ def test_covariance_3d_is_symmetric_psd_and_equals_r_s2_rt():
 def _numpy_cov2d(camera: Camera, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
     """J W Sigma W^T J^T + 0.3 I for an on-image point (no clamp active), from first principles."""
     x, y, z = camera.R @ mean + camera.t
-    fx, fy = camera.K[0, 0], camera.K[1, 1]
-    jac = np.array([[fx / z, 0.0, -fx * x / z**2], [0.0, fy / z, -fy * y / z**2]])
+    fx, fy, skew = camera.K[0, 0], camera.K[1, 1], camera.K[0, 1]
+    jac = np.array([[fx / z, skew / z, -(fx * x + skew * y) / z**2], [0.0, fy / z, -fy * y / z**2]])
     return jac @ camera.R @ cov @ camera.R.T @ jac.T + EPS2D * np.eye(2)
 
 
-def test_project_gaussians_means_cov_and_depth():
-    rig = _rig()
+@pytest.mark.parametrize("skew", [0.0, 25.0])  # skewed pixels: the torch projection honours K[0, 1] like numpy
+def test_project_gaussians_means_cov_and_depth(skew):
+    rig = _rig(skew)
     means, quats, log_scales = _random_gaussians((2, 17), seed=3)
     cov = covariance_3d(torch.tensor(quats), torch.tensor(log_scales))
     means2d, cov2d, depth = project_gaussians(torch.tensor(means), cov, *_tensors(rig))

@@ -343,6 +343,16 @@ def test_gsplat_renderer_patch_size_follows_the_splats(emulated_gsplat):
     assert emulated_gsplat.calls[-1]["width"] == 19
 
 
+def test_skewed_cameras_are_refused_rather_than_rendered_without_skew():
+    """gsplat's projection reads fx, fy, cx, cy only: a camera with skew would be rendered wrongly, so it is an error."""
+    splats, cameras, targets = make_scene(4, (1920, 1080), (2.0, 4.0), num_frames=1, seed=3)
+    skewed_K = cameras.K.clone()
+    skewed_K[1, 0, 1] = 3.0
+    skewed = type(cameras)(K=skewed_K, R=cameras.R, t=cameras.t, image_size=cameras.image_size)
+    with pytest.raises(ValueError, match="no skew term"):
+        gsplat_patch_inputs(splats, skewed, targets, patch_radius_for(splats, skewed, targets))
+
+
 def test_layout_check_catches_a_wrong_permutation():
     """Negative control: patches taken back in (joint, frame) instead of (frame, joint) order do not match."""
     splats, cameras, targets = make_scene(4, (1920, 1080), (2.0, 4.0), num_frames=2, seed=3)

@@ -67,6 +67,74 @@ def _torch_objective(rig, uv, confidence, config, means, bone_prior=None, tempor
         return (image + objective.prior_terms()).double().numpy()
 
 
+# --- devices ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset, backend", [("default", "analytic"), ("paper", "raster")])
+def test_every_tensor_of_the_adam_objective_is_on_the_configured_device(scene, monkeypatch, preset, backend):
+    """The device reaches every tensor: on torch's ``meta`` device (shapes only, no data), any tensor left on the
+    CPU makes an operation fail, so the whole objective and its gradient run there only if nothing is left behind."""
+    import skelsplat_ros.fusion.adam as adam
+    from skelsplat_ros.fusion.renderers.raster import RasterRenderer
+
+    rig, truth, uv, confidence = scene
+    asked = []
+    monkeypatch.setattr(adam, "resolve_device", lambda name: asked.append(name) or torch.device("meta"))
+    config = replace(preset_config(preset, backend=backend, device="cuda").refine, temporal_weight=1.0,
+                     bone_length_weight=1.0)
+    bones = len(SKELETON.bone_array)
+    objective = Objective(rig, SKELETON, config, uv, confidence, truth,
+                          BonePrior(np.full(bones, 0.3), np.full(bones, 0.01)), TemporalPrior("predict", truth))
+    assert asked == ["cuda"] and objective.device.type == "meta"
+    if backend == "raster":
+        objective.renderer = RasterRenderer(patch_radius=8)  # its automatic radius reads tensor values
+    objective.splats.means.requires_grad_(True)
+    objective.splats.log_scales.requires_grad_(True)
+    image, per_view = objective.image_term()
+    (image + objective.prior_terms()).sum().backward()
+    for tensor in (image, per_view, objective.splats.means.grad, objective.splats.log_scales.grad,
+                   objective.targets.centres, objective.cameras.K, objective.weights):
+        assert tensor.device.type == "meta"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("backend", ["analytic", "raster"])
+def test_adam_on_cuda_matches_the_cpu(scene, backend):
+    rig, truth, uv, confidence = scene
+    rng = np.random.default_rng(4)
+    init = truth + rng.normal(0.0, 0.02, truth.shape)
+    base = replace(preset_config("default", backend=backend).refine, temporal_weight=0.0, bone_length_weight=0.0)
+    on_cpu = refine(rig, SKELETON, replace(base, device="cpu"), uv, confidence, init)
+    on_gpu = refine(rig, SKELETON, replace(base, device="cuda"), uv, confidence, init)
+    np.testing.assert_allclose(on_gpu.means, on_cpu.means, atol=1e-4)
+    np.testing.assert_allclose(on_gpu.reprojection, on_cpu.reprojection, atol=0.05)
+
+
+# --- covariances ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "gauss_newton"])
+def test_covariance_is_the_position_uncertainty_not_the_splat_shape(scene, optimizer):
+    rig, truth, uv, confidence = scene
+    config = preset_config("default", optimizer=optimizer, device="cpu").refine
+    config = replace(config, temporal_weight=0.0, bone_length_weight=0.0, steps=5)
+    one_view = uv.copy()
+    one_view[1:, :, 0] = np.nan  # joint 0 is seen by view 0 only
+    result = refine(rig, SKELETON, config, one_view, confidence, truth)
+    # Joints seen by all four views: 5 px heatmaps at ~4.3 m with f ~ 1070 px are ~20 mm per view, 10-15 mm over
+    # four; the splats are ~30 mm wide: their shape is kept apart, it is not the uncertainty of the position.
+    std = np.sqrt(np.linalg.eigvalsh(result.covariances[:, 1:]))
+    assert 0.005 < std.min() and std.max() < 0.02
+    if optimizer == "adam":
+        assert np.sqrt(np.linalg.eigvalsh(result.splat_covariances).min()) > 0.025
+    # Joint 0: unknown along the ray of its only view.
+    values, vectors = np.linalg.eigh(result.covariances[:, 0])
+    rays = result.means[:, 0] - rig[0].centre
+    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+    assert (values[:, -1] > 1.0).all()
+    assert (np.abs(np.einsum("fa,fa->f", vectors[:, :, -1], rays)) > 0.99).all()
+
+
 # --- Gauss-Newton -----------------------------------------------------------------------------------------------
 
 

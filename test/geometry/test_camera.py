@@ -65,6 +65,51 @@ def test_undistortion_then_distortion_round_trip_over_the_image(name):
     assert np.abs(reprojected - observed).max() < 1e-6
 
 
+def test_undistortion_converges_near_the_edge_of_a_strong_lens():
+    # k1 = -0.4: r (1 - 0.4 r^2) grows up to r = 0.913 (distorted radius 0.609). Near there the old fixed-point
+    # iteration contracts by ~0.8 per step and 20 steps left pixels of error; Newton stops when it has converged.
+    camera = Camera("cam", K_HD, np.eye(3), np.zeros(3), (4000, 4000), [-0.4, 0.0, 0.0, 0.0, 0.0])
+    assert camera.monotonic_radius == pytest.approx(np.sqrt(1.0 / 1.2))
+    radius = np.linspace(0.0, 0.9, 46)
+    angle = np.linspace(0.0, 2.0 * np.pi, 46)
+    normalised = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
+    ideal = normalised @ K_HD[:2, :2].T + K_HD[:2, 2]
+    distorted = camera.project(np.concatenate([normalised, np.ones_like(radius)[:, None]], axis=-1))
+    assert np.abs(camera.undistort_pixels(distorted) - ideal).max() < 1e-6
+
+
+def test_points_beyond_the_monotonic_range_are_rejected():
+    camera = Camera("cam", K_HD, np.eye(3), np.zeros(3), (4000, 4000), [-0.4, 0.0, 0.0, 0.0, 0.0])
+    fx, cx, cy = K_HD[0, 0], K_HD[0, 2], K_HD[1, 2]
+    # A distorted radius the lens never produces (its largest is 0.609): no inverse, NaN, not a wrong pixel.
+    beyond = np.array([[cx + 0.7 * fx, cy], [cx, cy - 0.65 * K_HD[1, 1]]])
+    inside = np.array([[cx + 0.5 * fx, cy]])
+    out = camera.undistort_pixels(np.concatenate([beyond, inside]))
+    assert np.isnan(out[:2]).all() and np.isfinite(out[2]).all()
+    # Projection: a point past the fold (r = 1.2 lands at distorted radius 0.51, inside the image) is rejected.
+    assert np.isnan(camera.project(np.array([1.2, 0.0, 1.0]))).all()
+    assert np.isfinite(camera.project(np.array([0.9, 0.0, 1.0]))).all()
+    # Lenses that grow everywhere have no such limit.
+    assert Camera("c", K_HD, np.eye(3), np.zeros(3), (1920, 1080), DISTORTIONS["barrel_4"]).monotonic_radius > 1.0
+    assert Camera("c", K_HD, np.eye(3), np.zeros(3), (1920, 1080), [0.1, 0, 0, 0, 0]).monotonic_radius == np.inf
+
+
+@pytest.mark.parametrize("dist", [[-0.4, 0, 0, 0, 0, 0, 0, 0], [0.2, 0.05, 0.001, 0.001, 0.01, 0.3, 0.02, 0.001],
+                                  [-0.3, 0.1, 0, 0, 0, -0.5, 0, 0]])
+def test_newton_undistortion_and_monotonic_range_of_the_rational_model(dist):
+    # The last model has a pole at r = sqrt(2) and magnifies strongly before it: Newton starts inside the range.
+    camera = Camera("cam", K_HD, np.eye(3), np.zeros(3), (4000, 4000), dist)
+    radius = np.linspace(0.0, min(0.99 * camera.monotonic_radius, 1.2), 50)
+    angle = np.linspace(0.0, 6.0, 50)
+    normalised = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)
+    distorted = camera.project(np.concatenate([normalised, np.ones((50, 1))], axis=-1))
+    ideal = normalised @ K_HD[:2, :2].T + K_HD[:2, 2]
+    assert np.abs(camera.undistort_pixels(distorted) - ideal).max() < 1e-6
+    if np.isfinite(camera.monotonic_radius):
+        beyond = 1.05 * camera.monotonic_radius
+        assert np.isnan(camera.project(np.array([beyond, 0.0, 1.0]))).all()
+
+
 def test_distortion_model_matches_opencv_formula_at_one_point():
     k1, k2, p1, p2, k3 = DISTORTIONS["barrel_k3"]
     camera = Camera("cam", K_HD, np.eye(3), np.zeros(3), (1920, 1080), [k1, k2, p1, p2, k3])

@@ -7,6 +7,7 @@ import pytest
 
 from skelsplat_ros.geometry.camera import Camera, CameraRig, look_at
 from skelsplat_ros.geometry.triangulation import (
+    linear_covariance,
     project_pinhole,
     reprojection_errors,
     triangulate_dlt,
@@ -240,3 +241,24 @@ def test_valid_observations():
     )
     np.testing.assert_array_equal(valid_observations(keypoints), [True] + [False] * 5)
     np.testing.assert_array_equal(valid_observations(keypoints, min_confidence=0.95), [False] * 6)
+
+
+def test_linear_covariance_is_a_position_uncertainty_large_where_no_view_constrains():
+    rig = _rig(4)
+    points = _points((5,), seed=7)
+    weights = np.ones((4, 5))
+    weights[1:, 0] = 0.0  # point 0: seen by view 0 only
+    weights[:, 1] = 0.0  # point 1: seen by nobody
+    cov = linear_covariance(rig, points, weights, 2.0)
+    # Seen by four views at ~4 m with f ~ 1000 px and 2 px noise: millimetres.
+    assert np.sqrt(np.linalg.eigvalsh(cov[2:]).max()) < 0.01
+    # Seen by one view: pinned across its ray, unknown along it (a pseudo-inverse gave ~0 there).
+    values, vectors = np.linalg.eigh(cov[0])
+    ray = (points[0] - rig[0].centre) / np.linalg.norm(points[0] - rig[0].centre)
+    assert values[-1] > 100.0 and abs(vectors[:, -1] @ ray) > 0.999
+    assert np.sqrt(values[:2]).max() < 0.01
+    assert np.linalg.eigvalsh(cov[1]).min() > 100.0  # seen by nobody: unknown in every direction
+    # Per-view pixel noise: the same as the scalar when equal, and a noisier view counts less.
+    np.testing.assert_allclose(linear_covariance(rig, points, weights, np.full((4, 5), 2.0)), cov)
+    noisier = linear_covariance(rig, points[2:], weights[:, 2:], np.array([[2.0], [2.0], [2.0], [20.0]]))
+    assert (np.trace(noisier, axis1=-2, axis2=-1) > np.trace(cov[2:], axis1=-2, axis2=-1)).all()

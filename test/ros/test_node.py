@@ -461,6 +461,22 @@ def test_cameras_not_in_calibration_and_bad_values_are_startup_errors(rclpy_cont
     with pytest.raises(StartupError, match="min_views"):
         FusionNode(context=rclpy_context, parameter_overrides=[
             Parameter("calibration_file", value=calibration), Parameter("min_views", value=1)])
+    for overrides, message in (
+        ({"device": "gpu"}, "unknown device 'gpu'"),
+        ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
+        ({"optimizer": "gauss_newton", "backend": "raster"}, "optimizer gauss_newton evaluates the analytic objective"),
+        ({"backend": "raster"}, "streaming refinement is Gauss-Newton"),  # nothing would use it: not ignored
+    ):
+        with pytest.raises(StartupError, match=f"fusion settings: .*{message}"):
+            FusionNode(context=rclpy_context, parameter_overrides=[Parameter("calibration_file", value=calibration)]
+                       + [Parameter(name, value=value) for name, value in overrides.items()])
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(StartupError, match="device cuda: CUDA is not available"):
+            FusionNode(context=rclpy_context, parameter_overrides=[
+                Parameter("calibration_file", value=calibration), Parameter("optimizer", value="adam"),
+                Parameter("device", value="cuda")])
     unreadable = Path(calibration).parent / "skelsplat.yaml"  # exists, but is not TOML
     with pytest.raises(StartupError, match="cannot read calibration"):
         FusionNode(context=rclpy_context, parameter_overrides=[Parameter("calibration_file", value=str(unreadable))])

@@ -94,6 +94,9 @@ def gsplat_patch_inputs(
     ``MAX_ALPHA``), colors ``[B, 1, 1]`` (ones), viewmats ``[B, V, 4, 4]``, Ks ``[B, V, 3, 3]``. No CUDA needed: the
     CPU tests check this layout against ``RasterRenderer`` with a torch emulation of gsplat's kernels.
     """
+    if bool((cameras.K[:, 0, 1] != 0).any()):
+        raise ValueError("gsplat's projection has no skew term and these cameras have one (K[0, 1] != 0); "
+                         "use the raster or analytic backend")
     num_views = cameras.K.shape[0]
     num_frames, num_joints = splats.means.shape[:2]
     batch = num_frames * num_joints

@@ -1,0 +1,104 @@
+"""Packaging: package.xml and setup.py list what the code imports (and nothing else), Python 3.10 has its TOML
+parser, and, under ``colcon test``, the suite really runs against the colcon-installed package."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = (
+    sorted((ROOT / "skelsplat_ros").rglob("*.py")) + sorted((ROOT / "launch").glob("*.py"))
+    + [ROOT / "scripts" / name for name in ("skelsplat", "skelsplat_node", "skelsplat_sim_rig")]
+)
+# Python modules that are not ROS packages: their rosdep key and their pip name.
+PYTHON_KEYS = {
+    "numpy": ("python3-numpy", "numpy"),
+    "scipy": ("python3-scipy", "scipy"),
+    "yaml": ("python3-yaml", "pyyaml"),
+    "torch": ("python3-torch", "torch"),
+    "matplotlib": ("python3-matplotlib", "matplotlib"),
+    "tqdm": ("python3-tqdm", "tqdm"),
+    "rosbags": ("python3-rosbags", "rosbags"),
+    "tomli": ("python3-tomli", 'tomli; python_version < "3.11"'),
+}
+OPTIONAL_PEERS = {"gsplat", "aniposelib", "Pose2Sim", "rtoml"}
+"""pip-only optional peers (gsplat: setup.py extra; aniposelib, Pose2Sim and its rtoml: the benchmark's peers, installed
+by `make bench`), imported only when asked for."""
+# Needed by what is not Python imports: the generated message code (rosidl) and the build/test tooling.
+NOT_IMPORTED = {"rosidl_default_runtime"}
+
+
+def _imported_modules() -> set[str]:
+    names: set[str] = set()
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.split(".")[0])
+    return names - set(sys.stdlib_module_names) - {"skelsplat_ros"} - OPTIONAL_PEERS
+
+
+def _package_xml_runtime() -> dict[str, str | None]:
+    """Runtime dependency keys of package.xml (``depend`` and ``exec_depend``) and their conditions."""
+    root = ElementTree.parse(ROOT / "package.xml").getroot()
+    return {e.text.strip(): e.get("condition") for e in root if e.tag in ("depend", "exec_depend")}
+
+
+def test_package_xml_lists_exactly_what_the_code_imports():
+    expected = {PYTHON_KEYS[m][0] if m in PYTHON_KEYS else m for m in _imported_modules()}
+    listed = _package_xml_runtime()
+    assert set(listed) - NOT_IMPORTED == expected, (
+        f"missing: {sorted(expected - set(listed))}, not imported: {sorted(set(listed) - NOT_IMPORTED - expected)}"
+    )
+    # tomli is the backport of Python 3.11's tomllib: only Humble (Python 3.10) needs it.
+    assert listed["python3-tomli"] == "$ROS_DISTRO == humble"
+
+
+def test_setup_py_requires_the_python_modules_the_code_imports():
+    text = (ROOT / "setup.py").read_text(encoding="utf-8")
+    block = re.search(r"install_requires=\[(.*?)\]", text, re.S).group(1)
+    required = set(re.findall(r"""^\s*(['"])(.+?)\1,""", block, re.M))
+    required = {name for _, name in required}
+    expected = {PYTHON_KEYS[m][1] for m in _imported_modules() if m in PYTHON_KEYS}
+    assert required == expected
+
+
+def test_toml_parser_on_python_3_10_is_the_tomli_backport():
+    """Python 3.10 has no tomllib: the calibration loader falls back to tomli (same API). Emulated in a fresh
+    interpreter where ``import tomllib`` fails and ``tomli`` is a module of that API."""
+    code = (
+        "import sys, types, tomllib\n"
+        "backport = types.ModuleType('tomli')\n"
+        "backport.load, backport.loads, backport.TOMLDecodeError = tomllib.load, tomllib.loads, tomllib.TOMLDecodeError\n"
+        "sys.modules['tomllib'], sys.modules['tomli'] = None, backport\n"
+        "from skelsplat_ros.geometry import calibration\n"
+        "assert calibration.tomllib is backport\n"
+        "print(len(calibration.load_calibration(sys.argv[1])))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "config" / "sim_rig_lab.toml")], capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "4", run.stderr
+
+
+@pytest.mark.skipif("SKELSPLAT_INSTALL_PREFIX" not in os.environ, reason="runs under colcon test only")
+def test_colcon_test_runs_against_the_installed_package():
+    import skelsplat_ros
+    import skelsplat_ros.msg
+
+    prefix = Path(os.environ["SKELSPLAT_INSTALL_PREFIX"]).resolve()
+    for module in (skelsplat_ros, skelsplat_ros.msg):
+        assert prefix in Path(module.__file__).resolve().parents, module.__file__
+    for executable in ("skelsplat", "skelsplat_node", "skelsplat_sim_rig"):
+        assert os.access(prefix / "lib" / "skelsplat_ros" / executable, os.X_OK)
+    for shared in ("launch/skelsplat.launch.py", "config/skelsplat.yaml", "package.xml"):
+        assert (prefix / "share" / "skelsplat_ros" / shared).is_file()
