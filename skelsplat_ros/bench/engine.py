@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sim import RIG_KINDS, Scenario, make_scenario
-from .fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
 
 OUTLIER_MM = 150.0
 
