@@ -97,6 +97,13 @@ class GaussNewtonObjective:
         self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
         self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
         self.colour_classes = _colour_classes(self.num_joints, bones)
+        # Signed incidence [B, J] (+1 first joint, -1 second) and its outer products [B, J, J]: the bone terms'
+        # gradient and Hessian blocks as matrix products.
+        signed = self.incidence.copy()
+        signed[np.arange(len(bones)), bones[:, 1]] = -1.0
+        self.signed_incidence = signed
+        self.bone_pairs = (signed[:, :, None] * signed[:, None, :]).reshape(len(bones), -1)  # [B, J*J]
+        self._last_projected: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.prediction = None
         if prediction is not None and temporal_weight > 0:
             known = np.isfinite(prediction).all(-1) & active
@@ -105,9 +112,11 @@ class GaussNewtonObjective:
 
     def _image(self, means: np.ndarray, sigma: float):
         """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
-        uv, jac, depth = project_with_jacobian(self.K, self.R, self.translation, means)
-        jj = np.einsum("...ka,...la->...kl", jac, jac)
-        ra, rb, rc = sigma**2 * jj[..., 0, 0] + EPS2D, sigma**2 * jj[..., 0, 1], sigma**2 * jj[..., 1, 1] + EPS2D
+        uv, jac, depth = self._project(means)
+        row_u, row_v = jac[..., 0, :], jac[..., 1, :]
+        ra = sigma**2 * (row_u * row_u).sum(-1) + EPS2D
+        rb = sigma**2 * (row_u * row_v).sum(-1)
+        rc = sigma**2 * (row_v * row_v).sum(-1) + EPS2D
         det_r, _, _, _ = _sym2_det_inv(ra, rb, rc)
         det_s, ia, ib, ic = _sym2_det_inv(ra + self.t, rb, rc + self.t)
         d = uv - self.uv
@@ -118,6 +127,15 @@ class GaussNewtonObjective:
         w = np.where(depth > 0, self.weights, 0.0)
         image = w * (amp**2 * np.sqrt(det_r) / self.t - coupling * overlap + 1.0)
         return image.sum(axis=0), (jac, d, ia, ib, ic, w * coupling * overlap, overlap, depth)
+
+    def _project(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`project_with_jacobian` of ``means``, remembering the last one: the line search's accepted trial is
+        where the next iteration starts."""
+        if self._last_projected is not None and np.array_equal(self._last_projected[0], means):
+            return self._last_projected[1]
+        projected = project_with_jacobian(self.K, self.R, self.translation, means)
+        self._last_projected = (means.copy(), projected)
+        return projected
 
     def _bones(self, means: np.ndarray):
         vec = means[:, self.bones[:, 0]] - means[:, self.bones[:, 1]]  # [F, B, 3]
@@ -190,15 +208,12 @@ class GaussNewtonObjective:
         if self.bone_mask.any():
             unit, residual = self._bones(means)
             stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
-            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]
-            first, second = self.bones[:, 0], self.bones[:, 1]
-            np.add.at(hessian, (slice(None), first, first), outer)
-            np.add.at(hessian, (slice(None), second, second), outer)
-            np.add.at(hessian, (slice(None), first, second), -outer)
-            np.add.at(hessian, (slice(None), second, first), -outer)
+            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
+            # Bone b adds +outer to the (first, first) and (second, second) blocks, -outer to the cross ones.
+            blocks = outer.reshape(num_frames, -1, 9).transpose(0, 2, 1) @ self.bone_pairs  # [F, 9, J*J]
+            hessian += blocks.reshape(num_frames, 3, 3, num_joints, num_joints).transpose(0, 3, 4, 1, 2)
             bone_grad = (stiffness * residual)[..., None] * unit  # [F, B, 3]
-            np.add.at(grad, (slice(None), first), bone_grad)
-            np.add.at(grad, (slice(None), second), -bone_grad)
+            grad = grad + self.signed_incidence.T @ bone_grad
         # Frozen joints: identity rows, zero gradient, no coupling.
         frozen = ~self.active
         hessian[frozen[:, :, None] | frozen[:, None, :]] = 0.0
