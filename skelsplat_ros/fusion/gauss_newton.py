@@ -97,7 +97,7 @@ class GaussNewtonObjective:
         self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
         self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
         self.colour_classes = _colour_classes(self.num_joints, bones)
-        # Signed incidence [B, J] (+1 first joint, -1 second) and its outer products [B, J, J]: the bone terms'
+        # Signed incidence [B, J] (+1 first joint, -1 second) and its outer products [B, J * J]: the bone terms'
         # gradient and Hessian blocks as matrix products.
         signed = self.incidence.copy()
         signed[np.arange(len(bones)), bones[:, 1]] = -1.0
@@ -242,7 +242,9 @@ def _colour_classes(num_joints: int, bones: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(colour == c) for c in range(colour.max() + 1)]
 
 
-def _per_joint_descent(objective: GaussNewtonObjective, means: np.ndarray, sigma: float, frames: np.ndarray) -> np.ndarray:
+def _per_joint_descent(
+    objective: GaussNewtonObjective, means: np.ndarray, sigma: float, frames: np.ndarray
+) -> np.ndarray:
     """Joint-by-joint updates in ``frames [F]`` (bool) whose whole step failed: each joint takes its own step with
     its neighbours held (halved as needed), kept when the terms it takes part in go down.
 
