@@ -37,6 +37,7 @@ setup(
             "skelsplat=skelsplat_ros.cli:main",
             "skelsplat_node=skelsplat_ros.ros.node:main",
             "skelsplat_sim_rig=skelsplat_ros.ros.sim_rig:main",
+            "skelsplat_rig_publisher=skelsplat_ros.ros.rig_publisher:main",
         ],
     },
     zip_safe=False,

@@ -101,7 +101,7 @@ mkdir -p "$BUILD_ROOT"
 REQUIREMENTS=(
   "torch==2.13.0" numpy scipy pyyaml tomli-w matplotlib pytest tqdm setuptools wheel catkin-pkg
   "ros-rclpy[fastrtps]" ros-std-msgs ros-geometry-msgs ros-sensor-msgs ros-visualization-msgs
-  ros-diagnostic-msgs
+  ros-diagnostic-msgs rosbags
   ros-ament-package ros-ament-cmake ros-ament-cmake-core ros-ament-cmake-python
   ros-ament-cmake-export-definitions ros-ament-cmake-export-dependencies
   ros-ament-cmake-export-include-directories ros-ament-cmake-export-interfaces

@@ -13,10 +13,16 @@ keypoints (KP):
   <camera>_json/ folder per camera (OpenPose/Pose2Sim JSON, one file per frame). When a JSON file holds
   several people, the subject fused is the person with the highest mean keypoint confidence in that file.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
+  Or a ROS 2 bag (folder with metadata.yaml, MCAP or sqlite3, or a bare .mcap): Keypoints2DArray messages on
+  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does; cameras from --calibration, or
+  else from /<camera>/camera_info + /tf + /tf_static in the bag, each view posed at its own stamp (moving
+  cameras: --mode streaming). --skeleton is required.
 
 output (OUT): .npz (joints [F, J, 3] in calibration units, confidence [F, J], covariance [F, J, 3, 3],
   joint_names [J], num_views, reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
-  Joints nobody can estimate are NaN with confidence 0.
+  Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in millimetres is
+  detected (or give --calibration-units) and converted. With bag input, .mcap writes a rosbag2 bag (RUN.mcap ->
+  folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
 """
 
 
@@ -30,13 +36,19 @@ def _fuse(args: argparse.Namespace) -> int:
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
     from .fusion.renderers import get_renderer
-    from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints
+    from .io.recording import is_bag
     from .skeleton.models import get_skeleton
 
     torch.set_num_threads(max(1, args.threads))
-    rig = load_calibration(args.calibration)
+    if is_bag(args.keypoints):
+        return _fuse_recording(args)
+    if not args.calibration:
+        raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
+    if args.output.endswith(".mcap"):
+        raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
+    rig = _load_rig(args)
     keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps)
     skeleton_name = args.skeleton or keypoints.skeleton
     if not skeleton_name:
@@ -75,6 +87,65 @@ def _fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_rig(args: argparse.Namespace):
+    """The calibration in metres; says so when it was read in other units (the output is always metres)."""
+    from .geometry.calibration import load_calibration_metres
+
+    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
+    if units != "m":
+        print(f"skelsplat fuse: calibration read in {units} ({'detected' if args.calibration_units == 'auto' else 'as told'}); "
+              "converted to metres", file=sys.stderr)
+    return rig
+
+
+def _fuse_recording(args: argparse.Namespace) -> int:
+    """``fuse`` of a rosbag2 recording: synchronized as the node does, cameras from --calibration or the bag."""
+    import numpy as np
+
+    from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .io.export import check_result_path, save_result
+    from .ros.bag import SyncSettings, read_bag_frames, write_result_bag
+    from .skeleton.models import get_skeleton
+
+    if not args.skeleton:
+        raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
+    skeleton = get_skeleton(args.skeleton)
+    rig = _load_rig(args) if args.calibration else None
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
+                             world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop))
+    writes_bag = args.output.endswith(".mcap")
+    if not writes_bag:
+        check_result_path(args.output, frames.fps)
+    config = preset_config(args.preset, args.method, None if args.backend == "auto" else args.backend)
+    stamps = (frames.stamps_ns - frames.stamps_ns[0]) * 1e-9
+    start = time.perf_counter()
+    if args.mode == "offline":
+        if frames.moving:
+            raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
+        result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config)
+    else:
+        result = fuse_streaming(frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, stamps=stamps,
+                                rigs=frames.rigs if frames.moving else None)
+    elapsed = time.perf_counter() - start
+    if writes_bag:
+        output = write_result_bag(args.output, frames.stamps_ns, skeleton.name, list(result.joint_names),
+                                  result.joints, result.confidence, result.covariance, result.num_views,
+                                  result.reprojection_error, skeleton.bone_array, world_frame=args.world_frame)
+    else:
+        output = save_result(args.output, result.joints, result.confidence, result.covariance, result.joint_names,
+                             frames.fps, extra={"timestamps_ns": frames.stamps_ns,
+                                                "camera_names": np.array(frames.cameras)},
+                             num_views=result.num_views, reprojection_error=result.reprojection_error)
+    estimated = np.isfinite(result.joints).all(-1)
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(frames.counts.items())) or "nothing"
+    print(f"fused {len(frames.stamps_ns)} frames from {len(frames.cameras)} cameras {frames.cameras} "
+          f"({'moving' if frames.moving else 'static'} cameras from {'--calibration' if rig else 'camera_info + TF'}; "
+          f"{args.method}, {args.mode}) in {elapsed:.2f} s; {100 * estimated.mean():.1f}% joints estimated; "
+          f"dropped/left out: {dropped} -> {output}")
+    return 0
+
+
 def _progress_bar(total: int, enabled: bool):
     """A ``progress(done, total, close=False)`` callback drawing a tqdm bar on stderr for long runs."""
     if not enabled or total < 200:
@@ -89,6 +160,15 @@ def _progress_bar(total: int, enabled: bool):
             bar.close()
 
     return update
+
+
+def _play(args: argparse.Namespace) -> int:
+    from .ros.play import play
+
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    count = play(args.bag, rate=args.rate, topics=topics, start_delay=args.start_delay, clock_rate=args.clock_rate)
+    print(f"played {count} messages from {args.bag}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -107,9 +187,16 @@ def build_parser() -> argparse.ArgumentParser:
         "fuse", help="fuse recorded multi-view keypoints into 3D", epilog=FUSE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fuse.add_argument("--calibration", required=True, help="Pose2Sim/Anipose calibration TOML")
-    fuse.add_argument("--keypoints", required=True, help="keypoints .npz or folder of <camera>_json/ folders")
-    fuse.add_argument("--output", required=True, help="output .npz, .trc or .csv")
+    fuse.add_argument("--calibration", help="Pose2Sim/Anipose calibration TOML (optional for a bag with camera_info + TF)")
+    fuse.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                      help="length unit of the calibration (auto: millimetres detected); output is always metres")
+    fuse.add_argument("--keypoints", required=True,
+                      help="keypoints .npz, folder of <camera>_json/ folders, or a ROS 2 bag (folder or .mcap)")
+    fuse.add_argument("--output", required=True, help="output .npz, .trc, .csv, or .mcap (a rosbag2 bag; bag input)")
+    fuse.add_argument("--topics", help="bag: comma-separated keypoint topics (default: every /<camera>/keypoints)")
+    fuse.add_argument("--world-frame", default="world", help="bag without --calibration: the TF frame to fuse in")
+    fuse.add_argument("--sync-slop", type=float, default=0.010,
+                      help="bag: stamps within this many seconds form one frame (the node's sync_slop)")
     fuse.add_argument("--skeleton", help="skeleton name (coco17, h36m17, coco19, body25, body25b, halpe26) or YAML file")
     fuse.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
@@ -119,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.set_defaults(handler=_fuse)
+
+    play = sub.add_parser("play", help="republish a ROS 2 bag with /clock (replay through the node, use_sim_time)")
+    play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
+    play.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
+    play.add_argument("--topics", help="comma-separated topics to play (default: all of known types)")
+    play.add_argument("--start-delay", type=float, default=5.0,
+                      help="longest wait (s) for every topic to have a subscriber before playing")
+    play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
+    play.set_defaults(handler=_play)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
     bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")

@@ -34,18 +34,23 @@ def fuse_streaming(
     config: FusionConfig,
     fps: float,
     progress: Callable[[int, int], None] | None = None,
+    stamps: np.ndarray | None = None,
+    rigs: list[CameraRig] | None = None,
 ) -> FusionResult:
     """A recording ``[V, F, J, 3]`` through :class:`StreamingFuser`, frame by frame at ``fps``: what a live node
     would have published.
 
     Args:
         progress: called as ``progress(frames_done, total)`` after each frame.
+        stamps: capture time of each frame ``[F]`` in seconds (a recording's stamps); default ``f / fps``.
+        rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
     """
     fuser = StreamingFuser(rig, skeleton, config)
     num_frames = keypoints.shape[1]
     frames = []
     for f in range(num_frames):
-        frames.append(fuser.step(keypoints[:, f], f / fps))
+        stamp = float(stamps[f]) if stamps is not None else f / fps
+        frames.append(fuser.step(keypoints[:, f], stamp, rig=rigs[f] if rigs is not None else None))
         if progress:
             progress(f + 1, num_frames)
     return concatenate_results(frames, list(skeleton.joint_names))
@@ -85,11 +90,19 @@ class StreamingFuser:
         # A joint lost in the previous frame has no velocity: hold its last position.
         return np.where(np.isfinite(predicted), predicted, last)
 
-    def step(self, keypoints: np.ndarray, stamp: float) -> FusionResult:
+    def step(self, keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None) -> FusionResult:
         """Fuse one frame: ``keypoints [V, J, 3]`` (NaN rows for views without data) at time ``stamp`` (seconds).
+
+        ``rig``: the cameras where they were at ``stamp`` (moving cameras), same names and order as the fuser's
+        rig; ``None`` = the fuser's rig (static cameras). The state kept between frames is in world coordinates,
+        so it carries over from one rig to the next.
 
         Returns a result with a frame axis of length 1.
         """
+        if rig is None:
+            rig = self.rig
+        elif rig.names != self.rig.names:
+            raise ValueError(f"the frame's rig has cameras {rig.names}, the fuser {self.rig.names}")
         keypoints = np.asarray(keypoints, dtype=np.float64)
         if keypoints.ndim != 3 or keypoints.shape[1] != self.skeleton.num_joints or keypoints.shape[2] != 3:
             raise ValueError(
@@ -99,12 +112,12 @@ class StreamingFuser:
         if self._history and (stamp < self._history[-1][0] or stamp - self._history[-1][0] > self.config.reset_after):
             self.resets += 1
             self.reset()
-        uv, confidence = split_keypoints(self.rig, keypoints[:, None])
+        uv, confidence = split_keypoints(rig, keypoints[:, None])
         config, names = self.config, list(self.skeleton.joint_names)
-        points, support = triangulate_baseline(self.rig, uv, confidence, config, config.triangulation)
+        points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)
         if config.method != "skelsplat":
-            cov = linear_covariance(self.rig, points, support, config.nominal_pixel_sigma)
-            return summarise(self.rig, points, uv, support, cov, names)
+            cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
+            return summarise(rig, points, uv, support, cov, names)
 
         prediction = self._prediction(stamp)
         init = points[0]
@@ -114,7 +127,7 @@ class StreamingFuser:
             init = np.where((~np.isfinite(init).all(-1) | far)[:, None], prediction, init)
         known = np.isfinite(init).all(axis=-1)
         if not known.any():
-            return summarise(self.rig, points, uv, support, np.full(points.shape + (3,), np.nan), names)
+            return summarise(rig, points, uv, support, np.full(points.shape + (3,), np.nan), names)
         settings = config.streaming_refine or config.refine
         bone_prior = None
         if config.bone_lengths and len(self._bone_window) >= 5:
@@ -127,9 +140,9 @@ class StreamingFuser:
             gap_frames = max(1.0, (stamp - self._history[-1][0]) * NOMINAL_RATE_HZ)
             temporal = TemporalPrior("predict", prediction[None], sigma_scale=gap_frames**2)
         init_full = np.where(known[:, None], init, fallback_position(init))[None]
-        result = refine(self.rig, self.skeleton, settings, uv, confidence, init_full, bone_prior, temporal)
+        result = refine(rig, self.skeleton, settings, uv, confidence, init_full, bone_prior, temporal)
         # A joint no view supports this frame would only be the prediction: say it is not seen.
-        fused = refine_output(self.rig, uv, confidence, result, known[None] & (confidence > 0).any(axis=0), names)
+        fused = refine_output(rig, uv, confidence, result, known[None] & (confidence > 0).any(axis=0), names)
         self._history.append((stamp, np.where(fused.confidence[0][:, None] > 0, fused.joints[0], np.nan)))
         if config.bone_lengths:
             # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.

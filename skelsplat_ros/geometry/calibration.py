@@ -6,7 +6,7 @@ TOML format (aniposelib ``CameraGroup.dump`` / Pose2Sim ``Calib*.toml``), one ta
     name = "cam01"
     size = [1088, 1920]                                   # width, height in pixels
     matrix = [[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]
-    distortions = [k1, k2, p1, p2]                        # or 5 values, k3 last (OpenCV order)
+    distortions = [k1, k2, p1, p2]                        # or 5 values, k3 last, or 8 (k4..k6: rational model)
     rotation = [rx, ry, rz]                               # Rodrigues vector, world -> camera
     translation = [tx, ty, tz]                            # world -> camera, calibration units (metres)
     fisheye = false
@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,12 @@ __all__ = [
     "CalibrationError",
     "NON_CAMERA_SECTIONS",
     "load_calibration",
+    "load_calibration_metres",
+    "detect_units",
+    "UNIT_SCALES",
+    "CameraInfoIntrinsics",
+    "intrinsics_from_camera_info",
+    "camera_info_fields",
     "save_calibration",
     "load_qualisys_qca",
     "natural_sort_key",
@@ -107,7 +114,7 @@ def _camera_from_table(table: dict[str, Any], section: str, where: str, scale: f
         raise CalibrationError(
             f"{where}: 'matrix' must have positive focal lengths, got fx={matrix[0, 0]}, fy={matrix[1, 1]}"
         )
-    dist = _array(table["distortions"], None, "distortions", where, sizes=(1, 2, 3, 4, 5))
+    dist = _array(table["distortions"], None, "distortions", where, sizes=(1, 2, 3, 4, 5, 8))
     raw_rotation = table["rotation"]
     if isinstance(raw_rotation, list) and raw_rotation and all(isinstance(row, list) for row in raw_rotation):
         # tolerate a full 3x3 matrix
@@ -197,7 +204,7 @@ def save_calibration(rig: CameraRig, path: str | Path, metadata: dict[str, Any] 
     width = max(2, len(str(len(rig))))
     lines: list[str] = []
     for index, camera in enumerate(rig, start=1):
-        dist = camera.dist if camera.dist[4] != 0.0 else camera.dist[:4]
+        dist = camera.dist if camera.dist.size == 8 or camera.dist[4] != 0.0 else camera.dist[:4]
         lines += [
             f"[cam_{index:0{width}d}]",
             f"name = {_toml_string(camera.name)}",
@@ -226,6 +233,117 @@ def save_calibration(rig: CameraRig, path: str | Path, metadata: dict[str, Any] 
         lines.append(f"{key} = {text}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+# --- units -------------------------------------------------------------------------------------------------------
+
+UNIT_SCALES = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+"""Metres per calibration unit."""
+
+_MILLIMETRE_SPREAD = 100.0
+"""A rig whose cameras stand further than this from their centroid (in file units) is taken to be in millimetres:
+100 m is beyond any room or lab a person is captured in, while a millimetre rig of 0.1 m would be a toy."""
+
+
+def detect_units(rig: CameraRig) -> str:
+    """``"mm"`` or ``"m"`` from the camera spread: the largest distance of a camera centre from the centroid.
+
+    One camera (no spread) is read from its distance to the world origin instead.
+    """
+    centres = rig.centres
+    reference = centres.mean(axis=0) if len(rig) > 1 else np.zeros(3)
+    spread = float(np.max(np.linalg.norm(centres - reference, axis=1)))
+    return "mm" if spread > _MILLIMETRE_SPREAD else "m"
+
+
+def load_calibration_metres(path: str | Path, units: str = "auto") -> tuple[CameraRig, str]:
+    """:func:`load_calibration`, converted to metres: ``units`` is ``m``, ``cm``, ``mm`` or ``auto``
+    (:func:`detect_units`). Returns the rig in metres and the units the file was read in."""
+    if units != "auto" and units not in UNIT_SCALES:
+        raise CalibrationError(f"calibration units must be auto, {', '.join(UNIT_SCALES)}; got {units!r}")
+    rig = load_calibration(path)
+    if units == "auto":
+        units = detect_units(rig)
+    if units != "m":
+        rig = load_calibration(path, scale=UNIT_SCALES[units])
+    return rig, units
+
+
+# --- sensor_msgs/CameraInfo ---------------------------------------------------------------------------------------
+
+_CAMERA_INFO_MODELS = {"plumb_bob": (5,), "rational_polynomial": (8,)}
+
+
+@dataclass(frozen=True)
+class CameraInfoIntrinsics:
+    """What a ``sensor_msgs/CameraInfo`` says about one camera (its pose comes from TF).
+
+    Attributes:
+        K: ``[3, 3]`` of the raw (distorted) image, binning applied.
+        dist: ``[5]`` or ``[8]`` OpenCV distortion.
+        size: ``(width, height)`` in pixels, binning applied.
+        frame_id: the optical frame the info was published in.
+    """
+
+    K: np.ndarray
+    dist: np.ndarray
+    size: tuple[int, int]
+    frame_id: str
+
+    def camera(self, name: str, rotation: np.ndarray, translation: np.ndarray) -> Camera:
+        """The calibrated camera with world-to-camera ``rotation [3, 3]`` and ``translation [3]``."""
+        return Camera(name=name, K=self.K, R=rotation, t=translation, size=self.size, dist=self.dist)
+
+
+def intrinsics_from_camera_info(info: Any, where: str = "camera_info") -> CameraInfoIntrinsics:
+    """Intrinsics from a ``sensor_msgs/CameraInfo`` (any object with its fields: an rclpy or a rosbags message).
+
+    ``K`` and ``D`` describe the raw image, which is what a detector fed with ``image_raw`` sees; keypoints are
+    undistorted with them. ``plumb_bob`` (5 terms; fewer are zero-padded) and ``rational_polynomial`` (8) are
+    supported; ``equidistant`` (fisheye) is refused, as for a TOML with ``fisheye = true``. Binning divides the
+    image and ``K``; a region of interest is refused (its keypoints would be in ROI pixels).
+
+    Raises:
+        CalibrationError: uncalibrated (``K[0] == 0``), an unsupported model, a wrong ``d`` length, ROI.
+    """
+    k = np.asarray(info.k, dtype=np.float64).reshape(-1)
+    if k.size != 9 or not np.all(np.isfinite(k)) or k[0] <= 0 or k[4] <= 0:
+        raise CalibrationError(f"{where}: camera is not calibrated (K = {k.tolist()}; K[0] == 0 means uncalibrated)")
+    model = str(info.distortion_model)
+    d = np.asarray(info.d, dtype=np.float64).reshape(-1)
+    if model == "equidistant":
+        raise CalibrationError(f"{where}: distortion model 'equidistant' (fisheye) is not supported; publish "
+                               "rectified keypoints with a plumb_bob CameraInfo, or calibrate with the pinhole model")
+    if model not in _CAMERA_INFO_MODELS and not (model == "" and not np.any(d)):
+        raise CalibrationError(f"{where}: unknown distortion model {model!r} (supported: plumb_bob, "
+                               "rational_polynomial)")
+    if d.size > max(_CAMERA_INFO_MODELS.get(model, (0,))) or not np.all(np.isfinite(d)):
+        raise CalibrationError(f"{where}: {model} distortion must be at most "
+                               f"{max(_CAMERA_INFO_MODELS.get(model, (0,)))} finite terms, got {d.tolist()}")
+    roi = getattr(info, "roi", None)
+    if roi is not None and (int(roi.width) or int(roi.height) or int(roi.x_offset) or int(roi.y_offset)):
+        raise CalibrationError(f"{where}: a region of interest is set ({roi.width}x{roi.height} at "
+                               f"{roi.x_offset},{roi.y_offset}); publish keypoints of the full image")
+    binning_x, binning_y = max(int(info.binning_x), 1), max(int(info.binning_y), 1)
+    width, height = int(info.width) // binning_x, int(info.height) // binning_y
+    if width <= 0 or height <= 0:
+        raise CalibrationError(f"{where}: image size {info.width}x{info.height} is not positive")
+    K = k.reshape(3, 3) / np.array([[binning_x], [binning_y], [1.0]])
+    dist = d if model == "rational_polynomial" else np.concatenate([d, np.zeros(5 - d.size)])
+    return CameraInfoIntrinsics(K=K, dist=dist, size=(width, height), frame_id=str(info.header.frame_id))
+
+
+def camera_info_fields(camera: Camera) -> dict[str, Any]:
+    """The ``sensor_msgs/CameraInfo`` fields of ``camera`` (monocular: ``R = I``, ``P = [K | 0]``)."""
+    return {
+        "width": int(camera.size[0]),
+        "height": int(camera.size[1]),
+        "distortion_model": "rational_polynomial" if camera.dist.size == 8 else "plumb_bob",
+        "d": [float(v) for v in camera.dist],
+        "k": [float(v) for v in camera.K.reshape(-1)],
+        "r": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        "p": [float(v) for v in np.hstack([camera.K, np.zeros((3, 1))]).reshape(-1)],
+    }
 
 
 # --- Qualisys ----------------------------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 Conventions (same as OpenCV, aniposelib and Pose2Sim):
 - world to camera: ``X_cam = R @ X_world + t``; camera looks along +z, image x right, y down;
 - pixel ``u = fx * x' + cx`` with ``x'`` the distorted normalised coordinate;
-- distortion ``(k1, k2, p1, p2[, k3])``, the OpenCV radial-tangential model.
+- distortion ``(k1, k2, p1, p2[, k3[, k4, k5, k6]])``, the OpenCV radial-tangential model; with 8 terms its
+  rational form (ROS ``rational_polynomial``): radial factor ``(1 + k1 r2 + k2 r4 + k3 r6) / (1 + k4 r2 + k5 r4 +
+  k6 r6)``.
 
 Numpy is used here (calibration, triangulation, I/O); the optimiser works on undistorted keypoints, so its torch code
 needs only the pinhole part, exposed as stacked arrays by :class:`CameraRig`.
@@ -78,7 +80,8 @@ class Camera:
         K: intrinsics ``[3, 3]``.
         R: world-to-camera rotation ``[3, 3]``.
         t: world-to-camera translation ``[3]`` (calibration units, metres in ROS).
-        dist: OpenCV distortion ``[5]`` ``(k1, k2, p1, p2, k3)``; zeros for none.
+        dist: OpenCV distortion ``[5]`` ``(k1, k2, p1, p2, k3)``, or ``[8]`` with the rational terms
+            ``k4, k5, k6``; zeros for none.
         size: image ``(width, height)`` in pixels.
     """
 
@@ -94,9 +97,11 @@ class Camera:
         self.R = np.asarray(self.R, dtype=np.float64).reshape(3, 3)
         self.t = np.asarray(self.t, dtype=np.float64).reshape(3)
         dist = np.asarray(self.dist, dtype=np.float64).reshape(-1)
-        if dist.size > 5:
-            raise ValueError(f"camera {self.name!r}: only k1 k2 p1 p2 k3 distortion is supported, got {dist.size} terms")
-        self.dist = np.concatenate([dist, np.zeros(5 - dist.size)])
+        if dist.size > 8:
+            raise ValueError(
+                f"camera {self.name!r}: distortion has {dist.size} terms; supported: k1 k2 p1 p2 k3 (5, plumb_bob) or "
+                "k1 k2 p1 p2 k3 k4 k5 k6 (8, rational_polynomial)")
+        self.dist = np.concatenate([dist, np.zeros((5 if dist.size <= 5 else 8) - dist.size)])
         self.size = (int(self.size[0]), int(self.size[1]))
         if not all(np.all(np.isfinite(a)) for a in (self.K, self.R, self.t, self.dist)):
             raise ValueError(f"camera {self.name!r}: calibration has non-finite values")
@@ -126,12 +131,21 @@ class Camera:
         """World points ``[..., 3]`` to camera coordinates ``[..., 3]``."""
         return np.asarray(points, dtype=np.float64) @ self.R.T + self.t
 
+    def _radial(self, r2: np.ndarray) -> np.ndarray:
+        """Radial distortion factor at squared radius ``r2`` ``[...]``."""
+        k1, k2, k3 = self.dist[0], self.dist[1], self.dist[4]
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        if self.dist.size == 8:
+            k4, k5, k6 = self.dist[5:]
+            radial = radial / (1.0 + r2 * (k4 + r2 * (k5 + r2 * k6)))
+        return radial
+
     def distort_normalised(self, xy: np.ndarray) -> np.ndarray:
         """Apply the lens model to normalised coordinates ``[..., 2]``."""
-        k1, k2, p1, p2, k3 = self.dist
+        p1, p2 = self.dist[2], self.dist[3]
         x, y = xy[..., 0], xy[..., 1]
         r2 = x * x + y * y
-        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        radial = self._radial(r2)
         xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
         yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
         return np.stack([xd, yd], axis=-1)
@@ -158,12 +172,12 @@ class Camera:
         y_n = (uv[..., 1] - self.K[1, 2]) / self.K[1, 1]
         x_n = (uv[..., 0] - self.K[0, 2] - self.K[0, 1] * y_n) / self.K[0, 0]
         distorted = np.stack([x_n, y_n], axis=-1)
-        k1, k2, p1, p2, k3 = self.dist
+        p1, p2 = self.dist[2], self.dist[3]
         xy = distorted.copy()
         for _ in range(iterations):
             x, y = xy[..., 0], xy[..., 1]
             r2 = x * x + y * y
-            radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+            radial = self._radial(r2)
             dx = 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
             dy = p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
             xy = np.stack([(distorted[..., 0] - dx) / radial, (distorted[..., 1] - dy) / radial], axis=-1)

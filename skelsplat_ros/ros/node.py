@@ -32,10 +32,13 @@ from rclpy.qos import (
     QoSReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from skelsplat_ros.geometry.calibration import load_calibration
+from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info, load_calibration_metres
+from skelsplat_ros.geometry.rig_source import FrameRig, RigSource, StaticRigSource, TfRigSource, ViewRef
+from skelsplat_ros.geometry.transforms import TransformBuffer
 from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.skeleton.models import get_skeleton
@@ -50,6 +53,7 @@ from .conversions import (
     tf_transforms,
 )
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
+from .tf_listener import TfListener
 
 if TYPE_CHECKING:
     from skelsplat_ros.fusion import StreamingFuser
@@ -109,19 +113,7 @@ class FusionNode(Node):
         self.params = p
 
         # Configuration first, before importing the fusion core (torch): a bad file fails fast.
-        path = p["calibration_file"]
-        if not path:
-            raise StartupError("parameter calibration_file is not set (path of a Pose2Sim/Anipose calibration TOML)")
-        try:
-            rig = load_calibration(path)
-        except FileNotFoundError:
-            raise StartupError(f"calibration file not found: {path}") from None
-        except (ValueError, OSError) as error:
-            raise StartupError(f"cannot read calibration {path}: {error}") from None
-        cameras = list(p["cameras"] or rig.names)
-        missing = [c for c in cameras if c not in rig.names]
-        if missing:
-            raise StartupError(f"cameras {missing} are not in the calibration {path} (it has {rig.names})")
+        self.rig_source, cameras, source_text = self._rig_source(p)
         if len(set(cameras)) != len(cameras):
             raise StartupError(f"parameter cameras lists a camera twice: {cameras}")
         if len(cameras) < p["min_views"]:
@@ -136,13 +128,14 @@ class FusionNode(Node):
         try:
             config = preset_config(p["preset"], p["method"], backend=None if p["backend"] == "auto" else p["backend"])
             config = replace(config, min_views=int(p["min_views"]))
-            self.fuser: StreamingFuser = StreamingFuser(rig.subset(cameras), self.skeleton, config)
+            self.fuser: StreamingFuser = StreamingFuser(self.rig_source.rig_for({}).rig, self.skeleton, config)
         except (ValueError, KeyError) as error:
             raise StartupError(f"fusion settings: {error.args[0] if error.args else error}") from None
 
         self.cameras = cameras
         self._camera_index = {c: i for i, c in enumerate(cameras)}
-        self.sync: PartialViewSynchronizer[tuple[int, np.ndarray | None]] = PartialViewSynchronizer(
+        # Per view: (stamp ns, keypoints [J, 3] or None, frame_id of the message: the camera's optical frame in TF).
+        self.sync: PartialViewSynchronizer[tuple[int, np.ndarray | None, str]] = PartialViewSynchronizer(
             cameras,
             slop=p["sync_slop"],
             max_wait=p["max_wait"],
@@ -166,6 +159,13 @@ class FusionNode(Node):
                 )
             except Exception as error:  # an invalid topic name, e.g. a camera name with a space
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
+
+        if isinstance(self.rig_source, TfRigSource):
+            self.tf_listener = TfListener(self, self.rig_source.buffer)
+            for camera in cameras:
+                self.create_subscription(CameraInfo, f"{camera}/camera_info",
+                                         lambda msg, camera=camera: self._on_camera_info(camera, msg),
+                                         qos_profile_sensor_data)
 
         # Outputs are consumed by planners, loggers and rviz: reliable, so nothing is silently lost downstream.
         reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE,
@@ -197,9 +197,43 @@ class FusionNode(Node):
         self._worker.start()
         self.marker_pub.publish(delete_markers(self._header(self.get_clock().now().to_msg()), None))
         self.get_logger().info(
-            f"fusing {len(cameras)} cameras {cameras} ({p['method']}, preset {p['preset']}) from {path}; "
+            f"fusing {len(cameras)} cameras {cameras} ({p['method']}, preset {p['preset']}) from {source_text}; "
             f"skeleton {self.skeleton.name}, output frame {p['world_frame']!r}"
         )
+
+    def _rig_source(self, p: dict[str, Any]) -> tuple[RigSource, list[str], str]:
+        """The cameras' source (calibration file, or CameraInfo + TF), the cameras fused, and a description."""
+        path = p["calibration_file"]
+        if not path:
+            cameras = list(p["cameras"] or [])
+            if not cameras:
+                raise StartupError("without calibration_file the parameter cameras must list the cameras (their "
+                                   "<camera>/camera_info and <camera>/keypoints topics are read)")
+            source = TfRigSource(cameras, p["world_frame"], TransformBuffer())
+            return source, cameras, f"<camera>/camera_info + TF into {p['world_frame']!r}"
+        try:
+            rig, units = load_calibration_metres(path, p["calibration_units"])
+        except FileNotFoundError:
+            raise StartupError(f"calibration file not found: {path}") from None
+        except (ValueError, OSError) as error:
+            raise StartupError(f"cannot read calibration {path}: {error}") from None
+        if units != "m":
+            self.get_logger().warning(f"calibration {path} read in {units} (calibration_units="
+                                      f"{p['calibration_units']}); converted to metres")
+        cameras = list(p["cameras"] or rig.names)
+        missing = [c for c in cameras if c not in rig.names]
+        if missing:
+            raise StartupError(f"cameras {missing} are not in the calibration {path} (it has {rig.names})")
+        return StaticRigSource(rig.subset(cameras)), cameras, path
+
+    def _on_camera_info(self, camera: str, msg: CameraInfo) -> None:
+        try:
+            intrinsics = intrinsics_from_camera_info(msg, f"{camera}/camera_info")
+        except CalibrationError as error:
+            self._count("rejected.camera_info")
+            self.get_logger().error(str(error), throttle_duration_sec=5.0)
+            return
+        self.rig_source.set_intrinsics(camera, intrinsics)
 
     # --- input (executor thread) -----------------------------------------------------------------------------------
 
@@ -230,7 +264,7 @@ class FusionNode(Node):
             self._count("ignored_people", parsed.ignored_people)
         if parsed.nonfinite_joints:
             self._count("nonfinite_joints", parsed.nonfinite_joints)
-        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.keypoints), now))
+        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.keypoints, msg.header.frame_id), now))
 
     def _poll(self) -> None:
         self._enqueue(self.sync.poll(time.monotonic()))
@@ -288,21 +322,38 @@ class FusionNode(Node):
             self.fuser.reset()
             self.fuser.resets = 0
 
+    def _frame_rig(self, frame: SyncedFrame) -> FrameRig:
+        """The cameras at the frame's stamps (each view at its own); views whose pose is unknown are counted as
+        ``tf.<reason>`` and must be left out of the frame.
+
+        The wait bound runs from the frame's emission by the synchronizer, not from now: frames queued behind one
+        that waits have waited too, so a TF outage delays the output by tf_timeout instead of dividing its rate.
+        """
+        views = {camera: ViewRef(frame_id, ns) for camera, (ns, _, frame_id) in frame.views.items()}
+        timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
+        frame_rig = self.rig_source.rig_for(views, timeout=timeout)
+        for camera, reason in frame_rig.missing.items():
+            self._count(f"tf.{reason}")
+            self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
+                                      throttle_duration_sec=5.0)
+        return frame_rig
+
     def _header(self, stamp) -> Header:
         return Header(stamp=stamp, frame_id=self.params["world_frame"])
 
     def _fuse_and_publish(self, frame: SyncedFrame) -> None:
+        frame_rig = self._frame_rig(frame)
         keypoints = np.full((len(self.cameras), self.skeleton.num_joints, 3), np.nan)
         with_data = 0
-        for camera, (_, kp) in frame.views.items():
-            if kp is not None:
+        for camera, (_, kp, _) in frame.views.items():
+            if kp is not None and camera not in frame_rig.missing:
                 keypoints[self._camera_index[camera]] = kp
                 with_data += 1
         # The output carries the exact stamp of the group's first message (float seconds would lose nanoseconds).
-        anchor_ns = next((ns for c, (ns, _) in frame.views.items() if frame.stamps[c] == frame.stamp),
-                         min(ns for ns, _ in frame.views.values()))
+        anchor_ns = next((ns for c, (ns, _, _) in frame.views.items() if frame.stamps[c] == frame.stamp),
+                         min(ns for ns, _, _ in frame.views.values()))
         started = time.perf_counter()
-        result = self.fuser.step(keypoints, anchor_ns * 1e-9)
+        result = self.fuser.step(keypoints, anchor_ns * 1e-9, rig=frame_rig.rig)
         fusion_time = time.perf_counter() - started
 
         header = self._header(ns_to_stamp(anchor_ns))

@@ -19,7 +19,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-__all__ = ["StartupError", "ParamSpec", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "declare"]
+__all__ = ["StartupError", "ParamSpec", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "RIG_PUBLISHER_PARAMS", "declare"]
 
 
 class StartupError(RuntimeError):
@@ -52,15 +52,22 @@ class ParamSpec:
 
 
 FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML (required)."),
+    ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML. Empty: intrinsics from "
+              "<camera>/camera_info and extrinsics from /tf + /tf_static at each message's stamp (needs `cameras`)."),
+    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (millimetres detected from the "
+              "camera spread), m, cm or mm. Output is always metres."),
+    ParamSpec("tf_timeout", 0.2, "Longest wait (s) for the camera poses of a frame at its stamps (CameraInfo + TF "
+              "route); views still unknown are dropped and counted (tf.<reason>).", 0.0, 10.0),
     ParamSpec(
         "cameras",
         Parameter.Type.STRING_ARRAY,
         "Camera names to fuse, as named in the calibration; each is read from <camera>/keypoints (relative: "
-        "/<camera>/keypoints in the root namespace; remappable). Unset: every camera of the calibration.",
+        "/<camera>/keypoints in the root namespace; remappable), and <camera>/camera_info without calibration_file. "
+        "Unset: every camera of the calibration.",
     ),
     ParamSpec("skeleton", "h36m17", "Skeleton of the incoming keypoints (built-in name or YAML file)."),
-    ParamSpec("world_frame", "world", "frame_id of the output: the calibration's world frame."),
+    ParamSpec("world_frame", "world", "frame_id of the output: the calibration's world frame (TF route: the frame "
+              "camera poses are looked up in)."),
     ParamSpec("min_views", 2, "Fewest cameras for a frame (synchronizer) and for a joint (fusion).", 2, 64),
     ParamSpec("sync_slop", 0.010, "Messages whose capture stamps differ by at most this (s) form one frame.", 0.0, 1.0),
     ParamSpec("max_wait", 0.060, "Longest wait (s, wall clock) for missing cameras before fusing a partial frame.",
@@ -112,6 +119,14 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("drop_duration", 0.0, "Seconds drop_camera stays silent (0 = for good).", 0.0, 1e6, read_only=False),
     ParamSpec("frame_prefix", "", "Prefix of the cameras' optical frame ids (<prefix><camera>_optical)."),
     ParamSpec("world_frame", "world", "frame_id of the ground truth (the calibration's world frame)."),
+)
+
+RIG_PUBLISHER_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("calibration_file", "", "Calibration TOML to publish as /tf_static + <camera>/camera_info (required)."),
+    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto, m, cm or mm (published in m)."),
+    ParamSpec("world_frame", "world", "Parent frame of the cameras' optical frames."),
+    ParamSpec("frame_prefix", "", "Prefix of the optical frame ids (<prefix><camera>_optical, as the sim rig)."),
+    ParamSpec("rate", 10.0, "camera_info rate (Hz).", 0.1, 1000.0),
 )
 
 

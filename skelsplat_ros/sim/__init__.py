@@ -17,15 +17,19 @@ Pieces:
   correlated jitter that scales with the person's size in the image, per-view systematic bias, self-occlusion by
   the torso and head, confident outliers, left/right swaps of whole views, occluded limb segments, dropped views,
   off-image joints and confidences that follow the error.
+* :func:`make_moving_robot_scenario` (``moving.py``) -- a robot with a stereo head circling the person plus two wall
+  cameras: per-frame camera poses, as ``/tf`` would carry them.
 * :class:`Scenario` and :func:`make_scenario` (``scenarios.py``) -- all of it in one call.
 
 It sits beside the runtime: the CLI's ``fuse`` and the fusion node never import it.
 """
 
 from .detector import NOISE_PRESETS, DetectionInfo, NoiseModel, simulate_detections
+from .moving import MovingRigScenario, make_moving_robot_scenario
 from .motion import MOTION_KINDS, generate_motion, motion_joint_names
 from .rigs import RIG_KINDS, make_rig
 from .scenarios import Scenario, make_scenario
 
 __all__ = ["RIG_KINDS", "MOTION_KINDS", "NOISE_PRESETS", "generate_motion", "motion_joint_names", "make_rig",
-           "NoiseModel", "DetectionInfo", "simulate_detections", "Scenario", "make_scenario"]
+           "NoiseModel", "DetectionInfo", "simulate_detections", "Scenario", "make_scenario",
+           "MovingRigScenario", "make_moving_robot_scenario"]

@@ -138,7 +138,7 @@ def test_millimetre_scale(tmp_path):
         ),
         (
             lambda t: t.replace(
-                "distortions = [0.0, 0.0, 0.0, 0.0]", "distortions = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]"
+                "distortions = [0.0, 0.0, 0.0, 0.0]", "distortions = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]"
             ),
             "'distortions' must be a list of",
         ),

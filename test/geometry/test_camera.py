@@ -85,7 +85,7 @@ def test_distortion_with_four_coefficients_is_padded_and_without_is_identity():
     uv = _pixel_grid(1920, 1080, 5)
     np.testing.assert_array_equal(plain.undistort_pixels(uv), uv)
     with pytest.raises(ValueError, match="distortion"):
-        Camera("cam", K_HD, np.eye(3), np.zeros(3), (1920, 1080), np.zeros(8))
+        Camera("cam", K_HD, np.eye(3), np.zeros(3), (1920, 1080), np.zeros(9))
 
 
 def test_undistort_keeps_nan_and_rig_undistort_is_per_view():

@@ -1,10 +1,11 @@
 """Launch files and configs, as far as this environment can check them (launch/launch_ros are not installable here).
 
 - launch/*.launch.py parse as Python and define generate_launch_description();
-- every config/rviz/calibration file they name exists in the package, and every executable they start is one
-  this package installs (or rviz2);
-- parameter names in the launch files and YAML files are parameters the nodes declare (rclpy ignores unknown
-  names silently, so a typo would otherwise go unnoticed);
+- each launch file is executed with minimal stand-ins for launch/launch_ros and its node actions are built for
+  several argument sets: every executable is one this package installs (or rviz2), every file exists, every
+  parameter is declared by its node (rclpy ignores unknown names silently); the calibration argument applies only
+  when given; the command lines they amount to start the real nodes (namespace, use_sim_time, calibration);
+- parameter names in the YAML files are parameters the nodes declare;
 - config/skelsplat.yaml loads into the real node through --params-file;
 - the rviz config shows Grid, TF and the skeleton markers in the world frame.
 """
@@ -12,7 +13,7 @@
 from __future__ import annotations
 
 import ast
-import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,22 +27,6 @@ def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def _strings(node: ast.AST) -> list[str]:
-    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-
-
-def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    def called(call: ast.Call) -> str:
-        func = call.func
-        return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
-
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and called(n) == name]
-
-
-def _keyword(call: ast.Call, name: str) -> ast.AST | None:
-    return next((k.value for k in call.keywords if k.arg == name), None)
-
-
 def test_both_launch_files_exist():
     assert {p.name for p in LAUNCH_FILES} >= {"skelsplat.launch.py", "demo.launch.py"}
 
@@ -53,56 +38,134 @@ def test_launch_file_parses_and_defines_generate_launch_description(path):
     assert "generate_launch_description" in functions
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_files_named_by_launch_files_exist(path):
-    tree = _tree(path)
-    referenced = []
-    # PathJoinSubstitution([share, "config", "x.yaml"]): the string parts form a path inside the package.
-    for call in _calls(tree, "PathJoinSubstitution"):
-        parts = [s.value for s in call.args[0].elts if isinstance(s, ast.Constant)] if call.args else []
-        if parts:
-            referenced.append("/".join(parts))
-    # ... and any other string that looks like a file of ours.
-    referenced += [s for s in _strings(tree) if re.search(r"\.(yaml|rviz|toml)$", s) and "/" in s]
-    assert referenced, "expected the launch file to name its config files"
-    for relative in referenced:
-        assert (REPO / relative).is_file(), f"{path.name} references {relative}, which does not exist"
+class _Stub:
+    """Records its constructor arguments: stands in for a launch/launch_ros class."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _run_launch_file(path: Path, monkeypatch, configuration: dict[str, str]) -> tuple[list[_Stub], list[dict]]:
+    """Execute a launch file with minimal stand-ins for ``launch``/``launch_ros`` (not installable here): returns
+    its declared arguments and the keyword arguments of the ``Node`` actions it builds for ``configuration``."""
+    import types
+
+    class FindPackageShare(_Stub):
+        def perform(self, context):
+            assert self.args == ("skelsplat_ros",)
+            return str(REPO)  # the source tree has the share layout (config/, launch/)
+
+    class LaunchDescription(_Stub):
+        pass
+
+    modules = {
+        "launch": {"LaunchDescription": LaunchDescription},
+        "launch.actions": {"DeclareLaunchArgument": type("DeclareLaunchArgument", (_Stub,), {}),
+                           "OpaqueFunction": type("OpaqueFunction", (_Stub,), {})},
+        "launch_ros": {},
+        "launch_ros.actions": {"Node": type("Node", (_Stub,), {})},
+        "launch_ros.substitutions": {"FindPackageShare": FindPackageShare},
+    }
+    for name, attributes in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+    namespace: dict = {"__name__": "launch_file_under_test"}
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), namespace)
+    description = namespace["generate_launch_description"]()
+    entities = description.args[0]
+    declared = [e for e in entities if type(e).__name__ == "DeclareLaunchArgument"]
+    opaque = [e for e in entities if type(e).__name__ == "OpaqueFunction"]
+    defaults = {d.args[0]: d.kwargs["default_value"] for d in declared}
+    context = types.SimpleNamespace(launch_configurations={**defaults, **configuration})
+    nodes = [node.kwargs for function in opaque for node in function.kwargs["function"](context)]
+    return declared, nodes
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_executables_and_parameters_exist(path):
-    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, SIM_RIG_PARAMS
+def test_launch_file_nodes_start_installed_executables_with_declared_parameters_and_existing_files(path, monkeypatch):
+    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS, SIM_RIG_PARAMS
 
     declared = {"skelsplat_node": {p.name for p in FUSION_NODE_PARAMS},
-                "skelsplat_sim_rig": {p.name for p in SIM_RIG_PARAMS}}
+                "skelsplat_sim_rig": {p.name for p in SIM_RIG_PARAMS},
+                "skelsplat_rig_publisher": {p.name for p in RIG_PUBLISHER_PARAMS}}
     setup = (REPO / "setup.py").read_text()
     cmake = (REPO / "CMakeLists.txt").read_text()
-    tree = _tree(path)
-    nodes = _calls(tree, "Node")
-    assert nodes
-    for call in nodes:
-        package = _keyword(call, "package").value
-        executable = _keyword(call, "executable").value
-        if package == "rviz2":
-            continue
-        assert package == "skelsplat_ros"
-        # Installed for `ros2 run` (CMake) and as a console script (pip).
-        assert (REPO / "scripts" / executable).is_file() and f"scripts/{executable}" in cmake
-        assert f"{executable}=" in setup
-        # Parameter dicts written in the launch file name declared parameters.
-        parameters = _keyword(call, "parameters")
-        names = []
-        for node in ast.walk(parameters) if parameters is not None else []:
-            if isinstance(node, ast.Dict):
-                names += [k.value for k in node.keys if isinstance(k, ast.Constant)]
-        for name in names:
-            assert name in declared[executable], f"{path.name}: {executable} has no parameter {name!r}"
-    # Dicts bound to variables and passed in (demo.launch.py's `calibration`) are checked here.
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for key in node.keys:
-                if isinstance(key, ast.Constant):
-                    assert any(key.value in names for names in declared.values()), key.value
+    configurations = [{}]
+    if path.name == "skelsplat.launch.py":
+        configurations.append({"publish_rig": "true", "calibration": str(REPO / "config" / "sim_rig_lab.toml")})
+    for configuration in configurations:
+        arguments, nodes = _run_launch_file(path, monkeypatch, configuration)
+        assert nodes and arguments
+        for node in nodes:
+            if node["package"] == "rviz2":
+                assert (REPO / node["arguments"][1]).is_file()
+                continue
+            executable = node["executable"]
+            assert node["package"] == "skelsplat_ros"
+            # Installed for `ros2 run` (CMake) and as a console script (pip).
+            assert (REPO / "scripts" / executable).is_file() and f"scripts/{executable}" in cmake
+            assert f"{executable}=" in setup
+            for entry in node["parameters"]:
+                if isinstance(entry, dict):
+                    assert set(entry) - {"use_sim_time"} <= declared[executable], (path.name, entry)
+                    for key, value in entry.items():
+                        if key == "calibration_file" and value:
+                            assert Path(value).is_file(), value
+                else:
+                    assert Path(entry).is_file(), entry
+
+
+def test_calibration_argument_applies_only_when_given(monkeypatch):
+    path = REPO / "launch" / "skelsplat.launch.py"
+    _, (node,) = _run_launch_file(path, monkeypatch, {})
+    params_file, overrides = node["parameters"]
+    assert params_file == str(REPO / "config" / "skelsplat.yaml")
+    assert overrides == {"use_sim_time": False}  # the params file's calibration_file stands
+    mine = "/data/my_rig.toml"
+    _, (node,) = _run_launch_file(path, monkeypatch, {"calibration": mine, "params_file": "/data/p.yaml"})
+    assert node["parameters"] == ["/data/p.yaml", {"use_sim_time": False, "calibration_file": mine}]
+    _, (node,) = _run_launch_file(path, monkeypatch, {"calibration": mine, "calibration_from_ros": "true"})
+    assert node["parameters"][1]["calibration_file"] == ""
+    with pytest.raises(ValueError, match="publish_rig:=true needs calibration"):
+        _run_launch_file(path, monkeypatch, {"publish_rig": "true"})
+    with pytest.raises(ValueError, match="use_sim_time"):
+        _run_launch_file(path, monkeypatch, {"use_sim_time": "yes please"})
+    with pytest.raises(ValueError, match="log level"):
+        _run_launch_file(path, monkeypatch, {"log_level": "loud"})
+
+
+def test_launch_commands_start_the_real_nodes(rclpy_context, monkeypatch):
+    """The command lines the launch actions amount to, given to the real nodes: namespace, sim time, calibration
+    and the rig publisher + CameraInfo/TF route all take effect."""
+    pytest.importorskip("skelsplat_ros.msg")
+    from skelsplat_ros.ros.launch_actions import skelsplat_actions
+    from skelsplat_ros.ros.node import FusionNode
+    from skelsplat_ros.ros.rig_publisher import RigPublisherNode
+    from skelsplat_ros.geometry.rig_source import TfRigSource
+
+    monkeypatch.chdir(REPO)  # config/skelsplat.yaml names its calibration relative to the repository
+    calibration = str(REPO / "config" / "sim_rig_lab.toml")
+    (action,) = skelsplat_actions({"namespace": "robot", "use_sim_time": "true", "log_level": "debug",
+                                   "calibration": calibration}, REPO)
+    command = action.command()
+    assert command[0] == "skelsplat_node" and command[-2:] == ["--log-level", "debug"]
+    node = FusionNode(context=rclpy_context, cli_args=command[1:] + ["-p", "method:=robust"])
+    try:
+        assert node.get_namespace() == "/robot"
+        assert node.get_parameter("use_sim_time").value is True
+        assert node.get_parameter("calibration_file").value == calibration
+    finally:
+        node.destroy_node()
+    fusion_action, rig_action = skelsplat_actions({"publish_rig": "true", "calibration": calibration}, REPO)
+    publisher = RigPublisherNode(context=rclpy_context, cli_args=rig_action.command()[1:])
+    node = FusionNode(context=rclpy_context, cli_args=fusion_action.command()[1:] + ["-p", "method:=robust"])
+    try:
+        assert isinstance(node.rig_source, TfRigSource) and node.cameras == ["cam0", "cam1", "cam2", "cam3"]
+        assert publisher.rig.names == node.cameras
+    finally:
+        node.destroy_node()
+        publisher.destroy_node()
 
 
 @pytest.mark.parametrize("name", ["skelsplat.yaml", "demo.yaml"])
@@ -161,3 +224,11 @@ def test_skelsplat_yaml_loads_into_the_real_node(rclpy_context, monkeypatch):
         assert node.cameras == expected["cameras"]
     finally:
         node.destroy_node()
+
+
+def test_readme_documents_every_node_parameter_in_its_tables():
+    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for spec in FUSION_NODE_PARAMS + RIG_PUBLISHER_PARAMS:
+        assert f"| `{spec.name}` |" in readme, f"README has no table row for parameter {spec.name}"

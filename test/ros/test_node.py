@@ -339,7 +339,8 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
     fusion.marker_pub.publish = markers.append  # record what would go to rviz
 
     def frame(stamp_ns: int, with_person: bool) -> SyncedFrame:
-        views = {c: (stamp_ns, scenario.keypoints[v, 0] if with_person else None) for v, c in enumerate(CAMERAS)}
+        views = {c: (stamp_ns, scenario.keypoints[v, 0] if with_person else None, f"{c}_optical")
+                 for v, c in enumerate(CAMERAS)}
         return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
 
     try:
@@ -410,7 +411,7 @@ def test_cameras_not_in_calibration_and_bad_values_are_startup_errors(rclpy_cont
     with pytest.raises(StartupError, match=r"\['camX'\] are not in the calibration"):
         FusionNode(context=rclpy_context, parameter_overrides=[
             Parameter("calibration_file", value=calibration), Parameter("cameras", value=["cam0", "camX"])])
-    with pytest.raises(StartupError, match="calibration_file is not set"):
+    with pytest.raises(StartupError, match="without calibration_file the parameter cameras must list"):
         FusionNode(context=rclpy_context)
     with pytest.raises(StartupError, match="fusion settings"):
         FusionNode(context=rclpy_context, parameter_overrides=[

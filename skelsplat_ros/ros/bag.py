@@ -1,0 +1,291 @@
+"""rosbag2 recordings in and out, with the ``rosbags`` library (pure Python; ``ros2 bag`` is not on PyPI).
+
+Reading (:func:`read_bag_frames`): a bag folder with ``metadata.yaml`` (MCAP or sqlite3 storage) or a bare ``.mcap``.
+Keypoints come from ``/<camera>/keypoints`` topics (``Keypoints2DArray``), found by type and name or given; messages
+are fed in recording order (log time = the ``now`` clock) to the node's :class:`PartialViewSynchronizer`, so a frame
+with a lost message is grouped offline exactly as it was live. The cameras come from a calibration file or, without
+one, from ``<camera>/camera_info`` + ``/tf`` + ``/tf_static`` in the same bag, each view posed at its own stamp
+(:class:`TfRigSource`); a view whose pose the bag does not give exactly is left out and counted.
+
+Writing (:func:`write_result_bag`): a rosbag2 MCAP bag with ``/skeletons`` (``Skeleton3DArray``), ``/tf`` (a frame
+per joint) and ``/skeleton_markers``, each message stamped and logged at its frame's capture stamp; message
+definitions are embedded, so any rosbags or ros2 reader decodes it without our package.
+
+Messages are (de)serialised by rclpy with the generated types, so the arrays go through the same conversion code
+as the live node; ``rosbags`` handles the container and the embedded definitions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+
+from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info
+from skelsplat_ros.geometry.camera import CameraRig
+from skelsplat_ros.geometry.rig_source import StaticRigSource, TfRigSource, ViewRef
+from skelsplat_ros.geometry.transforms import TransformBuffer
+from skelsplat_ros.io.recording import is_bag
+from skelsplat_ros.io.sync import PartialViewSynchronizer
+from skelsplat_ros.msg import Keypoints2DArray
+
+from .conversions import marker_array, ns_to_stamp, parse_keypoints, skeleton_array_msg, tf_transforms
+from .tf_listener import add_tf_message
+
+__all__ = ["BagError", "BagFrames", "SyncSettings", "is_bag", "read_bag_frames", "write_result_bag",
+           "typestore_with_our_messages"]
+
+KEYPOINTS_TYPE = "skelsplat_ros/msg/Keypoints2DArray"
+MESSAGE_DIR_CANDIDATES = (Path(__file__).resolve().parents[2] / "msg",)
+
+
+class BagError(ValueError):
+    """A recording that cannot be used; the message says why in one line."""
+
+
+def _message_dir() -> Path:
+    """``msg/`` of the source tree, else the installed ``share/skelsplat_ros/msg`` (colcon or pip prefix)."""
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    installed = tuple(Path(prefix) / "share" / "skelsplat_ros" / "msg" for prefix in prefixes)
+    for candidate in MESSAGE_DIR_CANDIDATES + installed:
+        if (candidate / "Keypoints2DArray.msg").is_file():
+            return candidate
+    raise BagError("cannot find the package's msg/*.msg definitions (neither in the source tree nor installed)")
+
+
+def typestore_with_our_messages():
+    """The ROS 2 Kilted typestore of ``rosbags`` plus this package's messages, from ``msg/*.msg``."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    types = {}
+    for path in sorted(_message_dir().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(encoding="utf-8"), f"skelsplat_ros/msg/{path.stem}"))
+    typestore.register(types)
+    return typestore
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """The node's synchronizer parameters (same defaults as FUSION_NODE_PARAMS)."""
+
+    slop: float = 0.010
+    max_wait: float = 0.060
+    min_views: int = 2
+    max_pending: int = 16
+    camera_timeout: float = 1.0
+    clock_jump_threshold: float = 1.0
+
+
+@dataclass
+class BagFrames:
+    """Synchronized frames of a recording.
+
+    Attributes:
+        cameras: camera names ``[V]``.
+        keypoints: ``[V, F, J, 3]`` (NaN / 0 for views missing or left out).
+        stamps_ns: capture stamp of each frame ``[F]`` (the stamp of its first message), integer ns.
+        rigs: the cameras of each frame ``[F]``; one shared object for a calibration file.
+        moving: the camera poses differ between frames.
+        counts: what was dropped or left out, by reason.
+        skeleton: skeleton name of the keypoints.
+    """
+
+    cameras: list[str]
+    keypoints: np.ndarray
+    stamps_ns: np.ndarray
+    rigs: list[CameraRig]
+    moving: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    skeleton: str = ""
+
+    @property
+    def fps(self) -> float:
+        """Frame rate from the median stamp step (30 for fewer than two frames)."""
+        if len(self.stamps_ns) < 2:
+            return 30.0
+        return float(1e9 / np.median(np.diff(self.stamps_ns)))
+
+
+def _open(path: Path):
+    from rosbags.rosbag2 import Reader
+
+    if not path.exists():
+        raise FileNotFoundError(f"no such recording: {path}")
+    if not is_bag(path):
+        raise BagError(f"{path}: not a rosbag2 folder (metadata.yaml) nor a .mcap/.db3 file")
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as error:  # rosbags raises its own ReaderError family and sqlite/mcap errors
+        raise BagError(f"{path}: cannot open the recording ({error})") from None
+    return reader
+
+
+def _camera_of_topic(topic: str) -> str:
+    """``/cam0/keypoints`` -> ``cam0``; ``/robot/head/keypoints`` -> ``robot/head``."""
+    return topic.strip("/").rpartition("/keypoints")[0]
+
+
+def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topics: list[str] | None = None,
+                    rig: CameraRig | None = None, world_frame: str = "world",
+                    sync: SyncSettings = SyncSettings()) -> BagFrames:
+    """Read, validate and synchronize the keypoints of a recording, and pose its cameras.
+
+    Args:
+        path: bag folder or ``.mcap``/``.db3`` file.
+        skeleton_name, num_joints: the skeleton the keypoints must have (others are rejected and counted).
+        topics: keypoint topics; default every ``Keypoints2DArray`` topic named ``/<camera>/keypoints``.
+        rig: a calibration (cameras named as the topics); ``None`` = ``camera_info`` + TF from the bag.
+        world_frame: frame the TF route poses cameras in.
+        sync: the node's synchronizer settings.
+
+    Raises:
+        BagError: no keypoint topic, a topic of another type, no usable camera_info, nothing synchronized.
+    """
+    path = Path(path)
+    reader = _open(path)
+    try:
+        by_topic = {c.topic: c for c in reader.connections}
+        if topics:
+            for topic in topics:
+                if topic not in by_topic:
+                    raise BagError(f"{path}: no topic {topic} (it has {sorted(by_topic)})")
+                if by_topic[topic].msgtype != KEYPOINTS_TYPE:
+                    raise BagError(f"{path}: {topic} is {by_topic[topic].msgtype}, not {KEYPOINTS_TYPE}")
+            keypoint_topics = list(topics)
+        else:
+            keypoint_topics = sorted(t for t, c in by_topic.items()
+                                     if c.msgtype == KEYPOINTS_TYPE and t.endswith("/keypoints"))
+        if not keypoint_topics:
+            raise BagError(f"{path}: no /<camera>/keypoints topic of type {KEYPOINTS_TYPE} "
+                           f"(topics: {sorted(by_topic)}); name them with --topics")
+        camera_of = {t: _camera_of_topic(t) for t in keypoint_topics}
+        cameras = list(camera_of.values())
+        if rig is not None:
+            missing = [c for c in cameras if c not in rig.names]
+            if missing:
+                raise BagError(f"{path}: cameras {missing} of the keypoint topics are not in the calibration "
+                               f"(it has {rig.names})")
+            source = StaticRigSource(rig.subset(cameras))
+        else:
+            duration_ns = max(int(reader.duration), 1)
+            source = TfRigSource(cameras, world_frame, TransformBuffer(cache_ns=duration_ns + 1_000_000_000))
+        info_topic = {f"/{c}/camera_info": c for c in cameras}
+        wanted = [by_topic[t] for t in keypoint_topics]
+        if rig is None:
+            wanted += [c for t, c in by_topic.items() if t in info_topic or t in ("/tf", "/tf_static")]
+
+        synchronizer: PartialViewSynchronizer = PartialViewSynchronizer(
+            cameras, slop=sync.slop, max_wait=sync.max_wait, min_views=min(sync.min_views, len(cameras)),
+            max_pending=sync.max_pending, dead_after=sync.camera_timeout,
+            jump_threshold=max(sync.clock_jump_threshold, 2.0 * sync.slop + 1e-3))
+        counts: dict[str, int] = {}
+        frames = []
+
+        def count(key: str, amount: int = 1) -> None:
+            counts[key] = counts.get(key, 0) + amount
+
+        for connection, log_ns, raw in reader.messages(connections=wanted):
+            now = log_ns * 1e-9
+            frames += synchronizer.poll(now)
+            topic = connection.topic
+            if topic in ("/tf", "/tf_static"):
+                refused = add_tf_message(source.buffer, deserialize_message(raw, TFMessage), topic == "/tf_static")
+                if refused:
+                    count("rejected.transform", refused)
+                continue
+            if topic in info_topic:
+                camera = info_topic[topic]
+                if source.intrinsics(camera) is None:
+                    try:
+                        source.set_intrinsics(camera, intrinsics_from_camera_info(deserialize_message(raw, CameraInfo),
+                                                                                  f"{path} {topic}"))
+                    except CalibrationError as error:
+                        raise BagError(str(error)) from None
+                continue
+            msg = deserialize_message(raw, Keypoints2DArray)
+            parsed = parse_keypoints(msg, skeleton_name, num_joints)
+            if parsed.rejected:
+                count(f"rejected.{parsed.rejected}")
+                continue
+            stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            frames += synchronizer.add(camera_of[topic], stamp_ns * 1e-9,
+                                       (stamp_ns, parsed.keypoints, msg.header.frame_id), now)
+        frames += synchronizer.poll(math.inf)
+    finally:
+        reader.close()
+    counts.update({f"dropped.{reason}": n for reason, n in synchronizer.drops.items() if n})
+    if not frames:
+        raise BagError(f"{path}: no frame with at least {synchronizer.min_views} views on {keypoint_topics}")
+    if rig is None:
+        silent = [c for c in cameras if source.intrinsics(c) is None]
+        if len(silent) == len(cameras):
+            raise BagError(f"{path}: no calibration given and no /<camera>/camera_info in the recording "
+                           f"(looked for {sorted(info_topic)}); pass --calibration")
+
+    keypoints = np.full((len(cameras), len(frames), num_joints, 3), np.nan)
+    keypoints[..., 2] = 0.0
+    stamps, rigs = np.zeros(len(frames), dtype=np.int64), []
+    index = {c: i for i, c in enumerate(cameras)}
+    for f, frame in enumerate(frames):
+        views = {c: ViewRef(frame_id, ns) for c, (ns, _, frame_id) in frame.views.items()}
+        frame_rig = source.rig_for(views)
+        for camera, reason in frame_rig.missing.items():
+            count(f"tf.{reason}")
+        for camera, (_, kp, _) in frame.views.items():
+            if kp is not None and camera not in frame_rig.missing:
+                keypoints[index[camera], f] = kp
+        stamps[f] = next(ns for c, (ns, _, _) in frame.views.items() if frame.stamps[c] == frame.stamp)
+        rigs.append(frame_rig.rig)
+    moving = any(not (np.allclose(r.R, rigs[0].R, atol=1e-9) and np.allclose(r.t, rigs[0].t, atol=1e-9))
+                 for r in rigs[1:])
+    return BagFrames(cameras, keypoints, stamps, rigs, moving, counts, skeleton_name)
+
+
+def write_result_bag(path: str | Path, stamps_ns: np.ndarray, skeleton_name: str, joint_names: list[str],
+                     joints: np.ndarray, confidence: np.ndarray, covariance: np.ndarray, num_views: np.ndarray,
+                     reprojection_error: np.ndarray, bones: np.ndarray, world_frame: str = "world",
+                     storage: str = "mcap") -> Path:
+    """Write fused frames as a rosbag2 bag; returns the bag folder.
+
+    ``path`` ending in ``.mcap`` names the bag's storage file: ``run.mcap`` writes the folder ``run/`` holding
+    ``run.mcap`` and ``metadata.yaml`` (what ``ros2 bag record -o run`` makes). Every frame gets one
+    ``Skeleton3DArray`` (empty when nothing was estimated), its joints' TF and markers, at its capture stamp.
+
+    Arrays: ``joints [F, J, 3]``, ``confidence [F, J]``, ``covariance [F, J, 3, 3]``, ``num_views [F, J]``,
+    ``reprojection_error [F, J]``, ``stamps_ns [F]``.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    path = Path(path)
+    folder = path.with_suffix("") if path.suffix == ".mcap" else path
+    if folder.exists():
+        raise BagError(f"{folder}: exists; rosbag2 bags are not overwritten")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    typestore = typestore_with_our_messages()
+    with Writer(folder, version=9, storage_plugin=plugin) as writer:
+        skeletons = writer.add_connection("/skeletons", "skelsplat_ros/msg/Skeleton3DArray", typestore=typestore)
+        tf = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=typestore)
+        markers = writer.add_connection("/skeleton_markers", "visualization_msgs/msg/MarkerArray",
+                                        typestore=typestore)
+        for f, stamp_ns in enumerate(np.asarray(stamps_ns, dtype=np.int64).tolist()):
+            header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=world_frame)
+            msg = skeleton_array_msg(header, skeleton_name, joint_names, joints[f], confidence[f], covariance[f],
+                                     num_views[f], reprojection_error[f], 0)  # no skeleton when nothing estimated
+            writer.write(skeletons, stamp_ns, serialize_message(msg))
+            if msg.skeletons:
+                transforms = tf_transforms(header, joint_names, joints[f], confidence[f], "", 0)
+                writer.write(tf, stamp_ns, serialize_message(TFMessage(transforms=transforms)))
+                writer.write(markers, stamp_ns,
+                             serialize_message(marker_array(header, joints[f], confidence[f], bones, 0)))
+    return folder

@@ -1,0 +1,102 @@
+"""``skelsplat play BAG``: republish a rosbag2 recording with ``/clock``, for a replay through the live node with
+``use_sim_time:=true`` (``ros2 bag play --clock`` where rosbag2 is not installed).
+
+Messages are published as recorded (serialized bytes, no decoding) at their log times, scaled by ``rate``; between
+messages ``/clock`` advances at ``clock_rate`` Hz, and it is set to each message's log time just before the message,
+so a node on sim time sees the same clock as during the recording: its stamp checks pass, its latency figures are
+the recording's. ``/tf_static`` is republished transient-local (late subscribers get it, as from a static
+broadcaster); other topics reliable, depth 100. A topic whose type is not importable here is skipped, with a line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from rosgraph_msgs.msg import Clock
+
+from .bag import BagError
+from .conversions import ns_to_stamp
+
+__all__ = ["message_class", "play"]
+
+_STATIC_QOS = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
+                         durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+_QOS = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
+
+
+def message_class(msgtype: str):
+    """The rclpy class of ``pkg/msg/Name``, or ``None`` when that package is not installed here."""
+    package, _, name = msgtype.partition("/msg/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, start_delay: float = 5.0,
+         clock_rate: float = 100.0, args: list[str] | None = None) -> int:
+    """Play the bag once; returns the number of messages published. It starts once every topic has a subscriber
+    (the node's), or after ``start_delay`` seconds."""
+    from rosbags.rosbag2 import Reader
+
+    if rate <= 0 or clock_rate <= 0:
+        raise ValueError("rate and clock rate must be positive")
+    reader = Reader(Path(path))
+    try:
+        reader.open()
+    except Exception as error:
+        raise BagError(f"{path}: cannot open the recording ({error})") from None
+    rclpy.init(args=args)
+    node = Node("skelsplat_play")
+    published = 0
+    try:
+        clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
+        publishers, connections = {}, []
+        for connection in reader.connections:
+            if topics and connection.topic not in topics:
+                continue
+            cls = message_class(connection.msgtype)
+            if cls is None:
+                print(f"skelsplat play: skipping {connection.topic}: type {connection.msgtype} is not installed",
+                      file=sys.stderr)
+                continue
+            if connection.topic not in publishers:
+                qos = _STATIC_QOS if connection.topic == "/tf_static" else _QOS
+                publishers[connection.topic] = node.create_publisher(cls, connection.topic, qos)
+            connections.append(connection)
+        # Discovery takes a moment: start once every topic has a subscriber, or after start_delay at most.
+        waited_until = time.monotonic() + start_delay
+        while time.monotonic() < waited_until and not all(
+                p.get_subscription_count() for p in [clock_pub, *publishers.values()]):
+            time.sleep(0.02)
+        time.sleep(0.1)
+        wall_start, bag_start = time.monotonic(), None
+        clock_period = 1.0 / clock_rate
+
+        def publish_clock(ns: int) -> None:
+            clock_pub.publish(Clock(clock=ns_to_stamp(ns)))
+
+        for connection, log_ns, raw in reader.messages(connections=connections):
+            if bag_start is None:
+                bag_start = log_ns
+                publish_clock(log_ns)
+            due = wall_start + (log_ns - bag_start) * 1e-9 / rate
+            while (left := due - time.monotonic()) > 0:
+                time.sleep(min(left, clock_period))
+                elapsed = time.monotonic() - wall_start
+                publish_clock(bag_start + min(int(elapsed * rate * 1e9), log_ns - bag_start))
+            publish_clock(log_ns)
+            publishers[connection.topic].publish(bytes(raw))
+            published += 1
+        time.sleep(0.2)  # the last messages leave before the publishers are destroyed
+    finally:
+        reader.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return published

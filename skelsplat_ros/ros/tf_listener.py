@@ -1,0 +1,57 @@
+"""``/tf`` + ``/tf_static`` into a :class:`~skelsplat_ros.geometry.transforms.TransformBuffer` (tf2_ros is not on
+PyPI; this is the part of its ``TransformListener`` the fusion node needs).
+
+QoS as tf2_ros's listener, so every tf2 broadcaster matches: ``/tf`` depth 100, reliable, volatile; ``/tf_static``
+depth 100, reliable, transient-local (a late subscriber still gets the latched static transforms).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from tf2_msgs.msg import TFMessage
+
+from skelsplat_ros.geometry.transforms import TransformBuffer
+
+from .conversions import stamp_to_ns
+
+__all__ = ["TF_QOS", "TF_STATIC_QOS", "TfListener", "add_tf_message"]
+
+TF_QOS = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.VOLATILE)
+TF_STATIC_QOS = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE,
+                           durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def add_tf_message(buffer: TransformBuffer, msg: TFMessage, static: bool) -> int:
+    """Add every transform of a ``tf2_msgs/TFMessage`` (rclpy or rosbags message); returns how many were refused
+    (empty or equal frame names, non-finite values, a zero quaternion)."""
+    refused = 0
+    for transform in msg.transforms:
+        t, q = transform.transform.translation, transform.transform.rotation
+        try:
+            buffer.set_transform(transform.header.frame_id.lstrip("/"), transform.child_frame_id.lstrip("/"),
+                                 stamp_to_ns(transform.header.stamp), (t.x, t.y, t.z), (q.x, q.y, q.z, q.w),
+                                 static=static)
+        except ValueError:
+            refused += 1
+    return refused
+
+
+class TfListener:
+    """Subscribes ``/tf`` and ``/tf_static`` on ``node`` and fills ``buffer``; counts refused transforms."""
+
+    def __init__(self, node: Node, buffer: TransformBuffer) -> None:
+        self.buffer = buffer
+        self.refused = 0
+        self.received = 0
+        self._lock = threading.Lock()
+        node.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
+        node.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)
+
+    def _on_tf(self, msg: TFMessage, static: bool) -> None:
+        refused = add_tf_message(self.buffer, msg, static)
+        with self._lock:
+            self.received += len(msg.transforms)
+            self.refused += refused

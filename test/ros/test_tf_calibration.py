@@ -1,0 +1,147 @@
+"""The CameraInfo + TF calibration route over DDS, with real nodes that publish /tf, /tf_static and camera_info.
+
+- Static: a TOML rig published by the rig publisher node; the fusion node, given no calibration file, must fuse
+  exactly what the TOML route fuses (robust triangulation of the same keypoints with the same cameras).
+- Moving: a robot's stereo head circling the person plus two wall cameras, keypoints 100 ms late, the base pose on
+  /tf at every capture stamp. Every fused frame must equal the triangulation with the true cameras AT ITS STAMP;
+  while /tf is withheld the head views must be left out (counted), never fused with another pose.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("skelsplat_ros.msg")
+
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import QoSProfile  # noqa: E402
+from skelsplat_ros.msg import Skeleton3DArray  # noqa: E402
+
+from skelsplat_ros.fusion import StreamingFuser, preset_config  # noqa: E402
+from skelsplat_ros.geometry.calibration import load_calibration  # noqa: E402
+from skelsplat_ros.ros.conversions import skeleton_arrays, stamp_to_ns  # noqa: E402
+from skelsplat_ros.ros.moving_rig import MovingRigPublisher  # noqa: E402
+from skelsplat_ros.ros.node import FusionNode  # noqa: E402
+from skelsplat_ros.ros.rig_publisher import RigPublisherNode  # noqa: E402
+from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
+from skelsplat_ros.sim import make_moving_robot_scenario  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+TOML = REPO / "config" / "sim_rig_lab.toml"
+
+
+class _Run:
+    """Nodes spun in a background thread, the fused skeletons collected by stamp."""
+
+    def __init__(self, context: Context, nodes: list[Node]) -> None:
+        self.probe = Node("tf_probe", context=context)
+        self.skeletons: dict[int, np.ndarray] = {}
+        self.probe.create_subscription(Skeleton3DArray, "skeletons", self._on_skeletons, QoSProfile(depth=100))
+        self.executor = SingleThreadedExecutor(context=context)
+        for node in nodes + [self.probe]:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # the context shut down under it
+            pass
+
+    def _on_skeletons(self, msg: Skeleton3DArray) -> None:
+        if msg.skeletons:
+            self.skeletons[stamp_to_ns(msg.header.stamp)] = skeleton_arrays(msg.skeletons[0])[0]
+
+    def wait(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not predicate():
+            time.sleep(0.05)
+        return predicate()
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)
+
+
+def _triangulate(rig, keypoints: np.ndarray, skeleton) -> np.ndarray:
+    """Robust triangulation ``[J, 3]`` of one frame's ``keypoints [V, J, 3]``: what the node must have fused."""
+    return StreamingFuser(rig, skeleton, preset_config("default", "robust")).step(keypoints, 0.0).joints[0]
+
+
+@pytest.fixture
+def context(ros_env):
+    context = Context()
+    rclpy.init(context=context, args=[])
+    yield context
+    context.try_shutdown()
+
+
+def test_toml_rig_published_as_tf_static_and_camera_info_fuses_like_the_toml(context):
+    publisher = RigPublisherNode(context=context, parameter_overrides=[
+        Parameter("calibration_file", value=str(TOML)), Parameter("rate", value=20.0)])
+    sim = SimRigNode(context=context, parameter_overrides=[
+        Parameter("calibration_file", value=str(TOML)), Parameter("noise", value="clean"),
+        Parameter("rate", value=20.0), Parameter("motion_seconds", value=10.0)])
+    fusion = FusionNode(context=context, parameter_overrides=[
+        Parameter("cameras", value=sim.rig.names), Parameter("method", value="robust"),
+        Parameter("sync_slop", value=0.012), Parameter("threads", value=0)])
+    run = _Run(context, [publisher, sim, fusion])
+    try:
+        assert run.wait(lambda: len(run.skeletons) >= 15, timeout=25.0), fusion.counters()
+    finally:
+        run.stop()
+        for node in (fusion, sim, publisher):
+            node.destroy_node()
+    rig = load_calibration(TOML)
+    differences = []
+    for stamp, joints in run.skeletons.items():
+        expected = _triangulate(rig, sim.keypoints[:, sim.frame_of_stamp[stamp]], sim.skeleton)
+        differences.append(np.nanmax(np.abs(joints - expected)))
+    # Same cameras, same keypoints: the same numbers (the quaternion round trip costs ~1e-12 m).
+    assert np.median(differences) < 1e-6 and np.mean(np.array(differences) < 1e-6) > 0.8, differences
+    assert not any(key.startswith("tf.") for key in fusion.counters())
+
+
+def test_moving_cameras_are_posed_at_each_stamp_and_views_without_tf_are_left_out(context):
+    scenario = make_moving_robot_scenario(num_frames=150, fps=20.0, seed=3, noise="clean")
+    gap = (2.0, 3.0)  # seconds after start without /tf: the head views of those stamps cannot be posed
+    rig_node = MovingRigPublisher(scenario, latency=0.1, tf_gaps=(gap,), context=context)
+    fusion = FusionNode(context=context, parameter_overrides=[
+        Parameter("cameras", value=scenario.names), Parameter("method", value="robust"),
+        Parameter("tf_timeout", value=0.15), Parameter("sync_slop", value=0.012),
+        Parameter("threads", value=0)])  # 0: no torch import (seconds here) before the first frame
+    run = _Run(context, [rig_node, fusion])
+    end_ns = rig_node.start_ns + int((gap[1] + 1.5) * 1e9)
+    try:
+        assert run.wait(lambda: any(s > end_ns for s in run.skeletons), timeout=30.0), fusion.counters()
+    finally:
+        run.stop()
+        fusion.destroy_node()
+        rig_node.destroy_node()
+    withheld = set(rig_node.tf_withheld)
+    # A stamp deep in the gap: the next /tf sample comes long after the wait bound, so its head views are out.
+    deep_gap = {s for s in withheld if (s - rig_node.start_ns) * 1e-9 < gap[1] - 0.4}
+    checked = {"posed": 0, "left_out": 0}
+    for stamp, joints in run.skeletons.items():
+        if stamp not in rig_node.frame_of_stamp or (stamp in withheld and stamp not in deep_gap):
+            continue
+        keypoints = scenario.keypoints[:, rig_node.frame_of_stamp[stamp]].copy()
+        if stamp in deep_gap:
+            keypoints[: len(scenario.mounted)] = np.nan
+        expected = _triangulate(rig_node.true_rig(stamp), keypoints, scenario.skeleton)
+        np.testing.assert_allclose(joints, expected, atol=1e-6, err_msg=f"stamp {stamp}")
+        checked["left_out" if stamp in deep_gap else "posed"] += 1
+    assert checked["posed"] >= 30 and checked["left_out"] >= 5, (checked, len(run.skeletons), len(withheld),
+                                                                   len(deep_gap), fusion.counters())
+    counters = fusion.counters()
+    assert counters.get("tf.future", 0) >= 2 * checked["left_out"], counters
