@@ -157,13 +157,15 @@ def parse_scenarios(text: str) -> list[tuple[str, str]]:
 
 
 def run_benchmark(
-    scenarios_to_run: list[tuple[str, str]], frames: int, seeds: list[int], paper_frames: int, repeats: int, log=print
+    scenarios_to_run: list[tuple[str, str]], frames: int, seeds: list[int], paper_frames: int, repeats: int, log=print,
+    only: set[str] | None = None,
 ) -> list[Row]:
-    """Every method on every (rig, noise), errors pooled over seeds, times the median over repeats."""
+    """Every method (or those named in ``only``) on every (rig, noise), errors pooled over seeds, times the median
+    over repeats."""
     rows: list[Row] = []
     for rig, noise in scenarios_to_run:
         scenarios = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
-        for method in methods(paper_frames):
+        for method in (m for m in methods(paper_frames) if only is None or m.name in only):
             used = min(frames, method.max_frames or frames)
             errors, times = [], []
             for scenario in scenarios:
