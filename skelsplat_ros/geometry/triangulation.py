@@ -250,15 +250,16 @@ def project_with_jacobian(
     Returns:
         uv ``[V, ..., 2]`` px, jacobian ``[V, ..., 2, 3]`` (px per world unit), depth ``[V, ...]``.
     """
-    # One [N, 3] x [3, 3] product per view instead of a 3x3 product per point (the fast path of Gauss-Newton).
-    cam = points.reshape(-1, 3) @ R.transpose(0, 2, 1) + t[:, None, :]  # [V, N, 3]
+    extra = (1,) * (points.ndim - 1)
+    R = R.reshape((len(R),) + extra + (3, 3))
+    K = K.reshape((len(K),) + extra + (3, 3))
+    cam = (R @ points[None, ..., None])[..., 0] + t.reshape((len(t),) + extra + (3,))
     depth = cam[..., 2]
     z = np.maximum(depth, 1e-6)[..., None]
-    uv = (cam @ K[:, :2, :].transpose(0, 2, 1)) / z
-    # d uv / d cam = (K[:2] - uv e3^T) / z, chained through R: (K[:2] R - uv R[2]) / z.
-    jac = ((K[:, :2, :] @ R)[:, None] - uv[..., None] * R[:, None, None, 2, :]) / z[..., None]
-    shape = (len(R),) + points.shape[:-1]
-    return uv.reshape(shape + (2,)), jac.reshape(shape + (2, 3)), depth.reshape(shape)
+    uv = (K[..., :2, :] @ cam[..., None])[..., 0] / z
+    # d uv / d cam = (K[:2] - uv e3^T) / z, then chain through R.
+    d_cam = (K[..., :2, :] - uv[..., :, None] * np.array([0.0, 0.0, 1.0])) / z[..., None]
+    return uv, d_cam @ R, depth
 
 
 def triangulate_greedy(
