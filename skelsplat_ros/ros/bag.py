@@ -35,6 +35,7 @@ from skelsplat_ros.geometry.rig_source import StaticRigSource, TfRigSource, View
 from skelsplat_ros.geometry.transforms import TransformBuffer
 from skelsplat_ros.io.recording import is_bag
 from skelsplat_ros.io.sync import PartialViewSynchronizer
+from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray
 
 from .conversions import marker_array, ns_to_stamp, parse_keypoints, skeleton_array_msg, tf_transforms
@@ -180,6 +181,10 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
             duration_ns = max(int(reader.duration), 1)
             source = TfRigSource(cameras, world_frame, TransformBuffer(cache_ns=duration_ns + 1_000_000_000))
         info_topic = {f"/{c}/camera_info": c for c in cameras}
+        # The node's checks with its defaults (io/validation.py); the stamp is checked against the time the message
+        # was logged, which is what the node's clock says when a message arrives.
+        validator = KeypointValidator(ValidationConfig(
+            skeleton_name, num_joints, image_sizes=rig.subset(cameras).sizes if rig is not None else None))
         wanted = [by_topic[t] for t in keypoint_topics]
         if rig is None:
             wanted += [c for t, c in by_topic.items() if t in info_topic or t in ("/tf", "/tf_static")]
@@ -207,19 +212,34 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
                 camera = info_topic[topic]
                 if source.intrinsics(camera) is None:
                     try:
-                        source.set_intrinsics(camera, intrinsics_from_camera_info(deserialize_message(raw, CameraInfo),
-                                                                                  f"{path} {topic}"))
+                        intrinsics = intrinsics_from_camera_info(deserialize_message(raw, CameraInfo),
+                                                                 f"{path} {topic}")
                     except CalibrationError as error:
                         raise BagError(str(error)) from None
+                    source.set_intrinsics(camera, intrinsics)
+                    validator.set_image_size(cameras.index(camera), intrinsics.size)
                 continue
             msg = deserialize_message(raw, Keypoints2DArray)
+            stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            rejected = validator.check_header(stamp_ns, log_ns, msg.header.frame_id, msg.skeleton)
+            if rejected is not None:
+                count(f"rejected.{rejected}")
+                continue
+            check = validator.check_people([(p.x, p.y, p.confidence) for p in msg.people],
+                                           cameras.index(camera_of[topic]))
+            for reason, amount in check.person_rejections.items():
+                count(f"rejected_people.{reason}", amount)
+            if check.rejected is not None:
+                count(f"rejected.{check.rejected}")
+                continue
+            if len(check.keep) != len(msg.people):
+                msg.people = [msg.people[i] for i in check.keep]
             parsed = parse_keypoints(msg, skeleton_name, num_joints)
             if parsed.rejected:
                 count(f"rejected.{parsed.rejected}")
                 continue
-            stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
             frames += synchronizer.add(camera_of[topic], stamp_ns * 1e-9,
-                                       (stamp_ns, parsed.keypoints, msg.header.frame_id), now)
+                                       (stamp_ns, parsed.keypoints, msg.header.frame_id), now, check.quality)
         frames += synchronizer.poll(math.inf)
     finally:
         reader.close()

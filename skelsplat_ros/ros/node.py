@@ -3,14 +3,20 @@
 Data flow::
 
     /<camera>/keypoints (Keypoints2DArray, one topic per camera)
-        -> validation (bad input is counted, never fatal)
-        -> PartialViewSynchronizer (groups by capture stamp; a dead camera does not stall the others)
+        -> validation (io/validation.py: vectorised, before any other work; bad input is counted, never fatal)
+        -> PartialViewSynchronizer (groups by capture stamp; a dead or lagging camera does not stall the others)
         -> bounded queue (latest frames win) -> fusion thread (StreamingFuser)
         -> skeletons (Skeleton3DArray), /tf (one frame per joint), skeleton_markers (MarkerArray), /diagnostics
 
 Fusion runs in its own thread so that the executor keeps taking messages while a frame is being fused; when fusion
 is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
 keeps the latency bounded. Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
+
+Under load, work is shed in this order, each step counted in /diagnostics: malformed messages first (rejected by
+the validator before they are parsed further, synchronized or fused: they never refresh a camera's liveness, never
+move the clock-jump or staleness logic and never displace a valid message of the same stamp), then the oldest
+input (each camera's DDS reader keeps only its newest messages), the oldest waiting frames (``max_pending``) and the
+oldest frame waiting for fusion (``worker_queue``). Every queue is bounded, so the newest valid frames keep flowing.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
+from rclpy.serialization import deserialize_message
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSProfile,
@@ -40,6 +47,7 @@ from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from
 from skelsplat_ros.geometry.rig_source import FrameRig, RigSource, StaticRigSource, TfRigSource, ViewRef
 from skelsplat_ros.geometry.transforms import TransformBuffer
 from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
+from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.skeleton.models import get_skeleton
 
@@ -54,6 +62,7 @@ from .conversions import (
 )
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 from .tf_listener import TfListener
+from .wire import WireError, max_message_bytes, read_keypoints
 
 if TYPE_CHECKING:
     from skelsplat_ros.fusion import StreamingFuser
@@ -143,19 +152,37 @@ class FusionNode(Node):
             max_pending=int(p["max_pending"]),
             dead_after=p["camera_timeout"],
             jump_threshold=max(p["clock_jump_threshold"], 2.0 * p["sync_slop"] + 1e-3),
+            late_limit=int(p["lagging_after"]),
         )
+        self.validator = KeypointValidator(ValidationConfig(
+            skeleton=self.skeleton.name, num_joints=self.skeleton.num_joints,
+            # Image sizes from the calibration file; on the CameraInfo + TF route, from each camera's CameraInfo.
+            image_sizes=self.fuser.rig.sizes if isinstance(self.rig_source, StaticRigSource) else None,
+            image_margin=p["image_margin"], max_people=int(p["max_people_per_view"]),
+            max_stamp_age=p["max_stamp_age"], max_future=p["max_future"],
+        ))
+        self._max_message_bytes = max_message_bytes(int(p["max_people_per_view"]), self.skeleton.num_joints)
+        self._reported_lagging: set[str] = set()
+        self._slop_warned = False
         self.stats = _Stats(cameras)
         self._bones = self.skeleton.bone_array
         self._markers_shown = False
 
-        # Keypoints come from detectors at camera rate: best effort, shallow queue (qos_profile_sensor_data). A lost
-        # message costs one view of one frame, while reliable delivery would retransmit stale frames and add latency.
-        # Detectors publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription.
+        # Keypoints come from detectors at camera rate: best effort (qos_profile_sensor_data). A lost message costs
+        # one view of one frame, while reliable delivery would retransmit stale frames and add latency. Detectors
+        # publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription. The reader
+        # keeps input_queue_depth messages: a detector that also sends junk must not push its valid message out of
+        # the queue while the executor is busy for a moment (validation then sheds the junk cheaply).
+        input_qos = QoSProfile(history=qos_profile_sensor_data.history, depth=int(p["input_queue_depth"]),
+                               reliability=qos_profile_sensor_data.reliability,
+                               durability=qos_profile_sensor_data.durability)
+        # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
+        # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
         for camera in cameras:
             try:
                 self.create_subscription(
                     Keypoints2DArray, f"{camera}/keypoints",
-                    lambda msg, camera=camera: self._on_keypoints(camera, msg), qos_profile_sensor_data,
+                    lambda data, camera=camera: self._on_keypoints(camera, data), input_qos, raw=True,
                 )
             except Exception as error:  # an invalid topic name, e.g. a camera name with a space
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
@@ -234,6 +261,7 @@ class FusionNode(Node):
             self.get_logger().error(str(error), throttle_duration_sec=5.0)
             return
         self.rig_source.set_intrinsics(camera, intrinsics)
+        self.validator.set_image_size(self._camera_index[camera], intrinsics.size)
 
     # --- input (executor thread) -----------------------------------------------------------------------------------
 
@@ -241,30 +269,59 @@ class FusionNode(Node):
         with self.stats.lock:
             self.stats.counts[key] += amount
 
-    def _on_keypoints(self, camera: str, msg: Keypoints2DArray) -> None:
+    def _on_keypoints(self, camera: str, data: bytes) -> None:
         now = time.monotonic()
-        with self.stats.lock:
-            self.stats.received[camera] += 1
-            self.stats.window_received[camera] += 1
-        stamp_ns = stamp_to_ns(msg.header.stamp)
-        stamp = stamp_ns * 1e-9
-        clock_now = self.get_clock().now().nanoseconds * 1e-9
-        if clock_now > 0.0:  # 0: a simulated clock that has not started yet
-            if self.params["max_stamp_age"] > 0 and stamp < clock_now - self.params["max_stamp_age"]:
-                self._count("rejected.stale_stamp")
-                return
-            if self.params["max_future"] > 0 and stamp > clock_now + self.params["max_future"]:
-                self._count("rejected.future_stamp")
-                return
-        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
-        if parsed.rejected:
-            self._count(f"rejected.{parsed.rejected}")
+        counts: collections.Counter[str] = collections.Counter()
+        try:
+            self._take_keypoints(camera, data, now, counts)
+        finally:
+            with self.stats.lock:
+                self.stats.received[camera] += 1
+                self.stats.window_received[camera] += 1
+                self.stats.counts.update(counts)
+
+    def _take_keypoints(self, camera: str, data: bytes, now: float, counts: collections.Counter[str]) -> None:
+        """Validate (cheapest checks first), then deserialise and synchronize; ``counts`` collects what was rejected
+        and why."""
+        if len(data) > self._max_message_bytes:  # a crowd far beyond max_people_per_view: not even read
+            counts["rejected.oversize"] += 1
             return
-        if parsed.ignored_people:
-            self._count("ignored_people", parsed.ignored_people)
-        if parsed.nonfinite_joints:
-            self._count("nonfinite_joints", parsed.nonfinite_joints)
-        self._enqueue(self.sync.add(camera, stamp, (stamp_ns, parsed.keypoints, msg.header.frame_id), now))
+        msg: Keypoints2DArray | None = None
+        try:
+            wire = read_keypoints(data)
+            stamp_ns, frame_id, skeleton, people = wire.stamp_ns, wire.frame_id, wire.skeleton, wire.people
+        except WireError:  # not plain little-endian CDR: let rclpy try
+            try:
+                msg = deserialize_message(data, Keypoints2DArray)
+            except Exception:  # rclpy raises assorted types for bytes it cannot read
+                counts["rejected.undecodable"] += 1
+                return
+            stamp_ns, frame_id, skeleton = stamp_to_ns(msg.header.stamp), msg.header.frame_id, msg.skeleton
+            people = [(p.x, p.y, p.confidence) for p in msg.people]
+        rejected = self.validator.check_header(stamp_ns, self.get_clock().now().nanoseconds, frame_id, skeleton)
+        if rejected:
+            counts[f"rejected.{rejected}"] += 1
+            return
+        check = self.validator.check_people(people, self._camera_index[camera])
+        for reason, count in check.person_rejections.items():
+            counts[f"rejected_people.{reason}"] += count
+        if check.capped:
+            counts["capped.views"] += 1
+            counts["capped.people"] += check.capped
+        if check.rejected:
+            counts[f"rejected.{check.rejected}"] += 1
+            return
+        if msg is None:
+            msg = deserialize_message(data, Keypoints2DArray)
+        if len(check.keep) != len(msg.people):
+            msg.people = [msg.people[i] for i in check.keep]
+        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
+        if parsed.rejected:  # the validator's checks cover the parser's: reaching here is a bug, counted
+            counts[f"rejected.{parsed.rejected}"] += 1
+            return
+        counts["accepted"] += 1
+        self._enqueue(self.sync.add(camera, stamp_ns * 1e-9, (stamp_ns, parsed.keypoints, frame_id), now,
+                                   check.quality))
 
     def _poll(self) -> None:
         self._enqueue(self.sync.poll(time.monotonic()))
@@ -404,6 +461,17 @@ class FusionNode(Node):
         alive = set(self.sync.alive(now))
         dead = [c for c in self.cameras if c not in alive]
         silent = [c for c in self.cameras if self.sync.last_seen(c) is None]
+        lagging = self.sync.lagging()
+        for camera in sorted(set(lagging) - self._reported_lagging):
+            self.get_logger().warning(
+                f"camera {camera} lags: its keypoints arrive {lagging[camera] * 1e3:.0f} ms after the first camera's, "
+                f"beyond max_wait ({self.params['max_wait'] * 1e3:.0f} ms); it is no longer waited for (raise "
+                "max_wait to use it)")
+        self._reported_lagging = set(lagging)
+        slop_warning = self.sync.slop_warning()
+        if slop_warning and not self._slop_warned:
+            self.get_logger().warning(slop_warning)
+            self._slop_warned = True
         latency_ms = [1e3 * v for v in window["latency"]]
         fusion_ms = [1e3 * v for v in window["fusion_time"]]
         values: dict[str, str] = {
@@ -420,7 +488,11 @@ class FusionNode(Node):
             "frames_synced": str(self.sync.emitted),
             "frames_partial": str(self.sync.emitted_partial),
             "dead_cameras": " ".join(dead),
+            "lagging_cameras": " ".join(f"{c}:{lag * 1e3:.0f}ms" for c, lag in lagging.items()),
+            "duplicates_replaced": str(self.sync.replaced),
         }
+        if slop_warning:
+            values["sync_slop_warning"] = slop_warning
         for camera in self.cameras:
             values[f"input_rate_hz.{camera}"] = f"{window['received'][camera] / seconds:.2f}"
         for key, count in sorted(self.counters().items()):
@@ -428,7 +500,9 @@ class FusionNode(Node):
         if not any(window["received"].values()):
             level, message = DiagnosticStatus.WARN, "no keypoints received"
         elif dead:
-            level, message = DiagnosticStatus.WARN, f"cameras silent: {' '.join(dead)}"
+            level, message = DiagnosticStatus.WARN, f"no valid keypoints lately from: {' '.join(dead)}"
+        elif lagging:
+            level, message = DiagnosticStatus.WARN, f"cameras lagging beyond max_wait: {' '.join(lagging)}"
         elif window["published"] == 0:
             level, message = DiagnosticStatus.WARN, "receiving keypoints but no frame fused"
         else:

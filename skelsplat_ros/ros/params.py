@@ -95,6 +95,15 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("clock_jump_threshold", 1.0, "A stamp this far (s) behind the newest one is a backwards clock jump.",
               0.05, 3600.0),
     ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
+    ParamSpec("max_people_per_view", 20, "Most people used per camera message: the most confident valid ones; the "
+              "others are dropped and counted (capped.views, capped.people).", 1, 1000),
+    ParamSpec("image_margin", 0.25, "A keypoint claimed (confidence > 0) further outside its camera's calibrated "
+              "image than this fraction of the image's width/height rejects the person (rejected_people.outside_image).",
+              0.0, 100.0),
+    ParamSpec("input_queue_depth", 20, "Messages each camera's keypoint reader keeps (best effort, newest kept): "
+              "room for a valid message among a misbehaving detector's junk while the node is busy.", 1, 1000),
+    ParamSpec("lagging_after", 5, "A camera whose messages arrive after max_wait this many times in a row is no "
+              "longer waited for (reported in /diagnostics as lagging), until as many arrive in time again.", 1, 1000),
 )
 
 SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (

@@ -129,12 +129,92 @@ def test_newer_complete_group_flushes_older_partial_first():
 def test_duplicate_and_unknown_camera_and_invalid_stamp():
     sync = make()
     assert sync.add("a", 0.0, 1, now=0.0) == []
-    assert sync.add("a", 0.001, 2, now=0.001) == []  # same group, same camera
+    assert sync.add("a", 0.0, 2, now=0.001) == []  # same camera, same stamp, no better: the first stays
     assert sync.add("zz", 0.0, 3, now=0.002) == []
     assert sync.add("b", math.nan, 4, now=0.003) == []
     frames = sync.add("b", 0.0, 5, now=0.004) + sync.poll(0.1)
     assert len(frames) == 1 and frames[0].views == {"a": 1, "b": 5}
     assert sync.drops["duplicate"] == 1 and sync.drops["unknown_camera"] == 1 and sync.drops["invalid_stamp"] == 1
+
+
+def test_a_second_message_of_one_camera_with_another_stamp_is_a_frame_not_a_duplicate():
+    # Camera a runs twice as fast as b, and slop spans two of a's frames: a's second message must not be lost.
+    sync = make(slop=0.012, max_wait=0.05)
+    frames = []
+    frames += sync.add("a", 0.000, "a0", now=0.000)
+    frames += sync.add("b", 0.000, "b0", now=0.001)
+    frames += sync.add("a", 0.008, "a1", now=0.008)
+    frames += sync.add("b", 0.008, "b1", now=0.009)
+    frames += sync.poll(0.2)
+    assert sync.drops["duplicate"] == 0
+    assert [(f.stamp, f.views) for f in frames] == [(0.0, {"a": "a0", "b": "b0"}), (0.008, {"a": "a1", "b": "b1"})]
+
+
+def test_two_messages_for_one_stamp_keep_the_better_one_whatever_the_order():
+    for order in ((("bad", (0.2, 0.1)), ("good", (1.0, 0.9))), (("good", (1.0, 0.9)), ("bad", (0.2, 0.1)))):
+        sync = make()
+        for k, (payload, quality) in enumerate(order):
+            sync.add("a", 0.0, payload, now=0.001 * k, quality=quality)
+        frames = sync.add("b", 0.0, "b", now=0.003) + sync.poll(0.2)
+        assert len(frames) == 1 and frames[0].views["a"] == "good", order
+        assert sync.drops["duplicate"] == 1
+
+
+def test_a_camera_always_later_than_max_wait_stops_costing_the_wait_and_is_reported():
+    sync = make(max_wait=0.03, late_limit=5)
+    events = []
+    for k in range(60):  # 2 s at 30 Hz; d's messages arrive 80 ms after the others, every time
+        stamp = k * PERIOD
+        for cam in CAMS:
+            events.append((stamp + (0.080 if cam == "d" else 0.002), cam, stamp))
+    frames = feed(sync, events)
+    assert len(frames) == 60
+    waits = [f.wait for f in frames]
+    # The first frames wait max_wait for d; once d is known to lag, frames go out as soon as a, b, c are in.
+    assert min(waits[:3]) >= 0.03 - 1e-9
+    assert max(waits[10:]) < 0.005
+    assert set(sync.lagging()) == {"d"} and sync.lagging()["d"] == pytest.approx(0.078, abs=0.002)
+    assert sync.lagging_events == 1
+
+
+def test_a_lagging_camera_back_in_time_is_waited_for_again():
+    sync = make(max_wait=0.03, late_limit=3)
+    events = []
+    for k in range(60):  # d is 80 ms late for the first second, then 10 ms late
+        stamp = k * PERIOD
+        for cam in CAMS:
+            lag = (0.080 if stamp < 1.0 else 0.010) if cam == "d" else 0.002
+            events.append((stamp + lag, cam, stamp))
+    frames = feed(sync, events)
+    assert not sync.lagging()
+    assert all(f.complete for f in frames if f.stamp > 1.3)
+
+
+def test_slop_over_half_the_frame_period_is_a_warning():
+    wide, narrow = make(slop=0.02), make(slop=0.01)
+    assert wide.slop_warning() is None  # nothing measured yet
+    for sync in (wide, narrow):
+        for k in range(10):
+            for cam in CAMS:
+                sync.add(cam, k * PERIOD, k, now=k * PERIOD)
+    assert narrow.slop_warning() is None
+    warning = wide.slop_warning()
+    assert warning and "sync_slop 20.0 ms" in warning and "33.3 ms" in warning
+    assert wide.frame_period() == pytest.approx(PERIOD)
+
+
+def test_one_camera_with_a_clock_ahead_does_not_block_the_others():
+    # d's clock runs 0.3 s ahead: its lone messages form groups that time out short of min_views; they must neither
+    # make the other cameras' frames late nor hurry them out.
+    sync = make(max_wait=0.03)
+    events = []
+    for k in range(30):
+        stamp = k * PERIOD
+        for cam in CAMS:
+            events.append((stamp + 0.002, cam, stamp + (0.3 if cam == "d" else 0.0)))
+    frames = feed(sync, events)
+    assert len(frames) == 30 and {f.num_views for f in frames} == {3}
+    assert sync.drops["late"] == 0
 
 
 def test_bounded_queue_drops_oldest():

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Reliability benchmark of the ROS fusion node: valid frames under a flood of malformed keypoint messages.
+
+A simulated rig (lab, 4 cameras, realistic noise) publishes each camera's valid keypoints among
+``--malformed-per-valid`` malformed messages on the same topic (skelsplat_ros/ros/hostile.py: wrong lengths,
+NaN/inf/1e38 pixels, confidences outside [0, 1], 0-50 people, unknown or empty skeleton names, odd frame ids,
+stamps at 0 or far away), in a random order. The fusion node runs as a subprocess with the defaults of
+config/skelsplat.yaml; this process publishes and listens.
+
+Reported per run (a clean baseline with no malformed message first, measured in the same invocation):
+valid frames out (fused outputs whose stamp is a valid frame's / valid frames published, the last 0.5 s excluded),
+latency of valid frames (capture stamp -> `skeletons` received here) median and p99, MPJPE against ground truth,
+the node's rejections by kind, its RSS after warm-up and at the end, and whether it stayed alive.
+
+Run from the repository: ``.venv/bin/python scripts/bench_reliability.py --seconds 120``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from skelsplat_ros.ros.demo import Monitor, ros_environment, start_node_process, stop_processes
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        import os
+
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _counters(diagnostics: dict[str, str]) -> dict[str, int]:
+    """The node's cumulative input and drop counters from a /diagnostics status."""
+    return {k: int(v) for k, v in diagnostics.items()
+            if k.startswith(("rejected", "dropped.", "capped", "accepted", "fusion_errors")) and v.isdigit()}
+
+
+def _pct(values, q: float) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, method: str, seed: int,
+        workdir: Path, sample_every: float, node_params: dict[str, str] | None = None) -> dict:
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from skelsplat_ros.geometry.calibration import save_calibration
+    from skelsplat_ros.ros.hostile import HostileRigNode
+    from skelsplat_ros.sim import make_scenario
+
+    scenario = make_scenario("lab", num_frames=int(rate * 40), fps=rate, noise="realistic", seed=seed)
+    calibration = workdir / "calibration.toml"
+    save_calibration(scenario.rig, calibration)
+    node_process = start_node_process("skelsplat_ros.ros.node",
+                                      {"calibration_file": str(calibration), "method": method,
+                                       "diagnostics_period": 1.0, **(node_params or {})}, workdir / "node.log")
+    context = Context()
+    rclpy.init(context=context, args=[])
+    listener = Node("skelsplat_bench_reliability", context=context)
+    monitor = Monitor(keep_joints=True)
+    monitor.attach(listener)
+    hostile = HostileRigNode(scenario, rate, malformed_per_valid=malformed_per_valid, seed=seed + 100,
+                             context=context)
+    # The rig publishes from its own thread, so that listening never delays it.
+    rig_executor = SingleThreadedExecutor(context=context)
+    rig_executor.add_node(hostile)
+    rig_thread = threading.Thread(target=rig_executor.spin, daemon=True)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(listener)
+    samples: list[dict] = []
+    alive = True
+    try:
+        rig_thread.start()
+        deadline = time.monotonic() + 120.0
+        while not monitor.records:
+            executor.spin_once(timeout_sec=0.05)
+            if node_process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"no fused frame; node log in {workdir}")
+        end = time.monotonic() + warmup
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.02)
+        started = time.time()
+        counters_start = _counters(monitor.diagnostics)
+        cpu_start = _cpu_seconds(node_process.pid)
+        sent_start = dict(hostile.sent)
+        next_sample = time.monotonic()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.02)
+            if time.monotonic() >= next_sample:
+                next_sample += sample_every
+                samples.append({"t": time.time() - started, "rss_mb": _rss_mb(node_process.pid),
+                                "sync_pending": monitor.diagnostics.get("sync_pending", "-"),
+                                "worker_queue": monitor.diagnostics.get("worker_queue", "-")})
+            if node_process.poll() is not None:
+                alive = False
+                break
+        stopped = time.time()
+        cpu = _cpu_seconds(node_process.pid) - cpu_start
+        flush = time.monotonic() + 1.5  # the last frames, and one more diagnostics message
+        while time.monotonic() < flush:
+            executor.spin_once(timeout_sec=0.02)
+        samples.append({"t": time.time() - started, "rss_mb": _rss_mb(node_process.pid),
+                        "sync_pending": monitor.diagnostics.get("sync_pending", "-"),
+                        "worker_queue": monitor.diagnostics.get("worker_queue", "-")})
+        alive = alive and node_process.poll() is None
+        diagnostics = dict(monitor.diagnostics)
+        counters_end = _counters(diagnostics)
+        sent = {k: v - sent_start.get(k, 0) for k, v in hostile.sent.items()}
+        frame_of_stamp = dict(hostile.frame_of_stamp)
+    finally:
+        stop_processes([node_process])
+        rig_executor.shutdown(timeout_sec=2.0)
+        context.try_shutdown()
+
+    window = (started, stopped - 0.5)
+    valid = [ns for ns in frame_of_stamp if window[0] <= ns * 1e-9 < window[1]]
+    records = {r.stamp_ns: r for r in monitor.records if window[0] <= r.stamp < window[1]}
+    out = [records[ns] for ns in valid if ns in records and records[ns].joints is not None]
+    garbage_out = sum(1 for ns in records if ns not in frame_of_stamp)
+    latency_ms = np.array([r.received - r.stamp for r in out]) * 1e3
+    errors = [np.nanmean(np.linalg.norm(r.joints - scenario.ground_truth[frame_of_stamp[r.stamp_ns]], axis=-1))
+              for r in out]
+    rss = [s["rss_mb"] for s in samples]
+    return {
+        "malformed_per_valid": malformed_per_valid, "seconds": seconds, "rate": rate, "method": method,
+        "valid_frames": len(valid), "valid_out": len(out), "valid_out_percent": 100.0 * len(out) / max(len(valid), 1),
+        "garbage_frames_out": garbage_out,
+        "latency_median_ms": _pct(latency_ms, 50), "latency_p99_ms": _pct(latency_ms, 99),
+        "latency_max_ms": float(latency_ms.max()) if latency_ms.size else float("nan"),
+        "mpjpe_mm": 1e3 * float(np.nanmean(errors)) if errors else float("nan"),
+        "rss_start_mb": rss[0] if rss else float("nan"), "rss_end_mb": rss[-1] if rss else float("nan"),
+        "rss_max_mb": max(rss) if rss else float("nan"),
+        "node_cpu_percent": 100.0 * cpu / max(stopped - started, 1e-9),
+        "alive": alive, "sent": sent,
+        # Over the measured window (diagnostics come once a second, so the edges are approximate).
+        "node_counters": {k: v - counters_start.get(k, 0) for k, v in counters_end.items()
+                          if v - counters_start.get(k, 0)},
+        "dead_cameras": diagnostics.get("dead_cameras", "?"), "lagging_cameras": diagnostics.get("lagging_cameras", "?"),
+        "samples": samples,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the first output not measured")
+    parser.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
+    parser.add_argument("--malformed-per-valid", type=int, default=3)
+    parser.add_argument("--method", default="skelsplat")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-baseline", action="store_true", help="no clean run first")
+    parser.add_argument("--sample-every", type=float, default=5.0, help="RSS sampling period, s")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="a node parameter for every run (repeatable), e.g. input_queue_depth:=5")
+    parser.add_argument("--domain-id", type=int, default=None)
+    parser.add_argument("--json", default="", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    domain = ros_environment(args.domain_id)
+    workdir = Path(tempfile.mkdtemp(prefix="skelsplat_bench_reliability_"))
+    print(f"bench_reliability: ROS_DOMAIN_ID={domain} (loopback only), logs in {workdir}")
+    node_params = dict(item.split(":=", 1) for item in args.param)
+    mixes = ([0] if not args.skip_baseline else []) + [args.malformed_per_valid]
+    results = []
+    for mix in mixes:
+        sub = workdir / f"mix{mix}"
+        sub.mkdir()
+        result = run(mix, args.seconds, args.warmup, args.rate, args.method, args.seed, sub, args.sample_every,
+                     node_params)
+        results.append(result)
+        print(f"\nmalformed per valid {mix}: {result['valid_out']}/{result['valid_frames']} valid frames out "
+              f"({result['valid_out_percent']:.1f} %), latency median {result['latency_median_ms']:.1f} ms, "
+              f"p99 {result['latency_p99_ms']:.1f} ms, max {result['latency_max_ms']:.1f} ms, "
+              f"MPJPE {result['mpjpe_mm']:.1f} mm, garbage frames out {result['garbage_frames_out']}")
+        print(f"  node: alive {result['alive']}, CPU {result['node_cpu_percent']:.0f} %, RSS "
+              f"{result['rss_start_mb']:.1f} -> {result['rss_end_mb']:.1f} MB (max {result['rss_max_mb']:.1f}), "
+              f"dead cameras [{result['dead_cameras']}], lagging [{result['lagging_cameras']}]")
+        print("  sent: " + ", ".join(f"{k}={v}" for k, v in sorted(result["sent"].items())))
+        counters = result["node_counters"]
+        taken = counters.get("accepted", 0) + sum(v for k, v in counters.items() if k.startswith("rejected."))
+        print(f"  node counters (window): taken {taken} of {sum(result['sent'].values())} sent; "
+              + ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+        print(f"\nfigures written to {args.json}")
+    return 0 if all(r["alive"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

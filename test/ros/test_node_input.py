@@ -1,0 +1,100 @@
+"""The node's receive path, message by message (serialized bytes into the raw-subscription callback; no DDS): invalid
+messages never refresh liveness, never move the clock-jump or staleness logic, never displace a valid message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("skelsplat_ros.msg")
+
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
+from rclpy.time import Time as RosTime  # noqa: E402
+
+from skelsplat_ros.ros.conversions import keypoints_msg  # noqa: E402
+from skelsplat_ros.ros.hostile import hostile_msg  # noqa: E402
+from skelsplat_ros.ros.node import FusionNode  # noqa: E402
+from skelsplat_ros.sim import make_scenario  # noqa: E402
+from skelsplat_ros.sim.hostile import MALFORMATIONS, HostileDetector  # noqa: E402
+
+CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
+
+
+@pytest.fixture
+def node_and_frames(rclpy_context, tmp_path):
+    from skelsplat_ros.geometry.calibration import save_calibration
+
+    scenario = make_scenario("lab", num_frames=10, fps=30, noise="clean", seed=4)
+    calibration = tmp_path / "calibration.toml"
+    save_calibration(scenario.rig, calibration)
+    node = FusionNode(context=rclpy_context, parameter_overrides=[
+        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
+        Parameter("max_wait", value=5.0)])
+    frames: list = []
+    node._enqueue = frames.extend  # the synchronized frames, before fusion
+    try:
+        yield node, frames, scenario
+    finally:
+        node.destroy_node()
+
+
+def _valid(scenario, view: int, frame: int, stamp_ns: int) -> bytes:
+    return serialize_message(keypoints_msg(scenario.keypoints[view, frame], RosTime(nanoseconds=stamp_ns).to_msg(),
+                                           f"{CAMERAS[view]}_optical", "h36m17"))
+
+
+def test_garbage_never_displaces_the_valid_message_of_its_stamp_and_never_keeps_a_camera_alive(node_and_frames):
+    node, frames, scenario = node_and_frames
+    hostile = HostileDetector(scenario.rig.sizes, 17, "h36m17", seed=3)
+    now_ns = node.get_clock().now().nanoseconds
+    for k in range(3):
+        stamp = now_ns - (3 - k) * 33_000_000
+        for view in range(3):  # cam3 sends only garbage, of every kind, at the valid stamps
+            garbage = [hostile.message(view, f"{CAMERAS[view]}_optical", kind) for kind in MALFORMATIONS]
+            for message in garbage[:5]:
+                node._on_keypoints(CAMERAS[view], serialize_message(hostile_msg(message, stamp)))
+            node._on_keypoints(CAMERAS[view], _valid(scenario, view, k, stamp))
+            for message in garbage[5:]:
+                node._on_keypoints(CAMERAS[view], serialize_message(hostile_msg(message, stamp)))
+        for kind in MALFORMATIONS:
+            node._on_keypoints("cam3", serialize_message(hostile_msg(hostile.message(3, "cam3_optical", kind), stamp)))
+    frames += node.sync.poll(float("inf"))
+    assert len(frames) == 3
+    for k, frame in enumerate(frames):
+        assert set(frame.views) == {"cam0", "cam1", "cam2"}
+        for view in range(3):
+            np.testing.assert_allclose(frame.views[CAMERAS[view]][1], scenario.keypoints[view, k])
+    counters = node.counters()
+    assert node.sync.last_seen("cam3") is None  # garbage did not make it look alive
+    assert counters["dropped.duplicate"] == 0 and counters["dropped.clock_jump"] == 0
+    assert counters["accepted"] == 9
+    assert sum(v for key, v in counters.items() if key.startswith("rejected.")) == 4 * 3 * len(MALFORMATIONS)
+
+
+def test_of_two_valid_messages_for_one_stamp_the_better_one_is_kept(node_and_frames):
+    node, frames, scenario = node_and_frames
+    stamp = node.get_clock().now().nanoseconds
+    weak = scenario.keypoints[0, 0].copy()
+    weak[:, 2] *= 0.3
+    nobody = serialize_message(keypoints_msg(None, RosTime(nanoseconds=stamp).to_msg(), "cam0_optical", "h36m17"))
+    node._on_keypoints("cam0", nobody)  # a valid view of nobody first
+    node._on_keypoints("cam0", serialize_message(keypoints_msg(weak, RosTime(nanoseconds=stamp).to_msg(),
+                                                               "cam0_optical", "h36m17")))
+    node._on_keypoints("cam0", _valid(scenario, 0, 0, stamp))  # the confident detection
+    node._on_keypoints("cam0", nobody)  # and nobody again: not better
+    node._on_keypoints("cam1", _valid(scenario, 1, 0, stamp))
+    frames += node.sync.poll(float("inf"))
+    assert len(frames) == 1
+    np.testing.assert_allclose(frames[0].views["cam0"][1], scenario.keypoints[0, 0])
+    assert node.sync.replaced == 2 and node.counters()["dropped.duplicate"] == 3
+
+
+def test_oversize_and_undecodable_bytes_are_counted(node_and_frames):
+    node, frames, _ = node_and_frames
+    node._on_keypoints("cam0", b"\x00\x01\x00\x00" + b"\x00" * 10_000_000)
+    node._on_keypoints("cam0", b"\x07\x07garbage")
+    counters = node.counters()
+    assert counters["rejected.oversize"] == 1 and counters["rejected.undecodable"] == 1
+    assert node.sync.last_seen("cam0") is None and not frames
