@@ -60,7 +60,7 @@ def main() -> int:
             "skelsplat --help": [*skelsplat, "--help"],
             f"skelsplat fuse --method robust ({args.frames} frames)":
                 [*fuse, "--method", "robust", "--output", str(folder / "robust.npz")],
-            f"skelsplat fuse --mode streaming ({args.frames} frames, Gauss-Newton, no torch)":
+            f"skelsplat fuse --mode streaming ({args.frames} frames, Gauss-Newton)":
                 [*fuse, "--mode", "streaming", "--output", str(folder / "streaming.npz")],
             f"skelsplat fuse ({args.frames} frames, default offline: Gauss-Newton prefit and Adam)":
                 [*fuse, "--output", str(folder / "offline.npz")],
