@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def main() -> int:
     fps = take.fps or 30.0
 
     def offline(config):
-        return lambda: fuse_offline(rig, skeleton, keypoints, config)
+        return lambda: fuse_offline(rig, skeleton, keypoints, config, fps=fps)
 
     def streaming(config):
         return lambda: fuse_streaming(rig, skeleton, keypoints, config, fps)
@@ -63,6 +64,7 @@ def main() -> int:
         "DLT": offline(preset_config("default", "dlt")),
         "robust triangulation": offline(preset_config("default", "robust")),
         "SkelSplat default offline": offline(preset_config("default")),
+        "SkelSplat offline, Adam 2nd differences (before)": offline(replace(preset_config("default"), smoothing=None)),
         "SkelSplat default streaming": streaming(preset_config("default")),
     }
     print(f"{keypoints.shape[1]} frames, {len(rig)} views, {skeleton.name}")

@@ -11,7 +11,10 @@ keypoints (KP):
   an .npz with keypoints [V, F, J, 3] (x px, y px, confidence in [0, 1]; NaN or confidence 0 = missing),
   cameras [V] (names matching the calibration), optional fps and skeleton; or a folder holding one
   <camera>_json/ folder per camera (OpenPose/Pose2Sim JSON, one file per frame). When a JSON file holds
-  several people, the subject fused is the person with the highest mean keypoint confidence in that file.
+  several people, the subject fused is the person with the highest mean keypoint confidence in that file,
+  unless --people all.
+  Several people: an .npz whose keypoints are [V, F, S, J, 3] (S detection slots per view-frame, any order,
+  NaN-padded), or a JSON folder with --people all, is tracked and fused person by person.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
   Or a ROS 2 bag (folder with metadata.yaml, MCAP or sqlite3, or a bare .mcap): Keypoints2DArray messages on
   /<camera>/keypoints (--topics to choose), grouped by stamp as the node does; cameras from --calibration, or
@@ -23,6 +26,8 @@ output (OUT): .npz (joints [F, J, 3] in calibration units, confidence [F, J], co
   Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in millimetres is
   detected (or give --calibration-units) and converted. With bag input, .mcap writes a rosbag2 bag (RUN.mcap ->
   folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
+  Several people: .npz joints [F, T, J, 3], confidence [F, T, J], covariance [F, T, J, 3, 3], track_ids [T],
+  joint_names (NaN/0 where a track is absent); .trc one file per track, OUT_<id>.trc; .csv a track column.
 """
 
 
@@ -35,6 +40,7 @@ def _fuse(args: argparse.Namespace) -> int:
     import torch
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
+    from .fusion.config import NOMINAL_RATE_HZ
     from .fusion.renderers import get_renderer
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
@@ -49,7 +55,7 @@ def _fuse(args: argparse.Namespace) -> int:
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
     rig = _load_rig(args)
-    keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps)
+    keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people=args.people)
     skeleton_name = args.skeleton or keypoints.skeleton
     if not skeleton_name:
         raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
@@ -68,12 +74,16 @@ def _fuse(args: argparse.Namespace) -> int:
 
     data = keypoints.keypoints
     num_frames = data.shape[1]
+    if keypoints.multi_person:
+        return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output)
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
+    if keypoints.fps is None and args.method == "skelsplat":
+        print(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)", file=sys.stderr)
     if args.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=progress)
+        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
     else:
-        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or 30.0, progress=progress)
+        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or NOMINAL_RATE_HZ, progress=progress)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     save_result(
@@ -87,6 +97,34 @@ def _fuse(args: argparse.Namespace) -> int:
         f"({num_frames / max(elapsed, 1e-9):.0f} frames/s); "
         f"{100 * estimated.mean():.1f}% joints estimated, median reprojection error "
         f"{np.nanmedian(result.reprojection_error) if estimated.any() else float('nan'):.2f} px -> {output}"
+    )
+    return 0
+
+
+def _fuse_people(args, rig, skeleton, data, config, fps, output) -> int:
+    """``skelsplat fuse`` of several people: ``data [V, F, S, J, 3]``."""
+    import numpy as np
+
+    from .io.export import save_people_result
+    from .tracking.recording import track_offline, track_streaming
+
+    num_frames = data.shape[1]
+    progress = _progress_bar(num_frames, enabled=not args.quiet)
+    start = time.perf_counter()
+    if args.mode == "offline":
+        result = track_offline(rig, skeleton, data, config, fps or 30.0, progress=progress)
+    else:
+        result = track_streaming(rig, skeleton, data, config, fps or 30.0, progress=progress)
+    elapsed = time.perf_counter() - start
+    progress(num_frames, num_frames, close=True)
+    written = save_people_result(
+        output, result.joints, result.confidence, result.covariance, result.track_ids, result.joint_names, fps
+    )
+    present = np.isfinite(result.joints).all(-1).any(-1)
+    print(
+        f"tracked {result.num_tracks} people over {num_frames} frames from {len(rig)} views ({args.mode}) in "
+        f"{elapsed:.2f} s ({num_frames / max(elapsed, 1e-9):.0f} frames/s); {present.sum(axis=1).mean():.2f} "
+        f"people per frame on average -> {', '.join(str(p) for p in written)}"
     )
     return 0
 
@@ -127,7 +165,7 @@ def _fuse_recording(args: argparse.Namespace) -> int:
     if args.mode == "offline":
         if frames.moving:
             raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
-        result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config)
+        result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config, fps=frames.fps)
     else:
         result = fuse_streaming(frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, stamps=stamps,
                                 rigs=frames.rigs if frames.moving else None)
@@ -181,6 +219,18 @@ def _bench(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _bench_multi(args: argparse.Namespace) -> int:
+    from .bench.multi import run_cli
+
+    return run_cli(args)
+
+
+def _bench_shelf(args: argparse.Namespace) -> int:
+    from .bench.shelf import run_cli
+
+    return run_cli(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .fusion.config import BACKENDS, METHODS, MODES, PRESETS
 
@@ -206,9 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--method", choices=METHODS, default="skelsplat")
     fuse.add_argument("--preset", choices=PRESETS, default="default")
     fuse.add_argument("--backend", choices=("auto",) + BACKENDS, default="auto")
-    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc, default 30 for streaming)")
+    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
+    fuse.add_argument("--people", choices=("subject", "all"), default="subject",
+                      help="JSON folders with several people per file: the followed subject (default) or everyone "
+                           "(tracked, one output track per person); a 5-D .npz is always everyone")
     fuse.set_defaults(handler=_fuse)
 
     play = sub.add_parser("play", help="republish a ROS 2 bag with /clock (replay through the node, use_sim_time)")
@@ -221,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     play.set_defaults(handler=_play)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
-    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig)")
+    bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
     bench.add_argument("--noise", default="realistic,clean,hard",
                        help="comma-separated noise presets (clean, realistic, hard, heavy), for every rig")
     bench.add_argument("--scenarios", default="", help="RIG:NOISE pairs instead of --rigs x --noise, e.g. portrait:heavy")
@@ -236,13 +289,35 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=3, help="timing repeats on the first seed")
     bench.add_argument("--plot", default="out/bench.png", help="PNG plot path ('' = none)")
     bench.add_argument("--markdown", default="", help="write the table to this markdown file")
+    bench.add_argument("--methods", default="", help="comma-separated parts of method names to run (default: all)")
     bench.set_defaults(handler=_bench)
+
+    bench_multi = sub.add_parser("bench-multi", help="multi-person tracking benchmark on simulated scenes")
+    bench_shelf = sub.add_parser("bench-shelf", help="multi-person tracking on the real Shelf recording (PCP)")
+    _add_bench_arguments(bench_multi, bench_shelf)
+    bench_multi.set_defaults(handler=_bench_multi)
+    bench_shelf.set_defaults(handler=_bench_shelf)
 
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")
     from .ros.demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(demo)
     return parser
+
+
+def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:
+    # Plain argparse only: the benchmark modules (and scipy, torch) load when the command runs.
+    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene")
+    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround)")
+    multi.add_argument("--seeds", default="10,11,12", help="scene seeds (0-2 were used for tuning)")
+    multi.add_argument("--frames", type=int, default=300, help="frames per scene (30 fps)")
+    multi.add_argument("--noise", default="realistic", help="detector noise preset (clean, realistic, hard)")
+    multi.add_argument("--modes", default="streaming,offline", help="streaming, offline or both")
+    multi.add_argument("--markdown", default="", help="also write the table to this markdown file")
+    shelf.add_argument("--data", default="", help="Shelf folder (default $SKELSPLAT_SHELF or ../shared/data/shelf)")
+    shelf.add_argument("--modes", default="streaming,offline", help="streaming, offline or both")
+    shelf.add_argument("--heads", default="mvpose", help="head conventions of evaluate_pcp.py to report (mvpose = "
+                       "the standard; also voxelpose, crossview, neck)")
 
 
 def main(argv: list[str] | None = None) -> int:

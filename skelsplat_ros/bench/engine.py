@@ -26,11 +26,14 @@ import numpy as np
 from ..sim import NOISE_PRESETS, RIG_KINDS, Scenario, make_scenario
 from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
 from ..fusion.result import split_keypoints, triangulate_baseline
+from .pose2sim_peer import pose2sim_methods
 
 OUTLIER_MM = 150.0
 MM_PER_M = 1000.0
 TUNING_SEEDS = (0, 1, 2)
 """Seeds the ``default`` preset's settings were tuned on (BENCHMARKS.md reports others)."""
+DISTORTED = "-distorted"
+"""Suffix of a rig kind on the command line that gives its cameras lens distortion (``lab-distorted``)."""
 
 
 @dataclass
@@ -71,7 +74,7 @@ def score(joints: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
 def _offline(config: FusionConfig):
     def run(scenario: Scenario, frames: int) -> tuple[np.ndarray, list[float]]:
         start = time.perf_counter()
-        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config)
+        result = fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints[:, :frames], config, fps=scenario.fps)
         return result.joints, [(time.perf_counter() - start) / frames]
 
     return run
@@ -131,8 +134,8 @@ def _aniposelib_methods() -> list[Method]:
     return [Method("aniposelib triangulate", triangulate), Method("aniposelib triangulate_optim", optim, max_frames=300)]
 
 
-def methods(paper_frames: int) -> list[Method]:
-    """Every method of the comparison, baselines first."""
+def methods(paper_frames: int, distorted: bool = False) -> list[Method]:
+    """Every method of the comparison, baselines first (``distorted``: the rig has lens distortion)."""
     default, paper = preset_config("default"), preset_config("paper")
     return [
         Method("DLT", _offline(preset_config("default", "dlt"))),
@@ -142,30 +145,43 @@ def methods(paper_frames: int) -> list[Method]:
         Method("SkelSplat default offline", _offline(default)),
         Method("SkelSplat default streaming", _streaming(default)),
         *_aniposelib_methods(),
+        *pose2sim_methods(Method, distorted),
     ]
 
 
 def parse_scenarios(text: str) -> list[tuple[str, str]]:
-    """``"lab:realistic,portrait:heavy"`` -> ``[("lab", "realistic"), ("portrait", "heavy")]``."""
+    """``"lab:realistic,portrait:heavy"`` -> ``[("lab", "realistic"), ("portrait", "heavy")]`` (a rig may carry
+    the ``-distorted`` suffix)."""
     pairs = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         rig, _, noise = item.partition(":")
-        if rig not in RIG_KINDS or noise not in NOISE_PRESETS:
+        if rig.removesuffix(DISTORTED) not in RIG_KINDS or noise not in NOISE_PRESETS:
             raise ValueError(f"scenario {item!r} is not RIG:NOISE with RIG in {RIG_KINDS} and NOISE in {NOISE_PRESETS}")
         pairs.append((rig, noise))
     return pairs
 
 
 def run_benchmark(
-    scenarios_to_run: list[tuple[str, str]], frames: int, seeds: list[int], paper_frames: int, repeats: int, log=print,
-    only: set[str] | None = None,
+    scenarios_to_run: list[tuple[str, str]], frames: int, seeds: list[int], paper_frames: int, repeats: int,
+    log=print, only: list[str] | None = None,
 ) -> list[Row]:
-    """Every method (or those named in ``only``) on every (rig, noise), errors pooled over seeds, times the median
-    over repeats."""
+    """Every method on every (rig, noise), errors pooled over seeds, times the median over repeats.
+
+    Args:
+        only: run just the methods whose name contains one of these (case-insensitive); robust triangulation,
+            the reference of the ratios, always runs.
+    """
     rows: list[Row] = []
     for rig, noise in scenarios_to_run:
-        scenarios = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
-        for method in (m for m in methods(paper_frames) if only is None or m.name in only):
+        # "<kind>-distorted": the rig with OpenCV lens distortion.
+        kind, distorted = rig.removesuffix(DISTORTED), rig.endswith(DISTORTED)
+        scenarios = [
+            make_scenario(kind, num_frames=frames, noise=noise, seed=seed, distortion=distorted) for seed in seeds
+        ]
+        for method in methods(paper_frames, distorted):
+            wanted = [w.lower() for w in only or []]
+            if wanted and method.name != "robust triangulation" and not any(w in method.name.lower() for w in wanted):
+                continue
             used = min(frames, method.max_frames or frames)
             errors, times = [], []
             for scenario in scenarios:
@@ -333,7 +349,8 @@ def run_cli(args: argparse.Namespace) -> int:
         rigs = list(RIG_KINDS) if args.rigs == "all" else args.rigs.split(",")
         scenarios_to_run = parse_scenarios(",".join(f"{rig}:{noise}" for rig in rigs for noise in args.noise.split(",")))
     if args.frames > 0:
-        rows = run_benchmark(scenarios_to_run, args.frames, seeds, args.paper_frames, args.repeats)
+        rows = run_benchmark(scenarios_to_run, args.frames, seeds, args.paper_frames, args.repeats,
+                             only=[m for m in args.methods.split(",") if m] or None)
         tables.append(markdown_table(rows))
         if args.plot:
             plot(rows, Path(args.plot))

@@ -148,7 +148,10 @@ class Objective:
                 per = (accel**2).sum(dim=(-1, -2))
                 total = total + cfg.temporal_weight * torch.nn.functional.pad(per, (1, 1))
             elif self.temporal.mode == "predict":
-                offset = ((means - self.prediction) / (cfg.temporal_sigma * self.temporal.sigma_scale)) ** 2
+                # A float, or one scale per frame ([F]: a batch of different people).
+                scale = torch.as_tensor(np.reshape(self.temporal.sigma_scale, (-1, 1, 1)), dtype=means.dtype,
+                                        device=means.device)
+                offset = ((means - self.prediction) / (cfg.temporal_sigma * scale)) ** 2
                 total = total + cfg.temporal_weight * (offset.sum(-1) * self.prediction_known).sum(-1)
         return total
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .objective import RefineConfig
+from .smoothing import SmoothingConfig
 
 METHODS = ("skelsplat", "triangulate", "robust", "dlt")
 PRESETS = ("default", "paper")
@@ -42,6 +43,12 @@ class FusionConfig:
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
         reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
+        smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
+            passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
+        smoothing_rounds: offline: rounds of (smoothing, Gauss-Newton pulled to the smoothed trajectory).
+        smoothing_pull: offline: tolerance (world units) of that pull.
+        max_gap: offline: gaps in the (Hampel-cleaned) triangulation up to this long (seconds) are filled, longer
+            ones and those at the ends beyond it stay NaN (the person left); ``None`` = fill every gap.
     """
 
     method: str = "skelsplat"
@@ -60,6 +67,10 @@ class FusionConfig:
     gate_distance: float = 0.3
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
+    smoothing: SmoothingConfig | None = None
+    smoothing_rounds: int = 2
+    smoothing_pull: float = 0.003
+    max_gap: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,6 +79,10 @@ class FusionConfig:
             raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITS)}")
         if self.min_views < 2:
             raise ValueError("min_views must be at least 2")
+        if self.smoothing_rounds < 1 or self.smoothing_pull <= 0:
+            raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
+        if self.max_gap is not None and self.max_gap < 0:
+            raise ValueError("max_gap must be >= 0 seconds (or None)")
 
     @property
     def triangulation(self) -> str:
@@ -120,6 +135,7 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             init="auto",
             hampel_window=7,
             bone_lengths=True,
+            max_gap=1.0,
         )
         # Gauss-Newton on fixed-size splats: offline, a prefit that the smoothing refinement starts from; streaming,
         # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.
@@ -127,6 +143,10 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
         config = replace(
             config,
             prefit=replace(gauss_newton, steps=3),
+            # Jerk tolerance per joint by marginal likelihood (the bench's smooth simulated motion picks 3-30 m/s^3,
+            # the real Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on
+            # seeds 20-21 of the bench and the demo take (BENCHMARKS.md).
+            smoothing=SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True),
             # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
             streaming_refine=replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0),
         )
@@ -140,6 +160,7 @@ def preset_config(preset: str = "default", method: str = "skelsplat", backend: s
             config = replace(
                 config,
                 prefit=None,
+                smoothing=None,
                 streaming_refine=replace(
                     config.refine, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
                     temporal_weight=config.streaming_refine.temporal_weight,

@@ -60,7 +60,8 @@ class GaussNewtonObjective:
         uv: ``[V, F, J, 2]`` undistorted keypoints (anything where ``weights`` is 0).
         weights: ``[V, F, J]`` detection weights (0 = no observation).
         target_variance: ``[V, F, J]`` heatmap variance ``t`` (px^2) per observation.
-        bones: ``[B, 2]`` joint indices; bone_prior: lengths and tolerances ``[B]`` (NaN length = no prior).
+        bones: ``[B, 2]`` joint indices; bone_prior: lengths and tolerances ``[B]`` or ``[F, B]`` (NaN length =
+            no prior).
         prediction: ``[F, J, 3]`` temporal prior (NaN = none for that joint) and its ``temporal_scale``: the term
             is ``temporal_weight * |x - prediction|^2 / temporal_scale^2``.
         active: ``[F, J]`` joints being estimated; the others keep their position and contribute nothing.
@@ -78,7 +79,7 @@ class GaussNewtonObjective:
         bone_weight: float,
         prediction: np.ndarray | None,
         temporal_weight: float,
-        temporal_scale: float,
+        temporal_scale: float | np.ndarray,
     ):
         # Stacked once: the rig's array properties rebuild them on every access.
         self.K, self.R, self.translation = rig.K, rig.R, rig.t
@@ -89,8 +90,8 @@ class GaussNewtonObjective:
         self.num_joints = active.shape[1]
         self.bones = bones
         bone_known = np.zeros(len(bones), dtype=bool) if bone_prior is None else np.isfinite(bone_prior.lengths)
-        # [F, B]: a bone constrains a frame only where both of its joints are estimated.
-        self.bone_mask = bone_known[None] & active[:, bones[:, 0]] & active[:, bones[:, 1]]
+        # [F, B]: a bone constrains a frame only where both of its joints are estimated (lengths [B] or [F, B]).
+        self.bone_mask = bone_known & active[:, bones[:, 0]] & active[:, bones[:, 1]]
         self.bone_lengths = np.zeros(len(bones)) if bone_prior is None else np.nan_to_num(bone_prior.lengths)
         self.bone_factor = np.zeros(len(bones)) if bone_prior is None else bone_weight / bone_prior.sigmas**2  # [B]
         self.incidence = np.zeros((len(bones), self.num_joints))  # [B, J]: 1 where a bone ends at a joint
@@ -321,7 +322,9 @@ def refine_gauss_newton(
     if temporal is not None and config.temporal_weight > 0:
         if temporal.mode != "predict":
             raise ValueError("gauss_newton supports the streaming ('predict') temporal prior only")
-        prediction, temporal_scale = temporal.prediction, config.temporal_sigma * temporal.sigma_scale
+        # A scale per frame ([F]: a batch of different people) broadcasts over joints.
+        prediction = temporal.prediction
+        temporal_scale = config.temporal_sigma * np.reshape(temporal.sigma_scale, (-1, 1))
     weights = detection_weights(uv, confidence, config)
     objective = GaussNewtonObjective(
         rig,

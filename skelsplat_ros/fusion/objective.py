@@ -113,8 +113,9 @@ class BonePrior:
     """What the bone-length term pulls towards.
 
     Attributes:
-        lengths: ``[B]`` per-subject bone lengths (NaN = no prior on that bone).
-        sigmas: ``[B]`` tolerance of each bone (world units).
+        lengths: ``[B]`` per-subject bone lengths (NaN = no prior on that bone), or ``[F, B]`` when the frames of a
+            batch are different people (the multi-person tracker refits all its people at once).
+        sigmas: ``[B]`` (or ``[F, B]``) tolerance of each bone (world units).
     """
 
     lengths: np.ndarray
@@ -128,12 +129,13 @@ class TemporalPrior:
     Attributes:
         mode: ``smooth`` (offline second differences) or ``predict`` (streaming, pull to ``prediction``).
         prediction: ``[F, J, 3]`` predicted positions for ``predict`` (NaN = no prediction for that joint).
-        sigma_scale: multiplies ``temporal_sigma``: a prediction across a longer gap is less certain.
+        sigma_scale: multiplies ``temporal_sigma``: a prediction across a longer gap is less certain. A float, or
+            ``[F]`` per frame (a batch of different people).
     """
 
     mode: str
     prediction: np.ndarray | None = None
-    sigma_scale: float = 1.0
+    sigma_scale: float | np.ndarray = 1.0
 
 
 @dataclass

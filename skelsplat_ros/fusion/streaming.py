@@ -12,7 +12,7 @@ from ..geometry.camera import CameraRig
 from ..geometry.triangulation import linear_covariance
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
-from .objective import TemporalPrior
+from .objective import BonePrior, TemporalPrior
 from .refine import refine
 from .result import (
     FusionResult,
@@ -75,7 +75,9 @@ class StreamingFuser:
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
         self._bone_window: deque[np.ndarray] = deque(maxlen=self.config.bone_window)
 
-    def _prediction(self, stamp: float) -> np.ndarray | None:
+    def predict(self, stamp: float) -> np.ndarray | None:
+        """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
+        joints never seen); ``None`` before the first output."""
         if not self._history:
             return None
         last_stamp, last = self._history[-1]
@@ -99,52 +101,98 @@ class StreamingFuser:
 
         Returns a result with a frame axis of length 1.
         """
-        if rig is None:
-            rig = self.rig
-        elif rig.names != self.rig.names:
-            raise ValueError(f"the frame's rig has cameras {rig.names}, the fuser {self.rig.names}")
-        keypoints = np.asarray(keypoints, dtype=np.float64)
-        if keypoints.ndim != 3 or keypoints.shape[1] != self.skeleton.num_joints or keypoints.shape[2] != 3:
-            raise ValueError(
-                f"keypoints must be [V, {self.skeleton.num_joints}, 3] for skeleton {self.skeleton.name!r}, "
-                f"got {list(keypoints.shape)}"
-            )
-        if self._history and (stamp < self._history[-1][0] or stamp - self._history[-1][0] > self.config.reset_after):
-            self.resets += 1
-            self.reset()
-        uv, confidence = split_keypoints(rig, keypoints[:, None])
-        config, names = self.config, list(self.skeleton.joint_names)
-        points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)
-        if config.method != "skelsplat":
-            cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
-            return summarise(rig, points, uv, support, cov, names)
+        return step_together([self], np.asarray(keypoints, dtype=np.float64)[None], stamp, rig)[0]
 
-        prediction = self._prediction(stamp)
-        init = points[0]
+
+def step_together(
+    fusers: list[StreamingFuser], keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None
+) -> list[FusionResult]:
+    """One :meth:`StreamingFuser.step` of several fusers of the same rig, skeleton and config (one per person) in a
+    single batched triangulation and refinement: ``keypoints [N, V, J, 3]``, one frame per fuser; ``rig`` as in
+    :meth:`StreamingFuser.step`.
+
+    Each fuser keeps its own history, prediction and bone lengths; the batch only shares the solver calls, so the
+    cost grows far slower than one call per person.
+    """
+    if not fusers:
+        return []
+    first = fusers[0]
+    skeleton, config = first.skeleton, first.config
+    if rig is None:
+        rig = first.rig
+    elif rig.names != first.rig.names:
+        raise ValueError(f"the frame's rig has cameras {rig.names}, the fuser {first.rig.names}")
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    if keypoints.ndim != 4 or keypoints.shape[2] != skeleton.num_joints or keypoints.shape[3] != 3:
+        raise ValueError(
+            f"keypoints must be [V, {skeleton.num_joints}, 3] for skeleton {skeleton.name!r}, "
+            f"got {list(keypoints.shape[1:])}"
+        )
+    if len(keypoints) != len(fusers):
+        raise ValueError(f"{len(keypoints)} keypoint sets for {len(fusers)} fusers")
+    for fuser in fusers:
+        history = fuser._history
+        if history and (stamp < history[-1][0] or stamp - history[-1][0] > config.reset_after):
+            fuser.resets += 1
+            fuser.reset()
+    uv, confidence = split_keypoints(rig, keypoints.transpose(1, 0, 2, 3))  # [V, N, J, 2], [V, N, J]
+    names = list(skeleton.joint_names)
+    points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)  # [N, J, 3]
+    if config.method != "skelsplat":
+        cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
+        summary = summarise(rig, points, uv, support, cov, names)
+        return [summary.frame(k) for k in range(len(fusers))]
+
+    settings = config.streaming_refine or config.refine
+    num, num_joints, num_bones = len(fusers), skeleton.num_joints, len(skeleton.bones)
+    init = points.copy()
+    predictions = np.full((num, num_joints, 3), np.nan)
+    gap_frames = np.ones(num)
+    bone_lengths, bone_sigmas = np.full((num, num_bones), np.nan), np.ones((num, num_bones))
+    for k, fuser in enumerate(fusers):
+        prediction = fuser.predict(stamp)
         if prediction is not None:
+            predictions[k] = prediction
             with np.errstate(invalid="ignore"):
-                far = np.linalg.norm(init - prediction, axis=-1) > config.gate_distance
-            init = np.where((~np.isfinite(init).all(-1) | far)[:, None], prediction, init)
-        known = np.isfinite(init).all(axis=-1)
-        if not known.any():
-            return summarise(rig, points, uv, support, np.full(points.shape + (3,), np.nan), names)
-        settings = config.streaming_refine or config.refine
+                far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance
+            init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
+            # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
+            gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
+        if config.bone_lengths and len(fuser._bone_window) >= 5:
+            prior = estimate_bone_prior(
+                np.stack(fuser._bone_window), settings.bone_length_sigma, settings.bone_length_spread
+            )
+            bone_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
+    known = np.isfinite(init).all(axis=-1)  # [N, J]
+    fitted = known.any(axis=1)
+    results: list[FusionResult | None] = [None] * num
+    for k in np.flatnonzero(~fitted):
+        results[k] = summarise(rig, points[k:k + 1], uv[:, k:k + 1], support[:, k:k + 1],
+                               np.full((1, num_joints, 3, 3), np.nan), names)
+    batch = np.flatnonzero(fitted)
+    if len(batch):
+        single = num == 1
         bone_prior = None
-        if config.bone_lengths and len(self._bone_window) >= 5:
-            bone_prior = estimate_bone_prior(
-                np.stack(self._bone_window), settings.bone_length_sigma, settings.bone_length_spread
+        if np.isfinite(bone_lengths[batch]).any():
+            bone_prior = BonePrior(
+                lengths=bone_lengths[batch[0]] if single else bone_lengths[batch],
+                sigmas=bone_sigmas[batch[0]] if single else bone_sigmas[batch],
             )
         temporal = None
-        if prediction is not None and settings.temporal_weight > 0:
-            # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
-            gap_frames = max(1.0, (stamp - self._history[-1][0]) * NOMINAL_RATE_HZ)
-            temporal = TemporalPrior("predict", prediction[None], sigma_scale=gap_frames**2)
-        init_full = np.where(known[:, None], init, fallback_position(init))[None]
-        result = refine(rig, self.skeleton, settings, uv, confidence, init_full, bone_prior, temporal)
+        if np.isfinite(predictions[batch]).any() and settings.temporal_weight > 0:
+            temporal = TemporalPrior(
+                "predict", predictions[batch], sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[batch] ** 2
+            )
+        init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
+        result = refine(rig, skeleton, settings, uv[:, batch], confidence[:, batch], init_full, bone_prior, temporal)
         # A joint no view supports this frame would only be the prediction: say it is not seen.
-        fused = refine_output(rig, uv, confidence, result, known[None] & (confidence > 0).any(axis=0), names)
-        self._history.append((stamp, np.where(fused.confidence[0][:, None] > 0, fused.joints[0], np.nan)))
-        if config.bone_lengths:
-            # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
-            self._bone_window.append(bone_lengths_of(points[0], self.skeleton))
-        return fused
+        seen = known[batch] & (confidence[:, batch] > 0).any(axis=0)
+        fused = refine_output(rig, uv[:, batch], confidence[:, batch], result, seen, names)
+        for i, k in enumerate(batch):
+            results[k] = fused.frame(i)
+            fuser = fusers[k]
+            fuser._history.append((stamp, np.where(fused.confidence[i][:, None] > 0, fused.joints[i], np.nan)))
+            if config.bone_lengths:
+                # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
+                fuser._bone_window.append(bone_lengths_of(points[k], skeleton))
+    return results

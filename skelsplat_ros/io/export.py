@@ -16,7 +16,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["ExportError", "SUPPORTED_SUFFIXES", "check_result_path", "save_result", "load_result", "load_trc"]
+__all__ = [
+    "ExportError", "SUPPORTED_SUFFIXES", "check_result_path", "save_result", "save_people_result", "load_result",
+    "load_trc",
+]
 
 SUPPORTED_SUFFIXES = (".npz", ".trc", ".csv")
 
@@ -151,6 +154,71 @@ def save_result(
     else:
         _write_csv(path, joints, confidence, names, fps)
     return path
+
+
+def save_people_result(
+    path: str | Path,
+    joints: np.ndarray,
+    confidence: np.ndarray,
+    covariance: np.ndarray,
+    track_ids: np.ndarray,
+    joint_names: Sequence[str],
+    fps: float | None = None,
+    trc_y_up: bool = True,
+) -> list[Path]:
+    """Write several people's fused joints; the format follows the suffix of ``path``.
+
+    Args:
+        joints: ``[F, T, J, 3]``, one slice per track, NaN where the track is absent or the joint not fused.
+        confidence: ``[F, T, J]`` (0 where absent); covariance: ``[F, T, J, 3, 3]``.
+        track_ids: ``[T]`` integer ids.
+
+    Formats:
+        - ``.npz``: ``joints``, ``confidence``, ``covariance``, ``track_ids``, ``joint_names`` (and ``fps``).
+        - ``.trc``: one file per track, ``<stem>_<id>.trc`` beside ``path`` (each as :func:`save_result` writes it).
+        - ``.csv``: :func:`save_result`'s columns with ``track`` after ``time``, one row per frame and track present.
+
+    Returns:
+        The paths written.
+    """
+    path = check_result_path(path, fps)
+    joints = np.asarray(joints, dtype=np.float64)
+    if joints.ndim != 4 or joints.shape[-1] != 3:
+        raise ExportError(f"joints must have shape [F, T, J, 3], got {list(joints.shape)}")
+    frames, tracks, count = joints.shape[:3]
+    confidence = _checked("confidence", confidence, (frames, tracks, count))
+    covariance = _checked("covariance", covariance, (frames, tracks, count, 3, 3))
+    ids = _checked("track_ids", track_ids, (tracks,), dtype=np.int64)
+    names = [str(n) for n in joint_names]
+    if len(names) != count:
+        raise ExportError(f"{len(names)} joint names for {count} joints")
+    suffix = path.suffix.lower()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".trc":
+        return [
+            save_result(path.with_name(f"{path.stem}_{int(ids[k])}.trc"), joints[:, k], confidence[:, k], None,
+                        names, fps, trc_y_up=trc_y_up)
+            for k in range(tracks)
+        ]
+    if suffix == ".npz":
+        arrays = {"joints": joints, "confidence": confidence, "covariance": covariance, "track_ids": ids,
+                  "joint_names": np.array(names, dtype=str)}
+        if fps is not None:
+            arrays["fps"] = np.array(float(fps))
+        np.savez_compressed(path, **arrays)
+        return [path]
+    header = ["frame", "time", "track"]
+    for name in names:
+        header += [f"{name}_x", f"{name}_y", f"{name}_z", f"{name}_conf"]
+    per_joint = np.concatenate([joints, confidence[..., None]], axis=-1).reshape(frames, tracks, -1)
+    present = np.isfinite(joints).all(-1).any(-1)  # [F, T]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        for frame, track in zip(*np.nonzero(present)):
+            time = _num(frame / float(fps)) if fps is not None else ""
+            writer.writerow([str(frame), time, str(int(ids[track]))] + [_num(v) for v in per_joint[frame, track]])
+    return [path]
 
 
 def _num(value: float) -> str:

@@ -62,10 +62,11 @@ class KeypointsError(ValueError):
 
 @dataclass
 class KeypointSet:
-    """2D keypoints of one subject seen by several cameras.
+    """2D keypoints of one subject (or of several people) seen by several cameras.
 
     Attributes:
         keypoints: ``[V, F, J, 3]`` float64: x px, y px, confidence in [0, 1]. Missing = NaN x/y, confidence 0.
+            Multi-person: ``[V, F, S, J, 3]``, S detection slots per view-frame in any order, NaN-padded.
         cameras: ``[V]`` camera names, matching the calibration (see :func:`align_to_rig`).
         fps: frame rate in Hz, or None when unknown (JSON folders).
         skeleton: skeleton name (``body25b``, ``coco17``, ... or a YAML path) or None when unknown.
@@ -88,9 +89,10 @@ class KeypointSet:
             keypoints = np.array(self.keypoints, dtype=np.float64, copy=True)
         except (TypeError, ValueError):
             raise KeypointsError("keypoints must be a numeric array [V, F, J, 3]") from None
-        if keypoints.ndim != 4 or keypoints.shape[-1] != 3:
+        if keypoints.ndim not in (4, 5) or keypoints.shape[-1] != 3:
             raise KeypointsError(
-                f"keypoints must have shape [V, F, J, 3] (x, y, confidence), got {list(keypoints.shape)}"
+                f"keypoints must have shape [V, F, J, 3] (x, y, confidence), or [V, F, S, J, 3] for several people, "
+                f"got {list(keypoints.shape)}"
             )
         if isinstance(self.cameras, str):
             raise KeypointsError("cameras must be a list of camera names, not one string")
@@ -130,9 +132,9 @@ class KeypointSet:
                 expected = get_skeleton(self.skeleton).num_joints
             except (KeyError, ValueError, OSError) as error:
                 raise KeypointsError(str(error.args[0]) if error.args else str(error)) from None
-            if expected != keypoints.shape[2]:
+            if expected != keypoints.shape[-2]:
                 raise KeypointsError(
-                    f"skeleton {self.skeleton!r} has {expected} joints but the keypoints have {keypoints.shape[2]}"
+                    f"skeleton {self.skeleton!r} has {expected} joints but the keypoints have {keypoints.shape[-2]}"
                 )
 
     @property
@@ -145,11 +147,16 @@ class KeypointSet:
 
     @property
     def num_joints(self) -> int:
-        return int(self.keypoints.shape[2])
+        return int(self.keypoints.shape[-2])
+
+    @property
+    def multi_person(self) -> bool:
+        """Several people per view-frame (``keypoints [V, F, S, J, 3]``)."""
+        return self.keypoints.ndim == 5
 
     @property
     def xy(self) -> np.ndarray:
-        """Pixel coordinates ``[V, F, J, 2]`` (a view)."""
+        """Pixel coordinates ``[V, F, J, 2]`` (``[V, F, S, J, 2]`` multi-person; a view)."""
         return self.keypoints[..., :2]
 
     @property
@@ -174,15 +181,20 @@ class KeypointSet:
 # --- loading --------------------------------------------------------------------------------------------------------
 
 
-def load_keypoints(path: str | Path, skeleton: str | None = None, fps: float | None = None) -> KeypointSet:
+def load_keypoints(
+    path: str | Path, skeleton: str | None = None, fps: float | None = None, people: str = "subject"
+) -> KeypointSet:
     """Load multi-view keypoints from an ``.npz`` file or an OpenPose/Pose2Sim JSON folder.
 
     Args:
-        path: an ``.npz`` file (keys ``keypoints [V, F, J, 3]``, ``cameras [V]``, optional ``fps``, ``skeleton``,
+        path: an ``.npz`` file (keys ``keypoints [V, F, J, 3]``, or ``[V, F, S, J, 3]`` for several people per
+            view-frame, ``cameras [V]``, optional ``fps``, ``skeleton``,
             ``frame_numbers [F]``), or a folder holding one ``<camera>_json/`` subfolder per camera (the camera
             name is the folder name without ``_json``; a single ``<camera>_json`` folder also works).
         skeleton: skeleton name to check the joint count against; overrides the one stored in an ``.npz``.
         fps: frame rate to record; overrides the one stored in an ``.npz`` (JSON folders store none).
+        people: JSON folders: ``subject`` (the followed subject below, ``[V, F, J, 3]``) or ``all`` (every person
+            of every file, ``[V, F, S, J, 3]`` with S the most people in one file, NaN-padded).
 
     JSON folders: one file per frame; files are ordered by the last run of digits in their name (the frame
     number). In each file the subject is the person with the highest mean keypoint confidence (missing
@@ -210,7 +222,9 @@ def load_keypoints(path: str | Path, skeleton: str | None = None, fps: float | N
                 f"{path}: unsupported keypoints file (expected .npz, or a folder of <camera>_json/ folders)"
             )
         return _load_npz(path, skeleton, fps)
-    return _load_json_folder(path, skeleton, fps)
+    if people not in ("subject", "all"):
+        raise KeypointsError(f"people must be 'subject' or 'all', got {people!r}")
+    return _load_json_folder(path, skeleton, fps, everyone=people == "all")
 
 
 # What numpy, zipfile and zlib raise on a truncated or corrupted archive (besides ValueError).
@@ -364,30 +378,33 @@ def _camera_folders(path: Path) -> list[Path]:
     return folders
 
 
-def _load_json_folder(path: Path, skeleton: str | None, fps: float | None) -> KeypointSet:
+def _load_json_folder(path: Path, skeleton: str | None, fps: float | None, everyone: bool = False) -> KeypointSet:
     folders = _camera_folders(path)
     cameras = [folder.name[: -len("_json")] for folder in folders]
-    per_camera: list[dict[int, np.ndarray | None]] = []
+    per_camera: list[dict[int, list[np.ndarray]]] = []
     joints: int | None = None
     for folder in folders:
         files = sorted(folder.glob("*.json"), key=lambda p: _natural_key(p.name))
         if not files:
             raise KeypointsError(f"{folder}: no .json files")
-        frames: dict[int, np.ndarray | None] = {}
+        frames: dict[int, list[np.ndarray]] = {}
         tracker = _SubjectTracker()
         for file in files:
             number = _frame_number(file)
             if number in frames:
                 raise KeypointsError(f"{folder}: two files carry frame number {number} (e.g. {file.name})")
-            subject = tracker.choose(_read_people(file))
-            if subject is not None:
+            found = _read_people(file)
+            if not everyone:
+                subject = tracker.choose(found)
+                found = [] if subject is None else [subject]
+            if found:
                 if joints is None:
-                    joints = subject.shape[0]
-                elif subject.shape[0] != joints:
+                    joints = found[0].shape[0]
+                elif found[0].shape[0] != joints:
                     raise KeypointsError(
-                        f"{file}: {subject.shape[0]} keypoints per person, but earlier files have {joints}"
+                        f"{file}: {found[0].shape[0]} keypoints per person, but earlier files have {joints}"
                     )
-            frames[number] = subject
+            frames[number] = found
         per_camera.append(frames)
     if joints is None:
         if skeleton is None:
@@ -417,12 +434,15 @@ def _load_json_folder(path: Path, skeleton: str | None, fps: float | None) -> Ke
         frame_numbers = np.arange(first, last + 1, dtype=np.int64)
         slots = [{number: number - int(frame_numbers[0]) for number in n} for n in numbers]
 
-    keypoints = np.full((len(cameras), frame_numbers.size, joints, 3), np.nan)
+    slots_per_frame = max((len(found) for frames in per_camera for found in frames.values()), default=0)
+    keypoints = np.full((len(cameras), frame_numbers.size, max(slots_per_frame, 1), joints, 3), np.nan)
     keypoints[..., 2] = 0.0
     for view, (frames, slot) in enumerate(zip(per_camera, slots)):
-        for number, subject in frames.items():
-            if subject is not None:
-                keypoints[view, slot[number]] = subject
+        for number, found in frames.items():
+            for k, person in enumerate(found):
+                keypoints[view, slot[number], k] = person
+    if not everyone:
+        keypoints = keypoints[:, :, 0]
     try:
         return KeypointSet(keypoints, cameras, fps, skeleton, frame_numbers)
     except KeypointsError as error:
@@ -583,7 +603,9 @@ def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float 
     anything changed) and how many keypoints were masked.
     """
     kp = keypoint_set.keypoints
-    far = outside_image(kp[..., :2], rig.sizes[:, None, :], margin) & (kp[..., 2] > 0)  # [V, F, J]
+    # Sizes per view against [V, F, J, 2], or [V, F, S, J, 2] for several people.
+    sizes = rig.sizes.reshape((len(rig),) + (1,) * (kp.ndim - 3) + (2,))
+    far = outside_image(kp[..., :2], sizes, margin) & (kp[..., 2] > 0)  # [V, F, (S,) J]
     count = int(np.count_nonzero(far))
     if not count:
         return keypoint_set, 0

@@ -19,9 +19,9 @@ def test_accuracy_rows_on_clean_keypoints():
     ours = {"DLT", "robust triangulation", "SkelSplat default offline", "SkelSplat default streaming"}
     # Our methods only: the optional aniposelib peer compiles with numba on first use (tens of seconds).
     rows = run_benchmark([("robot", "clean")], frames=4, seeds=[max(TUNING_SEEDS) + 1], paper_frames=0, repeats=1,
-                         log=lambda line: None, only=ours)
+                         log=lambda line: None, only=sorted(ours))
     by_method = {row.method: row for row in rows}
-    assert set(by_method) == ours
+    assert ours <= set(by_method) and not any("aniposelib" in name for name in by_method)
     for row in rows:
         assert row.coverage_pct > 90.0 and row.frames == 4 and row.ms_per_frame > 0
     # Clean keypoints: every method within a few centimetres, SkelSplat no worse than the DLT it starts near.

@@ -94,6 +94,20 @@ def test_hampel_removes_a_spike_and_fills_gaps():
     np.testing.assert_allclose(np.delete(cleaned, 20, axis=0)[:, 0], np.delete(points, 20, axis=0)[:, 0])
 
 
+def test_hampel_leaves_long_gaps_and_far_ends_empty_when_told():
+    frames = np.arange(40, dtype=float)
+    points = np.stack([0.01 * frames, np.zeros(40), np.ones(40)], -1)[:, None].copy()  # [F, 1, 3]
+    points[:3] = np.nan  # a short start
+    points[10:13] = np.nan  # a short gap
+    points[20:30] = np.nan  # a long one
+    points[35:] = np.nan  # a long end
+    cleaned = hampel_clean(points, window=0, threshold=4.0, min_distance=0.05, max_gap=4)
+    np.testing.assert_allclose(cleaned[10:13, 0, 0], [0.10, 0.11, 0.12], atol=1e-9)
+    np.testing.assert_allclose(cleaned[:3, 0, 0], 0.03, atol=1e-9)  # held at the first estimate
+    assert np.isnan(cleaned[20:30]).all() and np.isnan(cleaned[35:]).all()
+    assert np.isfinite(hampel_clean(points, window=0, threshold=4.0, min_distance=0.05)).all()
+
+
 # --- offline and streaming on ground truth ----------------------------------------------------------------------
 
 

@@ -1,0 +1,101 @@
+"""``skelsplat bench-shelf``: the multi-person tracker on the real Shelf recording (5 cameras, OpenPose BODY_25
+people already grouped per view, ground truth for 4 actors), scored by the dataset folder's own
+``evaluate_pcp.py`` (standard Shelf PCP, mvpose head convention by default; identity per actor).
+
+The data stays where it is (``--data``, default ``$SKELSPLAT_SHELF`` or ``../shared/data/shelf`` beside the
+repository); when it is absent the command says so and exits 0 without scoring anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..fusion import preset_config
+from ..geometry.calibration import load_calibration
+from ..skeleton.models import get_skeleton
+from ..tracking.recording import MultiPersonResult, track_offline, track_streaming
+
+SHELF_FILES = ("calibration.toml", "keypoints.npz", "ground_truth.npz", "evaluate_pcp.py")
+
+
+def default_shelf_dir() -> Path:
+    """``$SKELSPLAT_SHELF``, else ``../shared/data/shelf`` beside the repository."""
+    env = os.environ.get("SKELSPLAT_SHELF")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data" / "shelf"
+
+
+def shelf_available(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in SHELF_FILES)
+
+
+def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None) -> tuple[MultiPersonResult, tuple[float, float]]:
+    """Fuse the Shelf detections (``frames`` first frames, all by default): the result and the seconds it took
+    (wall clock, CPU time of this process)."""
+    rig = load_calibration(folder / "calibration.toml")
+    data = np.load(folder / "keypoints.npz")
+    keypoints = np.asarray(data["keypoints"], dtype=np.float64)[:, :frames]
+    cameras = [str(c) for c in data["cameras"]]
+    rig = rig.subset(cameras)
+    fps = float(data["fps"])
+    skeleton = get_skeleton(str(data["skeleton"]))
+    config = preset_config("default")
+    run = track_streaming if mode == "streaming" else track_offline
+    start, cpu = time.perf_counter(), time.process_time()
+    result = run(rig, skeleton, keypoints, config, fps)
+    return result, (time.perf_counter() - start, time.process_time() - cpu)
+
+
+def evaluate_shelf(folder: Path, result: MultiPersonResult, head: str = "mvpose") -> dict:
+    """The dataset's ``evaluate_pcp.py --json`` on ``result`` (frames aligned by number)."""
+    offset = int(np.load(folder / "keypoints.npz")["frame_offset"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "pred.npz"
+        np.savez(path, joints=result.joints, track_ids=result.track_ids,
+                 frames=np.arange(len(result.joints)) + offset)
+        out = subprocess.run(
+            [sys.executable, str(folder / "evaluate_pcp.py"), str(path), "--json", "--head", head],
+            capture_output=True, text=True, check=True,
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def format_report(mode: str, report: dict, seconds: tuple[float, float], frames: int, num_tracks: int) -> str:
+    actors = report["actors"]
+    cells = " | ".join(f"{100 * actors[a]['pcp']:.1f}" for a in sorted(actors))
+    switches = "/".join(str(actors[a]["id_switches"]) for a in sorted(actors))
+    consistency = "/".join(f"{actors[a]['id_consistency']:.3f}" for a in sorted(actors))
+    return (f"| {mode} | {report['head_mode']} | {cells} | **{100 * report['average_pcp']:.1f}** | {switches} | "
+            f"{consistency} | {num_tracks} | {1000 * seconds[0] / frames:.1f} ({frames / seconds[0]:.0f} frames/s) | "
+            f"{1000 * seconds[1] / frames:.1f} ({frames / seconds[1]:.0f} frames/s) |")
+
+
+HEADER = ("| mode | head | actor 0 | actor 1 | actor 2 | actor 3 | avg (0-2) | id switches (0/1/2/3) | "
+          "id consistency | tracks | ms/frame | CPU ms/frame |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    folder = Path(args.data) if args.data else default_shelf_dir()
+    if not shelf_available(folder):
+        print(f"skelsplat bench-shelf: Shelf data not found in {folder} (needs {', '.join(SHELF_FILES)}); "
+              "pass --data or set SKELSPLAT_SHELF. Nothing scored.")
+        return 0
+    print(f"Shelf from {folder}; PCP by its evaluate_pcp.py")
+    print(HEADER)
+    for mode in [m for m in args.modes.split(",") if m]:
+        result, seconds = fuse_shelf(folder, mode)
+        for head in [h for h in args.heads.split(",") if h]:
+            report = evaluate_shelf(folder, result, head)
+            print(format_report(mode, report, seconds, len(result.joints), result.num_tracks), flush=True)
+    return 0
+

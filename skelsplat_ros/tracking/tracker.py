@@ -1,0 +1,511 @@
+"""Streaming multi-person tracking: detections of every view, in any order and without ids, to 3D people with
+stable track ids, each fused by SkelSplat.
+
+One :meth:`MultiPersonTracker.step` per synchronized set of views:
+
+1. **Predict** each live track's joints at the new stamp (constant velocity, the track's own
+   :class:`~skelsplat_ros.fusion.streaming.StreamingFuser`).
+2. **Match** every view's detections to the tracks: the cost of a (track, detection) pair is the confidence-weighted
+   mean over joints of the distance from the predicted 3D joint to the detection's back-projected ray (metres, capped
+   per joint so that one wrong joint cannot veto a person), gated, one detection per track per view (Hungarian per
+   view). A detection whose left/right mirror fits much better is mirrored first (a detector's left/right swap).
+3. **Refit** every track that got at least two views with its own fuser, warm-started from its prediction with its
+   own bone lengths (nothing is shared between tracks). A track matched in one view only is not refitted: one view
+   cannot fix depth, and its detection stays claimed so that it starts nobody else.
+4. **Start** tentative tracks from what no track claimed: pairs of detections in different views scored by the mean
+   ray-to-ray distance of their joints, clustered greedily with complete linkage (every pair inside a cluster agrees,
+   at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
+   estimates enough joints. A detection seen by one view only never starts a track.
+5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits (at once when its first fit has
+   ``confirm_views`` views agreeing) and dropped when it misses
+   ``tentative_timeout``; a confirmed track ends after ``delete_after`` seconds unseen. Two tracks that converge on
+   the same person keep the older id. Ids are never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..fusion.config import FusionConfig
+from ..fusion.result import FusionResult
+from ..fusion.streaming import StreamingFuser, step_together
+from ..geometry.camera import CameraRig
+from ..geometry.triangulation import project_pinhole, valid_observations
+from ..skeleton.models import Skeleton
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Gates and life times of :class:`MultiPersonTracker`. Distances are in world units (metres), times in seconds.
+
+    Attributes:
+        match_gate: a detection joins a track only when the mean distance of the track's predicted joints to the
+            detection's rays is at most this.
+        joint_clip: per-joint cap of those distances (a mislabelled or occluded joint costs at most this).
+        swap_ratio: a detection is mirrored left/right when its mirror's cost is below this fraction of its own.
+        cluster_gate: two unclaimed detections in different views may be the same person when the mean distance
+            between their joints' rays is at most this.
+        min_common_joints: joints two things must share (both seen) to be compared at all.
+        min_detection_joints: detections with fewer joints above ``min_confidence`` are ignored (counted unassigned).
+        min_confidence: keypoints below this confidence are ignored by the association (the fit still weighs them).
+        min_views: views a track needs in a frame to be refitted and published.
+        min_fitted_joints: a new track must have at least this many joints estimated by its first fit.
+        confirm_frames: refits that confirm a tentative track (it is published from then on).
+        confirm_views: a new track whose first fit agrees across at least this many views is confirmed at once (a
+            false person consistent in three views is far less likely than a ghost in one; every frame a real
+            person waits unpublished is lost). A refit counts towards confirmation only when the track was seen by
+            this many views, or by every view it projects into when fewer do (two ghosts in two views can agree by
+            chance; a real person is seen by the other views too).
+        tentative_timeout: a tentative track unseen for longer than this is dropped.
+        delete_after: a confirmed track unseen for longer than this ends.
+        max_extrapolation: the constant-velocity prediction extrapolates at most this long past the last refit.
+        duplicate_distance: two tracks whose joints are closer than this (mean over shared joints) are one person.
+        max_people_per_view: detections per view beyond this are dropped (the least confident first) and counted.
+    """
+
+    match_gate: float = 0.2
+    joint_clip: float = 0.5
+    swap_ratio: float = 0.6
+    cluster_gate: float = 0.1
+    min_common_joints: int = 4
+    min_detection_joints: int = 4
+    min_confidence: float = 0.1
+    min_views: int = 2
+    min_fitted_joints: int = 6
+    confirm_frames: int = 3
+    confirm_views: int = 3
+    tentative_timeout: float = 0.2
+    delete_after: float = 1.0
+    max_extrapolation: float = 0.3
+    duplicate_distance: float = 0.15
+    max_people_per_view: int = 20
+
+    def __post_init__(self) -> None:
+        if self.min_views < 2:
+            raise ValueError("TrackerConfig.min_views must be at least 2: one view cannot fix depth")
+        if self.confirm_frames < 1 or self.max_people_per_view < 1:
+            raise ValueError("TrackerConfig.confirm_frames and max_people_per_view must be at least 1")
+        for name in ("match_gate", "joint_clip", "cluster_gate", "delete_after", "tentative_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"TrackerConfig.{name} must be positive")
+
+
+@dataclass
+class PersonEstimate:
+    """One confirmed person in one frame.
+
+    Attributes:
+        track_id: the track's id (never reused).
+        result: the fused joints, one frame (frame axis of length 1), like :meth:`StreamingFuser.step`.
+        views: ``[V]`` index of the detection this person took in each view (-1 = none), in the step's input order.
+    """
+
+    track_id: int
+    result: FusionResult
+    views: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+@dataclass
+class TrackerStep:
+    """What one :meth:`MultiPersonTracker.step` did.
+
+    Attributes:
+        people: confirmed tracks refitted this frame, by id (what gets published).
+        tentative: tentative tracks alive after the step.
+        confirmed: confirmed tracks alive after the step.
+        ended: ids of confirmed tracks that ended at this step (unseen too long, merged into an older track, or
+            a clock jump).
+        unassigned: detections that no track took and no new track used.
+        capped: detections dropped by ``max_people_per_view``.
+        assignments: ``{track_id: keypoints [V, J, 3]}``: what every track refitted this step (tentative ones
+            included) was fitted to, mirrored where a view's left/right labels were swapped, NaN rows for views it
+            did not take; the offline pass builds per-track recordings from it.
+    """
+
+    people: list[PersonEstimate]
+    tentative: int
+    confirmed: int
+    ended: list[int]
+    unassigned: int
+    capped: int
+    assignments: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    fuser: StreamingFuser
+    born: float
+    last_seen: float
+    joints: np.ndarray  # [J, 3] last fused joints (NaN = not estimated)
+    hits: int = 1
+    confirmed: bool = False
+
+
+@dataclass
+class _ViewDetections:
+    """The usable detections of one view: keypoints ``[S, J, 3]`` as given, their rays and which joints count."""
+
+    index: np.ndarray  # [S] row in the step's input
+    keypoints: np.ndarray  # [S, J, 3]
+    weight: np.ndarray  # [S, J] association weight (confidence, 0 = ignored)
+    direction: np.ndarray  # [S, J, 3] unit rays in the world frame (NaN where unusable)
+
+
+class MultiPersonTracker:
+    """Causal multi-person tracking and fusion (see the module docstring); the API the ROS node calls.
+
+    Args:
+        rig: the calibrated cameras, in the order of ``step``'s ``detections``.
+        skeleton: the joint layout of every detection.
+        fusion: how each person is fused (a :class:`StreamingFuser` per track).
+        config: gates and life times.
+    """
+
+    def __init__(self, rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig = TrackerConfig()):
+        self.rig = rig
+        self.skeleton = skeleton
+        self.fusion = fusion
+        self.config = config
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._last_stamp: float | None = None
+        self._centres = rig.centres  # [V, 3]
+        self._rotations = rig.R
+        self._inverse_intrinsics = np.linalg.inv(rig.K)
+        self._flip = skeleton.flip_permutation
+        self._sizes = rig.sizes  # [V, 2]
+
+    # ------------------------------------------------------------------------------------------------------------
+    def step(self, detections: list[np.ndarray], stamp: float) -> TrackerStep:
+        """Track one frame.
+
+        Args:
+            detections: ``detections[v]`` is ``[S_v, J, 3]`` (x px, y px, confidence; NaN or 0 = missing) for view
+                ``v``, people in any order, ``S_v >= 0``.
+            stamp: time in seconds. A stamp going backwards (bag loop, clock jump) ends every track.
+
+        Raises:
+            ValueError: for a wrong number of views or a wrong shape.
+        """
+        views = self._check(detections)
+        config = self.config
+        ended: list[int] = []
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            ended += [t.track_id for t in self._tracks if t.confirmed]
+            self._tracks = []
+        self._last_stamp = stamp
+
+        usable, capped, unassigned = [], 0, 0
+        for v, det in enumerate(views):
+            view, dropped, too_small = self._usable(v, det)
+            usable.append(view)
+            capped += dropped
+            unassigned += too_small
+
+        # 1-2. Predict every track, match each view's detections to the predictions.
+        predictions = np.stack([self._predict(t, stamp) for t in self._tracks]) if self._tracks else None
+        num_views = len(self.rig)
+        taken = [np.zeros(len(u.index), dtype=bool) for u in usable]
+        chosen = np.full((len(self._tracks), num_views), -1, dtype=np.int64)  # slot in usable[v]
+        mirrored = np.zeros((len(self._tracks), num_views), dtype=bool)
+        if predictions is not None:
+            for v, view in enumerate(usable):
+                if not len(view.index):
+                    continue
+                cost, flip = self._track_costs(v, view, predictions)
+                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
+                for r, c in zip(rows, cols):
+                    if cost[r, c] <= config.match_gate:
+                        chosen[r, v], mirrored[r, v] = c, flip[r, c]
+                        taken[v][c] = True
+
+        # 3. Refit every track seen in enough views, all in one batch.
+        refitted: dict[int, FusionResult] = {}
+        assignments: dict[int, np.ndarray] = {}
+        taken_rows: dict[int, np.ndarray] = {}
+        ready = [k for k in range(len(self._tracks)) if (chosen[k] >= 0).sum() >= config.min_views]
+        gathered = [self._gather(usable, chosen[k], mirrored[k]) for k in ready]
+        fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp)
+        for k, keypoints, result in zip(ready, gathered, fits):
+            track = self._tracks[k]
+            joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
+            if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
+                continue
+            track.joints, track.last_seen = joints, stamp
+            # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
+            # person (those it projects into) mostly do.
+            if (chosen[k] >= 0).sum() >= min(config.confirm_views, self._views_facing(joints)):
+                track.hits += 1
+            track.confirmed |= track.hits >= config.confirm_frames
+            refitted[track.track_id] = result
+            taken_rows[track.track_id] = self._rows(usable, chosen[k])
+            assignments[track.track_id] = keypoints
+
+        # 4. New tentative tracks from what nobody claimed, fitted in one batch.
+        clusters = self._clusters(usable, taken)
+        slots = np.full((len(clusters), num_views), -1, dtype=np.int64)
+        flips = np.zeros((len(clusters), num_views), dtype=bool)
+        for c, cluster in enumerate(clusters):
+            for v, s, flip in cluster:
+                slots[c, v], flips[c, v] = s, flip
+        gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
+        fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
+        fits = step_together(fusers, self._stack(gathered), stamp)
+        for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
+            joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
+            if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
+                continue
+            for v, s, _ in cluster:
+                taken[v][s] = True
+            strong = (np.nan_to_num(result.num_views[0]) >= config.confirm_views).sum() >= config.min_fitted_joints
+            track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
+                           confirmed=config.confirm_frames <= 1 or strong)
+            self._next_id += 1
+            self._tracks.append(track)
+            refitted[track.track_id] = result
+            taken_rows[track.track_id] = self._rows(usable, row)
+            assignments[track.track_id] = keypoints
+        unassigned += int(sum((~t).sum() for t in taken))
+
+        # 5. Life cycle: duplicates, then the unseen.
+        ended += self._merge_duplicates(refitted)
+        assignments = {k: a for k, a in assignments.items() if k in refitted}
+        alive = []
+        for track in self._tracks:
+            unseen = stamp - track.last_seen
+            if track.confirmed and unseen > config.delete_after:
+                ended.append(track.track_id)
+            elif not track.confirmed and unseen > config.tentative_timeout:
+                continue
+            else:
+                alive.append(track)
+        self._tracks = alive
+        people = [
+            PersonEstimate(t.track_id, refitted[t.track_id], taken_rows[t.track_id])
+            for t in sorted(self._tracks, key=lambda t: t.track_id)
+            if t.confirmed and t.track_id in refitted
+        ]
+        return TrackerStep(
+            people=people,
+            tentative=sum(not t.confirmed for t in self._tracks),
+            confirmed=sum(t.confirmed for t in self._tracks),
+            ended=sorted(ended),
+            unassigned=unassigned,
+            capped=capped,
+            assignments=assignments,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------
+    def _check(self, detections: list[np.ndarray]) -> list[np.ndarray]:
+        if len(detections) != len(self.rig):
+            raise ValueError(f"detections cover {len(detections)} views, the rig has {len(self.rig)}")
+        views = []
+        for v, det in enumerate(detections):
+            det = np.asarray(det, dtype=np.float64)
+            if det.size == 0:
+                det = det.reshape(0, self.skeleton.num_joints, 3)
+            if det.ndim != 3 or det.shape[1:] != (self.skeleton.num_joints, 3):
+                raise ValueError(
+                    f"view {v}: detections must be [S, {self.skeleton.num_joints}, 3] for skeleton "
+                    f"{self.skeleton.name!r}, got {list(det.shape)}"
+                )
+            views.append(det)
+        return views
+
+    def _usable(self, view: int, det: np.ndarray) -> tuple[_ViewDetections, int, int]:
+        """The usable detections of ``view``, how many the cap dropped and how many had too few joints."""
+        config = self.config
+        valid = valid_observations(det, config.min_confidence)  # [S, J]
+        counts = valid.sum(axis=1)
+        too_small = int(((counts > 0) & (counts < config.min_detection_joints)).sum())
+        index = np.flatnonzero(counts >= config.min_detection_joints)
+        capped = 0
+        if len(index) > config.max_people_per_view:
+            strength = np.where(valid[index], det[index, :, 2], 0.0).sum(axis=1)
+            keep = np.sort(index[np.argsort(-strength, kind="stable")[: config.max_people_per_view]])
+            capped, index = len(index) - len(keep), keep
+        keypoints = det[index]
+        weight = np.where(valid[index], keypoints[..., 2], 0.0)
+        direction = np.full(keypoints.shape, np.nan)
+        if len(index):
+            uv = self.rig[view].undistort_pixels(np.where(valid[index][..., None], keypoints[..., :2], np.nan))
+            homo = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
+            rays = np.einsum("ij,sqj->sqi", self._rotations[view].T @ self._inverse_intrinsics[view], homo)
+            direction = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+        return _ViewDetections(index, keypoints, weight, direction), capped, too_small
+
+    def _predict(self, track: _Track, stamp: float) -> np.ndarray:
+        """Predicted joints ``[J, 3]`` (NaN = unknown), extrapolating at most ``max_extrapolation``."""
+        horizon = min(stamp, track.last_seen + self.config.max_extrapolation)
+        predicted = track.fuser.predict(horizon)
+        return track.joints if predicted is None else predicted
+
+    def _ray_distance(self, view: int, points: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """Distance of points ``[T, 1, J, 3]`` to rays ``[1, S, J, 3]`` of ``view``: ``[T, S, J]`` (NaN unknown)."""
+        offset = points - self._centres[view]
+        return np.linalg.norm(np.cross(offset, direction), axis=-1)
+
+    def _weighted_cost(self, distance: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Confidence-weighted mean of capped distances ``[..., J]`` (inf with too few shared joints)."""
+        known = np.isfinite(distance) & (weight > 0)
+        w = np.where(known, weight, 0.0)
+        total = (w * np.where(known, np.minimum(distance, self.config.joint_clip), 0.0)).sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cost = total / w.sum(-1)
+        return np.where(known.sum(-1) >= self.config.min_common_joints, cost, np.inf)
+
+    def _track_costs(self, view: int, detections: _ViewDetections, predictions: np.ndarray):
+        """Cost ``[T, S]`` of each track taking each detection of ``view``, and whether it takes it mirrored."""
+        points = predictions[:, None]
+        direct = self._weighted_cost(self._ray_distance(view, points, detections.direction[None]),
+                                     detections.weight[None])
+        flipped = self._weighted_cost(
+            self._ray_distance(view, points, detections.direction[None][:, :, self._flip]),
+            detections.weight[None][:, :, self._flip],
+        )
+        flip = flipped < self.config.swap_ratio * direct
+        return np.where(flip, flipped, direct), flip
+
+    def _stack(self, keypoints: list[np.ndarray]) -> np.ndarray:
+        """Per-person keypoints ``[V, J, 3]`` stacked ``[N, V, J, 3]`` (also when there are none)."""
+        if keypoints:
+            return np.stack(keypoints)
+        return np.zeros((0, len(self.rig), self.skeleton.num_joints, 3))
+
+    def _views_facing(self, joints: np.ndarray) -> int:
+        """Views into whose image most of the estimated ``joints [J, 3]`` project (in front of the camera)."""
+        known = np.isfinite(joints).all(-1)
+        uv = project_pinhole(self.rig, joints[known])  # [V, K, 2]
+        with np.errstate(invalid="ignore"):
+            inside = np.isfinite(uv).all(-1) & (uv >= 0).all(-1) & (uv < self._sizes[:, None]).all(-1)
+        return int((inside.mean(axis=1) > 0.5).sum()) if known.any() else 0
+
+    @staticmethod
+    def _rows(usable: list[_ViewDetections], slots: np.ndarray) -> np.ndarray:
+        """Input row per view ``[V]`` of the chosen slots (-1 = none)."""
+        return np.array([usable[v].index[s] if s >= 0 else -1 for v, s in enumerate(slots)], dtype=np.int64)
+
+    def _gather(self, usable: list[_ViewDetections], slots: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+        """Keypoints ``[V, J, 3]`` of one person from its chosen slot per view (-1 = NaN row)."""
+        keypoints = np.full((len(self.rig), self.skeleton.num_joints, 3), np.nan)
+        keypoints[..., 2] = 0.0
+        for v, slot in enumerate(slots):
+            if slot >= 0:
+                row = usable[v].keypoints[slot]
+                keypoints[v] = row[self._flip] if mirrored[v] else row
+        return keypoints
+
+    def _clusters(self, usable: list[_ViewDetections], taken: list[np.ndarray]) -> list[list[tuple[int, int, bool]]]:
+        """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot, mirrored), ...]``, best
+        first. A detection whose left/right labels disagree with most of its group's is mirrored (the detector
+        swapped them in that view)."""
+        free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
+        if len(free) < 2:
+            return []
+        position = {node: k for k, node in enumerate(free)}
+        affinity = np.full((len(free), len(free)), np.inf)
+        plain = np.full((len(free), len(free)), np.inf)  # the pair as labelled
+        crossed = np.full((len(free), len(free)), np.inf)  # the same with one of the two mirrored
+        for a in range(len(usable)):
+            for b in range(a + 1, len(usable)):
+                sa, sb = np.flatnonzero(~taken[a]), np.flatnonzero(~taken[b])
+                if not len(sa) or not len(sb):
+                    continue
+                direct = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=False)
+                mirrored = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=True)
+                flip = mirrored < self.config.swap_ratio * direct
+                cost = np.where(flip, mirrored, direct)
+                rows = [position[(a, s)] for s in sa]
+                cols = [position[(b, s)] for s in sb]
+                affinity[np.ix_(rows, cols)] = cost
+                affinity[np.ix_(cols, rows)] = cost.T
+                plain[np.ix_(rows, cols)] = direct
+                plain[np.ix_(cols, rows)] = direct.T
+                crossed[np.ix_(rows, cols)] = mirrored
+                crossed[np.ix_(cols, rows)] = mirrored.T
+        # Complete linkage: merge the closest pair of clusters whose every cross pair is within the gate and whose
+        # views do not overlap.
+        clusters = [[k] for k in range(len(free))]
+        order = np.argsort(affinity, axis=None)
+        for flat in order:
+            i, j = np.unravel_index(flat, affinity.shape)
+            if not affinity[i, j] <= self.config.cluster_gate:
+                break
+            ci = next(c for c in clusters if i in c)
+            cj = next(c for c in clusters if j in c)
+            if ci is cj or {free[k][0] for k in ci} & {free[k][0] for k in cj}:
+                continue
+            if not (affinity[np.ix_(ci, cj)] <= self.config.cluster_gate).all():
+                continue
+            ci.extend(cj)
+            clusters.remove(cj)
+        groups = [c for c in clusters if len(c) >= self.config.min_views]
+        groups.sort(key=lambda c: (-len(c), float(np.mean([affinity[i, j] for i in c for j in c if i != j]))))
+        return [[(*free[k], bool(m)) for k, m in zip(group, self._orientation(plain, crossed, group))]
+                for group in groups]
+
+    @staticmethod
+    def _orientation(direct: np.ndarray, crossed: np.ndarray, group: list[int]) -> np.ndarray:
+        """Which members of ``group`` to mirror: the labelling whose pairs agree best (sum of pair costs, pairs
+        ``direct`` when both or neither are mirrored, ``crossed`` otherwise), of the two mirror-image solutions the
+        one that mirrors fewer detections (a detector's labels are usually right)."""
+        size = len(group)
+        pairs = [(a, b) for a in range(size) for b in range(a + 1, size)]
+        same = np.array([direct[group[a], group[b]] for a, b in pairs])
+        other = np.array([crossed[group[a], group[b]] for a, b in pairs])
+        first, second = np.array(pairs).T
+        best, best_cost = np.zeros(size, dtype=bool), np.inf
+        for code in range(2 ** (size - 1)):
+            mirror = np.array([False] + [bool(code >> k & 1) for k in range(size - 1)])
+            cost = np.where(mirror[first] != mirror[second], other, same)
+            total = float(np.where(np.isfinite(cost), cost, 1.0).sum())
+            if total < best_cost:
+                best, best_cost = mirror, total
+        return ~best if best.sum() > size / 2 else best
+
+    def _pair_costs(self, a: int, view_a: _ViewDetections, slots_a: np.ndarray, b: int, view_b: _ViewDetections,
+                    slots_b: np.ndarray, mirror_b: bool) -> np.ndarray:
+        """Mean ray-to-ray distance ``[Sa, Sb]`` between detections of views ``a`` and ``b``, those of ``b`` with
+        left and right exchanged when ``mirror_b`` (inf when the rays meet behind a camera or share too few
+        joints)."""
+        order = self._flip if mirror_b else np.arange(self.skeleton.num_joints)
+        da = view_a.direction[slots_a][:, None]  # [Sa, 1, J, 3]
+        db = view_b.direction[slots_b][:, order][None]  # [1, Sb, J, 3]
+        baseline = self._centres[b] - self._centres[a]
+        normal = np.cross(da, db)
+        norm = np.linalg.norm(normal, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            distance = np.abs(normal @ baseline) / norm
+            # Closest points c_a + s da and c_b + u db: both must lie in front of their cameras.
+            s = np.einsum("...i,...i->...", np.cross(baseline, db), normal) / norm**2
+            u = np.einsum("...i,...i->...", np.cross(baseline, da), normal) / norm**2
+        distance = np.where((s > 0) & (u > 0), distance, self.config.joint_clip)
+        weight = np.sqrt(view_a.weight[slots_a][:, None] * view_b.weight[slots_b][:, order][None])
+        return self._weighted_cost(distance, weight)
+
+    def _merge_duplicates(self, refitted: dict[int, FusionResult]) -> list[int]:
+        """Drop the younger of two refitted tracks on the same person; the confirmed ids that ended."""
+        ended = []
+        fresh = sorted((t for t in self._tracks if t.track_id in refitted), key=lambda t: (t.born, t.track_id))
+        gone: set[int] = set()
+        for i, older in enumerate(fresh):
+            if older.track_id in gone:
+                continue
+            for younger in fresh[i + 1:]:
+                if younger.track_id in gone:
+                    continue
+                gap = np.linalg.norm(older.joints - younger.joints, axis=-1)
+                shared = np.isfinite(gap)
+                if shared.sum() >= self.config.min_common_joints and gap[shared].mean() < self.config.duplicate_distance:
+                    gone.add(younger.track_id)
+                    older.confirmed |= younger.confirmed
+                    if younger.confirmed:
+                        ended.append(younger.track_id)
+        for track_id in gone:
+            refitted.pop(track_id)
+        self._tracks = [t for t in self._tracks if t.track_id not in gone]
+        return ended

@@ -1,0 +1,208 @@
+"""The multi-person tracker on simulated people with ground truth: the hard cases of issue 8 and the life cycle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skelsplat_ros.bench.multi import score_people
+from skelsplat_ros.fusion import preset_config
+from skelsplat_ros.sim import generate_motion, make_rig
+from skelsplat_ros.sim.scenes import SceneEffects, compose_people
+from skelsplat_ros.skeleton.models import get_skeleton
+from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig
+from skelsplat_ros.tracking.recording import split_slots, track_offline, track_streaming
+
+FPS = 30.0
+SKELETON = get_skeleton("h36m17")
+CONFIG = preset_config("default")
+NO_EFFECTS = SceneEffects(occlusion=False, ghost_rate=0.0)
+
+
+def _person(seed: int, frames: int, at: tuple[float, float], motion: str = "reach") -> np.ndarray:
+    """A seeded person ``[F, J, 3]`` whose mean hip centre is moved to ``at``."""
+    points = generate_motion(SKELETON, frames, FPS, seed=seed, motion=motion)
+    hips = points[:, [SKELETON.index("l_hip"), SKELETON.index("r_hip")]].mean(axis=1)
+    return points + np.array([*(np.asarray(at) - hips[:, :2].mean(axis=0)), 0.0])
+
+
+def _run(scene, config: TrackerConfig = TrackerConfig()):
+    tracker = MultiPersonTracker(scene.rig, scene.skeleton, CONFIG, config)
+    return tracker, [tracker.step(split_slots(scene.keypoints, f), f / FPS) for f in range(scene.num_frames)]
+
+
+def _published(steps, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = sorted({p.track_id for s in steps for p in s.people})
+    joints = np.full((num_frames, len(ids), SKELETON.num_joints, 3), np.nan)
+    for f, step in enumerate(steps):
+        for person in step.people:
+            joints[f, ids.index(person.track_id)] = person.result.joints[0]
+    return joints, np.array(ids)
+
+
+def _oracle_free_score(joints: np.ndarray, truth: np.ndarray):
+    return score_people(joints, truth, truth)
+
+
+def test_single_view_ghost_creates_nobody():
+    rig = make_rig("lab", seed=1)
+    truth = _person(1, 45, (0.0, 0.0))[:, None]
+    scene = compose_people(rig, SKELETON, truth, FPS, "clean", seed=1,
+                           effects=SceneEffects(occlusion=False, ghost_rate=0.9, ghost_duration=0.5))
+    ghost_views = (scene.slot_person == -1) & (np.nan_to_num(scene.keypoints[..., 2]) > 0).any(-1)
+    assert ghost_views.sum() > 100, "the scene must hold many ghost detections"
+    _, steps = _run(scene)
+    joints, ids = _published(steps, scene.num_frames)
+    score = _oracle_free_score(joints, scene.ground_truth)
+    assert len(ids) == 1 and score.precision == 1.0 and score.recall > 0.95
+
+    # A ghost alone, in one view, for a second: no track at all, not even a tentative one.
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG)
+    ghost = scene.keypoints[:, :, :][ghost_views][:1]
+    view = int(np.argwhere(ghost_views)[0][0])
+    for f in range(30):
+        detections = [ghost if v == view else np.zeros((0, SKELETON.num_joints, 3)) for v in range(len(rig))]
+        step = tracker.step(detections, f / FPS)
+        assert step.people == [] and step.tentative == 0 and step.confirmed == 0 and step.unassigned == 1
+
+
+def test_people_enter_and_leave_and_ids_are_never_reused():
+    rig = make_rig("lab", seed=2)
+    frames = 150
+    truth = np.stack([_person(2, frames, (-0.6, 0.0), "walk" if False else "reach"), _person(3, frames, (0.7, 0.3))],
+                     axis=1)
+    truth[:20, 1] = np.nan  # enters at frame 20
+    truth[60:100, 1] = np.nan  # leaves at 60 for 1.33 s (longer than delete_after), comes back at 100
+    scene = compose_people(rig, SKELETON, truth, FPS, "realistic", seed=2, effects=NO_EFFECTS)
+    _, steps = _run(scene, TrackerConfig(delete_after=1.0))
+    joints, ids = _published(steps, frames)
+    score = _oracle_free_score(joints, truth)
+    assert score.precision == 1.0 and score.recall > 0.97
+    tracks_of_second = {p.track_id for f in list(range(20, 60)) + list(range(100, frames)) for p in steps[f].people
+                        if np.nanmean(np.linalg.norm(p.result.joints[0] - truth[f, 1], axis=-1)) < 0.3}
+    assert len(tracks_of_second) == 2, "coming back after the track ended gives a new id"
+    first, second = sorted(tracks_of_second)
+    assert second > first
+    ended_at = [f for f, s in enumerate(steps) if first in s.ended]
+    assert len(ended_at) == 1 and 59 + 30 <= ended_at[0] <= 59 + 32, ended_at  # last seen at 59
+    assert score.id_switches[0] == 0
+    # Entering: published within 2 frames (seen by 3+ views at once).
+    assert any(p.track_id == first for p in steps[21].people)
+
+
+def test_two_people_half_a_metre_apart_occluding_each_other():
+    rig = make_rig("lab", seed=3)
+    frames = 90
+    towards = rig.centres[0, :2] / np.linalg.norm(rig.centres[0, :2])
+    truth = np.stack([_person(4, frames, -0.25 * towards), _person(5, frames, 0.25 * towards)], axis=1)
+    scene = compose_people(rig, SKELETON, truth, FPS, "realistic", seed=3,
+                           effects=SceneEffects(occlusion=True, ghost_rate=0.0))
+    hidden = np.isnan(scene.person_keypoints[0, :, 0, :, 0]).mean()
+    assert hidden > 0.3, f"person 0 must be largely hidden behind person 1 in view 0 ({hidden:.2f})"
+    assert scene.min_separation < 0.6
+    _, steps = _run(scene)
+    joints, ids = _published(steps, frames)
+    score = _oracle_free_score(joints, truth)
+    assert len(ids) == 2 and score.recall == 1.0 and score.precision == 1.0 and score.id_switches == [0, 0]
+    assert score.mpjpe_mm < 40.0
+
+
+def test_person_seen_by_one_view_only_is_not_published_and_leaves_the_other_alone():
+    rig = make_rig("lab", seed=4)
+    frames = 60
+    truth = np.stack([_person(6, frames, (0.0, 0.0)), _person(7, frames, (1.0, -0.8))], axis=1)
+    scene = compose_people(rig, SKELETON, truth, FPS, "realistic", seed=4, effects=NO_EFFECTS)
+    alone = compose_people(rig, SKELETON, truth[:, :1], FPS, "realistic", seed=4, effects=NO_EFFECTS)
+    # The second person is seen by view 2 only.
+    elsewhere = (scene.slot_person == 1) & (np.arange(len(rig))[:, None, None] != 2)
+    scene.keypoints[elsewhere] = (np.nan, np.nan, 0.0)
+    _, steps = _run(scene)
+    _, steps_alone = _run(alone)
+    assert {p.track_id for s in steps for p in s.people} == {0}
+    assert all(s.tentative == 0 for s in steps)
+    both = np.stack([s.people[0].result.joints[0] for s in steps if s.people])
+    reference = np.stack([s.people[0].result.joints[0] for s in steps_alone if s.people])
+    assert both.shape == reference.shape
+    np.testing.assert_allclose(both, reference, atol=1e-9)
+
+
+def test_left_right_swap_of_one_person_in_one_view_is_mirrored_back():
+    rig = make_rig("lab", seed=5)
+    frames = 60
+    truth = np.stack([_person(8, frames, (-0.5, 0.0), "walk"), _person(9, frames, (0.6, 0.2))], axis=1)
+    scene = compose_people(rig, SKELETON, truth, FPS, "clean", seed=5, effects=NO_EFFECTS)
+    swapped = (scene.slot_person == 0) & (np.arange(len(rig))[:, None, None] == 1)
+    swapped[:, 40:] = False  # from the first frame: the new track's own views disagree on left and right
+    v, f, s = np.nonzero(swapped)
+    scene.keypoints[v, f, s] = scene.keypoints[v, f, s][:, SKELETON.flip_permutation]
+    tracker, steps = _run(scene)
+    joints, ids = _published(steps, frames)
+    score = _oracle_free_score(joints, truth)
+    assert len(ids) == 2 and score.id_switches == [0, 0] and score.recall == 1.0
+    assert score_people(joints[:40], truth[:40], truth[:40]).mpjpe_mm < 30.0
+    # What the track was fitted to in the swapped view is the detection mirrored back.
+    person0 = min(ids, key=lambda t: np.nanmean(np.linalg.norm(joints[30, list(ids).index(t)] - truth[30, 0], axis=-1)))
+    for frame in (0, 30):
+        fitted = steps[frame].assignments[person0][1]
+        row = scene.keypoints[1, frame][scene.slot_person[1, frame] == 0][0]
+        np.testing.assert_array_equal(fitted, row[SKELETON.flip_permutation])
+    fitted = steps[50].assignments[person0][1]
+    row = scene.keypoints[1, 50][scene.slot_person[1, 50] == 0][0]
+    np.testing.assert_array_equal(fitted, row)
+
+
+def test_each_track_keeps_its_own_bone_lengths():
+    rig = make_rig("lab", seed=6)
+    frames = 60
+    truth = np.stack([_person(10, frames, (-0.6, 0.0)), _person(11, frames, (0.6, 0.0))], axis=1)
+    bones = SKELETON.bone_array
+    true_lengths = np.linalg.norm(truth[0, :, bones[:, 0]] - truth[0, :, bones[:, 1]], axis=-1)  # [B, P]
+    assert np.abs(true_lengths[:, 0] - true_lengths[:, 1]).max() > 0.02, "two different bodies"
+    scene = compose_people(rig, SKELETON, truth, FPS, "clean", seed=6, effects=NO_EFFECTS)
+    tracker, steps = _run(scene)
+    for track in tracker._tracks:
+        person = int(np.argmin([np.nanmean(np.linalg.norm(track.joints - truth[-1, p], axis=-1)) for p in range(2)]))
+        lengths = np.nanmedian(np.stack(track.fuser._bone_window), axis=0)
+        assert np.abs(lengths - true_lengths[:, person]).max() < 0.02
+
+
+def test_cap_on_people_per_view_and_bad_input():
+    rig = make_rig("lab", seed=7)
+    truth = _person(12, 5, (0.0, 0.0))[:, None]
+    scene = compose_people(rig, SKELETON, truth, FPS, "clean", seed=7, effects=NO_EFFECTS)
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(max_people_per_view=5))
+    crowd = np.repeat(split_slots(scene.keypoints, 0)[0][:1], 50, axis=0)
+    crowd[:, :, :2] += np.random.default_rng(0).uniform(-300, 300, (50, 1, 2))
+    step = tracker.step([crowd] + split_slots(scene.keypoints, 0)[1:], 0.0)
+    assert step.capped == 45
+    with pytest.raises(ValueError, match="views"):
+        tracker.step(split_slots(scene.keypoints, 1)[:2], 1 / FPS)
+    with pytest.raises(ValueError, match=r"\[S, 17, 3\]"):
+        tracker.step([np.zeros((1, 16, 3))] * len(rig), 1 / FPS)
+    with pytest.raises(ValueError):
+        TrackerConfig(min_views=1)
+    # Garbage values are ignored, not fatal; a stamp going backwards ends every confirmed track.
+    garbage = np.full((2, SKELETON.num_joints, 3), np.inf)
+    for f in range(1, 4):
+        tracker.step([garbage] + split_slots(scene.keypoints, f)[1:], f / FPS)
+    alive = tracker.step(split_slots(scene.keypoints, 4), 4 / FPS)
+    assert alive.confirmed == 1
+    back = tracker.step(split_slots(scene.keypoints, 0), 0.0)
+    assert back.ended == [alive.people[0].track_id]
+
+
+def test_offline_stitches_a_track_the_causal_tracker_split():
+    rig = make_rig("lab", seed=8)
+    frames = 75
+    truth = np.stack([_person(13, frames, (0.0, 0.0), "walk")], axis=1)
+    scene = compose_people(rig, SKELETON, truth, FPS, "realistic", seed=8, effects=NO_EFFECTS)
+    scene.keypoints[:, 30:42] = np.nan  # nobody detected for 0.4 s
+    scene.keypoints[..., 2] = np.nan_to_num(scene.keypoints[..., 2])
+    config = TrackerConfig(delete_after=0.2)
+    streaming = track_streaming(rig, SKELETON, scene.keypoints, CONFIG, FPS, config)
+    offline = track_offline(rig, SKELETON, scene.keypoints, CONFIG, FPS, config)
+    assert streaming.num_tracks == 2 and offline.num_tracks == 1
+    gap = np.linalg.norm(offline.joints[30:42, 0] - truth[30:42, 0], axis=-1)
+    assert np.nanmean(gap) < 0.15, "the stitched gap is interpolated"
+    seen = np.r_[0:30, 42:frames]
+    assert np.nanmean(np.linalg.norm(offline.joints[seen, 0] - truth[seen, 0], axis=-1)) < 0.03
