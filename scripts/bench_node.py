@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark of the ROS fusion node: latency and accuracy (a), and a soak run (b).
 
-(a) latency: simulated lab rig, 4 cameras at 30 Hz, for --latency-seconds, once per --methods entry. Reports the
-    end-to-end latency (capture stamp -> `skeletons` received by this process) median and p99, the share of
-    captured frames that came out fused, and the streaming MPJPE against ground truth next to robust
+(a) latency: simulated rig (--rig; lab, 4 cameras, by default) at 30 Hz, for --latency-seconds, once per
+    --methods entry. Reports the end-to-end latency (capture stamp -> `skeletons` received by this process)
+    median and p99, the share of captured frames that came out fused, and the streaming MPJPE against ground truth next to robust
     triangulation of exactly the same frames (the keypoints this process received on the camera topics).
     With --people N (2-5) the scene has N people (shuffled detections, id -1): the MPJPE is that of the skeletons
     matched to a true person (300 mm gate), with recall, precision and id switches instead of the robust column.
@@ -136,13 +136,13 @@ def _window_median(monitor: Monitor, window: tuple[float, float], key: str) -> f
 
 
 def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdir: Path, people: int = 1,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, rig: str = "lab") -> dict:
     from skelsplat_ros.fusion import fuse_offline, preset_config
     from skelsplat_ros.ros.conversions import parse_keypoints
     from skelsplat_ros.ros.demo import track_summary
     from skelsplat_ros.skeleton.models import get_skeleton
 
-    session = Session(workdir, {"rig": "lab", "rate": 30.0, "noise": noise, "seed": seed, "people": people},
+    session = Session(workdir, {"rig": rig, "rate": 30.0, "noise": noise, "seed": seed, "people": people},
                       {"method": method, "diagnostics_period": 1.0}, record_keypoints=people == 1)
     try:
         session.wait_first_output()
@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", default="realistic", help="detector noise preset")
     parser.add_argument("--people", type=int, default=1, help="(a) people in the simulated scene (1-5)")
     parser.add_argument("--seed", type=int, default=0, help="(a) simulation seed")
+    parser.add_argument("--rig", default="lab",
+                        help="(a) simulated rig: lab (4 cameras) or portrait (4 portrait HD cameras; with --noise heavy "
+                             "the heavy-rig speed scenario of `skelsplat bench`)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-soak", action="store_true")
     parser.add_argument("--domain-id", type=int, default=None)
@@ -275,14 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench_node: ROS_DOMAIN_ID={domain} (loopback only), logs in {workdir}")
     report: dict = {"latency": [], "soak": None}
     if not args.skip_latency:
-        print(f"\n(a) lab rig, 4 cameras at 30 Hz, {args.people} "
+        print(f"\n(a) {args.rig} rig at 30 Hz, {args.people} "
               f"{'person' if args.people == 1 else 'people'} (seed {args.seed}), {args.noise} noise, "
               f"{args.latency_seconds:g} s per method")
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             sub = workdir / f"latency_{method}"
             sub.mkdir()
             result = bench_latency(method, args.latency_seconds, args.warmup, args.noise, sub, args.people,
-                                   args.seed)
+                                   args.seed, args.rig)
             report["latency"].append(result)
         print(f"\n  {'method':<10} {'frames out':>11} {'lat med ms':>11} {'lat p99 ms':>11} {'fusion ms':>10} "
               f"{'MPJPE mm':>9} {'robust mm':>10}  (same frames)")

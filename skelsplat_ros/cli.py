@@ -300,9 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
     bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
-    bench.add_argument("--noise", default="realistic,clean", help="comma-separated noise presets (clean, realistic, hard)")
-    bench.add_argument("--frames", type=int, default=300, help="frames per scenario (30 fps)")
-    bench.add_argument("--seeds", default="0,1", help="comma-separated scenario seeds")
+    bench.add_argument("--noise", default="realistic,clean,hard",
+                       help="comma-separated noise presets (clean, realistic, hard, heavy), for every rig")
+    bench.add_argument("--scenarios", default="", help="RIG:NOISE pairs instead of --rigs x --noise, e.g. portrait:heavy")
+    bench.add_argument("--frames", type=int, default=300, help="frames per scenario (30 fps); 0 = no accuracy table")
+    bench.add_argument("--seeds", default="3,4,5",
+                       help="comma-separated scenario seeds (the default preset was tuned on 0, 1, 2)")
+    bench.add_argument("--speed", default="",
+                       help="RIG:NOISE pairs to time against frame count (e.g. portrait:heavy,lab:realistic)")
+    bench.add_argument("--speed-frames", default="100,200,300", help="frame counts of the speed fit")
+    bench.add_argument("--speed-repeats", type=int, default=3, help="runs per frame count (their median is fitted)")
     bench.add_argument("--paper-frames", type=int, default=2, help="frames for the (slow) paper preset; 0 = skip it")
     bench.add_argument("--repeats", type=int, default=3, help="timing repeats on the first seed")
     bench.add_argument("--plot", default="out/bench.png", help="PNG plot path ('' = none)")

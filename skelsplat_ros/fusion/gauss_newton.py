@@ -13,7 +13,8 @@ offline ``smooth`` term is not supported: both need frames or joints coupled in 
 Each iteration majorises the ``exp(-m / 2)`` terms by quadratics (half-quadratic / IRLS weights: a view whose
 keypoint disagrees gets a weight that vanishes as ``exp(-m / 2)``, which is where the robustness to outliers comes
 from), linearises the projection, adds the bone residuals linearised the same way, and solves the ``[3J, 3J]``
-normal equations of every frame at once, with a backtracking line search on the true objective. ``S_r`` is frozen
+normal equations of every frame at once, with a backtracking line search on the true objective (per frame; in a
+frame where the whole step fails, per joint, one class of joints that share no bone at a time). ``S_r`` is frozen
 within an iteration (it depends on the mean only through depth). The splat size can start wide and shrink
 geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
 start into the basin, a narrow one then rejects disagreeing views).
@@ -43,7 +44,7 @@ from .objective import (
 )
 
 LINE_SEARCH_HALVINGS = 4
-"""Backtracking steps tried before an iteration gives up and keeps the current means."""
+"""Backtracking steps tried before an iteration gives up on the whole frame's step (and then on each joint's)."""
 
 
 def _sym2_det_inv(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -93,6 +94,17 @@ class GaussNewtonObjective:
         self.bone_mask = bone_known & active[:, bones[:, 0]] & active[:, bones[:, 1]]
         self.bone_lengths = np.zeros(len(bones)) if bone_prior is None else np.nan_to_num(bone_prior.lengths)
         self.bone_factor = np.zeros(len(bones)) if bone_prior is None else bone_weight / bone_prior.sigmas**2  # [B]
+        self.incidence = np.zeros((len(bones), self.num_joints))  # [B, J]: 1 where a bone ends at a joint
+        self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
+        self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
+        self.colour_classes = _colour_classes(self.num_joints, bones)
+        # Signed incidence [B, J] (+1 first joint, -1 second) and its outer products [B, J * J]: the bone terms'
+        # gradient and Hessian blocks as matrix products.
+        signed = self.incidence.copy()
+        signed[np.arange(len(bones)), bones[:, 1]] = -1.0
+        self.signed_incidence = signed
+        self.bone_pairs = (signed[:, :, None] * signed[:, None, :]).reshape(len(bones), -1)  # [B, J*J]
+        self._last_projected: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.prediction = None
         if prediction is not None and temporal_weight > 0:
             known = np.isfinite(prediction).all(-1) & active
@@ -100,10 +112,12 @@ class GaussNewtonObjective:
             self.temporal_factor = np.where(known, temporal_weight / temporal_scale**2, 0.0)  # [F, J]
 
     def _image(self, means: np.ndarray, sigma: float):
-        """Image term ``[F]`` and what its quadratic majoriser needs."""
-        uv, jac, depth = project_with_jacobian(self.K, self.R, self.translation, means)
-        jj = np.einsum("...ka,...la->...kl", jac, jac)
-        ra, rb, rc = sigma**2 * jj[..., 0, 0] + EPS2D, sigma**2 * jj[..., 0, 1], sigma**2 * jj[..., 1, 1] + EPS2D
+        """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
+        uv, jac, depth = self._project(means)
+        row_u, row_v = jac[..., 0, :], jac[..., 1, :]
+        ra = sigma**2 * (row_u * row_u).sum(-1) + EPS2D
+        rb = sigma**2 * (row_u * row_v).sum(-1)
+        rc = sigma**2 * (row_v * row_v).sum(-1) + EPS2D
         det_r, _, _, _ = _sym2_det_inv(ra, rb, rc)
         det_s, ia, ib, ic = _sym2_det_inv(ra + self.t, rb, rc + self.t)
         d = uv - self.uv
@@ -113,7 +127,16 @@ class GaussNewtonObjective:
         overlap = np.exp(-0.5 * mahal)
         w = np.where(depth > 0, self.weights, 0.0)
         image = w * (amp**2 * np.sqrt(det_r) / self.t - coupling * overlap + 1.0)
-        return image.sum(axis=(0, 2)), (jac, d, ia, ib, ic, w * coupling * overlap, overlap, depth)
+        return image.sum(axis=0), (jac, d, ia, ib, ic, w * coupling * overlap, overlap, depth)
+
+    def _project(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:func:`project_with_jacobian` of ``means``, remembering the last one: the line search's accepted trial is
+        where the next iteration starts."""
+        if self._last_projected is not None and np.array_equal(self._last_projected[0], means):
+            return self._last_projected[1]
+        projected = project_with_jacobian(self.K, self.R, self.translation, means)
+        self._last_projected = (means.copy(), projected)
+        return projected
 
     def _bones(self, means: np.ndarray):
         vec = means[:, self.bones[:, 0]] - means[:, self.bones[:, 1]]  # [F, B, 3]
@@ -123,21 +146,54 @@ class GaussNewtonObjective:
 
     def energy(self, means: np.ndarray, sigma: float) -> np.ndarray:
         """The objective per frame ``[F]`` at ``means [F, J, 3]`` for splats of standard deviation ``sigma``."""
-        image, _ = self._image(means, sigma)
-        return image + self._priors(means)
+        per_joint, per_bone = self.terms(means, sigma)
+        return per_joint.sum(-1) + per_bone.sum(-1)
 
-    def _priors(self, means: np.ndarray) -> np.ndarray:
+    def terms(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+        """The objective split into what depends on one joint (image and temporal terms) ``[F, J]`` and the bone
+        terms ``[F, B]``, which depend on two."""
+        image, _ = self._image(means, sigma)
+        return image + self._temporal(means), self._bone_terms(means)
+
+    def _bone_terms(self, means: np.ndarray) -> np.ndarray:
         _, residual = self._bones(means)
-        total = (self.bone_factor * residual**2).sum(-1)
-        if self.prediction is not None:
-            total = total + (self.temporal_factor * ((means - self.prediction) ** 2).sum(-1)).sum(-1)
-        return total
+        return self.bone_factor * residual**2
+
+    def _temporal(self, means: np.ndarray) -> np.ndarray | float:
+        if self.prediction is None:
+            return 0.0
+        return self.temporal_factor * ((means - self.prediction) ** 2).sum(-1)
+
+    def local_energy(self, per_joint: np.ndarray, per_bone: np.ndarray) -> np.ndarray:
+        """Every term that involves each joint ``[F, J]``: its own terms and those of the bones it belongs to."""
+        return per_joint + per_bone @ self.incidence
 
     def step(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """The objective ``[F]`` at ``means`` and one majorise-linearise-solve update ``[F, J, 3]`` from there."""
+        energy, hessian, grad = self.normal_equations(means, sigma)
+        num_frames, num_joints = means.shape[:2]
+        flat = hessian.transpose(0, 1, 3, 2, 4).reshape(num_frames, 3 * num_joints, 3 * num_joints)
+        diag = np.einsum("fii->fi", flat)
+        damping = 1e-6 * diag.max(axis=-1, keepdims=True) + 1e-9
+        flat = flat + damping[..., None] * np.eye(3 * num_joints)
+        delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
+        return energy, delta.reshape(num_frames, num_joints, 3)
+
+    def joint_steps(self, means: np.ndarray, sigma: float) -> np.ndarray:
+        """Each joint's own update ``[F, J, 3]`` with every other joint held where it is (the diagonal blocks of the
+        normal equations)."""
+        _, hessian, grad = self.normal_equations(means, sigma)
+        joints = np.arange(self.num_joints)
+        blocks = hessian[:, joints, joints]  # [F, J, 3, 3]
+        damping = 1e-6 * np.einsum("fjii->fji", blocks).max(axis=-1) + 1e-9
+        return np.linalg.solve(blocks + damping[..., None, None] * np.eye(3), -grad[..., None])[..., 0]
+
+    def normal_equations(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The objective ``[F]`` at ``means``, and the Hessian ``[F, J, J, 3, 3]`` and gradient ``[F, J, 3]`` of its
+        majorised, linearised form there."""
         num_frames, num_joints = means.shape[:2]
         image, (jac, d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
-        energy = image + self._priors(means)
+        energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
         # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d.
         a_jac = ia[..., None] * jac[..., 0, :] + ib[..., None] * jac[..., 1, :]
         c_jac = ib[..., None] * jac[..., 0, :] + ic[..., None] * jac[..., 1, :]
@@ -153,32 +209,69 @@ class GaussNewtonObjective:
         if self.bone_mask.any():
             unit, residual = self._bones(means)
             stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
-            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]
-            first, second = self.bones[:, 0], self.bones[:, 1]
-            np.add.at(hessian, (slice(None), first, first), outer)
-            np.add.at(hessian, (slice(None), second, second), outer)
-            np.add.at(hessian, (slice(None), first, second), -outer)
-            np.add.at(hessian, (slice(None), second, first), -outer)
+            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
+            # Bone b adds +outer to the (first, first) and (second, second) blocks, -outer to the cross ones.
+            blocks = outer.reshape(num_frames, -1, 9).transpose(0, 2, 1) @ self.bone_pairs  # [F, 9, J*J]
+            hessian += blocks.reshape(num_frames, 3, 3, num_joints, num_joints).transpose(0, 3, 4, 1, 2)
             bone_grad = (stiffness * residual)[..., None] * unit  # [F, B, 3]
-            np.add.at(grad, (slice(None), first), bone_grad)
-            np.add.at(grad, (slice(None), second), -bone_grad)
+            grad = grad + self.signed_incidence.T @ bone_grad
         # Frozen joints: identity rows, zero gradient, no coupling.
         frozen = ~self.active
         hessian[frozen[:, :, None] | frozen[:, None, :]] = 0.0
         hessian[:, joints, joints] += frozen[..., None, None] * np.eye(3)
         grad = np.where(frozen[..., None], 0.0, grad)
-        flat = hessian.transpose(0, 1, 3, 2, 4).reshape(num_frames, 3 * num_joints, 3 * num_joints)
-        diag = np.einsum("fii->fi", flat)
-        damping = 1e-6 * diag.max(axis=-1, keepdims=True) + 1e-9
-        flat = flat + damping[..., None] * np.eye(3 * num_joints)
-        delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
-        return energy, delta.reshape(num_frames, num_joints, 3)
+        return energy, hessian, grad
 
     def evaluate(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The objective ``[F]``, reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)``
         ``[V, F, J]`` and depth ``[V, F, J]`` at ``means``, from one evaluation."""
         image, (_, d, *_, overlap, depth) = self._image(means, sigma)
-        return image + self._priors(means), np.linalg.norm(d, axis=-1), overlap, depth
+        energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
+        return energy, np.linalg.norm(d, axis=-1), overlap, depth
+
+
+def _colour_classes(num_joints: int, bones: np.ndarray) -> list[np.ndarray]:
+    """Joints ``[J]`` split into classes with no bone inside a class (greedy graph colouring; a tree needs two)."""
+    neighbours: list[set[int]] = [set() for _ in range(num_joints)]
+    for first, second in bones.tolist():
+        neighbours[first].add(second)
+        neighbours[second].add(first)
+    colour = np.zeros(num_joints, dtype=np.int64)
+    for joint in range(num_joints):
+        taken = {int(colour[other]) for other in neighbours[joint] if other < joint}
+        colour[joint] = min(set(range(len(taken) + 1)) - taken)
+    return [np.flatnonzero(colour == c) for c in range(colour.max() + 1)]
+
+
+def _per_joint_descent(
+    objective: GaussNewtonObjective, means: np.ndarray, sigma: float, frames: np.ndarray
+) -> np.ndarray:
+    """Joint-by-joint updates in ``frames [F]`` (bool) whose whole step failed: each joint takes its own step with
+    its neighbours held (halved as needed), kept when the terms it takes part in go down.
+
+    Bones couple joints, so the joints move one colour class at a time (block Gauss-Seidel): inside a class no two
+    share a bone, every term involves at most one moving joint, and the accepted joints' decreases add up exactly:
+    the frame's objective cannot go up.
+    """
+    means = means.copy()
+    per_joint, per_bone = objective.terms(means, sigma)
+    for joints in objective.colour_classes:
+        delta = objective.joint_steps(means, sigma)
+        now = objective.local_energy(per_joint, per_bone)[:, joints]
+        scale = np.ones((len(means), len(joints)))
+        pending = frames[:, None] & np.ones_like(scale, dtype=bool)
+        for _ in range(LINE_SEARCH_HALVINGS + 1):
+            trial = means.copy()
+            trial[:, joints] += np.where(pending, scale, 0.0)[..., None] * delta[:, joints]
+            local = objective.local_energy(*objective.terms(trial, sigma))[:, joints]
+            improved = pending & np.isfinite(local) & (local <= now)
+            means[:, joints] = np.where(improved[..., None], trial[:, joints], means[:, joints])
+            pending &= ~improved
+            if not pending.any():
+                break
+            scale = np.where(pending, 0.5 * scale, scale)
+        per_joint, per_bone = objective.terms(means, sigma)
+    return means
 
 
 def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float]) -> np.ndarray:
@@ -186,7 +279,7 @@ def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[flo
     means = init.copy()
     for sigma in sigmas:
         current, delta = objective.step(means, sigma)
-        # Per frame: halve the step until the objective goes down; frames that never improve keep their means.
+        # Per frame: halve the step until the objective goes down.
         scale = np.ones(len(means))
         pending = np.ones(len(means), dtype=bool)
         for _ in range(LINE_SEARCH_HALVINGS + 1):
@@ -198,6 +291,9 @@ def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[flo
             if not pending.any():
                 break
             scale = np.where(pending, 0.5 * scale, scale)
+        if pending.any():
+            # One joint whose step goes uphill must not hold back the others of its frame.
+            means = _per_joint_descent(objective, means, sigma, pending)
     return means
 
 

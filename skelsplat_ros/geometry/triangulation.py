@@ -11,6 +11,7 @@ internally, which keeps the linear systems well conditioned whatever the image s
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -120,14 +121,20 @@ class RobustTriangulation:
     error: np.ndarray
 
 
-def view_subsets(num_views: int, min_views: int) -> np.ndarray:
-    """All view subsets of size ``>= min_views`` as a boolean ``[S, V]``, largest first."""
-    subsets = [
-        np.isin(np.arange(num_views), combo)
-        for size in range(num_views, min_views - 1, -1)
-        for combo in itertools.combinations(range(num_views), size)
-    ]
-    return np.array(subsets, dtype=bool).reshape(-1, num_views)
+def view_subsets(num_views: int, min_views: int, limit: int | None = None) -> np.ndarray:
+    """View subsets of size ``>= min_views`` as a boolean ``[S, V]``, largest first; only the first ``limit`` are
+    generated (there are ``2^V`` in all)."""
+    sizes = range(num_views, min_views - 1, -1)
+    combos = itertools.islice(
+        itertools.chain.from_iterable(itertools.combinations(range(num_views), size) for size in sizes), limit
+    )
+    subsets = np.zeros((0, num_views), dtype=bool)
+    rows = list(combos)
+    if rows:
+        subsets = np.zeros((len(rows), num_views), dtype=bool)
+        for row, combo in enumerate(rows):
+            subsets[row, list(combo)] = True
+    return subsets
 
 
 def _usable_views(
@@ -150,6 +157,10 @@ def _fit_views(normal: np.ndarray, used: np.ndarray, P: np.ndarray, uv: np.ndarr
     return points, np.where(np.isfinite(mean) & np.isfinite(points).all(axis=-1), mean, np.inf)
 
 
+SUBSET_BATCH = 1 << 15
+"""(subset, point) pairs solved in one batch by :func:`triangulate_robust`: bounds its memory on long recordings."""
+
+
 def triangulate_robust(
     rig: CameraRig,
     uv: np.ndarray,
@@ -161,39 +172,74 @@ def triangulate_robust(
 ) -> RobustTriangulation:
     """Confidence-weighted DLT over view subsets, keeping the largest subset that reprojects under ``threshold_px``.
 
-    Observations under ``min_confidence`` are dropped first (Pose2Sim's likelihood threshold). Among subsets of the
-    same size the lowest mean reprojection error wins. Where no subset passes, the point is NaN (as Pose2Sim does).
+    Observations under ``min_confidence`` are dropped first (Pose2Sim's likelihood threshold). Each point tries the
+    subsets of the views it is actually seen in, so its cost depends on those views, not on the rig's size. Among
+    subsets of the same size the lowest mean reprojection error wins. Where no subset passes, the point is NaN (as
+    Pose2Sim does).
 
     Args:
         uv: undistorted pixels ``[V, ..., 2]``.
         confidence: ``[V, ...]`` in [0, 1].
-        max_subsets: cap on the subsets tried (largest sizes first), which bounds the cost for many cameras.
+        max_subsets: cap on the subsets tried per point (largest sizes first), which bounds the cost for a point
+            seen by many cameras (``2^n`` subsets for ``n`` views).
     """
     num_views = uv.shape[0]
-    valid, per_view = _usable_views(rig, uv, confidence, min_confidence)
-    P = rig.projection_matrices
-    subsets = view_subsets(num_views, min_views)[:max_subsets]
-
     batch_shape = uv.shape[1:-1]
-    best_points = np.full(batch_shape + (3,), np.nan)
-    best_error = np.full(batch_shape, np.inf)
-    best_size = np.zeros(batch_shape, dtype=np.int64)
-    best_views = np.zeros((num_views,) + batch_shape, dtype=bool)
-    for subset in subsets:
-        used = valid & subset.reshape((num_views,) + (1,) * len(batch_shape))
-        size = used.sum(axis=0)
-        # A subset is only meaningful where all its views are valid; smaller ones are tried later anyway.
-        complete = size == subset.sum()
-        if not complete.any():
-            continue
-        points, err = _fit_views(np.tensordot(subset.astype(np.float64), per_view, axes=(0, 0)), used, P, uv)
-        better = complete & (err < threshold_px) & ((size > best_size) | ((size == best_size) & (err < best_error)))
-        best_points = np.where(better[..., None], points, best_points)
-        best_error = np.where(better, err, best_error)
-        best_size = np.where(better, size, best_size)
-        best_views = np.where(better[None], used, best_views)
-    best_error = np.where(np.isfinite(best_error), best_error, np.nan)
-    return RobustTriangulation(points=best_points, views_used=best_views, error=best_error)
+    valid, per_view = _usable_views(rig, uv, confidence, min_confidence)
+    valid = valid.reshape(num_views, -1)  # [V, N]
+    num_points = valid.shape[1]
+    points = np.full((num_points, 3), np.nan)
+    error = np.full(num_points, np.nan)
+    views_used = np.zeros((num_views, num_points), dtype=bool)
+
+    # Candidate (subset, point) pairs: the subsets of the views each point is seen in, shared by the points seen by
+    # the same views, in subset order (largest first) within each point.
+    seen = np.flatnonzero(valid.sum(axis=0) >= min_views)
+    masks, group = np.unique(np.packbits(valid[:, seen], axis=0).T, axis=0, return_inverse=True)
+    pair_subsets, pair_points = [np.zeros((0, num_views), dtype=bool)], [np.zeros(0, dtype=np.int64)]
+    for g in range(len(masks)):
+        members = seen[group.ravel() == g]
+        views = np.flatnonzero(valid[:, members[0]])
+        local = _cached_subsets(len(views), min_views, max_subsets)  # [S, n] over `views`
+        subsets = np.zeros((len(local), num_views), dtype=bool)
+        subsets[:, views] = local
+        pair_subsets.append(np.tile(subsets, (len(members), 1)))
+        pair_points.append(np.repeat(members, len(local)))
+    pair_subsets, pair_points = np.concatenate(pair_subsets), np.concatenate(pair_points)  # [M, V], [M]
+
+    P = rig.projection_matrices
+    per_view = per_view.reshape(num_views, -1, 4, 4)
+    flat_uv = uv.reshape(num_views, -1, 2)
+    candidates = np.empty((len(pair_points), 3))
+    mean = np.empty(len(pair_points))
+    for start in range(0, len(pair_points), SUBSET_BATCH):
+        sl = slice(start, start + SUBSET_BATCH)
+        chosen, at = pair_subsets[sl], pair_points[sl]
+        normal = np.einsum("mv,vmij->mij", chosen.astype(np.float64), per_view[:, at])
+        candidates[sl], mean[sl] = _fit_views(normal, chosen.T, P, flat_uv[:, at])
+    # Per point: the largest passing subset, then the lowest error (a stable sort keeps the first of equal ones).
+    passes = mean < threshold_px
+    size = np.where(passes, pair_subsets.sum(axis=1), 0)
+    order = np.lexsort((np.where(passes, mean, np.inf), -size, pair_points))
+    sorted_points = pair_points[order]
+    first = order[np.diff(sorted_points, prepend=-1) != 0]
+    best = first[size[first] > 0]
+    chosen_points = pair_points[best]
+    points[chosen_points] = candidates[best]
+    error[chosen_points] = mean[best]
+    views_used[:, chosen_points] = pair_subsets[best].T
+    return RobustTriangulation(
+        points=points.reshape(batch_shape + (3,)),
+        views_used=views_used.reshape((num_views,) + batch_shape),
+        error=error.reshape(batch_shape),
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_subsets(num_views: int, min_views: int, limit: int | None) -> np.ndarray:
+    subsets = view_subsets(num_views, min_views, limit)
+    subsets.flags.writeable = False
+    return subsets
 
 
 def project_with_jacobian(

@@ -131,7 +131,7 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
 )
 
 SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("rig", "lab", "Simulated rig: lab (4 cameras), surround (8) or robot (3)."),
+    ParamSpec("rig", "lab", "Simulated rig: lab (4 cameras), surround (8), robot (3) or portrait (4 portrait HD)."),
     ParamSpec("people", 1, "People in the scene. 1: one person (motion, calibration_file apply); 2-5: a "
               "multi-person scene (crossing paths, occlusions, people entering and leaving, ghost detections), "
               "published in shuffled order with id -1.", 1, 5),
@@ -139,7 +139,7 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
               "fusion node: both then agree whatever make_rig does)."),
     ParamSpec("calibration_out", "", "Write the rig's calibration TOML here at start (for the fusion node)."),
     ParamSpec("skeleton", "h36m17", "Skeleton of the published keypoints."),
-    ParamSpec("noise", "realistic", "Detector noise preset: clean, realistic or hard (dropouts included)."),
+    ParamSpec("noise", "realistic", "Detector noise preset: clean, realistic, hard (dropouts included) or heavy (hard with 5 % outliers)."),
     ParamSpec("rate", 30.0, "Camera frame rate (Hz).", 0.1, 1000.0),
     ParamSpec("seed", 0, "Seed of the person, the motion, the rig and the noise.", 0, 2**31 - 1),
     ParamSpec("motion", "mixed", "Motion: walk, reach, crouch, turn or mixed."),

@@ -1,5 +1,6 @@
-"""Synthetic camera rigs: ``surround`` (8-camera mocap ring), ``lab`` (4 room corners) and ``robot`` (3 cameras
-with a narrow baseline on a robot facing the person), optionally with OpenCV lens distortion."""
+"""Synthetic camera rigs: ``surround`` (8-camera mocap ring), ``lab`` (4 room corners), ``robot`` (3 cameras
+with a narrow baseline on a robot facing the person) and ``portrait`` (4 portrait HD cameras on tripods around the
+person), optionally with OpenCV lens distortion."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ import numpy as np
 from ..geometry.camera import Camera, CameraRig, look_at
 from .motion import _rot_z
 
-RIG_KINDS: tuple[str, ...] = ("surround", "lab", "robot")
+RIG_KINDS: tuple[str, ...] = ("surround", "lab", "robot", "portrait")
 _STREAM_RIG = 0x726967
 
 # ----------------------------------------------------------------------------------------------------------------
 # Camera rigs
 # ----------------------------------------------------------------------------------------------------------------
 
-_DEFAULT_SIZES = {"surround": (1920, 1080), "lab": (1920, 1080), "robot": (1280, 720)}
+_DEFAULT_SIZES = {"surround": (1920, 1080), "lab": (1920, 1080), "robot": (1280, 720), "portrait": (1080, 1920)}
 
 
 def _random_distortion(rng: np.random.Generator, wide: bool) -> np.ndarray:
@@ -48,7 +49,9 @@ def make_rig(kind: str, image_size: tuple[int, int] | None = None, distortion: b
             1920x1080, f 1100-1500 px (a mocap lab); ``lab`` -- 4 cameras in the corners of a ~6.5x5.5 m room,
             2.4-2.7 m high, 1920x1080, f 950-1150 px; ``robot`` -- 3 cameras on a robot 2.5-2.9 m along +x facing
             the origin (stereo pair at 1.38-1.48 m, 0.25-0.3 m apart, and a chest camera at 1.12-1.18 m; all within
-            0.4 m of each other), 1280x720, f 700-900 px (the human-robot case).
+            0.4 m of each other), 1280x720, f 700-900 px (the human-robot case); ``portrait`` -- 4 cameras on
+            tripods about 90 degrees apart, 2.8-3.4 m from the origin at 1.2-1.6 m height, portrait HD 1080x1920,
+            f 1250-1550 px (phones or HD cameras turned on their side, so that a standing person fills the frame).
         image_size: ``(width, height)``; the focal length scales with the width, keeping the field of view.
         distortion: realistic OpenCV distortion (k1 -0.1..0.1, k2, small p1 p2).
         seed: rig jitter (positions, targets, focal lengths, principal points, roll, distortion).
@@ -74,6 +77,14 @@ def make_rig(kind: str, image_size: tuple[int, int] | None = None, distortion: b
             target = [rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), rng.uniform(0.8, 1.0)]
             cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(950, 1150), size, default,
                                      distortion, wide=True))
+    elif kind == "portrait":
+        offset = rng.uniform(-0.3, 0.3)
+        for i in range(4):
+            azimuth = offset + 0.5 * np.pi * i + rng.uniform(-0.15, 0.15)
+            radius = rng.uniform(2.8, 3.4)
+            centre = [radius * math.cos(azimuth), radius * math.sin(azimuth), rng.uniform(1.2, 1.6)]
+            target = [rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15), rng.uniform(0.85, 1.0)]
+            cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(1250, 1550), size, default, distortion))
     else:
         distance = rng.uniform(2.5, 2.9)
         azimuth = rng.uniform(-0.08, 0.08)

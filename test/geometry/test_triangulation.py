@@ -225,6 +225,26 @@ def test_greedy_drops_two_bad_views_of_eight_with_noise():
     np.testing.assert_allclose(result.points, exhaustive.points, atol=1e-9)
 
 
+@pytest.mark.parametrize("num_views", [9, 12, 20])
+def test_robust_many_cameras_searches_the_views_each_point_is_seen_in(num_views):
+    # With 9+ cameras the 256 largest subsets of *all* views are all bigger than a joint seen by 3 cameras, and
+    # 2^20 subsets cannot even be listed: the search must run over each point's own views.
+    rig = _rig(num_views, radius=5.0)
+    points = _points((6,), seed=60 + num_views)
+    rng = np.random.default_rng(61)
+    uv = project_pinhole(rig, points) + rng.normal(0.0, 0.5, (num_views, 6, 2))
+    confidence = np.ones((num_views, 6))
+    confidence[3:, 0] = 0.0  # joint 0: seen by 3 cameras
+    confidence[4:, 1] = 0.0  # joint 1: seen by 4, one of them wrong
+    uv[2, 1] += 90.0 * _unit_directions((), seed=62)
+    uv[5, 2] += 90.0 * _unit_directions((), seed=63)  # joints 2-5: seen by every camera, one of them wrong
+    result = triangulate_robust(rig, uv, confidence, threshold_px=3.0)  # 0.5 px noise: inliers reproject < 1 px
+    assert np.linalg.norm(result.points - points, axis=-1).max() < 0.01
+    np.testing.assert_array_equal(result.views_used[:, 0], np.arange(num_views) < 3)
+    np.testing.assert_array_equal(result.views_used[:, 1], np.isin(np.arange(num_views), [0, 1, 3]))
+    assert not result.views_used[5, 2] and result.views_used[:, 2].sum() == num_views - 1
+
+
 def test_view_subsets_order_and_cap():
     subsets = view_subsets(4, 2)
     assert subsets.shape == (11, 4)  # 1 of size 4, 4 of size 3, 6 of size 2
@@ -232,6 +252,8 @@ def test_view_subsets_order_and_cap():
     assert sizes[0] == 4 and (np.diff(sizes) <= 0).all() and sizes.min() == 2
     assert len({tuple(s) for s in subsets.tolist()}) == 11
     assert view_subsets(3, 3).tolist() == [[True, True, True]]
+    np.testing.assert_array_equal(view_subsets(4, 2, limit=5), subsets[:5])
+    assert view_subsets(30, 2, limit=40).shape == (40, 30)  # 2^30 subsets exist; only the first 40 are built
 
 
 def test_valid_observations():

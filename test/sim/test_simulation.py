@@ -159,7 +159,8 @@ def test_rig_layouts(kind):
     rig = make_rig(kind, seed=1)
     centres = rig.centres
     fx = rig.K[:, 0, 0]
-    expected = {"surround": (8, (1920, 1080)), "lab": (4, (1920, 1080)), "robot": (3, (1280, 720))}[kind]
+    expected = {"surround": (8, (1920, 1080)), "lab": (4, (1920, 1080)), "robot": (3, (1280, 720)),
+                "portrait": (4, (1080, 1920))}[kind]
     assert len(rig) == expected[0] and rig.names == [f"cam{i}" for i in range(expected[0])]
     assert all(c.size == expected[1] for c in rig)
     assert all(not c.has_distortion for c in rig)
@@ -172,6 +173,12 @@ def test_rig_layouts(kind):
     elif kind == "lab":
         assert np.all(np.abs(centres[:, :2]).min(axis=1) > 2.2)  # corners
         assert np.all((centres[:, 2] > 2.3) & (centres[:, 2] < 2.8))
+    elif kind == "portrait":
+        assert np.all((np.linalg.norm(centres[:, :2], axis=1) > 2.7) & (np.linalg.norm(centres[:, :2], axis=1) < 3.5))
+        assert np.all((centres[:, 2] >= 1.2) & (centres[:, 2] <= 1.6))
+        assert np.all((fx > 1240) & (fx < 1560))
+        azimuth = np.sort(np.arctan2(centres[:, 1], centres[:, 0]))
+        assert np.diff(azimuth).min() > 1.0  # about a quarter turn apart
     else:
         spread = np.linalg.norm(centres[:, None] - centres[None], axis=-1).max()
         assert spread <= 0.4
@@ -233,6 +240,9 @@ def test_presets():
     realistic, hard = NoiseModel.preset("realistic"), NoiseModel.preset("hard")
     for attr in ("pixel_sigma", "confident_outlier_rate", "swap_rate", "occlusion_rate", "drop_view_rate"):
         assert getattr(hard, attr) > getattr(realistic, attr) > 0.0
+    heavy = NoiseModel.preset("heavy")
+    assert heavy.confident_outlier_rate == 0.05
+    assert heavy.replace(confident_outlier_rate=hard.confident_outlier_rate) == hard
     with pytest.raises(ValueError):
         NoiseModel.preset("nope")
     with pytest.raises(ValueError):
