@@ -203,8 +203,15 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
             now = log_ns * 1e-9
             frames += synchronizer.poll(now)
             topic = connection.topic
+            message_type = TFMessage if topic in ("/tf", "/tf_static") else (
+                CameraInfo if topic in info_topic else Keypoints2DArray)
+            try:
+                msg = deserialize_message(raw, message_type)
+            except Exception:  # rclpy raises RMWError (and others) on bytes that are not a valid CDR message
+                count("rejected.undecodable")
+                continue
             if topic in ("/tf", "/tf_static"):
-                refused = add_tf_message(source.buffer, deserialize_message(raw, TFMessage), topic == "/tf_static")
+                refused = add_tf_message(source.buffer, msg, topic == "/tf_static")
                 if refused:
                     count("rejected.transform", refused)
                 continue
@@ -212,14 +219,12 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
                 camera = info_topic[topic]
                 if source.intrinsics(camera) is None:
                     try:
-                        intrinsics = intrinsics_from_camera_info(deserialize_message(raw, CameraInfo),
-                                                                 f"{path} {topic}")
+                        intrinsics = intrinsics_from_camera_info(msg, f"{path} {topic}")
                     except CalibrationError as error:
                         raise BagError(str(error)) from None
                     source.set_intrinsics(camera, intrinsics)
                     validator.set_image_size(cameras.index(camera), intrinsics.size)
                 continue
-            msg = deserialize_message(raw, Keypoints2DArray)
             stamp_ns = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
             rejected = validator.check_header(stamp_ns, log_ns, msg.header.frame_id, msg.skeleton)
             if rejected is not None:

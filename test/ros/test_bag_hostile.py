@@ -89,6 +89,32 @@ def test_a_bag_with_a_misbehaving_detector_fuses_like_the_clean_bag(bags, capsys
     np.testing.assert_array_equal(hostile["joints"], clean["joints"])
 
 
+def test_a_message_that_is_not_valid_cdr_is_counted_and_the_rest_fuses(bags, tmp_path):
+    """Bytes that rclpy cannot deserialise (RMWError) are one counted rejection, not the end of the recording."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    tmp, scenario = bags
+    clean = read_bag_frames(tmp / "clean", "h36m17", 17, rig=scenario.rig)
+    path = tmp_path / "undecodable"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        topics = {c: writer.add_connection(f"/{c}/keypoints", "skelsplat_ros/msg/Keypoints2DArray",
+                                           typestore=typestore_with_our_messages()) for c in scenario.rig.names}
+        for f, stamp in enumerate(clean.stamps_ns.tolist()):
+            for v, camera in enumerate(scenario.rig.names):
+                if f == 5 and v == 1:
+                    writer.write(topics[camera], stamp + v * 1000, b"\x00\x01\x00\x00" + b"\xff" * 64)
+                    continue
+                writer.write(topics[camera], stamp + v * 1000, serialize_message(
+                    keypoints_msg(clean.keypoints[v, f], ns_to_stamp(stamp), f"{camera}_optical", "h36m17")))
+    frames = read_bag_frames(path, "h36m17", 17, rig=scenario.rig)
+    assert frames.counts.get("rejected.undecodable") == 1, frames.counts
+    assert frames.keypoints.shape == clean.keypoints.shape
+    others = np.ones(frames.keypoints.shape[:2], bool)
+    others[1, 5] = False
+    np.testing.assert_array_equal(frames.keypoints[others], clean.keypoints[others])
+    assert np.isnan(frames.keypoints[1, 5, :, :2]).all()
+
+
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(cut=st.none() | st.integers(0, 1 << 20),
