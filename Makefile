@@ -20,9 +20,15 @@ test: setup
 COLCON_BASE := $(CURDIR)/build/colcon
 COLCON := AMENT_PREFIX_PATH="$(VENV)" CMAKE_PREFIX_PATH="$(VENV)" PATH="$(VENV)/bin:$$PATH" \
 	$(VENV)/bin/colcon --log-base "$(COLCON_BASE)/log"
-COLCON_PATHS := --paths "$(CURDIR)" --build-base "$(COLCON_BASE)/build" --install-base "$(COLCON_BASE)/install"
+# colcon builds a copy of the package: with the venv inside the repository (.venv), the numpy include folder that
+# rosidl_generator_py exports would lie inside CMake's source folder, which CMake refuses for an installed target.
+COLCON_SRC := $(COLCON_BASE)/src/skelsplat_ros
+COLCON_PATHS := --paths "$(COLCON_SRC)" --build-base "$(COLCON_BASE)/build" --install-base "$(COLCON_BASE)/install"
 
 colcon: setup
+	rm -rf "$(COLCON_SRC)" && mkdir -p "$(COLCON_SRC)"
+	tar -C "$(CURDIR)" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./install --exclude=./log \
+		--exclude=./out --exclude=__pycache__ -cf - . | tar -C "$(COLCON_SRC)" -xf -
 	$(PY) scripts/fix_cmake_exports.py "$(VENV)"
 	$(COLCON) build $(COLCON_PATHS) --event-handlers console_cohesion+ \
 		--cmake-args -DPython3_EXECUTABLE="$(PY)" -DBUILD_TESTING=ON -Wno-dev
