@@ -206,8 +206,8 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
 # --- (b) soak --------------------------------------------------------------------------------------------------------
 
 
-def bench_soak(method: str, seconds: float, sample_every: float, noise: str, workdir: Path) -> dict:
-    session = Session(workdir, {"rig": "surround", "rate": 60.0, "noise": noise, "seed": 1},
+def bench_soak(method: str, seconds: float, sample_every: float, noise: str, workdir: Path, people: int = 1) -> dict:
+    session = Session(workdir, {"rig": "surround", "rate": 60.0, "noise": noise, "seed": 1, "people": people},
                       {"method": method, "diagnostics_period": min(2.0, sample_every), "max_wait": 0.03},
                       record_keypoints=False)
     samples: list[dict] = []
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-method", default="skelsplat", help="(b) fusion method")
     parser.add_argument("--sample-every", type=float, default=0.0, help="(b) sampling period (default duration/20)")
     parser.add_argument("--noise", default="realistic", help="detector noise preset")
-    parser.add_argument("--people", type=int, default=1, help="(a) people in the simulated scene (1-5)")
+    parser.add_argument("--people", type=int, default=1, help="people in the simulated scene (1-5), (a) and (b)")
     parser.add_argument("--seed", type=int, default=0, help="(a) simulation seed")
     parser.add_argument("--rig", default="lab",
                         help="(a) simulated rig: lab (4 cameras) or portrait (4 portrait HD cameras; with --noise heavy "
@@ -300,10 +300,11 @@ def main(argv: list[str] | None = None) -> int:
                       f"(300 mm gate), {r['tracks']} track ids, {r['id_switches']} id switches")
     if not args.skip_soak:
         every = args.sample_every or max(1.0, args.soak_seconds / 20.0)
-        print(f"\n(b) soak: surround rig, 8 cameras at 60 Hz, {args.soak_method}, {args.soak_seconds:g} s")
+        print(f"\n(b) soak: surround rig, 8 cameras at 60 Hz, {args.people} "
+              f"{'person' if args.people == 1 else 'people'}, {args.soak_method}, {args.soak_seconds:g} s")
         sub = workdir / "soak"
         sub.mkdir()
-        soak = bench_soak(args.soak_method, args.soak_seconds, every, args.noise, sub)
+        soak = bench_soak(args.soak_method, args.soak_seconds, every, args.noise, sub, args.people)
         report["soak"] = soak
         print(f"\n  RSS {soak['rss_start_mb']:.1f} -> {soak['rss_end_mb']:.1f} MB; slope over the second half "
               f"{soak['rss_slope_mb_per_min_second_half']:+.2f} MB/min")

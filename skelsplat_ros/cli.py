@@ -50,7 +50,6 @@ class CliError(Exception):
 
 def _fuse(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
     from .fusion.config import NOMINAL_RATE_HZ
@@ -65,7 +64,10 @@ def _fuse(args: argparse.Namespace) -> int:
         args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
     )
     check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
-    torch.set_num_threads(max(1, args.threads))
+    if any(stage.optimizer == "adam" for stage in config.stages(args.mode)):
+        import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
+
+        torch.set_num_threads(max(1, args.threads))
     if is_bag(args.keypoints):
         return _fuse_recording(args, config)
     if not args.calibration:
