@@ -65,6 +65,24 @@ def oracle_triangulation(scenario: MultiPersonScenario, config: FusionConfig) ->
     return out
 
 
+def match_frame(tracks: np.ndarray, truth: np.ndarray, gate: float = MATCH_GATE_M) -> list[tuple[int, int, float]]:
+    """One frame's one-to-one (Hungarian) matching of fused people ``tracks [T, J, 3]`` to true people
+    ``truth [P, J, 3]`` on the mean distance over the joints both have (NaN = unknown).
+
+    Returns ``(track index, person index, mean distance)`` for the pairs within ``gate``; a pair with no joint in
+    common never matches.
+    """
+    if not len(tracks) or not len(truth):
+        return []
+    distance = np.linalg.norm(tracks[:, None] - truth[None], axis=-1)  # [T, P, J]
+    shared = np.isfinite(distance)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cost = np.where(shared, distance, 0.0).sum(-1) / shared.sum(-1)
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
+    return [(int(t), int(p), float(cost[t, p])) for t, p in zip(rows, cols) if cost[t, p] <= gate]
+
+
 def score_people(joints: np.ndarray, truth: np.ndarray, oracle: np.ndarray, gate: float = MATCH_GATE_M) -> PeopleScore:
     """Per-frame Hungarian matching of ``joints [F, T, J, 3]`` to ``truth [F, P, J, 3]`` (see the module docstring)."""
     num_frames, num_people = truth.shape[:2]
@@ -77,13 +95,7 @@ def score_people(joints: np.ndarray, truth: np.ndarray, oracle: np.ndarray, gate
         present, published = present + len(people), published + len(tracks)
         if not len(people) or not len(tracks):
             continue
-        distance = np.linalg.norm(joints[f][tracks][None] - truth[f][people][:, None], axis=-1)  # [P, T, J]
-        with np.errstate(invalid="ignore"):
-            cost = np.where(np.isfinite(distance), distance, 0).sum(-1) / np.isfinite(distance).sum(-1)
-        cost = np.where(np.isfinite(cost), cost, 1e3)
-        for i, k in zip(*linear_sum_assignment(cost)):
-            if cost[i, k] > gate:
-                continue
+        for k, i, _ in match_frame(joints[f][tracks], truth[f][people], gate):
             matched += 1
             person, track = people[i], tracks[k]
             track_of[person].append(int(track))

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,18 +119,13 @@ def match_people(tracks: dict[int, np.ndarray], truth: dict[int, np.ndarray],
     One-to-one (Hungarian) on the mean distance over the joints both have (``[J, 3]`` each, NaN = unknown); a pair
     further apart than ``gate`` is no match, so a track on nobody stays unmatched.
     """
-    from scipy.optimize import linear_sum_assignment
+    from skelsplat_ros.bench.multi import match_frame
 
-    if not tracks or not truth:
-        return {}
     track_ids, person_ids = list(tracks), list(truth)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a pair with no joint in common: NaN, i.e. no match
-        cost = np.array([[np.nanmean(np.linalg.norm(tracks[t] - truth[p], axis=-1)) for p in person_ids]
-                         for t in track_ids])
-    cost = np.where(np.isfinite(cost), cost, np.inf)
-    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
-    return {track_ids[r]: (person_ids[c], float(cost[r, c])) for r, c in zip(rows, cols) if cost[r, c] <= gate}
+    if not track_ids or not person_ids:
+        return {}
+    pairs = match_frame(np.stack([tracks[t] for t in track_ids]), np.stack([truth[p] for p in person_ids]), gate)
+    return {track_ids[t]: (person_ids[p], cost) for t, p, cost in pairs}
 
 
 @dataclass
