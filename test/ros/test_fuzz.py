@@ -25,7 +25,7 @@ from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim import make_scenario  # noqa: E402
 from skelsplat_ros.sim.hostile import MALFORMATIONS  # noqa: E402
 
-from test_node import Probe, Spinner, wait_until  # noqa: E402  (same folder, on sys.path under pytest)
+from node_harness import Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 RATE = 15.0
 SECONDS = 4.0

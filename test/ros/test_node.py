@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,16 +19,12 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("skelsplat_ros.msg")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from rclpy.time import Time as RosTime  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from skelsplat_ros.msg import Keypoints2DArray, PersonKeypoints2D, Skeleton3DArray  # noqa: E402
-from tf2_msgs.msg import TFMessage  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from skelsplat_ros.fusion import fuse_offline, preset_config  # noqa: E402
@@ -39,70 +34,9 @@ from skelsplat_ros.ros.params import StartupError  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
 from skelsplat_ros.sim import make_scenario  # noqa: E402
 
+from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+
 REPO = Path(__file__).resolve().parents[2]
-CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
-
-
-class Probe:
-    """A node that records everything the fusion node publishes."""
-
-    def __init__(self, context: Context) -> None:
-        self.node = Node("probe", context=context)
-        self.skeletons: list[tuple[float, Skeleton3DArray]] = []
-        self.tf: list[TFMessage] = []
-        self.markers: list[MarkerArray] = []
-        self.diagnostics: list[dict[str, str]] = []
-        self.node.create_subscription(Skeleton3DArray, "skeletons",
-                                      lambda m: self.skeletons.append((time.time(), m)), QoSProfile(depth=100))
-        self.node.create_subscription(TFMessage, "/tf", self.tf.append, QoSProfile(depth=100))
-        self.node.create_subscription(MarkerArray, "skeleton_markers", self.markers.append, QoSProfile(depth=100))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QoSProfile(depth=10))
-
-    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name.endswith(": fusion"):
-                self.diagnostics.append({kv.key: kv.value for kv in status.values})
-
-    def fused(self, since_ns: int = 0) -> list[Skeleton3DArray]:
-        return [m for _, m in self.skeletons if m.skeletons and stamp_to_ns(m.header.stamp) >= since_ns]
-
-
-class Spinner:
-    """Spins an executor in a background thread while the test thread waits and checks."""
-
-    def __init__(self, context: Context, nodes: list[Node]) -> None:
-        self.executor = SingleThreadedExecutor(context=context)
-        for node in nodes:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # context shut down under it at teardown
-            pass
-
-    def stop(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=5.0)
-
-
-def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
-@pytest.fixture(scope="module")
-def module_context(ros_env):
-    context = Context()
-    rclpy.init(context=context, args=[])
-    yield context
-    context.try_shutdown()
 
 
 # --- the main run ------------------------------------------------------------------------------------------------

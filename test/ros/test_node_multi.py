@@ -24,17 +24,9 @@ from skelsplat_ros.ros.demo import Monitor  # noqa: E402
 from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
 
-from test_node import Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 
-@pytest.fixture(scope="module")
-def module_context(ros_env):
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context, args=[])
-    yield context
-    context.try_shutdown()
 
 
 # --- the sim rig with three people ---------------------------------------------------------------------------------

@@ -28,17 +28,9 @@ from skelsplat_ros.ros.demo import match_people  # noqa: E402
 from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim.scenes import make_multi_person_scenario  # noqa: E402
 
-from test_node import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 
-@pytest.fixture(scope="module")
-def module_context(ros_env):
-    from rclpy.context import Context
-
-    context = Context()
-    rclpy.init(context=context, args=[])
-    yield context
-    context.try_shutdown()
 
 
 # --- a replayed scene: 50 people in one view, then a person leaves -------------------------------------------------

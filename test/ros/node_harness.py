@@ -1,0 +1,74 @@
+"""What the node tests share: a probe that records the fusion node's output, a background spinner and a polling
+wait. (The module-scoped rclpy context is the ``module_context`` fixture of conftest.py beside this file.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from skelsplat_ros.msg import Skeleton3DArray
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
+
+from skelsplat_ros.ros.conversions import stamp_to_ns
+
+CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
+
+
+class Probe:
+    """A node that records everything the fusion node publishes."""
+
+    def __init__(self, context: Context) -> None:
+        self.node = Node("probe", context=context)
+        self.skeletons: list[tuple[float, Skeleton3DArray]] = []
+        self.tf: list[TFMessage] = []
+        self.markers: list[MarkerArray] = []
+        self.diagnostics: list[dict[str, str]] = []
+        self.node.create_subscription(Skeleton3DArray, "skeletons",
+                                      lambda m: self.skeletons.append((time.time(), m)), QoSProfile(depth=100))
+        self.node.create_subscription(TFMessage, "/tf", self.tf.append, QoSProfile(depth=100))
+        self.node.create_subscription(MarkerArray, "skeleton_markers", self.markers.append, QoSProfile(depth=100))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, QoSProfile(depth=10))
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.endswith(": fusion"):
+                self.diagnostics.append({kv.key: kv.value for kv in status.values})
+
+    def fused(self, since_ns: int = 0) -> list[Skeleton3DArray]:
+        return [m for _, m in self.skeletons if m.skeletons and stamp_to_ns(m.header.stamp) >= since_ns]
+
+
+class Spinner:
+    """Spins an executor in a background thread while the test thread waits and checks."""
+
+    def __init__(self, context: Context, nodes: list[Node]) -> None:
+        self.executor = SingleThreadedExecutor(context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # context shut down under it at teardown
+            pass
+
+    def stop(self) -> None:
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=5.0)
+
+
+def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
