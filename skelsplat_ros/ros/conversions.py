@@ -73,7 +73,6 @@ class ParsedKeypoints:
         rejected: reason the whole message is unusable, else ``None``.
         ignored_people: people skipped because their arrays were malformed (another one was usable).
         nonfinite_joints: joints with confidence > 0 but a NaN/inf value, treated as missing.
-        capped_people: well-formed people beyond ``max_people`` (the least confident), dropped.
     """
 
     people: np.ndarray
@@ -81,7 +80,6 @@ class ParsedKeypoints:
     rejected: str | None = None
     ignored_people: int = 0
     nonfinite_joints: int = 0
-    capped_people: int = 0
 
     @property
     def keypoints(self) -> np.ndarray | None:
@@ -119,45 +117,22 @@ def _person_arrays(person: PersonKeypoints2D, num_joints: int) -> tuple[np.ndarr
     return kp, None, nonfinite
 
 
-def _confidence_scores(people: list[PersonKeypoints2D], num_joints: int) -> np.ndarray:
-    """``[N]`` mean confidence (clipped to [0, 1], non-finite = 0) per person, -1 for a wrong-length array."""
-    arrays = [np.asarray(person.confidence, dtype=np.float32) for person in people]
-    right_length = np.fromiter((len(a) == num_joints for a in arrays), dtype=bool, count=len(arrays))
-    scores = np.full(len(arrays), -1.0)
-    if right_length.any():
-        stacked = np.stack([a for a, ok in zip(arrays, right_length) if ok])  # [N_ok, J]
-        scores[right_length] = np.clip(np.nan_to_num(stacked, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0).mean(1)
-    return scores
-
-
-def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int,
-                    max_people: int | None = None) -> ParsedKeypoints:
+def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int) -> ParsedKeypoints:
     """Validate one message and keep its people, most confident first.
 
-    Malformed people are skipped and counted (the message is rejected only when none is usable). A message with
-    more than ``max_people`` people keeps the ``max_people`` most confident (mean confidence, missing joints count
-    0, i.e. the most completely and confidently detected) and counts the others in ``capped_people`` unparsed: an
-    absurd detection count costs one cheap pass over the confidences, never a slower fusion. An empty
-    ``skeleton`` string is accepted.
+    Malformed people are skipped and counted (the message is rejected only when none is usable). An empty
+    ``skeleton`` string is accepted. The node caps absurd people counts before this, in the validator
+    (``io/validation.py``), which sees the raw arrays.
     """
     if msg.skeleton and msg.skeleton != skeleton_name:
         return _nobody(num_joints, "wrong_skeleton")
     if not msg.people:
         return _nobody(num_joints)
-    candidates = list(msg.people)
-    capped = 0
-    if max_people is not None and len(candidates) > max_people:
-        # Pre-select on the confidence array alone (a buffer view, no per-joint work), so that parsing cost stays
-        # bounded by max_people whatever the message holds; a wrong-length one scores -1 and goes first.
-        scores = _confidence_scores(candidates, num_joints)
-        keep = np.argsort(-scores, kind="stable")[:max_people]
-        capped = len(candidates) - max_people
-        candidates = [candidates[i] for i in np.sort(keep)]
     kept: list[np.ndarray] = []
     ids: list[int] = []
     first_reason = None
     ignored = nonfinite = 0
-    for person in candidates:
+    for person in msg.people:
         kp, reason, bad_values = _person_arrays(person, num_joints)
         if kp is None:
             ignored += 1
@@ -171,7 +146,7 @@ def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int,
     people = np.stack(kept)
     # Stable sort: equally confident people keep the message's order.
     order = np.argsort(-people[:, :, 2].mean(axis=1), kind="stable")
-    return ParsedKeypoints(people[order], np.asarray(ids, dtype=np.int64)[order], None, ignored, nonfinite, capped)
+    return ParsedKeypoints(people[order], np.asarray(ids, dtype=np.int64)[order], None, ignored, nonfinite)
 
 
 def keypoints_msg(keypoints: np.ndarray | None, stamp: Time, frame_id: str, skeleton_name: str,

@@ -330,7 +330,7 @@ def test_parse_keypoints_picks_the_most_confident_person_and_flags_bad_values():
     assert parse_keypoints(msg, "h36m17", 17).rejected == "wrong_skeleton"
 
 
-def test_parse_keypoints_keeps_every_person_and_caps_an_absurd_count():
+def test_parse_keypoints_keeps_every_person_most_confident_first():
     from skelsplat_ros.ros.conversions import parse_keypoints
 
     rng = np.random.default_rng(5)
@@ -339,16 +339,14 @@ def test_parse_keypoints_keeps_every_person_and_caps_an_absurd_count():
     msg = keypoints_msg(people, RosTime(nanoseconds=1).to_msg(), "cam0", "h36m17", -1)
     assert len(msg.people) == 50 and {p.id for p in msg.people} == {-1}
     everyone = parse_keypoints(msg, "h36m17", 17)
-    assert everyone.people.shape == (50, 17, 3) and everyone.capped_people == 0
+    assert everyone.people.shape == (50, 17, 3)
     scores = np.nan_to_num(people[:, :, 2]).mean(axis=1)
     np.testing.assert_allclose(everyone.people[:, :, 2].mean(axis=1), np.sort(scores)[::-1], rtol=1e-6)
     assert np.isnan(everyone.people[np.argsort(-scores, kind="stable").tolist().index(3), :4, :2]).all()
-    capped = parse_keypoints(msg, "h36m17", 17, max_people=8)
-    assert capped.people.shape == (8, 17, 3) and capped.capped_people == 42
-    np.testing.assert_allclose(capped.people, everyone.people[:8], rtol=1e-6)  # the 8 most confident
-    # A wrong-length person among many is never preferred, and the cap still holds.
+    # A wrong-length person among many is skipped and counted; the others stay.
     msg.people[0].confidence = msg.people[0].confidence[:5]
-    assert parse_keypoints(msg, "h36m17", 17, max_people=8).people.shape == (8, 17, 3)
+    skipped = parse_keypoints(msg, "h36m17", 17)
+    assert skipped.people.shape == (49, 17, 3) and skipped.ignored_people == 1
 
 
 def test_track_colours_are_stable_and_distinct():
