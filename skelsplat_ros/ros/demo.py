@@ -109,22 +109,19 @@ def _tail(path: Path, lines: int = 15) -> str:
 # --- monitoring ------------------------------------------------------------------------------------------------------
 
 
-MATCH_GATE_M = 0.3  # a track is a true person when their mean joint distance is within this (the issue's gate)
-
-
-def match_people(tracks: dict[int, np.ndarray], truth: dict[int, np.ndarray],
-                 gate: float = MATCH_GATE_M) -> dict[int, tuple[int, float]]:
+def match_people(tracks: dict[int, np.ndarray], truth: dict[int, np.ndarray]) -> dict[int, tuple[int, float]]:
     """Which true person each fused track is in one frame: ``{track id: (person, MPJPE m)}``.
 
     One-to-one (Hungarian) on the mean distance over the joints both have (``[J, 3]`` each, NaN = unknown); a pair
-    further apart than ``gate`` is no match, so a track on nobody stays unmatched.
+    further apart than the benchmark's gate (``bench.multi.MATCH_GATE_M``) is no match, so a track on nobody stays
+    unmatched.
     """
-    from skelsplat_ros.bench.multi import match_frame
+    from skelsplat_ros.bench.multi import match_frame  # here: the CLI imports this module for its parser
 
     track_ids, person_ids = list(tracks), list(truth)
     if not track_ids or not person_ids:
         return {}
-    pairs = match_frame(np.stack([tracks[t] for t in track_ids]), np.stack([truth[p] for p in person_ids]), gate)
+    pairs = match_frame(np.stack([tracks[t] for t in track_ids]), np.stack([truth[p] for p in person_ids]))
     return {track_ids[t]: (person_ids[p], cost) for t, p, cost in pairs}
 
 
@@ -292,6 +289,8 @@ def track_summary(records: list[FrameRecord]) -> TrackSummary:
 
 def track_lines(monitor: Monitor, start: float, stop: float) -> list[str]:
     """The summary's per-person and per-track table over the frames captured in ``[start, stop)``."""
+    from skelsplat_ros.bench.multi import MATCH_GATE_M
+
     summary = track_summary([r for r in monitor.records if start <= r.stamp < stop])
     if not summary.frames:
         return []
