@@ -27,28 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from skelsplat_ros.bench.process_stats import percentile, rss_mb
 from skelsplat_ros.ros.demo import (
     Monitor,
     ros_environment,
     start_node_process,
     stop_processes,
 )
-
-
-def _pct(values, q: float) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.percentile(values, q)) if values.size else float("nan")
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
 
 
 class Session:
@@ -129,7 +114,7 @@ class Session:
 def _window_median(monitor: Monitor, window: tuple[float, float], key: str) -> float:
     """Median of a /diagnostics value over the reports received within ``window`` (wall-clock seconds)."""
     values = [float(d[key]) for t, d in monitor.diagnostics_history if window[0] <= t <= window[1] + 1.0 and key in d]
-    return _pct(values, 50)
+    return percentile(values, 50)
 
 
 # --- (a) latency and accuracy ----------------------------------------------------------------------------------------
@@ -182,7 +167,7 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
         views.append(frame)
     result = {"method": method, "people": people, "seconds": seconds, "captured": captured, "fused": len(records),
               "out_percent": 100.0 * len(records) / max(captured, 1),
-              "latency_median_ms": _pct(latency_ms, 50), "latency_p99_ms": _pct(latency_ms, 99),
+              "latency_median_ms": percentile(latency_ms, 50), "latency_p99_ms": percentile(latency_ms, 99),
               "latency_max_ms": float(np.max(latency_ms)) if latency_ms.size else float("nan"),
               "fusion_time_mean_ms": diagnostics.get("fusion_time_mean_ms", "-"),
               # Over the measured seconds: median of the node's per-second means, wall and CPU (thread) time.
@@ -224,10 +209,10 @@ def bench_soak(method: str, seconds: float, sample_every: float, noise: str, wor
             lat = np.array([r.received - r.stamp for r in records]) * 1e3
             samples.append({
                 "t": time.time() - started,
-                "rss_mb": _rss_mb(session.node_process.pid),
+                "rss_mb": rss_mb(session.node_process.pid),
                 "out_hz": len(records) / sample_every,
-                "lat_med_ms": _pct(lat, 50),
-                "lat_p99_ms": _pct(lat, 99),
+                "lat_med_ms": percentile(lat, 50),
+                "lat_p99_ms": percentile(lat, 99),
                 "sync_pending": diag.get("sync_pending", "-"),
                 "worker_queue": diag.get("worker_queue", "-"),
                 "drops": {k: int(v) for k, v in diag.items()

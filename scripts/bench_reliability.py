@@ -27,40 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from skelsplat_ros.bench.process_stats import cpu_seconds, percentile, rss_mb
 from skelsplat_ros.ros.demo import Monitor, ros_environment, start_node_process, stop_processes
-
-
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        import os
-
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
 
 
 def _counters(diagnostics: dict[str, str]) -> dict[str, int]:
     """The node's cumulative input and drop counters from a /diagnostics status."""
     return {k: int(v) for k, v in diagnostics.items()
             if k.startswith(("rejected", "dropped.", "capped", "accepted", "fusion_errors")) and v.isdigit()}
-
-
-def _pct(values, q: float) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return float(np.percentile(values, q)) if values.size else float("nan")
 
 
 def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, method: str, seed: int,
@@ -107,7 +81,7 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
             executor.spin_once(timeout_sec=0.02)
         started = time.time()
         counters_start = _counters(monitor.diagnostics)
-        cpu_start = _cpu_seconds(node_process.pid)
+        cpu_start = cpu_seconds(node_process.pid)
         sent_start = dict(hostile.sent)
         next_sample = time.monotonic()
         end = time.monotonic() + seconds
@@ -115,18 +89,18 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
             executor.spin_once(timeout_sec=0.02)
             if time.monotonic() >= next_sample:
                 next_sample += sample_every
-                samples.append({"t": time.time() - started, "rss_mb": _rss_mb(node_process.pid),
+                samples.append({"t": time.time() - started, "rss_mb": rss_mb(node_process.pid),
                                 "sync_pending": monitor.diagnostics.get("sync_pending", "-"),
                                 "worker_queue": monitor.diagnostics.get("worker_queue", "-")})
             if node_process.poll() is not None:
                 alive = False
                 break
         stopped = time.time()
-        cpu = _cpu_seconds(node_process.pid) - cpu_start
+        cpu = cpu_seconds(node_process.pid) - cpu_start
         flush = time.monotonic() + 1.5  # the last frames, and one more diagnostics message
         while time.monotonic() < flush:
             executor.spin_once(timeout_sec=0.02)
-        samples.append({"t": time.time() - started, "rss_mb": _rss_mb(node_process.pid),
+        samples.append({"t": time.time() - started, "rss_mb": rss_mb(node_process.pid),
                         "sync_pending": monitor.diagnostics.get("sync_pending", "-"),
                         "worker_queue": monitor.diagnostics.get("worker_queue", "-")})
         alive = alive and node_process.poll() is None
@@ -152,7 +126,7 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
         "malformed_per_valid": malformed_per_valid, "seconds": seconds, "rate": rate, "method": method,
         "valid_frames": len(valid), "valid_out": len(out), "valid_out_percent": 100.0 * len(out) / max(len(valid), 1),
         "garbage_frames_out": garbage_out,
-        "latency_median_ms": _pct(latency_ms, 50), "latency_p99_ms": _pct(latency_ms, 99),
+        "latency_median_ms": percentile(latency_ms, 50), "latency_p99_ms": percentile(latency_ms, 99),
         "latency_max_ms": float(latency_ms.max()) if latency_ms.size else float("nan"),
         "mpjpe_mm": 1e3 * float(np.nanmean(errors)) if errors else float("nan"),
         "rss_start_mb": rss[0] if rss else float("nan"), "rss_end_mb": rss[-1] if rss else float("nan"),
