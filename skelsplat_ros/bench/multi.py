@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..fusion import FusionConfig, StreamingFuser, preset_config
 from ..fusion.result import split_keypoints, triangulate_baseline
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
 from ..tracking import MultiPersonTracker
 from ..tracking.recording import people_array, split_slots, track_offline
+from ..tracking.tracker import gated_assignment
 
 MATCH_GATE_M = 0.3
 RIG_OF_VIEWS = {4: "lab", 8: "surround"}
@@ -79,8 +79,7 @@ def match_frame(tracks: np.ndarray, truth: np.ndarray, gate: float = MATCH_GATE_
     with np.errstate(invalid="ignore", divide="ignore"):
         cost = np.where(shared, distance, 0.0).sum(-1) / shared.sum(-1)
     cost = np.where(np.isfinite(cost), cost, np.inf)
-    rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
-    return [(int(t), int(p), float(cost[t, p])) for t, p in zip(rows, cols) if cost[t, p] <= gate]
+    return [(t, p, float(cost[t, p])) for t, p in gated_assignment(cost, gate)]
 
 
 def score_people(joints: np.ndarray, truth: np.ndarray, oracle: np.ndarray, gate: float = MATCH_GATE_M) -> PeopleScore:

@@ -114,6 +114,9 @@ class GaussNewtonObjective:
     def _image(self, means: np.ndarray, sigma: float):
         """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
         uv, jac, depth = self._project(means)
+        # A view a joint is behind contributes nothing (as in the Adam path); its projection, with the depth clamped
+        # to ~0, would overflow the splat covariance (a zero determinant by cancellation): give it the dilation only.
+        jac = np.where(depth[..., None, None] > 0, jac, 0.0)
         row_u, row_v = jac[..., 0, :], jac[..., 1, :]
         ra = sigma**2 * (row_u * row_u).sum(-1) + EPS2D
         rb = sigma**2 * (row_u * row_v).sum(-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -275,6 +276,23 @@ def test_one_joint_whose_step_fails_does_not_freeze_its_frame(scene):
     # Block by block converges slower than the joint solve, but every joint gets there (the knee by its own steps).
     error = np.linalg.norm(means - truth, axis=-1)
     assert error.max() < 5e-3 and error.mean() < 0.1 * np.linalg.norm(start - truth, axis=-1).mean(), error
+
+
+def test_a_joint_far_behind_a_camera_gives_a_finite_objective_without_warnings(scene):
+    """A line-search trial can throw a poorly constrained joint kilometres behind a camera (seen on Shelf): the
+    objective there must stay finite and silent (it divided by a zero determinant), and that view adds nothing."""
+    rig, truth, uv, confidence = scene
+    config = _gauss_newton()
+    objective = _gn_objective(rig, uv, confidence, config, truth)
+    means = truth.copy()
+    means[1, 5] = rig.centres[0] - 4000.0 * rig.R[0][2] + 0.3  # behind camera 0, near its optical axis
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        energy = objective.energy(means, config.init_sigma)
+        _, hessian, grad = objective.normal_equations(means, config.init_sigma)
+        means = minimise(objective, means, [config.init_sigma] * 2)
+    assert np.isfinite(energy).all() and np.isfinite(hessian).all() and np.isfinite(grad).all()
+    assert np.isfinite(means).all()
 
 
 def test_frozen_joints_keep_their_position(scene):
