@@ -25,6 +25,7 @@ against about 30 ms for 15 Adam steps through torch autograd.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -110,6 +111,21 @@ class GaussNewtonObjective:
             known = np.isfinite(prediction).all(-1) & active
             self.prediction = np.nan_to_num(prediction)
             self.temporal_factor = np.where(known, temporal_weight / temporal_scale**2, 0.0)  # [F, J]
+
+    def frames(self, keep: np.ndarray) -> "GaussNewtonObjective":
+        """The objective of the frames ``keep`` (``[F]`` bool or indices) alone: frames are independent."""
+        part = copy.copy(self)
+        part.uv, part.weights, part.t = self.uv[:, keep], self.weights[:, keep], self.t[:, keep]
+        part.active, part.bone_mask = self.active[keep], self.bone_mask[keep]
+        # Lengths and tolerances are [B], or [F, B] for a batch of different people.
+        if self.bone_lengths.ndim == 2:
+            part.bone_lengths = self.bone_lengths[keep]
+        if np.ndim(self.bone_factor) == 2:
+            part.bone_factor = self.bone_factor[keep]
+        if self.prediction is not None:
+            part.prediction, part.temporal_factor = self.prediction[keep], self.temporal_factor[keep]
+        part._last_projected = None
+        return part
 
     def _image(self, means: np.ndarray, sigma: float):
         """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
@@ -243,11 +259,9 @@ def _colour_classes(num_joints: int, bones: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(colour == c) for c in range(colour.max() + 1)]
 
 
-def _per_joint_descent(
-    objective: GaussNewtonObjective, means: np.ndarray, sigma: float, frames: np.ndarray
-) -> np.ndarray:
-    """Joint-by-joint updates in ``frames [F]`` (bool) whose whole step failed: each joint takes its own step with
-    its neighbours held (halved as needed), kept when the terms it takes part in go down.
+def _per_joint_descent(objective: GaussNewtonObjective, means: np.ndarray, sigma: float) -> np.ndarray:
+    """Joint-by-joint updates of every frame of ``objective`` (those whose whole step failed): each joint takes its
+    own step with its neighbours held (halved as needed), kept when the terms it takes part in go down.
 
     Bones couple joints, so the joints move one colour class at a time (block Gauss-Seidel): inside a class no two
     share a bone, every term involves at most one moving joint, and the accepted joints' decreases add up exactly:
@@ -259,7 +273,7 @@ def _per_joint_descent(
         delta = objective.joint_steps(means, sigma)
         now = objective.local_energy(per_joint, per_bone)[:, joints]
         scale = np.ones((len(means), len(joints)))
-        pending = frames[:, None] & np.ones_like(scale, dtype=bool)
+        pending = np.ones_like(scale, dtype=bool)
         for _ in range(LINE_SEARCH_HALVINGS + 1):
             trial = means.copy()
             trial[:, joints] += np.where(pending, scale, 0.0)[..., None] * delta[:, joints]
@@ -279,21 +293,22 @@ def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[flo
     means = init.copy()
     for sigma in sigmas:
         current, delta = objective.step(means, sigma)
-        # Per frame: halve the step until the objective goes down.
-        scale = np.ones(len(means))
-        pending = np.ones(len(means), dtype=bool)
+        # Per frame: halve the step until the objective goes down. Frames are independent: each retry evaluates
+        # only the frames still searching (near convergence, often half of them fail by a hair every time).
+        searching, frames, scale = objective, np.arange(len(means)), 1.0
         for _ in range(LINE_SEARCH_HALVINGS + 1):
-            trial = means + scale[:, None, None] * delta
-            energy = objective.energy(trial, sigma)
-            improved = pending & np.isfinite(energy) & (energy <= current)
-            means = np.where(improved[:, None, None], trial, means)
-            pending &= ~improved
-            if not pending.any():
+            trial = means[frames] + scale * delta[frames]
+            energy = searching.energy(trial, sigma)
+            failed = ~(np.isfinite(energy) & (energy <= current[frames]))
+            means[frames[~failed]] = trial[~failed]
+            if not failed.any():
                 break
-            scale = np.where(pending, 0.5 * scale, scale)
-        if pending.any():
+            if not failed.all():
+                frames, searching = frames[failed], searching.frames(failed)
+            scale *= 0.5
+        else:
             # One joint whose step goes uphill must not hold back the others of its frame.
-            means = _per_joint_descent(objective, means, sigma, pending)
+            means[frames] = _per_joint_descent(searching, means[frames], sigma)
     return means
 
 
