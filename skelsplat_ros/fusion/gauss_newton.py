@@ -130,10 +130,12 @@ class GaussNewtonObjective:
     def _image(self, means: np.ndarray, sigma: float):
         """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
         uv, jac, depth = self._project(means)
-        row_u, row_v = jac[..., 0, :], jac[..., 1, :]
-        ra = sigma**2 * (row_u * row_u).sum(-1) + EPS2D
-        rb = sigma**2 * (row_u * row_v).sum(-1)
-        rc = sigma**2 * (row_v * row_v).sum(-1) + EPS2D
+        # Sums over the 3 axes written out: each jac[..., k, a] is one [V, F, J] array (a reduction over a last
+        # axis of length 3 costs several times more).
+        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]
+        ra = sigma**2 * (ju[0] * ju[0] + ju[1] * ju[1] + ju[2] * ju[2]) + EPS2D
+        rb = sigma**2 * (ju[0] * jv[0] + ju[1] * jv[1] + ju[2] * jv[2])
+        rc = sigma**2 * (jv[0] * jv[0] + jv[1] * jv[1] + jv[2] * jv[2]) + EPS2D
         det_r, _, _, _ = _sym2_det_inv(ra, rb, rc)
         det_s, ia, ib, ic = _sym2_det_inv(ra + self.t, rb, rc + self.t)
         d = uv - self.uv
@@ -186,57 +188,62 @@ class GaussNewtonObjective:
 
     def step(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """The objective ``[F]`` at ``means`` and one majorise-linearise-solve update ``[F, J, 3]`` from there."""
-        energy, hessian, grad = self.normal_equations(means, sigma)
+        energy, blocks, bone_blocks, grad = self.normal_equations(means, sigma)
         num_frames, num_joints = means.shape[:2]
-        flat = hessian.transpose(0, 1, 3, 2, 4).reshape(num_frames, 3 * num_joints, 3 * num_joints)
-        diag = np.einsum("fii->fi", flat)
-        damping = 1e-6 * diag.max(axis=-1, keepdims=True) + 1e-9
-        flat = flat + damping[..., None] * np.eye(3 * num_joints)
+        # The [3J, 3J] normal matrix of each frame, as [F, J, 3, J, 3]: joint blocks on the diagonal, minus each
+        # bone's block where its two joints meet.
+        hessian = np.zeros((num_frames, num_joints, 3, num_joints, 3))
+        joints = np.arange(num_joints)
+        hessian[:, joints, :, joints, :] = blocks.transpose(1, 0, 2, 3)
+        first, second = self.bones[:, 0], self.bones[:, 1]
+        hessian[:, first, :, second, :] = -bone_blocks.transpose(1, 0, 2, 3)
+        hessian[:, second, :, first, :] = -bone_blocks.transpose(1, 0, 2, 3)
+        flat = hessian.reshape(num_frames, 3 * num_joints, 3 * num_joints)
+        diagonal = np.arange(3 * num_joints)
+        flat[:, diagonal, diagonal] += 1e-6 * flat[:, diagonal, diagonal].max(axis=-1, keepdims=True) + 1e-9
         delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
         return energy, delta.reshape(num_frames, num_joints, 3)
 
     def joint_steps(self, means: np.ndarray, sigma: float) -> np.ndarray:
         """Each joint's own update ``[F, J, 3]`` with every other joint held where it is (the diagonal blocks of the
         normal equations)."""
-        _, hessian, grad = self.normal_equations(means, sigma)
-        joints = np.arange(self.num_joints)
-        blocks = hessian[:, joints, joints]  # [F, J, 3, 3]
+        _, blocks, _, grad = self.normal_equations(means, sigma)
         damping = 1e-6 * np.einsum("fjii->fji", blocks).max(axis=-1) + 1e-9
         return np.linalg.solve(blocks + damping[..., None, None] * np.eye(3), -grad[..., None])[..., 0]
 
-    def normal_equations(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The objective ``[F]`` at ``means``, and the Hessian ``[F, J, J, 3, 3]`` and gradient ``[F, J, 3]`` of its
-        majorised, linearised form there."""
+    def normal_equations(
+        self, means: np.ndarray, sigma: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The objective ``[F]`` at ``means``, and the majorised, linearised form there: the Hessian's diagonal
+        blocks ``[F, J, 3, 3]`` (a frozen joint's: the identity), each bone's block ``[F, B, 3, 3]`` (the Hessian
+        holds minus it where the bone's two joints meet) and the gradient ``[F, J, 3]`` (0 at frozen joints)."""
         num_frames, num_joints = means.shape[:2]
         image, (jac, d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
         energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
-        # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d.
-        a_jac = ia[..., None] * jac[..., 0, :] + ib[..., None] * jac[..., 1, :]
-        c_jac = ib[..., None] * jac[..., 0, :] + ic[..., None] * jac[..., 1, :]
-        ajac = np.stack([a_jac, c_jac], axis=-2)  # [V, F, J, 2, 3] = A J
-        info = np.einsum("vfj,vfjka,vfjkb->fjab", omega, jac, ajac)
-        grad = np.einsum("vfj,vfjka,vfjk->fja", omega, ajac, d)
+        # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d, entry by entry over
+        # [V, F, J] arrays (an einsum over the small trailing axes is ten times slower).
+        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]
+        au = [omega * (ia * ju[a] + ib * jv[a]) for a in range(3)]  # omega (A J)[0, a]
+        av = [omega * (ib * ju[a] + ic * jv[a]) for a in range(3)]  # omega (A J)[1, a]
+        info = np.empty((num_frames, num_joints, 3, 3))
+        for a in range(3):
+            for b in range(a, 3):
+                info[..., a, b] = info[..., b, a] = (ju[a] * au[b] + jv[a] * av[b]).sum(axis=0)
+        grad = np.stack([(au[a] * d[..., 0] + av[a] * d[..., 1]).sum(axis=0) for a in range(3)], axis=-1)
         if self.prediction is not None:
             info = info + (2.0 * self.temporal_factor)[..., None, None] * np.eye(3)
             grad = grad + 2.0 * self.temporal_factor[..., None] * (means - self.prediction)
-        hessian = np.zeros((num_frames, num_joints, num_joints, 3, 3))
-        joints = np.arange(num_joints)
-        hessian[:, joints, joints] = info
-        if self.bone_mask.any():
-            unit, residual = self._bones(means)
-            stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
-            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
-            # Bone b adds +outer to the (first, first) and (second, second) blocks, -outer to the cross ones.
-            blocks = outer.reshape(num_frames, -1, 9).transpose(0, 2, 1) @ self.bone_pairs  # [F, 9, J*J]
-            hessian += blocks.reshape(num_frames, 3, 3, num_joints, num_joints).transpose(0, 3, 4, 1, 2)
-            bone_grad = (stiffness * residual)[..., None] * unit  # [F, B, 3]
-            grad = grad + self.signed_incidence.T @ bone_grad
-        # Frozen joints: identity rows, zero gradient, no coupling.
+        # A bone touching a frozen joint is masked (bone_mask): frozen joints couple to nothing.
+        unit, residual = self._bones(means)
+        stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
+        bone_blocks = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
+        # Bone b adds its block to the diagonal blocks of both of its joints.
+        info = info + (self.incidence.T @ bone_blocks.reshape(num_frames, -1, 9)).reshape(info.shape)
+        grad = grad + self.signed_incidence.T @ ((stiffness * residual)[..., None] * unit)
         frozen = ~self.active
-        hessian[frozen[:, :, None] | frozen[:, None, :]] = 0.0
-        hessian[:, joints, joints] += frozen[..., None, None] * np.eye(3)
+        info = np.where(frozen[..., None, None], np.eye(3), info)
         grad = np.where(frozen[..., None], 0.0, grad)
-        return energy, hessian, grad
+        return energy, info, bone_blocks, grad
 
     def evaluate(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The objective ``[F]``, reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)``
