@@ -295,27 +295,49 @@ def _per_joint_descent(objective: GaussNewtonObjective, means: np.ndarray, sigma
     return means
 
 
-def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float]) -> np.ndarray:
-    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``: the means ``[F, J, 3]``."""
+def minimise(
+    objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float], tolerance: float = 0.0
+) -> np.ndarray:
+    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``: the means ``[F, J, 3]``.
+
+    A frame whose step moves no joint by ``tolerance`` (world units) or more has converged: it stays where it is
+    for the remaining iterations (0: every frame takes every iteration). Warm-started frames get there in one or
+    two iterations, and a converged frame's step otherwise fails by a hair and falls back to per-joint steps.
+    """
     means = init.copy()
+    frames, working = np.arange(len(means)), objective  # the frames still iterating, and their objective
     for sigma in sigmas:
-        current, delta = objective.step(means, sigma)
-        # Per frame: halve the step until the objective goes down. Frames are independent: each retry evaluates
-        # only the frames still searching (near convergence, often half of them fail by a hair every time).
-        searching, frames, scale = objective, np.arange(len(means)), 1.0
-        for _ in range(LINE_SEARCH_HALVINGS + 1):
-            trial = means[frames] + scale * delta[frames]
-            energy = searching.energy(trial, sigma)
-            failed = ~(np.isfinite(energy) & (energy <= current[frames]))
-            means[frames[~failed]] = trial[~failed]
-            if not failed.any():
-                break
-            if not failed.all():
-                frames, searching = frames[failed], searching.frames(failed)
-            scale *= 0.5
-        else:
-            # One joint whose step goes uphill must not hold back the others of its frame.
-            means[frames] = _per_joint_descent(searching, means[frames], sigma)
+        if len(frames) == 0:
+            break
+        current, delta = working.step(means[frames], sigma)
+        if tolerance > 0:
+            done = np.abs(delta).max(axis=(1, 2), initial=0.0) < tolerance
+            if done.any():
+                frames, working, current, delta = frames[~done], working.frames(~done), current[~done], delta[~done]
+        means[frames] = _line_search(working, means[frames], delta, current, sigma)
+    return means
+
+
+def _line_search(
+    objective: GaussNewtonObjective, means: np.ndarray, delta: np.ndarray, current: np.ndarray, sigma: float
+) -> np.ndarray:
+    """Per frame of ``objective``: ``means + delta`` (``[F, J, 3]``), the step halved until the objective goes down
+    from ``current [F]``; per joint where the whole step keeps failing."""
+    means = means.copy()
+    # Frames are independent: each retry evaluates only the frames still searching.
+    searching, frames, scale = objective, np.arange(len(means)), 1.0
+    for _ in range(LINE_SEARCH_HALVINGS + 1):
+        trial = means[frames] + scale * delta[frames]
+        energy = searching.energy(trial, sigma)
+        failed = ~(np.isfinite(energy) & (energy <= current[frames]))
+        means[frames[~failed]] = trial[~failed]
+        if not failed.any():
+            return means
+        if not failed.all():
+            frames, searching = frames[failed], searching.frames(failed)
+        scale *= 0.5
+    # One joint whose step goes uphill must not hold back the others of its frame.
+    means[frames] = _per_joint_descent(searching, means[frames], sigma)
     return means
 
 
@@ -362,7 +384,7 @@ def refine_gauss_newton(
         temporal_scale=temporal_scale,
     )
     sigmas = sigma_schedule(config.splat_sigma_start, config.init_sigma, config.steps)
-    means = minimise(objective, np.nan_to_num(init_means), sigmas)
+    means = minimise(objective, np.nan_to_num(init_means), sigmas, config.step_tolerance)
     final, distance, overlap, depth = objective.evaluate(means, config.init_sigma)
     missing = (weights <= 0) | (depth <= 0)
     covariances = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)
