@@ -259,7 +259,7 @@ def project_with_jacobian(
     uv = (K[:, :2] @ cam) * inv_z[:, None]  # [V, 2, N]
     # d uv / d cam = (K[:2] - uv e3^T) / z, then chain through R: (K[:2] R - uv R[2]) / z.
     jac = ((K[:, :2] @ R)[..., None] - uv[:, :, None] * R[:, None, 2, :, None]) * inv_z[:, None, None]  # [V, 2, 3, N]
-    uv, jac = np.moveaxis(uv, 1, -1), np.moveaxis(jac, (1, 2), (-2, -1))
+    uv, jac = uv.transpose(0, 2, 1), jac.transpose(0, 3, 1, 2)
     return uv.reshape((views, *batch, 2)), jac.reshape((views, *batch, 2, 3)), depth.reshape((views, *batch))
 
 
