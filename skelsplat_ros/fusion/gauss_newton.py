@@ -99,12 +99,10 @@ class GaussNewtonObjective:
         self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
         self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
         self.colour_classes = _colour_classes(self.num_joints, bones)
-        # Signed incidence [B, J] (+1 first joint, -1 second) and its outer products [B, J * J]: the bone terms'
-        # gradient and Hessian blocks as matrix products.
+        # Signed incidence [B, J] (+1 first joint, -1 second): the bone terms' gradient as a matrix product.
         signed = self.incidence.copy()
         signed[np.arange(len(bones)), bones[:, 1]] = -1.0
         self.signed_incidence = signed
-        self.bone_pairs = (signed[:, :, None] * signed[:, None, :]).reshape(len(bones), -1)  # [B, J*J]
         self._last_projected: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.prediction = None
         if prediction is not None and temporal_weight > 0:
@@ -132,7 +130,7 @@ class GaussNewtonObjective:
         uv, jac, depth = self._project(means)
         # Sums over the 3 axes written out: each jac[..., k, a] is one [V, F, J] array (a reduction over a last
         # axis of length 3 costs several times more).
-        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]
+        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]  # rows of the Jacobian of u and of v
         ra = sigma**2 * (ju[0] * ju[0] + ju[1] * ju[1] + ju[2] * ju[2]) + EPS2D
         rb = sigma**2 * (ju[0] * jv[0] + ju[1] * jv[1] + ju[2] * jv[2])
         rc = sigma**2 * (jv[0] * jv[0] + jv[1] * jv[1] + jv[2] * jv[2]) + EPS2D
@@ -145,7 +143,7 @@ class GaussNewtonObjective:
         overlap = np.exp(-0.5 * mahal)
         w = np.where(depth > 0, self.weights, 0.0)
         image = w * (amp**2 * np.sqrt(det_r) / self.t - coupling * overlap + 1.0)
-        return image.sum(axis=0), (jac, d, ia, ib, ic, w * coupling * overlap, overlap, depth)
+        return image.sum(axis=0), ((ju, jv), d, ia, ib, ic, w * coupling * overlap, overlap, depth)
 
     def _project(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:func:`project_with_jacobian` of ``means``, remembering the last one: the line search's accepted trial is
@@ -218,11 +216,10 @@ class GaussNewtonObjective:
         blocks ``[F, J, 3, 3]`` (a frozen joint's: the identity), each bone's block ``[F, B, 3, 3]`` (the Hessian
         holds minus it where the bone's two joints meet) and the gradient ``[F, J, 3]`` (0 at frozen joints)."""
         num_frames, num_joints = means.shape[:2]
-        image, (jac, d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
+        image, ((ju, jv), d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
         energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
         # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d, entry by entry over
         # [V, F, J] arrays (an einsum over the small trailing axes is ten times slower).
-        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]
         au = [omega * (ia * ju[a] + ib * jv[a]) for a in range(3)]  # omega (A J)[0, a]
         av = [omega * (ib * ju[a] + ic * jv[a]) for a in range(3)]  # omega (A J)[1, a]
         info = np.empty((num_frames, num_joints, 3, 3))
