@@ -250,7 +250,7 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
     # Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on seeds 20-21 of
     # the bench and the demo take (BENCHMARKS.md). Offline it runs between Gauss-Newton passes.
     smoothing = SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True)
-    prefit = replace(gauss_newton, steps=3)
+    prefit = replace(gauss_newton, steps=3, step_tolerance=1e-5)
     if optimizer == "adam":
         # Adam everywhere: offline the second-difference term of ``refine`` smooths instead of the Gauss-Newton rounds.
         prefit, smoothing, streaming = None, None, streaming_adam

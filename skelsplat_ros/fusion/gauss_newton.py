@@ -25,6 +25,7 @@ against about 30 ms for 15 Adam steps through torch autograd.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -98,12 +99,10 @@ class GaussNewtonObjective:
         self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
         self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
         self.colour_classes = _colour_classes(self.num_joints, bones)
-        # Signed incidence [B, J] (+1 first joint, -1 second) and its outer products [B, J * J]: the bone terms'
-        # gradient and Hessian blocks as matrix products.
+        # Signed incidence [B, J] (+1 first joint, -1 second): the bone terms' gradient as a matrix product.
         signed = self.incidence.copy()
         signed[np.arange(len(bones)), bones[:, 1]] = -1.0
         self.signed_incidence = signed
-        self.bone_pairs = (signed[:, :, None] * signed[:, None, :]).reshape(len(bones), -1)  # [B, J*J]
         self._last_projected: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
         self.prediction = None
         if prediction is not None and temporal_weight > 0:
@@ -111,16 +110,33 @@ class GaussNewtonObjective:
             self.prediction = np.nan_to_num(prediction)
             self.temporal_factor = np.where(known, temporal_weight / temporal_scale**2, 0.0)  # [F, J]
 
+    def frames(self, keep: np.ndarray) -> "GaussNewtonObjective":
+        """The objective of the frames ``keep`` (``[F]`` bool or indices) alone: frames are independent."""
+        part = copy.copy(self)
+        part.uv, part.weights, part.t = self.uv[:, keep], self.weights[:, keep], self.t[:, keep]
+        part.active, part.bone_mask = self.active[keep], self.bone_mask[keep]
+        # Lengths and tolerances are [B], or [F, B] for a batch of different people.
+        if self.bone_lengths.ndim == 2:
+            part.bone_lengths = self.bone_lengths[keep]
+        if np.ndim(self.bone_factor) == 2:
+            part.bone_factor = self.bone_factor[keep]
+        if self.prediction is not None:
+            part.prediction, part.temporal_factor = self.prediction[keep], self.temporal_factor[keep]
+        part._last_projected = None
+        return part
+
     def _image(self, means: np.ndarray, sigma: float):
         """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
         uv, jac, depth = self._project(means)
         # A view a joint is behind contributes nothing (as in the Adam path); its projection, with the depth clamped
         # to ~0, would overflow the splat covariance (a zero determinant by cancellation): give it the dilation only.
         jac = np.where(depth[..., None, None] > 0, jac, 0.0)
-        row_u, row_v = jac[..., 0, :], jac[..., 1, :]
-        ra = sigma**2 * (row_u * row_u).sum(-1) + EPS2D
-        rb = sigma**2 * (row_u * row_v).sum(-1)
-        rc = sigma**2 * (row_v * row_v).sum(-1) + EPS2D
+        # Sums over the 3 axes written out: each jac[..., k, a] is one [V, F, J] array (a reduction over a last
+        # axis of length 3 costs several times more).
+        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]  # rows of the Jacobian of u and of v
+        ra = sigma**2 * (ju[0] * ju[0] + ju[1] * ju[1] + ju[2] * ju[2]) + EPS2D
+        rb = sigma**2 * (ju[0] * jv[0] + ju[1] * jv[1] + ju[2] * jv[2])
+        rc = sigma**2 * (jv[0] * jv[0] + jv[1] * jv[1] + jv[2] * jv[2]) + EPS2D
         det_r, _, _, _ = _sym2_det_inv(ra, rb, rc)
         det_s, ia, ib, ic = _sym2_det_inv(ra + self.t, rb, rc + self.t)
         d = uv - self.uv
@@ -130,7 +146,7 @@ class GaussNewtonObjective:
         overlap = np.exp(-0.5 * mahal)
         w = np.where(depth > 0, self.weights, 0.0)
         image = w * (amp**2 * np.sqrt(det_r) / self.t - coupling * overlap + 1.0)
-        return image.sum(axis=0), (jac, d, ia, ib, ic, w * coupling * overlap, overlap, depth)
+        return image.sum(axis=0), ((ju, jv), d, ia, ib, ic, w * coupling * overlap, overlap, depth)
 
     def _project(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:func:`project_with_jacobian` of ``means``, remembering the last one: the line search's accepted trial is
@@ -173,57 +189,61 @@ class GaussNewtonObjective:
 
     def step(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """The objective ``[F]`` at ``means`` and one majorise-linearise-solve update ``[F, J, 3]`` from there."""
-        energy, hessian, grad = self.normal_equations(means, sigma)
+        energy, blocks, bone_blocks, grad = self.normal_equations(means, sigma)
         num_frames, num_joints = means.shape[:2]
-        flat = hessian.transpose(0, 1, 3, 2, 4).reshape(num_frames, 3 * num_joints, 3 * num_joints)
-        diag = np.einsum("fii->fi", flat)
-        damping = 1e-6 * diag.max(axis=-1, keepdims=True) + 1e-9
-        flat = flat + damping[..., None] * np.eye(3 * num_joints)
+        # The [3J, 3J] normal matrix of each frame, as [F, J, 3, J, 3]: joint blocks on the diagonal, minus each
+        # bone's block where its two joints meet.
+        hessian = np.zeros((num_frames, num_joints, 3, num_joints, 3))
+        joints = np.arange(num_joints)
+        hessian[:, joints, :, joints, :] = blocks.transpose(1, 0, 2, 3)
+        first, second = self.bones[:, 0], self.bones[:, 1]
+        hessian[:, first, :, second, :] = -bone_blocks.transpose(1, 0, 2, 3)
+        hessian[:, second, :, first, :] = -bone_blocks.transpose(1, 0, 2, 3)
+        flat = hessian.reshape(num_frames, 3 * num_joints, 3 * num_joints)
+        diagonal = np.arange(3 * num_joints)
+        flat[:, diagonal, diagonal] += 1e-6 * flat[:, diagonal, diagonal].max(axis=-1, keepdims=True) + 1e-9
         delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
         return energy, delta.reshape(num_frames, num_joints, 3)
 
     def joint_steps(self, means: np.ndarray, sigma: float) -> np.ndarray:
         """Each joint's own update ``[F, J, 3]`` with every other joint held where it is (the diagonal blocks of the
         normal equations)."""
-        _, hessian, grad = self.normal_equations(means, sigma)
-        joints = np.arange(self.num_joints)
-        blocks = hessian[:, joints, joints]  # [F, J, 3, 3]
+        _, blocks, _, grad = self.normal_equations(means, sigma)
         damping = 1e-6 * np.einsum("fjii->fji", blocks).max(axis=-1) + 1e-9
         return np.linalg.solve(blocks + damping[..., None, None] * np.eye(3), -grad[..., None])[..., 0]
 
-    def normal_equations(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The objective ``[F]`` at ``means``, and the Hessian ``[F, J, J, 3, 3]`` and gradient ``[F, J, 3]`` of its
-        majorised, linearised form there."""
+    def normal_equations(
+        self, means: np.ndarray, sigma: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The objective ``[F]`` at ``means``, and the majorised, linearised form there: the Hessian's diagonal
+        blocks ``[F, J, 3, 3]`` (a frozen joint's: the identity), each bone's block ``[F, B, 3, 3]`` (the Hessian
+        holds minus it where the bone's two joints meet) and the gradient ``[F, J, 3]`` (0 at frozen joints)."""
         num_frames, num_joints = means.shape[:2]
-        image, (jac, d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
+        image, ((ju, jv), d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
         energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
-        # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d.
-        a_jac = ia[..., None] * jac[..., 0, :] + ib[..., None] * jac[..., 1, :]
-        c_jac = ib[..., None] * jac[..., 0, :] + ic[..., None] * jac[..., 1, :]
-        ajac = np.stack([a_jac, c_jac], axis=-2)  # [V, F, J, 2, 3] = A J
-        info = np.einsum("vfj,vfjka,vfjkb->fjab", omega, jac, ajac)
-        grad = np.einsum("vfj,vfjka,vfjk->fja", omega, ajac, d)
+        # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d, entry by entry over
+        # [V, F, J] arrays (an einsum over the small trailing axes is ten times slower).
+        au = [omega * (ia * ju[a] + ib * jv[a]) for a in range(3)]  # omega (A J)[0, a]
+        av = [omega * (ib * ju[a] + ic * jv[a]) for a in range(3)]  # omega (A J)[1, a]
+        info = np.empty((num_frames, num_joints, 3, 3))
+        for a in range(3):
+            for b in range(a, 3):
+                info[..., a, b] = info[..., b, a] = (ju[a] * au[b] + jv[a] * av[b]).sum(axis=0)
+        grad = np.stack([(au[a] * d[..., 0] + av[a] * d[..., 1]).sum(axis=0) for a in range(3)], axis=-1)
         if self.prediction is not None:
             info = info + (2.0 * self.temporal_factor)[..., None, None] * np.eye(3)
             grad = grad + 2.0 * self.temporal_factor[..., None] * (means - self.prediction)
-        hessian = np.zeros((num_frames, num_joints, num_joints, 3, 3))
-        joints = np.arange(num_joints)
-        hessian[:, joints, joints] = info
-        if self.bone_mask.any():
-            unit, residual = self._bones(means)
-            stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
-            outer = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
-            # Bone b adds +outer to the (first, first) and (second, second) blocks, -outer to the cross ones.
-            blocks = outer.reshape(num_frames, -1, 9).transpose(0, 2, 1) @ self.bone_pairs  # [F, 9, J*J]
-            hessian += blocks.reshape(num_frames, 3, 3, num_joints, num_joints).transpose(0, 3, 4, 1, 2)
-            bone_grad = (stiffness * residual)[..., None] * unit  # [F, B, 3]
-            grad = grad + self.signed_incidence.T @ bone_grad
-        # Frozen joints: identity rows, zero gradient, no coupling.
+        # A bone touching a frozen joint is masked (bone_mask): frozen joints couple to nothing.
+        unit, residual = self._bones(means)
+        stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
+        bone_blocks = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
+        # Bone b adds its block to the diagonal blocks of both of its joints.
+        info = info + (self.incidence.T @ bone_blocks.reshape(num_frames, -1, 9)).reshape(info.shape)
+        grad = grad + self.signed_incidence.T @ ((stiffness * residual)[..., None] * unit)
         frozen = ~self.active
-        hessian[frozen[:, :, None] | frozen[:, None, :]] = 0.0
-        hessian[:, joints, joints] += frozen[..., None, None] * np.eye(3)
+        info = np.where(frozen[..., None, None], np.eye(3), info)
         grad = np.where(frozen[..., None], 0.0, grad)
-        return energy, hessian, grad
+        return energy, info, bone_blocks, grad
 
     def evaluate(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The objective ``[F]``, reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)``
@@ -246,11 +266,9 @@ def _colour_classes(num_joints: int, bones: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(colour == c) for c in range(colour.max() + 1)]
 
 
-def _per_joint_descent(
-    objective: GaussNewtonObjective, means: np.ndarray, sigma: float, frames: np.ndarray
-) -> np.ndarray:
-    """Joint-by-joint updates in ``frames [F]`` (bool) whose whole step failed: each joint takes its own step with
-    its neighbours held (halved as needed), kept when the terms it takes part in go down.
+def _per_joint_descent(objective: GaussNewtonObjective, means: np.ndarray, sigma: float) -> np.ndarray:
+    """Joint-by-joint updates of every frame of ``objective`` (those whose whole step failed): each joint takes its
+    own step with its neighbours held (halved as needed), kept when the terms it takes part in go down.
 
     Bones couple joints, so the joints move one colour class at a time (block Gauss-Seidel): inside a class no two
     share a bone, every term involves at most one moving joint, and the accepted joints' decreases add up exactly:
@@ -262,7 +280,7 @@ def _per_joint_descent(
         delta = objective.joint_steps(means, sigma)
         now = objective.local_energy(per_joint, per_bone)[:, joints]
         scale = np.ones((len(means), len(joints)))
-        pending = frames[:, None] & np.ones_like(scale, dtype=bool)
+        pending = np.ones_like(scale, dtype=bool)
         for _ in range(LINE_SEARCH_HALVINGS + 1):
             trial = means.copy()
             trial[:, joints] += np.where(pending, scale, 0.0)[..., None] * delta[:, joints]
@@ -277,26 +295,49 @@ def _per_joint_descent(
     return means
 
 
-def minimise(objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float]) -> np.ndarray:
-    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``: the means ``[F, J, 3]``."""
+def minimise(
+    objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float], tolerance: float = 0.0
+) -> np.ndarray:
+    """Gauss-Newton from ``init [F, J, 3]``, one iteration per splat size in ``sigmas``: the means ``[F, J, 3]``.
+
+    A frame whose step moves no joint by ``tolerance`` (world units) or more has converged: it stays where it is
+    for the remaining iterations (0: every frame takes every iteration). Warm-started frames get there in one or
+    two iterations, and a converged frame's step otherwise fails by a hair and falls back to per-joint steps.
+    """
     means = init.copy()
+    frames, working = np.arange(len(means)), objective  # the frames still iterating, and their objective
     for sigma in sigmas:
-        current, delta = objective.step(means, sigma)
-        # Per frame: halve the step until the objective goes down.
-        scale = np.ones(len(means))
-        pending = np.ones(len(means), dtype=bool)
-        for _ in range(LINE_SEARCH_HALVINGS + 1):
-            trial = means + scale[:, None, None] * delta
-            energy = objective.energy(trial, sigma)
-            improved = pending & np.isfinite(energy) & (energy <= current)
-            means = np.where(improved[:, None, None], trial, means)
-            pending &= ~improved
-            if not pending.any():
-                break
-            scale = np.where(pending, 0.5 * scale, scale)
-        if pending.any():
-            # One joint whose step goes uphill must not hold back the others of its frame.
-            means = _per_joint_descent(objective, means, sigma, pending)
+        if len(frames) == 0:
+            break
+        current, delta = working.step(means[frames], sigma)
+        if tolerance > 0:
+            done = np.abs(delta).max(axis=(1, 2), initial=0.0) < tolerance
+            if done.any():
+                frames, working, current, delta = frames[~done], working.frames(~done), current[~done], delta[~done]
+        means[frames] = _line_search(working, means[frames], delta, current, sigma)
+    return means
+
+
+def _line_search(
+    objective: GaussNewtonObjective, means: np.ndarray, delta: np.ndarray, current: np.ndarray, sigma: float
+) -> np.ndarray:
+    """Per frame of ``objective``: ``means + delta`` (``[F, J, 3]``), the step halved until the objective goes down
+    from ``current [F]``; per joint where the whole step keeps failing."""
+    means = means.copy()
+    # Frames are independent: each retry evaluates only the frames still searching.
+    searching, frames, scale = objective, np.arange(len(means)), 1.0
+    for _ in range(LINE_SEARCH_HALVINGS + 1):
+        trial = means[frames] + scale * delta[frames]
+        energy = searching.energy(trial, sigma)
+        failed = ~(np.isfinite(energy) & (energy <= current[frames]))
+        means[frames[~failed]] = trial[~failed]
+        if not failed.any():
+            return means
+        if not failed.all():
+            frames, searching = frames[failed], searching.frames(failed)
+        scale *= 0.5
+    # One joint whose step goes uphill must not hold back the others of its frame.
+    means[frames] = _per_joint_descent(searching, means[frames], sigma)
     return means
 
 
@@ -343,7 +384,7 @@ def refine_gauss_newton(
         temporal_scale=temporal_scale,
     )
     sigmas = sigma_schedule(config.splat_sigma_start, config.init_sigma, config.steps)
-    means = minimise(objective, np.nan_to_num(init_means), sigmas)
+    means = minimise(objective, np.nan_to_num(init_means), sigmas, config.step_tolerance)
     final, distance, overlap, depth = objective.evaluate(means, config.init_sigma)
     missing = (weights <= 0) | (depth <= 0)
     covariances = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)

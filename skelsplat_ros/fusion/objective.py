@@ -39,6 +39,8 @@ class RefineConfig:
             ``energy`` normalisation, ``target_sigma_px``, no symmetry term, and neither a renderer other than
             ``analytic`` nor a CUDA device: it has no renderer and runs on the CPU).
         steps: Adam steps (the paper's 500 iterations with accumulation 4 are 125 steps), or Gauss-Newton iterations.
+        step_tolerance: ``gauss_newton`` only: a frame whose step moves no joint this far (world units) has
+            converged and takes no more iterations (0 = every frame takes all ``steps``).
         splat_sigma_start: ``gauss_newton`` only: splat size of the first iteration, shrinking geometrically to
             ``init_sigma`` at the last (``None`` = ``init_sigma`` throughout).
         backend: renderer of the Adam path (``raster``, ``analytic``, ``gsplat``, or ``auto``: gsplat on CUDA when
@@ -72,6 +74,7 @@ class RefineConfig:
 
     optimizer: str = "adam"
     steps: int = 125
+    step_tolerance: float = 0.0
     splat_sigma_start: float | None = None
     backend: str = "raster"
     init_sigma: float = math.exp(3.0) / 1000.0
@@ -102,8 +105,8 @@ class RefineConfig:
     def __post_init__(self) -> None:
         if self.loss_normalisation not in ("masked_mean", "energy"):
             raise ValueError(f"loss_normalisation must be masked_mean or energy, not {self.loss_normalisation!r}")
-        if self.steps < 0:
-            raise ValueError("steps must be >= 0")
+        if self.steps < 0 or self.step_tolerance < 0:
+            raise ValueError("steps and step_tolerance must be >= 0")
         if self.optimizer not in ("adam", "gauss_newton"):
             raise ValueError(f"optimizer must be adam or gauss_newton, not {self.optimizer!r}")
         if self.optimizer == "gauss_newton" and (

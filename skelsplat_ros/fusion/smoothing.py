@@ -86,59 +86,85 @@ def _difference_gram(num_frames: int, order: int) -> np.ndarray:
     return bands
 
 
-def _roughness(y: np.ndarray, order: int) -> float:
-    """``y^T (D^T D kron I3) y`` of a curve ``y [F, 3]``."""
-    return float((np.diff(y, n=order, axis=0) ** 2).sum())
+def _roughness(y: np.ndarray, order: int) -> np.ndarray:
+    """``y^T (D^T D kron I3) y`` of curves ``y [B, F, 3]``: ``[B]``."""
+    return (np.diff(y, n=order, axis=1) ** 2).sum(axis=(1, 2))
 
 
-def _banded_normal(info: np.ndarray, gram: np.ndarray, bandwidth: int) -> np.ndarray:
-    """Upper banded storage of ``blockdiag(info [F, 3, 3]) + G kron I3`` (axes interleaved), ``G`` given by its
-    bands ``gram [bandwidth + 1, F]`` (see :func:`_difference_gram`)."""
-    num_frames = len(info)
+_UPPER_3X3 = list(zip(*np.triu_indices(3)))
+"""(row, column) of the upper triangle of a 3x3 block."""
+
+
+def _banded_normal(info: np.ndarray, gram: np.ndarray, precision: np.ndarray, bandwidth: int) -> np.ndarray:
+    """Upper banded storage ``[3 bandwidth + 3, B * 3F]`` of the block-diagonal matrix of the ``B`` joints'
+    ``blockdiag(info [B, F, 3, 3]) + precision [B] * G kron I3`` (axes interleaved), ``G`` given by its bands
+    ``gram [bandwidth + 1, F]`` (see :func:`_difference_gram`). Each joint's band leaves the entries that would
+    reach into its neighbour's zero, so one banded factorisation solves them all."""
+    num_joints, num_frames = info.shape[:2]
     upper = 3 * bandwidth + 2
-    ab = np.zeros((upper + 1, 3 * num_frames))  # ab[upper + i - j, j] = A[i, j] for i <= j
-    for row, col in zip(*np.triu_indices(3)):
-        ab[upper + row - col, col::3] += info[:, row, col]
+    ab = np.zeros((upper + 1, num_joints, 3 * num_frames))  # ab[upper + i - j, b, j] = A_b[i, j] for i <= j
+    for row, col in _UPPER_3X3:
+        ab[upper + row - col, :, col::3] += info[:, :, row, col]
     for offset in range(bandwidth + 1):
-        band = gram[offset, : num_frames - offset]  # gram[f, f + offset]
+        band = precision[:, None] * gram[offset, : num_frames - offset]  # gram[f, f + offset]
         for axis in range(3):
-            ab[upper - 3 * offset, 3 * offset + axis :: 3] += band
+            ab[upper - 3 * offset, :, 3 * offset + axis :: 3] += band
     # Tiny ridge: keeps a joint with no view in the whole recording solvable.
-    ab[upper] += 1e-12 * (1.0 + ab[upper].max())
-    return ab
+    ab[upper] += 1e-12 * (1.0 + ab[upper].max(axis=-1, keepdims=True))
+    return ab.reshape(upper + 1, -1)
 
 
-def _solve_joint(x: np.ndarray, info: np.ndarray, gram: np.ndarray, bandwidth: int) -> tuple[np.ndarray, float]:
-    """Minimiser ``[F, 3]`` of ``sum (y - x)^T info (y - x) + y^T (G kron I3) y`` (``G`` by its bands ``gram``)
-    and the log-determinant of the normal matrix, by a banded Cholesky factorisation."""
-    factor = cholesky_banded(_banded_normal(info, gram, bandwidth), lower=False)
-    rhs = np.einsum("fab,fb->fa", info, x).reshape(-1)
-    y = cho_solve_banded((factor, False), rhs).reshape(len(x), 3)
-    return y, 2.0 * float(np.log(factor[-1]).sum())
+def _solve_joints(
+    x: np.ndarray, info: np.ndarray, gram: np.ndarray, precision: np.ndarray | float, bandwidth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimisers ``[B, F, 3]`` of ``sum (y - x)^T info (y - x) + precision y^T (G kron I3) y`` for ``B`` joints
+    (``x [B, F, 3]``, ``info [B, F, 3, 3]``, ``precision`` a number or ``[B]``, ``G`` by its bands ``gram``) and
+    the log-determinants ``[B]`` of their normal matrices: one banded Cholesky factorisation of all of them."""
+    num_joints = len(x)
+    precision = np.broadcast_to(np.asarray(precision, dtype=np.float64), (num_joints,))
+    factor = cholesky_banded(_banded_normal(info, gram, precision, bandwidth), lower=False, check_finite=False)
+    rhs = np.einsum("bfac,bfc->bfa", info, x).reshape(-1)
+    y = cho_solve_banded((factor, False), rhs, check_finite=False).reshape(x.shape)
+    return y, 2.0 * np.log(factor[-1]).reshape(num_joints, -1).sum(axis=1)
 
 
 def _log_evidence(
-    x: np.ndarray, info: np.ndarray, rank: int, gram: np.ndarray, precision: float, order: int
-) -> tuple[float, np.ndarray]:
-    """Restricted log marginal likelihood (up to a constant) of the data ``x [F, 3]`` with information ``info``
-    under the prior ``precision * G`` (``G = D^T D`` by its bands ``gram``), with the overall noise scale
-    profiled out; and the smoothed curve.
+    x: np.ndarray, info: np.ndarray, rank: np.ndarray, gram: np.ndarray, precision: float, order: int
+) -> np.ndarray:
+    """Restricted log marginal likelihood ``[B]`` (up to a constant) of the data ``x [B, F, 3]`` of ``B`` joints
+    with information ``info [B, F, 3, 3]`` under the prior ``precision * G`` (``G = D^T D`` by its bands ``gram``),
+    with the overall noise scale profiled out.
 
     The model: ``x_f ~ N(y_f, (alpha info_f)^-1)``, ``y`` with density ``exp(-alpha precision y^T R y / 2)``
     (``R = G kron I3``, null space of dimension ``3 order``). Maximising over ``alpha`` leaves
     ``(N - 3k) log(precision) - log|info + precision R| - (r - 3k) log S`` (halved), with ``S`` the fitted data
-    misfit plus roughness and ``r = rank`` the rank of the data (the sum of the ranks of ``info``).
+    misfit plus roughness and ``r = rank [B]`` the rank of the data (the sum of the ranks of ``info``); -inf where
+    ``r <= 3k``.
     """
-    y, logdet = _solve_joint(x, info, precision * gram, order)
+    y, logdet = _solve_joints(x, info, gram, precision, order)
     residual = y - x
-    fit = float(np.einsum("fa,fab,fb->", residual, info, residual))
+    fit = np.einsum("bfa,bfac,bfc->b", residual, info, residual)
     rough = precision * _roughness(y, order)
     free = rank - 3 * order
-    if free <= 0:
-        return -np.inf, y
-    size = 3 * len(x)
-    evidence = 0.5 * ((size - 3 * order) * np.log(precision) - logdet - free * np.log(max(fit + rough, 1e-300)))
-    return evidence, y
+    size = 3 * x.shape[1]
+    evidence = 0.5 * ((size - 3 * order) * np.log(precision) - logdet - free * np.log(np.maximum(fit + rough, 1e-300)))
+    return np.where(free > 0, evidence, -np.inf)
+
+
+def _reweighted(
+    x: np.ndarray, info: np.ndarray, known: np.ndarray, gram: np.ndarray, sigma: np.ndarray, weights: np.ndarray,
+    order: int, config: SmoothingConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Iteratively reweighted solves of joints ``x [B, F, 3]`` at tolerances ``sigma [B]``, from robust weights
+    ``weights [B, F]``: the curves ``[B, F, 3]`` and the final weights."""
+    for iteration in range(config.iterations):
+        y, _ = _solve_joints(x, weights[..., None, None] * info, gram, sigma**-2.0, order)
+        if config.robust_scale <= 0 or iteration == config.iterations - 1:
+            break
+        residual = y - x
+        chi2 = np.einsum("bfa,bfac,bfc->bf", residual, info, residual)
+        weights = known / (1.0 + chi2 / config.robust_scale**2)
+    return y, weights
 
 
 def smooth_trajectories(
@@ -146,7 +172,8 @@ def smooth_trajectories(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Robust zero-phase smoothing (module docstring) of ``points [F, J, 3]`` with ``information [F, J, 3, 3]``.
 
-    Joints with no finite estimate in any frame stay NaN; a non-finite estimate counts as a gap.
+    Joints with no finite estimate in any frame stay NaN; a non-finite estimate counts as a gap. All joints are
+    solved together (one banded factorisation per solve), each with its own weights and tolerance.
 
     Returns:
         ``(smoothed [F, J, 3], weights [F, J], sigmas [J])``: the final robust weight of each frame's estimate in
@@ -156,42 +183,34 @@ def smooth_trajectories(
     smoothed = np.full_like(points, np.nan)
     weights = np.zeros((num_frames, num_joints))
     sigmas = np.full(num_joints, np.nan)
+    seen = np.isfinite(points).all(-1)  # [F, J]
+    joints = np.flatnonzero(seen.any(axis=0))
     order = min(config.order, max(num_frames - 1, 0))
+    if len(joints) == 0 or order == 0:
+        smoothed[seen] = points[seen]
+        weights[:] = seen
+        return smoothed, weights, sigmas
+    # Joint-major [B, F, ...] for the joints seen at least once.
+    known = seen[:, joints].T
+    x = np.where(known[..., None], points[:, joints].transpose(1, 0, 2), 0.0)
+    info = np.where(known[..., None, None], np.nan_to_num(information[:, joints].transpose(1, 0, 2, 3)), 0.0)
     gram = _difference_gram(num_frames, order) * fps ** (2 * order)  # k-th derivative in world units / s^k
-    candidates = np.geomspace(*config.sigma_range, config.candidates)
-    for joint in range(num_joints):
-        known = np.isfinite(points[:, joint]).all(-1)
-        if not known.any():
-            continue
-        x = np.where(known[:, None], points[:, joint], 0.0)
-        info = np.where(known[:, None, None], np.nan_to_num(information[:, joint]), 0.0)
-        if order == 0:
-            smoothed[:, joint] = np.where(known[:, None], x, np.nan)
-            weights[:, joint] = known
-            continue
-
-        def reweighted(sigma: float, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Iteratively reweighted solves at tolerance ``sigma``, from robust weights ``w [F]``."""
-            for iteration in range(config.iterations):
-                y, _ = _solve_joint(x, w[:, None, None] * info, gram / sigma**2, order)
-                if config.robust_scale <= 0 or iteration == config.iterations - 1:
-                    break
-                residual = y - x
-                chi2 = np.einsum("fa,fab,fb->f", residual, info, residual)
-                w = known / (1.0 + chi2 / config.robust_scale**2)
-            return y, w
-
-        sigma = config.sigma
-        y, w = reweighted(sigma, known.astype(float))
-        if config.adaptive:
-            # The outliers found, pick the bandwidth the data support best, then reweight at it.
-            rank = int((np.linalg.eigvalsh(info) > 1e-9 * max(float(np.abs(info).max()), 1e-30)).sum())
-            weighted = w[:, None, None] * info
-            evidence = [_log_evidence(x, weighted, rank, gram, 1.0 / c**2, order)[0] for c in candidates]
-            if np.isfinite(np.max(evidence)):
-                sigma = float(candidates[int(np.argmax(evidence))])
-                y, w = reweighted(sigma, w)
-        smoothed[:, joint] = y
-        weights[:, joint] = w
-        sigmas[joint] = sigma
+    sigma = np.full(len(joints), config.sigma)
+    y, w = _reweighted(x, info, known, gram, sigma, known.astype(float), order, config)
+    if config.adaptive:
+        # The outliers found, pick the bandwidth the data support best, then reweight at it.
+        tiny = 1e-9 * np.maximum(np.abs(info).max(axis=(1, 2, 3)), 1e-30)
+        rank = (np.linalg.eigvalsh(info) > tiny[:, None, None]).sum(axis=(1, 2))
+        weighted = w[..., None, None] * info
+        candidates = np.geomspace(*config.sigma_range, config.candidates)
+        evidence = np.stack([_log_evidence(x, weighted, rank, gram, 1.0 / c**2, order) for c in candidates], axis=1)
+        chosen = np.isfinite(evidence.max(axis=1))
+        if chosen.any():
+            sigma[chosen] = candidates[np.argmax(evidence[chosen], axis=1)]
+            y[chosen], w[chosen] = _reweighted(
+                x[chosen], info[chosen], known[chosen], gram, sigma[chosen], w[chosen], order, config
+            )
+    smoothed[:, joints] = y.transpose(1, 0, 2)
+    weights[:, joints] = w.T
+    sigmas[joints] = sigma
     return smoothed, weights, sigmas

@@ -12,7 +12,7 @@ from skelsplat_ros.fusion import FusionConfig, fuse_offline, fuse_streaming, pre
 from skelsplat_ros.fusion.smoothing import (
     SmoothingConfig,
     _difference_gram,
-    _solve_joint,
+    _solve_joints,
     smooth_trajectories,
     view_information,
 )
@@ -33,20 +33,25 @@ def _isotropic(num_frames: int, sigma_m: float) -> np.ndarray:
 
 
 def test_banded_solve_equals_the_dense_normal_equations():
+    """Two joints with their own data and prior weights, solved by one factorisation, each as its dense system."""
     rng = np.random.default_rng(0)
     frames = 40
-    x = rng.normal(size=(frames, 3))
-    factors = rng.normal(size=(frames, 3, 3))
-    info = factors @ factors.transpose(0, 2, 1)
-    info[5:9] = 0.0  # a gap
+    x = rng.normal(size=(2, frames, 3))
+    factors = rng.normal(size=(2, frames, 3, 3))
+    info = factors @ factors.transpose(0, 1, 3, 2)
+    info[0, 5:9] = 0.0  # a gap
+    info[1, :3] *= 100.0  # a very sure start
+    precision = np.array([3.0, 0.1])
+    solved, logdet = _solve_joints(x, info, _difference_gram(frames, 3), precision, 3)
     difference = np.diff(np.eye(frames), n=3, axis=0)
-    dense = np.kron(3.0 * difference.T @ difference, np.eye(3))
-    for f in range(frames):
-        dense[3 * f : 3 * f + 3, 3 * f : 3 * f + 3] += info[f]
-    expected = np.linalg.solve(dense, np.einsum("fab,fb->fa", info, x).reshape(-1)).reshape(frames, 3)
-    solved, logdet = _solve_joint(x, info, 3.0 * _difference_gram(frames, 3), 3)
-    np.testing.assert_allclose(solved, expected, atol=1e-8)
-    assert logdet == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-6)
+    for joint in range(2):
+        dense = np.kron(precision[joint] * difference.T @ difference, np.eye(3))
+        for f in range(frames):
+            dense[3 * f : 3 * f + 3, 3 * f : 3 * f + 3] += info[joint, f]
+        rhs = np.einsum("fab,fb->fa", info[joint], x[joint]).reshape(-1)
+        expected = np.linalg.solve(dense, rhs).reshape(frames, 3)
+        np.testing.assert_allclose(solved[joint], expected, atol=1e-8)
+        assert logdet[joint] == pytest.approx(np.linalg.slogdet(dense)[1], rel=1e-6)
 
 
 def test_smoothing_removes_noise_and_fills_gaps_with_a_smooth_curve():
