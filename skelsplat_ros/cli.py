@@ -345,6 +345,8 @@ def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.Argumen
     shelf.add_argument("--modes", default="streaming,offline", help="streaming, offline or both")
     shelf.add_argument("--heads", default="mvpose", help="head conventions of evaluate_pcp.py to report (mvpose = "
                        "the standard; also voxelpose, crossview, neck)")
+    shelf.add_argument("--single-view-joints", action="store_true",
+                       help="streaming: also publish joints one view sees, placed by the bone lengths")
 
 
 def main(argv: list[str] | None = None) -> int:

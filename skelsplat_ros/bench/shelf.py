@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,10 @@ def shelf_available(folder: Path) -> bool:
     return all((folder / name).is_file() for name in SHELF_FILES)
 
 
-def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None) -> tuple[MultiPersonResult, tuple[float, float]]:
+def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None, single_view_joints: bool = False
+               ) -> tuple[MultiPersonResult, tuple[float, float]]:
     """Fuse the Shelf detections (``frames`` first frames, all by default): the result and the seconds it took
-    (wall clock, CPU time of this process)."""
+    (wall clock, CPU time of this process). ``single_view_joints``: ``FusionConfig.single_view_joints``."""
     rig = load_calibration(folder / "calibration.toml")
     data = np.load(folder / "keypoints.npz")
     keypoints = np.asarray(data["keypoints"], dtype=np.float64)[:, :frames]
@@ -49,7 +51,7 @@ def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None)
     rig = rig.subset(cameras)
     fps = float(data["fps"])
     skeleton = get_skeleton(str(data["skeleton"]))
-    config = preset_config("default")
+    config = replace(preset_config("default"), single_view_joints=single_view_joints)
     run = track_streaming if mode == "streaming" else track_offline
     start, cpu = time.perf_counter(), time.process_time()
     result = run(rig, skeleton, keypoints, config, fps)
@@ -93,7 +95,7 @@ def run_cli(args: argparse.Namespace) -> int:
     print(f"Shelf from {folder}; PCP by its evaluate_pcp.py")
     print(HEADER)
     for mode in [m for m in args.modes.split(",") if m]:
-        result, seconds = fuse_shelf(folder, mode)
+        result, seconds = fuse_shelf(folder, mode, single_view_joints=args.single_view_joints)
         for head in [h for h in args.heads.split(",") if h]:
             report = evaluate_shelf(folder, result, head)
             print(format_report(mode, report, seconds, len(result.joints), result.num_tracks), flush=True)

@@ -45,6 +45,9 @@ class FusionConfig:
         bone_lengths: estimate per-subject bone lengths for the bone-length term.
         bone_window: streaming: frames in the sliding window of bone-length medians.
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
+        single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
+            that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
+            (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).
         reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
         smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
@@ -69,6 +72,7 @@ class FusionConfig:
     bone_lengths: bool = False
     bone_window: int = 150
     gate_distance: float = 0.3
+    single_view_joints: bool = False
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
     smoothing: SmoothingConfig | None = None

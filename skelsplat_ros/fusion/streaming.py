@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..geometry.camera import CameraRig
-from ..geometry.triangulation import linear_covariance
+from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
 from .objective import BonePrior, TemporalPrior
@@ -188,6 +188,10 @@ def step_together(
         # A joint no view supports this frame would only be the prediction: say it is not seen.
         seen = known[batch] & (confidence[:, batch] > 0).any(axis=0)
         fused = refine_output(rig, uv[:, batch], confidence[:, batch], result, seen, names)
+        if config.single_view_joints:
+            _add_single_view_joints(fused, rig, skeleton, uv[:, batch], np.where(confidence >= config.min_confidence,
+                                    confidence[:, batch], 0.0), bone_lengths[batch], bone_sigmas[batch],
+                                    predictions[batch], config)
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]
@@ -196,3 +200,106 @@ def step_together(
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._bone_window.append(bone_lengths_of(points[k], skeleton))
     return results
+
+
+def _add_single_view_joints(
+    fused: FusionResult, rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence: np.ndarray,
+    lengths: np.ndarray, sigmas: np.ndarray, predictions: np.ndarray, config: FusionConfig,
+) -> None:
+    """Fill ``fused``'s joints that no two views triangulated with :func:`ray_bone_guess` from the fitted ones, in
+    place: confidence 0 and one view (depth from the bone prior, not from the views); the fit itself is left as it
+    was, so the other joints do not change."""
+    guesses, covariance, views = ray_bone_guess(rig, skeleton, uv, confidence, fused.joints, lengths, sigmas,
+                                                predictions, config.gate_distance, config.nominal_pixel_sigma)
+    new = np.isfinite(guesses).all(-1) & ~np.isfinite(fused.joints).all(-1)
+    fused.joints[new] = guesses[new]
+    fused.covariance[new] = covariance[new]
+    fused.num_views[new] = 1
+    fused.reprojection_error[new] = np.linalg.norm(
+        project_pinhole(rig, guesses)[views[new], *np.nonzero(new)] - uv[views[new], *np.nonzero(new)], axis=-1)
+
+
+def ray_bone_guess(
+    rig: CameraRig,
+    skeleton: Skeleton,
+    uv: np.ndarray,
+    confidence: np.ndarray,
+    points: np.ndarray,
+    lengths: np.ndarray,
+    sigmas: np.ndarray,
+    predictions: np.ndarray,
+    prediction_sigma: float,
+    pixel_sigma: float,
+    max_cost: float = 9.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joints of ``points [N, J, 3]`` that have no estimate (NaN) but are seen by some view, placed on one view's ray
+    ``uv [V, N, J, 2]`` (undistorted px; confidence ``[V, N, J]``, 0 = unusable) where the bone-length prior
+    (``lengths``, ``sigmas`` ``[N, B]``, NaN = unknown) to their estimated neighbours holds.
+
+    One view fixes a joint up to its depth along the ray; each estimated neighbour at a known bone length leaves two
+    depths (the sphere around the neighbour cuts the ray twice). With a second neighbour or a constant-velocity
+    ``predictions [N, J, 3]`` (NaN = none), the candidates are these depths and the ray's point nearest the
+    prediction, scored by their squared bone-length residuals over the tolerances plus the squared distance to the
+    prediction over ``prediction_sigma``; with one neighbour alone the two depths fit equally, and the point of the
+    ray closest to the neighbour is taken (the depth error is then at most the bone length). Every seeing view is
+    tried and the best candidate kept, so of two views that disagree (no triangulation) the one that fits the
+    skeleton and the motion wins. A joint whose best candidate costs more than ``max_cost`` per constraint (no depth
+    on any seeing ray fits the skeleton: a wrong detection) or that has no estimated neighbour stays NaN. Only the
+    joints of ``points`` anchor others (a guess built on a guess compounds their errors).
+
+    Returns:
+        points ``[N, J, 3]`` with the guesses; their covariance ``[N, J, 3, 3]`` (``pixel_sigma`` across the ray,
+        the shortest neighbour's bone length along it; NaN elsewhere); the view each guess lies on ``[N, J]`` (-1
+        elsewhere).
+    """
+    guesses = points.copy()
+    covariance = np.full(points.shape + (3,), np.nan)
+    chosen = np.full(points.shape[:2], -1, dtype=np.int64)
+    anchored = np.isfinite(points).all(-1)  # [N, J]
+    missing = ~anchored & (confidence > 0).any(axis=0)
+    if not missing.any():
+        return guesses, covariance, chosen
+    bones = skeleton.bone_array
+    centres = rig.centres
+    rays = np.einsum("vik,vnjk->vnji", np.swapaxes(rig.R, 1, 2) @ np.linalg.inv(rig.K),
+                     np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1))
+    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+    for n, j in zip(*np.nonzero(missing)):
+        ends = [(b, a if c == j else c) for b, (a, c) in enumerate(bones) if j in (a, c)]
+        ends = [(b, o) for b, o in ends if anchored[n, o] and np.isfinite(lengths[n, b])]
+        if not ends:
+            continue
+        anchors = points[n, [o for _, o in ends]]  # [K, 3]
+        length, sigma = lengths[n, [b for b, _ in ends]], sigmas[n, [b for b, _ in ends]]
+        prediction = predictions[n, j]
+        predicted = bool(np.isfinite(prediction).all())
+        ambiguous = len(ends) == 1 and not predicted
+        best, best_view, best_cost = None, -1, max_cost * (len(ends) + predicted)
+        for v in np.flatnonzero(confidence[:, n, j] > 0):
+            direction = rays[v, n, j]
+            along = (anchors - centres[v]) @ direction  # depth of each neighbour's closest point on the ray
+            across = np.linalg.norm(np.cross(anchors - centres[v], direction), axis=-1)
+            if ambiguous:
+                depths = along
+            else:
+                half = np.sqrt(np.maximum(length**2 - across**2, 0.0))
+                depths = np.concatenate([along - half, along + half])
+                if predicted:
+                    depths = np.append(depths, (prediction - centres[v]) @ direction)
+            candidates = centres[v] + depths[depths > 0, None] * direction  # [C, 3]
+            distance = np.linalg.norm(candidates[:, None] - anchors[None], axis=-1)
+            # A bone may look shorter than it is (foreshortened), never longer.
+            residual = (np.maximum(distance - length, 0.0) if ambiguous else distance - length) / sigma
+            cost = (residual**2).sum(-1)
+            if predicted:
+                cost += (np.linalg.norm(candidates - prediction, axis=-1) / prediction_sigma) ** 2
+            if len(cost) and cost.min() < best_cost:
+                best, best_view, best_cost = candidates[int(np.argmin(cost))], v, float(cost.min())
+        if best is None:
+            continue
+        guesses[n, j], chosen[n, j] = best, best_view
+        direction = rays[best_view, n, j]
+        across_sigma = pixel_sigma * np.linalg.norm(best - centres[best_view]) / rig.K[best_view, 0, 0]
+        outer = np.outer(direction, direction)
+        covariance[n, j] = across_sigma**2 * (np.eye(3) - outer) + float(length.min()) ** 2 * outer
+    return guesses, covariance, chosen
