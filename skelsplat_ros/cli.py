@@ -49,6 +49,8 @@ class CliError(Exception):
 
 
 def _fuse(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     import numpy as np
 
     from .fusion import fuse_offline, fuse_streaming, preset_config
@@ -63,6 +65,7 @@ def _fuse(args: argparse.Namespace) -> int:
     config = preset_config(
         args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
     )
+    config = replace(config, single_view_joints=args.single_view_joints)
     check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
     if any(stage.optimizer == "adam" for stage in config.stages(args.mode)):
         import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
@@ -284,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
     )
     fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
+    fuse.add_argument("--single-view-joints", action="store_true",
+                      help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
+                      "(confidence 0)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.add_argument("--people", choices=("subject", "all"), default="subject",

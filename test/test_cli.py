@@ -139,6 +139,30 @@ def test_fuse_streaming_mode(case, capsys, tmp_path):
     assert np.abs(load_result(output)["joints"] - case["truth"]).max() < 1e-6
 
 
+def test_fuse_streaming_single_view_joints(case, capsys, tmp_path):
+    """--single-view-joints: a wrist only one camera sees comes out, near the truth, with confidence 0."""
+    keypoints = case["raw"].copy()
+    keypoints[1:, 5:, 13] = np.nan  # from frame 5 on, only the first camera sees the left wrist
+    keypoints[1:, 5:, 13, 2] = 0.0
+    keypoint_file = tmp_path / "one_view.npz"
+    save_keypoints_npz(KeypointSet(keypoints, CAMERAS, fps=30.0, skeleton="h36m17"), keypoint_file)
+    outputs = {}
+    for flags in ((), ("--single-view-joints",)):
+        output = tmp_path / f"stream{len(flags)}.npz"
+        args = ["fuse", "--calibration", str(case["calibration"]), "--keypoints", str(keypoint_file), "--output",
+                str(output), "--quiet", "--mode", "streaming", *flags]
+        status, _, err = _run_main(args, capsys)
+        assert status == 0, err
+        outputs[flags] = load_result(output)
+    plain, single = outputs[()], outputs[("--single-view-joints",)]
+    late = slice(8, None)  # past the frames the prediction holds it
+    assert not np.isfinite(plain["joints"][late, 13]).all(-1).any()
+    assert np.isfinite(single["joints"][late, 13]).all()
+    forearm = np.linalg.norm(case["truth"][late, 13] - case["truth"][late, 12], axis=-1)
+    assert (np.linalg.norm(single["joints"][late, 13] - case["truth"][late, 13], axis=-1) < forearm).all()
+    assert (single["confidence"][late, 13] == 0).all()
+
+
 def test_fuse_csv_output(case, capsys, tmp_path):
     output = tmp_path / "out.csv"
     status, _, err = _run_main(_fuse_args(case, output, "--method", "triangulate"), capsys)

@@ -164,7 +164,7 @@ class FusionNode(Node):
                 p["preset"], p["method"], backend=p["backend"], optimizer=p["optimizer"], device=p["device"],
                 mode="streaming",
             )
-            config = replace(config, min_views=int(p["min_views"]))
+            config = replace(config, min_views=int(p["min_views"]), single_view_joints=bool(p["single_view_joints"]))
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)

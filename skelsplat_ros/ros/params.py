@@ -95,6 +95,9 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
         "error without CUDA, or with Gauss-Newton, which runs on the CPU).",
     ),
     ParamSpec("threads", 1, "torch CPU threads of the fusion thread (0 = torch's default).", 0, 256),
+    ParamSpec("single_view_joints", False, "Also publish a joint only one camera sees, when its bone lengths to "
+              "fused neighbours place it on that camera's ray (confidence 0, variance of one bone length along "
+              "the ray). Off: such a joint is NaN."),
     ParamSpec("publish_tf", True, "Publish one TF frame per joint, <tf_prefix><joint>_<id> (REP-155 style)."),
     ParamSpec("tf_prefix", "", "Prefix of the joint TF frame names."),
     ParamSpec("publish_markers", True, "Publish skeleton_markers (visualization_msgs/MarkerArray) for rviz."),
