@@ -210,13 +210,23 @@ def triangulate_robust(
     P = rig.projection_matrices
     per_view = per_view.reshape(num_views, -1, 4, 4)
     flat_uv = uv.reshape(num_views, -1, 2)
-    candidates = np.empty((len(pair_points), 3))
-    mean = np.empty(len(pair_points))
-    for start in range(0, len(pair_points), SUBSET_BATCH):
-        sl = slice(start, start + SUBSET_BATCH)
-        chosen, at = pair_subsets[sl], pair_points[sl]
-        normal = np.einsum("mv,vmij->mij", chosen.astype(np.float64), per_view[:, at])
-        candidates[sl], mean[sl] = _fit_views(normal, chosen.T, P, flat_uv[:, at])
+    candidates = np.full((len(pair_points), 3), np.nan)
+    mean = np.full(len(pair_points), np.inf)  # inf: not tried
+
+    def fit(pairs: np.ndarray) -> None:
+        for start in range(0, len(pairs), SUBSET_BATCH):
+            batch = pairs[start: start + SUBSET_BATCH]
+            chosen, at = pair_subsets[batch], pair_points[batch]
+            normal = np.einsum("mv,vmij->mij", chosen.astype(np.float64), per_view[:, at])
+            candidates[batch], mean[batch] = _fit_views(normal, chosen.T, P, flat_uv[:, at])
+
+    # Each point's first subset is all of its views, the only subset of the largest size: where it passes, it is
+    # the answer, and the smaller subsets are tried only for the points where it fails (most points pass).
+    whole = np.diff(pair_points, prepend=-1) != 0
+    fit(np.flatnonzero(whole))
+    failed = np.zeros(num_points, dtype=bool)
+    failed[pair_points[whole]] = ~(mean[whole] < threshold_px)
+    fit(np.flatnonzero(~whole & failed[pair_points]))
     # Per point: the largest passing subset, then the lowest error (a stable sort keeps the first of equal ones).
     passes = mean < threshold_px
     size = np.where(passes, pair_subsets.sum(axis=1), 0)
