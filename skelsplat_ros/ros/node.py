@@ -256,6 +256,10 @@ class FusionNode(Node):
 
         self._queue: collections.deque[SyncedFrame] = collections.deque()
         self._queue_size = int(p["worker_queue"])
+        # The fusion thread waits for a frame: the next one queued is its own already, not one waiting behind it.
+        # It can take a few ms to get the GIL and claim it, while a burst of frames (a detector's batch, or
+        # keypoints that arrive late) is synchronized: without this, the burst's next frame would push it out.
+        self._worker_idle = False
         self._cv = threading.Condition()
         self._stop = False
         self.warmed_up = threading.Event()  # set once the fusion thread is ready for its first frame
@@ -371,7 +375,7 @@ class FusionNode(Node):
             return
         with self._cv:
             for frame in frames:
-                if len(self._queue) >= self._queue_size:
+                if len(self._queue) >= self._queue_size + self._worker_idle:
                     self._queue.popleft()
                     self._count("dropped.worker_queue")
                 self._queue.append(frame)
@@ -389,7 +393,9 @@ class FusionNode(Node):
         while True:
             with self._cv:
                 while not self._queue and not self._stop:
+                    self._worker_idle = True
                     self._cv.wait(timeout=0.5)
+                self._worker_idle = False
                 if self._stop:
                     return
                 frame = self._queue.popleft()

@@ -304,6 +304,39 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
         fusion.destroy_node()
 
 
+def test_a_burst_of_frames_reaching_an_idle_worker_is_fused_whole(rclpy_context, tmp_path):
+    """worker_queue 1 bounds the frames waiting behind the one being fused: two frames synchronized at once (late
+    keypoints published in batches) while the fusion thread waits are both fused, not one pushed out by the other
+    before the thread could claim it."""
+    from skelsplat_ros.geometry.calibration import save_calibration
+    from skelsplat_ros.io.sync import SyncedFrame
+
+    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
+    calibration = tmp_path / "calibration.toml"
+    save_calibration(scenario.rig, calibration)
+    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
+        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust")])
+
+    def frame(stamp_ns: int) -> SyncedFrame:
+        views = {c: (stamp_ns, scenario.keypoints[v, 0][None], f"{c}_optical") for v, c in enumerate(CAMERAS)}
+        return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
+
+    try:
+        assert wait_until(lambda: fusion._worker_idle, timeout=10.0)
+        now = time.time_ns()
+        fusion._enqueue([frame(now), frame(now + 33_000_000)])
+        assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), fusion.counters()
+        assert fusion.counters().get("dropped.worker_queue", 0) == 0
+        # Three at once: one for the idle thread, one waiting behind it; the oldest is dropped.
+        assert wait_until(lambda: fusion._worker_idle, timeout=5.0)
+        now = time.time_ns()
+        fusion._enqueue([frame(now), frame(now + 33_000_000), frame(now + 66_000_000)])
+        assert wait_until(lambda: fusion.stats.published == 4, timeout=5.0)
+        assert fusion.counters().get("dropped.worker_queue", 0) == 1
+    finally:
+        fusion.destroy_node()
+
+
 def test_parse_keypoints_picks_the_most_confident_person_and_flags_bad_values():
     from skelsplat_ros.ros.conversions import parse_keypoints
 
