@@ -244,7 +244,8 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
     # the whole refinement. Its prior is a prediction from noisy past outputs, so a weak pull.
     gauss_newton = replace(adam, optimizer="gauss_newton", optimise_shape=False, temporal_weight=0.0)
     # A sliding window of lengths is less sure than a whole recording's: looser where they scatter.
-    streaming_gauss_newton = replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0)
+    streaming_gauss_newton = replace(gauss_newton, steps=5, temporal_weight=0.03, bone_length_spread=1.0,
+                                     step_tolerance=5e-4)
     # Adam streaming is warm-started: fewer and smaller steps than offline.
     streaming_adam = replace(
         adam, steps=15, lr_schedule_iterations=15, position_lr=0.003, position_lr_final=0.0003,
