@@ -23,6 +23,7 @@ from skelsplat_ros.msg import (
 __all__ = [
     "ParsedKeypoints",
     "parse_keypoints",
+    "people_from_block",
     "keypoints_msg",
     "skeleton_array_msg",
     "skeleton_arrays",
@@ -96,25 +97,45 @@ def _nobody(num_joints: int, rejected: str | None = None, ignored: int = 0) -> P
     return ParsedKeypoints(np.empty((0, num_joints, 3)), np.empty(0, dtype=np.int64), rejected, ignored)
 
 
+def _joint_arrays(x: np.ndarray, y: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoints ``[..., J, 3]`` of x, y, confidence arrays ``[..., J]`` (any float type), and how many joints
+    ``[...]`` claimed a NaN/inf value."""
+    # Confidence 0 (or less, or non-finite) marks a missing joint whatever x/y hold; a joint claimed with
+    # confidence > 0 but NaN/inf coordinates is corrupt: missing too, and counted.
+    x, y, conf = (np.asarray(a, dtype=np.float64) for a in (x, y, conf))
+    conf_ok = np.isfinite(conf)
+    claimed = conf_ok & (conf > 0.0)
+    xy_ok = np.isfinite(x) & np.isfinite(y)
+    nonfinite = np.count_nonzero(claimed & ~xy_ok, axis=-1) + np.count_nonzero(~conf_ok, axis=-1)
+    keep = claimed & xy_ok
+    kp = np.stack([np.where(keep, x, np.nan), np.where(keep, y, np.nan), np.where(keep, np.minimum(conf, 1.0), 0.0)],
+                  axis=-1)
+    return kp, nonfinite
+
+
 def _person_arrays(person: PersonKeypoints2D, num_joints: int) -> tuple[np.ndarray | None, str | None, int]:
     """``([J, 3], None, nonfinite)`` for a well-formed person, else ``(None, reason, 0)``."""
-    x = np.asarray(person.x, dtype=np.float64)
-    y = np.asarray(person.y, dtype=np.float64)
-    conf = np.asarray(person.confidence, dtype=np.float64)
+    x, y, conf = person.x, person.y, person.confidence
     if not (len(x) == len(y) == len(conf)):
         return None, "bad_shape", 0
     if len(x) != num_joints:
         return None, "wrong_joint_count", 0
-    # Confidence 0 (or less, or non-finite) marks a missing joint whatever x/y hold; a joint claimed with
-    # confidence > 0 but NaN/inf coordinates is corrupt: missing too, and counted.
-    conf_ok = np.isfinite(conf)
-    claimed = conf_ok & (conf > 0.0)
-    xy_ok = np.isfinite(x) & np.isfinite(y)
-    nonfinite = int(np.count_nonzero(claimed & ~xy_ok) + np.count_nonzero(~conf_ok))
-    keep = claimed & xy_ok
-    kp = np.stack([np.where(keep, x, np.nan), np.where(keep, y, np.nan), np.where(keep, np.minimum(conf, 1.0), 0.0)],
-                  axis=-1)
-    return kp, None, nonfinite
+    kp, nonfinite = _joint_arrays(x, y, conf)
+    return kp, None, int(nonfinite)
+
+
+def people_from_block(block: np.ndarray) -> np.ndarray:
+    """What :func:`parse_keypoints` makes of well-formed people given as one ``[P, 3, J]`` array (x, y, confidence;
+    e.g. :func:`~skelsplat_ros.ros.wire.read_keypoints`' fast path): ``[P, J, 3]``, most confident first, without
+    building a message object per person."""
+    people, _ = _joint_arrays(block[:, 0], block[:, 1], block[:, 2])
+    return people[_by_confidence(people)]
+
+
+def _by_confidence(people: np.ndarray) -> np.ndarray:
+    """Order of ``people [P, J, 3]`` by mean confidence, highest first (stable: equally confident people keep their
+    order)."""
+    return np.argsort(-people[:, :, 2].mean(axis=1), kind="stable")
 
 
 def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int) -> ParsedKeypoints:
@@ -144,8 +165,7 @@ def parse_keypoints(msg: Keypoints2DArray, skeleton_name: str, num_joints: int) 
     if not kept:
         return _nobody(num_joints, first_reason, ignored)
     people = np.stack(kept)
-    # Stable sort: equally confident people keep the message's order.
-    order = np.argsort(-people[:, :, 2].mean(axis=1), kind="stable")
+    order = _by_confidence(people)
     return ParsedKeypoints(people[order], np.asarray(ids, dtype=np.int64)[order], None, ignored, nonfinite)
 
 
@@ -198,7 +218,7 @@ def skeleton_msg(
         return None
     count = len(joint_names)
     skel = Skeleton3D(id=int(person_id), skeleton=skeleton_name, joint_names=list(joint_names))
-    skel.positions = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in joints]
+    skel.positions = [Point(x=x, y=y, z=z) for x, y, z in joints.tolist()]
     skel.confidence = np.where(estimated, confidence, 0.0).astype(np.float32)
     cov = np.full((count, 3, 3), np.nan) if covariance is None else np.asarray(covariance, dtype=np.float64)
     skel.covariance = cov.reshape(-1)
@@ -242,14 +262,16 @@ def joint_frame(prefix: str, joint: str, person_id: int) -> str:
 
 def tf_transforms(header: Header, joint_names: list[str], joints: np.ndarray, confidence: np.ndarray,
                   prefix: str, person_id: int) -> list[TransformStamped]:
-    """One TransformStamped per estimated joint: parent = ``header.frame_id``, identity rotation."""
+    """One TransformStamped per estimated joint: parent = ``header.frame_id``, identity rotation (the message's
+    default)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    estimated = np.isfinite(joints).all(axis=-1) & (np.nan_to_num(np.asarray(confidence, dtype=np.float64)) > 0)
     out = []
-    for name, position, conf in zip(joint_names, joints, confidence):
-        if not (np.isfinite(position).all() and conf > 0):
-            continue
-        t = TransformStamped(header=header, child_frame_id=joint_frame(prefix, name, person_id))
-        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in position)
-        t.transform.rotation.w = 1.0
+    # Plain floats and one attribute at a time: the generated message classes check every value they are given.
+    for j, (x, y, z) in zip(np.flatnonzero(estimated).tolist(), joints[estimated].tolist()):
+        t = TransformStamped(header=header, child_frame_id=joint_frame(prefix, joint_names[j], person_id))
+        translation = t.transform.translation
+        translation.x, translation.y, translation.z = x, y, z
         out.append(t)
     return out
 
@@ -287,16 +309,14 @@ def marker_array(header: Header, joints: np.ndarray, confidence: np.ndarray, bon
     lines.pose.orientation.w = 1.0
     lines.scale.x = bone_width
 
-    def point(j: int) -> Point:
-        return Point(x=float(joints[j, 0]), y=float(joints[j, 1]), z=float(joints[j, 2]))
-
-    for j in np.flatnonzero(ok):
-        spheres.points.append(point(j))
-        spheres.colors.append(ColorRGBA(r=colour.r, g=colour.g, b=colour.b,
-                                        a=float(0.3 + 0.7 * min(confidence[j], 1.0))))
-    for a, b in np.asarray(bones, dtype=np.int64).reshape(-1, 2):
+    points = [Point(x=x, y=y, z=z) for x, y, z in np.asarray(joints, dtype=np.float64).tolist()]
+    alpha = (0.3 + 0.7 * np.minimum(confidence, 1.0)).tolist()
+    for j in np.flatnonzero(ok).tolist():
+        spheres.points.append(points[j])
+        spheres.colors.append(ColorRGBA(r=colour.r, g=colour.g, b=colour.b, a=alpha[j]))
+    for a, b in np.asarray(bones, dtype=np.int64).reshape(-1, 2).tolist():
         if ok[a] and ok[b]:
-            lines.points += [point(a), point(b)]
+            lines.points += [points[a], points[b]]
     lines.colors = [colour] * len(lines.points)
     return MarkerArray(markers=[spheres, lines])
 

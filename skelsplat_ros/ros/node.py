@@ -47,6 +47,7 @@ from rclpy.qos import (
 )
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info, load_calibration_metres
@@ -62,6 +63,7 @@ from .conversions import (
     marker_array,
     ns_to_stamp,
     parse_keypoints,
+    people_from_block,
     skeleton_msg,
     stamp_to_ns,
     tf_transforms,
@@ -72,11 +74,6 @@ from .wire import WireError, max_message_bytes, read_keypoints
 
 if TYPE_CHECKING:
     from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig
-
-try:  # a ROS installation has tf2_ros; the pip environment has only the tf2_msgs interface (see make setup)
-    from tf2_ros import TransformBroadcaster
-except ImportError:  # pragma: no cover - depends on the installation
-    TransformBroadcaster = None  # type: ignore[assignment,misc]
 
 NODE_NAME = "skelsplat_node"
 
@@ -238,16 +235,13 @@ class FusionNode(Node):
         self.skeleton_pub = self.create_publisher(Skeleton3DArray, "skeletons", reliable)
         self.marker_pub = self.create_publisher(MarkerArray, "skeleton_markers", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._tf_broadcaster = None
         self._tf_pub = None
         if p["publish_tf"]:
-            if TransformBroadcaster is not None:
-                self._tf_broadcaster = TransformBroadcaster(self)
-            else:
-                from tf2_msgs.msg import TFMessage
-
-                # The QoS of tf2_ros.TransformBroadcaster (depth 100, reliable, volatile), so tf listeners match.
-                self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+            # What tf2_ros.TransformBroadcaster does (a /tf publisher of depth 100, reliable, volatile, so tf
+            # listeners match), with the publisher at hand to ask whether anyone listens.
+            self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+            if isinstance(self.rig_source, TfRigSource):
+                self.tf_listener.ignore_own_publishers()  # the joints' frames are no camera poses
 
         # Partial frames are emitted on a timer (complete ones as soon as their last view arrives).
         poll_period = min(max(p["max_wait"] / 3.0, 0.005), 0.05)
@@ -355,16 +349,21 @@ class FusionNode(Node):
         if check.rejected:
             counts[f"rejected.{check.rejected}"] += 1
             return
-        if msg is None:
-            msg = deserialize_message(data, Keypoints2DArray)
-        if len(check.keep) != len(msg.people):
-            msg.people = [msg.people[i] for i in check.keep]
-        parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
-        if parsed.rejected:  # the validator's checks cover the parser's: reaching here is a bug, counted
-            counts[f"rejected.{parsed.rejected}"] += 1
-            return
+        if isinstance(people, np.ndarray):  # the common case: every person in one block, no message object needed
+            kept = people if len(check.keep) == len(people) else people[check.keep]
+            parsed_people = people_from_block(kept)
+        else:
+            if msg is None:
+                msg = deserialize_message(data, Keypoints2DArray)
+            if len(check.keep) != len(msg.people):
+                msg.people = [msg.people[i] for i in check.keep]
+            parsed = parse_keypoints(msg, self.skeleton.name, self.skeleton.num_joints)
+            if parsed.rejected:  # the validator's checks cover the parser's: reaching here is a bug, counted
+                counts[f"rejected.{parsed.rejected}"] += 1
+                return
+            parsed_people = parsed.people
         counts["accepted"] += 1
-        self._enqueue(self.sync.add(camera, stamp_ns * 1e-9, (stamp_ns, parsed.people, frame_id), now,
+        self._enqueue(self.sync.add(camera, stamp_ns * 1e-9, (stamp_ns, parsed_people, frame_id), now,
                                    check.quality))
 
     def _poll(self) -> None:
@@ -466,6 +465,10 @@ class FusionNode(Node):
         header = self._header(ns_to_stamp(anchor_ns))
         skeletons, transforms, markers = [], [], []
         shown: set[int] = set()
+        # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
+        # (both topics are volatile: a reader that comes later would not get this frame anyway).
+        send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
+        send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
         for person in step.people:
             result = person.result
             joints, confidence = result.joints[0], result.confidence[0]
@@ -476,27 +479,22 @@ class FusionNode(Node):
                 continue
             skeletons.append(skeleton)
             shown.add(person.track_id)
-            if self._tf_broadcaster or self._tf_pub:
+            if send_tf:
                 transforms += tf_transforms(header, list(result.joint_names), joints, confidence,
                                             self.params["tf_prefix"], person.track_id)
-            if self.params["publish_markers"]:
+            if send_markers:
                 markers += marker_array(header, joints, confidence, self._bones, person.track_id).markers
         self.skeleton_pub.publish(Skeleton3DArray(header=header, skeletons=skeletons))
         if transforms:
-            if self._tf_broadcaster is not None:
-                self._tf_broadcaster.sendTransform(transforms)
-            else:
-                from tf2_msgs.msg import TFMessage
-
-                self._tf_pub.publish(TFMessage(transforms=transforms))
-        if self.params["publish_markers"]:
+            self._tf_pub.publish(TFMessage(transforms=transforms))
+        if send_markers:
             # A track that ended or was not estimated this frame: remove its markers now rather than at their
             # lifetime, so that rviz never shows a person who is gone.
             for track_id in sorted(self._markers_shown - shown):
                 markers += delete_markers(header, track_id).markers
             if markers:
                 self.marker_pub.publish(MarkerArray(markers=markers))
-            self._markers_shown = shown
+        self._markers_shown = shown if send_markers else set()  # nobody saw them: nothing to delete later
         latency = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         with self.stats.lock:
             self.stats.published += 1

@@ -11,6 +11,8 @@ import threading
 
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from rclpy.serialization import deserialize_message
+from rclpy.subscription import MessageInfo
 from tf2_msgs.msg import TFMessage
 
 from skelsplat_ros.geometry.transforms import TransformBuffer
@@ -40,15 +42,33 @@ def add_tf_message(buffer: TransformBuffer, msg: TFMessage, static: bool) -> int
 
 
 class TfListener:
-    """Subscribes ``/tf`` and ``/tf_static`` on ``node`` and fills ``buffer``; counts refused transforms."""
+    """Subscribes ``/tf`` and ``/tf_static`` on ``node`` and fills ``buffer``; counts refused transforms.
+
+    The node's own ``/tf`` publishers (see :meth:`ignore_own_publishers`) are skipped before their messages are
+    deserialised: a fusion node publishing a frame per joint must not spend its executor on reading them back.
+    """
 
     def __init__(self, node: Node, buffer: TransformBuffer) -> None:
         self.buffer = buffer
         self.refused = 0
         self.received = 0
+        self._node = node
+        self._own: set[bytes] = set()  # gids of the node's /tf publishers
         self._lock = threading.Lock()
-        node.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), TF_QOS)
+        node.create_subscription(TFMessage, "/tf", self._on_raw_tf, TF_QOS, raw=True)
         node.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), TF_STATIC_QOS)
+
+    def ignore_own_publishers(self) -> None:
+        """Skip from now on what the node's current ``/tf`` publishers send (call after creating them)."""
+        node = self._node
+        self._own = {bytes(info.endpoint_gid) for info in node.get_publishers_info_by_topic("/tf")
+                     if info.node_name == node.get_name() and info.node_namespace == node.get_namespace()}
+
+    def _on_raw_tf(self, data: bytes, info: MessageInfo) -> None:
+        gid = info.get("publisher_gid")
+        if gid is not None and gid.get("data") in self._own:
+            return
+        self._on_tf(deserialize_message(data, TFMessage), False)
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
         refused = add_tf_message(self.buffer, msg, static)

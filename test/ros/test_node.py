@@ -273,7 +273,10 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
         Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
         Parameter("track_confirm_frames", value=1)])  # published from its first frame
     markers: list[MarkerArray] = []
-    fusion.marker_pub.publish = markers.append  # record what would go to rviz
+    # Markers are built only for a reader (rviz): one here, then record what would go to it.
+    fusion.create_subscription(MarkerArray, "skeleton_markers", lambda _msg: None, 10)
+    assert wait_until(lambda: fusion.marker_pub.get_subscription_count() > 0, timeout=5.0)
+    fusion.marker_pub.publish = markers.append
     nobody = np.empty((0, 17, 3))
 
     def frame(stamp_ns: int, with_person: bool) -> SyncedFrame:

@@ -147,3 +147,5 @@ def test_moving_cameras_are_posed_at_each_stamp_and_views_without_tf_are_left_ou
                                                                    len(deep_gap), fusion.counters())
     counters = fusion.counters()
     assert counters.get("tf.future", 0) >= 2 * checked["left_out"], counters
+    # The node's own /tf (a frame per joint and track) is not read back into the buffer of camera poses.
+    assert fusion.rig_source.buffer.frames() == {"world", "base_link", *(f"{c}_optical" for c in scenario.names)}

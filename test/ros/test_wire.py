@@ -16,7 +16,7 @@ from rclpy.serialization import serialize_message  # noqa: E402
 from skelsplat_ros.msg import Keypoints2DArray, PersonKeypoints2D  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from skelsplat_ros.ros.conversions import keypoints_msg, parse_keypoints  # noqa: E402
+from skelsplat_ros.ros.conversions import keypoints_msg, parse_keypoints, people_from_block  # noqa: E402
 from skelsplat_ros.ros.wire import WireError, read_keypoints  # noqa: E402
 
 SETTINGS = settings(max_examples=100, deadline=None, derandomize=True)
@@ -47,6 +47,19 @@ def test_reading_the_bytes_agrees_with_rclpy(sec, nanosec, frame_id, skeleton, p
     for read, (_, x, y, c) in zip(wire.people, persons):
         for got, sent in zip(read, (x, y, c)):
             np.testing.assert_array_equal(np.asarray(got), sent)
+
+
+@SETTINGS
+@given(persons=regular)
+def test_people_from_the_bytes_agree_with_the_parsed_message(persons):
+    """The node's fast path (people straight from the wire block) gives what parsing the message gives."""
+    data = serialize_message(_message(1, 2, "cam0", "h36m17", persons))
+    wire = read_keypoints(data)
+    if not isinstance(wire.people, np.ndarray):  # no people: nothing to read fast
+        assert not persons
+        return
+    parsed = parse_keypoints(_message(1, 2, "cam0", "h36m17", persons), "h36m17", wire.people.shape[2])
+    np.testing.assert_array_equal(people_from_block(wire.people), parsed.people)
 
 
 @SETTINGS
