@@ -198,7 +198,7 @@ class FusionNode(Node):
         self.stats = _Stats(cameras)
         # Reported from the start, at 0, so that a monitor sees the keys before anything happened.
         self.stats.counts.update(dict.fromkeys(
-            ("tracks.ended", "detections.unassigned", "capped.views", "capped.people"), 0))
+            ("tracks.ended", "detections.unassigned", "capped.views", "capped.people", "dropped.worker_queue"), 0))
         self._bones = self.skeleton.bone_array
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self._tracks = {"confirmed": 0, "tentative": 0}  # after the last frame, for /diagnostics
