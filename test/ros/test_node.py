@@ -451,3 +451,16 @@ def test_cameras_not_in_calibration_and_bad_values_are_startup_errors(rclpy_cont
 
 
 # --- the demo ----------------------------------------------------------------------------------------------------
+
+
+def test_fusion_parameters_reach_the_fusion_config(rclpy_context):
+    calibration = str(REPO / "config" / "sim_rig_lab.toml")
+    for value in (False, True):
+        node = FusionNode(context=rclpy_context, parameter_overrides=[
+            Parameter("calibration_file", value=calibration), Parameter("single_view_joints", value=value),
+            Parameter("min_views", value=3)])
+        try:
+            assert node.fusion_config.single_view_joints is value and node.fusion_config.min_views == 3
+            assert node.tracker.fusion.single_view_joints is value
+        finally:
+            node.destroy_node()
