@@ -62,7 +62,7 @@ def main() -> int:
                 [*fuse, "--method", "robust", "--output", str(folder / "robust.npz")],
             f"skelsplat fuse --mode streaming ({args.frames} frames, Gauss-Newton)":
                 [*fuse, "--mode", "streaming", "--output", str(folder / "streaming.npz")],
-            f"skelsplat fuse ({args.frames} frames, default offline: Gauss-Newton prefit and Adam)":
+            f"skelsplat fuse ({args.frames} frames, default offline: Gauss-Newton and robust smoothing)":
                 [*fuse, "--output", str(folder / "offline.npz")],
         }
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average "
