@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,6 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("skelsplat_ros.msg")
 
 from rclpy.context import Context  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile  # noqa: E402
@@ -35,42 +32,24 @@ from skelsplat_ros.ros.rig_publisher import RigPublisherNode  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
 from skelsplat_ros.sim import make_moving_robot_scenario  # noqa: E402
 
+from node_harness import Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+
 REPO = Path(__file__).resolve().parents[2]
 TOML = REPO / "config" / "sim_rig_lab.toml"
 
 
-class _Run:
+class _Run(Spinner):
     """Nodes spun in a background thread, the fused skeletons collected by stamp."""
 
     def __init__(self, context: Context, nodes: list[Node]) -> None:
         self.probe = Node("tf_probe", context=context)
         self.skeletons: dict[int, np.ndarray] = {}
         self.probe.create_subscription(Skeleton3DArray, "skeletons", self._on_skeletons, QoSProfile(depth=100))
-        self.executor = SingleThreadedExecutor(context=context)
-        for node in nodes + [self.probe]:
-            self.executor.add_node(node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # the context shut down under it
-            pass
+        super().__init__(context, nodes + [self.probe])
 
     def _on_skeletons(self, msg: Skeleton3DArray) -> None:
         if msg.skeletons:
             self.skeletons[stamp_to_ns(msg.header.stamp)] = skeleton_arrays(msg.skeletons[0])[0]
-
-    def wait(self, predicate, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not predicate():
-            time.sleep(0.05)
-        return predicate()
-
-    def stop(self) -> None:
-        self.executor.shutdown(timeout_sec=2.0)
-        self.thread.join(timeout=5.0)
 
 
 def _triangulate(rig, keypoints: np.ndarray, skeleton) -> np.ndarray:
@@ -78,26 +57,18 @@ def _triangulate(rig, keypoints: np.ndarray, skeleton) -> np.ndarray:
     return StreamingFuser(rig, skeleton, preset_config("default", "robust")).step(keypoints, 0.0).joints[0]
 
 
-@pytest.fixture
-def context(ros_env):
-    context = Context()
-    rclpy.init(context=context, args=[])
-    yield context
-    context.try_shutdown()
-
-
-def test_toml_rig_published_as_tf_static_and_camera_info_fuses_like_the_toml(context):
-    publisher = RigPublisherNode(context=context, parameter_overrides=[
+def test_toml_rig_published_as_tf_static_and_camera_info_fuses_like_the_toml(rclpy_context):
+    publisher = RigPublisherNode(context=rclpy_context, parameter_overrides=[
         Parameter("calibration_file", value=str(TOML)), Parameter("rate", value=20.0)])
-    sim = SimRigNode(context=context, parameter_overrides=[
+    sim = SimRigNode(context=rclpy_context, parameter_overrides=[
         Parameter("calibration_file", value=str(TOML)), Parameter("noise", value="clean"),
         Parameter("rate", value=20.0), Parameter("motion_seconds", value=10.0)])
-    fusion = FusionNode(context=context, parameter_overrides=[
+    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
         Parameter("cameras", value=sim.rig.names), Parameter("method", value="robust"),
         Parameter("sync_slop", value=0.012), Parameter("threads", value=0)])
-    run = _Run(context, [publisher, sim, fusion])
+    run = _Run(rclpy_context, [publisher, sim, fusion])
     try:
-        assert run.wait(lambda: len(run.skeletons) >= 15, timeout=25.0), fusion.counters()
+        assert wait_until(lambda: len(run.skeletons) >= 15, timeout=25.0), fusion.counters()
     finally:
         run.stop()
         for node in (fusion, sim, publisher):
@@ -112,18 +83,18 @@ def test_toml_rig_published_as_tf_static_and_camera_info_fuses_like_the_toml(con
     assert not any(key.startswith("tf.") for key in fusion.counters())
 
 
-def test_moving_cameras_are_posed_at_each_stamp_and_views_without_tf_are_left_out(context):
+def test_moving_cameras_are_posed_at_each_stamp_and_views_without_tf_are_left_out(rclpy_context):
     scenario = make_moving_robot_scenario(num_frames=150, fps=20.0, seed=3, noise="clean")
     gap = (2.0, 3.0)  # seconds after start without /tf: the head views of those stamps cannot be posed
-    rig_node = MovingRigPublisher(scenario, latency=0.1, tf_gaps=(gap,), context=context)
-    fusion = FusionNode(context=context, parameter_overrides=[
+    rig_node = MovingRigPublisher(scenario, latency=0.1, tf_gaps=(gap,), context=rclpy_context)
+    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
         Parameter("cameras", value=scenario.names), Parameter("method", value="robust"),
         Parameter("tf_timeout", value=0.15), Parameter("sync_slop", value=0.012),
         Parameter("threads", value=0)])  # 0: no torch import (seconds here) before the first frame
-    run = _Run(context, [rig_node, fusion])
+    run = _Run(rclpy_context, [rig_node, fusion])
     end_ns = rig_node.start_ns + int((gap[1] + 1.5) * 1e9)
     try:
-        assert run.wait(lambda: any(s > end_ns for s in run.skeletons), timeout=30.0), fusion.counters()
+        assert wait_until(lambda: any(s > end_ns for s in run.skeletons), timeout=30.0), fusion.counters()
     finally:
         run.stop()
         fusion.destroy_node()
