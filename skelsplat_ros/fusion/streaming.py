@@ -189,9 +189,9 @@ def step_together(
         seen = known[batch] & (confidence[:, batch] > 0).any(axis=0)
         fused = refine_output(rig, uv[:, batch], confidence[:, batch], result, seen, names)
         if config.single_view_joints:
-            _add_single_view_joints(fused, rig, skeleton, uv[:, batch], np.where(confidence >= config.min_confidence,
-                                    confidence[:, batch], 0.0), bone_lengths[batch], bone_sigmas[batch],
-                                    predictions[batch], config)
+            usable = np.where(confidence[:, batch] >= config.min_confidence, confidence[:, batch], 0.0)
+            _add_single_view_joints(fused, rig, skeleton, uv[:, batch], usable, bone_lengths[batch],
+                                    bone_sigmas[batch], predictions[batch], config)
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]

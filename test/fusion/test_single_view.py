@@ -100,3 +100,24 @@ def test_streaming_publishes_single_view_joints_without_changing_the_others(take
     estimated = np.isfinite(plain.joints).all(-1)
     np.testing.assert_array_equal(single.joints[estimated], plain.joints[estimated])
     assert (single.num_views[~estimated & np.isfinite(single.joints).all(-1)] == 1).all()
+
+
+def test_single_view_joints_of_one_person_fused_beside_someone_nobody_sees(take):
+    """Several people in one batch, one of them not fitted this frame: the guesses use the fitted person's views
+    only (the unfitted person's rows must not shift or broadcast into them)."""
+    from skelsplat_ros.fusion.streaming import StreamingFuser, step_together
+
+    config = replace(preset_config("default"), single_view_joints=True)
+    fusers = [StreamingFuser(take.rig, take.skeleton, config) for _ in range(2)]
+    for frame in range(30):
+        seen = take.keypoints[:, frame].copy()
+        if frame >= 20:  # from frame 20 (bone lengths known by then) only view 0 sees the left wrist
+            seen[1:, WRIST] = np.nan
+            seen[1:, WRIST, 2] = 0.0
+        nobody = np.full_like(seen, np.nan)
+        nobody[..., 2] = 0.0
+        absent, person = step_together(fusers, np.stack([nobody, seen]), frame / take.fps)
+    forearm = np.linalg.norm(take.ground_truth[29, WRIST] - take.ground_truth[29, ELBOW])
+    assert np.linalg.norm(person.joints[0, WRIST] - take.ground_truth[29, WRIST]) < forearm
+    assert person.num_views[0, WRIST] == 1 and person.confidence[0, WRIST] == 0
+    assert not np.isfinite(absent.joints).any()
