@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..geometry.camera import CameraRig
+from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
@@ -261,9 +261,7 @@ def ray_bone_guess(
         return guesses, covariance, chosen
     bones = skeleton.bone_array
     centres = rig.centres
-    rays = np.einsum("vik,vnjk->vnji", np.swapaxes(rig.R, 1, 2) @ np.linalg.inv(rig.K),
-                     np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1))
-    rays /= np.linalg.norm(rays, axis=-1, keepdims=True)
+    rays = ray_directions(rig.back_projections[:, None, None], uv)  # [V, N, J, 3]
     for n, j in zip(*np.nonzero(missing)):
         ends = [(b, a if c == j else c) for b, (a, c) in enumerate(bones) if j in (a, c)]
         ends = [(b, o) for b, o in ends if anchored[n, o] and np.isfinite(lengths[n, b])]

@@ -61,6 +61,15 @@ def matrix_to_rodrigues(rotation: np.ndarray) -> np.ndarray:
     return axis * angle
 
 
+def ray_directions(back_projection: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Unit world directions ``[..., 3]`` of the rays through ideal-pinhole pixels ``uv [..., 2]``, given their
+    view's ``back_projection`` (``CameraRig.back_projections``; ``[3, 3]``, or ``[..., 3, 3]`` broadcast against
+    ``uv``)."""
+    homo = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
+    rays = np.einsum("...ij,...j->...i", back_projection, homo)
+    return rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+
+
 def look_at(camera_centre: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> tuple[np.ndarray, np.ndarray]:
     """World-to-camera ``(R [3, 3], t [3])`` for a camera at ``camera_centre`` looking at ``target``.
 
@@ -327,6 +336,11 @@ class CameraRig:
     def centres(self) -> np.ndarray:
         """Camera centres ``[V, 3]``."""
         return np.stack([c.centre for c in self.cameras])
+
+    @property
+    def back_projections(self) -> np.ndarray:
+        """``R^T K^-1`` per view ``[V, 3, 3]``: homogeneous ideal-pinhole pixels to world ray directions."""
+        return np.swapaxes(self.R, 1, 2) @ np.linalg.inv(self.K)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """World points ``[..., 3]`` into every view, with distortion: ``[V, ..., 2]``."""

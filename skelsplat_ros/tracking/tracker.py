@@ -32,7 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from ..fusion.config import FusionConfig
 from ..fusion.result import FusionResult
 from ..fusion.streaming import StreamingFuser, step_together
-from ..geometry.camera import CameraRig
+from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import project_pinhole, valid_observations
 from ..skeleton.models import Skeleton
 
@@ -192,8 +192,7 @@ class MultiPersonTracker:
         """The cameras of the coming association and fits (a moving rig is posed anew every frame)."""
         self.rig = rig
         self._centres = rig.centres  # [V, 3]
-        self._rotations = rig.R
-        self._inverse_intrinsics = np.linalg.inv(rig.K)
+        self._back_projections = rig.back_projections  # [V, 3, 3]
         self._sizes = rig.sizes  # [V, 2]
 
     # ------------------------------------------------------------------------------------------------------------
@@ -354,9 +353,7 @@ class MultiPersonTracker:
         direction = np.full(keypoints.shape, np.nan)
         if len(index):
             uv = self.rig[view].undistort_pixels(np.where(valid[index][..., None], keypoints[..., :2], np.nan))
-            homo = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
-            rays = np.einsum("ij,sqj->sqi", self._rotations[view].T @ self._inverse_intrinsics[view], homo)
-            direction = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
+            direction = ray_directions(self._back_projections[view], uv)
         return _ViewDetections(index, keypoints, weight, direction), capped, too_small
 
     def _predict(self, track: _Track, stamp: float) -> np.ndarray:

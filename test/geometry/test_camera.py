@@ -301,3 +301,17 @@ def test_non_finite_calibration_is_rejected(field):
     values[field].reshape(-1)[1] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         Camera("bad", values["K"], values["R"], values["t"], (1920, 1080), values["dist"])
+
+
+def test_ray_directions_point_from_each_camera_centre_at_what_it_sees():
+    from skelsplat_ros.geometry.camera import ray_directions
+    from skelsplat_ros.geometry.triangulation import project_pinhole
+    from skelsplat_ros.sim import make_rig
+
+    rig = make_rig("lab")
+    points = np.random.default_rng(0).uniform(-1.0, 1.0, (5, 3)) + [0.0, 0.0, 1.0]
+    uv = project_pinhole(rig, points)  # [V, 5, 2]
+    rays = ray_directions(rig.back_projections[:, None], uv)
+    expected = points[None] - rig.centres[:, None]
+    np.testing.assert_allclose(rays, expected / np.linalg.norm(expected, axis=-1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(ray_directions(rig.back_projections[2], uv[2]), rays[2], atol=1e-15)
