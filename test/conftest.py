@@ -42,6 +42,16 @@ def rclpy_context(ros_env):
         context.try_shutdown()
 
 
+@pytest.fixture(scope="module")
+def restore_torch_threads():
+    """Undo, after a module, what ``skelsplat_ros.cli.main`` does to the whole process: set torch's thread count."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def spin_until():
     """spin_until(executor, predicate, timeout_s=10.0, tick=None) -> bool.

@@ -59,14 +59,7 @@ def _ground_truth() -> np.ndarray:
     return np.stack([base + [0.03 * f, 0.005 * f, 0.0] for f in range(NUM_FRAMES)])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """``main`` sets torch's thread count for the whole process (--threads); undo it for later test files."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # main sets torch's thread count
 
 
 @pytest.fixture(scope="module")

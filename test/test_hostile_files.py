@@ -28,14 +28,7 @@ SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """``main`` sets torch's thread count for the whole process; undo it for later test files."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # main sets torch's thread count
 
 
 @pytest.fixture(scope="module")

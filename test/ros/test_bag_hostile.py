@@ -30,14 +30,7 @@ FRAMES = 20
 FPS = 30.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _restore_torch_threads():
-    """``main`` sets torch's thread count for the whole process; undo it for later test files."""
-    import torch
-
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("restore_torch_threads")  # main sets torch's thread count
 
 
 def _write_hostile_bag(path: Path, scenario, keypoints: np.ndarray, seed: int) -> None:

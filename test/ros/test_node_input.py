@@ -19,7 +19,8 @@ from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim import make_scenario  # noqa: E402
 from skelsplat_ros.sim.hostile import MALFORMATIONS, HostileDetector  # noqa: E402
 
-CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
+from node_harness import CAMERAS  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+
 
 
 @pytest.fixture
