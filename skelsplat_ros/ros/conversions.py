@@ -197,6 +197,11 @@ def keypoints_msg(keypoints: np.ndarray | None, stamp: Time, frame_id: str, skel
 # --- output ----------------------------------------------------------------------------------------------------------
 
 
+def _estimated(joints: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """``[J]``: the joints ``[J, 3]`` a message shows: a finite position with confidence ``[J]`` > 0 (NaN = 0)."""
+    return np.isfinite(joints).all(axis=-1) & (np.nan_to_num(confidence) > 0)
+
+
 def skeleton_msg(
     skeleton_name: str,
     joint_names: list[str],
@@ -213,7 +218,7 @@ def skeleton_msg(
     """
     joints = np.asarray(joints, dtype=np.float64)
     confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float32))
-    estimated = np.isfinite(joints).all(axis=-1) & (confidence > 0)
+    estimated = _estimated(joints, confidence)
     if not estimated.any():
         return None
     count = len(joint_names)
@@ -265,7 +270,7 @@ def tf_transforms(header: Header, joint_names: list[str], joints: np.ndarray, co
     """One TransformStamped per estimated joint: parent = ``header.frame_id``, identity rotation (the message's
     default)."""
     joints = np.asarray(joints, dtype=np.float64)
-    estimated = np.isfinite(joints).all(axis=-1) & (np.nan_to_num(np.asarray(confidence, dtype=np.float64)) > 0)
+    estimated = _estimated(joints, np.asarray(confidence, dtype=np.float64))
     out = []
     # Plain floats and one attribute at a time: the generated message classes check every value they are given.
     for j, (x, y, z) in zip(np.flatnonzero(estimated).tolist(), joints[estimated].tolist()):
@@ -299,7 +304,7 @@ def marker_array(header: Header, joints: np.ndarray, confidence: np.ndarray, bon
     lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1.0) * 1e9))
     colour = track_colour(person_id)
     confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float64))
-    ok = np.isfinite(joints).all(axis=-1) & (confidence > 0)
+    ok = _estimated(joints, confidence)
     spheres = Marker(header=header, ns=MARKER_NS_JOINTS, id=int(person_id), type=Marker.SPHERE_LIST,
                      action=Marker.ADD, lifetime=lifetime)
     spheres.pose.orientation.w = 1.0
