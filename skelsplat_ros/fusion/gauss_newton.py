@@ -95,7 +95,6 @@ class GaussNewtonObjective:
         self.incidence = np.zeros((len(bones), self.num_joints))  # [B, J]: 1 where a bone ends at a joint
         self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
         self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
-        self.colour_classes = _colour_classes(self.num_joints, bones)
         # Signed incidence [B, J] (+1 first joint, -1 second): the bone terms' gradient as a matrix product.
         signed = self.incidence.copy()
         signed[np.arange(len(bones)), bones[:, 1]] = -1.0
@@ -167,6 +166,11 @@ class GaussNewtonObjective:
         hessian[:, diagonal, diagonal] += 1e-6 * hessian[:, diagonal, diagonal].max(axis=-1, keepdims=True) + 1e-9
         delta = np.linalg.solve(hessian, -grad.reshape(num_frames, -1, 1))
         return energy, delta.reshape(num_frames, num_joints, 3)
+
+    @functools.cached_property
+    def colour_classes(self) -> list[np.ndarray]:
+        """Joints ``[J]`` split into classes with no bone inside a class (for the per-joint fallback, rarely needed)."""
+        return _colour_classes(self.num_joints, self.bones)
 
     @functools.cached_property
     def _hessian_entries(self) -> tuple[np.ndarray, np.ndarray]:

@@ -135,35 +135,38 @@ class SimRigNode(Node):
         return p["drop_duration"] <= 0 or elapsed < p["drop_after"] + p["drop_duration"]
 
     def _publish_frame(self) -> None:
-        now = self.get_clock().now()
         elapsed = time.monotonic() - self._drop_reference
         index = pingpong_index(self.tick, len(self.ground_truth))
         self.tick += 1
-        stamp = now.to_msg()
+        # One person keeps the id 0 it always had; several are published untracked and in the scene's shuffled order.
+        person_id = 0 if self.people == 1 else -1
+        # Every camera's message is built before the capture stamp is taken and published before the ground truth:
+        # real cameras capture at once and publish in parallel, so none of them should wait here for the others.
+        unstamped = RosTime().to_msg()
+        messages = []
+        for view, camera in enumerate(self.rig.names):
+            if not self.camera_silent(camera, elapsed):
+                frame_id = f"{self.params['frame_prefix']}{camera}_optical"
+                messages.append((camera, keypoints_msg(self.keypoints[view, index], unstamped, frame_id,
+                                                       self.skeleton.name, person_id)))
+        stamp = self.get_clock().now().to_msg()
         stamp_ns = stamp_to_ns(stamp)
         self.frame_of_stamp[stamp_ns] = index
         while len(self.frame_of_stamp) > 200_000:
             self.frame_of_stamp.popitem(last=False)
-        gt_header = Header(stamp=stamp, frame_id=self.params["world_frame"])
+        jitter = float(self.params["stamp_jitter"])
+        for camera, msg in messages:
+            msg.header.stamp = stamp
+            if jitter > 0:
+                jittered = stamp_ns + int(self._rng.uniform(-jitter, jitter) * 1e9)
+                msg.header.stamp = RosTime(nanoseconds=jittered).to_msg()
+            self.keypoint_pubs[camera].publish(msg)
+            self.published_per_camera[camera] += 1
         names = list(self.skeleton.joint_names)
         truth = [skeleton_msg(self.skeleton.name, names, joints, np.ones(len(joints)), person_id=person)
                  for person, joints in enumerate(self.ground_truth[index])]
-        self.ground_truth_pub.publish(
-            Skeleton3DArray(header=gt_header, skeletons=[t for t in truth if t is not None]))
-        # One person keeps the id 0 it always had; several are published untracked and in the scene's shuffled order.
-        person_id = 0 if self.people == 1 else -1
-        jitter = float(self.params["stamp_jitter"])
-        for view, camera in enumerate(self.rig.names):
-            if self.camera_silent(camera, elapsed):
-                continue
-            cam_stamp = stamp
-            if jitter > 0:
-                cam_stamp = RosTime(
-                    nanoseconds=stamp_ns + int(self._rng.uniform(-jitter, jitter) * 1e9)).to_msg()
-            frame_id = f"{self.params['frame_prefix']}{camera}_optical"
-            self.keypoint_pubs[camera].publish(
-                keypoints_msg(self.keypoints[view, index], cam_stamp, frame_id, self.skeleton.name, person_id))
-            self.published_per_camera[camera] += 1
+        self.ground_truth_pub.publish(Skeleton3DArray(header=Header(stamp=stamp, frame_id=self.params["world_frame"]),
+                                                      skeletons=[t for t in truth if t is not None]))
 
 
 def main(args: list[str] | None = None) -> int:
