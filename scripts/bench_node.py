@@ -175,6 +175,8 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
               "fusion_cpu_median_ms": _window_median(monitor, window, "fusion_cpu_mean_ms"),
               # The node's own view: capture stamp to its publish call (no delivery to, or handling by, this reader).
               "node_latency_median_ms": _window_median(monitor, window, "latency_median_ms"),
+              "input_wait_median_ms": _window_median(monitor, window, "input_wait_median_ms"),
+              "queue_wait_median_ms": _window_median(monitor, window, "queue_wait_median_ms"),
               "matched_frames": len(fused)}
     if people > 1:
         # No robust-triangulation column: it would need the true association; see `skelsplat bench` for that.
@@ -282,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.get('robust_mpjpe_mm', float('nan')):10.1f}  ({r['matched_frames']} frames)")
             print(f"  {'':<10} fusion per frame, median of the per-second means: {r['fusion_wall_median_ms']:.1f} ms "
                   f"wall, {r['fusion_cpu_median_ms']:.1f} ms CPU (the fusion thread's own time); stamp to publish "
-                  f"in the node {r['node_latency_median_ms']:.1f} ms (median of its per-second medians)")
+                  f"in the node {r['node_latency_median_ms']:.1f} ms (median of its per-second medians): stamp to "
+                  f"synchronized {r['input_wait_median_ms']:.1f} ms, then to the fusion thread "
+                  f"{r['queue_wait_median_ms']:.1f} ms")
             if "recall" in r:
                 print(f"  {'':<10} people: recall {100 * r['recall']:.1f} %, precision {100 * r['precision']:.1f} % "
                       f"(300 mm gate), {r['tracks']} track ids, {r['id_switches']} id switches")

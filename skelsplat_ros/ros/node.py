@@ -89,6 +89,10 @@ class _Stats:
         self.published = 0
         self.window_published = 0
         self.latency: list[float] = []
+        # Where the latency goes: stamp to the synchronizer's emission (capture, transport, the last camera), and
+        # emission to the fusion thread's start (queue and thread hand-off).
+        self.input_wait: list[float] = []
+        self.queue_wait: list[float] = []
         self.fusion_time: list[float] = []
         self.fusion_cpu: list[float] = []  # CPU time of the fusion thread: what fusion costs without contention
         self.views: list[int] = []
@@ -102,6 +106,8 @@ class _Stats:
                 "published": self.window_published,
                 "received": dict(self.window_received),
                 "latency": self.latency,
+                "input_wait": self.input_wait,
+                "queue_wait": self.queue_wait,
                 "fusion_time": self.fusion_time,
                 "fusion_cpu": self.fusion_cpu,
                 "views": self.views,
@@ -109,7 +115,8 @@ class _Stats:
             self.window_start = now
             self.window_published = 0
             self.window_received = {camera: 0 for camera in self.window_received}
-            self.latency, self.fusion_time, self.fusion_cpu, self.views = [], [], [], []
+            self.latency, self.input_wait, self.queue_wait = [], [], []
+            self.fusion_time, self.fusion_cpu, self.views = [], [], []
             return window
 
 
@@ -448,6 +455,7 @@ class FusionNode(Node):
         return Header(stamp=stamp, frame_id=self.params["world_frame"])
 
     def _fuse_and_publish(self, frame: SyncedFrame) -> None:
+        queue_wait = time.monotonic() - frame.emitted_at
         frame_rig = self._frame_rig(frame)
         empty = np.empty((0, self.skeleton.num_joints, 3))
         detections = [empty] * len(self.cameras)  # [V] of [S_v, J, 3]
@@ -458,6 +466,7 @@ class FusionNode(Node):
         # The output carries the exact stamp of the group's first message (float seconds would lose nanoseconds).
         anchor_ns = next((ns for c, (ns, _, _) in frame.views.items() if frame.stamps[c] == frame.stamp),
                          min(ns for ns, _, _ in frame.views.values()))
+        stamp_age = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         started, cpu_started = time.perf_counter(), time.thread_time()
         step = self.tracker.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
         fusion_time, fusion_cpu = time.perf_counter() - started, time.thread_time() - cpu_started
@@ -500,6 +509,8 @@ class FusionNode(Node):
             self.stats.published += 1
             self.stats.window_published += 1
             self.stats.latency.append(latency)
+            self.stats.input_wait.append(stamp_age - queue_wait)
+            self.stats.queue_wait.append(queue_wait)
             self.stats.fusion_time.append(fusion_time)
             self.stats.fusion_cpu.append(fusion_cpu)
             self.stats.views.append(with_data)
@@ -538,12 +549,15 @@ class FusionNode(Node):
             self._slop_warned = True
         latency_ms = [1e3 * v for v in window["latency"]]
         fusion_ms = [1e3 * v for v in window["fusion_time"]]
+        input_ms, queue_ms = [1e3 * v for v in window["input_wait"]], [1e3 * v for v in window["queue_wait"]]
         cpu_ms = [1e3 * v for v in window["fusion_cpu"]]
         values: dict[str, str] = {
             "output_rate_hz": f"{window['published'] / seconds:.2f}",
             "latency_median_ms": f"{_percentile(latency_ms, 50):.1f}",
             "latency_p95_ms": f"{_percentile(latency_ms, 95):.1f}",
             "latency_max_ms": f"{max(latency_ms) if latency_ms else float('nan'):.1f}",
+            "input_wait_median_ms": f"{_percentile(input_ms, 50):.1f}",
+            "queue_wait_median_ms": f"{_percentile(queue_ms, 50):.1f}",
             "fusion_time_mean_ms": f"{statistics.fmean(fusion_ms) if fusion_ms else float('nan'):.1f}",
             "fusion_time_max_ms": f"{max(fusion_ms) if fusion_ms else float('nan'):.1f}",
             "fusion_cpu_mean_ms": f"{statistics.fmean(cpu_ms) if cpu_ms else float('nan'):.1f}",

@@ -160,6 +160,10 @@ def test_diagnostics_report_rates_latency_and_drops(sim_run):
                 "accepted", "lagging_cameras", "duplicates_replaced"):
         assert key in diag, key
     assert float(diag["input_rate_hz.cam0"]) > 5.0
+    # The latency's parts: each non-negative, together no more than the whole (fusion comes on top).
+    parts = [float(diag["input_wait_median_ms"]), float(diag["queue_wait_median_ms"])]
+    assert min(parts) >= 0.0
+    assert sum(parts) <= float(diag["latency_median_ms"]) + 1.0
 
 
 def test_parameters_come_from_the_yaml_file(sim_run):
