@@ -38,7 +38,7 @@ output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F
 refinement (skelsplat): --optimizer, --backend and --device are independent choices; auto keeps the
   preset's (default preset: Gauss-Newton, offline between robust smoothings of the trajectories;
   paper preset: Adam through raster). Gauss-Newton evaluates
-  the analytic objective in closed form (no renderer) in numpy on the CPU; the renderer and the device
+  the analytic objective in closed form (no renderer) on the CPU; the renderer and the device
   apply to the Adam stages. A combination that cannot run (gauss_newton with raster or gsplat, gsplat on
   the CPU, cuda without CUDA, a choice no stage of the mode uses) is an error before any work starts.
 """

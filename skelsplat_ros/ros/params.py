@@ -82,7 +82,7 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "optimizer", "auto",
         "Optimiser of the SkelSplat refinement: auto = the preset's (default: Gauss-Newton, paper: Adam), adam or "
-        "gauss_newton (closed-form analytic objective in numpy on the CPU, no renderer).",
+        "gauss_newton (closed-form analytic objective on the CPU, no renderer).",
     ),
     ParamSpec(
         "backend", "auto",

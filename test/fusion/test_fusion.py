@@ -77,7 +77,7 @@ def test_presets_and_independent_optimizer_backend_device():
     [
         (dict(optimizer="gauss_newton", backend="raster"), "gauss_newton evaluates the analytic objective"),
         (dict(optimizer="gauss_newton", backend="gsplat"), "cannot use backend gsplat"),
-        (dict(optimizer="gauss_newton", device="cuda"), "gauss_newton runs in numpy on the CPU"),
+        (dict(optimizer="gauss_newton", device="cuda"), "gauss_newton runs on the CPU"),
         (dict(backend="gsplat", device="cpu"), "gsplat renders on CUDA only"),
         (dict(backend="raster", mode="streaming"), "backend raster: the default preset's streaming refinement is "
                                                     "Gauss-Newton"),
