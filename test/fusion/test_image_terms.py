@@ -91,3 +91,19 @@ def test_offline_prefit_is_the_same_with_either_implementation(monkeypatch):
     monkeypatch.setattr(gauss_newton, "image_terms", image_terms_numpy)
     reference = fuse_offline(*args)
     np.testing.assert_allclose(compiled.joints, reference.joints, atol=1e-7)
+
+
+def test_without_numba_the_reference_runs(evaluation_point, monkeypatch):
+    import sys
+
+    from skelsplat_ros.fusion import image_terms as module
+
+    module._numba_available.cache_clear()
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    try:
+        calls = []
+        monkeypatch.setattr(module, "image_terms_numpy", lambda *a: calls.append(a) or image_terms_numpy(*a))
+        terms = module.image_terms(*_arguments(evaluation_point))
+        assert calls and np.isfinite(terms.image).all()
+    finally:
+        module._numba_available.cache_clear()
