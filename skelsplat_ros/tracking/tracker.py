@@ -102,6 +102,8 @@ def gated_assignment(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
     larger, the assignment would give up one good pair for two gated-out ones that fill the matrix (Shelf: a track
     0.06 m from a detection lost it that way to the other tracks' 0.5 m and impossible pairs).
     """
+    if cost.shape == (1, 1):  # one track, one detection (the usual frame): what the solver would return, faster
+        return [(0, 0)] if cost[0, 0] <= gate else []
     rows, cols = linear_sum_assignment(np.minimum(cost, gate))
     return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= gate]
 
@@ -269,8 +271,9 @@ class MultiPersonTracker:
                 continue
             track.joints, track.last_seen = joints, stamp
             # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
-            # person (those it projects into) mostly do.
-            if (chosen[k] >= 0).sum() >= min(config.confirm_views, self._views_facing(joints)):
+            # person (those it projects into) mostly do. Projecting is needed only when fewer than confirm_views saw it.
+            seen = (chosen[k] >= 0).sum()
+            if seen >= config.confirm_views or seen >= self._views_facing(joints):
                 track.hits += 1
             track.confirmed |= track.hits >= config.confirm_frames
             refitted[track.track_id] = result
@@ -450,9 +453,9 @@ class MultiPersonTracker:
         """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot, mirrored), ...]``, best
         first. A detection whose left/right labels disagree with most of its group's is mirrored (the detector
         swapped them in that view)."""
-        free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
-        if len(free) < 2:
+        if sum(len(t) - np.count_nonzero(t) for t in taken) < 2:  # the usual frame: every detection claimed
             return []
+        free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
         position = {node: k for k, node in enumerate(free)}
         affinity = np.full((len(free), len(free)), np.inf)
         plain = np.full((len(free), len(free)), np.inf)  # the pair as labelled
