@@ -24,6 +24,7 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -101,6 +102,8 @@ def gated_assignment(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
     larger, the assignment would give up one good pair for two gated-out ones that fill the matrix (Shelf: a track
     0.06 m from a detection lost it that way to the other tracks' 0.5 m and impossible pairs).
     """
+    if cost.shape == (1, 1):  # one track, one detection (the usual frame): what the solver would return, faster
+        return [(0, 0)] if cost[0, 0] <= gate else []
     rows, cols = linear_sum_assignment(np.minimum(cost, gate))
     return [(int(r), int(c)) for r, c in zip(rows, cols) if cost[r, c] <= gate]
 
@@ -167,6 +170,18 @@ class _ViewDetections:
     direction: np.ndarray  # [S, J, 3] unit rays in the world frame (NaN where unusable)
 
 
+@dataclass
+class _FrameDetections:
+    """The usable detections of every view of one frame, view after view (``N`` in all), for association costs
+    computed across views at once; ``views[v]`` is view ``v``'s share (slices of the same arrays)."""
+
+    view: np.ndarray  # [N] view of each detection
+    weight: np.ndarray  # [N, 2, J] association weight as labelled and mirrored (left/right exchanged)
+    direction: np.ndarray  # [N, 2, J, 3] unit rays as labelled and mirrored
+    bounds: np.ndarray  # [V + 1] view v's detections are rows bounds[v]:bounds[v + 1]
+    views: list[_ViewDetections]
+
+
 class MultiPersonTracker:
     """Causal multi-person tracking and fusion (see the module docstring); the API the ROS node calls.
 
@@ -194,6 +209,7 @@ class MultiPersonTracker:
         self._centres = rig.centres  # [V, 3]
         self._back_projections = rig.back_projections  # [V, 3, 3]
         self._sizes = rig.sizes  # [V, 2]
+        self._distorted = [v for v, camera in enumerate(rig) if camera.has_distortion]
 
     # ------------------------------------------------------------------------------------------------------------
     def step(self, detections: list[np.ndarray], stamp: float, rig: CameraRig | None = None) -> TrackerStep:
@@ -221,12 +237,8 @@ class MultiPersonTracker:
             self._tracks = []
         self._last_stamp = stamp
 
-        usable, capped, unassigned = [], 0, 0
-        for v, det in enumerate(views):
-            view, dropped, too_small = self._usable(v, det)
-            usable.append(view)
-            capped += dropped
-            unassigned += too_small
+        frame, capped, unassigned = self._usable(views)
+        usable = frame.views
 
         # 1-2. Predict every track, match each view's detections to the predictions.
         predictions = np.stack([self._predict(t, stamp) for t in self._tracks]) if self._tracks else None
@@ -234,11 +246,13 @@ class MultiPersonTracker:
         taken = [np.zeros(len(u.index), dtype=bool) for u in usable]
         chosen = np.full((len(self._tracks), num_views), -1, dtype=np.int64)  # slot in usable[v]
         mirrored = np.zeros((len(self._tracks), num_views), dtype=bool)
-        if predictions is not None:
+        if predictions is not None and len(frame.view):
+            costs, flips = self._track_costs(frame, predictions)
             for v, view in enumerate(usable):
                 if not len(view.index):
                     continue
-                cost, flip = self._track_costs(v, view, predictions)
+                columns = slice(frame.bounds[v], frame.bounds[v + 1])
+                cost, flip = costs[:, columns], flips[:, columns]
                 for r, c in gated_assignment(cost, config.match_gate):
                     chosen[r, v], mirrored[r, v] = c, flip[r, c]
                     taken[v][c] = True
@@ -257,8 +271,9 @@ class MultiPersonTracker:
                 continue
             track.joints, track.last_seen = joints, stamp
             # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
-            # person (those it projects into) mostly do.
-            if (chosen[k] >= 0).sum() >= min(config.confirm_views, self._views_facing(joints)):
+            # person (those it projects into) mostly do. Projecting is needed only when fewer than confirm_views saw it.
+            seen = (chosen[k] >= 0).sum()
+            if seen >= config.confirm_views or seen >= self._views_facing(joints):
                 track.hits += 1
             track.confirmed |= track.hits >= config.confirm_frames
             refitted[track.track_id] = result
@@ -336,36 +351,51 @@ class MultiPersonTracker:
             views.append(det)
         return views
 
-    def _usable(self, view: int, det: np.ndarray) -> tuple[_ViewDetections, int, int]:
-        """The usable detections of ``view``, how many the cap dropped and how many had too few joints."""
-        config = self.config
-        valid = valid_observations(det, config.min_confidence)  # [S, J]
+    def _usable(self, views: list[np.ndarray]) -> tuple[_FrameDetections, int, int]:
+        """The usable detections of every view (``views[v]`` is ``[S_v, J, 3]``), how many the cap dropped and how
+        many had too few joints. All views in one batch: per-view numpy calls cost more than the arithmetic at these
+        sizes."""
+        config, cap = self.config, self.config.max_people_per_view
+        sizes = [len(d) for d in views]
+        det = np.concatenate(views)  # [sum S_v, J, 3]
+        of_view = np.repeat(np.arange(len(views)), sizes)
+        valid = valid_observations(det, config.min_confidence)
         counts = valid.sum(axis=1)
         too_small = int(((counts > 0) & (counts < config.min_detection_joints)).sum())
-        index = np.flatnonzero(counts >= config.min_detection_joints)
-        capped = 0
-        if len(index) > config.max_people_per_view:
-            strength = np.where(valid[index], det[index, :, 2], 0.0).sum(axis=1)
-            keep = np.sort(index[np.argsort(-strength, kind="stable")[: config.max_people_per_view]])
-            capped, index = len(index) - len(keep), keep
-        keypoints = det[index]
-        weight = np.where(valid[index], keypoints[..., 2], 0.0)
-        direction = np.full(keypoints.shape, np.nan)
-        if len(index):
-            uv = self.rig[view].undistort_pixels(np.where(valid[index][..., None], keypoints[..., :2], np.nan))
-            direction = ray_directions(self._back_projections[view], uv)
-        return _ViewDetections(index, keypoints, weight, direction), capped, too_small
+        keep = counts >= config.min_detection_joints
+        per_view = np.bincount(of_view[keep], minlength=len(views))
+        for v in np.flatnonzero(per_view > cap):  # the least confident beyond the cap go
+            mine = np.flatnonzero(keep & (of_view == v))
+            strength = np.where(valid[mine], det[mine, :, 2], 0.0).sum(axis=1)
+            keep[mine[np.argsort(-strength, kind="stable")[cap:]]] = False
+        capped = int(np.maximum(per_view - cap, 0).sum())
+        rows = np.flatnonzero(keep)
+        view = of_view[rows]
+        index = rows - (np.cumsum(sizes) - sizes)[view]
+        keypoints, valid = det[rows], valid[rows]
+        weight = np.where(valid, keypoints[..., 2], 0.0)
+        uv = np.where(valid[..., None], keypoints[..., :2], np.nan)
+        for v in self._distorted:
+            uv[view == v] = self.rig[v].undistort_pixels(uv[view == v])
+        direction = ray_directions(self._back_projections[view][:, None], uv)  # [N, J, 3]
+        bounds = np.searchsorted(view, np.arange(len(views) + 1))
+        parts = [
+            _ViewDetections(index[a:b], keypoints[a:b], weight[a:b], direction[a:b])
+            for a, b in itertools.pairwise(bounds)
+        ]
+        flip = self._flip
+        return (
+            _FrameDetections(view, np.stack([weight, weight[:, flip]], 1), np.stack([direction, direction[:, flip]], 1),
+                             bounds, parts),
+            capped,
+            too_small,
+        )
 
     def _predict(self, track: _Track, stamp: float) -> np.ndarray:
         """Predicted joints ``[J, 3]`` (NaN = unknown), extrapolating at most ``max_extrapolation``."""
         horizon = min(stamp, track.last_seen + self.config.max_extrapolation)
         predicted = track.fuser.predict(horizon)
         return track.joints if predicted is None else predicted
-
-    def _ray_distance(self, view: int, points: np.ndarray, direction: np.ndarray) -> np.ndarray:
-        """Distance of points ``[T, 1, J, 3]`` to rays ``[1, S, J, 3]`` of ``view``: ``[T, S, J]`` (NaN unknown)."""
-        offset = points - self._centres[view]
-        return np.linalg.norm(np.cross(offset, direction), axis=-1)
 
     def _weighted_cost(self, distance: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """Confidence-weighted mean of capped distances ``[..., J]`` (inf with too few shared joints)."""
@@ -376,15 +406,17 @@ class MultiPersonTracker:
             cost = total / w.sum(-1)
         return np.where(known.sum(-1) >= self.config.min_common_joints, cost, np.inf)
 
-    def _track_costs(self, view: int, detections: _ViewDetections, predictions: np.ndarray):
-        """Cost ``[T, S]`` of each track taking each detection of ``view``, and whether it takes it mirrored."""
-        points = predictions[:, None]
-        direct = self._weighted_cost(self._ray_distance(view, points, detections.direction[None]),
-                                     detections.weight[None])
-        flipped = self._weighted_cost(
-            self._ray_distance(view, points, detections.direction[None][:, :, self._flip]),
-            detections.weight[None][:, :, self._flip],
-        )
+    def _track_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Cost ``[T, N]`` of each track taking each detection of the frame (every view's), and whether it takes it
+        mirrored."""
+        offset = predictions[:, None] - self._centres[frame.view][None, :, None]  # [T, N, J, 3]
+        ox, oy, oz = (offset[:, :, None, :, k] for k in range(3))
+        dx, dy, dz = (frame.direction[None, ..., k] for k in range(3))  # [1, N, 2, J]
+        # The distance of each predicted joint to the ray: |offset x direction| (unit rays), written out because
+        # np.cross and np.linalg.norm cost more than the arithmetic on arrays this small.
+        cx, cy, cz = oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx
+        cost = self._weighted_cost(np.sqrt(cx * cx + cy * cy + cz * cz), frame.weight[None])  # [T, N, 2]
+        direct, flipped = cost[..., 0], cost[..., 1]
         flip = flipped < self.config.swap_ratio * direct
         return np.where(flip, flipped, direct), flip
 
@@ -421,9 +453,9 @@ class MultiPersonTracker:
         """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot, mirrored), ...]``, best
         first. A detection whose left/right labels disagree with most of its group's is mirrored (the detector
         swapped them in that view)."""
-        free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
-        if len(free) < 2:
+        if sum(len(t) - np.count_nonzero(t) for t in taken) < 2:  # the usual frame: every detection claimed
             return []
+        free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
         position = {node: k for k, node in enumerate(free)}
         affinity = np.full((len(free), len(free)), np.inf)
         plain = np.full((len(free), len(free)), np.inf)  # the pair as labelled

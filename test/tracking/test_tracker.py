@@ -219,3 +219,34 @@ def test_gated_assignment_keeps_a_good_pair_over_two_gated_out_ones():
     assert gated_assignment(np.full((2, 2), inf), 0.2) == []
     # Within the gate, the cheapest total still wins.
     assert sorted(gated_assignment(np.array([[0.05, 0.1], [0.06, 0.3]]), 0.2)) == [(0, 1), (1, 0)]
+
+
+@pytest.mark.parametrize("cost, pairs", [(0.1, [(0, 0)]), (0.2, [(0, 0)]), (0.21, []), (np.inf, [])])
+def test_gated_assignment_of_one_track_and_one_detection(cost, pairs):
+    """The usual frame (one person) skips the solver: the same pairs, the gate itself included."""
+    assert gated_assignment(np.array([[cost]]), 0.2) == pairs
+    # The same decisions as the solver on a larger matrix where only this pair can match.
+    wide = np.array([[cost, np.inf]])
+    assert gated_assignment(wide, 0.2) == pairs
+
+
+def test_cap_in_several_views_keeps_the_most_confident_and_their_rows():
+    """The cap applies per view (each view keeps its own most confident detections), and what a person took is
+    reported by its row in that view's input."""
+    rig = make_rig("lab", seed=7)
+    truth = _person(12, 5, (0.0, 0.0))[:, None]
+    scene = compose_people(rig, SKELETON, truth, FPS, "clean", seed=7, effects=NO_EFFECTS)
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(max_people_per_view=3))
+    rng = np.random.default_rng(1)
+    rows = {0: (10, 7), 1: (6, 4)}  # view: (detections, row of the real person)
+    for f in range(3):
+        detections = split_slots(scene.keypoints, f)
+        for v, (size, row) in rows.items():
+            crowd = np.repeat(detections[v][:1], size, axis=0)
+            crowd[:, :, :2] += rng.uniform(-300, 300, (size, 1, 2))
+            crowd[:, :, 2] *= 0.5
+            crowd[row] = detections[v][0]
+            detections[v] = crowd
+        step = tracker.step(detections, f / FPS)
+        assert step.capped == (10 - 3) + (6 - 3)
+    assert [p.views.tolist() for p in step.people] == [[7, 4, 0, 0]]
