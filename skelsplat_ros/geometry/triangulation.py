@@ -58,13 +58,11 @@ def _normal_matrices(rows: np.ndarray, views: np.ndarray | None = None) -> np.nd
 def _solve_normal(normal: np.ndarray) -> np.ndarray:
     """Null vector of summed normal matrices ``[..., 4, 4]`` -> dehomogenised points ``[..., 3]`` (NaN if degenerate)."""
     # Rescale so eigh is well conditioned whatever the weights.
-    scale = np.maximum(np.abs(normal).max(axis=(-2, -1), keepdims=True), 1e-300)
-    _, vectors = np.linalg.eigh(normal / scale)
+    scale = np.maximum(np.abs(normal.reshape(normal.shape[:-2] + (16,))).max(axis=-1), 1e-300)
+    _, vectors = np.linalg.eigh(normal / scale[..., None, None])
     homo = vectors[..., :, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        points = homo[..., :3] / homo[..., 3:4]
-    bad = np.abs(homo[..., 3]) < 1e-12
-    return np.where(bad[..., None], np.nan, points)
+    w = homo[..., 3:4]
+    return homo[..., :3] / np.where(np.abs(w) < 1e-12, np.nan, w)
 
 
 def project_pinhole(rig: CameraRig, points: np.ndarray) -> np.ndarray:
