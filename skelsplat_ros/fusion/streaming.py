@@ -73,7 +73,14 @@ class StreamingFuser:
     def reset(self) -> None:
         """Forget the history (after a clock jump or a long gap)."""
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
-        self._bone_window: deque[np.ndarray] = deque(maxlen=self.config.bone_window)
+        # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
+        # per-frame bone prior reads it without stacking.
+        self._bone_window = np.empty((0, len(self.skeleton.bones)))
+
+    def _add_bone_lengths(self, lengths: np.ndarray) -> None:
+        """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
+        window = np.concatenate([self._bone_window, lengths[None]])
+        self._bone_window = window[max(len(window) - self.config.bone_window, 0):]
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -160,7 +167,7 @@ def step_together(
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
         if config.bone_lengths and len(fuser._bone_window) >= 5:
             prior = estimate_bone_prior(
-                np.stack(fuser._bone_window), settings.bone_length_sigma, settings.bone_length_spread
+                fuser._bone_window, settings.bone_length_sigma, settings.bone_length_spread
             )
             bone_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
     known = np.isfinite(init).all(axis=-1)  # [N, J]
@@ -198,7 +205,7 @@ def step_together(
             fuser._history.append((stamp, np.where(fused.confidence[i][:, None] > 0, fused.joints[i], np.nan)))
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
-                fuser._bone_window.append(bone_lengths_of(points[k], skeleton))
+                fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
 
 
