@@ -34,13 +34,11 @@ def _dlt_rows(rig: CameraRig, uv: np.ndarray, weights: np.ndarray) -> np.ndarray
     """DLT rows ``[..., V, 2, 4]`` of pixels ``uv [V, ..., 2]`` in normalised coordinates, scaled by ``weights
     [V, ...]``: per point, the stacked ``A`` of ``A X = 0``.
 
-    Invalid observations (weight 0 or non-finite pixel) give zero rows.
+    ``weights`` are >= 0, and 0 for the observations not to use (their pixels may be anything): zero rows.
     """
-    valid = np.isfinite(uv).all(axis=-1) & (weights > 0)
-    xy = _normalised(rig, np.where(valid[..., None], uv, 0.0))
-    w = np.where(valid, weights, 0.0)
+    xy = _normalised(rig, np.where((weights > 0)[..., None], uv, 0.0))
     # Views last but two, so that a point's rows are contiguous: its normal matrix is one product A^T A.
-    xy, w = np.moveaxis(xy, 0, -2), np.moveaxis(w, 0, -1)  # [..., V, 2], [..., V]
+    xy, w = np.moveaxis(xy, 0, -2), np.moveaxis(weights, 0, -1)  # [..., V, 2], [..., V]
     extrinsic = rig.extrinsics  # [V, 3, 4]
     rows = xy[..., None] * extrinsic[:, None, 2] - extrinsic[:, :2]  # [..., V, 2, 4]: x P3 - P1, y P3 - P2
     return rows * w[..., None, None]
@@ -109,10 +107,9 @@ def triangulate_dlt(rig: CameraRig, uv: np.ndarray, weights: np.ndarray | None =
     """
     if weights is None:
         weights = np.isfinite(uv).all(axis=-1).astype(np.float64)
-    weights = np.where(np.isfinite(weights), weights, 0.0)
-    points = _solve_normal(_normal_matrices(_dlt_rows(rig, uv, weights)))
-    enough = ((weights > 0) & np.isfinite(uv).all(axis=-1)).sum(axis=0) >= min_views
-    return np.where(enough[..., None], points, np.nan)
+    valid = np.isfinite(weights) & (weights > 0) & np.isfinite(uv).all(axis=-1)
+    points = _solve_normal(_normal_matrices(_dlt_rows(rig, uv, np.where(valid, weights, 0.0))))
+    return np.where((valid.sum(axis=0) >= min_views)[..., None], points, np.nan)
 
 
 @dataclass
