@@ -117,8 +117,8 @@ def column_nanmedian(samples: np.ndarray) -> np.ndarray:
     ordered = np.sort(samples, axis=0)  # NaN last
     count = np.isfinite(samples).sum(axis=0)
     columns = np.arange(samples.shape[1])
-    low, high = ordered[np.maximum((count - 1) // 2, 0), columns], ordered[count // 2, columns]
-    return np.where(count > 0, 0.5 * (low + high), np.nan)
+    # An all-NaN column (count 0) picks rows -1 and 0 of its NaNs: NaN, with no special case.
+    return 0.5 * (ordered[(count - 1) // 2, columns] + ordered[count // 2, columns])
 
 
 def estimate_bone_prior(lengths: np.ndarray, min_sigma: float, spread_factor: float) -> BonePrior:
