@@ -17,7 +17,12 @@ from skelsplat_ros.fusion import (
 )
 from skelsplat_ros.fusion.config import EXHAUSTIVE_MAX_VIEWS
 from skelsplat_ros.fusion.offline import hampel_clean
-from skelsplat_ros.fusion.result import bone_lengths_of, column_nanmedian, estimate_bone_prior, split_keypoints
+from skelsplat_ros.fusion.result import (
+    bone_lengths_of,
+    column_nanmedian,
+    estimate_bone_prior,
+    split_keypoints,
+)
 from skelsplat_ros.geometry.triangulation import triangulate_greedy, triangulate_robust
 from skelsplat_ros.sim import make_scenario
 
