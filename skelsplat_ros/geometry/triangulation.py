@@ -194,11 +194,7 @@ def triangulate_robust(
     batch_shape = uv.shape[1:-1]
     flat_uv = uv.reshape(num_views, -1, 2)
     valid, rows = _usable_views(rig, flat_uv, confidence.reshape(num_views, -1), min_confidence)  # [V, N], [N, V, 2, 4]
-    num_points = valid.shape[1]
     P = rig.projection_matrices
-    points = np.full((num_points, 3), np.nan)
-    error = np.full(num_points, np.nan)
-    views_used = np.zeros((num_views, num_points), dtype=bool)
 
     # Each point's first subset is all of its views, the only subset of the largest size: where it passes, it is
     # the answer, and the smaller subsets are tried only for the points where it fails. All the points' whole sets
@@ -207,7 +203,9 @@ def triangulate_robust(
     seen = (count >= min_views) & (max_subsets > 0)
     whole_points, whole_error = _fit_views(_normal_matrices(rows), valid, P, flat_uv)
     passed = seen & (whole_error < threshold_px)
-    points[passed], error[passed], views_used[:, passed] = whole_points[passed], whole_error[passed], valid[:, passed]
+    points = np.where(passed[:, None], whole_points, np.nan)
+    error = np.where(passed, whole_error, np.nan)
+    views_used = valid & passed
     retry = np.flatnonzero(seen & ~passed & (count > min_views))
     if len(retry):
         _search_subsets(rows, valid, flat_uv, P, retry, threshold_px, min_views, max_subsets, points, error, views_used)
