@@ -52,7 +52,8 @@ def resolve_device(name: str) -> torch.device:
 
 def cameras_to_torch(rig: CameraRig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> ViewCameras:
     """The rig's pinhole parameters as tensors."""
-    as_t = lambda a: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+    # Copies: the rig's arrays are read-only and shared, which torch will not wrap.
+    as_t = lambda a: torch.tensor(a, dtype=dtype, device=device)  # noqa: E731
     return ViewCameras(K=as_t(rig.K), R=as_t(rig.R), t=as_t(rig.t), image_size=as_t(rig.sizes))
 
 

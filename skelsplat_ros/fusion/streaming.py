@@ -73,7 +73,14 @@ class StreamingFuser:
     def reset(self) -> None:
         """Forget the history (after a clock jump or a long gap)."""
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
-        self._bone_window: deque[np.ndarray] = deque(maxlen=self.config.bone_window)
+        # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
+        # per-frame bone prior reads it without stacking.
+        self._bone_window = np.empty((0, len(self.skeleton.bones)))
+
+    def _add_bone_lengths(self, lengths: np.ndarray) -> None:
+        """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
+        window = np.concatenate([self._bone_window, lengths[None]])
+        self._bone_window = window[max(len(window) - self.config.bone_window, 0):]
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -159,9 +166,7 @@ def step_together(
             # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
         if config.bone_lengths and len(fuser._bone_window) >= 5:
-            prior = estimate_bone_prior(
-                np.stack(fuser._bone_window), settings.bone_length_sigma, settings.bone_length_spread
-            )
+            prior = estimate_bone_prior(fuser._bone_window, settings.bone_length_sigma, settings.bone_length_spread)
             bone_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
     known = np.isfinite(init).all(axis=-1)  # [N, J]
     fitted = known.any(axis=1)
@@ -172,33 +177,36 @@ def step_together(
     batch = np.flatnonzero(fitted)
     if len(batch):
         single = num == 1
+        # The fitted people's rows, taken once: a view (no copy) when everyone is fitted, as nearly always.
+        pick = slice(None) if len(batch) == num else batch
+        uv_fit, confidence_fit = uv[:, pick], confidence[:, pick]
+        lengths_fit, sigmas_fit, predictions_fit = bone_lengths[pick], bone_sigmas[pick], predictions[pick]
         bone_prior = None
-        if np.isfinite(bone_lengths[batch]).any():
+        if np.isfinite(lengths_fit).any():
             bone_prior = BonePrior(
-                lengths=bone_lengths[batch[0]] if single else bone_lengths[batch],
-                sigmas=bone_sigmas[batch[0]] if single else bone_sigmas[batch],
+                lengths=lengths_fit[0] if single else lengths_fit, sigmas=sigmas_fit[0] if single else sigmas_fit
             )
         temporal = None
-        if np.isfinite(predictions[batch]).any() and settings.temporal_weight > 0:
+        if np.isfinite(predictions_fit).any() and settings.temporal_weight > 0:
             temporal = TemporalPrior(
-                "predict", predictions[batch], sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[batch] ** 2
+                "predict", predictions_fit, sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[pick] ** 2
             )
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
-        result = refine(rig, skeleton, settings, uv[:, batch], confidence[:, batch], init_full, bone_prior, temporal)
+        result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
         # A joint no view supports this frame would only be the prediction: say it is not seen.
-        seen = known[batch] & (confidence[:, batch] > 0).any(axis=0)
-        fused = refine_output(rig, uv[:, batch], confidence[:, batch], result, seen, names)
+        seen = known[pick] & (confidence_fit > 0).any(axis=0)
+        fused = refine_output(rig, uv_fit, confidence_fit, result, seen, names)
         if config.single_view_joints:
-            usable = np.where(confidence[:, batch] >= config.min_confidence, confidence[:, batch], 0.0)
-            _add_single_view_joints(fused, rig, skeleton, uv[:, batch], usable, bone_lengths[batch],
-                                    bone_sigmas[batch], predictions[batch], config)
+            usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
+            _add_single_view_joints(fused, rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
+                                    config)
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]
             fuser._history.append((stamp, np.where(fused.confidence[i][:, None] > 0, fused.joints[i], np.nan)))
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
-                fuser._bone_window.append(bone_lengths_of(points[k], skeleton))
+                fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
 
 

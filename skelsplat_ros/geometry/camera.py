@@ -139,7 +139,7 @@ class Camera:
         """Pinhole ``P = K [R | t]`` ``[3, 4]`` (distortion not included)."""
         return self.K @ np.hstack([self.R, self.t[:, None]])
 
-    @property
+    @cached_property
     def has_distortion(self) -> bool:
         return bool(np.any(self.dist != 0.0))
 
@@ -307,40 +307,54 @@ class CameraRig:
         """The rig restricted to ``names``, in that order."""
         return CameraRig([self.cameras[self.index(n)] for n in names])
 
-    @property
+    # The stacked arrays below are built once per rig and shared (read-only): the per-frame paths read them many
+    # times. A rig, like its cameras (see ``Camera.monotonic_radius``), is not changed after construction; moving
+    # cameras come as a new rig per frame.
+
+    @cached_property
     def K(self) -> np.ndarray:
         """Intrinsics ``[V, 3, 3]``."""
-        return np.stack([c.K for c in self.cameras])
+        return _frozen(np.stack([c.K for c in self.cameras]))
 
-    @property
+    @cached_property
+    def K_inv(self) -> np.ndarray:
+        """Inverse intrinsics ``[V, 3, 3]``: pixels ``[u v 1]`` to normalised image coordinates."""
+        return _frozen(np.linalg.inv(self.K))
+
+    @cached_property
     def R(self) -> np.ndarray:
         """World-to-camera rotations ``[V, 3, 3]``."""
-        return np.stack([c.R for c in self.cameras])
+        return _frozen(np.stack([c.R for c in self.cameras]))
 
-    @property
+    @cached_property
     def t(self) -> np.ndarray:
         """World-to-camera translations ``[V, 3]``."""
-        return np.stack([c.t for c in self.cameras])
+        return _frozen(np.stack([c.t for c in self.cameras]))
+
+    @cached_property
+    def extrinsics(self) -> np.ndarray:
+        """World-to-camera ``[R | t]`` ``[V, 3, 4]``."""
+        return _frozen(np.concatenate([self.R, self.t[:, :, None]], axis=2))
 
     @property
     def sizes(self) -> np.ndarray:
         """Image sizes ``[V, 2]`` as (width, height)."""
         return np.array([c.size for c in self.cameras], dtype=np.float64)
 
-    @property
+    @cached_property
     def projection_matrices(self) -> np.ndarray:
         """Pinhole projection matrices ``[V, 3, 4]``."""
-        return np.stack([c.projection_matrix for c in self.cameras])
+        return _frozen(np.stack([c.projection_matrix for c in self.cameras]))
 
-    @property
+    @cached_property
     def centres(self) -> np.ndarray:
         """Camera centres ``[V, 3]``."""
-        return np.stack([c.centre for c in self.cameras])
+        return _frozen(np.stack([c.centre for c in self.cameras]))
 
-    @property
+    @cached_property
     def back_projections(self) -> np.ndarray:
         """``R^T K^-1`` per view ``[V, 3, 3]``: homogeneous ideal-pinhole pixels to world ray directions."""
-        return np.swapaxes(self.R, 1, 2) @ np.linalg.inv(self.K)
+        return _frozen(np.swapaxes(self.R, 1, 2) @ self.K_inv)
 
     def project(self, points: np.ndarray) -> np.ndarray:
         """World points ``[..., 3]`` into every view, with distortion: ``[V, ..., 2]``."""
@@ -348,9 +362,21 @@ class CameraRig:
 
     def undistort(self, keypoints: np.ndarray) -> np.ndarray:
         """Per-view distorted pixels ``[V, ..., 2]`` to ideal-pinhole pixels ``[V, ..., 2]``."""
+        if not any(c.has_distortion for c in self.cameras):
+            return np.array(keypoints, dtype=np.float64)  # one copy, not one per view
         return np.stack([c.undistort_pixels(kp) for c, kp in zip(self.cameras, keypoints)])
 
     def spatial_scale(self) -> float:
         """1.1 times the largest camera distance from the rig centroid (the 3DGS ``spatial_lr_scale``)."""
+        return self._spatial_scale
+
+    @cached_property
+    def _spatial_scale(self) -> float:
         centres = self.centres
         return 1.1 * float(np.max(np.linalg.norm(centres - centres.mean(axis=0), axis=1)))
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array``, read-only: a cached array handed to every caller must not be changed by one of them."""
+    array.flags.writeable = False
+    return array

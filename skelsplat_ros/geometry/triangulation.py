@@ -22,41 +22,45 @@ from .camera import CameraRig
 
 def _normalised(rig: CameraRig, uv: np.ndarray) -> np.ndarray:
     """Pixels ``[V, ..., 2]`` to normalised image coordinates ``[V, ..., 2]`` (``K^-1 [u v 1]``)."""
-    K_inv = np.linalg.inv(rig.K)  # [V, 3, 3]
-    extra = uv.ndim - 2
-    K_inv = K_inv.reshape(K_inv.shape[:1] + (1,) * extra + (3, 3))
-    homo = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
-    xy = np.einsum("...ij,...j->...i", K_inv, homo)
-    return xy[..., :2] / xy[..., 2:3]
+    K_inv = rig.K_inv  # [V, 3, 3]
+    flat = uv.reshape(len(uv), -1, 2)
+    # One matrix product per view (long inner loops), not one per point.
+    xy = flat @ np.swapaxes(K_inv[:, :2, :2], 1, 2) + K_inv[:, None, :2, 2]
+    w = flat @ K_inv[:, 2, :2, None] + K_inv[:, None, 2, 2:]
+    return (xy / w).reshape(uv.shape)
 
 
-def _view_normal_matrices(rig: CameraRig, uv: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Per-view DLT normal matrices ``A_v^T A_v`` ``[V, ..., 4, 4]`` in normalised coordinates, rows scaled by weight.
+def _dlt_rows(rig: CameraRig, uv: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """DLT rows ``[..., V, 2, 4]`` of pixels ``uv [V, ..., 2]`` in normalised coordinates, scaled by ``weights
+    [V, ...]``: per point, the stacked ``A`` of ``A X = 0``.
 
-    Invalid observations (weight 0 or non-finite pixel) contribute zero.
+    ``weights`` are >= 0, and 0 for the observations not to use (their pixels may be anything): zero rows.
     """
-    valid = np.isfinite(uv).all(axis=-1) & (weights > 0)
-    xy = np.where(valid[..., None], _normalised(rig, np.where(np.isfinite(uv), uv, 0.0)), 0.0)
-    extrinsic = np.concatenate([rig.R, rig.t[:, :, None]], axis=2)  # [V, 3, 4]
-    extra = uv.ndim - 2
-    extrinsic = extrinsic.reshape(extrinsic.shape[:1] + (1,) * extra + (3, 4))
-    row_x = xy[..., 0:1] * extrinsic[..., 2, :] - extrinsic[..., 0, :]
-    row_y = xy[..., 1:2] * extrinsic[..., 2, :] - extrinsic[..., 1, :]
-    w = np.where(valid, weights, 0.0)[..., None]
-    rows = np.stack([row_x * w, row_y * w], axis=-2)  # [V, ..., 2, 4]
-    return np.einsum("...ki,...kj->...ij", rows, rows)
+    xy = _normalised(rig, np.where((weights > 0)[..., None], uv, 0.0))
+    # Views last but two, so that a point's rows are contiguous: its normal matrix is one product A^T A.
+    xy, w = np.moveaxis(xy, 0, -2), np.moveaxis(weights, 0, -1)  # [..., V, 2], [..., V]
+    extrinsic = rig.extrinsics  # [V, 3, 4]
+    rows = xy[..., None] * extrinsic[:, None, 2] - extrinsic[:, :2]  # [..., V, 2, 4]: x P3 - P1, y P3 - P2
+    return rows * w[..., None, None]
+
+
+def _normal_matrices(rows: np.ndarray, views: np.ndarray | None = None) -> np.ndarray:
+    """Normal matrices ``A^T A`` ``[..., 4, 4]`` of DLT rows ``[..., V, 2, 4]``, summed over all views or over the
+    ``views [..., V]`` (0/1) alone."""
+    if views is not None:
+        rows = rows * views[..., None, None]
+    A = rows.reshape(rows.shape[:-3] + (-1, 4))
+    return np.swapaxes(A, -1, -2) @ A
 
 
 def _solve_normal(normal: np.ndarray) -> np.ndarray:
     """Null vector of summed normal matrices ``[..., 4, 4]`` -> dehomogenised points ``[..., 3]`` (NaN if degenerate)."""
     # Rescale so eigh is well conditioned whatever the weights.
-    scale = np.maximum(np.abs(normal).max(axis=(-2, -1), keepdims=True), 1e-300)
-    _, vectors = np.linalg.eigh(normal / scale)
+    scale = np.maximum(np.abs(normal.reshape(normal.shape[:-2] + (16,))).max(axis=-1), 1e-300)
+    _, vectors = np.linalg.eigh(normal / scale[..., None, None])
     homo = vectors[..., :, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        points = homo[..., :3] / homo[..., 3:4]
-    bad = np.abs(homo[..., 3]) < 1e-12
-    return np.where(bad[..., None], np.nan, points)
+    w = homo[..., 3:4]
+    return homo[..., :3] / np.where(np.abs(w) < 1e-12, np.nan, w)
 
 
 def project_pinhole(rig: CameraRig, points: np.ndarray) -> np.ndarray:
@@ -66,10 +70,12 @@ def project_pinhole(rig: CameraRig, points: np.ndarray) -> np.ndarray:
 
 def _project(P: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Points ``[..., 3]`` through projection matrices ``P [V, 3, 4]``: ``[V, ..., 2]`` (NaN behind a camera)."""
-    homo = np.concatenate([points, np.ones_like(points[..., :1])], axis=-1)
-    proj = np.einsum("vij,...j->v...i", P, homo)
+    # Points along the last axis ([V, 3, N]), as in project_with_jacobian.
+    proj = P[:, :, :3] @ points.reshape(-1, 3).T + P[:, :, 3:]  # [V, 3, N]
+    depth = proj[:, 2:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(proj[..., 2:3] > 1e-9, proj[..., :2] / proj[..., 2:3], np.nan)
+        uv = np.where(depth > 1e-9, proj[:, :2] / depth, np.nan)
+    return uv.transpose(0, 2, 1).reshape((len(P),) + points.shape[:-1] + (2,))
 
 
 def reprojection_errors(rig: CameraRig, points: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -87,7 +93,9 @@ def valid_observations(keypoints: np.ndarray, min_confidence: float = 0.0) -> np
     ``keypoints [V, ..., 3]``."""
     with np.errstate(invalid="ignore"):
         sane = (np.abs(keypoints[..., :2]) <= MAX_PIXEL).all(axis=-1)  # False for NaN and inf too
-        return sane & (np.nan_to_num(keypoints[..., 2]) > min_confidence)
+        confidence = keypoints[..., 2]
+        # A NaN confidence counts as 0 (np.nan_to_num's rule, without its cost).
+        return sane & (np.where(np.isnan(confidence), 0.0, confidence) > min_confidence)
 
 
 def triangulate_dlt(rig: CameraRig, uv: np.ndarray, weights: np.ndarray | None = None, min_views: int = 2) -> np.ndarray:
@@ -99,11 +107,9 @@ def triangulate_dlt(rig: CameraRig, uv: np.ndarray, weights: np.ndarray | None =
     """
     if weights is None:
         weights = np.isfinite(uv).all(axis=-1).astype(np.float64)
-    weights = np.where(np.isfinite(weights), weights, 0.0)
-    normal = _view_normal_matrices(rig, uv, weights).sum(axis=0)
-    points = _solve_normal(normal)
-    enough = ((weights > 0) & np.isfinite(uv).all(axis=-1)).sum(axis=0) >= min_views
-    return np.where(enough[..., None], points, np.nan)
+    valid = np.isfinite(weights) & (weights > 0) & np.isfinite(uv).all(axis=-1)
+    points = _solve_normal(_normal_matrices(_dlt_rows(rig, uv, np.where(valid, weights, 0.0))))
+    return np.where((valid.sum(axis=0) >= min_views)[..., None], points, np.nan)
 
 
 @dataclass
@@ -141,10 +147,10 @@ def _usable_views(
     rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, min_confidence: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Observations the subset searches may use ``[V, ...]`` (finite pixel, confidence >= ``min_confidence``) and
-    their confidence-weighted DLT normal matrices ``[V, ..., 4, 4]`` (zero where unusable)."""
+    their confidence-weighted DLT rows ``[..., V, 2, 4]`` (zero where unusable)."""
     weights = np.where(np.isfinite(confidence) & (confidence >= min_confidence), confidence, 0.0)
     usable = (weights > 0) & np.isfinite(uv).all(axis=-1)
-    return usable, _view_normal_matrices(rig, uv, np.where(usable, weights, 0.0))
+    return usable, _dlt_rows(rig, uv, np.where(usable, weights, 0.0))
 
 
 def _fit_views(normal: np.ndarray, used: np.ndarray, P: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +158,8 @@ def _fit_views(normal: np.ndarray, used: np.ndarray, P: np.ndarray, uv: np.ndarr
     ``used [V, ...]`` views of ``uv [V, ..., 2]`` (``P [V, 3, 4]``); ``inf`` where the point or an error is not finite."""
     points = _solve_normal(normal)
     with np.errstate(invalid="ignore"):
-        errors = np.where(used, np.linalg.norm(_project(P, points) - uv, axis=-1), 0.0)
+        offset = _project(P, points) - uv
+        errors = np.where(used, np.sqrt(offset[..., 0] ** 2 + offset[..., 1] ** 2), 0.0)
     mean = errors.sum(axis=0) / np.maximum(used.sum(axis=0), 1)
     return points, np.where(np.isfinite(mean) & np.isfinite(points).all(axis=-1), mean, np.inf)
 
@@ -185,48 +192,59 @@ def triangulate_robust(
     """
     num_views = uv.shape[0]
     batch_shape = uv.shape[1:-1]
-    valid, per_view = _usable_views(rig, uv, confidence, min_confidence)
-    valid = valid.reshape(num_views, -1)  # [V, N]
-    num_points = valid.shape[1]
-    points = np.full((num_points, 3), np.nan)
-    error = np.full(num_points, np.nan)
-    views_used = np.zeros((num_views, num_points), dtype=bool)
-
-    # Candidate (subset, point) pairs: the subsets of the views each point is seen in, shared by the points seen by
-    # the same views, in subset order (largest first) within each point.
-    seen = np.flatnonzero(valid.sum(axis=0) >= min_views)
-    masks, group = np.unique(np.packbits(valid[:, seen], axis=0).T, axis=0, return_inverse=True)
-    pair_subsets, pair_points = [np.zeros((0, num_views), dtype=bool)], [np.zeros(0, dtype=np.int64)]
-    for g in range(len(masks)):
-        members = seen[group.ravel() == g]
-        views = np.flatnonzero(valid[:, members[0]])
-        local = _cached_subsets(len(views), min_views, max_subsets)  # [S, n] over `views`
-        subsets = np.zeros((len(local), num_views), dtype=bool)
-        subsets[:, views] = local
-        pair_subsets.append(np.tile(subsets, (len(members), 1)))
-        pair_points.append(np.repeat(members, len(local)))
-    pair_subsets, pair_points = np.concatenate(pair_subsets), np.concatenate(pair_points)  # [M, V], [M]
-
-    P = rig.projection_matrices
-    per_view = per_view.reshape(num_views, -1, 4, 4)
     flat_uv = uv.reshape(num_views, -1, 2)
-    candidates = np.full((len(pair_points), 3), np.nan)
-    mean = np.full(len(pair_points), np.inf)  # inf: not tried
-
-    def fit(pairs: np.ndarray) -> None:
-        for start in range(0, len(pairs), SUBSET_BATCH):
-            batch = pairs[start: start + SUBSET_BATCH]
-            chosen, at = pair_subsets[batch], pair_points[batch]
-            normal = np.einsum("mv,vmij->mij", chosen.astype(np.float64), per_view[:, at])
-            candidates[batch], mean[batch] = _fit_views(normal, chosen.T, P, flat_uv[:, at])
+    valid, rows = _usable_views(rig, flat_uv, confidence.reshape(num_views, -1), min_confidence)  # [V, N], [N, V, 2, 4]
+    P = rig.projection_matrices
 
     # Each point's first subset is all of its views, the only subset of the largest size: where it passes, it is
-    # the answer, and the smaller subsets are tried only for the points where it fails (most points pass).
-    whole = np.diff(pair_points, prepend=-1) != 0
-    fit(np.flatnonzero(whole))
-    failed = np.zeros(num_points, dtype=bool)
-    failed[pair_points[whole]] = ~(mean[whole] < threshold_px)
-    fit(np.flatnonzero(~whole & failed[pair_points]))
+    # the answer, and the smaller subsets are tried only for the points where it fails. All the points' whole sets
+    # are one batch, whatever views each is seen in.
+    count = valid.sum(axis=0)
+    seen = (count >= min_views) & (max_subsets > 0)
+    whole_points, whole_error = _fit_views(_normal_matrices(rows), valid, P, flat_uv)
+    passed = seen & (whole_error < threshold_px)
+    points = np.where(passed[:, None], whole_points, np.nan)
+    error = np.where(passed, whole_error, np.nan)
+    views_used = valid & passed
+    retry = np.flatnonzero(seen & ~passed & (count > min_views))
+    if len(retry):
+        _search_subsets(rows, valid, flat_uv, P, retry, threshold_px, min_views, max_subsets, points, error, views_used)
+    return RobustTriangulation(
+        points=points.reshape(batch_shape + (3,)),
+        views_used=views_used.reshape((num_views,) + batch_shape),
+        error=error.reshape(batch_shape),
+    )
+
+
+def _search_subsets(
+    rows: np.ndarray,
+    valid: np.ndarray,
+    uv: np.ndarray,
+    P: np.ndarray,
+    retry: np.ndarray,
+    threshold_px: float,
+    min_views: int,
+    max_subsets: int,
+    points: np.ndarray,
+    error: np.ndarray,
+    views_used: np.ndarray,
+) -> None:
+    """:func:`triangulate_robust`'s search of the smaller view subsets for the points ``retry [R]`` (indices into
+    ``N``) whose whole view set failed, writing the winners into ``points [N, 3]``, ``error [N]`` and ``views_used
+    [V, N]``; ``rows [N, V, 2, 4]``, ``valid [V, N]``, ``uv [V, N, 2]`` as there."""
+    # Candidate (subset, point) pairs: the smaller subsets of the views each point is seen in, in subset order
+    # (largest first) within each point.
+    subsets = [_smaller_subsets(views.tobytes(), min_views, max_subsets) for views in valid[:, retry].T]
+    pair_subsets = np.concatenate(subsets)  # [M, V]
+    pair_points = np.repeat(retry, [len(s) for s in subsets])  # [M]
+
+    candidates = np.full((len(pair_points), 3), np.nan)
+    mean = np.full(len(pair_points), np.inf)
+    for start in range(0, len(pair_points), SUBSET_BATCH):
+        batch = slice(start, start + SUBSET_BATCH)
+        chosen, at = pair_subsets[batch], pair_points[batch]
+        normal = _normal_matrices(rows[at], chosen)
+        candidates[batch], mean[batch] = _fit_views(normal, chosen.T, P, uv[:, at])
     # Per point: the largest passing subset, then the lowest error (a stable sort keeps the first of equal ones).
     passes = mean < threshold_px
     size = np.where(passes, pair_subsets.sum(axis=1), 0)
@@ -238,16 +256,16 @@ def triangulate_robust(
     points[chosen_points] = candidates[best]
     error[chosen_points] = mean[best]
     views_used[:, chosen_points] = pair_subsets[best].T
-    return RobustTriangulation(
-        points=points.reshape(batch_shape + (3,)),
-        views_used=views_used.reshape((num_views,) + batch_shape),
-        error=error.reshape(batch_shape),
-    )
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_subsets(num_views: int, min_views: int, limit: int | None) -> np.ndarray:
-    subsets = view_subsets(num_views, min_views, limit)
+@functools.lru_cache(maxsize=256)
+def _smaller_subsets(views: bytes, min_views: int, limit: int) -> np.ndarray:
+    """The subsets after the first (the whole set) of :func:`view_subsets` of the views of a boolean mask ``[V]``
+    (its bytes, a hashable key), as a boolean ``[S, V]`` over the whole rig."""
+    mask = np.frombuffer(views, dtype=bool)
+    local = view_subsets(int(mask.sum()), min_views, limit)[1:]
+    subsets = np.zeros((len(local), len(mask)), dtype=bool)
+    subsets[:, mask] = local
     subsets.flags.writeable = False
     return subsets
 
@@ -298,12 +316,12 @@ def triangulate_greedy(
     where the exhaustive search grows as ``2^V``. A point whose views never agree is NaN.
     """
     num_views = uv.shape[0]
-    used, per_view = _usable_views(rig, uv, confidence, min_confidence)
+    used, rows = _usable_views(rig, uv, confidence, min_confidence)
     P = rig.projection_matrices
     view_axis = np.arange(num_views).reshape((-1,) + (1,) * (uv.ndim - 2))
 
     def solve(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _fit_views((per_view * mask[..., None, None]).sum(axis=0), mask, P, uv)
+        return _fit_views(_normal_matrices(rows, np.moveaxis(mask, 0, -1)), mask, P, uv)
 
     points, mean_error = solve(used)
     for _ in range(num_views - min_views):
@@ -348,12 +366,15 @@ def linear_covariance(
     seen by none) get a variance of ``(UNCONSTRAINED_RIG_SIZES * rig size)^2``, not ~0: a weak isotropic prior
     added to the information matrix, negligible wherever the views do constrain the point.
     """
-    _, jac, _ = project_with_jacobian(rig.K, rig.R, rig.t, np.nan_to_num(points))
+    finite = np.isfinite(points)
+    _, jac, _ = project_with_jacobian(rig.K, rig.R, rig.t, np.where(finite, points, 0.0))
     with np.errstate(all="ignore"):
-        per_view = np.nan_to_num(weights / np.asarray(sigma_px, dtype=np.float64) ** 2)
+        per_view = weights / np.asarray(sigma_px, dtype=np.float64) ** 2
+    # Non-finite (NaN: no observation) counts as unused.
+    per_view = np.where(np.isfinite(per_view), per_view, 0.0)
     info = np.einsum("v...,v...ka,v...kb->...ab", per_view, jac, jac)
     rig_size = rig.spatial_scale() or float(np.abs(rig.t).max()) or 1.0
     info = info + np.eye(3) / (UNCONSTRAINED_RIG_SIZES * rig_size) ** 2
     with np.errstate(all="ignore"):
         cov = np.linalg.inv(info)
-    return np.where(np.isfinite(points).all(-1)[..., None, None] & np.isfinite(cov), cov, np.nan)
+    return np.where(finite.all(-1)[..., None, None] & np.isfinite(cov), cov, np.nan)

@@ -17,7 +17,12 @@ from skelsplat_ros.fusion import (
 )
 from skelsplat_ros.fusion.config import EXHAUSTIVE_MAX_VIEWS
 from skelsplat_ros.fusion.offline import hampel_clean
-from skelsplat_ros.fusion.result import estimate_bone_prior
+from skelsplat_ros.fusion.result import (
+    bone_lengths_of,
+    column_nanmedian,
+    estimate_bone_prior,
+    split_keypoints,
+)
 from skelsplat_ros.geometry.triangulation import triangulate_greedy, triangulate_robust
 from skelsplat_ros.sim import make_scenario
 
@@ -148,6 +153,29 @@ def test_bone_prior_medians_and_tolerances():
     assert np.isnan(prior.lengths[2])
     fixed = estimate_bone_prior(samples, min_sigma=0.01, spread_factor=0.0)
     np.testing.assert_array_equal(fixed.sigmas, 0.01)
+
+
+def test_column_nanmedian_is_numpys():
+    rng = np.random.default_rng(1)
+    for rows in (1, 2, 7, 150):
+        samples = rng.normal(0.3, 0.05, (rows, 6))
+        samples[rng.random(samples.shape) < 0.3] = np.nan
+        samples[:, 0] = np.nan  # never seen
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            expected = np.nanmedian(samples, axis=0)
+        np.testing.assert_array_equal(column_nanmedian(samples), expected)
+
+
+def test_streaming_bone_window_keeps_the_last_frames_triangulated_lengths(lab_take):
+    config = replace(preset_config("default"), bone_window=7)
+    fuser = StreamingFuser(lab_take.rig, lab_take.skeleton, config)
+    for f in range(10):
+        fuser.step(lab_take.keypoints[:, f], f / 30)
+    points, _ = triangulate_baseline(lab_take.rig, *split_keypoints(lab_take.rig, lab_take.keypoints[:, 3:10]),
+                                     config, config.triangulation)
+    np.testing.assert_allclose(fuser._bone_window, bone_lengths_of(points, lab_take.skeleton), atol=1e-12)
+    fuser.reset()
+    assert fuser._bone_window.shape == (0, len(lab_take.skeleton.bones))
 
 
 def test_hampel_removes_a_spike_and_fills_gaps():

@@ -269,6 +269,34 @@ def test_rig_stacks_cameras_and_projection_matrix_matches_project():
         CameraRig([])
 
 
+def test_rig_arrays_are_built_once_and_read_only():
+    cameras = [Camera(f"c{k}", K_HD, *look_at(np.array([3.0, k - 1.0, 1.5]), np.array([0.0, 0.0, 1.0])), (1920, 1080))
+               for k in range(3)]
+    rig = CameraRig(cameras)
+    for name in ("K", "K_inv", "R", "t", "extrinsics", "projection_matrices", "centres", "back_projections"):
+        array = getattr(rig, name)
+        assert getattr(rig, name) is array  # cached, not rebuilt per access
+        with pytest.raises(ValueError, match="read-only"):
+            array[...] = 0.0  # shared by every caller: none may change it
+    np.testing.assert_allclose(rig.K_inv @ rig.K, np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(rig.projection_matrices, rig.K @ rig.extrinsics)
+    np.testing.assert_allclose(rig.back_projections, np.swapaxes(rig.R, 1, 2) @ np.linalg.inv(rig.K))
+    # A rig of moved cameras (a new rig per frame) has its own arrays.
+    moved = CameraRig([Camera(c.name, c.K, c.R, c.t + 1.0, c.size) for c in cameras])
+    np.testing.assert_allclose(moved.t, rig.t + 1.0)
+    np.testing.assert_allclose(moved.centres, [c.centre for c in moved.cameras])
+
+
+def test_rig_undistort_of_ideal_pinholes_is_a_float_copy():
+    rig = CameraRig([Camera(f"c{k}", K_HD, np.eye(3), [k, 0.0, 0.0], (1920, 1080)) for k in range(2)])
+    uv = np.arange(12, dtype=np.float32).reshape(2, 3, 2)
+    out = rig.undistort(uv)
+    assert out.dtype == np.float64 and out.flags.writeable
+    np.testing.assert_array_equal(out, uv)
+    out[...] = -1.0
+    assert uv.min() == 0.0
+
+
 # --- invalid calibrations ---------------------------------------------------------------------------------------
 
 

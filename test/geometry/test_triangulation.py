@@ -245,6 +245,42 @@ def test_robust_many_cameras_searches_the_views_each_point_is_seen_in(num_views)
     assert not result.views_used[5, 2] and result.views_used[:, 2].sum() == num_views - 1
 
 
+@pytest.mark.parametrize("max_subsets", [256, 3, 1])
+def test_robust_matches_a_search_of_every_subset_point_by_point(max_subsets):
+    # Messy data: noise, outliers, dropped and NaN views, so that some points pass with all their views, some need
+    # a smaller subset and some have none. Each point, on its own: the largest passing subset of its usable views
+    # (of the first max_subsets), then the lowest mean error.
+    rig = _rig(5)
+    points = _points((40,), seed=70)
+    rng = np.random.default_rng(71)
+    uv = project_pinhole(rig, points) + rng.normal(0.0, 2.0, (5, 40, 2))
+    uv += 60.0 * _unit_directions((5, 40), seed=72) * (rng.random((5, 40, 1)) < 0.25)
+    confidence = rng.uniform(0.2, 1.0, (5, 40))
+    uv[rng.random((5, 40)) < 0.1] = np.nan
+    result = triangulate_robust(rig, uv, confidence, threshold_px=6.0, min_confidence=0.3, max_subsets=max_subsets)
+    usable = (confidence >= 0.3) & np.isfinite(uv).all(-1)
+    outcomes = set()
+    for n in range(40):
+        views = np.flatnonzero(usable[:, n])
+        best = None
+        for local in view_subsets(len(views), 2, max_subsets):
+            subset = views[local]
+            point = triangulate_dlt(rig.subset([rig.names[v] for v in subset]), uv[subset, n], confidence[subset, n])
+            error = reprojection_errors(rig, point, uv[:, n])[subset].mean()
+            if error < 6.0 and (best is None or (len(subset), -error) > (len(best[0]), -best[2])):
+                best = (subset, point, error)
+        if best is None:
+            assert np.isnan(result.points[n]).all() and not result.views_used[:, n].any()
+            outcomes.add("none")
+            continue
+        subset, point, error = best
+        np.testing.assert_allclose(result.points[n], point, atol=1e-9)
+        np.testing.assert_allclose(result.error[n], error, rtol=1e-9)
+        np.testing.assert_array_equal(np.flatnonzero(result.views_used[:, n]), subset)
+        outcomes.add("all" if len(subset) == len(views) else "fewer")
+    assert outcomes == ({"all", "fewer", "none"} if max_subsets > 1 else {"all", "none"})
+
+
 def test_view_subsets_order_and_cap():
     subsets = view_subsets(4, 2)
     assert subsets.shape == (11, 4)  # 1 of size 4, 4 of size 3, 6 of size 2
