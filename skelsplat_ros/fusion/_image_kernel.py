@@ -9,14 +9,12 @@ from .objective import EPS2D, MAX_ALPHA
 
 
 @numba.njit(cache=True, nogil=True)
-def image_kernel(K, R, t, means, uv, weights, variance, sigma, normal):  # pragma: no cover (compiled)
-    """:func:`~skelsplat_ros.fusion.image_terms.image_terms_numpy`'s arguments (contiguous float64) and results,
-    the information and gradient empty (``[0, 0, ...]``) unless ``normal``."""
+def image_kernel(K, R, t, means, uv, weights, variance, sigma):  # pragma: no cover (compiled)
+    """:func:`~skelsplat_ros.fusion.image_terms.image_terms_numpy`'s arguments (contiguous float64) and results."""
     num_views, num_frames, num_joints = K.shape[0], means.shape[0], means.shape[1]
     image = np.zeros((num_frames, num_joints))
-    terms = num_frames if normal else 0
-    information = np.zeros((terms, num_joints, 3, 3))
-    gradient = np.zeros((terms, num_joints, 3))
+    information = np.zeros((num_frames, num_joints, 3, 3))
+    gradient = np.zeros((num_frames, num_joints, 3))
     distance = np.empty((num_views, num_frames, num_joints))
     overlap = np.empty((num_views, num_frames, num_joints))
     depth = np.empty((num_views, num_frames, num_joints))
@@ -58,13 +56,12 @@ def image_kernel(K, R, t, means, uv, weights, variance, sigma, normal):  # pragm
                 distance[v, f, j] = np.sqrt(du * du + dv * dv)
                 overlap[v, f, j] = agreement
                 depth[v, f, j] = cz
-                if normal:
-                    omega = weight * coupling * agreement
-                    for a in range(3):
-                        au[a] = omega * (ia * ju[a] + ib * jv[a])
-                        av[a] = omega * (ib * ju[a] + ic * jv[a])
-                    for a in range(3):
-                        for b in range(3):
-                            information[f, j, a, b] += ju[a] * au[b] + jv[a] * av[b]
-                        gradient[f, j, a] += au[a] * du + av[a] * dv
+                omega = weight * coupling * agreement
+                for a in range(3):
+                    au[a] = omega * (ia * ju[a] + ib * jv[a])
+                    av[a] = omega * (ib * ju[a] + ic * jv[a])
+                for a in range(3):
+                    for b in range(3):
+                        information[f, j, a, b] += ju[a] * au[b] + jv[a] * av[b]
+                    gradient[f, j, a] += au[a] * du + av[a] * dv
     return image, information, gradient, distance, overlap, depth

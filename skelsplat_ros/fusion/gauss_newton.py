@@ -79,7 +79,6 @@ class GaussNewtonObjective:
         temporal_weight: float,
         temporal_scale: float | np.ndarray,
     ):
-        # Stacked once: the rig's array properties rebuild them on every access.
         self.K, self.R, self.translation = rig.K, rig.R, rig.t
         self.uv = np.nan_to_num(uv)
         self.active = active
@@ -127,7 +126,7 @@ class GaussNewtonObjective:
         last = self._last
         if last is not None and last.sigma == sigma and np.array_equal(last.means, means):
             return last
-        image = image_terms(self.K, self.R, self.translation, means, self.uv, self.weights, self.t, sigma, True)
+        image = image_terms(self.K, self.R, self.translation, means, self.uv, self.weights, self.t, sigma)
         vec = means[:, self.bones[:, 0]] - means[:, self.bones[:, 1]]  # [F, B, 3]
         length = np.sqrt((vec * vec).sum(-1))
         residual = np.where(self.bone_mask, length - self.bone_lengths, 0.0)

@@ -32,16 +32,16 @@ class ImageTerms(NamedTuple):
 
     Attributes:
         image: ``[F, J]`` image term of each joint, summed over views.
-        information: ``[F, J, 3, 3]`` majorised, linearised information of each joint (``None`` unless asked for).
-        gradient: ``[F, J, 3]`` the matching gradient ``sum_v omega J^T A d`` (``None`` unless asked for).
+        information: ``[F, J, 3, 3]`` majorised, linearised information of each joint.
+        gradient: ``[F, J, 3]`` the matching gradient ``sum_v omega J^T A d``.
         distance: ``[V, F, J]`` px between projected mean and keypoint.
         overlap: ``[V, F, J]`` ``exp(-m / 2)``.
         depth: ``[V, F, J]`` of the mean in each camera (<= 0: behind it, where the view contributes nothing).
     """
 
     image: np.ndarray
-    information: np.ndarray | None
-    gradient: np.ndarray | None
+    information: np.ndarray
+    gradient: np.ndarray
     distance: np.ndarray
     overlap: np.ndarray
     depth: np.ndarray
@@ -49,11 +49,11 @@ class ImageTerms(NamedTuple):
 
 def image_terms_numpy(
     K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray, weights: np.ndarray,
-    variance: np.ndarray, sigma: float, normal: bool,
+    variance: np.ndarray, sigma: float,
 ) -> ImageTerms:
     """The reference: cameras ``K``, ``R`` ``[V, 3, 3]``, ``t`` ``[V, 3]``; means ``[F, J, 3]``; keypoints
     ``uv [V, F, J, 2]`` (finite everywhere; anything where ``weights`` is 0), ``weights`` and heatmap ``variance``
-    ``[V, F, J]``; splat standard deviation ``sigma``; ``normal``: also the information and gradient."""
+    ``[V, F, J]``; splat standard deviation ``sigma``."""
     projected, jac, depth = project_with_jacobian_rows(K, R, t, means)  # [2, V, F, J], [2, 3, V, F, J]
     # A view a joint is behind contributes nothing (as in the Adam path); its projection, with the depth clamped to
     # ~0, would overflow the splat covariance (a zero determinant by cancellation): give it the dilation only.
@@ -71,28 +71,23 @@ def image_terms_numpy(
     coupling = 4.0 * MAX_ALPHA * np.sqrt(det_r / det_s)
     w = np.where(front, weights, 0.0)
     image = (w * (MAX_ALPHA**2 * np.sqrt(det_r) / variance - coupling * overlap + 1.0)).sum(axis=0)
-    information = gradient = None
-    if normal:
-        omega = w * coupling * overlap
-        weighted = np.stack([omega * (ia * jac[0] + ib * jac[1]), omega * (ib * jac[0] + ic * jac[1])])  # omega A J
-        information = np.moveaxis((jac[:, :, None] * weighted[:, None, :]).sum(axis=(0, 3)), (0, 1), (-2, -1))
-        gradient = np.moveaxis((weighted * d[:, None]).sum(axis=(0, 2)), 0, -1)
+    omega = w * coupling * overlap
+    weighted = np.stack([omega * (ia * jac[0] + ib * jac[1]), omega * (ib * jac[0] + ic * jac[1])])  # omega A J
+    information = np.moveaxis((jac[:, :, None] * weighted[:, None, :]).sum(axis=(0, 3)), (0, 1), (-2, -1))
+    gradient = np.moveaxis((weighted * d[:, None]).sum(axis=(0, 2)), 0, -1)
     return ImageTerms(image, information, gradient, np.sqrt(d[0] ** 2 + d[1] ** 2), overlap, depth)
 
 
 def image_terms_numba(
     K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray, weights: np.ndarray,
-    variance: np.ndarray, sigma: float, normal: bool,
+    variance: np.ndarray, sigma: float,
 ) -> ImageTerms:
     """:func:`image_terms_numpy` in one compiled loop (raises ``ImportError`` without numba)."""
     from ._image_kernel import image_kernel  # numba compiles (or loads its cache) here, once per process
 
     f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
-    image, information, gradient, distance, overlap, depth = image_kernel(
-        f64(K), f64(R), f64(t), f64(means), f64(uv), f64(weights), f64(variance), float(sigma), bool(normal))
-    if not normal:
-        information = gradient = None
-    return ImageTerms(image, information, gradient, distance, overlap, depth)
+    return ImageTerms(*image_kernel(f64(K), f64(R), f64(t), f64(means), f64(uv), f64(weights), f64(variance),
+                                    float(sigma)))
 
 
 @functools.cache
@@ -106,8 +101,8 @@ def _numba_available() -> bool:
 
 def image_terms(
     K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray, weights: np.ndarray,
-    variance: np.ndarray, sigma: float, normal: bool,
+    variance: np.ndarray, sigma: float,
 ) -> ImageTerms:
     """:func:`image_terms_numba` when numba is installed, else :func:`image_terms_numpy` (same arguments)."""
     implementation = image_terms_numba if _numba_available() else image_terms_numpy
-    return implementation(K, R, t, means, uv, weights, variance, sigma, normal)
+    return implementation(K, R, t, means, uv, weights, variance, sigma)

@@ -9,7 +9,7 @@ import pytest
 
 import skelsplat_ros.fusion.gauss_newton as gauss_newton
 from skelsplat_ros.fusion import fuse_streaming, preset_config
-from skelsplat_ros.fusion.image_terms import image_terms, image_terms_numba, image_terms_numpy
+from skelsplat_ros.fusion.image_terms import image_terms_numba, image_terms_numpy
 from skelsplat_ros.sim import make_scenario
 
 pytest.importorskip("numba")
@@ -31,9 +31,9 @@ def evaluation_point():
     return rig, means, np.nan_to_num(uv), weights, variance
 
 
-def _arguments(point, sigma=0.03, normal=True):
+def _arguments(point, sigma=0.03):
     rig, means, uv, weights, variance = point
-    return rig.K, rig.R, rig.t, means, uv, weights, variance, sigma, normal
+    return rig.K, rig.R, rig.t, means, uv, weights, variance, sigma
 
 
 @pytest.mark.parametrize("sigma", [0.01, 0.03, 0.1])
@@ -44,14 +44,6 @@ def test_the_kernel_equals_the_reference(evaluation_point, sigma):
     for name, expected, got in zip(reference._fields, reference, compiled):
         assert got.shape == expected.shape, name
         np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, err_msg=name)
-
-
-def test_without_normal_equations_only_the_terms(evaluation_point):
-    full = image_terms(*_arguments(evaluation_point))
-    for implementation in (image_terms_numpy, image_terms_numba):
-        terms = implementation(*_arguments(evaluation_point, normal=False))
-        assert terms.information is None and terms.gradient is None
-        np.testing.assert_allclose(terms.image, full.image, rtol=1e-12)
 
 
 def test_the_gradient_is_the_derivative_of_the_majoriser(evaluation_point):
@@ -65,7 +57,7 @@ def test_the_gradient_is_the_derivative_of_the_majoriser(evaluation_point):
     for axis in range(3):
         shifted = means.copy()
         shifted[..., axis] += step
-        moved = image_terms_numba(rig.K, rig.R, rig.t, shifted, uv, weights, variance, sigma, False)
+        moved = image_terms_numba(rig.K, rig.R, rig.t, shifted, uv, weights, variance, sigma)
         numeric = (moved.image - terms.image) / step
         np.testing.assert_allclose(numeric[front], terms.gradient[..., axis][front], rtol=1e-2, atol=1e-3)
 
