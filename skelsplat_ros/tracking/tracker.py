@@ -206,9 +206,7 @@ class MultiPersonTracker:
     def _use_rig(self, rig: CameraRig) -> None:
         """The cameras of the coming association and fits (a moving rig is posed anew every frame)."""
         self.rig = rig
-        self._centres = rig.centres  # [V, 3]
-        self._back_projections = rig.back_projections  # [V, 3, 3]
-        self._sizes = rig.sizes  # [V, 2]
+        self._sizes = rig.sizes  # [V, 2] (built anew on each access, unlike the rig's other arrays)
         self._distorted = [v for v, camera in enumerate(rig) if camera.has_distortion]
 
     # ------------------------------------------------------------------------------------------------------------
@@ -377,7 +375,7 @@ class MultiPersonTracker:
         uv = np.where(valid[..., None], keypoints[..., :2], np.nan)
         for v in self._distorted:
             uv[view == v] = self.rig[v].undistort_pixels(uv[view == v])
-        direction = ray_directions(self._back_projections[view][:, None], uv)  # [N, J, 3]
+        direction = ray_directions(self.rig.back_projections[view][:, None], uv)  # [N, J, 3]
         bounds = np.searchsorted(view, np.arange(len(views) + 1))
         parts = [
             _ViewDetections(index[a:b], keypoints[a:b], weight[a:b], direction[a:b])
@@ -409,7 +407,7 @@ class MultiPersonTracker:
     def _track_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cost ``[T, N]`` of each track taking each detection of the frame (every view's), and whether it takes it
         mirrored."""
-        offset = predictions[:, None] - self._centres[frame.view][None, :, None]  # [T, N, J, 3]
+        offset = predictions[:, None] - self.rig.centres[frame.view][None, :, None]  # [T, N, J, 3]
         ox, oy, oz = (offset[:, :, None, :, k] for k in range(3))
         dx, dy, dz = (frame.direction[None, ..., k] for k in range(3))  # [1, N, 2, J]
         # The distance of each predicted joint to the ray: |offset x direction| (unit rays), written out because
@@ -525,7 +523,7 @@ class MultiPersonTracker:
         order = self._flip if mirror_b else np.arange(self.skeleton.num_joints)
         da = view_a.direction[slots_a][:, None]  # [Sa, 1, J, 3]
         db = view_b.direction[slots_b][:, order][None]  # [1, Sb, J, 3]
-        baseline = self._centres[b] - self._centres[a]
+        baseline = self.rig.centres[b] - self.rig.centres[a]
         normal = np.cross(da, db)
         norm = np.linalg.norm(normal, axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
