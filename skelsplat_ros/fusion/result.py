@@ -19,6 +19,10 @@ from ..skeleton.models import Skeleton
 from .config import EXHAUSTIVE_MAX_VIEWS, FusionConfig
 from .objective import BonePrior, RefineResult
 
+SUPPORT_THRESHOLD = 0.05
+"""A view supports a joint when its support (detection confidence times its agreement with the fit, in [0, 1])
+exceeds this: the views counted in ``FusionResult.num_views``."""
+
 
 @dataclass
 class FusionResult:
@@ -70,7 +74,7 @@ def summarise(
     estimated = np.isfinite(points).all(axis=-1)
     offset = project_pinhole(rig, points) - uv
     distance = np.sqrt(offset[..., 0] ** 2 + offset[..., 1] ** 2)
-    used = (support > 0.05) & np.isfinite(distance)
+    used = (support > SUPPORT_THRESHOLD) & np.isfinite(distance)
     num_views = used.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         reproj = np.where(used, distance, 0.0).sum(axis=0) / num_views
@@ -121,17 +125,26 @@ def column_nanmedian(samples: np.ndarray) -> np.ndarray:
     return 0.5 * (ordered[(count - 1) // 2, columns] + ordered[count // 2, columns])
 
 
-def estimate_bone_prior(lengths: np.ndarray, min_sigma: float, spread_factor: float) -> BonePrior:
+def estimate_bone_prior(
+    lengths: np.ndarray, min_sigma: float, spread_factor: float, min_samples: int = 1
+) -> BonePrior:
     """Per-subject bone prior from length samples ``[N, B]`` (NaN = not seen in that sample).
 
-    Lengths are medians. Tolerances are ``min_sigma``, widened to ``spread_factor`` robust standard deviations
-    (1.4826 MAD) of the samples: where the triangulation is noisy (depth along a narrow baseline), its lengths are
-    also biased long, and a tight prior would pull the joints apart.
+    Lengths are medians; a bone with fewer than ``min_samples`` samples is unknown (NaN). Tolerances are
+    ``min_sigma``, widened to ``spread_factor`` robust standard deviations (1.4826 MAD) of the samples: where the
+    triangulation is noisy (depth along a narrow baseline), its lengths are also biased long, and a tight prior
+    would pull the joints apart.
     """
     median = column_nanmedian(lengths)
+    median = np.where(np.isfinite(lengths).sum(axis=0) >= min_samples, median, np.nan)
     spread = 1.4826 * column_nanmedian(np.abs(lengths - median))
     sigmas = np.maximum(min_sigma, spread_factor * np.where(np.isnan(spread), 0.0, spread))
     return BonePrior(lengths=median, sigmas=sigmas)
+
+
+def refine_support(uv: np.ndarray, confidence: np.ndarray, result: RefineResult) -> np.ndarray:
+    """Each view's support ``[V, F, J]`` of a refinement's joints: its confidence times its agreement with them."""
+    return np.where(np.isfinite(uv).all(-1), confidence, 0.0) * result.agreement
 
 
 def refine_output(
@@ -139,8 +152,7 @@ def refine_output(
 ) -> FusionResult:
     """Fusion result of a refinement; joints with no usable initial guess stay NaN."""
     points = np.where(known[..., None], result.means, np.nan)
-    support = np.where(np.isfinite(uv).all(-1), confidence, 0.0) * result.agreement
-    return summarise(rig, points, uv, support, result.covariances, names)
+    return summarise(rig, points, uv, refine_support(uv, confidence, result), result.covariances, names)
 
 
 def fallback_position(points: np.ndarray) -> np.ndarray:

@@ -128,7 +128,7 @@ class TrackerStep:
     """What one :meth:`MultiPersonTracker.step` did.
 
     Attributes:
-        people: confirmed tracks refitted this frame, by id (what gets published).
+        people: confirmed tracks refitted this frame with at least one joint to output, by id (what gets published).
         tentative: tentative tracks alive after the step.
         confirmed: confirmed tracks alive after the step.
         ended: ids of confirmed tracks that ended at this step (unseen too long, merged into an older track, or
@@ -264,7 +264,8 @@ class MultiPersonTracker:
         fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp, self.rig)
         for k, keypoints, result in zip(ready, gathered, fits):
             track = self._tracks[k]
-            joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
+            # What the views saw, as fitted (also the joints not output until the bone lengths are known).
+            joints = track.fuser.estimate.joints[0]
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
                 continue
             track.joints, track.last_seen = joints, stamp
@@ -289,12 +290,12 @@ class MultiPersonTracker:
         fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp, self.rig)
         for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
-            joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
+            joints = fuser.estimate.joints[0]
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
                 continue
             for v, s, _ in cluster:
                 taken[v][s] = True
-            strong = (np.nan_to_num(result.num_views[0]) >= config.confirm_views).sum() >= config.min_fitted_joints
+            strong = (fuser.estimate.num_views[0] >= config.confirm_views).sum() >= config.min_fitted_joints
             track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
                            confirmed=config.confirm_frames <= 1 or strong)
             self._next_id += 1
@@ -317,10 +318,12 @@ class MultiPersonTracker:
             else:
                 alive.append(track)
         self._tracks = alive
+        # A person none of whose joints may be output yet (bone lengths still unknown: fusion/output.py) is
+        # tracked but not published.
         people = [
             PersonEstimate(t.track_id, refitted[t.track_id], taken_rows[t.track_id])
             for t in sorted(self._tracks, key=lambda t: t.track_id)
-            if t.confirmed and t.track_id in refitted
+            if t.confirmed and t.track_id in refitted and np.isfinite(refitted[t.track_id].joints).any()
         ]
         return TrackerStep(
             people=people,

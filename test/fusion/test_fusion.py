@@ -228,8 +228,11 @@ def test_default_streaming_beats_robust_triangulation(lab_take):
 
 
 def test_streaming_adam_through_the_raster_renderer(lab_take):
-    fused = _stream(preset_config("default", backend="raster", optimizer="adam", mode="streaming"), lab_take, frames=3)
-    assert np.isfinite(fused.joints).all(-1).mean() > 0.9
+    config = preset_config("default", backend="raster", optimizer="adam", mode="streaming")
+    fused = _stream(config, lab_take, frames=config.bone_samples + 2)
+    # Output once the person's bone lengths are known (fusion/output.py, rule 4).
+    assert np.isnan(fused.joints[:config.bone_samples]).all()
+    assert np.isfinite(fused.joints[config.bone_samples:]).all(-1).mean() > 0.9
 
 
 def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
@@ -244,13 +247,17 @@ def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
     assert (fuser.step(one_view, 11 / 30).confidence == 0).all()  # one view cannot fix depth
     assert fuser.resets == 0
     back_in_time = fuser.step(lab_take.keypoints[:, 12], 0.1)  # bag loop
-    assert fuser.resets == 1 and np.isfinite(back_in_time.joints).all(-1).mean() > 0.9
+    # The history and the bone lengths are forgotten: fused, but not output until the lengths are known again.
+    assert fuser.resets == 1 and np.isfinite(fuser.estimate.joints).all(-1).mean() > 0.9
+    assert np.isnan(back_in_time.joints).all()
     fuser.step(lab_take.keypoints[:, 13], 5.0)  # a long gap forgets the history too
     assert fuser.resets == 2
+    for f in range(1, config.bone_samples):
+        fuser.step(lab_take.keypoints[:, 13 + f], 5.0 + 0.1 * f)
     absurd = lab_take.keypoints[:, 14].copy()
     absurd[0, :, :2] = 1e200  # garbage from one camera: that view is ignored, the others still fuse
     absurd[1, 3, :2] = -1e300
-    fused = fuser.step(absurd, 5.1)
+    fused = fuser.step(absurd, 5.0 + 0.1 * config.bone_samples)
     assert np.isfinite(fused.joints).all(-1).mean() > 0.9 and (fused.num_views <= 3).all()
     with pytest.raises(ValueError, match="keypoints must be"):
         fuser.step(lab_take.keypoints[:, 14, :5], 5.2)

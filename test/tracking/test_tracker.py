@@ -18,6 +18,8 @@ FPS = 30.0
 SKELETON = get_skeleton("h36m17")
 CONFIG = preset_config("default")
 NO_EFFECTS = SceneEffects(occlusion=False, ghost_rate=0.0)
+WARM_UP = CONFIG.bone_samples
+"""Frames a new person is tracked before it is published: until its bone lengths are known (fusion/output.py)."""
 
 
 def _person(seed: int, frames: int, at: tuple[float, float], motion: str = "reach") -> np.ndarray:
@@ -54,7 +56,7 @@ def test_single_view_ghost_creates_nobody():
     assert ghost_views.sum() > 100, "the scene must hold many ghost detections"
     _, steps = _run(scene)
     joints, ids = _published(steps, scene.num_frames)
-    score = _oracle_free_score(joints, scene.ground_truth)
+    score = _oracle_free_score(joints[WARM_UP:], scene.ground_truth[WARM_UP:])
     assert len(ids) == 1 and score.precision == 1.0 and score.recall > 0.95
 
     # A ghost alone, in one view, for a second: no track at all, not even a tentative one.
@@ -78,7 +80,7 @@ def test_people_enter_and_leave_and_ids_are_never_reused():
     _, steps = _run(scene, TrackerConfig(delete_after=1.0))
     joints, ids = _published(steps, frames)
     score = _oracle_free_score(joints, truth)
-    assert score.precision == 1.0 and score.recall > 0.97
+    assert score.precision == 1.0 and score.recall > 0.95  # each arrival waits WARM_UP frames
     tracks_of_second = {p.track_id for f in list(range(20, 60)) + list(range(100, frames)) for p in steps[f].people
                         if np.nanmean(np.linalg.norm(p.result.joints[0] - truth[f, 1], axis=-1)) < 0.3}
     assert len(tracks_of_second) == 2, "coming back after the track ended gives a new id"
@@ -87,8 +89,8 @@ def test_people_enter_and_leave_and_ids_are_never_reused():
     ended_at = [f for f, s in enumerate(steps) if first in s.ended]
     assert len(ended_at) == 1 and 59 + 30 <= ended_at[0] <= 59 + 32, ended_at  # last seen at 59
     assert score.id_switches[0] == 0
-    # Entering: published within 2 frames (seen by 3+ views at once).
-    assert any(p.track_id == first for p in steps[21].people)
+    # Entering: published once the bone lengths are known (seen by 3+ views at once: confirmed at once).
+    assert any(p.track_id == first for p in steps[20 + WARM_UP].people)
 
 
 def test_two_people_half_a_metre_apart_occluding_each_other():
@@ -103,7 +105,7 @@ def test_two_people_half_a_metre_apart_occluding_each_other():
     assert scene.min_separation < 0.6
     _, steps = _run(scene)
     joints, ids = _published(steps, frames)
-    score = _oracle_free_score(joints, truth)
+    score = _oracle_free_score(joints[WARM_UP:], truth[WARM_UP:])
     assert len(ids) == 2 and score.recall == 1.0 and score.precision == 1.0 and score.id_switches == [0, 0]
     assert score.mpjpe_mm < 40.0
 
@@ -138,7 +140,7 @@ def test_left_right_swap_of_one_person_in_one_view_is_mirrored_back():
     scene.keypoints[v, f, s] = scene.keypoints[v, f, s][:, SKELETON.flip_permutation]
     tracker, steps = _run(scene)
     joints, ids = _published(steps, frames)
-    score = _oracle_free_score(joints, truth)
+    score = _oracle_free_score(joints[WARM_UP:], truth[WARM_UP:])
     assert len(ids) == 2 and score.id_switches == [0, 0] and score.recall == 1.0
     assert score_people(joints[:40], truth[:40], truth[:40]).mpjpe_mm < 30.0
     # What the track was fitted to in the swapped view is the detection mirrored back.
@@ -239,7 +241,7 @@ def test_cap_in_several_views_keeps_the_most_confident_and_their_rows():
     tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(max_people_per_view=3))
     rng = np.random.default_rng(1)
     rows = {0: (10, 7), 1: (6, 4)}  # view: (detections, row of the real person)
-    for f in range(3):
+    for f in range(WARM_UP + 1):  # published once the bone lengths are known
         detections = split_slots(scene.keypoints, f)
         for v, (size, row) in rows.items():
             crowd = np.repeat(detections[v][:1], size, axis=0)
