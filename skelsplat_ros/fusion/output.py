@@ -13,7 +13,6 @@
    the joint is seen, filled from its smoothed trajectory; streaming with ``single_view_joints``: a point on one
    view's ray at the bone lengths; later, a complete-skeleton fill from the body model). An offered joint is output
    with confidence 0, held to the bone lengths with the seen joints fixed; one that cannot be held stays NaN.
-
 4. **Known bones.** A bone's length is known once it has ``bone_samples`` samples (a person's first frames when
    streaming, a joint first seen late); a joint none of whose bones is known is not output, as nothing could check
    it.
@@ -46,7 +45,8 @@ HOLD_ITERATIONS = 50
 HOLD_SLACK = 1e-3
 """Relative slack on ``bone_tolerance`` of the final check: a sweep that stops this close to the band has converged."""
 GATE_ROUNDS = 3
-"""Joints per frame that the bone gate may reject, one at a time, the worst first."""
+"""Rounds of rule 2 that drop, per frame, the one joint moved furthest among those its views no longer agree with
+(then hold again); after them, every such joint goes at once."""
 
 Views = Callable[[np.ndarray], FusionResult]
 """What the views say of joints placed at ``[N, J, 3]`` (NaN = none): the fit's summary (views that agree,
@@ -307,8 +307,7 @@ def decide_output(
             new[:, first] &= ~broken[:, b]
             new[:, second] &= ~broken[:, b]
     offered = _masked(offered, merged, new)
-    offered.confidence[:] = 0.0
-    return _where(new, offered, output)
+    return _where(new, replace(offered, confidence=np.zeros_like(offered.confidence)), output)
 
 
 def seen_joints(fused: FusionResult, min_views: int) -> FusionResult:
