@@ -29,6 +29,7 @@ class Probe:
         self.tf: list[TFMessage] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: list[dict[str, str]] = []
+        self.messages: list[str] = []  # the diagnostics' status messages
         self.node.create_subscription(Skeleton3DArray, "skeletons",
                                       lambda m: self.skeletons.append((time.time(), m)), QoSProfile(depth=100))
         self.node.create_subscription(TFMessage, "/tf", self.tf.append, QoSProfile(depth=100))
@@ -39,6 +40,7 @@ class Probe:
         for status in msg.status:
             if status.name.endswith(": fusion"):
                 self.diagnostics.append({kv.key: kv.value for kv in status.values})
+                self.messages.append(status.message)
 
     def fused(self, since_ns: int = 0) -> list[Skeleton3DArray]:
         return [m for _, m in self.skeletons if m.skeletons and stamp_to_ns(m.header.stamp) >= since_ns]
@@ -72,3 +74,10 @@ def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+def wait_drained(fusion, probe: Probe, timeout: float = 15.0) -> bool:
+    """Until the fusion node has synchronized, fused and published all it took in, and ``probe`` received it (stop
+    its senders first): every frame sent is then counted, the last ones included, however loaded the machine."""
+    return wait_until(lambda: fusion.sync.pending == 0 and len(fusion.queue) == 0 and fusion.queue.idle
+                      and len(probe.skeletons) >= fusion.stats.published, timeout)

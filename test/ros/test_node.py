@@ -29,7 +29,7 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from skelsplat_ros.fusion import fuse_offline, preset_config  # noqa: E402
 from skelsplat_ros.ros.conversions import keypoints_msg, skeleton_arrays, stamp_to_ns  # noqa: E402
-from skelsplat_ros.ros.node import FusionNode  # noqa: E402
+from skelsplat_ros.ros.node import NODE_NAME, FusionNode  # noqa: E402
 from skelsplat_ros.ros.params import StartupError  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
 from skelsplat_ros.sim import make_scenario  # noqa: E402
@@ -46,7 +46,8 @@ REPO = Path(__file__).resolve().parents[2]
 def sim_run(module_context, tmp_path_factory):
     """Sim rig (lab, realistic noise, 20 Hz) -> fusion node (default method, params from a YAML file) -> probe.
 
-    Phase 1 until enough complete frames are fused; then cam3 is silenced for phase 2 (about 3 s).
+    The rig sends from the moment the node subscribes. Phase 1 until enough complete frames are fused; then cam3 is
+    silenced for phase 2 (about 3 s).
     """
     tmp = tmp_path_factory.mktemp("sim_run")
     calibration = tmp / "calibration.toml"
@@ -63,6 +64,7 @@ def sim_run(module_context, tmp_path_factory):
     sim = SimRigNode(context=module_context, parameter_overrides=[
         Parameter("rig", value="lab"), Parameter("rate", value=20.0), Parameter("noise", value="realistic"),
         Parameter("motion_seconds", value=20.0), Parameter("calibration_out", value=str(calibration)),
+        Parameter("wait_for_node", value=NODE_NAME),
     ])
     fusion = FusionNode(context=module_context, cli_args=["--ros-args", "--params-file", str(params_file)])
     probe = Probe(module_context)
@@ -113,8 +115,9 @@ def test_end_to_end_accuracy_vs_ground_truth_and_robust_triangulation(sim_run):
     # SkelSplat fuser (constant-velocity temporal prior) then loses about 15-30 mm against robust triangulation
     # (measured; a fusion-core matter). A node bug (camera order, units, stamps) costs far more than this.
     assert node_mpjpe < robust_mpjpe + 0.045, (node_mpjpe, robust_mpjpe)
-    # Stamps are the capture stamps, exactly, and come out in order.
+    # Stamps are the capture stamps, exactly, and come out in order; the rig's first frame is among them.
     stamps = [stamp_to_ns(m.header.stamp) for m in before_drop]
+    assert next(iter(sim.frame_of_stamp)) in {stamp_to_ns(m.header.stamp) for _, m in probe.skeletons}
     assert stamps == sorted(stamps)
     assert all(m.header.frame_id == "world" for m in before_drop)
     skeleton = before_drop[-1].skeletons[0]
@@ -329,13 +332,13 @@ def test_a_burst_of_frames_reaching_an_idle_worker_is_fused_whole(rclpy_context,
         return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
 
     try:
-        assert wait_until(lambda: fusion._worker_idle, timeout=10.0)
+        assert wait_until(lambda: fusion.queue.idle, timeout=10.0)
         now = time.time_ns()
         fusion._enqueue([frame(now), frame(now + 33_000_000)])
         assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), fusion.counters()
         assert fusion.counters().get("dropped.worker_queue", 0) == 0
         # Three at once: one for the idle thread, one waiting behind it; the oldest is dropped.
-        assert wait_until(lambda: fusion._worker_idle, timeout=5.0)
+        assert wait_until(lambda: fusion.queue.idle, timeout=5.0)
         now = time.time_ns()
         fusion._enqueue([frame(now), frame(now + 33_000_000), frame(now + 66_000_000)])
         assert wait_until(lambda: fusion.stats.published == 4, timeout=5.0)
