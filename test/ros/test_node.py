@@ -314,6 +314,38 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
         fusion.destroy_node()
 
 
+def test_frame_observers_see_every_fused_frame_and_one_that_fails_stops_nothing(rclpy_context, tmp_path):
+    from skelsplat_ros.geometry.calibration import save_calibration
+    from skelsplat_ros.io.sync import SyncedFrame
+
+    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
+    calibration = tmp_path / "calibration.toml"
+    save_calibration(scenario.rig, calibration)
+    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
+        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
+        Parameter("track_confirm_frames", value=1)])
+    seen: list = []
+
+    def broken(_frame) -> None:
+        raise ValueError("an observer bug")
+
+    fusion.add_frame_observer(seen.append)
+    fusion.add_frame_observer(broken)
+    stamps = [time.time_ns(), time.time_ns() + 50_000_000]
+    try:
+        for stamp_ns in stamps:
+            views = {c: (stamp_ns, scenario.keypoints[v, 0][None], f"{c}_optical") for v, c in enumerate(CAMERAS)}
+            fusion._enqueue([SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0,
+                                         0.0)])
+            assert wait_until(lambda: len(seen) == stamps.index(stamp_ns) + 1, timeout=10.0)
+    finally:
+        fusion.destroy_node()
+    assert [f.stamp_ns for f in seen] == stamps and fusion.stats.published == 2
+    assert seen[0].rig.names == CAMERAS and [len(d) for d in seen[0].detections] == [1] * 4
+    assert [p.track_id for p in seen[1].step.people] == [0] and 0 in seen[1].step.assignments
+    assert fusion.counters()["observer_errors"] == 2 and fusion.counters().get("fusion_errors", 0) == 0
+
+
 def test_a_burst_of_frames_reaching_an_idle_worker_is_fused_whole(rclpy_context, tmp_path):
     """worker_queue 1 bounds the frames waiting behind the one being fused: two frames synchronized at once (late
     keypoints published in batches) while the fusion thread waits are both fused, not one pushed out by the other
