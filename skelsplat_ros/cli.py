@@ -22,9 +22,10 @@ keypoints (KP):
   NaN-padded), or a JSON folder with --people all, is tracked and fused person by person.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
   Or a ROS 2 bag (folder with metadata.yaml, MCAP or sqlite3, or a bare .mcap): Keypoints2DArray messages on
-  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does; cameras from --calibration, or
-  else from /<camera>/camera_info + /tf + /tf_static in the bag, each view posed at its own stamp (moving
-  cameras: --mode streaming). --skeleton is required.
+  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does and placed on the recording's
+  timeline (a frame the synchronizer could not fill is a missing frame); several people per message are tracked
+  as from a 5-D .npz; cameras from --calibration, or else from /<camera>/camera_info + /tf + /tf_static in the
+  bag, each view posed at its own stamp (moving cameras: --mode streaming). --skeleton is required.
 
 output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F, J, 3, 3] = position
   uncertainty in m^2 (large along directions no view constrains), joint_names [J], num_views,
