@@ -32,8 +32,9 @@ output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F
   reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
   Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in centimetres or
   millimetres is detected from the people's size or the cameras' field (or give --calibration-units) and
-  converted; when neither decides, fuse stops and asks for --calibration-units. With bag input, .mcap writes a rosbag2 bag (RUN.mcap ->
-  folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
+  converted; when neither decides, fuse stops and asks for --calibration-units. With bag input, .mcap writes a
+  rosbag2 bag (RUN.mcap -> folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz
+  then holds timestamps_ns.
   Several people: .npz joints [F, T, J, 3], confidence [F, T, J], covariance [F, T, J, 3, 3], track_ids [T],
   joint_names (NaN/0 where a track is absent); .trc one file per track, OUT_<id>.trc; .csv a track column.
 
@@ -145,11 +146,10 @@ def _fuse_people(args, rig, skeleton, data, config, fps, output, recording=None,
         result = track_offline(rig, skeleton, data, config, fps, progress=progress, stamps=stamps)
     elif recording is None:
         result = track_streaming(rig, skeleton, data, config, fps, progress=progress)
-    else:  # the frames the node would have had: those the synchronizer filled, at their stamps
-        there = recording.present
-        rigs = [r for r, kept in zip(recording.rigs, there) if kept] if recording.moving else None
+    else:
+        there, there_stamps, rigs = recording.filled()
         result = spread_result(track_streaming(rig, skeleton, data[:, there], config, fps, progress=progress,
-                                               stamps=stamps[there], rigs=rigs), recording.timeline)
+                                               stamps=there_stamps, rigs=rigs), recording.timeline)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     if recording is not None:
@@ -231,11 +231,9 @@ def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
     start = time.perf_counter()
     if args.mode == "offline":  # the whole timeline: a frame the synchronizer could not fill is a missing frame
         result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config, fps=frames.fps)
-    else:  # the frames the node would have had, at their stamps
-        present = frames.present
-        stamps = (frames.stamps_ns[present] - frames.stamps_ns[0]) * 1e-9
-        rigs = [r for r, there in zip(frames.rigs, present) if there] if frames.moving else None
-        result = spread_result(fuse_streaming(frames.rigs[0], skeleton, frames.keypoints[:, present], config,
+    else:
+        there, stamps, rigs = frames.filled()
+        result = spread_result(fuse_streaming(frames.rigs[0], skeleton, frames.keypoints[:, there], config,
                                               frames.fps, stamps=stamps, rigs=rigs), frames.timeline)
     elapsed = time.perf_counter() - start
     if writes_bag:

@@ -238,7 +238,8 @@ def save_calibration(rig: CameraRig, path: str | Path, metadata: dict[str, Any] 
 # --- units -------------------------------------------------------------------------------------------------------
 
 
-def rig_in_metres(rig: CameraRig, units: str = "auto", keypoints: np.ndarray | None = None) -> tuple[CameraRig, str, str]:
+def rig_in_metres(rig: CameraRig, units: str = "auto",
+                  keypoints: np.ndarray | None = None) -> tuple[CameraRig, str, str]:
     """``rig`` as read from its file, converted to metres: ``units`` is ``m``, ``cm``, ``mm`` or ``auto``
     (:func:`~skelsplat_ros.geometry.units.detect_units`, with the evidence of ``keypoints [V, F, J, 3]`` in ``rig``
     order when given). Returns ``(rig in metres, the unit it was read in, the evidence in words or "as told")``.

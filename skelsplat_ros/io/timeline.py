@@ -63,7 +63,8 @@ class Timeline:
         return self.num_frames - int(self.slots.size)
 
     def spread(self, values: np.ndarray, fill: float, axis: int = 0) -> np.ndarray:
-        """``values`` with ``N`` (recording frames) along ``axis`` -> ``F`` (timeline frames), ``fill`` where missing."""
+        """``values`` with ``N`` (recording frames) along ``axis`` -> ``F`` (timeline frames), ``fill`` where
+        missing."""
         values = np.asarray(values)
         shape = list(values.shape)
         shape[axis] = self.num_frames

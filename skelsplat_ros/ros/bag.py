@@ -140,6 +140,14 @@ class BagFrames:
     def multi_person(self) -> bool:
         return self.keypoints.ndim == 5
 
+    def filled(self) -> tuple[np.ndarray, np.ndarray, list[CameraRig] | None]:
+        """The frames the node would have had, those the synchronizer filled (what a streaming replay fuses): their
+        mask ``[F]``, their stamps in seconds from the first frame, and their rigs (moving cameras; else None)."""
+        there = self.present
+        stamps = (self.stamps_ns[there] - self.stamps_ns[0]) * 1e-9
+        rigs = [rig for rig, kept in zip(self.rigs, there) if kept] if self.moving else None
+        return there, stamps, rigs
+
 
 def _open(path: Path):
     from rosbags.rosbag2 import Reader

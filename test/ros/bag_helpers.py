@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +20,16 @@ from skelsplat_ros.ros.conversions import keypoints_msg, ns_to_stamp
 from skelsplat_ros.ros.rig_publisher import optical_frame, static_transforms
 
 START_NS = 1_700_000_000_000_000_000
+REPO = Path(__file__).resolve().parents[2]
+
+
+def play_bag(path: Path) -> subprocess.CompletedProcess:
+    """``skelsplat play`` of the bag in a process of its own (as a user runs it); fails the test on an error."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "play", str(path), "--start-delay", "8"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run
 
 
 def write_keypoints_bag(path: Path, cameras: list[str], keypoints: np.ndarray, fps: float, skeleton: str,

@@ -4,8 +4,6 @@ sim time would otherwise be thrown between two clocks)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -25,7 +23,9 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from skelsplat_ros.ros.bag import typestore_with_our_messages  # noqa: E402
 from skelsplat_ros.ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).parent))
+from bag_helpers import play_bag  # noqa: E402
+
 S = 1_000_000_000
 LOG_START = 1_700_000_000 * S
 
@@ -50,10 +50,7 @@ def test_a_recorded_clock_is_played_as_recorded_reset_included(ros_env, tmp_path
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     try:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "play", str(tmp_path / "sim"),
-                              "--start-delay", "8"], env=env, capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr
+        run = play_bag(tmp_path / "sim")
     finally:
         executor.shutdown(timeout_sec=2.0)
         thread.join(timeout=5.0)
