@@ -11,6 +11,11 @@ Nothing is sent before the node listens: playing starts once every keypoint topi
 subscribes only when it is warmed up and ready to fuse its first frame), with ``/clock`` set to the recording's start
 a moment before the first message. Topics nobody subscribes to are named on stderr; when nobody subscribes to any of
 the awaited topics within ``wait`` seconds, nothing is played (:class:`NobodyListens`).
+
+A bag that recorded ``/clock`` itself (a simulator's clock, recorded with its topics) is played on that clock:
+its ``/clock`` is republished as recorded and no clock is made from the log times. Two clocks on one topic would
+throw a node on sim time back and forth between them, and a simulator reset recorded in the bag (its clock going
+back) must reach the node as it happened, so that the node's TF buffer and synchronizer start over.
 """
 
 from __future__ import annotations
@@ -68,7 +73,6 @@ def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, w
     node = Node("skelsplat_play")
     published = 0
     try:
-        clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
         publishers, connections = {}, []
         for connection in reader.connections:
             if topics and connection.topic not in topics:
@@ -82,6 +86,13 @@ def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, w
                 qos = _STATIC_QOS if connection.topic == "/tf_static" else _QOS
                 publishers[connection.topic] = node.create_publisher(cls, connection.topic, qos)
             connections.append(connection)
+        recorded_clock = "/clock" in publishers
+        if recorded_clock:
+            clock_pub = publishers["/clock"]
+            print("skelsplat play: the bag holds /clock: played as recorded (no clock made from the log times)",
+                  file=sys.stderr)
+        else:
+            clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
         awaited = sorted({c.topic for c in connections if c.msgtype == KEYPOINTS_TYPE}) or sorted(publishers)
         _wait_for_subscribers({topic: publishers[topic] for topic in awaited}, wait)
         unheard = sorted(topic for topic, publisher in publishers.items() if not publisher.get_subscription_count())
@@ -90,7 +101,8 @@ def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, w
         clock_period = 1.0 / clock_rate
 
         def publish_clock(ns: int) -> None:
-            clock_pub.publish(Clock(clock=ns_to_stamp(ns)))
+            if not recorded_clock:
+                clock_pub.publish(Clock(clock=ns_to_stamp(ns)))
 
         # A node on sim time gets the recording's clock before its first message (its stamp checks need it), and the
         # subscribers' side of discovery a moment to settle.

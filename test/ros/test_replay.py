@@ -6,8 +6,6 @@ so and plays nothing."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +19,7 @@ pytest.importorskip("rosbags")
 pytest.importorskip("skelsplat_ros.msg")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bag_helpers import START_NS, write_keypoints_bag  # noqa: E402
+from bag_helpers import START_NS, play_bag, play_process, write_keypoints_bag  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -36,7 +34,6 @@ from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim import make_scenario  # noqa: E402
 from skelsplat_ros.tracking.recording import track_streaming  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 FPS = 20.0
 FRAMES = 50
 
@@ -70,10 +67,7 @@ def test_replayed_bag_through_the_node_on_sim_time_matches_the_offline_route(ros
     thread = threading.Thread(target=lambda: _spin(executor), daemon=True)
     thread.start()
     try:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "play", str(tmp_path / "rec")],
-                             env=env, capture_output=True, text=True, timeout=90)
-        assert run.returncode == 0, run.stderr
+        play_bag(tmp_path / "rec")
         deadline = time.monotonic() + 10.0
         while len(received) < FRAMES and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -89,12 +83,6 @@ def test_replayed_bag_through_the_node_on_sim_time_matches_the_offline_route(ros
     assert int(frames.stamps_ns[0]) in received, "the recording's first frame was not fused"
     for stamp, (track_id, joints) in received.items():
         np.testing.assert_allclose(joints, expected[stamp][track_id], atol=1e-9)
-
-
-def _play(bag: Path, *options: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    return subprocess.Popen([sys.executable, "-m", "skelsplat_ros.cli", "play", str(bag), *options], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_a_bag_played_into_a_node_started_at_the_same_moment_loses_no_frame(ros_env, tmp_path):
@@ -122,7 +110,7 @@ def test_a_bag_played_into_a_node_started_at_the_same_moment_loses_no_frame(ros_
                                                           "calibration_file": str(tmp_path / "calibration.toml")},
                               tmp_path / "node.log")
     try:
-        player = _play(tmp_path / "rec")
+        player = play_process(tmp_path / "rec")
         out, err = player.communicate(timeout=120)
         assert player.returncode == 0, err
         deadline = time.monotonic() + 5.0
@@ -143,7 +131,7 @@ def test_a_bag_played_into_a_node_started_at_the_same_moment_loses_no_frame(ros_
 def test_play_with_nobody_listening_says_so_and_plays_nothing(ros_env, tmp_path):
     scenario = make_scenario("lab", num_frames=5, fps=FPS, seed=1)
     write_keypoints_bag(tmp_path / "rec", scenario.rig.names, scenario.keypoints, FPS, "h36m17")
-    player = _play(tmp_path / "rec", "--wait", "1")
+    player = play_process(tmp_path / "rec", "--wait", "1")
     out, err = player.communicate(timeout=60)
     assert player.returncode == 2, (out, err)
     assert "nobody subscribes to /cam0/keypoints, /cam1/keypoints" in err and "nothing played" in err
