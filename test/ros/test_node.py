@@ -32,9 +32,15 @@ from skelsplat_ros.ros.conversions import keypoints_msg, skeleton_arrays, stamp_
 from skelsplat_ros.ros.node import NODE_NAME, FusionNode  # noqa: E402
 from skelsplat_ros.ros.params import StartupError  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
-from skelsplat_ros.sim import make_scenario  # noqa: E402
 
-from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import (  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+    CAMERAS,
+    Probe,
+    Spinner,
+    robust_node,
+    synced_frame,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -191,15 +197,8 @@ def _person(kp: np.ndarray, person_id: int = 0) -> PersonKeypoints2D:
 
 
 def test_malformed_messages_are_counted_and_the_node_survives(rclpy_context, tmp_path):
-    from skelsplat_ros.geometry.calibration import save_calibration
-
-    scenario = make_scenario("lab", num_frames=60, fps=20, noise="clean", seed=3)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
-        Parameter("max_stamp_age", value=10.0), Parameter("diagnostics_period", value=0.3),
-    ])
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 3, Parameter("max_stamp_age", value=10.0),
+                                   Parameter("diagnostics_period", value=0.3), num_frames=60)
     probe = Probe(rclpy_context)
     sender = Node("sender", context=rclpy_context)
     pubs = {c: sender.create_publisher(Keypoints2DArray, f"{c}/keypoints", qos_profile_sensor_data) for c in CAMERAS}
@@ -270,26 +269,16 @@ def test_malformed_messages_are_counted_and_the_node_survives(rclpy_context, tmp
 
 
 def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(rclpy_context, tmp_path):
-    from skelsplat_ros.geometry.calibration import save_calibration
-    from skelsplat_ros.io.sync import SyncedFrame
-
-    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
-        Parameter("track_confirm_frames", value=1)])  # published from its first frame
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1,
+                                   Parameter("track_confirm_frames", value=1))  # published from its first frame
     markers: list[MarkerArray] = []
     # Markers are built only for a reader (rviz): one here, then record what would go to it.
     fusion.create_subscription(MarkerArray, "skeleton_markers", lambda _msg: None, 10)
     assert wait_until(lambda: fusion.marker_pub.get_subscription_count() > 0, timeout=5.0)
     fusion.marker_pub.publish = markers.append
-    nobody = np.empty((0, 17, 3))
 
-    def frame(stamp_ns: int, with_person: bool) -> SyncedFrame:
-        views = {c: (stamp_ns, scenario.keypoints[v, 0][None] if with_person else nobody, f"{c}_optical")
-                 for v, c in enumerate(CAMERAS)}
-        return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
+    def frame(stamp_ns: int, with_person: bool):
+        return synced_frame(scenario, stamp_ns, with_person)
 
     try:
         def boom(*_args, **_kwargs):
@@ -315,15 +304,7 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
 
 
 def test_frame_observers_see_every_fused_frame_and_one_that_fails_stops_nothing(rclpy_context, tmp_path):
-    from skelsplat_ros.geometry.calibration import save_calibration
-    from skelsplat_ros.io.sync import SyncedFrame
-
-    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
-        Parameter("track_confirm_frames", value=1)])
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1, Parameter("track_confirm_frames", value=1))
     seen: list = []
 
     def broken(_frame) -> None:
@@ -334,9 +315,7 @@ def test_frame_observers_see_every_fused_frame_and_one_that_fails_stops_nothing(
     stamps = [time.time_ns(), time.time_ns() + 50_000_000]
     try:
         for stamp_ns in stamps:
-            views = {c: (stamp_ns, scenario.keypoints[v, 0][None], f"{c}_optical") for v, c in enumerate(CAMERAS)}
-            fusion._enqueue([SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0,
-                                         0.0)])
+            fusion._enqueue([synced_frame(scenario, stamp_ns)])
             assert wait_until(lambda: len(seen) == stamps.index(stamp_ns) + 1, timeout=10.0)
     finally:
         fusion.destroy_node()
@@ -350,18 +329,10 @@ def test_a_burst_of_frames_reaching_an_idle_worker_is_fused_whole(rclpy_context,
     """worker_queue 1 bounds the frames waiting behind the one being fused: two frames synchronized at once (late
     keypoints published in batches) while the fusion thread waits are both fused, not one pushed out by the other
     before the thread could claim it."""
-    from skelsplat_ros.geometry.calibration import save_calibration
-    from skelsplat_ros.io.sync import SyncedFrame
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1)
 
-    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust")])
-
-    def frame(stamp_ns: int) -> SyncedFrame:
-        views = {c: (stamp_ns, scenario.keypoints[v, 0][None], f"{c}_optical") for v, c in enumerate(CAMERAS)}
-        return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
+    def frame(stamp_ns: int):
+        return synced_frame(scenario, stamp_ns)
 
     try:
         assert wait_until(lambda: fusion.queue.idle, timeout=10.0)

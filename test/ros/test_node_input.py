@@ -17,23 +17,14 @@ from rclpy.time import Time as RosTime  # noqa: E402
 
 from skelsplat_ros.ros.conversions import keypoints_msg  # noqa: E402
 from skelsplat_ros.ros.hostile import hostile_msg  # noqa: E402
-from skelsplat_ros.ros.node import FusionNode  # noqa: E402
-from skelsplat_ros.sim import make_scenario  # noqa: E402
 from skelsplat_ros.sim.hostile import MALFORMATIONS, HostileDetector  # noqa: E402
 
-from node_harness import CAMERAS  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, robust_node  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 
 
 def _node(rclpy_context, tmp_path, *parameters: Parameter):
-    from skelsplat_ros.geometry.calibration import save_calibration
-
-    scenario = make_scenario("lab", num_frames=10, fps=30, noise="clean", seed=4)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    node = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"), *parameters])
-    return node, scenario
+    return robust_node(rclpy_context, tmp_path, 4, *parameters, num_frames=10)
 
 
 @pytest.fixture
