@@ -18,6 +18,11 @@ Fusion runs in its own thread so that the executor keeps taking messages while a
 is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
 keeps the latency bounded. Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
 
+The node is ready when it subscribes: the fusion thread warms up first (while the executor serves CameraInfo, TF
+and /diagnostics), and the keypoint subscriptions are made only then, so the first frame a detector sends on seeing
+them is fused. The pure parts live in the core: the statistics and the report (io/health.py), the hand-off queue
+(io/frame_queue.py), the warm-up (tracking/warmup.py); the messages of a frame come from ros/outputs.py.
+
 Under load, work is shed in this order, each step counted in /diagnostics: malformed messages first (rejected by
 the validator before they are parsed further, synchronized or fused: they never refresh a camera's liveness, never
 move the clock-jump or staleness logic and never displace a valid message of the same stamp), then the oldest
