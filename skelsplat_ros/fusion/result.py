@@ -29,8 +29,10 @@ class FusionResult:
     """Fused joints, per frame and joint.
 
     Attributes:
-        joints: ``[F, J, 3]`` world positions (NaN = not estimated).
-        confidence: ``[F, J]`` in [0, 1] (0 where NaN).
+        joints: ``[F, J, 3]`` world positions (NaN = not estimated; what a fusion path outputs is decided in
+            ``output.py``).
+        confidence: ``[F, J]`` in [0, 1]; 0 where NaN, and where a joint is output without enough views agreeing
+            (an offline gap interpolated, a single-view joint).
         covariance: ``[F, J, 3, 3]`` position uncertainty of each joint (world units^2): first order, from the
             views that support it (``linear_covariance``), for every method; a direction no view constrains (along
             the ray of a joint seen by one view) has a large variance, not ~0.
