@@ -44,9 +44,10 @@ class FusionConfig:
         hampel_min_distance: ... and at least this far from the median (world units).
         bone_lengths: estimate per-subject bone lengths for the bone-length term.
         bone_window: streaming: frames in the sliding window of bone-length medians.
-        bone_samples: streaming: a bone's length is known (``output.py`` holds the output to it) once the window
-            has this many triangulated samples of it; a joint none of whose bones is known yet is not output (a
-            person's first frames). Offline every bone seen in some frame is known.
+        bone_warmup: streaming: a joint is output only once one of its bones has this many triangulated samples in
+            the person's window (``output.py``, rule 4: a person's first frames are withheld until their bone
+            lengths are known); 0 = from the person's first frame (held to the lengths of the frames before it; the
+            first one as fitted).
         gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
@@ -81,7 +82,7 @@ class FusionConfig:
     hampel_min_distance: float = 0.05
     bone_lengths: bool = False
     bone_window: int = 150
-    bone_samples: int = 3
+    bone_warmup: int = 3
     gate_distance: float = 0.3
     single_view_joints: bool = False
     reset_after: float = 1.0
@@ -104,8 +105,8 @@ class FusionConfig:
             raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
         if self.max_gap is not None and self.max_gap < 0:
             raise ValueError("max_gap must be >= 0 seconds (or None)")
-        if self.bone_samples < 1:
-            raise ValueError("bone_samples must be at least 1")
+        if self.bone_warmup < 0:
+            raise ValueError("bone_warmup must be >= 0 frames")
         if self.max_fill < 0 or not 0 <= self.bone_tolerance < 1:
             raise ValueError("max_fill must be >= 0 seconds and bone_tolerance in [0, 1)")
 

@@ -37,7 +37,7 @@ from .result import (
     summarise,
     triangulate_baseline,
 )
-from .output import decide_output, gap_offer, views_verdict, withhold_unchecked
+from .output import decide_output, gap_offer, views_verdict
 from .smoothing import SmoothingConfig, smooth_trajectories, view_information
 
 
@@ -151,7 +151,7 @@ def _output(
     views = views_verdict(rig, uv, confidence, settings, fitted.joint_names)
     prior = bone_prior if views is not None else None
     gaps = gap_offer(int(round(config.max_fill * fps)), fps, config.smoothing or SmoothingConfig(), views, fitted)
-    return withhold_unchecked(decide_output(fitted, skeleton, prior, config, views, gaps), skeleton, prior)
+    return decide_output(fitted, skeleton, prior, config, views, gaps)
 
 
 def _bone_prior(points: np.ndarray, skeleton: Skeleton, config: FusionConfig) -> BonePrior:

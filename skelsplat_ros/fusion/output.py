@@ -13,9 +13,10 @@
    the joint is seen, filled from its smoothed trajectory; streaming with ``single_view_joints``: a point on one
    view's ray at the bone lengths; later, a complete-skeleton fill from the body model). An offered joint is output
    with confidence 0, held to the bone lengths with the seen joints fixed; one that cannot be held stays NaN.
-4. **Known bones.** A bone's length is known once it has ``bone_samples`` samples (a person's first frames when
-   streaming, a joint first seen late); a joint none of whose bones is known is not output, as nothing could check
-   it.
+4. **Warm-up** (streaming, ``bone_warmup`` frames): a joint none of whose bones has that many samples in the
+   person's window is not output: a person's first frames have no lengths to be held to, or lengths that one or two
+   frames estimated. With ``bone_warmup=0`` a person is output from their first frame: rule 2 holds a frame to the
+   lengths of the frames before it, and the very first frame is output as fitted.
 
 Everything else is NaN with confidence 0. :func:`decide_output` applies rules 1-3 and :func:`withhold_unchecked`
 rule 4; a new way of offering positions for unseen joints is one more ``offer`` callback, not another rule. The
@@ -316,22 +317,20 @@ def seen_joints(fused: FusionResult, min_views: int) -> FusionResult:
     return _masked(fused, fused.joints, np.isfinite(fused.joints).all(-1) & (fused.num_views >= min_views))
 
 
-def withhold_unchecked(estimate: FusionResult, skeleton: Skeleton, prior: BonePrior | None) -> FusionResult:
-    """Rule 4: ``estimate [N, J]`` (from :func:`decide_output`) without the joints none of whose bones has a known
-    length (``prior.lengths [B]`` or ``[N, B]``, NaN = too few samples yet): their bones could not be checked. A
-    joint of no bone at all stays. Without a prior (``bone_lengths`` off, or the ``paper`` settings) nothing is
-    withheld."""
-    if prior is None or np.isfinite(prior.lengths).all():  # the usual frame: every length known
-        return estimate
+def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarray) -> FusionResult:
+    """Rule 4: ``output [N, J]`` without the joints none of whose bones has a known length (``known [N, B]`` or
+    ``[B]``: enough samples yet); a joint of no bone at all stays."""
+    if known.all():  # the usual frame
+        return output
     bones = skeleton.bone_array
     incidence = np.zeros((len(bones), skeleton.num_joints))
     incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
     incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
-    known = np.isfinite(np.broadcast_to(prior.lengths, estimate.joints.shape[:-2] + (len(bones),)))
+    known = np.broadcast_to(known, output.joints.shape[:-2] + (len(bones),))
     keep = (known @ incidence > 0) | (incidence.sum(axis=0) == 0)
     if keep.all():
-        return estimate
-    return _masked(estimate, estimate.joints, keep & np.isfinite(estimate.joints).all(-1))
+        return output
+    return _masked(output, output.joints, keep & np.isfinite(output.joints).all(-1))
 
 
 def _where(pick: np.ndarray, chosen: FusionResult, other: FusionResult) -> FusionResult:

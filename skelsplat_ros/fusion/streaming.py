@@ -29,8 +29,7 @@ from .result import (
 
 
 FIT_BONE_FRAMES = 5
-"""Frames in a person's window before their bone lengths pull the fit (the output is held to them earlier, from
-``FusionConfig.bone_samples`` samples)."""
+"""Frames in a person's window before their bone lengths pull the fit (the output is held to them from the first)."""
 
 
 def fuse_streaming(
@@ -91,14 +90,14 @@ class StreamingFuser:
         window = np.concatenate([self._bone_window, lengths[None]])
         self._bone_window = window[max(len(window) - self.config.bone_window, 0):]
 
-    def bone_prior(self) -> BonePrior | None:
-        """The person's bone lengths and tolerances ``[B]`` from the window (NaN: a bone with fewer than
-        ``bone_samples`` samples); ``None`` without ``bone_lengths`` or before the first sample."""
+    def bone_prior(self, min_samples: int = 1) -> BonePrior | None:
+        """The person's bone lengths and tolerances ``[B]`` from the window of past frames (NaN: a bone with fewer
+        than ``min_samples`` samples); ``None`` without ``bone_lengths`` or before the first sample."""
         if not self.config.bone_lengths or not len(self._bone_window):
             return None
         settings = self.config.streaming_refine or self.config.refine
         return estimate_bone_prior(self._bone_window, settings.bone_length_sigma, settings.bone_length_spread,
-                                   self.config.bone_samples)
+                                   min_samples)
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -166,6 +165,9 @@ def step_together(
     if config.method != "skelsplat":
         cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
         summary = summarise(rig, points, uv, support, cov, names)
+        seen = seen_joints(summary, config.min_views)
+        for k, fuser in enumerate(fusers):
+            fuser.estimate = seen.frame(k)
         return [summary.frame(k) for k in range(len(fusers))]
 
     settings = config.streaming_refine or config.refine
@@ -173,10 +175,13 @@ def step_together(
     init = points.copy()
     predictions = np.full((num, num_joints, 3), np.nan)
     gap_frames = np.ones(num)
-    # The lengths the output is held to (known from bone_samples samples), and those the fit is pulled to (the
-    # same, once the window holds FIT_BONE_FRAMES frames: a prior from a few noisy frames pulls the fit astray).
+    # The person's bone lengths from past frames: the output is held to them from the first sample (checked
+    # against frames other than its own), the fit pulled to them once the window holds FIT_BONE_FRAMES frames (a
+    # prior from a few noisy frames pulls the fit astray); with bone_warmup, the joints of bones with fewer samples
+    # are withheld.
     held_lengths, bone_lengths = np.full((num, num_bones), np.nan), np.full((num, num_bones), np.nan)
     bone_sigmas = np.ones((num, num_bones))
+    warm = np.zeros((num, num_bones), dtype=bool)
     for k, fuser in enumerate(fusers):
         prediction = fuser.predict(stamp)
         if prediction is not None:
@@ -191,6 +196,7 @@ def step_together(
             held_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
             if len(fuser._bone_window) >= FIT_BONE_FRAMES:
                 bone_lengths[k] = prior.lengths
+            warm[k] = np.isfinite(fuser._bone_window).sum(axis=0) >= config.bone_warmup
     known = np.isfinite(init).all(axis=-1)  # [N, J]
     fitted = known.any(axis=1)
     results: list[FusionResult | None] = [None] * num
@@ -225,7 +231,9 @@ def step_together(
         # prediction alone, nor one view's ray outside single_view_joints.
         views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
         prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
-        fused = withhold_unchecked(decide_output(fitted, skeleton, prior, config, views, offer), skeleton, prior)
+        fused = decide_output(fitted, skeleton, prior, config, views, offer)
+        if config.bone_warmup and config.bone_lengths:
+            fused = withhold_unchecked(fused, skeleton, warm[pick])
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         for i, k in enumerate(batch):

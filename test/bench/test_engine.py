@@ -25,7 +25,7 @@ def test_accuracy_rows_on_clean_keypoints():
     by_method = {row.method: row for row in rows}
     assert ours <= set(by_method) and not any("aniposelib" in name for name in by_method)
     # Streaming outputs a person once their bone lengths are known (fusion/output.py, rule 4).
-    warm_up = preset_config("default").bone_samples
+    warm_up = preset_config("default").bone_warmup
     for row in rows:
         share = (frames - warm_up) / frames if "streaming" in row.method else 1.0
         assert row.coverage_pct > 90.0 * share and row.frames == frames and row.ms_per_frame > 0

@@ -229,10 +229,10 @@ def test_default_streaming_beats_robust_triangulation(lab_take):
 
 def test_streaming_adam_through_the_raster_renderer(lab_take):
     config = preset_config("default", backend="raster", optimizer="adam", mode="streaming")
-    fused = _stream(config, lab_take, frames=config.bone_samples + 2)
+    fused = _stream(config, lab_take, frames=config.bone_warmup + 2)
     # Output once the person's bone lengths are known (fusion/output.py, rule 4).
-    assert np.isnan(fused.joints[:config.bone_samples]).all()
-    assert np.isfinite(fused.joints[config.bone_samples:]).all(-1).mean() > 0.9
+    assert np.isnan(fused.joints[:config.bone_warmup]).all()
+    assert np.isfinite(fused.joints[config.bone_warmup:]).all(-1).mean() > 0.9
 
 
 def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
@@ -252,12 +252,12 @@ def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
     assert np.isnan(back_in_time.joints).all()
     fuser.step(lab_take.keypoints[:, 13], 5.0)  # a long gap forgets the history too
     assert fuser.resets == 2
-    for f in range(1, config.bone_samples):
+    for f in range(1, config.bone_warmup):
         fuser.step(lab_take.keypoints[:, 13 + f], 5.0 + 0.1 * f)
     absurd = lab_take.keypoints[:, 14].copy()
     absurd[0, :, :2] = 1e200  # garbage from one camera: that view is ignored, the others still fuse
     absurd[1, 3, :2] = -1e300
-    fused = fuser.step(absurd, 5.0 + 0.1 * config.bone_samples)
+    fused = fuser.step(absurd, 5.0 + 0.1 * config.bone_warmup)
     assert np.isfinite(fused.joints).all(-1).mean() > 0.9 and (fused.num_views <= 3).all()
     with pytest.raises(ValueError, match="keypoints must be"):
         fuser.step(lab_take.keypoints[:, 14, :5], 5.2)

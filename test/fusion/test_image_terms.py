@@ -73,7 +73,7 @@ def test_streaming_fusion_is_the_same_with_either_implementation(monkeypatch):
     reference = fuse_streaming(*args)
     np.testing.assert_allclose(compiled.joints, reference.joints, atol=1e-7)
     # Output from the frame the bone lengths are known (fusion/output.py, rule 4).
-    assert np.isfinite(compiled.joints[config.bone_samples:]).mean() > 0.9
+    assert np.isfinite(compiled.joints[config.bone_warmup:]).mean() > 0.9
 
 
 def test_offline_prefit_is_the_same_with_either_implementation(monkeypatch):

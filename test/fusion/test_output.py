@@ -5,6 +5,8 @@ one view sees; offline, streaming and the multi-person paths."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -163,8 +165,9 @@ def test_offline_keeps_every_limb_within_a_tenth_of_its_true_length_under_hard_n
 
 def test_streaming_holds_every_output_bone_to_the_lengths_known_so_far():
     """Each streaming output, under ``hard`` noise, keeps every bone within ``bone_tolerance`` (or the length's own
-    tolerance) of the person's lengths as the fuser knew them at that frame, and outputs no joint none of whose
-    bones is known yet (the first frames). The old fuser had limbs 24 % off their true length on this take."""
+    tolerance) of the person's lengths as the fuser knew them at that frame (from the frames before it), and the
+    person's first ``bone_warmup`` frames are withheld. The old fuser had limbs 24 % off their true length on this
+    take."""
     take = make_scenario("lab", num_frames=150, noise="hard", seed=4)
     fuser = StreamingFuser(take.rig, take.skeleton, CONFIG)
     bones = take.skeleton.bone_array
@@ -180,6 +183,7 @@ def test_streaming_holds_every_output_bone_to_the_lengths_known_so_far():
         outside = bone_violation(output, bones, prior.lengths, tolerance * (1 + 1e-3))
         assert not (np.nan_to_num(outside) > 0).any(), f"frame {f}"
     joints = np.stack(outputs)
+    assert np.isnan(joints[:CONFIG.bone_warmup]).all() and np.isfinite(joints[CONFIG.bone_warmup]).any()
     true = bone_lengths_of(take.ground_truth, take.skeleton)
     limbs = true[0] > 0.2
     assert np.nanmax(np.abs(bone_lengths_of(joints, take.skeleton)[:, limbs] / true[:, limbs] - 1)) < 0.2
@@ -225,3 +229,16 @@ def test_people_keep_their_bone_lengths_when_two_views_misplace_one_wrist(mode):
         if person == 0:
             error = np.linalg.norm(result.joints[stretch, k, WRIST] - truth[stretch, 0, WRIST], axis=-1)
             assert not (error > 0.1).any(), f"wrist output {np.nanmax(error):.2f} m off"
+
+
+def test_without_warm_up_a_person_is_output_from_their_first_frame(take):
+    """``bone_warmup=0``: the first frame as fitted (no lengths to hold it to yet), the next held to the first's."""
+    config = replace(CONFIG, bone_warmup=0)
+    fuser = StreamingFuser(take.rig, take.skeleton, config)
+    first = fuser.step(take.keypoints[:, 0], 0.0).joints[0]
+    assert np.isfinite(first).all(-1).mean() > 0.9
+    prior = fuser.bone_prior()
+    second = fuser.step(take.keypoints[:, 1], 1 / take.fps).joints[0]
+    tolerance = np.maximum(config.bone_tolerance, prior.sigmas / prior.lengths)
+    assert np.isfinite(second).all(-1).mean() > 0.9
+    assert not (np.nan_to_num(bone_violation(second, take.skeleton.bone_array, prior.lengths, tolerance * 1.001)) > 0).any()

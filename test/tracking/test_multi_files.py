@@ -105,7 +105,7 @@ def test_fuse_command_on_several_people(scene, tmp_path, capsys):
     assert "tracked 2 people" in capsys.readouterr().out
     result = np.load(tmp_path / "out.npz")
     # From the frame the people's bone lengths are known (fusion/output.py): published from then on.
-    warm_up = preset_config("default").bone_samples
+    warm_up = preset_config("default").bone_warmup
     score = score_people(result["joints"][warm_up:], scene.ground_truth[warm_up:], scene.ground_truth[warm_up:])
     assert score.recall > 0.95 and score.precision == 1.0
     assert main(args + ["--output", str(tmp_path / "out.trc")]) == 0

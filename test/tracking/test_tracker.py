@@ -18,7 +18,7 @@ FPS = 30.0
 SKELETON = get_skeleton("h36m17")
 CONFIG = preset_config("default")
 NO_EFFECTS = SceneEffects(occlusion=False, ghost_rate=0.0)
-WARM_UP = CONFIG.bone_samples
+WARM_UP = CONFIG.bone_warmup
 """Frames a new person is tracked before it is published: until its bone lengths are known (fusion/output.py)."""
 
 

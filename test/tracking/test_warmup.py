@@ -41,7 +41,7 @@ def test_warm_up_fuses_people_on_the_given_rig_or_on_a_ring_when_the_rig_cannot_
     people = synthetic_person(skeleton) + np.array([0.0, 0.0, 1.0])
     uv = sim_lab_rig.project(people)
     detections = [np.concatenate([view, np.full((len(view), 1), 0.9)], axis=-1)[None] for view in uv]
-    steps = [tracker.step(detections, f / 30.0) for f in range(config.bone_samples + 1)]
+    steps = [tracker.step(detections, f / 30.0) for f in range(config.bone_warmup + 1)]
     assert [p.track_id for p in steps[-1].people] == [0]
 
 
