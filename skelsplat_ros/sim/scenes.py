@@ -197,7 +197,7 @@ def _min_separation(skeleton: Skeleton, truth: np.ndarray) -> float:
 
 
 def make_multi_person_scenario(
-    rig_kind: str,
+    rig_kind: str | CameraRig,
     num_people: int,
     num_frames: int = 300,
     fps: float = 30.0,
@@ -215,11 +215,13 @@ def make_multi_person_scenario(
     so that paths cross while hip centres stay at least ``min_separation`` apart (bodies do not pass through each
     other; the closest pair comes to about that distance). With ``enter_leave`` every person but the first enters
     late or leaves early (present at least half of the recording). Then :func:`compose_people`.
+
+    ``rig_kind``: a :func:`make_rig` kind (built with ``image_size`` and ``seed``), or the cameras themselves.
     """
     if num_people < 1:
         raise ValueError("make_multi_person_scenario: num_people must be at least 1")
     skeleton = get_skeleton(skeleton_name)
-    rig = make_rig(rig_kind, image_size=image_size, seed=seed)
+    rig = rig_kind if isinstance(rig_kind, CameraRig) else make_rig(rig_kind, image_size=image_size, seed=seed)
     rng = np.random.default_rng([int(seed), _STREAM_SCENE, num_people])
     motions = [
         generate_motion(skeleton, num_frames, fps=fps, seed=int(seed) * 1009 + 17 * p + 1,
