@@ -498,22 +498,37 @@ class MultiPersonTracker:
 
     @staticmethod
     def _orientation(direct: np.ndarray, crossed: np.ndarray, group: list[int]) -> np.ndarray:
-        """Which members of ``group`` to mirror: the labelling whose pairs agree best (sum of pair costs, pairs
+        """Which members of ``group`` to mirror: a labelling whose pairs agree best (sum of pair costs, pairs
         ``direct`` when both or neither are mirrored, ``crossed`` otherwise), of the two mirror-image solutions the
-        one that mirrors fewer detections (a detector's labels are usually right)."""
+        one that mirrors fewer detections (a detector's labels are usually right).
+
+        Polynomial in the group's size ``n`` (trying every labelling would cost ``2^(n-1)``): a local search from
+        ``n + 1`` starts at once, the labels as given and each member's view of the others (every other member on
+        the side it pairs best with that one), where the member whose change of side lowers the sum most changes
+        side while one does. The best end wins. Where most of a person's detections agree, as they do, this finds
+        the best labelling; several starts keep one misleading pair from deciding.
+        """
+        index = np.asarray(group)
+        same, other = (np.where(np.isfinite(c), c, 1.0) for c in (direct[np.ix_(index, index)],
+                                                                   crossed[np.ix_(index, index)]))
+        split = other - same  # [n, n]: what the sum gains when a pair is put on different sides (diagonal: 0)
+        np.fill_diagonal(split, 0.0)
         size = len(group)
-        pairs = [(a, b) for a in range(size) for b in range(a + 1, size)]
-        same = np.array([direct[group[a], group[b]] for a, b in pairs])
-        other = np.array([crossed[group[a], group[b]] for a, b in pairs])
-        first, second = np.array(pairs).T
-        best, best_cost = np.zeros(size, dtype=bool), np.inf
-        for code in range(2 ** (size - 1)):
-            mirror = np.array([False] + [bool(code >> k & 1) for k in range(size - 1)])
-            cost = np.where(mirror[first] != mirror[second], other, same)
-            total = float(np.where(np.isfinite(cost), cost, 1.0).sum())
-            if total < best_cost:
-                best, best_cost = mirror, total
-        return ~best if best.sum() > size / 2 else best
+        starts = np.concatenate([np.zeros((1, size), dtype=bool), split < 0])  # [n + 1, n]
+        rows = np.arange(len(starts))
+        # Each change of side lowers its start's sum, so the search ends; n^2 rounds at most bound the cost.
+        for _ in range(size * size):
+            change = np.where(starts[:, :, None] != starts[:, None, :], -split, split).sum(axis=2)  # [n + 1, n]
+            best = np.argmin(change, axis=1)
+            moving = change[rows, best] < -1e-12
+            if not moving.any():
+                break
+            starts[rows[moving], best[moving]] ^= True
+        totals = np.where(starts[:, :, None] != starts[:, None, :], split, 0.0).sum(axis=(1, 2))
+        mirror = starts[int(np.argmin(totals))]
+        if mirror[0]:  # of the two mirror images, the one with member 0 as labelled on a tie
+            mirror = ~mirror
+        return ~mirror if mirror.sum() > size / 2 else mirror
 
     def _pair_costs(self, a: int, view_a: _ViewDetections, slots_a: np.ndarray, b: int, view_b: _ViewDetections,
                     slots_b: np.ndarray, mirror_b: bool) -> np.ndarray:
