@@ -1,5 +1,6 @@
-"""The numba kernel of :func:`~skelsplat_ros.tracking.association.pair_costs_numba` (imported only by it: importing
-this module imports numba). Compiled on first call and cached on disk; it releases the GIL."""
+"""The numba kernels of :func:`~skelsplat_ros.tracking.association.track_costs_numba` and
+:func:`~skelsplat_ros.tracking.association.pair_costs_numba` (imported only by them: importing this module imports
+numba). Compiled on first call and cached on disk; they release the GIL."""
 
 import numba
 import numpy as np
@@ -38,4 +39,33 @@ def pair_cost_kernel(centre, view, direction, weight, flip, clip, min_common):  
                     count += 1
                 if count >= min_common:
                     costs[k, a, b] = costs[k, b, a] = total / total_weight
+    return costs
+
+
+@numba.njit(cache=True, nogil=True)
+def track_cost_kernel(points, centre, direction, weight, clip, min_common):  # pragma: no cover (compiled)
+    """:func:`~skelsplat_ros.tracking.association.track_costs_numpy`'s arguments (contiguous) and result."""
+    num_tracks, num_joints = points.shape[0], points.shape[1]
+    num, labellings = weight.shape[0], weight.shape[1]
+    costs = np.empty((num_tracks, num, labellings))
+    for t in range(num_tracks):
+        for n in range(num):
+            for k in range(labellings):
+                total, total_weight, count = 0.0, 0.0, 0
+                for j in range(num_joints):
+                    w = weight[n, k, j]
+                    if not w > 0:
+                        continue
+                    ox = points[t, j, 0] - centre[n, 0]
+                    oy = points[t, j, 1] - centre[n, 1]
+                    oz = points[t, j, 2] - centre[n, 2]
+                    dx, dy, dz = direction[n, k, j, 0], direction[n, k, j, 1], direction[n, k, j, 2]
+                    cx, cy, cz = oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx
+                    distance = np.sqrt(cx * cx + cy * cy + cz * cz)
+                    if not np.isfinite(distance):  # an unknown joint
+                        continue
+                    total += w * min(distance, clip)
+                    total_weight += w
+                    count += 1
+                costs[t, n, k] = total / total_weight if count >= min_common else np.inf
     return costs

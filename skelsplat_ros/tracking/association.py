@@ -28,6 +28,43 @@ def weighted_cost(distance: np.ndarray, weight: np.ndarray, clip: float, min_com
     return np.where(known.sum(-1) >= min_common, cost, np.inf)
 
 
+def track_costs_numpy(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, weight: np.ndarray,
+                      clip: float, min_common: int) -> np.ndarray:
+    """The reference: mean distance ``[T, N, K]`` of each track's joints to each detection's rays.
+
+    Args:
+        points: ``[T, J, 3]`` predicted joints (NaN = unknown).
+        centre: ``[N, 3]`` centre of each detection's camera.
+        direction: ``[N, K, J, 3]`` unit rays of the joints, ``K`` labellings of each detection (as labelled,
+            mirrored); anything where ``weight`` is 0.
+        weight: ``[N, K, J]`` confidence (0 = not used).
+        clip, min_common: as in :func:`pair_costs_numpy`.
+    """
+    offset = points[:, None] - centre[None, :, None]  # [T, N, J, 3]
+    ox, oy, oz = (offset[:, :, None, :, k] for k in range(3))
+    dx, dy, dz = (direction[None, ..., k] for k in range(3))  # [1, N, K, J]
+    # The distance of each joint to the ray: |offset x direction| (unit rays), written out because np.cross and
+    # np.linalg.norm cost more than the arithmetic on arrays this small.
+    cx, cy, cz = oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx
+    return weighted_cost(np.sqrt(cx * cx + cy * cy + cz * cz), weight[None], clip, min_common)
+
+
+def track_costs_numba(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, weight: np.ndarray,
+                      clip: float, min_common: int) -> np.ndarray:
+    """:func:`track_costs_numpy` in one compiled loop (raises ``ImportError`` without numba)."""
+    from ._association_kernel import track_cost_kernel
+
+    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    return track_cost_kernel(f64(points), f64(centre), f64(direction), f64(weight), float(clip), int(min_common))
+
+
+def track_costs(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, weight: np.ndarray, clip: float,
+                min_common: int) -> np.ndarray:
+    """:func:`track_costs_numba` when numba is installed, else :func:`track_costs_numpy` (same arguments)."""
+    implementation = track_costs_numba if _numba_available() else track_costs_numpy
+    return implementation(points, centre, direction, weight, clip, min_common)
+
+
 def pair_costs_numpy(centre: np.ndarray, view: np.ndarray, direction: np.ndarray, weight: np.ndarray,
                      flip: np.ndarray, clip: float, min_common: int) -> np.ndarray:
     """The reference: mean ray-to-ray distance ``[2, N, N]`` between detections ``N``, as labelled (``[0]``) and with

@@ -36,7 +36,7 @@ from ..fusion.streaming import StreamingFuser, step_together
 from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import project_pinhole, valid_observations
 from ..skeleton.models import Skeleton
-from .association import pair_costs, weighted_cost
+from .association import pair_costs, track_costs
 
 
 @dataclass(frozen=True)
@@ -399,15 +399,9 @@ class MultiPersonTracker:
     def _track_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cost ``[T, N]`` of each track taking each detection of the frame (every view's), and whether it takes it
         mirrored."""
-        offset = predictions[:, None] - self.rig.centres[frame.view][None, :, None]  # [T, N, J, 3]
-        ox, oy, oz = (offset[:, :, None, :, k] for k in range(3))
-        dx, dy, dz = (frame.direction[None, ..., k] for k in range(3))  # [1, N, 2, J]
-        # The distance of each predicted joint to the ray: |offset x direction| (unit rays), written out because
-        # np.cross and np.linalg.norm cost more than the arithmetic on arrays this small.
-        cx, cy, cz = oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx
         config = self.config
-        cost = weighted_cost(np.sqrt(cx * cx + cy * cy + cz * cz), frame.weight[None], config.joint_clip,
-                             config.min_common_joints)  # [T, N, 2]
+        cost = track_costs(predictions, self.rig.centres[frame.view], frame.direction, frame.weight, config.joint_clip,
+                           config.min_common_joints)  # [T, N, 2]
         direct, flipped = cost[..., 0], cost[..., 1]
         flip = flipped < config.swap_ratio * direct
         return np.where(flip, flipped, direct), flip
@@ -515,16 +509,21 @@ class MultiPersonTracker:
         """Drop the younger of two refitted tracks on the same person; the confirmed ids that ended."""
         ended = []
         fresh = sorted((t for t in self._tracks if t.track_id in refitted), key=lambda t: (t.born, t.track_id))
+        if len(fresh) < 2:
+            return ended
+        # Every pair's mean gap over the joints both have, at once ([T, T]); the pairs are then taken in order.
+        joints = np.stack([t.joints for t in fresh])  # [T, J, 3]
+        gap = np.linalg.norm(joints[:, None] - joints[None], axis=-1)  # [T, T, J]
+        shared = np.isfinite(gap)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(shared, gap, 0.0).sum(-1) / shared.sum(-1)
+        same = ((shared.sum(-1) >= self.config.min_common_joints) & (mean < self.config.duplicate_distance)).tolist()
         gone: set[int] = set()
         for i, older in enumerate(fresh):
             if older.track_id in gone:
                 continue
-            for younger in fresh[i + 1:]:
-                if younger.track_id in gone:
-                    continue
-                gap = np.linalg.norm(older.joints - younger.joints, axis=-1)
-                shared = np.isfinite(gap)
-                if shared.sum() >= self.config.min_common_joints and gap[shared].mean() < self.config.duplicate_distance:
+            for younger, duplicate in zip(fresh[i + 1:], same[i][i + 1:]):
+                if duplicate and younger.track_id not in gone:
                     gone.add(younger.track_id)
                     older.confirmed |= younger.confirmed
                     if younger.confirmed:

@@ -1,5 +1,5 @@
-"""The tracker's association costs: the numba kernel of the ray-to-ray pair costs against its numpy reference, and
-the reference against geometry worked out by hand."""
+"""The tracker's association costs: the numba kernels (ray to ray between detections, point to ray between tracks
+and detections) against their numpy references, and the references against geometry worked out by hand."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from skelsplat_ros.sim import make_ring_rig
 from skelsplat_ros.sim.scenes import make_multi_person_scenario
 from skelsplat_ros.skeleton.models import get_skeleton
 from skelsplat_ros.tracking import association
-from skelsplat_ros.tracking.association import pair_costs_numpy
+from skelsplat_ros.tracking.association import pair_costs_numpy, track_costs_numpy
 
 SKELETON = get_skeleton("h36m17")
 CLIP, MIN_COMMON = 0.5, 4
@@ -43,6 +43,36 @@ def test_the_kernel_equals_the_reference(num_views, people, seed):
     assert np.isfinite(reference).mean() > 0.3 and (reference < 0.1).any(), "the frame must hold matching pairs"
     np.testing.assert_array_equal(np.isinf(compiled), np.isinf(reference))
     np.testing.assert_allclose(compiled, reference, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("num_views, people, seed", [(4, 3, 0), (31, 4, 2)])
+def test_the_track_cost_kernel_equals_the_reference(num_views, people, seed):
+    pytest.importorskip("numba")
+    centre, _, direction, weight = _frame(num_views, people, seed)
+    flip = SKELETON.flip_permutation
+    both = np.stack([direction, direction[:, flip]], 1), np.stack([weight, weight[:, flip]], 1)  # [N, 2, J, ...]
+    rig = make_ring_rig(num_views, seed=seed)
+    truth = make_multi_person_scenario(rig, people, 3, noise="hard", seed=seed, enter_leave=False).ground_truth[1]
+    points = truth + np.random.default_rng(seed).normal(0.0, 0.05, truth.shape)  # predictions, a few unknown
+    points[0, :3] = np.nan
+    reference = track_costs_numpy(points, centre, *both, CLIP, MIN_COMMON)
+    compiled = association.track_costs_numba(points, centre, *both, CLIP, MIN_COMMON)
+    assert reference.shape == (people, len(centre), 2) and (reference < 0.1).any()
+    np.testing.assert_array_equal(np.isinf(compiled), np.isinf(reference))
+    np.testing.assert_allclose(compiled, reference, rtol=1e-12, atol=1e-15)
+
+
+def test_track_costs_by_hand():
+    """A joint 0.2 m beside a ray costs 0.2, capped at the clip; unknown joints and unweighted ones do not count."""
+    centre = np.zeros((1, 3))
+    direction = np.tile([0.0, 1.0, 0.0], (1, 1, 5, 1))  # [N=1, K=1, J=5, 3]: every ray along +y
+    points = np.array([[[0.2, 3.0, 0.0], [0.0, 2.0, 0.2], [0.0, 1.0, -0.2], [0.0, 5.0, 0.9], [np.nan] * 3]])
+    weight = np.ones((1, 1, 5))
+    np.testing.assert_allclose(track_costs_numpy(points, centre, direction, weight, CLIP, 3)[0, 0, 0],
+                               (0.2 * 3 + CLIP) / 4)
+    weight[0, 0, 3] = 0.0
+    np.testing.assert_allclose(track_costs_numpy(points, centre, direction, weight, CLIP, 3)[0, 0, 0], 0.2)
+    assert track_costs_numpy(points, centre, direction, weight, CLIP, 4)[0, 0, 0] == np.inf
 
 
 def test_pair_costs_by_hand():
@@ -78,16 +108,19 @@ def test_pair_costs_by_hand():
     assert pair_costs_numpy(centres, np.array([0, 1, 0]), direction, fewer, flip, CLIP, 4)[0, 0, 1] == np.inf
 
 
-def test_without_numba_the_reference_runs(monkeypatch):
+def test_without_numba_the_references_run(monkeypatch):
     from skelsplat_ros.fusion import image_terms
 
-    arguments = (*_frame(4, 2, 3), SKELETON.flip_permutation, CLIP, MIN_COMMON)
+    centre, view, direction, weight = _frame(4, 2, 3)
+    points = np.zeros((1, SKELETON.num_joints, 3))
     image_terms._numba_available.cache_clear()
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
     try:
         calls = []
         monkeypatch.setattr(association, "pair_costs_numpy", lambda *a: calls.append(a) or pair_costs_numpy(*a))
-        costs = association.pair_costs(*arguments)
-        assert calls and np.isfinite(costs).any()
+        monkeypatch.setattr(association, "track_costs_numpy", lambda *a: calls.append(a) or track_costs_numpy(*a))
+        pairs = association.pair_costs(centre, view, direction, weight, SKELETON.flip_permutation, CLIP, MIN_COMMON)
+        tracks = association.track_costs(points, centre, direction[:, None], weight[:, None], CLIP, MIN_COMMON)
+        assert len(calls) == 2 and np.isfinite(pairs).any() and tracks.shape == (1, len(centre), 1)
     finally:
         image_terms._numba_available.cache_clear()
