@@ -54,8 +54,8 @@ class ParamSpec:
 FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML. Empty: intrinsics from "
               "<camera>/camera_info and extrinsics from /tf + /tf_static at each message's stamp (needs `cameras`)."),
-    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (millimetres detected from the "
-              "camera spread), m, cm or mm. Output is always metres."),
+    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (detected from the width of the "
+              "cameras' field of view; refused when it cannot decide), m, cm or mm. Output is always metres."),
     ParamSpec("tf_timeout", 0.2, "Longest wait (s) for the camera poses of a frame at its stamps (CameraInfo + TF "
               "route); views still unknown are dropped and counted (tf.<reason>).", 0.0, 10.0),
     ParamSpec(
@@ -153,11 +153,14 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
               0.0, 1.0),
     ParamSpec("drop_camera", "", "Camera that stops publishing after drop_after seconds (tests, demo); settable at "
               "runtime.", read_only=False),
-    ParamSpec("drop_after", 0.0, "Seconds after start (or after a drop_* parameter was last set at runtime) at "
-              "which drop_camera goes silent.", 0.0, 1e6, read_only=False),
+    ParamSpec("drop_after", 0.0, "Seconds after the first frame published (or after a drop_* parameter was last set "
+              "at runtime) at which drop_camera goes silent.", 0.0, 1e6, read_only=False),
     ParamSpec("drop_duration", 0.0, "Seconds drop_camera stays silent (0 = for good).", 0.0, 1e6, read_only=False),
     ParamSpec("frame_prefix", "", "Prefix of the cameras' optical frame ids (<prefix><camera>_optical)."),
     ParamSpec("world_frame", "world", "frame_id of the ground truth (the calibration's world frame)."),
+    ParamSpec("wait_for_node", "", "Publish nothing until the node of this name subscribes to every camera's "
+              "keypoints (the fusion node does once it is ready), then start with the recording's first frame: "
+              "every frame sent counts. Empty: publish from the start."),
 )
 
 RIG_PUBLISHER_PARAMS: tuple[ParamSpec, ...] = (
