@@ -388,8 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:
     # Plain argparse only: the benchmark modules (and scipy, torch) load when the command runs.
-    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene")
-    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround)")
+    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene (any number; more "
+                       "than 5 is a crowd: one in five walks, the others move in place)")
+    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround, "
+                       "any other N = a ring of N cameras on three tiers)")
     multi.add_argument("--seeds", default="10,11,12", help="scene seeds (0-2 were used for tuning)")
     multi.add_argument("--frames", type=int, default=300, help="frames per scene (30 fps)")
     multi.add_argument("--noise", default="realistic", help="detector noise preset (clean, realistic, hard)")
