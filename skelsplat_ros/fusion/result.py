@@ -127,18 +127,14 @@ def column_nanmedian(samples: np.ndarray) -> np.ndarray:
     return 0.5 * (ordered[(count - 1) // 2, columns] + ordered[count // 2, columns])
 
 
-def estimate_bone_prior(
-    lengths: np.ndarray, min_sigma: float, spread_factor: float, min_samples: int = 1
-) -> BonePrior:
+def estimate_bone_prior(lengths: np.ndarray, min_sigma: float, spread_factor: float) -> BonePrior:
     """Per-subject bone prior from length samples ``[N, B]`` (NaN = not seen in that sample).
 
-    Lengths are medians; a bone with fewer than ``min_samples`` samples is unknown (NaN). Tolerances are
-    ``min_sigma``, widened to ``spread_factor`` robust standard deviations (1.4826 MAD) of the samples: where the
-    triangulation is noisy (depth along a narrow baseline), its lengths are also biased long, and a tight prior
-    would pull the joints apart.
+    Lengths are medians. Tolerances are ``min_sigma``, widened to ``spread_factor`` robust standard deviations
+    (1.4826 MAD) of the samples: where the triangulation is noisy (depth along a narrow baseline), its lengths are
+    also biased long, and a tight prior would pull the joints apart.
     """
     median = column_nanmedian(lengths)
-    median = np.where(np.isfinite(lengths).sum(axis=0) >= min_samples, median, np.nan)
     spread = 1.4826 * column_nanmedian(np.abs(lengths - median))
     sigmas = np.maximum(min_sigma, spread_factor * np.where(np.isnan(spread), 0.0, spread))
     return BonePrior(lengths=median, sigmas=sigmas)

@@ -90,14 +90,13 @@ class StreamingFuser:
         window = np.concatenate([self._bone_window, lengths[None]])
         self._bone_window = window[max(len(window) - self.config.bone_window, 0):]
 
-    def bone_prior(self, min_samples: int = 1) -> BonePrior | None:
-        """The person's bone lengths and tolerances ``[B]`` from the window of past frames (NaN: a bone with fewer
-        than ``min_samples`` samples); ``None`` without ``bone_lengths`` or before the first sample."""
+    def bone_prior(self) -> BonePrior | None:
+        """The person's bone lengths and tolerances ``[B]`` from the window of past frames (NaN: a bone never
+        sampled); ``None`` without ``bone_lengths`` or before the first sample."""
         if not self.config.bone_lengths or not len(self._bone_window):
             return None
         settings = self.config.streaming_refine or self.config.refine
-        return estimate_bone_prior(self._bone_window, settings.bone_length_sigma, settings.bone_length_spread,
-                                   min_samples)
+        return estimate_bone_prior(self._bone_window, settings.bone_length_sigma, settings.bone_length_spread)
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
