@@ -39,6 +39,7 @@ __all__ = [
     "save_keypoints_npz",
     "save_openpose_folder",
     "align_to_rig",
+    "match_cameras",
     "mask_outside_image",
 ]
 
@@ -563,23 +564,18 @@ def _loose_name(name: str) -> str:
     return re.sub(r"\d+", lambda m: str(int(m.group(0))), compact)
 
 
-def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet, CameraRig]:
-    """Pair each keypoint camera with its calibrated camera.
+def match_cameras(names: list[str], rig: CameraRig) -> CameraRig:
+    """The calibrated camera of each name in ``names``, in that order (the rig keeps its own names).
 
     Names match exactly first, then loosely (case, ``_``/``-`` separators and leading zeros ignored, so the
-    Pose2Sim folder ``cam01_json`` meets the calibration's ``cam_01``). Calibrated cameras without keypoints are
-    dropped.
-
-    Returns:
-        ``(keypoint_set, rig_subset)`` with ``rig_subset[v]`` the calibration of view ``v`` of ``keypoint_set``
-        (the keypoint set is returned unchanged; the rig keeps its own names).
+    Pose2Sim folder ``cam01_json`` meets the calibration's ``cam_01``).
 
     Raises:
-        KeypointsError: a keypoint camera has no calibration, or matches several calibrated cameras.
+        KeypointsError: a name has no calibration, matches several calibrated cameras, or two names match one.
     """
     chosen: list[str] = []
     unmatched: list[str] = []
-    for camera in keypoint_set.cameras:
+    for camera in names:
         if camera in rig.names:
             chosen.append(camera)
             continue
@@ -593,10 +589,22 @@ def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet
     if unmatched:
         raise KeypointsError(f"no calibration for camera(s) {unmatched}; the calibration has {rig.names}")
     if len(set(chosen)) != len(chosen):
-        raise KeypointsError(
-            f"several keypoint cameras {keypoint_set.cameras} map to the same calibrated camera ({chosen})"
-        )
-    return keypoint_set, rig.subset(chosen)
+        raise KeypointsError(f"several keypoint cameras {list(names)} map to the same calibrated camera ({chosen})")
+    return rig.subset(chosen)
+
+
+def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet, CameraRig]:
+    """Pair each keypoint camera with its calibrated camera (:func:`match_cameras`); calibrated cameras without
+    keypoints are dropped.
+
+    Returns:
+        ``(keypoint_set, rig_subset)`` with ``rig_subset[v]`` the calibration of view ``v`` of ``keypoint_set``
+        (the keypoint set is returned unchanged; the rig keeps its own names).
+
+    Raises:
+        KeypointsError: a keypoint camera has no calibration, or matches several calibrated cameras.
+    """
+    return keypoint_set, match_cameras(keypoint_set.cameras, rig)
 
 
 def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float = 0.25) -> tuple[KeypointSet, int]:
