@@ -108,13 +108,14 @@ def _sizes(people: np.ndarray) -> np.ndarray:
 def finish_people(people: np.ndarray, scores: np.ndarray, config: DetectorConfig) -> np.ndarray:
     """The backends' last step: people ``[S, J, 3]`` with person ``scores [S]`` -> the people returned.
 
-    Joints under ``min_keypoint_score`` become missing, people under ``min_person_score`` or with no joint left are
+    Joint scores are clipped to [0, 1]; joints under ``min_keypoint_score`` become missing, people under ``min_person_score`` or with no joint left are
     dropped, duplicates are suppressed (most confident first: a person whose joints lie a median of at most
     ``duplicate_distance`` times the larger one's size from a person already kept, over the joints both have, is the
     same person), and at most ``max_people`` remain, most confident first.
     """
     people = np.array(people, dtype=np.float64, copy=True).reshape(len(scores), -1, 3)
     scores = np.asarray(scores, dtype=np.float64)
+    people[..., 2] = np.clip(np.nan_to_num(people[..., 2]), 0.0, 1.0)  # some models score above 1
     weak = ~(people[..., 2] >= config.min_keypoint_score) | ~np.isfinite(people[..., :2]).all(-1)
     people[weak, :2] = np.nan
     people[weak, 2] = 0.0
