@@ -220,7 +220,13 @@ class FusionNode(Node):
                                durability=qos_profile_sensor_data.durability)
         # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
         # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
-        for camera in cameras:
+        if p["input"] != "keypoints":  # another detector's messages, converted to ours (ros/inputs.py)
+            from .inputs import subscribe_input
+
+            sizes = dict(zip(cameras, self.tracker.rig.sizes)) if isinstance(self.rig_source, StaticRigSource) else None
+            self._inputs = subscribe_input(self, p["input"], cameras, input_qos, self._on_keypoints, sizes,
+                                           self.skeleton.name)
+        for camera in cameras if p["input"] == "keypoints" else []:
             try:
                 self.create_subscription(
                     Keypoints2DArray, f"{camera}/keypoints",

@@ -67,6 +67,9 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
         "Unset: every camera of the calibration.",
     ),
     ParamSpec("skeleton", "h36m17", "Skeleton of the incoming keypoints (built-in name or YAML file)."),
+    ParamSpec("input", "keypoints", "What the cameras' detectors publish: keypoints (Keypoints2DArray on "
+              "<camera>/keypoints), yolo (yolo_msgs/DetectionArray on <camera>/yolo/detections) or hri (ROS4HRI "
+              "hri_msgs/Skeleton2D per body under <camera>/humans/bodies/); yolo and hri need skeleton coco17."),
     ParamSpec("world_frame", "world", "frame_id of the output: the calibration's world frame (TF route: the frame "
               "camera poses are looked up in)."),
     ParamSpec("min_views", 2, "Fewest cameras for a frame (synchronizer) and for a joint (fusion).", 2, 64),
