@@ -271,6 +271,53 @@ def _detect_sources(args: argparse.Namespace, config):
     return result
 
 
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .detection.render import RenderConfig, render_result
+    from .detection.sources import open_source
+    from .io.export import load_result
+    from .io.keypoints import match_cameras
+    from .skeleton.models import builtin_skeletons, get_skeleton
+
+    result = load_result(args.result)
+    joints = result["joints"]
+    if joints.ndim == 3:  # one person [F, J, 3]
+        joints, track_ids = joints[:, None], np.zeros(1, dtype=np.int64)
+    else:
+        track_ids = result.get("track_ids", np.arange(joints.shape[1]))
+    names = [str(n) for n in result["joint_names"]]
+    if args.skeleton:
+        skeleton = get_skeleton(args.skeleton)
+    else:
+        skeleton = next((s for s in builtin_skeletons().values() if list(s.joint_names) == names), None)
+        if skeleton is None:
+            raise CliError(f"no built-in skeleton has the result's joints {names}: give --skeleton")
+    if len(skeleton.joint_names) != joints.shape[2]:
+        raise CliError(f"skeleton {skeleton.name!r} has {len(skeleton.joint_names)} joints, the result {joints.shape[2]}")
+    sources = [open_source(path) for path in args.videos]
+    rig = match_cameras([s.name for s in sources], _load_rig(args))
+    short = [s.name for s in sources if s.num_frames < joints.shape[0]]
+    if short:
+        raise CliError(f"videos {short} have fewer frames than the result ({joints.shape[0]})")
+    output = Path(args.output)
+    if output.suffix.lower() != ".mp4":
+        raise CliError(f"--output {output}: give an .mp4 file (the contact sheet is written beside it as .png)")
+    frames = min(args.frames, joints.shape[0]) if args.frames else joints.shape[0]
+    progress = _progress_bar(frames, enabled=not args.quiet)
+    started = time.perf_counter()
+    try:
+        video, sheet = render_result(joints[:frames], np.asarray(track_ids), skeleton, rig, sources, output,
+                                     RenderConfig(height=args.height, sheet_frames=args.sheet_frames), progress)
+    finally:
+        progress(frames, frames, close=True)
+    print(f"rendered {frames} frames x {len(sources)} cameras + 3D view, {joints.shape[1]} tracks, in "
+          f"{time.perf_counter() - started:.1f} s -> {video}, {sheet}")
+    return 0
+
+
 def _int_list(text: str, flag: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
@@ -406,6 +453,21 @@ def build_parser() -> argparse.ArgumentParser:
                             epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_detect_arguments(detect)
     detect.set_defaults(handler=_detect)
+
+    render = sub.add_parser("render", help="a result's skeletons drawn over its videos, with a 3D view (MP4 + PNG)")
+    render.add_argument("result", help="result .npz of skelsplat fuse (several people or one)")
+    render.add_argument("--videos", nargs="+", required=True, help="the cameras' videos or image folders "
+                        "(camera = file stem, matched to the calibration)")
+    render.add_argument("--calibration", required=True, help="the calibration TOML the result was fused with")
+    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: millimetres detected)")
+    render.add_argument("--output", required=True, help="output .mp4; the contact sheet goes beside it as .png")
+    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
+    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
+    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
+    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(handler=_render)
 
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")
     from .ros.demo import add_arguments as add_demo_arguments

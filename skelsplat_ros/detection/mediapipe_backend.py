@@ -34,6 +34,8 @@ _MODELS = (  # bundle member, model in the wheel, normalisation mean and std of 
 
 
 def _mediapipe():
+    # mediapipe's C++ logs (no GPU, delegate chosen, ...) would drown a progress bar; warnings and errors stay.
+    os.environ.setdefault("GLOG_minloglevel", "2")
     try:
         import mediapipe
     except ImportError as error:
