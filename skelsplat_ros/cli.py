@@ -234,9 +234,9 @@ def _detect(args: argparse.Namespace) -> int:
     if args.format == "openpose" and args.output.endswith((".npz", ".mcap")):
         raise CliError("--format openpose writes a folder: give --output a folder name")
     if len(args.inputs) == 1 and is_bag(args.inputs[0]):
-        from .ros.detect_bag import detect_bag
-
-        return detect_bag(args, config)
+        return _detect_bag(args, config)
+    if args.output.endswith(".mcap"):
+        raise CliError("--output .mcap needs a bag of images as input (their stamps and frames); use .npz")
     keypoints, report = _detect_sources(args, config)
     if args.format == "openpose":
         save_openpose_folder(keypoints, args.output, overwrite=True)
@@ -246,6 +246,42 @@ def _detect(args: argparse.Namespace) -> int:
         raise CliError(f"--output {args.output}: give a .npz file (or --format openpose and a folder)")
     print(f"detected {report.num_frames} frames x {len(report.cameras)} cameras ({config.backend}): {report.summary()}"
           f" -> {args.output}")
+    return 0
+
+
+def _detect_bag(args: argparse.Namespace, config) -> int:
+    """``detect`` of a rosbag2 recording of images: a keypoint bag (.mcap), an NPZ or OpenPose folders."""
+    import numpy as np
+
+    from .io.keypoints import save_keypoints_npz, save_openpose_folder
+    from .ros.detect_bag import detect_image_bag
+
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    bars: list = []  # the bar is made at the first image, when the bag's image count is known
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(_progress_bar(total, enabled=not args.quiet, unit="image"))
+        bars[0](done, total, close=done == total)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    found = detect_image_bag(args.inputs[0], config, topics, progress)
+    if args.output.endswith(".mcap"):
+        output = found.write_bag(args.output)
+    elif args.format == "openpose":
+        output = save_openpose_folder(found.keypoint_set(config.max_people), args.output, overwrite=True)[0].parent
+    elif args.output.endswith(".npz"):
+        output = args.output
+        save_keypoints_npz(found.keypoint_set(config.max_people), output)
+    else:
+        raise CliError(f"--output {args.output}: give a .mcap bag, a .npz file (or --format openpose and a folder)")
+    counts = found.people_counts()
+    images = sum(len(c) for c in counts.values())
+    rates = ", ".join(f"{c} {100 * np.mean(np.array(n) > 0):.0f} % of {len(n)}" for c, n in counts.items())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"detected {images} images of {len(counts)} cameras ({config.backend}): images with people: {rates}; "
+          f"{elapsed:.1f} s ({1e3 * elapsed / max(images, 1):.1f} ms/image, CPU {1e3 * cpu / max(images, 1):.1f} "
+          f"ms/image) -> {output}")
     return 0
 
 

@@ -510,7 +510,8 @@ def save_openpose_folder(
     ``people`` list; missing keypoints are written ``0, 0, 0`` as OpenPose does.
 
     Args:
-        keypoint_set: the subject's keypoints ``[V, F, J, 3]``.
+        keypoint_set: the subject's keypoints ``[V, F, J, 3]``, or several people's ``[V, F, S, J, 3]`` (each slot
+            with a keypoint seen is a person of the file, in slot order).
         folder: output folder (created).
         others: optional extra people ``[V, F, P, J, 3]`` (NaN for absent), written before the subject in each
             file (to test or simulate the most-confident-person rule; give them lower confidences).
@@ -522,6 +523,8 @@ def save_openpose_folder(
     """
     folder = Path(folder)
     kp = keypoint_set.keypoints
+    if others is not None and keypoint_set.multi_person:
+        raise KeypointsError("others is for a one-subject set [V, F, J, 3]; a [V, F, S, J, 3] set has its people")
     if others is not None:
         others = np.asarray(others, dtype=np.float64)
         if others.ndim != 5 or others.shape[:2] != kp.shape[:2] or others.shape[3:] != kp.shape[2:]:
@@ -546,9 +549,10 @@ def save_openpose_folder(
                 for person in others[view, index]:
                     if np.any(np.isfinite(person[:, :2]).all(axis=-1)):
                         people.append(_person_json(person))
-            subject = kp[view, index]
-            if np.any(np.isfinite(subject[:, :2]).all(axis=-1)):
-                people.append(_person_json(subject))
+            # Several people [S, J, 3] (slots in order), or the one subject [J, 3].
+            for subject in kp[view, index] if keypoint_set.multi_person else kp[view, index][None]:
+                if np.any(np.isfinite(subject[:, :2]).all(axis=-1)):
+                    people.append(_person_json(subject))
             file = cam_folder / f"{camera}_{int(number):012d}_keypoints.json"
             file.write_text(json.dumps({"version": 1.3, "people": people}), encoding="utf-8")
         written.append(cam_folder)
