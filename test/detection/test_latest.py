@@ -46,3 +46,15 @@ def test_take_blocks_until_an_item_arrives_and_close_wakes_it():
 def test_unknown_camera_is_an_error():
     with pytest.raises(KeyError, match="unknown camera 'z'"):
         LatestPerCamera(["a"]).put("z", 1)
+
+
+def test_a_busy_camera_is_not_taken_again_until_done():
+    slots = LatestPerCamera(["a", "b"])
+    slots.put("a", 1)
+    assert slots.take(0) == ("a", 1)
+    slots.put("a", 2)
+    slots.put("b", 3)
+    assert slots.take(0) == ("b", 3)  # a waited longer but is still being detected
+    assert slots.take(0) is None
+    slots.done("a")
+    assert slots.take(0) == ("a", 2)
