@@ -227,7 +227,8 @@ def _detect(args: argparse.Namespace) -> int:
     from .io.recording import is_bag
 
     config = DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
-                            min_keypoint_score=args.min_keypoint_score, tracking=not args.no_tracking,
+                            min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
+                            tracking=not args.no_tracking,
                             model=args.model, det_model=args.det_model, threads=args.threads)
     if args.skeleton != "coco17":
         raise CliError(f"--skeleton {args.skeleton}: the detectors here output coco17 only")
@@ -531,6 +532,9 @@ def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:
                         help="people detected with a lower score are left out")
     detect.add_argument("--min-keypoint-score", type=float, default=defaults.min_keypoint_score,
                         help="joints with a lower score are written missing")
+    detect.add_argument("--duplicate-distance", type=float, default=defaults.duplicate_distance,
+                        help="two people whose joints lie a median of at most this fraction of the larger one's size "
+                             "apart are one person")
     detect.add_argument("--no-tracking", action="store_true",
                         help="mediapipe: detect every image afresh instead of following people from the last frame")
     detect.add_argument("--model", default="", help="onnx: RTMO or RTMPose model (.onnx, .zip or URL); mediapipe: a "

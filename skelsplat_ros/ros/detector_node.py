@@ -82,7 +82,8 @@ class DetectorNode(Node):
         try:
             self.config = DetectorConfig(
                 backend=p["backend"], max_people=int(p["max_people"]), min_person_score=p["min_person_score"],
-                min_keypoint_score=p["min_keypoint_score"], tracking=bool(p["tracking"]), model=p["model"],
+                min_keypoint_score=p["min_keypoint_score"], duplicate_distance=p["duplicate_distance"],
+                tracking=bool(p["tracking"]), model=p["model"],
                 det_model=p["det_model"], threads=int(p["threads"]))
             self.detectors = {camera: make_detector(self.config) for camera in cameras}
             blank = np.zeros((64, 64, 3), dtype=np.uint8)

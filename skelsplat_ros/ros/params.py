@@ -186,6 +186,8 @@ DETECTOR_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_people", 5, "Most people published per image (the most confident ones).", 1, 100),
     ParamSpec("min_person_score", 0.5, "People detected with a lower score are not published.", 0.0, 1.0),
     ParamSpec("min_keypoint_score", 0.3, "Joints with a lower score are published missing (confidence 0).", 0.0, 1.0),
+    ParamSpec("duplicate_distance", 0.1, "Two people whose joints lie a median of at most this fraction of the "
+              "larger one's size apart are one person (the less confident is dropped).", 0.0, 1.0),
     ParamSpec("tracking", True, "mediapipe: follow the people of a camera's previous image (video mode) instead of "
               "detecting every image afresh."),
     ParamSpec("model", "", "onnx: the pose model (.onnx, .zip or URL; empty: RTMO-m, downloaded once); mediapipe: a "

@@ -153,3 +153,23 @@ def test_unusable_settings_stop_the_node_with_one_line(module_context, model):
     with pytest.raises(StartupError, match="model file not found"):
         DetectorNode(context=module_context, parameter_overrides=_overrides(model)[:2] + [
             Parameter("model", value="/nonexistent.onnx")])
+
+
+def test_node_parameters_and_cli_flags_default_to_the_detector_config():
+    """DetectorConfig is the one source of the detector's settings: the node's parameters and detect's flags agree."""
+    from dataclasses import fields
+
+    from skelsplat_ros.cli import build_parser
+    from skelsplat_ros.detection import DetectorConfig
+    from skelsplat_ros.ros.params import DETECTOR_NODE_PARAMS
+
+    defaults = {f.name: f.default for f in fields(DetectorConfig)}
+    specs = {spec.name: spec.default for spec in DETECTOR_NODE_PARAMS}
+    assert set(defaults) <= set(specs)
+    for name, value in defaults.items():
+        assert specs[name] == value, name
+    args = build_parser().parse_args(["detect", "x.mp4", "--output", "kp.npz"])
+    for name in ("backend", "max_people", "min_person_score", "min_keypoint_score", "duplicate_distance", "model",
+                 "det_model", "threads"):
+        assert getattr(args, name) == defaults[name], name
+    assert args.no_tracking is not defaults["tracking"]
