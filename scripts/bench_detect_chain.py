@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark of the node chain on real images: skelsplat_detector + skelsplat_node on the Pose2Sim multi-person take.
 
-This process publishes the take's full-size frames (1088x1920 bgr8 ``sensor_msgs/Image``, decoded from the four
-videos as it goes) on ``/cam0N/image_raw`` at ``--rates`` Hz, all four stamped with the publication time, and
+This process publishes the take's full-size frames (1088x1920 bgr8 ``sensor_msgs/Image``, or JPEG
+``CompressedImage`` with ``--compressed``, decoded from the four videos as it goes) on ``/cam0N/image_raw`` at ``--rates`` Hz, all four stamped with the publication time, and
 listens to ``skeletons``. The detector and the fusion node run as subprocesses (their console scripts), with
 ``config/detect.yaml`` (what ``detect.launch.py`` starts), in a DDS domain of their own on loopback. Per rate it reports the share of published frames that came out fused, the share
 with both people, the latency from image stamp to skeleton (p50, p99), the detector's skips, and the CPU seconds
@@ -29,11 +29,24 @@ REPO = Path(__file__).resolve().parents[1]
 CAMERAS = ["cam01", "cam02", "cam03", "cam04"]
 
 
-def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float) -> dict:
+def image_message(rgb: np.ndarray, compressed: bool):
+    """A camera's frame as a bgr8 Image, or as a JPEG CompressedImage (quality 90), header left to the caller."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage, Image
+
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    if compressed:
+        return CompressedImage(format="jpeg", data=cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return Image(height=bgr.shape[0], width=bgr.shape[1], encoding="bgr8", is_bigendian=0, step=3 * bgr.shape[1],
+                 data=bgr.tobytes())
+
+
+def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float, compressed: bool,
+             max_wait: float | None) -> dict:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
-    from sensor_msgs.msg import Image
+    from sensor_msgs.msg import CompressedImage, Image
     from skelsplat_ros.msg import Skeleton3DArray
     from std_msgs.msg import Header
 
@@ -42,13 +55,16 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float)
 
     cameras = "[" + ", ".join(CAMERAS) + "]"
     params = ["--params-file", str(REPO / "config" / "detect.yaml"), "-p", f"cameras:={cameras}"]  # detect.launch.py's
-    detector = subprocess.Popen([str(bin_dir / "skelsplat_detector"), "--ros-args", *params, "--log-level", "warn"])
+    kind, suffix = (CompressedImage, "image_raw/compressed") if compressed else (Image, "image_raw")
+    detector = subprocess.Popen([str(bin_dir / "skelsplat_detector"), "--ros-args", *params,
+                                 "-p", f"compressed:={str(compressed).lower()}", "--log-level", "warn"])
     fusion = subprocess.Popen([str(bin_dir / "skelsplat_node"), "--ros-args", *params,
                                "-p", f"calibration_file:={data / 'calib.toml'}", "-p", "skeleton:=coco17",
-                               "-p", "publish_tf:=false", "-p", "publish_markers:=false", "--log-level", "warn"])
+                               "-p", "publish_tf:=false", "-p", "publish_markers:=false", "--log-level", "warn",
+                               *(["-p", f"max_wait:={max_wait}"] if max_wait else [])])
     rclpy.init()
     node = Node("chain_bench")
-    pubs = {c: node.create_publisher(Image, f"{c}/image_raw", QoSProfile(depth=1)) for c in CAMERAS}
+    pubs = {c: node.create_publisher(kind, f"{c}/{suffix}", QoSProfile(depth=1)) for c in CAMERAS}
     received: dict[int, tuple[float, int]] = {}
     node.create_subscription(Skeleton3DArray, "skeletons", lambda m: received.setdefault(
         stamp_to_ns(m.header.stamp), (time.time(), len(m.skeletons))), QoSProfile(depth=100))
@@ -64,17 +80,13 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float)
         sent: list[int] = []
         start = time.monotonic()
         for k in range(frames):
-            images = [next(stream) for stream in streams]
+            messages = [image_message(next(stream), compressed) for stream in streams]
             while time.monotonic() < start + k / rate:
                 rclpy.spin_once(node, timeout_sec=max(0.0, min(0.01, start + k / rate - time.monotonic())))
             stamp_ns = time.time_ns()
-            header = Header(stamp=ns_to_stamp(stamp_ns), frame_id="")
-            for camera, image in zip(CAMERAS, images):
-                bgr = np.ascontiguousarray(image[..., ::-1])
-                header.frame_id = f"{camera}_optical"
-                pubs[camera].publish(Image(header=header, height=bgr.shape[0], width=bgr.shape[1],
-                                           encoding="bgr8", is_bigendian=0, step=3 * bgr.shape[1],
-                                           data=bgr.tobytes()))
+            for camera, message in zip(CAMERAS, messages):
+                message.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=f"{camera}_optical")
+                pubs[camera].publish(message)
             sent.append(stamp_ns)
         end = time.monotonic() + 3.0
         while time.monotonic() < end:
@@ -99,6 +111,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REPO / "data" / "pose2sim_multi")
     parser.add_argument("--rates", default="5", help="comma-separated publication rates (Hz)")
     parser.add_argument("--frames", type=int, default=100, help="frames of the take published per rate")
+    parser.add_argument("--compressed", action="store_true", help="publish JPEG CompressedImage (quality 90) on "
+                        "/cam0N/image_raw/compressed instead of raw bgr8 Image")
+    parser.add_argument("--max-wait", type=float, help="the fusion node's max_wait (default: config/detect.yaml's)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after discovery before sending")
     args = parser.parse_args()
     if not (args.data / "calib.toml").is_file():
@@ -107,11 +122,12 @@ def main() -> int:
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
     bin_dir = Path(sys.executable).parent
+    print(f"images: {'JPEG CompressedImage' if args.compressed else 'bgr8 Image'}, 1088x1920, 4 cameras")
     print("| rate Hz | frames sent | out (>= 1 person) | both people | latency p50 ms | p99 ms | "
           "detector CPU ms/frame | fusion CPU ms/frame |")
     print("|---|---|---|---|---|---|---|---|")
     for rate in (float(r) for r in args.rates.split(",")):
-        r = run_rate(rate, args.frames, args.data, bin_dir, args.settle)
+        r = run_rate(rate, args.frames, args.data, bin_dir, args.settle, args.compressed, args.max_wait)
         print(f"| {r['rate']:g} | {r['sent']} | {100 * r['out'] / r['sent']:.0f} % | {100 * r['both'] / r['sent']:.0f} % "
               f"| {r['p50']:.0f} | {r['p99']:.0f} | {1e3 * r['cpu_detector']:.0f} | {1e3 * r['cpu_fusion']:.0f} |",
               flush=True)
