@@ -18,6 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def image_message(rgb: np.ndarray, compressed: bool):
 def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float, compressed: bool,
              max_wait: float | None) -> dict:
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import CompressedImage, Image
@@ -62,38 +64,42 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
                                "-p", f"calibration_file:={data / 'calib.toml'}", "-p", "skeleton:=coco17",
                                "-p", "publish_tf:=false", "-p", "publish_markers:=false", "--log-level", "warn",
                                *(["-p", f"max_wait:={max_wait}"] if max_wait else [])])
+    # Every frame is decoded (and encoded) before sending starts, so that publishing keeps the rate; the replies
+    # are taken by an executor thread of their own, so that their arrival time is when they arrive.
+    streams = [open_source(data / "videos" / f"{c}.mp4").frames(0, frames) for c in CAMERAS]
+    prepared = [[image_message(next(stream), compressed) for stream in streams] for _ in range(frames)]
     rclpy.init()
     node = Node("chain_bench")
     pubs = {c: node.create_publisher(kind, f"{c}/{suffix}", QoSProfile(depth=1)) for c in CAMERAS}
     received: dict[int, tuple[float, int]] = {}
     node.create_subscription(Skeleton3DArray, "skeletons", lambda m: received.setdefault(
         stamp_to_ns(m.header.stamp), (time.time(), len(m.skeletons))), QoSProfile(depth=100))
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (
                 all(p.get_subscription_count() for p in pubs.values())
                 and node.count_publishers("skeletons") > 0):
-            rclpy.spin_once(node, timeout_sec=0.1)
+            time.sleep(0.1)
         time.sleep(settle)  # the fusion node's warm-up before subscribing, the detector's models
-        streams = [open_source(data / "videos" / f"{c}.mp4").frames(0, frames) for c in CAMERAS]
         cpu_start = {"detector": cpu_seconds(detector.pid), "fusion": cpu_seconds(fusion.pid)}
         sent: list[int] = []
         start = time.monotonic()
-        for k in range(frames):
-            messages = [image_message(next(stream), compressed) for stream in streams]
-            while time.monotonic() < start + k / rate:
-                rclpy.spin_once(node, timeout_sec=max(0.0, min(0.01, start + k / rate - time.monotonic())))
+        for k, messages in enumerate(prepared):
+            time.sleep(max(0.0, start + k / rate - time.monotonic()))
             stamp_ns = time.time_ns()
             for camera, message in zip(CAMERAS, messages):
                 message.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=f"{camera}_optical")
                 pubs[camera].publish(message)
             sent.append(stamp_ns)
-        end = time.monotonic() + 3.0
-        while time.monotonic() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
+        time.sleep(3.0)
         cpu = {"detector": cpu_seconds(detector.pid) - cpu_start["detector"],
                "fusion": cpu_seconds(fusion.pid) - cpu_start["fusion"]}
     finally:
+        executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown()
         for process in (detector, fusion):
@@ -110,7 +116,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "pose2sim_multi")
     parser.add_argument("--rates", default="5", help="comma-separated publication rates (Hz)")
-    parser.add_argument("--frames", type=int, default=100, help="frames of the take published per rate")
+    parser.add_argument("--frames", type=int, default=60, help="frames of the take published per rate (all decoded "
+                        "before sending: 60 raw frames x 4 cameras hold 1.5 GB)")
     parser.add_argument("--compressed", action="store_true", help="publish JPEG CompressedImage (quality 90) on "
                         "/cam0N/image_raw/compressed instead of raw bgr8 Image")
     parser.add_argument("--max-wait", type=float, help="the fusion node's max_wait (default: config/detect.yaml's)")
