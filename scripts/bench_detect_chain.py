@@ -28,6 +28,7 @@ from skelsplat_ros.bench.process_stats import cpu_seconds, percentile
 
 REPO = Path(__file__).resolve().parents[1]
 CAMERAS = ["cam01", "cam02", "cam03", "cam04"]
+TAKE_FPS = 60.0
 
 
 def image_message(rgb: np.ndarray, compressed: bool):
@@ -43,7 +44,7 @@ def image_message(rgb: np.ndarray, compressed: bool):
 
 
 def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float, compressed: bool,
-             max_wait: float | None) -> dict:
+             max_wait: float | None, take_stamps: bool) -> dict:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -63,14 +64,16 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
     fusion = subprocess.Popen([str(bin_dir / "skelsplat_node"), "--ros-args", *params,
                                "-p", f"calibration_file:={data / 'calib.toml'}", "-p", "skeleton:=coco17",
                                "-p", "publish_tf:=false", "-p", "publish_markers:=false", "--log-level", "warn",
-                               *(["-p", f"max_wait:={max_wait}"] if max_wait else [])])
+                               *(["-p", f"max_wait:={max_wait}"] if max_wait else []),
+                               # The take's own stamps lie in the past of the node's clock: no age check then.
+                               *(["-p", "max_stamp_age:=0.0", "-p", "max_future:=0.0"] if take_stamps else [])])
     # Every frame is decoded (and encoded) before sending starts, so that publishing keeps the rate; the replies
     # are taken by an executor thread of their own, so that their arrival time is when they arrive.
     streams = [open_source(data / "videos" / f"{c}.mp4").frames(0, frames) for c in CAMERAS]
     prepared = [[image_message(next(stream), compressed) for stream in streams] for _ in range(frames)]
     rclpy.init()
     node = Node("chain_bench")
-    pubs = {c: node.create_publisher(kind, f"{c}/{suffix}", QoSProfile(depth=1)) for c in CAMERAS}
+    pubs = {c: node.create_publisher(kind, f"{c}/{suffix}", QoSProfile(depth=5)) for c in CAMERAS}  # as drivers do
     received: dict[int, tuple[float, int]] = {}
     node.create_subscription(Skeleton3DArray, "skeletons", lambda m: received.setdefault(
         stamp_to_ns(m.header.stamp), (time.time(), len(m.skeletons))), QoSProfile(depth=100))
@@ -86,15 +89,15 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
             time.sleep(0.1)
         time.sleep(settle)  # the fusion node's warm-up before subscribing, the detector's models
         cpu_start = {"detector": cpu_seconds(detector.pid), "fusion": cpu_seconds(fusion.pid)}
-        sent: list[int] = []
-        start = time.monotonic()
+        sent: dict[int, int] = {}  # stamp -> wall time of publication (ns)
+        start, first = time.monotonic(), time.time_ns()
         for k, messages in enumerate(prepared):
             time.sleep(max(0.0, start + k / rate - time.monotonic()))
-            stamp_ns = time.time_ns()
+            stamp_ns = first + round(k * 1e9 / TAKE_FPS) if take_stamps else time.time_ns()
             for camera, message in zip(CAMERAS, messages):
                 message.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=f"{camera}_optical")
                 pubs[camera].publish(message)
-            sent.append(stamp_ns)
+            sent[stamp_ns] = time.time_ns()
         time.sleep(3.0)
         cpu = {"detector": cpu_seconds(detector.pid) - cpu_start["detector"],
                "fusion": cpu_seconds(fusion.pid) - cpu_start["fusion"]}
@@ -106,7 +109,7 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
             process.terminate()
             process.wait(timeout=10)
     out = [received[s] for s in sent if s in received]
-    latency = [1e3 * (t - s * 1e-9) for s in sent if s in received for t in [received[s][0]]]
+    latency = [1e3 * (received[s][0] - sent[s] * 1e-9) for s in sent if s in received]
     return {"rate": rate, "sent": len(sent), "out": sum(1 for _, n in out if n > 0),
             "both": sum(1 for _, n in out if n >= 2), "p50": percentile(latency, 50), "p99": percentile(latency, 99),
             "cpu_detector": cpu["detector"] / len(sent), "cpu_fusion": cpu["fusion"] / len(sent)}
@@ -121,6 +124,9 @@ def main() -> int:
     parser.add_argument("--compressed", action="store_true", help="publish JPEG CompressedImage (quality 90) on "
                         "/cam0N/image_raw/compressed instead of raw bgr8 Image")
     parser.add_argument("--max-wait", type=float, help="the fusion node's max_wait (default: config/detect.yaml's)")
+    parser.add_argument("--take-stamps", action="store_true", help="stamp the frames 1/60 s apart, as the take was "
+                        "filmed, whatever the publication rate (slow motion: the tracker sees the take's own motion; "
+                        "latency is then from publication)")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after discovery before sending")
     args = parser.parse_args()
     if not (args.data / "calib.toml").is_file():
@@ -134,7 +140,8 @@ def main() -> int:
           "detector CPU ms/frame | fusion CPU ms/frame |")
     print("|---|---|---|---|---|---|---|---|")
     for rate in (float(r) for r in args.rates.split(",")):
-        r = run_rate(rate, args.frames, args.data, bin_dir, args.settle, args.compressed, args.max_wait)
+        r = run_rate(rate, args.frames, args.data, bin_dir, args.settle, args.compressed, args.max_wait,
+                     args.take_stamps)
         print(f"| {r['rate']:g} | {r['sent']} | {100 * r['out'] / r['sent']:.0f} % | {100 * r['both'] / r['sent']:.0f} % "
               f"| {r['p50']:.0f} | {r['p99']:.0f} | {1e3 * r['cpu_detector']:.0f} | {1e3 * r['cpu_fusion']:.0f} |",
               flush=True)
