@@ -4,7 +4,8 @@ Each image topic is a camera (its first name part: ``/cam01/image_raw`` and ``/c
 ``cam01``); images are detected in recording order with one detector per camera, each read by the node's own
 conversion. Out: a bag of ``Keypoints2DArray`` on ``/<camera>/keypoints``, every message with its image's stamp and
 frame_id and logged at the image's log time (``skelsplat fuse`` then groups it as the node would); or the 5-D NPZ,
-images grouped into frames by stamp (stamps within ``slop`` of the frame's first are one frame).
+images grouped into frames by stamp (stamps within ``slop`` of the frame's first are one frame) on the recording's
+frame clock.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from skelsplat_ros.detection import DetectorConfig, make_detector
 from skelsplat_ros.io.keypoints import KeypointSet
+from skelsplat_ros.io.timeline import frame_timeline
 
 from .bag import BagError, _open, typestore_with_our_messages
 from .conversions import keypoints_msg, ns_to_stamp, stamp_to_ns
@@ -41,23 +43,24 @@ class ImageBagDetections:
         return {c: [len(p) for *_, p in self.detections[c]] for c in self.cameras}
 
     def keypoint_set(self, max_people: int, slop_s: float = 0.010) -> KeypointSet:
-        """The 5-D keypoint set ``[V, F, max_people, J, 3]``: frames are stamps grouped within ``slop_s``; a camera
-        without an image in a frame has no detection there. fps from the median step between frames."""
+        """The 5-D keypoint set ``[V, F, max_people, J, 3]``: images whose stamps lie within ``slop_s`` of a frame's
+        first are that frame, and the frames are placed on the recording's frame clock (``io/timeline.py``: a frame
+        no camera has stays, missing); a camera without an image in a frame has no detection there."""
         stamps = sorted({stamp for c in self.cameras for _, stamp, _, _ in self.detections[c]})
         frames: list[int] = []
         for stamp in stamps:
             if not frames or stamp - frames[-1] > slop_s * 1e9:
                 frames.append(stamp)
         starts = np.array(frames, dtype=np.int64)
+        timeline = frame_timeline(starts)
         num_joints = next((p.shape[1] for c in self.cameras for *_, p in self.detections[c]), 17)
-        data = np.full((len(self.cameras), len(frames), max_people, num_joints, 3), np.nan)
+        data = np.full((len(self.cameras), len(timeline.stamps_ns), max_people, num_joints, 3), np.nan)
         data[..., 2] = 0.0
         for v, camera in enumerate(self.cameras):
             for _, stamp, _, people in self.detections[camera]:
-                f = int(np.searchsorted(starts, stamp, side="right") - 1)
+                f = timeline.slots[int(np.searchsorted(starts, stamp, side="right") - 1)]
                 data[v, f, : len(people)] = people[:max_people]
-        fps = float(1e9 / np.median(np.diff(starts))) if len(starts) > 1 else None
-        return KeypointSet(data, self.cameras, fps=fps, skeleton=self.skeleton)
+        return KeypointSet(data, self.cameras, fps=1e9 / timeline.period_ns, skeleton=self.skeleton)
 
     def write_bag(self, path: str | Path) -> Path:
         """The detections as a rosbag2 MCAP bag (``run.mcap`` -> folder ``run/``); returns the folder."""
