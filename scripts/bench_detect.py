@@ -2,7 +2,9 @@
 """Figures of BENCHMARKS.md's "Images in" section: the Pose2Sim multi-person take from video to 3D tracks.
 
 1. Detection: the four videos through ``skelsplat_ros.detection`` (mediapipe by default): people per image, wall
-   and CPU time per image (CPU time of the whole process: mediapipe runs its graph in threads of its own).
+   and CPU time per image (CPU time of the whole process: mediapipe runs its graph in threads of its own), for the
+   whole run (decoding included) and for the detection calls alone. "On one core": run it under
+   ``taskset -c 1`` (``--detect-only`` skips the fusion table).
 2. Fusion of those detections, offline and streaming, by SkelSplat and by the plain-DLT and robust baselines (the
    same tracker): tracks and their frames, id switches (a track's hip centre jumping more than 0.25 m between two
    frames), the median reprojection error over the views (each fused person projected into each camera and
@@ -13,6 +15,7 @@ There is no 3D ground truth for this take; these are the figures that can be jud
 
     .venv/bin/python scripts/fetch_pose2sim_multi.py
     .venv/bin/python scripts/bench_detect.py [--keypoints KP.npz] [--repeats 3]
+    taskset -c 1 .venv/bin/python scripts/bench_detect.py --detect-only --repeats 3     # detection on one core
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ def main() -> int:
     parser.add_argument("--save-keypoints", type=Path, help="write the detections here")
     parser.add_argument("--backend", default="mediapipe")
     parser.add_argument("--repeats", type=int, default=1, help="detection runs (their times are printed each)")
+    parser.add_argument("--detect-only", action="store_true", help="only the detection figures")
     parser.add_argument("--modes", default="offline,streaming")
     parser.add_argument("--methods", default="skelsplat,dlt,robust")
     args = parser.parse_args()
@@ -115,6 +119,8 @@ def main() -> int:
             print(f"detection ({args.backend}): {line}")
         if args.save_keypoints:
             save_keypoints_npz(keypoints, args.save_keypoints)
+        if args.detect_only:
+            return 0
     keypoints, rig = align_to_rig(keypoints, load_calibration(args.data / "calib.toml"))
     skeleton = get_skeleton(keypoints.skeleton)
     names = list(skeleton.joint_names)
