@@ -359,6 +359,7 @@ def _render(args: argparse.Namespace) -> int:
 
     from .detection.render import RenderConfig, render_result
     from .detection.sources import open_source
+    from .geometry.calibration import load_calibration_metres
     from .io.export import load_result
     from .io.keypoints import match_cameras
     from .skeleton.models import builtin_skeletons, get_skeleton
@@ -379,7 +380,10 @@ def _render(args: argparse.Namespace) -> int:
     if len(skeleton.joint_names) != joints.shape[2]:
         raise CliError(f"skeleton {skeleton.name!r} has {len(skeleton.joint_names)} joints, the result {joints.shape[2]}")
     sources = [open_source(path) for path in args.videos]
-    rig = match_cameras([s.name for s in sources], _load_rig(args))
+    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
+    if units != "m":
+        print(f"skelsplat render: calibration read in {units}; converted to metres", file=sys.stderr)
+    rig = match_cameras([s.name for s in sources], rig)
     short = [s.name for s in sources if s.num_frames < joints.shape[0]]
     if short:
         raise CliError(f"videos {short} have fewer frames than the result ({joints.shape[0]})")
