@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo
 from .conversions import keypoints_msg, stamp_to_ns
 from .params import StartupError
 
-__all__ = ["INPUTS", "COCO18_TO_COCO17", "yolo_people", "hri_person", "HriFrames", "subscribe_input"]
+__all__ = ["INPUTS", "COCO18_TO_COCO17", "yolo_people", "hri_person", "HriFrames", "check_input", "subscribe_input"]
 
 INPUTS = ("keypoints", "yolo", "hri")
 SKELETON = "coco17"
@@ -151,21 +151,28 @@ class _HriCamera:
             _deliver(self.deliver, self.camera, people, header)
 
 
-def subscribe_input(node: Any, kind: str, cameras: list[str], qos: Any, deliver: Deliver,
-                    sizes: dict[str, tuple[int, int]] | None, skeleton: str) -> list[Any]:
-    """Subscribe ``node`` to the ``kind`` topics of every camera, handing each camera frame to ``deliver(camera,
-    serialized Keypoints2DArray)``; returns what keeps the subscriptions. ``sizes``: image size per camera (hri),
-    None to read it from ``<camera>/camera_info``. Raises :class:`StartupError` for an unusable ``kind``."""
+def check_input(kind: str, skeleton: str) -> tuple[Any, ...]:
+    """The message types of input ``kind`` (``yolo``: DetectionArray; ``hri``: IdsList, Skeleton2D), imported now;
+    :class:`StartupError` for an unknown kind, a skeleton other than coco17 or a message package missing."""
     if kind not in INPUTS[1:]:
         raise StartupError(f"parameter input must be one of {', '.join(INPUTS)}, got {kind!r}")
     if skeleton != SKELETON:
         raise StartupError(f"input {kind} gives {SKELETON} keypoints: set skeleton to {SKELETON} (got {skeleton})")
     if kind == "yolo":
-        (detections,) = _import("yolo_msgs", ["DetectionArray"], kind)
+        return tuple(_import("yolo_msgs", ["DetectionArray"], kind))
+    return tuple(_import("hri_msgs", ["IdsList", "Skeleton2D"], kind))
+
+
+def subscribe_input(node: Any, kind: str, types: tuple[Any, ...], cameras: list[str], qos: Any, deliver: Deliver,
+                    sizes: dict[str, tuple[int, int]] | None) -> list[Any]:
+    """Subscribe ``node`` to the ``kind`` topics of every camera (message ``types`` from :func:`check_input`),
+    handing each camera frame to ``deliver(camera, serialized Keypoints2DArray)``; returns what keeps the
+    subscriptions. ``sizes``: image size per camera (hri), None to read it from ``<camera>/camera_info``."""
+    if kind == "yolo":
+        (detections,) = types
         return [node.create_subscription(
             detections, f"{camera}/yolo/detections",
             lambda msg, camera=camera: _deliver(deliver, camera, yolo_people(msg), msg.header), qos)
             for camera in cameras]
-    types = tuple(_import("hri_msgs", ["IdsList", "Skeleton2D"], kind))
     return [_HriCamera(node, camera, qos, deliver, None if sizes is None else sizes[camera], types)
             for camera in cameras]
