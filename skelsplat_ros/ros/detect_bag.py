@@ -22,7 +22,7 @@ from skelsplat_ros.detection import DetectorConfig, make_detector
 from skelsplat_ros.io.keypoints import KeypointSet
 from skelsplat_ros.io.timeline import frame_timeline
 
-from .bag import BagError, _open, typestore_with_our_messages
+from .bag import BagError, _messages, _open, typestore_with_our_messages
 from .conversions import keypoints_msg, ns_to_stamp, stamp_to_ns
 from .detector_node import image_array
 
@@ -106,7 +106,7 @@ def detect_image_bag(path: str | Path, config: DetectorConfig, topics: list[str]
         detectors = {camera: make_detector(config) for camera in cameras}
         detections: dict[str, list] = {camera: [] for camera in cameras}
         total = sum(c.msgcount for c in connections)
-        for done, (connection, log_ns, raw) in enumerate(reader.messages(connections=connections), 1):
+        for done, (connection, log_ns, raw) in enumerate(_messages(reader, connections, Path(path)), 1):
             camera = camera_of_image_topic(connection.topic)
             msg = deserialize_message(raw, IMAGE_TYPES[connection.msgtype])
             stamp = stamp_to_ns(msg.header.stamp)
