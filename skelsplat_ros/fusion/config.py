@@ -44,7 +44,8 @@ class FusionConfig:
         hampel_min_distance: ... and at least this far from the median (world units).
         bone_lengths: estimate per-subject bone lengths for the bone-length term.
         bone_window: streaming: frames in the sliding window of bone-length medians.
-        gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
+        gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it; the
+            gate grows with the gap, this much per 30 Hz frame since the last output (a stale prediction yields).
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
             (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).
