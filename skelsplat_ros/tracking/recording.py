@@ -11,7 +11,7 @@ import numpy as np
 
 from ..fusion.config import FusionConfig
 from ..fusion.offline import fuse_offline
-from ..fusion.result import split_keypoints, triangulate_baseline
+from ..fusion.result import frame_stamps, split_keypoints, triangulate_baseline
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
 from .tracker import MultiPersonTracker, PersonEstimate, TrackerConfig
@@ -78,9 +78,10 @@ def track_streaming(
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames = keypoints.shape[1]
+    stamps = frame_stamps(num_frames, fps)
     published: list[list[PersonEstimate]] = []
     for f in range(num_frames):
-        published.append(tracker.step(split_slots(keypoints, f), f / fps).people)
+        published.append(tracker.step(split_slots(keypoints, f), stamps[f]).people)
         if progress:
             progress(f + 1, num_frames)
     return people_array(published, num_frames, skeleton)
@@ -171,10 +172,11 @@ def track_offline(
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames, num_views, num_joints = keypoints.shape[1], len(rig), skeleton.num_joints
+    stamps = frame_stamps(num_frames, fps)
     taken: dict[int, dict[int, np.ndarray]] = {}
     confirmed: set[int] = set()
     for f in range(num_frames):
-        step = tracker.step(split_slots(keypoints, f), f / fps)
+        step = tracker.step(split_slots(keypoints, f), stamps[f])
         for track_id, rows in step.assignments.items():
             taken.setdefault(track_id, {})[f] = rows
         confirmed.update(p.track_id for p in step.people)
