@@ -94,6 +94,8 @@ def _fuse(args: argparse.Namespace) -> int:
 
     data = keypoints.keypoints
     num_frames = data.shape[1]
+    if num_frames == 0:
+        raise CliError(f"{args.keypoints}: the keypoints hold no frames: nothing to fuse")
     if keypoints.multi_person:
         return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output)
     progress = _progress_bar(num_frames, enabled=not args.quiet)
