@@ -273,7 +273,7 @@ def _play(args: argparse.Namespace) -> int:
     from .ros.play import play
 
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
-    count = play(args.bag, rate=args.rate, topics=topics, start_delay=args.start_delay, clock_rate=args.clock_rate)
+    count = play(args.bag, rate=args.rate, topics=topics, wait=args.wait, clock_rate=args.clock_rate)
     print(f"played {count} messages from {args.bag}")
     return 0
 
@@ -350,8 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
     play.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     play.add_argument("--topics", help="comma-separated topics to play (default: all of known types)")
-    play.add_argument("--start-delay", type=float, default=5.0,
-                      help="longest wait (s) for every topic to have a subscriber before playing")
+    play.add_argument("--wait", "--start-delay", dest="wait", type=float, default=60.0,
+                      help="longest wait (s) for the keypoint topics to have a subscriber (the node, once ready) "
+                           "before playing; nothing is played when nobody subscribes by then")
     play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
     play.set_defaults(handler=_play)
 
@@ -389,8 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:
     # Plain argparse only: the benchmark modules (and scipy, torch) load when the command runs.
-    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene")
-    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround)")
+    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene (any number; more "
+                       "than 5 is a crowd: one in five walks, the others move in place)")
+    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround, "
+                       "any other N = a ring of N cameras on three tiers)")
     multi.add_argument("--seeds", default="10,11,12", help="scene seeds (0-2 were used for tuning)")
     multi.add_argument("--frames", type=int, default=300, help="frames per scene (30 fps)")
     multi.add_argument("--noise", default="realistic", help="detector noise preset (clean, realistic, hard)")

@@ -153,11 +153,14 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
               0.0, 1.0),
     ParamSpec("drop_camera", "", "Camera that stops publishing after drop_after seconds (tests, demo); settable at "
               "runtime.", read_only=False),
-    ParamSpec("drop_after", 0.0, "Seconds after start (or after a drop_* parameter was last set at runtime) at "
-              "which drop_camera goes silent.", 0.0, 1e6, read_only=False),
+    ParamSpec("drop_after", 0.0, "Seconds after the first frame published (or after a drop_* parameter was last set "
+              "at runtime) at which drop_camera goes silent.", 0.0, 1e6, read_only=False),
     ParamSpec("drop_duration", 0.0, "Seconds drop_camera stays silent (0 = for good).", 0.0, 1e6, read_only=False),
     ParamSpec("frame_prefix", "", "Prefix of the cameras' optical frame ids (<prefix><camera>_optical)."),
     ParamSpec("world_frame", "world", "frame_id of the ground truth (the calibration's world frame)."),
+    ParamSpec("wait_for_node", "", "Publish nothing until the node of this name subscribes to every camera's "
+              "keypoints (the fusion node does once it is ready), then start with the recording's first frame: "
+              "every frame sent counts. Empty: publish from the start."),
 )
 
 RIG_PUBLISHER_PARAMS: tuple[ParamSpec, ...] = (
