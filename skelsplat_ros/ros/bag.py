@@ -166,6 +166,21 @@ def _open(path: Path):
     return reader
 
 
+def _messages(reader, connections, path: Path):
+    """``reader.messages(connections=...)``, with what rosbags raises on damaged bytes met along the way (its
+    ReaderError family, or an OverflowError for a corrupt length) as one :class:`BagError`."""
+    stream = reader.messages(connections=connections)
+    while True:
+        try:
+            item = next(stream)
+        except StopIteration:
+            return
+        except Exception as error:  # the reader's errors on damaged chunks: not ours to tell apart
+            raise BagError(f"{path}: the recording is damaged ({type(error).__name__}: {error})".replace("\n", " ")) \
+                from None
+        yield item
+
+
 def _camera_of_topic(topic: str) -> str:
     """``/cam0/keypoints`` -> ``cam0``; ``/robot/head/keypoints`` -> ``robot/head``."""
     return topic.strip("/").rpartition("/keypoints")[0]
@@ -241,7 +256,7 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
         def count(key: str, amount: int = 1) -> None:
             counts[key] = counts.get(key, 0) + amount
 
-        for connection, log_ns, raw in reader.messages(connections=wanted):
+        for connection, log_ns, raw in _messages(reader, wanted, path):
             now = log_ns * 1e-9
             frames += synchronizer.poll(now)
             topic = connection.topic

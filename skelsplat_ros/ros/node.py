@@ -191,6 +191,13 @@ class FusionNode(Node):
         self.outputs = OutputOptions(self.skeleton.name, self.skeleton.bone_array, p["tf_prefix"])
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self._observers: list[Callable[[FusedFrame], None]] = []
+        # Another detector's messages (input yolo or hri), converted to ours by ros/inputs.py: checked now, subscribed
+        # with the keypoints.
+        self._input_types = None
+        if p["input"] != "keypoints":
+            from .inputs import check_input
+
+            self._input_types = check_input(p["input"], self.skeleton.name)
 
         # The TF route's cameras come before anything else: CameraInfo and TF arrive while the node warms up.
         if isinstance(self.rig_source, TfRigSource):
@@ -311,7 +318,14 @@ class FusionNode(Node):
                                durability=qos_profile_sensor_data.durability)
         # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
         # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
-        for camera in self.cameras:
+        if self._input_types is not None:
+            from .inputs import subscribe_input
+
+            sizes = dict(zip(self.cameras, self.tracker.rig.sizes)) if isinstance(self.rig_source, StaticRigSource) \
+                else None
+            self._inputs = subscribe_input(self, p["input"], self._input_types, self.cameras, input_qos,
+                                           self._on_keypoints, sizes)
+        for camera in self.cameras if self._input_types is None else []:
             self.create_subscription(Keypoints2DArray, f"{camera}/keypoints",
                                      lambda data, camera=camera: self._on_keypoints(camera, data), input_qos, raw=True)
         # Partial frames are emitted on a timer (complete ones as soon as their last view arrives). The figures of
