@@ -83,6 +83,8 @@ def _fuse(args: argparse.Namespace) -> int:
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
     rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
     keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people=args.people or "subject")
+    if keypoints.keypoints.shape[1] == 0:
+        raise CliError(f"{args.keypoints}: the keypoints hold no frames: nothing to fuse")
     skeleton_name = args.skeleton or keypoints.skeleton
     if not skeleton_name:
         raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")

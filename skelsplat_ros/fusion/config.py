@@ -48,7 +48,8 @@ class FusionConfig:
             the person's window (``output.py``, rule 4: a person's first frames are withheld until their bone
             lengths are known); 0 = from the person's first frame (held to the lengths of the frames before it; the
             first one as fitted).
-        gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
+        gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it; the
+            gate grows with the gap, this much per 30 Hz frame since the last output (a stale prediction yields).
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
             (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).

@@ -28,6 +28,7 @@ from .result import (
     SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
+    checked_fps,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
@@ -98,13 +99,14 @@ def fuse_offline(
         progress: called as ``progress(frames_done, total)`` after each chunk (each pass, when smoothing).
         fps: frame rate (the smoothing prior is in world units per second^k).
     """
-    if fps <= 0 or not np.isfinite(fps):
-        raise ValueError(f"fps must be positive, got {fps}")
+    fps = checked_fps(fps)
     uv, confidence = split_keypoints(rig, keypoints)
     if uv.shape[2] != skeleton.num_joints:
         raise ValueError(f"keypoints have {uv.shape[2]} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     names = list(skeleton.joint_names)
     num_frames = uv.shape[1]
+    if num_frames == 0:  # nothing to fuse: an empty result, as fuse_streaming gives
+        return concatenate_results([], names)
     points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)
     if config.method != "skelsplat":
         cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)

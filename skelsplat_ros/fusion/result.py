@@ -174,3 +174,47 @@ def concatenate_results(parts: list[FusionResult], names: list[str]) -> FusionRe
         reprojection_error=np.concatenate([p.reprojection_error for p in parts]),
         joint_names=names,
     )
+
+
+
+def _finite(value: float) -> float | None:
+    """``value`` as a finite float, or ``None``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def checked_stamp(stamp: float) -> float:
+    """``stamp`` (seconds) as a float; a ``ValueError`` for anything that is not a finite number (after a NaN stamp
+    every time comparison would be false: nothing would ever expire or reset)."""
+    value = _finite(stamp)
+    if value is None:
+        raise ValueError(f"stamp must be a finite time in seconds, got {stamp!r}")
+    return value
+
+
+def checked_fps(fps: float) -> float:
+    """``fps`` as a float; a ``ValueError`` unless it is a positive finite number."""
+    value = _finite(fps)
+    if value is None or value <= 0:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    return value
+
+
+def frame_stamps(num_frames: int, fps: float, stamps: np.ndarray | None = None) -> np.ndarray:
+    """Capture times ``[F]`` (seconds) of a recording's frames: ``stamps`` when given, else ``f / fps``.
+
+    Raises:
+        ValueError: for ``fps`` not a positive finite number, or ``stamps`` not one finite time per frame.
+    """
+    fps = checked_fps(fps)
+    if stamps is None:
+        return np.arange(num_frames) / fps
+    stamps = np.asarray(stamps, dtype=np.float64)
+    if stamps.shape != (num_frames,):
+        raise ValueError(f"stamps must be one time per frame, [{num_frames}], got {list(stamps.shape)}")
+    if not np.isfinite(stamps).all():
+        raise ValueError(f"stamps must be finite times in seconds; frame {int(np.argmin(np.isfinite(stamps)))} is not")
+    return stamps

@@ -18,9 +18,11 @@ from .refine import refine
 from .result import (
     FusionResult,
     bone_lengths_of,
+    checked_stamp,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
+    frame_stamps,
     refine_output,
     split_keypoints,
     summarise,
@@ -50,12 +52,12 @@ def fuse_streaming(
         stamps: capture time of each frame ``[F]`` in seconds (a recording's stamps); default ``f / fps``.
         rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
     """
-    fuser = StreamingFuser(rig, skeleton, config)
     num_frames = keypoints.shape[1]
+    times = frame_stamps(num_frames, fps, stamps)
+    fuser = StreamingFuser(rig, skeleton, config)
     frames = []
     for f in range(num_frames):
-        stamp = float(stamps[f]) if stamps is not None else f / fps
-        frames.append(fuser.step(keypoints[:, f], stamp, rig=rigs[f] if rigs is not None else None))
+        frames.append(fuser.step(keypoints[:, f], float(times[f]), rig=rigs[f] if rigs is not None else None))
         if progress:
             progress(f + 1, num_frames)
     return concatenate_results(frames, list(skeleton.joint_names))
@@ -98,6 +100,17 @@ class StreamingFuser:
         settings = self.config.streaming_refine or self.config.refine
         return estimate_bone_prior(self._bone_window, settings.bone_length_sigma, settings.bone_length_spread)
 
+    def mirror(self) -> None:
+        """Exchange left and right in the kept state: the last outputs (so their velocities too) and the bone-length
+        window. For a tracker whose views agree that this person's labels are the mirror image of the fuser's (a
+        track started from a view that swapped left and right)."""
+        flip = self.skeleton.flip_permutation
+        self._history = deque(((stamp, joints[flip]) for stamp, joints in self._history), maxlen=2)
+        bones = np.arange(len(self.skeleton.bones))
+        left, right = self.skeleton.symmetric_bones.T
+        bones[left], bones[right] = right, left
+        self._bone_window = self._bone_window[:, bones]
+
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
         joints never seen); ``None`` before the first output."""
@@ -123,6 +136,9 @@ class StreamingFuser:
         so it carries over from one rig to the next.
 
         Returns a result with a frame axis of length 1.
+
+        Raises:
+            ValueError: for a non-finite ``stamp`` or keypoints of the wrong shape.
         """
         return step_together([self], np.asarray(keypoints, dtype=np.float64)[None], stamp, rig)[0]
 
@@ -137,6 +153,7 @@ def step_together(
     Each fuser keeps its own history, prediction and bone lengths; the batch only shares the solver calls, so the
     cost grows far slower than one call per person.
     """
+    stamp = checked_stamp(stamp)
     if not fusers:
         return []
     first = fusers[0]
@@ -185,11 +202,13 @@ def step_together(
         prediction = fuser.predict(stamp)
         if prediction is not None:
             predictions[k] = prediction
-            with np.errstate(invalid="ignore"):
-                far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance
-            init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
             # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
+            # The gate grows with the gap (gate_distance per frame elapsed): after frames without a fit, the person
+            # may be far from the extrapolation, and views that agree on where they are must win over it.
+            with np.errstate(invalid="ignore"):
+                far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k]
+            init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
         prior = fuser.bone_prior()
         if prior is not None:
             held_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
