@@ -13,7 +13,7 @@ from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
 from .objective import BonePrior, TemporalPrior
-from .output import Offer, decide_output, seen_joints, views_verdict, withhold_unchecked
+from .output import Offer, complete_offer, decide_output, seen_joints, views_verdict
 from .refine import refine
 from .result import (
     FusionResult,
@@ -83,6 +83,8 @@ class StreamingFuser:
         # The last step's joints that enough views saw, as fitted (output.py, rule 1), one frame: unlike the output,
         # neither held to bone lengths nor waiting for them; what the tracker associates with.
         self.estimate: FusionResult | None = None
+        # [J, 3] the last output with complete (output.py, rule 5), the recent pose its next fill starts from.
+        self.completed: np.ndarray | None = None
         # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
         # per-frame bone prior reads it without stacking.
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
@@ -106,6 +108,8 @@ class StreamingFuser:
         track started from a view that swapped left and right)."""
         flip = self.skeleton.flip_permutation
         self._history = deque(((stamp, joints[flip]) for stamp, joints in self._history), maxlen=2)
+        if self.completed is not None:
+            self.completed = self.completed[flip]
         bones = np.arange(len(self.skeleton.bones))
         left, right = self.skeleton.symmetric_bones.T
         bones[left], bones[right] = right, left
@@ -241,17 +245,22 @@ def step_together(
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
         fitted = refine_output(rig, uv_fit, confidence_fit, result, known[pick], names)
-        offer = None
-        if config.single_view_joints:
+        offer = complete = None
+        if config.complete:
+            recent = np.stack([fusers[k].completed if fusers[k].completed is not None
+                               else np.full((num_joints, 3), np.nan) for k in batch])
+            complete = complete_offer(skeleton, held_lengths[pick], recent)
+            # A single view's ray decides between the depths the bone lengths leave by the recent pose too.
+            predictions_fit = np.where(np.isfinite(predictions_fit), predictions_fit, recent)
+        if config.single_view_joints or config.complete:
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
             offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit, config)
         # Only joints that enough views agree with, held to the person's bone lengths (output.py): never the
-        # prediction alone, nor one view's ray outside single_view_joints.
+        # prediction alone, nor one view's ray outside single_view_joints (or complete).
         views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
         prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
-        fused = decide_output(fitted, skeleton, prior, config, views, offer)
-        if config.bone_warmup and config.bone_lengths:
-            fused = withhold_unchecked(fused, skeleton, warm[pick])
+        known = warm[pick] if config.bone_warmup and config.bone_lengths else None
+        fused = decide_output(fitted, skeleton, prior, config, views, offer, known, complete)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         for i, k in enumerate(batch):
@@ -259,6 +268,8 @@ def step_together(
             fuser = fusers[k]
             fuser.estimate = seen.frame(i)
             fuser._history.append((stamp, seen.joints[i]))
+            if config.complete and np.isfinite(fused.joints[i]).all():
+                fuser.completed = fused.joints[i]
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
