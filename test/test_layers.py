@@ -28,7 +28,7 @@ ALLOWED = {
     "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "sim"},
 }
 ROS_MODULES = ("rclpy", "rcl_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
-               "diagnostic_msgs", "tf2_ros", "tf2_msgs", "builtin_interfaces", "message_filters")
+               "diagnostic_msgs", "tf2_ros", "tf2_msgs", "hri_msgs", "builtin_interfaces", "message_filters")
 
 
 def _module_name(path: Path) -> str:

@@ -371,6 +371,21 @@ class TransformBuffer:
             common_T_target = self._edges[child].at(stamp, child) @ common_T_target
         return common_T_target.inverse() @ common_T_source
 
+    def lookup_latest(self, target: str, source: str) -> tuple[Transform, int | None]:
+        """``target_T_source`` at the latest time every edge between them knows (tf2's lookup at time 0), and that
+        stamp (``None`` when every edge on the way is static); raises :class:`TransformError` as :meth:`lookup`."""
+        with self._lock:
+            for frame in (target, source):
+                if frame not in self._edges and frame not in self._children:
+                    raise TransformError("unknown_frame", f"frame {frame!r} has not been received on /tf or /tf_static")
+            up_source, up_target = self._path_to_root(source), self._path_to_root(target)
+            common = next((f for f in up_source if f in set(up_target)), None)
+            path = up_source[: up_source.index(common)] + up_target[: up_target.index(common)] if common else []
+            newest = [self._edges[child].stamps[-1] for child in path
+                      if self._edges[child].static is None and self._edges[child].stamps]
+            stamp = min(newest) if newest else None
+            return self._lookup(target, source, 0 if stamp is None else stamp), stamp
+
     def wait_for(self, target: str, source: str, stamp_ns: int, timeout: float) -> Transform:
         """:meth:`lookup`, waiting up to ``timeout`` seconds for transforms that have not arrived yet (a ``past``
         failure, which no later message can fix, is raised at once)."""
