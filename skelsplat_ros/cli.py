@@ -69,7 +69,7 @@ def _fuse(args: argparse.Namespace) -> int:
     config = preset_config(
         args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
     )
-    config = replace(config, single_view_joints=args.single_view_joints)
+    config = replace(config, single_view_joints=args.single_view_joints, complete=args.complete)
     check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
     if any(stage.optimizer == "adam" for stage in config.stages(args.mode)):
         import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
@@ -496,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--single-view-joints", action="store_true",
                       help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
                       "(confidence 0)")
+    fuse.add_argument("--complete", action="store_true",
+                      help="every joint of a person in every frame the person is output: the joints no two views "
+                      "agree on filled from the body model (bone lengths, recent pose, one view's ray), confidence 0")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
     fuse.add_argument("--people", choices=("subject", "all"),
@@ -615,6 +618,8 @@ def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.Argumen
                        "the standard; also voxelpose, crossview, neck)")
     shelf.add_argument("--single-view-joints", action="store_true",
                        help="streaming: also publish joints one view sees, placed by the bone lengths")
+    shelf.add_argument("--complete", action="store_true",
+                       help="complete skeletons (every joint of every person output; what the ROS4HRI output uses)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -389,12 +389,18 @@ UNANCHORED_SIGMA = 0.3
 """Standard deviation (m) given to a filled joint that no bone ties to a placed joint (placed by the whole pose)."""
 
 
+Snap = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""Given placed joints ``[N, J, 3]``, which of them to try ``[N, J]`` and their variances ``[N, J]`` (m^2), the joints
+moved onto a view's ray where one passes close enough (what :func:`complete_offer` asks the views)."""
+
+
 def complete_offer(skeleton: Skeleton, lengths: np.ndarray, recent: np.ndarray | None = None,
-                   sequential: bool = False) -> Offer:
+                   sequential: bool = False, snap: Snap | None = None) -> Offer:
     """Rule 5's offer: every joint of ``[N, J]`` that the output lacks, in rows with some joint output, placed by
     :func:`complete_pose` with the person's bone lengths ``lengths [N, B]`` or ``[B]`` (NaN = unknown) and their
-    recent pose ``recent [N, J, 3]`` (NaN = none). Its variance is that of a joint anywhere at its bone's length from
-    its anchor (the anchor's variance added), isotropic.
+    recent pose ``recent [N, J, 3]`` (NaN = none), then, where ``snap`` is given, onto the ray of a view that sees it
+    near there. Its variance is that of a joint anywhere at its bone's length from its anchor (the anchor's variance
+    added), isotropic.
 
     ``sequential``: the rows are the frames of one person in order (offline): each frame's recent pose is the frame
     before it, once completed; a joint unseen from the start of a run of frames is placed from the first frame that
@@ -415,6 +421,8 @@ def complete_offer(skeleton: Skeleton, lengths: np.ndarray, recent: np.ndarray |
                 reference = None if recent is None else recent[n]
                 filled[n], variance[n] = complete_pose(skeleton, joints[n], bone_lengths[n], reference)
         new = ~present & np.isfinite(filled).all(-1) & present.any(-1, keepdims=True)
+        if snap is not None:
+            filled = snap(filled, new, variance)
         return FusionResult(
             joints=np.where(new[..., None], filled, np.nan), confidence=np.zeros(new.shape, dtype=np.float32),
             covariance=np.where(new[..., None, None], variance[..., None, None] * np.eye(3), np.nan),

@@ -246,14 +246,13 @@ def step_together(
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
         fitted = refine_output(rig, uv_fit, confidence_fit, result, known[pick], names)
         offer = complete = None
+        usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
         if config.complete:
             recent = np.stack([fusers[k].completed if fusers[k].completed is not None
                                else np.full((num_joints, 3), np.nan) for k in batch])
-            complete = complete_offer(skeleton, held_lengths[pick], recent)
-            # A single view's ray decides between the depths the bone lengths leave by the recent pose too.
-            predictions_fit = np.where(np.isfinite(predictions_fit), predictions_fit, recent)
-        if config.single_view_joints or config.complete:
-            usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
+            complete = complete_offer(skeleton, held_lengths[pick], recent,
+                                      snap=_ray_snap(rig, uv_fit, usable, SNAP_SIGMAS))
+        if config.single_view_joints:
             offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit, config)
         # Only joints that enough views agree with, held to the person's bone lengths (output.py): never the
         # prediction alone, nor one view's ray outside single_view_joints (or complete).
@@ -274,6 +273,37 @@ def step_together(
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
+
+
+SNAP_SIGMAS = 0.5
+"""A filled joint (``complete``) moves onto a seeing view's ray when that ray passes within this many of its standard
+deviations (its bone's length) of it: the view fixes the direction, the body model the depth."""
+
+
+def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float):
+    """A ``Snap`` (``output.py``) onto the rays of ``uv [V, N, J, 2]`` (undistorted px; ``confidence [V, N, J]``, 0 =
+    unusable): each joint to the nearest point of the ray that passes closest to it, if within ``sigmas`` standard
+    deviations."""
+
+    def snap(points: np.ndarray, wanted: np.ndarray, variance: np.ndarray) -> np.ndarray:
+        seen = wanted & (confidence > 0).any(axis=0)
+        if not seen.any():
+            return points
+        n, j = np.nonzero(seen)
+        rays = ray_directions(rig.back_projections[:, None], uv[:, n, j])  # [V, K, 3]
+        offset = points[n, j][None] - rig.centres[:, None]  # [V, K, 3]
+        along = (offset * rays).sum(-1, keepdims=True)
+        nearest = rig.centres[:, None] + along * rays
+        distance = np.where((confidence[:, n, j] > 0) & (along[..., 0] > 0),
+                            np.linalg.norm(nearest - points[n, j][None], axis=-1), np.inf)  # [V, K]
+        best = np.argmin(np.nan_to_num(distance, nan=np.inf), axis=0)
+        k = np.arange(len(n))
+        close = distance[best, k] <= sigmas * np.sqrt(variance[n, j])
+        out = points.copy()
+        out[n[close], j[close]] = nearest[best[close], k[close]]
+        return out
+
+    return snap
 
 
 def _single_view_offer(

@@ -61,24 +61,24 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """Rotation matrix ``[3, 3]`` to unit quaternion ``[4]`` (x, y, z, w), w >= 0."""
+    """Rotation matrices ``[..., 3, 3]`` to unit quaternions ``[..., 4]`` (x, y, z, w), w >= 0."""
     m = np.asarray(rotation, dtype=np.float64)
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     # Largest of 4w^2, 4x^2, 4y^2, 4z^2 first: dividing by it is well conditioned at every angle.
-    candidates = np.array([1 + m[0, 0] + m[1, 1] + m[2, 2], 1 + m[0, 0] - m[1, 1] - m[2, 2],
-                           1 - m[0, 0] + m[1, 1] - m[2, 2], 1 - m[0, 0] - m[1, 1] + m[2, 2]])
-    k = int(np.argmax(candidates))
-    s = 2.0 * np.sqrt(max(candidates[k], 1e-300))
-    if k == 0:
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    elif k == 1:
-        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif k == 2:
-        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
+    candidates = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    k = np.argmax(candidates, axis=-1)
+    s = 2.0 * np.sqrt(np.maximum(np.take_along_axis(candidates, k[..., None], -1)[..., 0], 1e-300))
+    a, b, c = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
+    d, e, f = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
+    options = np.stack([
+        np.stack([a, b, c, s * s / 4], -1),
+        np.stack([s * s / 4, d, e, a], -1),
+        np.stack([d, s * s / 4, f, b], -1),
+        np.stack([e, f, s * s / 4, c], -1),
+    ], -2) / s[..., None, None]  # each row: (x, y, z, w) by the formula of candidate k
+    q = np.take_along_axis(options, k[..., None, None], -2)[..., 0, :]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., 3:] < 0, -q, q)
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, fraction: float) -> np.ndarray:

@@ -30,7 +30,7 @@ from hri_msgs.msg import IdsList
 from std_msgs.msg import Header
 
 from skelsplat_ros.geometry.transforms import Transform, matrix_to_quaternion
-from skelsplat_ros.skeleton.human import BodyFrames, body_dimensions, body_frames, body_urdf
+from skelsplat_ros.skeleton.human import HRI_JOINTS, BodyFrames, body_dimensions, body_frames_batch, body_urdf
 from skelsplat_ros.skeleton.models import Skeleton
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class HriFrame:
 
     Attributes:
         tracked: the ids tracked after this frame.
-        transforms: ``body_<id>`` and its link frames, for every tracked body.
+        transforms: ``body_<id>`` and its link frames, for every tracked body (the same message objects from frame to
+            frame, updated in place: publish them before the next frame is built).
         started: ``{body id: URDF}`` of the bodies tracked from this frame on.
         ended: body ids no longer tracked.
     """
@@ -91,12 +92,26 @@ class HriFrame:
     ended: list[str] = field(default_factory=list)
 
 
-def _transform(header: Header, child: str, rotation: np.ndarray, origin: np.ndarray) -> TransformStamped:
-    t = TransformStamped(header=header, child_frame_id=child)
-    translation, q = t.transform.translation, t.transform.rotation
-    translation.x, translation.y, translation.z = origin.tolist()
-    q.x, q.y, q.z, q.w = matrix_to_quaternion(rotation).tolist()
-    return t
+class _BodyMessages:
+    """One body's TF messages, built once and updated in place every frame (building a message costs tens of
+    microseconds, setting its fields a few): ``body_<id>`` under the parent, then each link under ``body_<id>``."""
+
+    def __init__(self, body: str, parent: str, links: Sequence[str]) -> None:
+        self.parent_header = Header(frame_id=parent)
+        self.body_header = Header(frame_id=body_frame(body))
+        self.transforms = [TransformStamped(header=self.parent_header, child_frame_id=body_frame(body))]
+        self.transforms += [TransformStamped(header=self.body_header, child_frame_id=f"{link}_{body}") for link in links]
+
+    def update(self, stamp, rotations: np.ndarray, origins: np.ndarray) -> list[TransformStamped]:
+        """The messages at ``stamp``: rotations ``[1 + L, 3, 3]``, origins ``[1 + L, 3]`` (body first)."""
+        self.parent_header.stamp = self.body_header.stamp = stamp
+        # Plain floats, one attribute at a time: the generated message classes check every value they are given.
+        for t, (x, y, z), (qx, qy, qz, qw) in zip(self.transforms, origins.tolist(),
+                                                  matrix_to_quaternion(rotations).tolist()):
+            translation, q = t.transform.translation, t.transform.rotation
+            translation.x, translation.y, translation.z = x, y, z
+            q.x, q.y, q.z, q.w = qx, qy, qz, qw
+        return self.transforms
 
 
 class HriBodies:
@@ -106,45 +121,61 @@ class HriBodies:
     def __init__(self, skeleton: Skeleton) -> None:
         self.skeleton = skeleton
         self.ids = BodyIds()
-        self._frames: dict[int, BodyFrames] = {}  # track id -> the body's last frames (tracked bodies only)
+        self._joints: dict[int, np.ndarray] = {}  # track id -> the body's last complete joints [J, 3] (tracked only)
+        self._messages: dict[int, _BodyMessages] = {}  # track id -> its TF messages
+        self._needed = [skeleton.index(name) for name in HRI_JOINTS]
 
     @property
     def tracked(self) -> list[str]:
         """Body ids tracked now, in track order."""
-        return [self.ids.of(track_id) for track_id in sorted(self._frames)]
+        return [self.ids.of(track_id) for track_id in sorted(self._joints)]
 
     def end(self, ended: Collection[int]) -> list[str]:
         """Forget the tracks that ``ended``; the body ids that were tracked among them."""
         gone = []
         for track_id in ended:
             body = self.ids.end(track_id)
-            if self._frames.pop(track_id, None) is not None and body is not None:
+            self._messages.pop(track_id, None)
+            if self._joints.pop(track_id, None) is not None and body is not None:
                 gone.append(body)
         return gone
 
     def frame(self, header: Header, people: Sequence[PersonEstimate], ended: Collection[int], parent: str,
-              parent_T_world: Transform | None = None) -> HriFrame:
+              parent_T_world: Transform | None = None, tf: bool = True) -> HriFrame:
         """The messages of one frame stamped ``header`` (the world frame): ``people`` refitted in it, the track ids
         that ``ended`` at it; ``body_<id>`` frames are children of ``parent``, posed by ``parent_T_world`` (``None``:
-        the parent is the world frame)."""
+        the parent is the world frame). ``tf``: build the frames (skip them when nobody reads /tf)."""
         out = HriFrame(IdsList(header=Header(stamp=header.stamp, frame_id=parent)), ended=self.end(ended))
+        started = []
         for person in people:
-            frames = body_frames(self.skeleton, person.result.joints[0])
-            if frames is None:  # joints missing (complete off): its last frames stand, or it is not a body yet
+            joints = person.result.joints[0]
+            if not np.isfinite(joints[self._needed]).all():  # complete off: its last frames stand, or not a body yet
                 continue
-            if person.track_id not in self._frames:
-                body = self.ids.of(person.track_id)
-                out.started[body] = body_urdf(body, body_dimensions(frames))
-            self._frames[person.track_id] = frames
+            if person.track_id not in self._joints:
+                started.append(person.track_id)
+            self._joints[person.track_id] = joints
         out.tracked.ids = self.tracked
-        parent_header = Header(stamp=header.stamp, frame_id=parent)
-        for track_id, frames in sorted(self._frames.items()):
+        tracks = sorted(self._joints)
+        if not tracks or not (tf or started):
+            return out
+        frames = dict(zip(tracks, body_frames_batch(self.skeleton, np.stack([self._joints[t] for t in tracks]))))
+        for track_id in started:
             body = self.ids.of(track_id)
-            rotation, origin = frames.body
-            if parent_T_world is not None:
-                rotation, origin = parent_T_world.rotation @ rotation, parent_T_world.apply(origin)
-            out.transforms.append(_transform(parent_header, body_frame(body), rotation, origin))
-            link_header = Header(stamp=header.stamp, frame_id=body_frame(body))
-            out.transforms += [_transform(link_header, f"{link}_{body}", r, p)
-                               for link, (r, p) in frames.relative().items()]
+            out.started[body] = body_urdf(body, body_dimensions(frames[track_id]))
+        if tf:
+            for track_id in tracks:
+                out.transforms += self._frames(track_id, header.stamp, parent, frames[track_id], parent_T_world)
         return out
+
+    def _frames(self, track_id: int, stamp, parent: str, frames: BodyFrames, parent_T_world: Transform | None
+                ) -> list[TransformStamped]:
+        """``body_<id>`` under ``parent`` and each link under it (the messages of the track's body, updated)."""
+        messages = self._messages.get(track_id)
+        if messages is None or messages.parent_header.frame_id != parent:
+            messages = self._messages[track_id] = _BodyMessages(self.ids.of(track_id), parent, list(frames.links))
+        rotation, origin = frames.body
+        if parent_T_world is not None:
+            rotation, origin = parent_T_world.rotation @ rotation, parent_T_world.apply(origin)
+        relative = frames.relative()
+        return messages.update(stamp, np.stack([rotation] + [r for r, _ in relative.values()]),
+                               np.stack([origin] + [p for _, p in relative.values()]))

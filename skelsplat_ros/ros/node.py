@@ -228,6 +228,10 @@ class FusionNode(Node):
             self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
         self._hri_pub = None
         self._urdf_pubs: dict[str, Any] = {}  # body id -> its /humans/bodies/<id>/urdf publisher, while tracked
+        # Bodies started and ended by the fusion thread, whose URDF publishers the executor's thread creates and
+        # destroys (a DDS endpoint takes milliseconds to make: the fusion thread would drop frames meanwhile).
+        self._body_changes: collections.deque[tuple[dict[str, str], list[str]]] = collections.deque()
+        self._body_guard = self.create_guard_condition(self._change_bodies)
         self._hri_parent = p["hri_reference_frame"] or p["world_frame"]
         if p["hri"]:
             self._hri_pub = self.create_publisher(IdsList, TRACKED_TOPIC, reliable)
@@ -476,15 +480,15 @@ class FusionNode(Node):
         send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
         send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
         parent_T_world = self._hri_reference(anchor_ns) if self._hri_pub is not None else None
-        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), step.people, self.outputs,
-                             tf=send_tf and self.params["publish_tf"], markers=send_markers,
-                             shown_before=self._markers_shown, bodies=self.bodies, ended=step.ended,
-                             hri=self._hri_pub is not None, hri_parent=self._hri_parent, parent_T_world=parent_T_world)
+        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), step.people, self.outputs, tf=send_tf,
+                             markers=send_markers, shown_before=self._markers_shown, bodies=self.bodies,
+                             ended=step.ended, hri=self._hri_pub is not None, hri_parent=self._hri_parent,
+                             parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"])
         self.skeleton_pub.publish(out.skeletons)
         transforms = out.transforms
         if out.hri is not None:
             self._publish_hri(out.hri)
-            transforms = transforms + out.hri.transforms if send_tf else transforms
+            transforms = transforms + out.hri.transforms
         if transforms:
             self._tf_pub.publish(TFMessage(transforms=transforms))
         if out.markers:
@@ -523,18 +527,27 @@ class FusionNode(Node):
                 return Transform()
 
     def _publish_hri(self, hri: HriFrame) -> None:
-        """A body's URDF before its id is listed as tracked (a client that sees the id can read its URDF), its
-        publisher gone with it; then the tracked ids (the bodies' frames go with the joints' on /tf)."""
+        """In the fusion thread: the tracked ids (the bodies' frames go with the joints' on /tf); the bodies that
+        started or ended go to the executor's thread, which makes or removes their URDF publishers."""
+        if hri.started or hri.ended:
+            self._body_changes.append((hri.started, hri.ended))
+            self._body_guard.trigger()
+        self._hri_pub.publish(hri.tracked)
+
+    def _change_bodies(self) -> None:
+        """In the executor's thread: each new body's URDF, latched (transient local: a client that subscribes when
+        it sees the id gets it), and the publisher of each body that ended removed."""
         latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
                              durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-        for body, urdf in hri.started.items():
-            self._urdf_pubs[body] = self.create_publisher(String, urdf_topic(body), latched)
-            self._urdf_pubs[body].publish(String(data=urdf))
-        for body in hri.ended:
-            publisher = self._urdf_pubs.pop(body, None)
-            if publisher is not None:
-                self.destroy_publisher(publisher)
-        self._hri_pub.publish(hri.tracked)
+        while self._body_changes:
+            started, ended = self._body_changes.popleft()
+            for body, urdf in started.items():
+                self._urdf_pubs[body] = self.create_publisher(String, urdf_topic(body), latched)
+                self._urdf_pubs[body].publish(String(data=urdf))
+            for body in ended:
+                publisher = self._urdf_pubs.pop(body, None)
+                if publisher is not None:
+                    self.destroy_publisher(publisher)
 
     # --- diagnostics (executor thread) -----------------------------------------------------------------------------
 

@@ -69,14 +69,15 @@ class FrameMessages:
 def frame_messages(header: Header, people: Sequence[PersonEstimate], options: OutputOptions, tf: bool = True,
                    markers: bool = True, shown_before: Collection[int] = (), bodies: HriBodies | None = None,
                    ended: Collection[int] = (), hri: bool = False, hri_parent: str = "",
-                   parent_T_world: Transform | None = None) -> FrameMessages:
+                   parent_T_world: Transform | None = None, joint_tf: bool = True) -> FrameMessages:
     """The messages of one frame stamped ``header`` (its capture stamp, in the world frame).
 
-    ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them).
+    ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them);
+    ``joint_tf``: the joints' frames among the TF frames (else only the bodies').
     ``shown_before``: track ids whose markers are shown now; those not in this frame get DELETE markers.
     ``bodies``: the producer's ROS4HRI bodies: the skeletons carry their ids, and the tracks that ``ended`` at this
     frame end theirs; with ``hri``, the ROS4HRI messages too, ``body_<id>`` under ``hri_parent`` (default: the world
-    frame) posed by ``parent_T_world`` (``None``: the parent is the world frame).
+    frame) posed by ``parent_T_world`` (``None``: the parent is the world frame), the frames only with ``tf``.
     """
     out = FrameMessages(Skeleton3DArray(header=header))
     for person in people:
@@ -90,7 +91,7 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
             continue
         out.skeletons.skeletons.append(skeleton)
         out.shown.add(person.track_id)
-        if tf:
+        if tf and joint_tf:
             out.transforms += tf_transforms(header, names, joints, confidence, options.tf_prefix, person.track_id)
         if markers:
             out.markers += marker_array(header, joints, confidence, options.bones, person.track_id).markers
@@ -100,7 +101,7 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
         for track_id in sorted(set(shown_before) - out.shown):
             out.markers += delete_markers(header, track_id).markers
     if bodies is not None and hri:
-        out.hri = bodies.frame(header, people, ended, hri_parent or header.frame_id, parent_T_world)
+        out.hri = bodies.frame(header, people, ended, hri_parent or header.frame_id, parent_T_world, tf)
     elif bodies is not None:
         bodies.end(ended)
     return out

@@ -19,8 +19,8 @@ import numpy as np
 
 from .models import Skeleton
 
-__all__ = ["HRI_LINKS", "HRI_JOINTS", "REST_POSE", "rest_pose", "BodyFrames", "body_frames", "check_hri_skeleton",
-           "body_dimensions", "body_urdf"]
+__all__ = ["HRI_LINKS", "HRI_JOINTS", "REST_POSE", "rest_pose", "BodyFrames", "body_frames", "body_frames_batch",
+           "check_hri_skeleton", "body_dimensions", "body_urdf"]
 
 # 1.70 m, standing, arms down (proportions after the usual fractions of stature: hips at 0.53, shoulders at 0.82,
 # eyes at 0.94 of the height). x forward, y left, z up, origin between the hips; heels behind, toes ahead of the ankle.
@@ -43,7 +43,6 @@ HRI_LINKS = ("torso", "head", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", 
              "l_knee", "l_ankle", "r_hip", "r_knee", "r_ankle")
 """The ``human_description`` links published under ``body``: the upper arm is ``*_shoulder``, the forearm ``*_elbow``,
 the thigh ``*_hip``, the shank ``*_knee`` (each link's origin is the joint it starts at)."""
-HEAD_JOINTS = ("l_ear", "r_ear", "l_eye", "r_eye", "nose", "head")
 
 STRAIGHT_HINT = 0.2
 """Weight of the body's forward direction in a limb's bending direction: decides the hinge of a straight limb, and
@@ -81,75 +80,102 @@ class BodyFrames:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-12)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1, keepdims=True)
 
 
 def _frame(y: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Right-handed ``[3, 3]`` from a y direction and a z direction (z made orthogonal to y)."""
+    """Right-handed ``[..., 3, 3]`` from y directions and z directions ``[..., 3]`` (z made orthogonal to y)."""
     y = _unit(y)
-    z = _unit(z - (z @ y) * y)
-    return np.stack([np.cross(y, z), y, z], axis=1)
+    z = _unit(z - _dot(z, y) * y)
+    return np.stack([np.cross(y, z), y, z], axis=-1)
 
 
-def _limb(start: np.ndarray, middle: np.ndarray, end: np.ndarray, forward: np.ndarray, bends_forward: bool
+def _limb(start: np.ndarray, middle: np.ndarray, end: np.ndarray, forward: np.ndarray, sign: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray]:
-    """Rotations of a limb's two segments (``start -> middle``, ``middle -> end``): each hangs along its -z, the hinge
-    at ``middle`` is their shared y, and x points where the lower segment bends to (forward for an elbow, backward
-    for a knee: ``bends_forward``) or, for a straight limb, along ``forward``."""
+    """Rotations ``[..., 3, 3]`` of limbs' two segments (``start -> middle``, ``middle -> end``, ``[..., 3]``): each
+    hangs along its -z, the hinge at ``middle`` is their shared y, and x points where the lower segment bends to
+    (``sign`` +1: forward, as an elbow; -1: backward, as a knee) or, for a straight limb, along ``forward``."""
     z_upper = _unit(start - middle)
     lower = _unit(end - middle)
-    bend = lower - (lower @ z_upper) * z_upper  # |bend| = sine of the bend
-    hint = forward - (forward @ z_upper) * z_upper
-    x_upper = _unit((bend if bends_forward else -bend) + STRAIGHT_HINT * _unit(hint))
+    bend = lower - _dot(lower, z_upper) * z_upper  # |bend| = sine of the bend
+    hint = forward - _dot(forward, z_upper) * z_upper
+    x_upper = _unit(sign[..., None] * bend + STRAIGHT_HINT * _unit(hint))
     y = np.cross(z_upper, x_upper)
-    upper = np.stack([x_upper, y, z_upper], axis=1)
+    upper = np.stack([x_upper, y, z_upper], axis=-1)
     z_lower = -lower
-    y_lower = _unit(y - (y @ z_lower) * z_lower)
-    return upper, np.stack([np.cross(y_lower, z_lower), y_lower, z_lower], axis=1)
+    y_lower = _unit(y - _dot(y, z_lower) * z_lower)
+    return upper, np.stack([np.cross(y_lower, z_lower), y_lower, z_lower], axis=-1)
 
 
 def body_frames(skeleton: Skeleton, joints: np.ndarray) -> BodyFrames | None:
     """The ROS4HRI frames of one person ``joints [J, 3]`` (metres, any frame); ``None`` when a joint they need is
-    NaN (``HRI_JOINTS``; a complete skeleton has them all)."""
+    NaN (``HRI_JOINTS``; a complete skeleton has them all). :func:`body_frames_batch` for several people."""
+    return body_frames_batch(skeleton, joints[None])[0]
+
+
+def body_frames_batch(skeleton: Skeleton, joints: np.ndarray) -> list[BodyFrames | None]:
+    """:func:`body_frames` of people ``joints [N, J, 3]``, computed for all of them at once."""
     index = {name: i for i, name in enumerate(skeleton.joint_names)}
-    point = {name: joints[index[name]] for name in HRI_JOINTS}
-    if not all(np.isfinite(p).all() for p in point.values()):
-        return None
+    point = {name: joints[:, index[name]] for name in HRI_JOINTS}
+    ok = np.all([np.isfinite(p).all(-1) for p in point.values()], axis=0)
     hips = 0.5 * (point["l_hip"] + point["r_hip"])
     shoulders = 0.5 * (point["l_shoulder"] + point["r_shoulder"])
     spine = shoulders - hips
     body = _frame(point["l_hip"] - point["r_hip"], spine)
     torso = _frame(point["l_shoulder"] - point["r_shoulder"], spine)
-    links = {"torso": (torso, shoulders), "head": _head(index, joints, torso, shoulders)}
-    for side in "lr":
-        upper, lower = _limb(point[f"{side}_shoulder"], point[f"{side}_elbow"], point[f"{side}_wrist"], torso[:, 0],
-                             bends_forward=True)
-        links[f"{side}_shoulder"] = (upper, point[f"{side}_shoulder"])
-        links[f"{side}_elbow"] = (lower, point[f"{side}_elbow"])
-        links[f"{side}_wrist"] = (lower, point[f"{side}_wrist"])
-        upper, lower = _limb(point[f"{side}_hip"], point[f"{side}_knee"], point[f"{side}_ankle"], body[:, 0],
-                             bends_forward=False)
-        links[f"{side}_hip"] = (upper, point[f"{side}_hip"])
-        links[f"{side}_knee"] = (lower, point[f"{side}_knee"])
-        links[f"{side}_ankle"] = (lower, point[f"{side}_ankle"])
-    return BodyFrames((body, hips), links)
+    # The four limbs at once: left and right arms (bending forward), then legs (backward).
+    sides = ("l", "r")
+    starts = np.stack([point[f"{s}_shoulder"] for s in sides] + [point[f"{s}_hip"] for s in sides], axis=1)
+    middles = np.stack([point[f"{s}_elbow"] for s in sides] + [point[f"{s}_knee"] for s in sides], axis=1)
+    ends = np.stack([point[f"{s}_wrist"] for s in sides] + [point[f"{s}_ankle"] for s in sides], axis=1)
+    forward = np.stack([torso[..., 0], torso[..., 0], body[..., 0], body[..., 0]], axis=1)
+    upper, lower = _limb(starts, middles, ends, forward, np.array([1.0, 1.0, -1.0, -1.0]))
+    head = _head(index, joints, torso, shoulders)
+    out: list[BodyFrames | None] = []
+    for n in range(len(joints)):
+        if not ok[n]:
+            out.append(None)
+            continue
+        links = {"torso": (torso[n], shoulders[n]), "head": (head[0][n], head[1][n])}
+        for k, (a, b, c) in enumerate((("l_shoulder", "l_elbow", "l_wrist"), ("r_shoulder", "r_elbow", "r_wrist"),
+                                       ("l_hip", "l_knee", "l_ankle"), ("r_hip", "r_knee", "r_ankle"))):
+            links[a] = (upper[n, k], starts[n, k])
+            links[b] = (lower[n, k], middles[n, k])
+            links[c] = (lower[n, k], ends[n, k])
+        out.append(BodyFrames((body[n], hips[n]), links))
+    return out
 
 
 def _head(index: dict[str, int], joints: np.ndarray, torso: np.ndarray, shoulders: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray]:
-    """The head link: between the ears' and the eyes' mid-points (human_description puts it ahead of the skull's
-    centre, at the eyes' height), y from the right ear (eye) to the left, x towards the nose; what the skeleton lacks
-    comes from the torso (a skeleton without face joints: the torso's axes, 0.25 m above the shoulders)."""
-    face = {name: joints[index[name]] for name in HEAD_JOINTS if name in index and np.isfinite(joints[index[name]]).all()}
-    pairs = [0.5 * (face[f"l_{part}"] + face[f"r_{part}"]) for part in ("ear", "eye")
-             if f"l_{part}" in face and f"r_{part}" in face]
-    centre = np.mean(pairs, axis=0) if pairs else face.get("nose", face.get("head", shoulders + 0.25 * torso[:, 2]))
-    across = next((face[f"l_{part}"] - face[f"r_{part}"] for part in ("ear", "eye")
-                   if f"l_{part}" in face and f"r_{part}" in face), torso[:, 1])
-    ahead = face["nose"] - pairs[0] if pairs and "nose" in face else torso[:, 0]
+    """The head link ``(R [N, 3, 3], origin [N, 3])``: between the ears' and the eyes' mid-points (human_description
+    puts it ahead of the skull's centre, at the eyes' height), y from the right ear (eye) to the left, x towards the
+    nose; what the skeleton lacks comes from the torso (without face joints: the torso's axes, 0.25 m above the
+    shoulders)."""
+    missing = np.full(joints.shape[::2], np.nan)  # [N, 3]
+
+    def at(name: str) -> np.ndarray:
+        return joints[:, index[name]] if name in index else missing
+
+    def known(v: np.ndarray) -> np.ndarray:
+        return np.isfinite(v).all(-1, keepdims=True)
+
+    ears, eyes = 0.5 * (at("l_ear") + at("r_ear")), 0.5 * (at("l_eye") + at("r_eye"))
+    pair = np.where(known(ears), ears, eyes)  # the first pair a face has
+    centre = np.where(known(ears) & known(eyes), 0.5 * (ears + eyes), pair)
+    for fallback in (at("nose"), at("head"), shoulders + 0.25 * torso[..., 2]):
+        centre = np.where(known(centre), centre, fallback)
+    across = np.where(known(ears), at("l_ear") - at("r_ear"), at("l_eye") - at("r_eye"))
+    across = np.where(known(across), across, torso[..., 1])
+    ahead = at("nose") - pair
+    ahead = np.where(known(ahead), ahead, torso[..., 0])
     y = _unit(across)
-    x = _unit(ahead - (ahead @ y) * y)
-    return np.stack([x, y, np.cross(x, y)], axis=1), centre
+    x = _unit(ahead - _dot(ahead, y) * y)
+    return np.stack([x, y, np.cross(x, y)], axis=-1), centre
 
 
 def body_dimensions(frames: BodyFrames) -> dict[str, float]:

@@ -146,6 +146,7 @@ def test_tracked_is_published_every_frame_with_short_random_unique_ids(hri_run):
     # One IdsList per fused frame, the empty ones included (the node's first frames: people not confirmed yet).
     assert set(stamps) == {stamp_to_ns(m.header.stamp) for _, m in probe.skeletons}
     assert any(not ids for _, ids in client.tracked)
+    assert hri_run["fusion"].counters().get("fusion_errors", 0) == 0
     bodies = {body for _, ids in client.tracked for body in ids}
     assert all(len(b) == BODY_ID_LENGTH and set(b) <= set(string.ascii_lowercase) for b in bodies), bodies
 
