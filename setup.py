@@ -33,6 +33,7 @@ setup(
         "gsplat": ["gsplat==1.5.3", "packaging"],
         "bench": ["aniposelib"],
         "test": ["pytest"],
+        "cluster": ["ray"],  # skelsplat batch --ray; scripts/setup.sh installs it (pinned) for the tests
     },
     entry_points={
         "console_scripts": [

@@ -1,4 +1,5 @@
-"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data; ``bench`` and ``demo`` below."""
+"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``batch`` on a study of many;
+``bench`` and ``demo`` below."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .fusion.config import FusionConfig
+    from .pipeline.fuse import FuseSettings
 
 FUSE_EPILOG = """\
 keypoints (KP):
@@ -49,130 +50,49 @@ class CliError(Exception):
 
 
 def _fuse(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    import numpy as np
-
-    from .fusion import fuse_offline, fuse_streaming, preset_config
-    from .fusion.config import NOMINAL_RATE_HZ
-    from .fusion.refine import check_runtime
-    from .io.export import check_result_path, save_result
-    from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
     from .io.recording import is_bag
-    from .skeleton.models import get_skeleton
+    from .pipeline.fuse import FuseSettings, fuse_file
 
-    # The configuration first: an impossible choice fails before any file is read.
-    config = preset_config(
-        args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
-    )
-    config = replace(config, single_view_joints=args.single_view_joints)
-    check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
-    if any(stage.optimizer == "adam" for stage in config.stages(args.mode)):
-        import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
-
-        torch.set_num_threads(max(1, args.threads))
+    settings = FuseSettings.from_namespace(args)
     if is_bag(args.keypoints):
-        return _fuse_recording(args, config)
+        return _fuse_recording(args, settings)
     if not args.calibration:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
-    rig = _load_rig(args)
-    keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people=args.people)
-    skeleton_name = args.skeleton or keypoints.skeleton
-    if not skeleton_name:
-        raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
-    skeleton = get_skeleton(skeleton_name)
-    if keypoints.num_joints != skeleton.num_joints:
-        raise CliError(f"keypoints have {keypoints.num_joints} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
-    keypoints, rig = align_to_rig(keypoints, rig)
-    keypoints, masked = mask_outside_image(keypoints, rig)
-    if masked:
-        print(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
-              "image and were treated as missing")
-    output = check_result_path(args.output, keypoints.fps)
-
-    data = keypoints.keypoints
-    num_frames = data.shape[1]
-    if keypoints.multi_person:
-        return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output)
-    progress = _progress_bar(num_frames, enabled=not args.quiet)
-    start = time.perf_counter()
-    if keypoints.fps is None and args.method == "skelsplat":
-        print(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)", file=sys.stderr)
-    if args.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
+    progress = _ProgressBar(enabled=not args.quiet)
+    try:
+        report = fuse_file(args.calibration, args.keypoints, args.output, settings, progress=progress)
+    finally:
+        progress.close()
+    rate = f"in {report.seconds:.2f} s ({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
+    written = ", ".join(str(p) for p in report.outputs)
+    if report.multi_person:
+        print(f"tracked {report.people} people over {report.frames} frames from {report.views} views ({args.mode}) "
+              f"{rate}; {report.people_per_frame:.2f} people per frame on average, median reprojection error "
+              f"{report.reprojection_median_px:.2f} px -> {written}")
     else:
-        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or NOMINAL_RATE_HZ, progress=progress)
-    elapsed = time.perf_counter() - start
-    progress(num_frames, num_frames, close=True)
-    save_result(
-        output, result.joints, result.confidence, result.covariance, result.joint_names, keypoints.fps,
-        num_views=result.num_views, reprojection_error=result.reprojection_error,
-    )
-    estimated = np.isfinite(result.joints).all(-1)
-    print(
-        f"fused {num_frames} frames x {skeleton.num_joints} joints from {len(rig)} views "
-        f"({args.method}, {args.mode}, preset {args.preset}: {config.describe(args.mode)}) in {elapsed:.2f} s "
-        f"({num_frames / max(elapsed, 1e-9):.0f} frames/s); "
-        f"{100 * estimated.mean():.1f}% joints estimated, median reprojection error "
-        f"{np.nanmedian(result.reprojection_error) if estimated.any() else float('nan'):.2f} px -> {output}"
-    )
+        print(f"fused {report.frames} frames x {report.joints} joints from {report.views} views ({args.method}, "
+              f"{args.mode}, preset {args.preset}: {report.plan}) {rate}; {100 * report.estimated:.1f}% joints "
+              f"estimated, median reprojection error {report.reprojection_median_px:.2f} px -> {written}")
     return 0
 
 
-def _fuse_people(args, rig, skeleton, data, config, fps, output) -> int:
-    """``skelsplat fuse`` of several people: ``data [V, F, S, J, 3]``."""
-    import numpy as np
-
-    from .io.export import save_people_result
-    from .tracking.recording import track_offline, track_streaming
-
-    num_frames = data.shape[1]
-    progress = _progress_bar(num_frames, enabled=not args.quiet)
-    start = time.perf_counter()
-    if args.mode == "offline":
-        result = track_offline(rig, skeleton, data, config, fps or 30.0, progress=progress)
-    else:
-        result = track_streaming(rig, skeleton, data, config, fps or 30.0, progress=progress)
-    elapsed = time.perf_counter() - start
-    progress(num_frames, num_frames, close=True)
-    written = save_people_result(
-        output, result.joints, result.confidence, result.covariance, result.track_ids, result.joint_names, fps
-    )
-    present = np.isfinite(result.joints).all(-1).any(-1)
-    print(
-        f"tracked {result.num_tracks} people over {num_frames} frames from {len(rig)} views ({args.mode}) in "
-        f"{elapsed:.2f} s ({num_frames / max(elapsed, 1e-9):.0f} frames/s); {present.sum(axis=1).mean():.2f} "
-        f"people per frame on average -> {', '.join(str(p) for p in written)}"
-    )
-    return 0
-
-
-def _load_rig(args: argparse.Namespace):
-    """The calibration in metres; says so when it was read in other units (the output is always metres)."""
-    from .geometry.calibration import load_calibration_metres
-
-    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
-    if units != "m":
-        print(f"skelsplat fuse: calibration read in {units} ({'detected' if args.calibration_units == 'auto' else 'as told'}); "
-              "converted to metres", file=sys.stderr)
-    return rig
-
-
-def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
+def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     """``fuse`` of a rosbag2 recording: synchronized as the node does, cameras from --calibration or the bag."""
     import numpy as np
 
     from .fusion import fuse_offline, fuse_streaming
     from .io.export import check_result_path, save_result
+    from .pipeline.fuse import load_rig
     from .ros.bag import SyncSettings, read_bag_frames, write_result_bag
     from .skeleton.models import get_skeleton
 
+    config = settings.fusion_config()  # an impossible choice fails before the bag is read
     if not args.skeleton:
         raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
     skeleton = get_skeleton(args.skeleton)
-    rig = _load_rig(args) if args.calibration else None
+    rig = load_rig(args.calibration, args.calibration_units) if args.calibration else None
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
     frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
                              world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop))
@@ -207,20 +127,24 @@ def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
     return 0
 
 
-def _progress_bar(total: int, enabled: bool):
-    """A ``progress(done, total, close=False)`` callback drawing a tqdm bar on stderr for long runs."""
-    if not enabled or total < 200:
-        return lambda done, total_, close=False: None
-    from tqdm import tqdm
+class _ProgressBar:
+    """``progress(done, total)`` drawing a tqdm bar on stderr for long runs (from 200 frames), made at the first call."""
 
-    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False)
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
 
-    def update(done: int, total_: int, close: bool = False) -> None:
-        bar.update(done - bar.n)
-        if close:
-            bar.close()
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None and self.enabled and total >= 200:
+            from tqdm import tqdm
 
-    return update
+            self.bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False)
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _play(args: argparse.Namespace) -> int:
@@ -250,9 +174,107 @@ def _bench_shelf(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fuse`` besides its paths (:class:`~skelsplat_ros.pipeline.fuse.FuseSettings`): also the keys
+    of a study's ``[fuse]`` settings (``batch``)."""
     from .fusion.config import BACKENDS, DEVICES, METHODS, MODES, OPTIMIZERS, PRESETS
 
+    parser.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: millimetres detected); output is always metres")
+    parser.add_argument("--skeleton",
+                        help="skeleton name (coco17, h36m17, coco19, body25, body25b, halpe26) or YAML file")
+    parser.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
+    parser.add_argument("--method", choices=METHODS, default="skelsplat")
+    parser.add_argument("--preset", choices=PRESETS, default="default")
+    parser.add_argument(
+        "--optimizer", choices=("auto",) + OPTIMIZERS, default="auto",
+        help="refinement optimiser; auto = the preset's per stage (see refinement below)",
+    )
+    parser.add_argument(
+        "--backend", choices=("auto",) + BACKENDS, default="auto",
+        help="renderer of the Adam stages; auto = the preset's (gauss_newton has none: closed-form analytic)",
+    )
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto",
+        help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
+    )
+    parser.add_argument("--fps", type=float,
+                        help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
+    parser.add_argument("--single-view-joints", action="store_true",
+                        help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
+                        "(confidence 0)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 is fastest for these small tensors)")
+    parser.add_argument("--people", choices=("subject", "all"), default="subject",
+                        help="JSON folders with several people per file: the followed subject (default) or everyone "
+                             "(tracked, one output track per person); a 5-D .npz is always everyone")
+
+
+class _SettingsParser(argparse.ArgumentParser):
+    """Reads a study's ``[fuse]`` table as the ``fuse`` options; a bad key or value is a :class:`CliError`."""
+
+    def error(self, message: str):
+        raise CliError(f"{self.prog}: " + message.replace("unrecognized arguments", "unknown settings (paths are per take)"))
+
+
+def _study_fuse_settings(table: dict, source: str) -> "FuseSettings":
+    """A study's ``[fuse]`` table (``{"preset": "paper", "single_view_joints": True, ...}``) read exactly as the
+    same options of ``skelsplat fuse`` are: their names, choices, types and defaults."""
+    from .pipeline.fuse import FuseSettings
+
+    parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
+    _add_fuse_options(parser)
+    argv: list[str] = []
+    for key, value in table.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False:
+            argv += [flag, str(value)]
+    return FuseSettings.from_namespace(parser.parse_args(argv))
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pipeline.runner import BatchOptions, run_batch
+    from .pipeline.study import SETTINGS_FILE, read_settings
+    from .pipeline.take import StudySettings
+
+    path = Path(args.settings) if args.settings else Path(args.study) / SETTINGS_FILE
+    sections = read_settings(path) if args.settings or path.is_file() else {}
+    for step in ("detect", "render"):
+        if step in sections:
+            raise CliError(f"{path}: [{step}]: the {step} step is not available in this build")
+    fuse = _study_fuse_settings(sections.get("fuse", {}), f"{path} [fuse]")
+    fuse.fusion_config()  # an impossible combination fails before any take runs
+    options = BatchOptions(workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
+                           force=args.force, progress=not args.quiet)
+    results = run_batch(args.study, args.output, StudySettings(fuse), options)
+    return 1 if any(result.status == "failed" for result in results) else 0
+
+
+BATCH_EPILOG = """study: a folder of takes, one sub-folder each, holding a keypoints input that `fuse` reads (one .npz, or
+  <camera>_json/ folders) or one video per camera (the detect step: not in this build yet), and a calibration
+  (calib*.toml in the take, else the study's own calib*.toml). Settings: STUDY/skelsplat.toml or --settings, a
+  [fuse] table whose keys are the options of `skelsplat fuse` without their paths, e.g.
+      [fuse]
+      skeleton = "coco17"
+      preset = "default"
+      fps = 50
+outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), OUT/<take>/take.json (its record) and
+  OUT/summary.csv (take, status, frames, people, reprojection_median_px, seconds, reason). A take is skipped when
+  its outputs are newer than its inputs and were made with the same settings (--force runs it anyway). A failed
+  take is reported with its reason and the others go on; exit status 1 when any failed.
+workers: --workers N local processes (one thread each), or --ray [ADDRESS]: Ray tasks on the cluster at ADDRESS
+  (auto = the cluster this machine belongs to, ray://HEAD:10001 through Ray Client), or on a local instance with N
+  CPUs without an address; needs `pip install .[cluster]`. Workers read the inputs by path: STUDY must be at the
+  same path on every node (shared file system); the outputs come back to this machine, which writes OUT. A take
+  whose worker dies is run once more, then reported failed.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skelsplat", description="Multi-view 3D human skeletons by Gaussian-splat refinement.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -261,8 +283,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fuse.add_argument("--calibration", help="Pose2Sim/Anipose calibration TOML (optional for a bag with camera_info + TF)")
-    fuse.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
-                      help="length unit of the calibration (auto: millimetres detected); output is always metres")
     fuse.add_argument("--keypoints", required=True,
                       help="keypoints .npz, folder of <camera>_json/ folders, or a ROS 2 bag (folder or .mcap)")
     fuse.add_argument("--output", required=True, help="output .npz, .trc, .csv, or .mcap (a rosbag2 bag; bag input)")
@@ -270,32 +290,21 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--world-frame", default="world", help="bag without --calibration: the TF frame to fuse in")
     fuse.add_argument("--sync-slop", type=float, default=0.010,
                       help="bag: stamps within this many seconds form one frame (the node's sync_slop)")
-    fuse.add_argument("--skeleton", help="skeleton name (coco17, h36m17, coco19, body25, body25b, halpe26) or YAML file")
-    fuse.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
-    fuse.add_argument("--method", choices=METHODS, default="skelsplat")
-    fuse.add_argument("--preset", choices=PRESETS, default="default")
-    fuse.add_argument(
-        "--optimizer", choices=("auto",) + OPTIMIZERS, default="auto",
-        help="refinement optimiser; auto = the preset's per stage (see refinement below)",
-    )
-    fuse.add_argument(
-        "--backend", choices=("auto",) + BACKENDS, default="auto",
-        help="renderer of the Adam stages; auto = the preset's (gauss_newton has none: closed-form analytic)",
-    )
-    fuse.add_argument(
-        "--device", choices=DEVICES, default="auto",
-        help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
-    )
-    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
-    fuse.add_argument("--single-view-joints", action="store_true",
-                      help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
-                      "(confidence 0)")
-    fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
+    _add_fuse_options(fuse)
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
-    fuse.add_argument("--people", choices=("subject", "all"), default="subject",
-                      help="JSON folders with several people per file: the followed subject (default) or everyone "
-                           "(tracked, one output track per person); a 5-D .npz is always everyone")
     fuse.set_defaults(handler=_fuse)
+
+    batch = sub.add_parser("batch", help="fuse every take of a study folder (local workers or Ray), resumable",
+                           epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("study", help="folder of takes (see below)")
+    batch.add_argument("--output", required=True, help="output folder: <take>/fused.npz and summary.csv")
+    batch.add_argument("--settings", help="the study's settings TOML (default: STUDY/skelsplat.toml when present)")
+    batch.add_argument("--workers", type=int, default=1, help="local worker processes (one thread each)")
+    batch.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="run the takes as Ray tasks: on the cluster at ADDRESS, or on a local instance")
+    batch.add_argument("--force", action="store_true", help="run every take, even those whose outputs are up to date")
+    batch.add_argument("--quiet", action="store_true", help="no progress bars")
+    batch.set_defaults(handler=_batch)
 
     play = sub.add_parser("play", help="republish a ROS 2 bag with /clock (replay through the node, use_sim_time)")
     play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
