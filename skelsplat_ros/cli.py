@@ -168,6 +168,12 @@ def _bench_multi(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _bench_batch(args: argparse.Namespace) -> int:
+    from .bench.batch import run_cli
+
+    return run_cli(args)
+
+
 def _bench_shelf(args: argparse.Namespace) -> int:
     from .bench.shelf import run_cli
 
@@ -340,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench_multi.set_defaults(handler=_bench_multi)
     bench_shelf.set_defaults(handler=_bench_shelf)
 
+    bench_batch = sub.add_parser("bench-batch", help="skelsplat batch on a generated study: scaling over workers "
+                                 "and Ray, identity with fuse, resumption, cost per camera-frame")
+    _add_bench_batch_arguments(bench_batch)
+    bench_batch.set_defaults(handler=_bench_batch)
+
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")
     from .ros.demo import add_arguments as add_demo_arguments
 
@@ -362,6 +373,25 @@ def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.Argumen
                        "the standard; also voxelpose, crossview, neck)")
     shelf.add_argument("--single-view-joints", action="store_true",
                        help="streaming: also publish joints one view sees, placed by the bone lengths")
+
+
+def _add_bench_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--takes", type=int, default=20, help="takes in the generated study")
+    parser.add_argument("--frames", type=int, default=300, help="frames per take (30 fps, 4 cameras)")
+    parser.add_argument("--broken", type=int, default=1, help="takes whose keypoint file is cut short")
+    parser.add_argument("--workers", default="1,2", help="comma-separated local worker counts (the first is the base)")
+    parser.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
+                        help="also on a local Ray instance (needs the .[cluster] extra)")
+    parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray instance")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each (interleaved); medians are reported")
+    parser.add_argument("--seed", type=int, default=3, help="seed of the first take (0-2 were used for tuning)")
+    parser.add_argument("--cost-rigs", default="surround", help="rigs whose fusion cost per camera-frame is also "
+                        "measured (surround = 8 cameras)")
+    parser.add_argument("--detect-ms", type=float, help="2D detection time per image (ms), for the study estimate")
+    parser.add_argument("--study-takes", type=int, default=1000, help="the study estimated: takes")
+    parser.add_argument("--study-cameras", type=int, default=8, help="... cameras per take")
+    parser.add_argument("--study-minutes", type=float, default=3.0, help="... minutes per take (30 fps)")
+    parser.add_argument("--machine-cores", type=int, default=2, help="cores per machine of the estimate")
 
 
 def main(argv: list[str] | None = None) -> int:

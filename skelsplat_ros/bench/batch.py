@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -23,12 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..geometry.calibration import save_calibration
 from ..io.keypoints import KeypointSet, save_keypoints_npz
 from ..pipeline.runner import BatchOptions, run_batch
-from ..pipeline.study import find_takes
 from ..pipeline.take import FUSED, StudySettings
 from ..sim.scenarios import make_scenario
 from ..sim.scenes import make_multi_person_scenario
@@ -64,3 +63,150 @@ def write_study(folder: str | Path, takes: int = 20, frames: int = 300, broken: 
             path.write_bytes(data[: len(data) // 2])
         names.append(name)
     return names
+
+
+def _identical(out: Path, reference: dict[str, bytes]) -> bool:
+    return all((out / name / FUSED).read_bytes() == data for name, data in reference.items())
+
+
+def _single_command_outputs(study: Path, names: list[str], folder: Path) -> tuple[dict[str, bytes], float]:
+    """``skelsplat fuse`` (its ``main``, in this process) on each take: take -> output bytes, and the CPU seconds
+    all of it took (``time.process_time``: loading, fusing, writing)."""
+    from ..cli import main  # the command itself, whose outputs the batch must reproduce
+
+    outputs, cpu = {}, 0.0
+    for name in names:
+        calibration = study / name / "calib.toml"
+        calibration = calibration if calibration.exists() else study / "calib.toml"
+        output = folder / f"{name}.npz"
+        start = time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = main(["fuse", "--calibration", str(calibration), "--keypoints",
+                           str(study / name / "keypoints.npz"), "--output", str(output), "--quiet"])
+        cpu += time.process_time() - start
+        if status != 0:
+            raise RuntimeError(f"skelsplat fuse failed on {name}")
+        outputs[name] = output.read_bytes()
+    return outputs, cpu
+
+
+def _timed_batch(study: Path, out: Path, options: BatchOptions) -> tuple[float, list]:
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    results = run_batch(study, out, StudySettings(), options, echo=lambda line: None)
+    return time.perf_counter() - start, results
+
+
+def _second_run_seconds(study: Path, out: Path, repeats: int) -> list[float]:
+    """Wall time of the whole ``skelsplat batch`` command (a fresh interpreter) on a study whose outputs are current."""
+    command = [str(Path(sys.executable).with_name("skelsplat")), "batch", str(study), "--output", str(out), "--quiet"]
+    if not Path(command[0]).exists():
+        command[:1] = [sys.executable, "-m", "skelsplat_ros.cli"]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run = subprocess.run(command, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if " 0 done" not in run.stdout:
+            raise RuntimeError(f"the second run ran takes again:\n{run.stdout}{run.stderr}")
+    return times
+
+
+def _fusion_cost(views_rig: str, frames: int, seed: int, folder: Path) -> float:
+    """CPU ms per camera-frame of ``fuse_file`` on one generated take of ``views_rig`` (load, fuse, write)."""
+    from ..pipeline.fuse import fuse_file
+
+    scenario = make_scenario(views_rig, SKELETON, num_frames=frames, seed=seed)
+    save_calibration(scenario.rig, folder / f"{views_rig}.toml")
+    keypoints = folder / f"{views_rig}.npz"
+    save_keypoints_npz(KeypointSet(scenario.keypoints, [c.name for c in scenario.rig.cameras], fps=scenario.fps,
+                                   skeleton=SKELETON), keypoints)
+    fuse_file(folder / f"{views_rig}.toml", keypoints, folder / "warm.npz", note=lambda line: None)  # numba loaded
+    start = time.process_time()
+    fuse_file(folder / f"{views_rig}.toml", keypoints, folder / f"{views_rig}_out.npz", note=lambda line: None)
+    return 1000 * (time.process_time() - start) / (frames * len(scenario.rig))
+
+
+def machines_for(study_takes: int, cameras: int, minutes: float, fps: float, ms_per_camera_frame: float,
+                 cores: int, hours: float = 24.0) -> tuple[float, int]:
+    """Core-hours of a study, and machines of ``cores`` cores to do it in ``hours`` (perfect packing)."""
+    camera_frames = study_takes * cameras * minutes * 60 * fps
+    core_hours = camera_frames * ms_per_camera_frame / 1000 / 3600
+    return core_hours, math.ceil(core_hours / (cores * hours))
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """``skelsplat bench-batch`` (arguments in ``cli.py``)."""
+    workers = [int(w) for w in args.workers.split(",")]
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+          f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with tempfile.TemporaryDirectory(prefix="skelsplat_bench_batch_") as scratch:
+        root = Path(scratch)
+        study = root / "study"
+        broken = tuple(range(args.takes - args.broken, args.takes))  # take_000, the inheriting one, stays good
+        names = write_study(study, args.takes, args.frames, broken=broken, seed=args.seed)
+        good = [n for i, n in enumerate(names) if i not in broken]
+        print(f"study: {args.takes} takes x {args.frames} frames of 4-camera keypoints (lab rig, one person), "
+              f"{len(broken)} broken; runs of every take (--force), median of {args.repeats}")
+        reference, reference_cpu = _single_command_outputs(study, good, (root / "single"))
+        runs: dict[str, list[float]] = {}
+        identical: dict[str, bool] = {}
+        reasons: set[str] = set()
+        backends = [(f"local, {w} worker{'s' if w > 1 else ''}", BatchOptions(workers=w, progress=False))
+                    for w in workers]
+        ray_init = None
+        if args.ray:
+            from ..pipeline import ray_backend  # imports ray
+
+            start = time.perf_counter()
+            ray_backend.connect(None, args.ray_cpus)
+            ray_init = time.perf_counter() - start
+            backends.append((f"Ray, local instance ({args.ray_cpus} CPUs)", BatchOptions(ray=True, progress=False)))
+        try:
+            for _ in range(args.repeats):
+                for label, options in backends:  # interleaved: the machine's load falls on all alike
+                    seconds, results = _timed_batch(study, root / "out", options)
+                    runs.setdefault(label, []).append(seconds)
+                    done = sum(r.status == "done" for r in results)
+                    failed = {r.name: r.reason for r in results if r.status == "failed"}
+                    identical[label] = identical.get(label, True) and _identical(root / "out", reference) \
+                        and done == len(good)
+                    reasons.update(f"{name}: {reason}" for name, reason in failed.items())
+        finally:
+            if args.ray:
+                ray_backend.disconnect()
+        base = statistics.median(runs[backends[0][0]])
+        local_best = min(statistics.median(runs[label]) for label, options in backends if not options.ray)
+        print("\n| run | wall s (median) | runs | speed-up vs 1 worker | bit-identical to `skelsplat fuse` |")
+        print("|---|---|---|---|---|")
+        for label, options in backends:
+            median = statistics.median(runs[label])
+            extra = f"; {median / local_best:.2f}x the best local pool" if options.ray else ""
+            print(f"| {label} | {median:.2f} | {', '.join(f'{t:.2f}' for t in runs[label])} | "
+                  f"{base / median:.2f}x{extra} | {'yes' if identical[label] else 'NO'} |")
+        if ray_init is not None:
+            print(f"\nstarting the local Ray instance (not in the times above): {ray_init:.1f} s")
+        print(f"failed takes as reported: {'; '.join(sorted(reasons)) or 'none'}")
+        seconds, _ = _timed_batch(study, root / "out", BatchOptions(workers=max(workers), progress=False))
+        second = _second_run_seconds(study, root / "out", args.repeats)
+        print(f"second `skelsplat batch` with nothing changed (whole command): median {statistics.median(second):.2f} s "
+              f"({', '.join(f'{t:.2f}' for t in second)})")
+        camera_frames = len(good) * args.frames * 4
+        fusion_ms = 1000 * reference_cpu / camera_frames
+        print(f"\nfusion per camera-frame (`skelsplat fuse` on the study's takes, CPU time, load and write included): "
+              f"{fusion_ms:.3f} ms at 4 cameras")
+        for rig in args.cost_rigs.split(","):
+            if rig:
+                print(f"fusion per camera-frame, one {rig} take of {args.frames} frames: "
+                      f"{_fusion_cost(rig, args.frames, args.seed, root):.3f} ms CPU")
+    if args.detect_ms is None:
+        print("detection per image: pending (no figure given: --detect-ms MS)")
+        return 0
+    per_frame = args.detect_ms + fusion_ms
+    share = 100 * args.detect_ms / per_frame
+    core_hours, machines = machines_for(args.study_takes, args.study_cameras, args.study_minutes, 30.0, per_frame,
+                                        args.machine_cores)
+    print(f"per camera-frame: detection {args.detect_ms:.2f} ms + fusion {fusion_ms:.3f} ms ({share:.1f} % detection); "
+          f"{args.study_takes} takes x {args.study_cameras} cameras x {args.study_minutes:g} min at 30 fps = "
+          f"{core_hours:.0f} core-hours: {machines} machines of {args.machine_cores} cores for one day")
+    return 0

@@ -19,7 +19,6 @@ from ..geometry.camera import CameraRig
 from ..io.export import check_result_path, save_people_result, save_result
 from ..io.keypoints import align_to_rig, load_keypoints, mask_outside_image
 from ..skeleton.models import get_skeleton
-from ..tracking.recording import track_offline, track_streaming
 
 Progress = Callable[[int, int], None]
 """``progress(frames_done, frames)``, called now and then during the fusion."""
@@ -160,6 +159,9 @@ def fuse_file(
 
     start = time.perf_counter()
     if keypoint_set.multi_person:
+        # Only several people need the tracker (and scipy.optimize, half a second to import in every worker).
+        from ..tracking.recording import track_offline, track_streaming
+
         track = track_offline if settings.mode == "offline" else track_streaming
         people = track(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=frame_progress)
         seconds = time.perf_counter() - start

@@ -41,6 +41,11 @@ def connect(address: str | None, workers: int) -> bool:
     return True
 
 
+def disconnect() -> None:
+    """Leave the cluster (a local instance stops)."""
+    ray.shutdown()
+
+
 def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address: str | None,
             workers: int) -> Iterator[Event]:
     """Run ``task`` on every take as Ray tasks; yields progress events and one result per take as they finish."""
@@ -63,7 +68,7 @@ def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address:
         yield from _drain(progress)
     finally:
         if owned:
-            ray.shutdown()
+            disconnect()
 
 
 def _drain(progress: Queue) -> Iterator[Event]:
