@@ -60,11 +60,19 @@ def _fuse(args: argparse.Namespace) -> int:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
-    progress = _ProgressBar(enabled=not args.quiet)
+    bar: list = []  # [callback, done, total]: made at the first report, when the frame count is known
+
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(_progress_bar(total, enabled=not args.quiet))
+        bar[1:] = [done, total]
+        bar[0](done, total)
+
     try:
         report = fuse_file(args.calibration, args.keypoints, args.output, settings, progress=progress)
     finally:
-        progress.close()
+        if bar:
+            bar[0](bar[1], bar[2], close=True)
     rate = f"in {report.seconds:.2f} s ({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
     written = ", ".join(str(p) for p in report.outputs)
     if report.multi_person:
@@ -127,24 +135,20 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     return 0
 
 
-class _ProgressBar:
-    """``progress(done, total)`` drawing a tqdm bar on stderr for long runs (from 200 frames), made at the first call."""
+def _progress_bar(total: int, enabled: bool):
+    """A ``progress(done, total, close=False)`` callback drawing a tqdm bar on stderr for long runs."""
+    if not enabled or total < 200:
+        return lambda done, total_, close=False: None
+    from tqdm import tqdm
 
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-        self.bar = None
+    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False)
 
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None and self.enabled and total >= 200:
-            from tqdm import tqdm
+    def update(done: int, total_: int, close: bool = False) -> None:
+        bar.update(done - bar.n)
+        if close:
+            bar.close()
 
-            self.bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False)
-        if self.bar is not None:
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    return update
 
 
 def _play(args: argparse.Namespace) -> int:

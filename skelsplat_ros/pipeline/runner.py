@@ -174,9 +174,10 @@ def run_batch(study: str | Path, output: str | Path, settings: StudySettings = S
         mtimes = {take.name: take.input_mtime() for take in todo}  # before the run: a later change runs it again
         # Largest inputs first, so that a long take does not start last and keep the other workers waiting.
         todo.sort(key=lambda take: -sum(os.stat(p).st_size for p in take.input_files()))
+        events = _events(task, todo, settings, options)  # a missing Ray fails here, before any bar is drawn
         bars = _Bars(len(todo), options.progress)
         try:
-            for event in _events(task, todo, settings, options):
+            for event in events:
                 if event[0] == "progress":
                     bars.progress(event[1], event[2])
                     continue

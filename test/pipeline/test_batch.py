@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -201,3 +203,15 @@ def test_run_take_in_this_process_is_what_a_worker_returns(study, reference):
     result = run_take(take, StudySettings(), lambda done, total: seen.append((done, total)))
     assert result.status == "done" and result.files[FUSED] == reference["take_000"]
     assert seen[-1] == (FRAMES, FRAMES)
+
+
+def test_ray_without_the_cluster_extra_is_a_one_line_error(study, tmp_path):
+    """Everything but ``--ray`` works without Ray; ``--ray`` then says what to install (emulated: ray unimportable)."""
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from skelsplat_ros.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    run = subprocess.run([sys.executable, "-c", code, "batch", str(study), "--output", str(tmp_path / "out"), "--ray"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip() == ("skelsplat batch: error: --ray needs Ray: pip install 'skelsplat_ros[cluster]' "
+                                  "(or pip install ray)")
