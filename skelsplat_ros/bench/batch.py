@@ -17,6 +17,7 @@ import io
 import math
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -90,11 +91,18 @@ def _single_command_outputs(study: Path, names: list[str], folder: Path) -> tupl
     return outputs, cpu
 
 
-def _timed_batch(study: Path, out: Path, options: BatchOptions) -> tuple[float, list]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _timed_batch(study: Path, out: Path, options: BatchOptions) -> tuple[float, float, list]:
+    """Wall seconds of a run from scratch, the CPU seconds of its local worker processes (ended and waited for by
+    then; Ray's workers are not this process's children: NaN), and its results."""
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     results = run_batch(study, out, StudySettings(), options, echo=lambda line: None)
-    return time.perf_counter() - start, results
+    return time.perf_counter() - start, math.nan if options.ray else _children_cpu() - cpu, results
 
 
 def _second_run_seconds(study: Path, out: Path, repeats: int) -> list[float]:
@@ -150,6 +158,7 @@ def run_cli(args: argparse.Namespace) -> int:
               f"{len(broken)} broken; runs of every take (--force), median of {args.repeats}")
         reference, reference_cpu = _single_command_outputs(study, good, (root / "single"))
         runs: dict[str, list[float]] = {}
+        cpus: dict[str, list[float]] = {}
         identical: dict[str, bool] = {}
         reasons: set[str] = set()
         backends = [(f"local, {w} worker{'s' if w > 1 else ''}", BatchOptions(workers=w, progress=False))
@@ -165,8 +174,9 @@ def run_cli(args: argparse.Namespace) -> int:
         try:
             for _ in range(args.repeats):
                 for label, options in backends:  # interleaved: the machine's load falls on all alike
-                    seconds, results = _timed_batch(study, root / "out", options)
+                    seconds, cpu, results = _timed_batch(study, root / "out", options)
                     runs.setdefault(label, []).append(seconds)
+                    cpus.setdefault(label, []).append(cpu)
                     done = sum(r.status == "done" for r in results)
                     failed = {r.name: r.reason for r in results if r.status == "failed"}
                     identical[label] = identical.get(label, True) and _identical(root / "out", reference) \
@@ -177,17 +187,20 @@ def run_cli(args: argparse.Namespace) -> int:
                 ray_backend.disconnect()
         base = statistics.median(runs[backends[0][0]])
         local_best = min(statistics.median(runs[label]) for label, options in backends if not options.ray)
-        print("\n| run | wall s (median) | runs | speed-up vs 1 worker | bit-identical to `skelsplat fuse` |")
-        print("|---|---|---|---|---|")
+        print("\n| run | wall s (median) | runs | speed-up vs 1 worker | workers' CPU s (median) | "
+              "bit-identical to `skelsplat fuse` |")
+        print("|---|---|---|---|---|---|")
         for label, options in backends:
             median = statistics.median(runs[label])
-            extra = f"; {median / local_best:.2f}x the best local pool" if options.ray else ""
+            extra = f"; {median / local_best:.2f}x the best local pool's time" if options.ray else ""
+            cpu = statistics.median(cpus[label])
             print(f"| {label} | {median:.2f} | {', '.join(f'{t:.2f}' for t in runs[label])} | "
-                  f"{base / median:.2f}x{extra} | {'yes' if identical[label] else 'NO'} |")
+                  f"{base / median:.2f}x{extra} | {'n/a' if math.isnan(cpu) else f'{cpu:.2f}'} | "
+                  f"{'yes' if identical[label] else 'NO'} |")
         if ray_init is not None:
             print(f"\nstarting the local Ray instance (not in the times above): {ray_init:.1f} s")
         print(f"failed takes as reported: {'; '.join(sorted(reasons)) or 'none'}")
-        seconds, _ = _timed_batch(study, root / "out", BatchOptions(workers=max(workers), progress=False))
+        _timed_batch(study, root / "out", BatchOptions(workers=max(workers), progress=False))
         second = _second_run_seconds(study, root / "out", args.repeats)
         print(f"second `skelsplat batch` with nothing changed (whole command): median {statistics.median(second):.2f} s "
               f"({', '.join(f'{t:.2f}' for t in second)})")

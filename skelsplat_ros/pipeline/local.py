@@ -78,10 +78,11 @@ def run_local(task: TakeTask, takes: list[Take], settings: StudySettings, worker
         while True:
             for index, worker in enumerate(pool):
                 if worker.take is None and pending:
-                    if worker.process.exitcode is not None:  # died holding a take: a fresh one takes its place
+                    if worker.process.exitcode is not None:  # it died: a fresh one takes its place
                         pool[index] = worker = _start(task, settings)
                     worker.take = pending.popleft()
-                    worker.connection.send(worker.take)
+                    with contextlib.suppress(OSError):  # dying just now: its sentinel tells, below
+                        worker.connection.send(worker.take)
             busy = [w for w in pool if w.take is not None]
             if not busy:
                 return

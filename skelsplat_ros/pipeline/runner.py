@@ -94,8 +94,8 @@ def store(result: TakeResult, take: Take, folder: Path, key: str, input_mtime: f
         "status": result.status, "reason": result.reason, "frames": result.frames, "people": result.people,
         "reprojection_median_px": result.reprojection_median_px, "seconds": result.seconds,
         "outputs": sorted(result.files), "notes": result.notes, "transient": result.transient, "settings": key,
-        "input_mtime": input_mtime,
-        "inputs": [str(p) for p in take.input_files()[:50]],
+        "input_mtime": input_mtime, "calibration": str(take.calibration), "keypoints": str(take.keypoints),
+        "videos": [str(p) for p in take.videos],
     }
     _write_atomically(folder / RECORD, json.dumps(record, indent=1).encode())
 

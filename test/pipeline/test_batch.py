@@ -66,8 +66,12 @@ def test_takes_are_found_with_their_calibration_and_problems(tmp_path):
     assert by_name["take_001"].keypoints == study / "take_001" / "keypoints.npz" and not by_name["take_001"].problem
     assert "2 keypoint inputs (a.npz, b.npz)" in by_name["two_inputs"].problem
     assert [v.name for v in by_name["video_take"].videos] == ["cam0.mp4", "cam1.mp4"]
+    (study / "out" / "take_001").mkdir(parents=True)  # the output folder inside the study: passed over
+    (study / "out" / "summary.csv").write_text("take\n")
+    assert find_takes(study)[1] == ["notes", "out"]
+    assert find_takes(study, exclude=study / "out") == (takes, ["notes"])
     (study / "calib.toml").unlink()
-    takes, _ = find_takes(study)
+    takes, _ = find_takes(study, exclude=study / "out")
     assert "no calibration" in takes[0].problem
     with pytest.raises(StudyError, match="no study folder"):
         find_takes(tmp_path / "missing")
