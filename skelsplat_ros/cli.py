@@ -389,8 +389,9 @@ def _add_bench_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray instance")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each (interleaved); medians are reported")
     parser.add_argument("--seed", type=int, default=3, help="seed of the first take (0-2 were used for tuning)")
-    parser.add_argument("--cost-rigs", default="surround", help="rigs whose fusion cost per camera-frame is also "
-                        "measured (surround = 8 cameras)")
+    parser.add_argument("--cost-takes", default="surround:1,lab:2,surround:3",
+                        help="RIG:PEOPLE takes whose fusion cost per camera-frame is also measured (surround = 8 "
+                        "cameras, lab = 4)")
     parser.add_argument("--detect-ms", type=float, help="2D detection time per image (ms), for the study estimate")
     parser.add_argument("--study-takes", type=int, default=1000, help="the study estimated: takes")
     parser.add_argument("--study-cameras", type=int, default=8, help="... cameras per take")

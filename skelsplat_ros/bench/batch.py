@@ -120,19 +120,24 @@ def _second_run_seconds(study: Path, out: Path, repeats: int) -> list[float]:
     return times
 
 
-def _fusion_cost(views_rig: str, frames: int, seed: int, folder: Path) -> float:
-    """CPU ms per camera-frame of ``fuse_file`` on one generated take of ``views_rig`` (load, fuse, write)."""
+def _fusion_cost(rig_kind: str, people: int, frames: int, seed: int, folder: Path) -> float:
+    """CPU ms per camera-frame of ``fuse_file`` on one generated take (``people`` > 1: a scene, tracked) of
+    ``rig_kind``: loading, fusing and writing, after a first run that loads the numba kernel."""
     from ..pipeline.fuse import fuse_file
 
-    scenario = make_scenario(views_rig, SKELETON, num_frames=frames, seed=seed)
-    save_calibration(scenario.rig, folder / f"{views_rig}.toml")
-    keypoints = folder / f"{views_rig}.npz"
-    save_keypoints_npz(KeypointSet(scenario.keypoints, [c.name for c in scenario.rig.cameras], fps=scenario.fps,
-                                   skeleton=SKELETON), keypoints)
-    fuse_file(folder / f"{views_rig}.toml", keypoints, folder / "warm.npz", note=lambda line: None)  # numba loaded
+    if people > 1:
+        scene = make_multi_person_scenario(rig_kind, people, num_frames=frames, seed=seed, skeleton_name=SKELETON)
+        rig, keypoints, fps = scene.rig, scene.keypoints, scene.fps
+    else:
+        scenario = make_scenario(rig_kind, SKELETON, num_frames=frames, seed=seed)
+        rig, keypoints, fps = scenario.rig, scenario.keypoints, scenario.fps
+    calibration, path = folder / f"{rig_kind}_{people}.toml", folder / f"{rig_kind}_{people}.npz"
+    save_calibration(rig, calibration)
+    save_keypoints_npz(KeypointSet(keypoints, [c.name for c in rig.cameras], fps=fps, skeleton=SKELETON), path)
+    fuse_file(calibration, path, folder / "warm.npz", note=lambda line: None)
     start = time.process_time()
-    fuse_file(folder / f"{views_rig}.toml", keypoints, folder / f"{views_rig}_out.npz", note=lambda line: None)
-    return 1000 * (time.process_time() - start) / (frames * len(scenario.rig))
+    fuse_file(calibration, path, folder / "cost.npz", note=lambda line: None)
+    return 1000 * (time.process_time() - start) / (frames * len(rig))
 
 
 def machines_for(study_takes: int, cameras: int, minutes: float, fps: float, ms_per_camera_frame: float,
@@ -161,60 +166,74 @@ def run_cli(args: argparse.Namespace) -> int:
         cpus: dict[str, list[float]] = {}
         identical: dict[str, bool] = {}
         reasons: set[str] = set()
-        backends = [(f"local, {w} worker{'s' if w > 1 else ''}", BatchOptions(workers=w, progress=False))
-                    for w in workers]
-        ray_init = None
-        if args.ray:
-            from ..pipeline import ray_backend  # imports ray
+        ray_init: list[float] = []
 
-            start = time.perf_counter()
-            ray_backend.connect(None, args.ray_cpus)
-            ray_init = time.perf_counter() - start
-            backends.append((f"Ray, local instance ({args.ray_cpus} CPUs)", BatchOptions(ray=True, progress=False)))
-        try:
-            for _ in range(args.repeats):
-                for label, options in backends:  # interleaved: the machine's load falls on all alike
-                    seconds, cpu, results = _timed_batch(study, root / "out", options)
-                    runs.setdefault(label, []).append(seconds)
-                    cpus.setdefault(label, []).append(cpu)
-                    done = sum(r.status == "done" for r in results)
-                    failed = {r.name: r.reason for r in results if r.status == "failed"}
-                    identical[label] = identical.get(label, True) and _identical(root / "out", reference) \
-                        and done == len(good)
-                    reasons.update(f"{name}: {reason}" for name, reason in failed.items())
-        finally:
+        def timed(label: str, options: BatchOptions) -> None:
+            seconds, cpu, results = _timed_batch(study, root / "out", options)
+            runs.setdefault(label, []).append(seconds)
+            cpus.setdefault(label, []).append(cpu)
+            done = sum(r.status == "done" for r in results)
+            identical[label] = identical.get(label, True) and done == len(good) and _identical(root / "out",
+                                                                                               reference)
+            reasons.update(f"{r.name}: {r.reason}" for r in results if r.status == "failed")
+
+        local = [(f"local, {w} worker{'s' if w > 1 else ''}", BatchOptions(workers=w, progress=False))
+                 for w in workers]
+        cold, warm = f"Ray, a fresh local instance ({args.ray_cpus} CPUs)", "Ray, the same instance again"
+        for _ in range(args.repeats):  # interleaved: the machine's load falls on all alike
+            for label, options in local:
+                timed(label, options)
             if args.ray:
-                ray_backend.disconnect()
-        base = statistics.median(runs[backends[0][0]])
-        local_best = min(statistics.median(runs[label]) for label, options in backends if not options.ray)
+                from ..pipeline import ray_backend  # imports ray
+
+                start = time.perf_counter()
+                ray_backend.connect(None, args.ray_cpus)
+                ray_init.append(time.perf_counter() - start)
+                try:
+                    timed(cold, BatchOptions(ray=True, progress=False))  # its workers start and import, as local
+                    timed(warm, BatchOptions(ray=True, progress=False))  # its workers are ready
+                finally:
+                    ray_backend.disconnect()
+        base = statistics.median(runs[local[0][0]])
+        pool = statistics.median(runs[local[-1][0]])
         print("\n| run | wall s (median) | runs | speed-up vs 1 worker | workers' CPU s (median) | "
               "bit-identical to `skelsplat fuse` |")
         print("|---|---|---|---|---|---|")
-        for label, options in backends:
-            median = statistics.median(runs[label])
-            extra = f"; {median / local_best:.2f}x the best local pool's time" if options.ray else ""
-            cpu = statistics.median(cpus[label])
+        for label in runs:
+            median, cpu = statistics.median(runs[label]), statistics.median(cpus[label])
+            extra = f"; {median / pool:.2f}x the time of {local[-1][0]}" if label.startswith("Ray") else ""
             print(f"| {label} | {median:.2f} | {', '.join(f'{t:.2f}' for t in runs[label])} | "
                   f"{base / median:.2f}x{extra} | {'n/a' if math.isnan(cpu) else f'{cpu:.2f}'} | "
                   f"{'yes' if identical[label] else 'NO'} |")
-        if ray_init is not None:
-            print(f"\nstarting the local Ray instance (not in the times above): {ray_init:.1f} s")
+        if ray_init:
+            print(f"\nstarting a local Ray instance (not in the times above): median {statistics.median(ray_init):.1f} s")
         print(f"failed takes as reported: {'; '.join(sorted(reasons)) or 'none'}")
         _timed_batch(study, root / "out", BatchOptions(workers=max(workers), progress=False))
         second = _second_run_seconds(study, root / "out", args.repeats)
         print(f"second `skelsplat batch` with nothing changed (whole command): median {statistics.median(second):.2f} s "
               f"({', '.join(f'{t:.2f}' for t in second)})")
         camera_frames = len(good) * args.frames * 4
-        fusion_ms = 1000 * reference_cpu / camera_frames
-        print(f"\nfusion per camera-frame (`skelsplat fuse` on the study's takes, CPU time, load and write included): "
-              f"{fusion_ms:.3f} ms at 4 cameras")
-        for rig in args.cost_rigs.split(","):
-            if rig:
-                print(f"fusion per camera-frame, one {rig} take of {args.frames} frames: "
-                      f"{_fusion_cost(rig, args.frames, args.seed, root):.3f} ms CPU")
+        costs = {"the study's takes (lab, 1 person)": 1000 * reference_cpu / camera_frames}
+        for case in filter(None, args.cost_takes.split(",")):
+            rig, people = case.split(":")
+            costs[f"{rig}, {people} {'people' if int(people) > 1 else 'person'}"] = _fusion_cost(
+                rig, int(people), args.frames, args.seed, root)
+    print("\nfusion per camera-frame (`skelsplat fuse`: load, fuse, write; CPU time; "
+          f"{args.frames}-frame takes):")
+    for label, ms in costs.items():
+        print(f"  {label}: {ms:.3f} ms")
+    fusion_ms = max(costs.values())  # the dearest case measured, for the estimate
     if args.detect_ms is None:
-        print("detection per image: pending (no figure given: --detect-ms MS)")
+        print("detection per image: pending (no figure given: --detect-ms MS); the study estimate needs it")
         return 0
+    per_frame = args.detect_ms + fusion_ms
+    core_hours, machines = machines_for(args.study_takes, args.study_cameras, args.study_minutes, 30.0, per_frame,
+                                        args.machine_cores)
+    print(f"per camera-frame: detection {args.detect_ms:.2f} ms + fusion {fusion_ms:.3f} ms (the dearest above): "
+          f"{100 * args.detect_ms / per_frame:.1f} % detection; {args.study_takes} takes x {args.study_cameras} "
+          f"cameras x {args.study_minutes:g} min at 30 fps = {core_hours:.0f} core-hours: {machines} machines of "
+          f"{args.machine_cores} cores for one day")
+    return 0
     per_frame = args.detect_ms + fusion_ms
     share = 100 * args.detect_ms / per_frame
     core_hours, machines = machines_for(args.study_takes, args.study_cameras, args.study_minutes, 30.0, per_frame,

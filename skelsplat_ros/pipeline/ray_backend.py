@@ -6,6 +6,9 @@ readable at the same path on every node (a shared file system); its output files
 value (through Ray's object store) and the machine running ``skelsplat batch`` writes OUT_DIR. A task whose worker
 process dies is retried once by Ray (``max_retries=1``), then reported failed. Workers run with one thread
 (:data:`~skelsplat_ros.pipeline.local.ONE_THREAD`), as local workers do.
+
+Progress comes per finished take (its frames), not frame by frame: a channel from the tasks (an actor) costs a
+process of its own, and tasks that report to it wait for it to start (measured: seconds per take on 2 cores).
 """
 
 from __future__ import annotations
@@ -13,18 +16,16 @@ from __future__ import annotations
 from typing import Iterator
 
 import ray
-from ray.util.queue import Empty, Queue
 
 from .local import MAX_ATTEMPTS, ONE_THREAD, Event
 from .study import Take
 from .take import StudySettings, TakeResult, TakeTask, execute
 
-POLL_S = 0.2
-"""How often the runner looks for progress while no task finishes."""
 
-
-def _run_task(task: TakeTask, take: Take, settings: StudySettings, progress: Queue) -> TakeResult:
-    return execute(task, take, settings, lambda name, done, total: progress.put_nowait(("progress", name, done, total)))
+@ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS - 1)
+def _take_task(task: TakeTask, take: Take, settings: StudySettings) -> TakeResult:
+    """One take on a Ray worker (one CPU; retried once when the worker dies)."""
+    return execute(task, take, settings, lambda name, done, total: None)
 
 
 def connect(address: str | None, workers: int) -> bool:
@@ -48,15 +49,12 @@ def disconnect() -> None:
 
 def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address: str | None,
             workers: int) -> Iterator[Event]:
-    """Run ``task`` on every take as Ray tasks; yields progress events and one result per take as they finish."""
+    """Run ``task`` on every take as Ray tasks; yields one result per take as they finish."""
     owned = connect(address, workers)
     try:
-        progress = Queue()
-        remote = ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS - 1)(_run_task)
-        running = {remote.remote(task, take, settings, progress): take for take in takes}
+        running = {_take_task.remote(task, take, settings): take for take in takes}
         while running:
-            finished, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-            yield from _drain(progress)
+            finished, _ = ray.wait(list(running), num_returns=1)
             for ref in finished:
                 take = running.pop(ref)
                 try:
@@ -65,15 +63,6 @@ def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address:
                     reason = " ".join(str(error).split())[:300]
                     yield "result", TakeResult.failed(take.name, f"{type(error).__name__} after {MAX_ATTEMPTS} tries: "
                                                       f"{reason}", transient=True)
-        yield from _drain(progress)
     finally:
         if owned:
             disconnect()
-
-
-def _drain(progress: Queue) -> Iterator[Event]:
-    while True:
-        try:
-            yield progress.get_nowait()
-        except Empty:
-            return

@@ -119,6 +119,8 @@ class _Bars:
             self.frames.update(step)
 
     def finished(self, result: TakeResult) -> None:
+        if result.frames is not None:  # what no progress event counted (Ray reports whole takes)
+            self.progress(result.name, result.frames)
         if self.takes is not None:
             self.takes.update(1)
             self.takes.set_postfix_str(f"{result.name} {result.status}")
