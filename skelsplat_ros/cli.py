@@ -23,16 +23,19 @@ keypoints (KP):
   NaN-padded), or a JSON folder with --people all, is tracked and fused person by person.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
   Or a ROS 2 bag (folder with metadata.yaml, MCAP or sqlite3, or a bare .mcap): Keypoints2DArray messages on
-  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does; cameras from --calibration, or
-  else from /<camera>/camera_info + /tf + /tf_static in the bag, each view posed at its own stamp (moving
-  cameras: --mode streaming). --skeleton is required.
+  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does and placed on the recording's
+  timeline (a frame the synchronizer could not fill is a missing frame); several people per message are tracked
+  as from a 5-D .npz; cameras from --calibration, or else from /<camera>/camera_info + /tf + /tf_static in the
+  bag, each view posed at its own stamp (moving cameras: --mode streaming). --skeleton is required.
 
 output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F, J, 3, 3] = position
   uncertainty in m^2 (large along directions no view constrains), joint_names [J], num_views,
   reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
-  Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in millimetres is
-  detected (or give --calibration-units) and converted. With bag input, .mcap writes a rosbag2 bag (RUN.mcap ->
-  folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
+  Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in centimetres or
+  millimetres is detected from the people's size or the cameras' field (or give --calibration-units) and
+  converted; when neither decides, fuse stops and asks for --calibration-units. With bag input, .mcap writes a
+  rosbag2 bag (RUN.mcap -> folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz
+  then holds timestamps_ns.
   Several people: .npz joints [F, T, J, 3], confidence [F, T, J], covariance [F, T, J, 3, 3], track_ids [T],
   joint_names (NaN/0 where a track is absent); .trc one file per track, OUT_<id>.trc; .csv a track column.
 
@@ -86,13 +89,66 @@ def _fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fuse_people(args, rig, skeleton, data, config, fps, output, recording) -> int:
+    """``skelsplat fuse`` of several people from a bag: ``data [V, F, S, J, 3]`` on the ``recording``'s timeline,
+    with its stamps and per-frame rigs (NPZ and JSON input: :func:`~skelsplat_ros.pipeline.fuse.fuse_file`)."""
+    import numpy as np
+
+    from .io.export import save_people_result
+    from .io.timeline import spread_result
+    from .tracking.recording import track_offline, track_streaming
+
+    num_frames = data.shape[1]
+    fps = fps or 30.0
+    progress = _progress_bar(num_frames, enabled=not args.quiet)
+    start = time.perf_counter()
+    stamps = (recording.stamps_ns - recording.stamps_ns[0]) * 1e-9
+    if args.mode == "offline":
+        result = track_offline(rig, skeleton, data, config, fps, progress=progress, stamps=stamps)
+    else:
+        there, there_stamps, rigs = recording.filled()
+        result = spread_result(track_streaming(rig, skeleton, data[:, there], config, fps, progress=progress,
+                                               stamps=there_stamps, rigs=rigs), recording.timeline)
+    elapsed = time.perf_counter() - start
+    progress(num_frames, num_frames, close=True)
+    written = save_people_result(
+        output, result.joints, result.confidence, result.covariance, result.track_ids, result.joint_names, fps,
+        extra=_recording_extra(recording),
+    )
+    present = np.isfinite(result.joints).all(-1).any(-1)
+    print(
+        f"tracked {result.num_tracks} people over {num_frames} frames from {len(rig)} views ({args.mode}) in "
+        f"{elapsed:.2f} s ({num_frames / max(elapsed, 1e-9):.0f} frames/s); {present.sum(axis=1).mean():.2f} "
+        f"people per frame on average{_recording_note(args, recording)} -> {', '.join(str(p) for p in written)}"
+    )
+    return 0
+
+
+def _recording_extra(recording) -> dict:
+    """What a bag's output .npz holds besides the joints: each frame's stamp and the cameras."""
+    import numpy as np
+
+    return {"timestamps_ns": recording.stamps_ns, "camera_names": np.array(recording.cameras)}
+
+
+def _recording_note(args, recording) -> str:
+    """The summary's words on a bag: where its cameras came from and what was left out."""
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(recording.counts.items())) or "nothing"
+    return (f"; {'moving' if recording.moving else 'static'} cameras from "
+            f"{'--calibration' if args.calibration else 'camera_info + TF'}; dropped/left out: {dropped}")
+
+
 def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     """``fuse`` of a rosbag2 recording: synchronized as the node does, cameras from --calibration or the bag."""
+    from dataclasses import replace
+
     import numpy as np
 
     from .fusion import fuse_offline, fuse_streaming
+    from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
-    from .pipeline.fuse import load_rig
+    from .io.timeline import spread_result
+    from .pipeline.fuse import in_metres
     from .ros.bag import SyncSettings, read_bag_frames, write_result_bag
     from .skeleton.models import get_skeleton
 
@@ -100,22 +156,32 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     if not args.skeleton:
         raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
     skeleton = get_skeleton(args.skeleton)
-    rig = load_rig(args.calibration, args.calibration_units) if args.calibration else None
+    rig = load_calibration(args.calibration) if args.calibration else None  # in the file's unit, as yet
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
     frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
-                             world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop))
+                             world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop),
+                             people=args.people or "auto")
+    if rig is not None:  # one rig for every frame: the calibration of the bag's cameras
+        frames = replace(frames, rigs=[in_metres(frames.rigs[0], args.calibration_units, frames.keypoints)]
+                         * len(frames.rigs))
     writes_bag = args.output.endswith(".mcap")
+    if args.mode == "offline" and frames.moving:
+        raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
+    if frames.multi_person:
+        if writes_bag:
+            raise CliError("several people per message: write .npz, .trc or .csv (an .mcap output holds one person;"
+                           " --people subject fuses the most confident person of each message)")
+        output = check_result_path(args.output, frames.fps)
+        return _fuse_people(args, frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, output, frames)
     if not writes_bag:
         check_result_path(args.output, frames.fps)
-    stamps = (frames.stamps_ns - frames.stamps_ns[0]) * 1e-9
     start = time.perf_counter()
-    if args.mode == "offline":
-        if frames.moving:
-            raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
+    if args.mode == "offline":  # the whole timeline: a frame the synchronizer could not fill is a missing frame
         result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config, fps=frames.fps)
     else:
-        result = fuse_streaming(frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, stamps=stamps,
-                                rigs=frames.rigs if frames.moving else None)
+        there, stamps, rigs = frames.filled()
+        result = spread_result(fuse_streaming(frames.rigs[0], skeleton, frames.keypoints[:, there], config,
+                                              frames.fps, stamps=stamps, rigs=rigs), frames.timeline)
     elapsed = time.perf_counter() - start
     if writes_bag:
         output = write_result_bag(args.output, frames.stamps_ns, skeleton.name, list(result.joint_names),
@@ -123,15 +189,12 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
                                   result.reprojection_error, skeleton.bone_array, world_frame=args.world_frame)
     else:
         output = save_result(args.output, result.joints, result.confidence, result.covariance, result.joint_names,
-                             frames.fps, extra={"timestamps_ns": frames.stamps_ns,
-                                                "camera_names": np.array(frames.cameras)},
+                             frames.fps, extra=_recording_extra(frames),
                              num_views=result.num_views, reprojection_error=result.reprojection_error)
     estimated = np.isfinite(result.joints).all(-1)
-    dropped = ", ".join(f"{k} {v}" for k, v in sorted(frames.counts.items())) or "nothing"
     print(f"fused {len(frames.stamps_ns)} frames from {len(frames.cameras)} cameras {frames.cameras} "
-          f"({'moving' if frames.moving else 'static'} cameras from {'--calibration' if rig else 'camera_info + TF'}; "
-          f"{args.method}, {args.mode}: {config.describe(args.mode)}) in {elapsed:.2f} s; {100 * estimated.mean():.1f}% joints estimated; "
-          f"dropped/left out: {dropped} -> {output}")
+          f"({args.method}, {args.mode}: {config.describe(args.mode)}) in {elapsed:.2f} s; "
+          f"{100 * estimated.mean():.1f}% joints estimated{_recording_note(args, frames)} -> {output}")
     return 0
 
 
@@ -190,7 +253,8 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
     from .fusion.config import BACKENDS, DEVICES, METHODS, MODES, OPTIMIZERS, PRESETS
 
     parser.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
-                        help="length unit of the calibration (auto: millimetres detected); output is always metres")
+                        help="length unit of the calibration (auto: told by the size of the people triangulated, or "
+                             "of the cameras' field of view; refused when neither decides); output is always metres")
     parser.add_argument("--skeleton",
                         help="skeleton name (coco17, h36m17, coco19, body25, body25b, halpe26) or YAML file")
     parser.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
@@ -215,9 +279,11 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
                         "(confidence 0)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is fastest for these small tensors)")
-    parser.add_argument("--people", choices=("subject", "all"), default="subject",
-                        help="JSON folders with several people per file: the followed subject (default) or everyone "
-                             "(tracked, one output track per person); a 5-D .npz is always everyone")
+    parser.add_argument("--people", choices=("subject", "all"),
+                        help="several people per JSON file or bag message: the subject (JSON: the followed subject, "
+                             "default; bag: the most confident person of each message) or everyone (tracked, one "
+                             "output track per person; default for a bag whose messages hold several people); a 5-D "
+                             ".npz is always everyone")
 
 
 class _SettingsParser(argparse.ArgumentParser):

@@ -148,6 +148,18 @@ def machines_for(study_takes: int, cameras: int, minutes: float, fps: float, ms_
     return core_hours, math.ceil(core_hours / (cores * hours))
 
 
+def _print_cpu_model(one: float, two: float, takes: int) -> None:
+    """What 1 and 2 workers would take on 2 free cores, from the CPU seconds of their workers (which waiting for a
+    busy machine does not inflate much): each worker costs ``start`` (``two - one``: the second worker's start), then
+    ``per_take`` per take; 2 workers run ceil(takes / 2) takes one after the other."""
+    start = two - one
+    per_take = (one - start) / takes
+    expected_one, expected_two = one, start + math.ceil(takes / 2) * per_take
+    print(f"\nfrom the workers' CPU times: a worker's start {start:.2f} s, a take {per_take:.3f} s; on 2 free cores "
+          f"1 worker {expected_one:.2f} s, 2 workers {expected_two:.2f} s: {expected_one / expected_two:.2f}x "
+          "(a model, not a measurement)")
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """``skelsplat bench-batch`` (arguments in ``cli.py``)."""
     workers = [int(w) for w in args.workers.split(",")]
@@ -205,6 +217,8 @@ def run_cli(args: argparse.Namespace) -> int:
             print(f"| {label} | {median:.2f} | {', '.join(f'{t:.2f}' for t in runs[label])} | "
                   f"{base / median:.2f}x{extra} | {'n/a' if math.isnan(cpu) else f'{cpu:.2f}'} | "
                   f"{'yes' if identical[label] else 'NO'} |")
+        if len(local) == 2 and local[1][1].workers == 2:
+            _print_cpu_model(statistics.median(cpus[local[0][0]]), statistics.median(cpus[local[1][0]]), len(good))
         if ray_init:
             print(f"\nstarting a local Ray instance (not in the times above): median {statistics.median(ray_init):.1f} s")
         print(f"failed takes as reported: {'; '.join(sorted(reasons)) or 'none'}")

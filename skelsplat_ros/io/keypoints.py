@@ -6,7 +6,8 @@ In memory a recording is a :class:`KeypointSet`: ``keypoints [V, F, J, 3]`` hold
 On disk:
 
 - ``.npz``: ``keypoints [V, F, J, 3]``, ``cameras [V]`` (strings), optional ``fps`` (scalar), ``skeleton`` (string),
-  ``frame_numbers [F]`` (ints);
+  ``frame_numbers [F]`` (increasing ints: the frames they skip are read as missing frames, so that frame ``f`` of
+  the set is ``f / fps`` seconds in, as everything downstream assumes; see ``io/timeline.py``);
 - a folder with one ``<camera>_json/`` subfolder per camera, as written by OpenPose (``--write_json``) and read by
   Pose2Sim: one file per frame, ``{"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}``.
 
@@ -264,7 +265,7 @@ def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSe
     if stored_skeleton == "":
         stored_skeleton = None
     try:
-        return KeypointSet(
+        keypoint_set = KeypointSet(
             keypoints=data["keypoints"],
             cameras=[str(c) for c in cameras],
             fps=fps if fps is not None else stored_fps,
@@ -273,6 +274,36 @@ def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSe
         )
     except KeypointsError as error:
         raise KeypointsError(f"{path}: {error}") from None
+    return _with_skipped_frames(keypoint_set, path)
+
+
+def _check_span(path: Path, first: int, last: int, count: int, what: str) -> None:
+    """Frame numbers ``first..last`` for ``count`` frames: refused when they span far more frames than there are
+    (they are not frame numbers, and a timeline of them would not fit in memory)."""
+    if last - first + 1 > max(10 * count, 10_000):
+        raise KeypointsError(f"{path}: frame numbers span {first}..{last} for only {count} {what}; are they frame "
+                             "numbers?")
+
+
+def _with_skipped_frames(keypoint_set: KeypointSet, path: Path) -> KeypointSet:
+    """The set with the frames its ``frame_numbers`` skip put back, as missing frames (NaN, confidence 0)."""
+    numbers = keypoint_set.frame_numbers
+    if numbers is None or numbers.size < 2:
+        return keypoint_set
+    steps = np.diff(numbers)
+    if np.any(steps <= 0):
+        at = int(np.argmax(steps <= 0))
+        raise KeypointsError(f"{path}: frame_numbers must increase (frame {at + 1} is number {numbers[at + 1]}, "
+                             f"after {numbers[at]})")
+    if np.all(steps == 1):
+        return keypoint_set
+    _check_span(path, int(numbers[0]), int(numbers[-1]), numbers.size, "frames")
+    kp = keypoint_set.keypoints
+    full = np.full((kp.shape[0], int(numbers[-1] - numbers[0]) + 1) + kp.shape[2:], np.nan)
+    full[..., 2] = 0.0
+    full[:, numbers - numbers[0]] = kp
+    return KeypointSet(full, keypoint_set.cameras, keypoint_set.fps, keypoint_set.skeleton,
+                       np.arange(numbers[0], numbers[-1] + 1))
 
 
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
@@ -430,11 +461,7 @@ def _load_json_folder(path: Path, skeleton: str | None, fps: float | None, every
         slots = [{number: k for k, number in enumerate(n)} for n in numbers]
     else:  # by frame number; gaps (in every camera) become missing frames so that F is evenly spaced in time
         first, last = min(n[0] for n in numbers), max(n[-1] for n in numbers)
-        if last - first + 1 > max(10 * max(len(n) for n in numbers), 10_000):
-            raise KeypointsError(
-                f"{path}: frame numbers span {first}..{last} for only {max(len(n) for n in numbers)} files "
-                "per camera; are they frame numbers?"
-            )
+        _check_span(path, first, last, max(len(n) for n in numbers), "files per camera")
         frame_numbers = np.arange(first, last + 1, dtype=np.int64)
         slots = [{number: number - int(frame_numbers[0]) for number in n} for n in numbers]
 

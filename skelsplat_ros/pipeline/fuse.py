@@ -14,7 +14,7 @@ import numpy as np
 from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
 from ..fusion.config import NOMINAL_RATE_HZ
 from ..fusion.refine import check_runtime
-from ..geometry.calibration import load_calibration_metres
+from ..geometry.calibration import load_calibration, rig_in_metres
 from ..geometry.camera import CameraRig
 from ..io.export import check_result_path, save_people_result, save_result
 from ..io.keypoints import align_to_rig, load_keypoints, mask_outside_image
@@ -42,8 +42,9 @@ class FuseSettings:
         fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
         single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
         threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
-        people: JSON folders: the followed ``subject`` or ``all`` (tracked); a 5-D NPZ is always everyone.
-        calibration_units: ``auto`` (millimetres detected), ``m``, ``cm`` or ``mm``.
+        people: JSON folders: the followed ``subject`` (``None``: the default) or ``all`` (tracked); a 5-D NPZ is
+            always everyone.
+        calibration_units: ``auto`` (told by the people's size or the cameras' field), ``m``, ``cm`` or ``mm``.
     """
 
     skeleton: str | None = None
@@ -56,7 +57,7 @@ class FuseSettings:
     fps: float | None = None
     single_view_joints: bool = False
     threads: int = 1
-    people: str = "subject"
+    people: str | None = None
     calibration_units: str = "auto"
 
     @classmethod
@@ -107,11 +108,13 @@ class FuseReport:
     plan: str
 
 
-def load_rig(calibration: str | Path, units: str = "auto", note: Note = _stderr) -> CameraRig:
-    """The calibration in metres; a note says when it was read in other units (the output is always metres)."""
-    rig, found = load_calibration_metres(calibration, units)
+def in_metres(rig: CameraRig, units: str, keypoints: np.ndarray, note: Note = _stderr) -> CameraRig:
+    """``rig`` (as read from its file) in metres, its unit as told or told by ``keypoints`` (views in ``rig`` order,
+    see :func:`~skelsplat_ros.geometry.calibration.rig_in_metres`); a note says when it was not metres (the output
+    always is)."""
+    rig, found, evidence = rig_in_metres(rig, units, keypoints)
     if found != "m":
-        note(f"note: calibration read in {found} ({'detected' if units == 'auto' else 'as told'}); converted to metres")
+        note(f"note: calibration read in {found} ({evidence}); converted to metres")
     return rig
 
 
@@ -131,8 +134,9 @@ def fuse_file(
             (unusable settings first, before any file is read).
     """
     config = settings.fusion_config()
-    rig = load_rig(calibration, settings.calibration_units, note)
-    keypoint_set = load_keypoints(keypoints, skeleton=settings.skeleton, fps=settings.fps, people=settings.people)
+    rig = load_calibration(calibration)  # in the file's unit until the keypoints can tell it
+    keypoint_set = load_keypoints(keypoints, skeleton=settings.skeleton, fps=settings.fps,
+                                  people=settings.people or "subject")
     skeleton_name = settings.skeleton or keypoint_set.skeleton
     if not skeleton_name:
         raise ValueError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
@@ -141,6 +145,7 @@ def fuse_file(
         raise ValueError(f"keypoints have {keypoint_set.num_joints} joints, skeleton {skeleton.name!r} has "
                          f"{skeleton.num_joints}")
     keypoint_set, rig = align_to_rig(keypoint_set, rig)
+    rig = in_metres(rig, settings.calibration_units, keypoint_set.keypoints, note)
     keypoint_set, masked = mask_outside_image(keypoint_set, rig)
     if masked:
         note(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
@@ -148,6 +153,8 @@ def fuse_file(
     output = check_result_path(output, keypoint_set.fps)
     data = keypoint_set.keypoints
     fps = keypoint_set.fps
+    # Where each output frame was in the input (a JSON folder's file numbers; an .npz's frame_numbers).
+    extra = {} if keypoint_set.frame_numbers is None else {"frame_numbers": keypoint_set.frame_numbers}
     if fps is None and settings.method == "skelsplat":
         note(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)")
     num_frames = data.shape[1]
@@ -166,7 +173,7 @@ def fuse_file(
         people = track(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=frame_progress)
         seconds = time.perf_counter() - start
         outputs = save_people_result(output, people.joints, people.confidence, people.covariance, people.track_ids,
-                                     people.joint_names, fps)
+                                     people.joint_names, fps, extra=extra)
         present = np.isfinite(people.joints).all(-1)  # [F, T, J]
         tracked = present.any(-1)  # [F, T]
         estimated = float(present[tracked].mean()) if tracked.any() else 0.0
@@ -179,7 +186,7 @@ def fuse_file(
     else:
         result = fuse_streaming(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=frame_progress)
     seconds = time.perf_counter() - start
-    save_result(output, result.joints, result.confidence, result.covariance, result.joint_names, fps,
+    save_result(output, result.joints, result.confidence, result.covariance, result.joint_names, fps, extra,
                 num_views=result.num_views, reprojection_error=result.reprojection_error)
     estimated = np.isfinite(result.joints).all(-1)
     median = float(np.nanmedian(result.reprojection_error)) if estimated.any() else float("nan")

@@ -54,8 +54,8 @@ class ParamSpec:
 FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML. Empty: intrinsics from "
               "<camera>/camera_info and extrinsics from /tf + /tf_static at each message's stamp (needs `cameras`)."),
-    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (millimetres detected from the "
-              "camera spread), m, cm or mm. Output is always metres."),
+    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (detected from the width of the "
+              "cameras' field of view; refused when it cannot decide), m, cm or mm. Output is always metres."),
     ParamSpec("tf_timeout", 0.2, "Longest wait (s) for the camera poses of a frame at its stamps (CameraInfo + TF "
               "route); views still unknown are dropped and counted (tf.<reason>).", 0.0, 10.0),
     ParamSpec(

@@ -6,6 +6,11 @@ messages ``/clock`` advances at ``clock_rate`` Hz, and it is set to each message
 so a node on sim time sees the same clock as during the recording: its stamp checks pass, its latency figures are
 the recording's. ``/tf_static`` is republished transient-local (late subscribers get it, as from a static
 broadcaster); other topics reliable, depth 100. A topic whose type is not importable here is skipped, with a line.
+
+A bag that recorded ``/clock`` itself (a simulator's clock, recorded with its topics) is played on that clock:
+its ``/clock`` is republished as recorded and no clock is made from the log times. Two clocks on one topic would
+throw a node on sim time back and forth between them, and a simulator reset recorded in the bag (its clock going
+back) must reach the node as it happened, so that the node's TF buffer and synchronizer start over.
 """
 
 from __future__ import annotations
@@ -56,7 +61,6 @@ def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, s
     node = Node("skelsplat_play")
     published = 0
     try:
-        clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
         publishers, connections = {}, []
         for connection in reader.connections:
             if topics and connection.topic not in topics:
@@ -70,6 +74,13 @@ def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, s
                 qos = _STATIC_QOS if connection.topic == "/tf_static" else _QOS
                 publishers[connection.topic] = node.create_publisher(cls, connection.topic, qos)
             connections.append(connection)
+        recorded_clock = "/clock" in publishers
+        if recorded_clock:
+            clock_pub = publishers["/clock"]
+            print("skelsplat play: the bag holds /clock: played as recorded (no clock made from the log times)",
+                  file=sys.stderr)
+        else:
+            clock_pub = node.create_publisher(Clock, "/clock", QoSProfile(depth=10))
         # Discovery takes a moment: start once every topic has a subscriber, or after start_delay at most.
         waited_until = time.monotonic() + start_delay
         while time.monotonic() < waited_until and not all(
@@ -80,7 +91,8 @@ def play(path: str | Path, rate: float = 1.0, topics: list[str] | None = None, s
         clock_period = 1.0 / clock_rate
 
         def publish_clock(ns: int) -> None:
-            clock_pub.publish(Clock(clock=ns_to_stamp(ns)))
+            if not recorded_clock:
+                clock_pub.publish(Clock(clock=ns_to_stamp(ns)))
 
         for connection, log_ns, raw in reader.messages(connections=connections):
             if bag_start is None:

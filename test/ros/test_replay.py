@@ -4,8 +4,6 @@ offline bag route fuses from the same messages."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -19,7 +17,7 @@ pytest.importorskip("rosbags")
 pytest.importorskip("skelsplat_ros.msg")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bag_helpers import START_NS, write_keypoints_bag  # noqa: E402
+from bag_helpers import START_NS, play_bag, write_keypoints_bag  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
@@ -34,7 +32,6 @@ from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim import make_scenario  # noqa: E402
 from skelsplat_ros.tracking.recording import track_streaming  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 FPS = 20.0
 FRAMES = 50
 
@@ -68,10 +65,7 @@ def test_replayed_bag_through_the_node_on_sim_time_matches_the_offline_route(ros
     thread = threading.Thread(target=lambda: _spin(executor), daemon=True)
     thread.start()
     try:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-        run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "play", str(tmp_path / "rec"),
-                              "--start-delay", "8"], env=env, capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr
+        play_bag(tmp_path / "rec")
         deadline = time.monotonic() + 10.0
         while len(received) < FRAMES and time.monotonic() < deadline:
             time.sleep(0.05)
