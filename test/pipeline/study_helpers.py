@@ -65,3 +65,10 @@ def make_dying_study(folder: Path) -> Path:
 def quick_task(take, settings, progress):
     """A take's work without the fusion (for tests of what the runner runs): done, one small output file."""
     return TakeResult(take.name, "done", files={"fused.npz": b"quick"})
+
+
+def counting_threads_task(take, settings, progress):
+    """:func:`run_take`, then the number of threads of the worker process in the result's notes."""
+    result = run_take(take, settings, progress)
+    result.notes.append(f"threads {len(os.listdir('/proc/self/task'))}")
+    return result

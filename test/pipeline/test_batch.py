@@ -20,7 +20,7 @@ from skelsplat_ros.pipeline.local import run_local
 from skelsplat_ros.pipeline.runner import RECORD, SUMMARY, BatchOptions, run_batch
 from skelsplat_ros.pipeline.study import StudyError, find_takes
 from skelsplat_ros.pipeline.take import FUSED, StudySettings, TakeResult, run_take
-from study_helpers import (BROKEN, FRAMES, GOOD, dying_task, make_dying_study, make_study, quick_task,
+from study_helpers import (BROKEN, FRAMES, GOOD, counting_threads_task, dying_task, make_dying_study, make_study, quick_task,
                            single_command_outputs)
 
 
@@ -142,6 +142,16 @@ def test_a_killed_worker_has_its_take_retried_once_then_failed(tmp_path):
     # Progress came from the workers, in frames, ending at the take's frame count.
     finals = {e[1]: e[2:] for e in events if e[0] == "progress"}
     assert finals["lives"] == (FRAMES, FRAMES) and finals["dies_once"] == (FRAMES, FRAMES)
+
+
+def test_workers_fuse_with_one_thread(study, reference):
+    """BLAS, OpenMP and numba in a worker use one thread (2 workers on 2 cores; without the worker environment
+    OpenBLAS starts one thread per core), and the output is still what ``fuse`` writes with its default threads."""
+    take = {t.name: t for t in find_takes(study)[0]}["take_000"]
+    events = list(run_local(counting_threads_task, [take], StudySettings(), workers=1))
+    result = events[-1][1]
+    assert result.status == "done" and result.notes[-1] == "threads 1"
+    assert result.files[FUSED] == reference["take_000"]
 
 
 def test_a_take_whose_worker_died_is_run_again_by_the_next_run(tmp_path):
