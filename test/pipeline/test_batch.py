@@ -229,3 +229,12 @@ def test_ray_without_the_cluster_extra_is_a_one_line_error(study, tmp_path):
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip() == ("skelsplat batch: error: --ray needs Ray: pip install 'skelsplat_ros[cluster]' "
                                   "(or pip install ray)")
+
+
+def test_fuse_defaults_are_one_set_of_settings():
+    """`skelsplat fuse` without options, an empty [fuse] table and ``FuseSettings()`` are the same settings, so
+    outputs made through the API are up to date for the command, and the other way round."""
+    from skelsplat_ros.cli import _study_fuse_settings, build_parser
+
+    parsed = build_parser().parse_args(["fuse", "--keypoints", "k.npz", "--output", "o.npz"])
+    assert FuseSettings.from_namespace(parsed) == _study_fuse_settings({}, "settings") == FuseSettings()
