@@ -290,7 +290,8 @@ class _SettingsParser(argparse.ArgumentParser):
     """Reads a study's ``[fuse]`` table as the ``fuse`` options; a bad key or value is a :class:`CliError`."""
 
     def error(self, message: str):
-        raise CliError(f"{self.prog}: " + message.replace("unrecognized arguments", "unknown settings (paths are per take)"))
+        message = message.replace("unrecognized arguments", "unknown settings (paths are per take)")
+        raise CliError(f"{self.prog}: {message}")
 
 
 def _study_fuse_settings(table: dict, source: str) -> "FuseSettings":
@@ -330,7 +331,8 @@ def _batch(args: argparse.Namespace) -> int:
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
-BATCH_EPILOG = """study: a folder of takes, one sub-folder each, holding a keypoints input that `fuse` reads (one .npz, or
+BATCH_EPILOG = """\
+study: a folder of takes, one sub-folder each, holding a keypoints input that `fuse` reads (one .npz, or
   <camera>_json/ folders) or one video per camera (the detect step: not in this build yet), and a calibration
   (calib*.toml in the take, else the study's own calib*.toml). Settings: STUDY/skelsplat.toml or --settings, a
   [fuse] table whose keys are the options of `skelsplat fuse` without their paths, e.g.

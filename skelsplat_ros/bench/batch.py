@@ -220,11 +220,13 @@ def run_cli(args: argparse.Namespace) -> int:
         if len(local) == 2 and local[1][1].workers == 2:
             _print_cpu_model(statistics.median(cpus[local[0][0]]), statistics.median(cpus[local[1][0]]), len(good))
         if ray_init:
-            print(f"\nstarting a local Ray instance (not in the times above): median {statistics.median(ray_init):.1f} s")
+            print(f"\nstarting a local Ray instance (not in the times above): median "
+                  f"{statistics.median(ray_init):.1f} s")
         print(f"failed takes as reported: {'; '.join(sorted(reasons)) or 'none'}")
         _timed_batch(study, root / "out", BatchOptions(workers=max(workers), progress=False))
         second = _second_run_seconds(study, root / "out", args.repeats)
-        print(f"second `skelsplat batch` with nothing changed (whole command): median {statistics.median(second):.2f} s "
+        print(f"second `skelsplat batch` with nothing changed (whole command): median "
+              f"{statistics.median(second):.2f} s "
               f"({', '.join(f'{t:.2f}' for t in second)})")
         camera_frames = len(good) * args.frames * 4
         costs = {"the study's takes (lab, 1 person)": 1000 * reference_cpu / camera_frames}

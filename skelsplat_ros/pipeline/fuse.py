@@ -191,7 +191,8 @@ def fuse_file(
     estimated = np.isfinite(result.joints).all(-1)
     median = float(np.nanmedian(result.reprojection_error)) if estimated.any() else float("nan")
     return FuseReport(num_frames, skeleton.num_joints, len(rig), int(estimated.any()), False,
-                      float(estimated.any(-1).mean()), float(estimated.mean()), median, seconds, (output,), config.describe(settings.mode))
+                      float(estimated.any(-1).mean()), float(estimated.mean()), median, seconds, (output,),
+                      config.describe(settings.mode))
 
 
 def people_reprojection_median(rig: CameraRig, keypoints: np.ndarray, joints: np.ndarray, chunk: int = 256) -> float:
@@ -203,10 +204,12 @@ def people_reprojection_median(rig: CameraRig, keypoints: np.ndarray, joints: np
     for first in range(0, joints.shape[0], chunk):
         frames = slice(first, first + chunk)
         projected = rig.project(joints[frames])  # [V, f, T, J, 2]
-        detected = np.where(keypoints[:, frames, ..., 2:3] > 0, keypoints[:, frames, ..., :2], np.nan)  # [V, f, S, J, 2]
+        seen = keypoints[:, frames, ..., 2:3] > 0
+        detected = np.where(seen, keypoints[:, frames, ..., :2], np.nan)  # [V, f, S, J, 2]
         error = np.linalg.norm(projected[:, :, :, None] - detected[:, :, None], axis=-1)  # [V, f, T, S, J]
         compared = np.isfinite(error)
-        mean = np.where(compared.any(-1), np.where(compared, error, 0).sum(-1) / np.maximum(compared.sum(-1), 1), np.inf)
+        total = np.where(compared, error, 0).sum(-1)
+        mean = np.where(compared.any(-1), total / np.maximum(compared.sum(-1), 1), np.inf)  # [V, f, T, S]
         nearest = np.argmin(mean, axis=-1)  # [V, f, T]
         chosen = np.take_along_axis(error, nearest[..., None, None], axis=3)[:, :, :, 0]  # [V, f, T, J]
         errors.append(chosen[np.isfinite(chosen)])

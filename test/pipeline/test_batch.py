@@ -19,9 +19,9 @@ from skelsplat_ros.pipeline.fuse import FuseSettings
 from skelsplat_ros.pipeline.local import run_local
 from skelsplat_ros.pipeline.runner import RECORD, SUMMARY, BatchOptions, run_batch
 from skelsplat_ros.pipeline.study import StudyError, find_takes
-from skelsplat_ros.pipeline.take import FUSED, StudySettings, TakeResult, run_take
-from study_helpers import (BROKEN, FRAMES, GOOD, counting_threads_task, dying_task, make_dying_study, make_study, quick_task,
-                           single_command_outputs)
+from skelsplat_ros.pipeline.take import FUSED, StudySettings, run_take
+from study_helpers import (BROKEN, FRAMES, GOOD, counting_threads_task, dying_task, make_dying_study, make_study,
+                           quick_task, single_command_outputs)
 
 
 @pytest.fixture(scope="module")
