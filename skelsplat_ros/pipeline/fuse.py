@@ -17,8 +17,8 @@ from ..fusion.refine import check_runtime
 from ..geometry.calibration import load_calibration, rig_in_metres
 from ..geometry.camera import CameraRig
 from ..io.export import check_result_path, save_people_result, save_result
-from ..io.keypoints import align_to_rig, load_keypoints, mask_outside_image
-from ..skeleton.models import get_skeleton
+from ..io.keypoints import KeypointSet, align_to_rig, load_keypoints, mask_outside_image
+from ..skeleton.models import Skeleton, get_skeleton
 
 Progress = Callable[[int, int], None]
 """``progress(frames_done, frames)``, called now and then during the fusion."""
@@ -134,6 +134,18 @@ def fuse_file(
             (unusable settings first, before any file is read).
     """
     config = settings.fusion_config()
+    rig, skeleton, keypoint_set = load_recording(calibration, keypoints, settings, note)
+    output = check_result_path(output, keypoint_set.fps)
+    if keypoint_set.fps is None and settings.method == "skelsplat":
+        note(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)")
+    fuse = _fuse_people if keypoint_set.multi_person else _fuse_subject
+    return fuse(rig, skeleton, keypoint_set, config, settings.mode, output, _in_frames(progress, keypoint_set))
+
+
+def load_recording(calibration: str | Path, keypoints: str | Path, settings: FuseSettings,
+                   note: Note = _stderr) -> tuple[CameraRig, Skeleton, KeypointSet]:
+    """The rig (in metres, in the keypoints' camera order), the skeleton and the keypoints of one take, checked
+    against each other; keypoints far outside their camera's image are made missing (with a note)."""
     rig = load_calibration(calibration)  # in the file's unit until the keypoints can tell it
     keypoint_set = load_keypoints(keypoints, skeleton=settings.skeleton, fps=settings.fps,
                                   people=settings.people or "subject")
@@ -150,49 +162,60 @@ def fuse_file(
     if masked:
         note(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
              "image and were treated as missing")
-    output = check_result_path(output, keypoint_set.fps)
-    data = keypoint_set.keypoints
-    fps = keypoint_set.fps
-    # Where each output frame was in the input (a JSON folder's file numbers; an .npz's frame_numbers).
-    extra = {} if keypoint_set.frame_numbers is None else {"frame_numbers": keypoint_set.frame_numbers}
-    if fps is None and settings.method == "skelsplat":
-        note(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)")
-    num_frames = data.shape[1]
+    return rig, skeleton, keypoint_set
 
-    def in_frames(done: int, total: int) -> None:  # whatever units the driver counts (tracking offline: two passes)
-        progress(done * num_frames // max(total, 1), num_frames)
 
-    frame_progress = in_frames if progress is not None else None
+def _in_frames(progress: Progress | None, keypoint_set: KeypointSet) -> Progress | None:
+    """``progress`` in frames, whatever units the driver counts in (tracking offline counts two passes)."""
+    if progress is None:
+        return None
+    frames = keypoint_set.num_frames
+    return lambda done, total: progress(done * frames // max(total, 1), frames)
 
+
+def _extra(keypoint_set: KeypointSet) -> dict[str, np.ndarray]:
+    """Where each output frame was in the input (a JSON folder's file numbers; an .npz's frame_numbers)."""
+    return {} if keypoint_set.frame_numbers is None else {"frame_numbers": keypoint_set.frame_numbers}
+
+
+def _fuse_subject(rig: CameraRig, skeleton: Skeleton, keypoint_set: KeypointSet, config: FusionConfig, mode: str,
+                  output: Path, progress: Progress | None) -> FuseReport:
+    """One subject, ``[V, F, J, 3]``."""
+    data, fps = keypoint_set.keypoints, keypoint_set.fps
     start = time.perf_counter()
-    if keypoint_set.multi_person:
-        # Only several people need the tracker (and scipy.optimize, half a second to import in every worker).
-        from ..tracking.recording import track_offline, track_streaming
-
-        track = track_offline if settings.mode == "offline" else track_streaming
-        people = track(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=frame_progress)
-        seconds = time.perf_counter() - start
-        outputs = save_people_result(output, people.joints, people.confidence, people.covariance, people.track_ids,
-                                     people.joint_names, fps, extra=extra)
-        present = np.isfinite(people.joints).all(-1)  # [F, T, J]
-        tracked = present.any(-1)  # [F, T]
-        estimated = float(present[tracked].mean()) if tracked.any() else 0.0
-        return FuseReport(num_frames, skeleton.num_joints, len(rig), people.num_tracks, True,
-                          float(tracked.sum(-1).mean()), estimated,
-                          people_reprojection_median(rig, data, people.joints), seconds, tuple(outputs),
-                          config.describe(settings.mode))
-    if settings.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=frame_progress, fps=fps or NOMINAL_RATE_HZ)
+    if mode == "offline":
+        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=fps or NOMINAL_RATE_HZ)
     else:
-        result = fuse_streaming(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=frame_progress)
+        result = fuse_streaming(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=progress)
     seconds = time.perf_counter() - start
-    save_result(output, result.joints, result.confidence, result.covariance, result.joint_names, fps, extra,
-                num_views=result.num_views, reprojection_error=result.reprojection_error)
-    estimated = np.isfinite(result.joints).all(-1)
+    save_result(output, result.joints, result.confidence, result.covariance, result.joint_names, fps,
+                _extra(keypoint_set), num_views=result.num_views, reprojection_error=result.reprojection_error)
+    estimated = np.isfinite(result.joints).all(-1)  # [F, J]
     median = float(np.nanmedian(result.reprojection_error)) if estimated.any() else float("nan")
-    return FuseReport(num_frames, skeleton.num_joints, len(rig), int(estimated.any()), False,
+    return FuseReport(keypoint_set.num_frames, skeleton.num_joints, len(rig), int(estimated.any()), False,
                       float(estimated.any(-1).mean()), float(estimated.mean()), median, seconds, (output,),
-                      config.describe(settings.mode))
+                      config.describe(mode))
+
+
+def _fuse_people(rig: CameraRig, skeleton: Skeleton, keypoint_set: KeypointSet, config: FusionConfig, mode: str,
+                 output: Path, progress: Progress | None) -> FuseReport:
+    """Several people, ``[V, F, S, J, 3]``: tracked, then fused person by person."""
+    # Only several people need the tracker (and scipy.optimize, half a second to import in every worker).
+    from ..tracking.recording import track_offline, track_streaming
+
+    data, fps = keypoint_set.keypoints, keypoint_set.fps
+    start = time.perf_counter()
+    track = track_offline if mode == "offline" else track_streaming
+    people = track(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=progress)
+    seconds = time.perf_counter() - start
+    outputs = save_people_result(output, people.joints, people.confidence, people.covariance, people.track_ids,
+                                 people.joint_names, fps, extra=_extra(keypoint_set))
+    present = np.isfinite(people.joints).all(-1)  # [F, T, J]
+    tracked = present.any(-1)  # [F, T]
+    estimated = float(present[tracked].mean()) if tracked.any() else 0.0
+    return FuseReport(keypoint_set.num_frames, skeleton.num_joints, len(rig), people.num_tracks, True,
+                      float(tracked.sum(-1).mean()), estimated, people_reprojection_median(rig, data, people.joints),
+                      seconds, tuple(outputs), config.describe(mode))
 
 
 def people_reprojection_median(rig: CameraRig, keypoints: np.ndarray, joints: np.ndarray, chunk: int = 256) -> float:
