@@ -146,6 +146,32 @@ def _events(task: TakeTask, takes: list[Take], settings: StudySettings, options:
     return run_local(task, takes, settings, options.workers)
 
 
+def _run(todo: list[Take], output: Path, key: str, settings: StudySettings, options: BatchOptions,
+         task: TakeTask) -> dict[str, TakeResult]:
+    """Run the takes ``todo`` on the chosen workers, storing each one's files and record as it finishes."""
+    if not todo:
+        return {}
+    by_name = {take.name: take for take in todo}
+    mtimes = {take.name: take.input_mtime() for take in todo}  # before the run: a later change runs it again
+    # Largest inputs first, so that a long take does not start last and keep the other workers waiting.
+    todo = sorted(todo, key=lambda take: -sum(os.stat(p).st_size for p in take.input_files()))
+    events = _events(task, todo, settings, options)  # a missing Ray fails here, before any bar is drawn
+    bars = _Bars(len(todo), options.progress)
+    results = {}
+    try:
+        for event in events:
+            if event[0] == "progress":
+                bars.progress(event[1], event[2])
+                continue
+            result = event[1]
+            store(result, by_name[result.name], output / result.name, key, mtimes[result.name])
+            results[result.name] = result
+            bars.finished(result)
+    finally:
+        bars.close()
+    return results
+
+
 def run_batch(study: str | Path, output: str | Path, settings: StudySettings = StudySettings(),
               options: BatchOptions = BatchOptions(), task: TakeTask = run_take,
               echo: Callable[[str], None] = print) -> list[TakeResult]:
@@ -163,32 +189,9 @@ def run_batch(study: str | Path, output: str | Path, settings: StudySettings = S
     if not takes:
         raise StudyError(f"no takes in {study}: a take is a folder holding keypoints or videos")
     key = settings_key(settings)
-    results: dict[str, TakeResult] = {}
-    todo: list[Take] = []
-    for take in takes:
-        skipped = None if options.force else up_to_date(take, output / take.name, key)
-        if skipped is not None:
-            results[take.name] = skipped
-        else:
-            todo.append(take)
-    if todo:
-        by_name = {take.name: take for take in todo}
-        mtimes = {take.name: take.input_mtime() for take in todo}  # before the run: a later change runs it again
-        # Largest inputs first, so that a long take does not start last and keep the other workers waiting.
-        todo.sort(key=lambda take: -sum(os.stat(p).st_size for p in take.input_files()))
-        events = _events(task, todo, settings, options)  # a missing Ray fails here, before any bar is drawn
-        bars = _Bars(len(todo), options.progress)
-        try:
-            for event in events:
-                if event[0] == "progress":
-                    bars.progress(event[1], event[2])
-                    continue
-                result = event[1]
-                store(result, by_name[result.name], output / result.name, key, mtimes[result.name])
-                results[result.name] = result
-                bars.finished(result)
-        finally:
-            bars.close()
+    results = {take.name: up_to_date(take, output / take.name, key) for take in takes if not options.force}
+    todo = [take for take in takes if results.get(take.name) is None]
+    results.update(_run(todo, output, key, settings, options, task))
     rows = [results[take.name] for take in takes]
     write_summary(output / SUMMARY, rows)
     echo(format_table(rows))
