@@ -73,7 +73,7 @@ def run_take(take: Take, settings: StudySettings, progress: Progress) -> TakeRes
     if take.keypoints is None:
         # The video path needs the detector front end (`skelsplat detect`), which this build does not have.
         return TakeResult.failed(take.name, "video take: the detect step is not available in this build "
-                                 "(skelsplat_ros.detection is not installed); give the take a keypoints .npz")
+                                 "(`skelsplat detect` is not part of it yet); give the take a keypoints .npz")
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"skelsplat_{take.name}_") as scratch:
         output = Path(scratch) / FUSED
