@@ -3,10 +3,11 @@
 The study (:func:`write_study`): takes of simulated 4-camera keypoints (``sim.make_scenario``, the ``lab`` rig, one
 person; optionally some takes of several people from ``sim.scenes``), each with its own calibration except the
 first, which inherits the study's, and broken takes whose keypoint file is cut short. Printed: the wall time of each
-backend (median of repeats, each run from scratch with ``--force``) and its ratio to one local worker, whether every
-output is bit-identical to ``skelsplat fuse`` on the same take, the broken takes' reported reasons, the time of a
-second ``skelsplat batch`` command with nothing changed (a fresh interpreter, as a user runs it), and the fusion
-cost per camera-frame (CPU time of one worker over the study's camera-frames).
+backend (median of repeats, each run into an empty output folder; the local runs interleaved, then Ray on a fresh
+local instance per repeat, cold and once more warm) and its ratio to one local worker, the workers' CPU time and
+what it predicts for free cores, whether every output is bit-identical to ``skelsplat fuse`` on the same take, the
+broken takes' reported reasons, the time of a second ``skelsplat batch`` command with nothing changed (a fresh
+interpreter, as a user runs it), and the fusion cost per camera-frame (CPU time of ``skelsplat fuse``'s work).
 """
 
 from __future__ import annotations
@@ -195,17 +196,18 @@ def run_cli(args: argparse.Namespace) -> int:
         for _ in range(args.repeats):  # interleaved: the machine's load falls on all alike
             for label, options in local:
                 timed(label, options)
-            if args.ray:
-                from ..pipeline import ray_backend  # imports ray
+        # Ray after every local run: starting and stopping an instance is heavy on 2 cores, kept apart from them.
+        for _ in range(args.repeats if args.ray else 0):
+            from ..pipeline import ray_backend  # imports ray
 
-                start = time.perf_counter()
-                ray_backend.connect(None, args.ray_cpus)
-                ray_init.append(time.perf_counter() - start)
-                try:
-                    timed(cold, BatchOptions(ray=True, progress=False))  # its workers start and import, as local
-                    timed(warm, BatchOptions(ray=True, progress=False))  # its workers are ready
-                finally:
-                    ray_backend.disconnect()
+            start = time.perf_counter()
+            ray_backend.connect(None, args.ray_cpus)
+            ray_init.append(time.perf_counter() - start)
+            try:
+                timed(cold, BatchOptions(ray=True, progress=False))  # its workers start and import, as local
+                timed(warm, BatchOptions(ray=True, progress=False))  # its workers are ready
+            finally:
+                ray_backend.disconnect()
         base = statistics.median(runs[local[0][0]])
         pool = statistics.median(runs[local[-1][0]])
         print("\n| run | wall s (median) | runs | speed-up vs 1 worker | workers' CPU s (median) | "
