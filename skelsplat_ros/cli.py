@@ -198,13 +198,172 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     return 0
 
 
-def _progress_bar(total: int, enabled: bool):
+DETECT_EPILOG = """\
+input: one video file or image folder per camera (the camera is its stem: cam01.mp4 -> cam01; or --cameras),
+  or one rosbag2 recording (folder or .mcap) with sensor_msgs/Image or CompressedImage topics (--topics to choose;
+  the camera is the topic's first part: /cam01/image_raw -> cam01).
+  Videos must have the same frame rate and length; --offsets F1,F2,... (the frame of each that shows the same first
+  instant) aligns videos that start at different times, and the shared span is detected.
+
+output: .npz = the multi-person keypoints that `skelsplat fuse` reads (keypoints [V, F, S, J, 3] in pixels with
+  confidence, S = --max-people slots NaN-padded, cameras, fps, skeleton); --format openpose = a folder of
+  <camera>_json/ folders (one OpenPose JSON per frame; fuse it with --people all); from a bag, .mcap = a rosbag2
+  bag of Keypoints2DArray on /<camera>/keypoints, each stamped and framed like its image.
+"""
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .detection import DetectorConfig
+    from .io.keypoints import save_keypoints_npz, save_openpose_folder
+    from .io.recording import is_bag
+
+    config = DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
+                            min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
+                            tracking=not args.no_tracking,
+                            model=args.model, det_model=args.det_model, threads=args.threads)
+    if args.skeleton != "coco17":
+        raise CliError(f"--skeleton {args.skeleton}: the detectors here output coco17 only")
+    if args.format == "openpose" and args.output.endswith((".npz", ".mcap")):
+        raise CliError("--format openpose writes a folder: give --output a folder name")
+    if len(args.inputs) == 1 and is_bag(args.inputs[0]):
+        return _detect_bag(args, config)
+    if args.output.endswith(".mcap"):
+        raise CliError("--output .mcap needs a bag of images as input (their stamps and frames); use .npz")
+    keypoints, report = _detect_sources(args, config)
+    if args.format == "openpose":
+        save_openpose_folder(keypoints, args.output, overwrite=True)
+    elif args.output.endswith(".npz"):
+        save_keypoints_npz(keypoints, args.output)
+    else:
+        raise CliError(f"--output {args.output}: give a .npz file (or --format openpose and a folder)")
+    print(f"detected {report.num_frames} frames x {len(report.cameras)} cameras ({config.backend}): {report.summary()}"
+          f" -> {args.output}")
+    return 0
+
+
+def _detect_bag(args: argparse.Namespace, config) -> int:
+    """``detect`` of a rosbag2 recording of images: a keypoint bag (.mcap), an NPZ or OpenPose folders."""
+    import numpy as np
+
+    from .io.keypoints import save_keypoints_npz, save_openpose_folder
+    from .ros.detect_bag import detect_image_bag
+
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    bars: list = []  # the bar is made at the first image, when the bag's image count is known
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(_progress_bar(total, enabled=not args.quiet, unit="image"))
+        bars[0](done, total, close=done == total)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    found = detect_image_bag(args.inputs[0], config, topics, progress)
+    if args.output.endswith(".mcap"):
+        output = found.write_bag(args.output)
+    elif args.format == "openpose":
+        output = save_openpose_folder(found.keypoint_set(config.max_people), args.output, overwrite=True)[0].parent
+    elif args.output.endswith(".npz"):
+        output = args.output
+        save_keypoints_npz(found.keypoint_set(config.max_people), output)
+    else:
+        raise CliError(f"--output {args.output}: give a .mcap bag, a .npz file (or --format openpose and a folder)")
+    counts = found.people_counts()
+    images = sum(len(c) for c in counts.values())
+    rates = ", ".join(f"{c} {100 * np.mean(np.array(n) > 0):.0f} % of {len(n)}" for c, n in counts.items())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"detected {images} images of {len(counts)} cameras ({config.backend}): images with people: {rates}; "
+          f"{elapsed:.1f} s ({1e3 * elapsed / max(images, 1):.1f} ms/image, CPU {1e3 * cpu / max(images, 1):.1f} "
+          f"ms/image) -> {output}")
+    return 0
+
+
+def _detect_sources(args: argparse.Namespace, config):
+    """Videos or image folders through the detector: ``(KeypointSet, DetectionReport)``."""
+    from .detection.recording import detect_recording
+    from .detection.sources import open_source
+
+    names = [n.strip() for n in args.cameras.split(",")] if args.cameras else [None] * len(args.inputs)
+    if len(names) != len(args.inputs):
+        raise CliError(f"--cameras names {len(names)} cameras for {len(args.inputs)} inputs")
+    sources = [open_source(path, name, args.fps) for path, name in zip(args.inputs, names)]
+    duplicates = {s.name for s in sources if [t.name for t in sources].count(s.name) > 1}
+    if duplicates:
+        raise CliError(f"several inputs are named {sorted(duplicates)}: give --cameras")
+    offsets = _int_list(args.offsets, "--offsets") if args.offsets else None
+    total = sum(s.num_frames for s in sources)
+    progress = _progress_bar(total, enabled=not args.quiet, unit="image")
+    try:
+        result = detect_recording(sources, config, offsets, progress=lambda done, _: progress(done, total))
+    finally:
+        progress(total, total, close=True)
+    return result
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .detection.render import RenderConfig, render_result
+    from .detection.sources import open_source
+    from .geometry.calibration import load_calibration_metres
+    from .io.export import load_result
+    from .io.keypoints import match_cameras
+    from .skeleton.models import builtin_skeletons, get_skeleton
+
+    result = load_result(args.result)
+    joints = result["joints"]
+    if joints.ndim == 3:  # one person [F, J, 3]
+        joints, track_ids = joints[:, None], np.zeros(1, dtype=np.int64)
+    else:
+        track_ids = result.get("track_ids", np.arange(joints.shape[1]))
+    names = [str(n) for n in result["joint_names"]]
+    if args.skeleton:
+        skeleton = get_skeleton(args.skeleton)
+    else:
+        skeleton = next((s for s in builtin_skeletons().values() if list(s.joint_names) == names), None)
+        if skeleton is None:
+            raise CliError(f"no built-in skeleton has the result's joints {names}: give --skeleton")
+    if len(skeleton.joint_names) != joints.shape[2]:
+        raise CliError(f"skeleton {skeleton.name!r} has {len(skeleton.joint_names)} joints, the result {joints.shape[2]}")
+    sources = [open_source(path) for path in args.videos]
+    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
+    if units != "m":
+        print(f"skelsplat render: calibration read in {units}; converted to metres", file=sys.stderr)
+    rig = match_cameras([s.name for s in sources], rig)
+    short = [s.name for s in sources if s.num_frames < joints.shape[0]]
+    if short:
+        raise CliError(f"videos {short} have fewer frames than the result ({joints.shape[0]})")
+    output = Path(args.output)
+    if output.suffix.lower() != ".mp4":
+        raise CliError(f"--output {output}: give an .mp4 file (the contact sheet is written beside it as .png)")
+    frames = min(args.frames, joints.shape[0]) if args.frames else joints.shape[0]
+    progress = _progress_bar(frames, enabled=not args.quiet)
+    started = time.perf_counter()
+    try:
+        video, sheet = render_result(joints[:frames], np.asarray(track_ids), skeleton, rig, sources, output,
+                                     RenderConfig(height=args.height, sheet_frames=args.sheet_frames), progress)
+    finally:
+        progress(frames, frames, close=True)
+    print(f"rendered {frames} frames x {len(sources)} cameras + 3D view, {joints.shape[1]} tracks, in "
+          f"{time.perf_counter() - started:.1f} s -> {video}, {sheet}")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise CliError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def _progress_bar(total: int, enabled: bool, unit: str = "frame"):
     """A ``progress(done, total, close=False)`` callback drawing a tqdm bar on stderr for long runs."""
     if not enabled or total < 200:
         return lambda done, total_, close=False: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, leave=False)
 
     def update(done: int, total_: int, close: bool = False) -> None:
         bar.update(done - bar.n)
@@ -218,7 +377,7 @@ def _play(args: argparse.Namespace) -> int:
     from .ros.play import play
 
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
-    count = play(args.bag, rate=args.rate, topics=topics, start_delay=args.start_delay, clock_rate=args.clock_rate)
+    count = play(args.bag, rate=args.rate, topics=topics, wait=args.wait, clock_rate=args.clock_rate)
     print(f"played {count} messages from {args.bag}")
     return 0
 
@@ -388,8 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
     play.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     play.add_argument("--topics", help="comma-separated topics to play (default: all of known types)")
-    play.add_argument("--start-delay", type=float, default=5.0,
-                      help="longest wait (s) for every topic to have a subscriber before playing")
+    play.add_argument("--wait", "--start-delay", dest="wait", type=float, default=60.0,
+                      help="longest wait (s) for the keypoint topics to have a subscriber (the node, once ready) "
+                           "before playing; nothing is played when nobody subscribes by then")
     play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
     play.set_defaults(handler=_play)
 
@@ -418,6 +578,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_multi.set_defaults(handler=_bench_multi)
     bench_shelf.set_defaults(handler=_bench_shelf)
 
+    detect = sub.add_parser("detect", help="2D keypoints of everybody in videos, image folders or an image bag",
+                            epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_detect_arguments(detect)
+    detect.set_defaults(handler=_detect)
+
+    render = sub.add_parser("render", help="a result's skeletons drawn over its videos, with a 3D view (MP4 + PNG)")
+    render.add_argument("result", help="result .npz of skelsplat fuse (several people or one)")
+    render.add_argument("--videos", nargs="+", required=True, help="the cameras' videos or image folders "
+                        "(camera = file stem, matched to the calibration)")
+    render.add_argument("--calibration", required=True, help="the calibration TOML the result was fused with")
+    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: millimetres detected)")
+    render.add_argument("--output", required=True, help="output .mp4; the contact sheet goes beside it as .png")
+    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
+    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
+    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
+    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(handler=_render)
+
     bench_batch = sub.add_parser("bench-batch", help="skelsplat batch on a generated study: scaling over workers "
                                  "and Ray, identity with fuse, resumption, cost per camera-frame")
     _add_bench_batch_arguments(bench_batch)
@@ -430,10 +610,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:
+    from .detection.base import BACKENDS, DetectorConfig
+
+    defaults = DetectorConfig()
+    detect.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or image folders (one per camera), "
+                        "or one rosbag2 recording with image topics")
+    detect.add_argument("--output", required=True, help="keypoints .npz, a folder (--format openpose), or .mcap (bag in)")
+    detect.add_argument("--format", choices=("npz", "openpose"), default="npz", help="output format (default npz)")
+    detect.add_argument("--backend", choices=BACKENDS, default=defaults.backend, help="2D pose model (default mediapipe)")
+    detect.add_argument("--max-people", type=int, default=defaults.max_people, help="most people per image")
+    detect.add_argument("--skeleton", default="coco17", help="output joint set (coco17, the one the backends give)")
+    detect.add_argument("--cameras", help="comma-separated camera names, one per input (default: the file stems)")
+    detect.add_argument("--offsets", help="comma-separated first frame of each input (aligns videos of unequal length)")
+    detect.add_argument("--fps", type=float, help="frame rate of image folders (videos know theirs)")
+    detect.add_argument("--topics", help="bag: comma-separated image topics (default: every Image/CompressedImage)")
+    detect.add_argument("--min-person-score", type=float, default=defaults.min_person_score,
+                        help="people detected with a lower score are left out")
+    detect.add_argument("--min-keypoint-score", type=float, default=defaults.min_keypoint_score,
+                        help="joints with a lower score are written missing")
+    detect.add_argument("--duplicate-distance", type=float, default=defaults.duplicate_distance,
+                        help="two people whose joints lie a median of at most this fraction of the larger one's size "
+                             "apart are one person")
+    detect.add_argument("--no-tracking", action="store_true",
+                        help="mediapipe: detect every image afresh instead of following people from the last frame")
+    detect.add_argument("--model", default="", help="onnx: RTMO or RTMPose model (.onnx, .zip or URL); mediapipe: a "
+                        ".task bundle (default: built from the mediapipe wheel)")
+    detect.add_argument("--det-model", default="", help="onnx with RTMPose: the person detector (YOLOX .onnx or URL)")
+    detect.add_argument("--threads", type=int, default=1, help="inference threads (onnxruntime; 0 = its default)")
+    detect.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:
     # Plain argparse only: the benchmark modules (and scipy, torch) load when the command runs.
-    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene")
-    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround)")
+    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene (any number; more "
+                       "than 5 is a crowd: one in five walks, the others move in place)")
+    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround, "
+                       "any other N = a ring of N cameras on three tiers)")
     multi.add_argument("--seeds", default="10,11,12", help="scene seeds (0-2 were used for tuning)")
     multi.add_argument("--frames", type=int, default=300, help="frames per scene (30 fps)")
     multi.add_argument("--noise", default="realistic", help="detector noise preset (clean, realistic, hard)")

@@ -24,6 +24,7 @@ ALLOWED = {
     "fusion": {"geometry", "skeleton"},
     "io": {"geometry", "skeleton", "fusion"},
     "tracking": {"geometry", "skeleton", "fusion"},
+    "detection": {"geometry", "skeleton", "io"},
     "pipeline": {"geometry", "skeleton", "fusion", "io", "tracking"},
     "sim": {"geometry", "skeleton"},
     "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "pipeline", "sim"},
@@ -137,6 +138,15 @@ def test_only_the_ray_backend_imports_ray_and_a_local_batch_loads_neither_it_nor
     )
     for heavy in ("ray", "torch", "rclpy", "skelsplat_ros.sim", "skelsplat_ros.bench"):
         assert heavy not in loaded, f"{heavy} is loaded by the local batch path"
+
+
+def test_detection_core_loads_no_backend_ros_or_torch_until_a_detector_is_made():
+    loaded = _loaded_after(
+        "import skelsplat_ros.detection, skelsplat_ros.detection.recording, skelsplat_ros.detection.sources, "
+        "skelsplat_ros.detection.images\n"
+    )
+    for heavy in ("cv2", "mediapipe", "onnxruntime", "torch", "rclpy", "skelsplat_ros.fusion"):
+        assert heavy not in loaded, f"{heavy} is loaded by importing the detection core"
 
 
 def test_streaming_fusion_without_torch():

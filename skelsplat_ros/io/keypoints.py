@@ -40,6 +40,7 @@ __all__ = [
     "save_keypoints_npz",
     "save_openpose_folder",
     "align_to_rig",
+    "match_cameras",
     "mask_outside_image",
 ]
 
@@ -536,7 +537,8 @@ def save_openpose_folder(
     ``people`` list; missing keypoints are written ``0, 0, 0`` as OpenPose does.
 
     Args:
-        keypoint_set: the subject's keypoints ``[V, F, J, 3]``.
+        keypoint_set: the subject's keypoints ``[V, F, J, 3]``, or several people's ``[V, F, S, J, 3]`` (each slot
+            with a keypoint seen is a person of the file, in slot order).
         folder: output folder (created).
         others: optional extra people ``[V, F, P, J, 3]`` (NaN for absent), written before the subject in each
             file (to test or simulate the most-confident-person rule; give them lower confidences).
@@ -548,6 +550,8 @@ def save_openpose_folder(
     """
     folder = Path(folder)
     kp = keypoint_set.keypoints
+    if others is not None and keypoint_set.multi_person:
+        raise KeypointsError("others is for a one-subject set [V, F, J, 3]; a [V, F, S, J, 3] set has its people")
     if others is not None:
         others = np.asarray(others, dtype=np.float64)
         if others.ndim != 5 or others.shape[:2] != kp.shape[:2] or others.shape[3:] != kp.shape[2:]:
@@ -572,9 +576,10 @@ def save_openpose_folder(
                 for person in others[view, index]:
                     if np.any(np.isfinite(person[:, :2]).all(axis=-1)):
                         people.append(_person_json(person))
-            subject = kp[view, index]
-            if np.any(np.isfinite(subject[:, :2]).all(axis=-1)):
-                people.append(_person_json(subject))
+            # Several people [S, J, 3] (slots in order), or the one subject [J, 3].
+            for subject in kp[view, index] if keypoint_set.multi_person else kp[view, index][None]:
+                if np.any(np.isfinite(subject[:, :2]).all(axis=-1)):
+                    people.append(_person_json(subject))
             file = cam_folder / f"{camera}_{int(number):012d}_keypoints.json"
             file.write_text(json.dumps({"version": 1.3, "people": people}), encoding="utf-8")
         written.append(cam_folder)
@@ -590,23 +595,18 @@ def _loose_name(name: str) -> str:
     return re.sub(r"\d+", lambda m: str(int(m.group(0))), compact)
 
 
-def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet, CameraRig]:
-    """Pair each keypoint camera with its calibrated camera.
+def match_cameras(names: list[str], rig: CameraRig) -> CameraRig:
+    """The calibrated camera of each name in ``names``, in that order (the rig keeps its own names).
 
     Names match exactly first, then loosely (case, ``_``/``-`` separators and leading zeros ignored, so the
-    Pose2Sim folder ``cam01_json`` meets the calibration's ``cam_01``). Calibrated cameras without keypoints are
-    dropped.
-
-    Returns:
-        ``(keypoint_set, rig_subset)`` with ``rig_subset[v]`` the calibration of view ``v`` of ``keypoint_set``
-        (the keypoint set is returned unchanged; the rig keeps its own names).
+    Pose2Sim folder ``cam01_json`` meets the calibration's ``cam_01``).
 
     Raises:
-        KeypointsError: a keypoint camera has no calibration, or matches several calibrated cameras.
+        KeypointsError: a name has no calibration, matches several calibrated cameras, or two names match one.
     """
     chosen: list[str] = []
     unmatched: list[str] = []
-    for camera in keypoint_set.cameras:
+    for camera in names:
         if camera in rig.names:
             chosen.append(camera)
             continue
@@ -620,10 +620,22 @@ def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet
     if unmatched:
         raise KeypointsError(f"no calibration for camera(s) {unmatched}; the calibration has {rig.names}")
     if len(set(chosen)) != len(chosen):
-        raise KeypointsError(
-            f"several keypoint cameras {keypoint_set.cameras} map to the same calibrated camera ({chosen})"
-        )
-    return keypoint_set, rig.subset(chosen)
+        raise KeypointsError(f"several keypoint cameras {list(names)} map to the same calibrated camera ({chosen})")
+    return rig.subset(chosen)
+
+
+def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet, CameraRig]:
+    """Pair each keypoint camera with its calibrated camera (:func:`match_cameras`); calibrated cameras without
+    keypoints are dropped.
+
+    Returns:
+        ``(keypoint_set, rig_subset)`` with ``rig_subset[v]`` the calibration of view ``v`` of ``keypoint_set``
+        (the keypoint set is returned unchanged; the rig keeps its own names).
+
+    Raises:
+        KeypointsError: a keypoint camera has no calibration, or matches several calibrated cameras.
+    """
+    return keypoint_set, match_cameras(keypoint_set.cameras, rig)
 
 
 def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float = 0.25) -> tuple[KeypointSet, int]:

@@ -36,6 +36,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
 
 from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info
 from skelsplat_ros.geometry.camera import Camera, CameraRig
@@ -47,7 +48,8 @@ from skelsplat_ros.io.timeline import Timeline, frame_timeline
 from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray
 
-from .conversions import marker_array, ns_to_stamp, parse_keypoints, skeleton_array_msg, tf_transforms
+from .conversions import ns_to_stamp, parse_keypoints
+from .outputs import OutputOptions, frame_messages
 from .tf_listener import add_tf_message
 
 __all__ = ["BagError", "BagFrames", "SyncSettings", "is_bag", "read_bag_frames", "write_result_bag",
@@ -164,6 +166,21 @@ def _open(path: Path):
     return reader
 
 
+def _messages(reader, connections, path: Path):
+    """``reader.messages(connections=...)``, with what rosbags raises on damaged bytes met along the way (its
+    ReaderError family, or an OverflowError for a corrupt length) as one :class:`BagError`."""
+    stream = reader.messages(connections=connections)
+    while True:
+        try:
+            item = next(stream)
+        except StopIteration:
+            return
+        except Exception as error:  # the reader's errors on damaged chunks: not ours to tell apart
+            raise BagError(f"{path}: the recording is damaged ({type(error).__name__}: {error})".replace("\n", " ")) \
+                from None
+        yield item
+
+
 def _camera_of_topic(topic: str) -> str:
     """``/cam0/keypoints`` -> ``cam0``; ``/robot/head/keypoints`` -> ``robot/head``."""
     return topic.strip("/").rpartition("/keypoints")[0]
@@ -239,7 +256,7 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
         def count(key: str, amount: int = 1) -> None:
             counts[key] = counts.get(key, 0) + amount
 
-        for connection, log_ns, raw in reader.messages(connections=wanted):
+        for connection, log_ns, raw in _messages(reader, wanted, path):
             now = log_ns * 1e-9
             frames += synchronizer.poll(now)
             topic = connection.topic
@@ -379,6 +396,9 @@ def write_result_bag(path: str | Path, stamps_ns: np.ndarray, skeleton_name: str
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
+    from skelsplat_ros.fusion.result import FusionResult
+    from skelsplat_ros.tracking import PersonEstimate
+
     path = Path(path)
     folder = path.with_suffix("") if path.suffix == ".mcap" else path
     if folder.exists():
@@ -391,14 +411,15 @@ def write_result_bag(path: str | Path, stamps_ns: np.ndarray, skeleton_name: str
         tf = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=typestore)
         markers = writer.add_connection("/skeleton_markers", "visualization_msgs/msg/MarkerArray",
                                         typestore=typestore)
+        options = OutputOptions(skeleton_name, bones)
+        result = FusionResult(joints, confidence, covariance, num_views, reprojection_error, list(joint_names))
         for f, stamp_ns in enumerate(np.asarray(stamps_ns, dtype=np.int64).tolist()):
             header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=world_frame)
-            msg = skeleton_array_msg(header, skeleton_name, joint_names, joints[f], confidence[f], covariance[f],
-                                     num_views[f], reprojection_error[f], 0)  # no skeleton when nothing estimated
-            writer.write(skeletons, stamp_ns, serialize_message(msg))
-            if msg.skeletons:
-                transforms = tf_transforms(header, joint_names, joints[f], confidence[f], "", 0)
-                writer.write(tf, stamp_ns, serialize_message(TFMessage(transforms=transforms)))
-                writer.write(markers, stamp_ns,
-                             serialize_message(marker_array(header, joints[f], confidence[f], bones, 0)))
+            # One person, id 0; no skeleton when nothing was estimated.
+            out = frame_messages(header, [PersonEstimate(0, result.frame(f))], options)
+            writer.write(skeletons, stamp_ns, serialize_message(out.skeletons))
+            if out.transforms:
+                writer.write(tf, stamp_ns, serialize_message(TFMessage(transforms=out.transforms)))
+            if out.markers:
+                writer.write(markers, stamp_ns, serialize_message(MarkerArray(markers=out.markers)))
     return folder

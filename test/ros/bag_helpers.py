@@ -23,13 +23,20 @@ START_NS = 1_700_000_000_000_000_000
 REPO = Path(__file__).resolve().parents[2]
 
 
-def play_bag(path: Path) -> subprocess.CompletedProcess:
-    """``skelsplat play`` of the bag in a process of its own (as a user runs it); fails the test on an error."""
+def play_process(path: Path, *options: str) -> subprocess.Popen:
+    """``skelsplat play PATH OPTIONS`` started in a process of its own (as a user runs it), its output piped."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "play", str(path), "--start-delay", "8"],
-                         env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    return run
+    return subprocess.Popen([sys.executable, "-m", "skelsplat_ros.cli", "play", str(path), *options], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def play_bag(path: Path) -> subprocess.CompletedProcess:
+    """``skelsplat play`` of the bag to its end (it waits for the node's subscriptions); fails the test on an
+    error."""
+    process = play_process(path)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def write_keypoints_bag(path: Path, cameras: list[str], keypoints: np.ndarray, fps: float, skeleton: str,
