@@ -217,10 +217,7 @@ def _detect(args: argparse.Namespace) -> int:
     from .io.keypoints import save_keypoints_npz, save_openpose_folder
     from .io.recording import is_bag
 
-    config = DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
-                            min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
-                            tracking=not args.no_tracking,
-                            model=args.model, det_model=args.det_model, threads=args.threads)
+    config = _detector_config(args)
     if args.skeleton != "coco17":
         raise CliError(f"--skeleton {args.skeleton}: the detectors here output coco17 only")
     if args.format == "openpose" and args.output.endswith((".npz", ".mcap")):
@@ -460,6 +457,11 @@ def _study_fuse_settings(table: dict, source: str) -> "FuseSettings":
 
     parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
     _add_fuse_options(parser)
+    return FuseSettings.from_namespace(parser.parse_args(_as_argv(table)))
+
+
+def _as_argv(table: dict) -> list[str]:
+    """A settings table as the command line options it stands for (``true``: the flag; ``false``: left out)."""
     argv: list[str] = []
     for key, value in table.items():
         flag = "--" + key.replace("_", "-")
@@ -467,7 +469,23 @@ def _study_fuse_settings(table: dict, source: str) -> "FuseSettings":
             argv.append(flag)
         elif value is not False:
             argv += [flag, str(value)]
-    return FuseSettings.from_namespace(parser.parse_args(argv))
+    return argv
+
+
+DETECT_SETTINGS = ("backend", "max_people", "min_person_score", "min_keypoint_score", "duplicate_distance",
+                   "no_tracking", "model", "det_model", "threads")
+"""The options of ``detect`` a study's [detect] table takes (its inputs, output and camera names are per take)."""
+
+
+def _study_detect_settings(table: dict, source: str):
+    """A study's ``[detect]`` table read as the same options of ``skelsplat detect``."""
+    unknown = sorted(set(table) - set(DETECT_SETTINGS))
+    if unknown:
+        raise CliError(f"{source}: unknown settings {unknown} (inputs, output and cameras are per take); "
+                       f"the settings are {', '.join(DETECT_SETTINGS)}")
+    parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
+    _add_detect_arguments(parser)
+    return _detector_config(parser.parse_args(["VIDEO", "--output", "keypoints.npz", *_as_argv(table)]))
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -479,26 +497,28 @@ def _batch(args: argparse.Namespace) -> int:
 
     path = Path(args.settings) if args.settings else Path(args.study) / SETTINGS_FILE
     sections = read_settings(path) if args.settings or path.is_file() else {}
-    for step in ("detect", "render"):
-        if step in sections:
-            raise CliError(f"{path}: [{step}]: the {step} step is not available in this build")
+    if "render" in sections:
+        raise CliError(f"{path}: [render]: the render step of a batch is not available yet (skelsplat render a take)")
     fuse = _study_fuse_settings(sections.get("fuse", {}), f"{path} [fuse]")
+    detect = _study_detect_settings(sections.get("detect", {}), f"{path} [detect]")
     fuse.fusion_config()  # an impossible combination fails before any take runs
     options = BatchOptions(workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
                            force=args.force, progress=not args.quiet)
-    results = run_batch(args.study, args.output, StudySettings(fuse), options)
+    results = run_batch(args.study, args.output, StudySettings(fuse, detect), options)
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
 BATCH_EPILOG = """\
 study: a folder of takes, one sub-folder each, holding a keypoints input that `fuse` reads (one .npz, or
-  <camera>_json/ folders) or one video per camera (the detect step: not in this build yet), and a calibration
-  (calib*.toml in the take, else the study's own calib*.toml). Settings: STUDY/skelsplat.toml or --settings, a
-  [fuse] table whose keys are the options of `skelsplat fuse` without their paths, e.g.
+  <camera>_json/ folders) or one video per camera (detected as `skelsplat detect` does; the camera is the file
+  stem), and a calibration (calib*.toml in the take, else the study's own calib*.toml). Settings:
+  STUDY/skelsplat.toml or --settings, a [fuse] table whose keys are the options of `skelsplat fuse` without their
+  paths, and a [detect] table of the options of `skelsplat detect` (backend, max-people, model, ...), e.g.
       [fuse]
-      skeleton = "coco17"
       preset = "default"
       fps = 50
+      [detect]
+      backend = "mediapipe"
 outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), OUT/<take>/take.json (its record) and
   OUT/summary.csv (take, status, frames, people, reprojection_median_px, seconds, reason). A take is skipped when
   its outputs are newer than its inputs and were made with the same settings (--force runs it anyway). A failed
@@ -608,6 +628,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_arguments(demo)
     return parser
+
+
+def _detector_config(args: argparse.Namespace):
+    """The :class:`~skelsplat_ros.detection.DetectorConfig` of ``detect``'s options (also a study's [detect])."""
+    from .detection import DetectorConfig
+
+    return DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
+                          min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
+                          tracking=not args.no_tracking, model=args.model, det_model=args.det_model,
+                          threads=args.threads)
 
 
 def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:

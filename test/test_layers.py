@@ -25,9 +25,9 @@ ALLOWED = {
     "io": {"geometry", "skeleton", "fusion"},
     "tracking": {"geometry", "skeleton", "fusion"},
     "detection": {"geometry", "skeleton", "io"},
-    "pipeline": {"geometry", "skeleton", "fusion", "io", "tracking"},
+    "pipeline": {"geometry", "skeleton", "fusion", "io", "tracking", "detection"},
     "sim": {"geometry", "skeleton"},
-    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "pipeline", "sim"},
+    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "detection", "pipeline", "sim"},
 }
 RAY_BACKEND = "pipeline/ray_backend.py"
 """The one module that imports ray (an optional extra), loaded only for ``skelsplat batch --ray``."""

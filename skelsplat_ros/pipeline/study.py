@@ -9,7 +9,7 @@ Layout (``README.md``, "Many recordings")::
         calib*.toml         optional: this take's calibration
         *.npz               keypoints that ``fuse`` reads (4-D one subject, 5-D several people) ...
         <camera>_json/      ... or OpenPose/Pose2Sim JSON folders ...
-        *.mp4 (.avi ...)    ... or one video per camera (the detect step)
+        *.mp4 (.avi ...)    ... or one video per camera (the detect step; the camera is the file stem)
 
 Everything here is cheap (names and ``stat`` only): a study whose outputs are up to date is checked in well under
 a second."""

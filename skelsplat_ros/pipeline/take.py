@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..detection import DetectorConfig
 from .fuse import FuseSettings, Progress, fuse_file
 from .study import Take
 
 FUSED = "fused.npz"
+DETECTED = "keypoints.npz"
+"""A video take's detections (what ``skelsplat detect`` writes), kept beside its fused result."""
 PROGRESS_PERIOD_S = 0.25
 """Shortest interval between two progress reports of a take (each is a message to the runner)."""
 
@@ -24,9 +27,11 @@ class StudySettings:
 
     Attributes:
         fuse: the ``skelsplat fuse`` options.
+        detect: the ``skelsplat detect`` options, for takes of videos.
     """
 
     fuse: FuseSettings = FuseSettings()
+    detect: DetectorConfig = DetectorConfig()
 
 
 @dataclass
@@ -67,21 +72,36 @@ TakeTask = Callable[[Take, StudySettings, Progress], TakeResult]
 
 
 def run_take(take: Take, settings: StudySettings, progress: Progress) -> TakeResult:
-    """Fuse one take (the detect step first for video takes) into a scratch folder and return its files."""
+    """One take through the single commands' steps in a scratch folder: ``skelsplat detect`` for a take of videos,
+    then ``skelsplat fuse``; returns the files they wrote."""
     if take.problem:
         return TakeResult.failed(take.name, take.problem)
-    if take.keypoints is None:
-        # The video path needs the detector front end (`skelsplat detect`), which this build does not have.
-        return TakeResult.failed(take.name, "video take: the detect step is not available in this build "
-                                 "(`skelsplat detect` is not part of it yet); give the take a keypoints .npz")
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"skelsplat_{take.name}_") as scratch:
+        files = {}
+        keypoints = take.keypoints
+        if keypoints is None:
+            keypoints = Path(scratch) / DETECTED
+            notes.append(detect_videos(take.videos, settings.detect, keypoints))
+            files[DETECTED] = keypoints
         output = Path(scratch) / FUSED
-        report = fuse_file(take.calibration, take.keypoints, output, settings.fuse, progress=progress,
-                           note=notes.append)
-        files = {FUSED: output.read_bytes()}
+        report = fuse_file(take.calibration, keypoints, output, settings.fuse, progress=progress, note=notes.append)
+        files[FUSED] = output
+        data = {name: path.read_bytes() for name, path in files.items()}
     return TakeResult(take.name, "done", frames=report.frames, people=report.people,
-                      reprojection_median_px=report.reprojection_median_px, files=files, notes=notes)
+                      reprojection_median_px=report.reprojection_median_px, files=data, notes=notes)
+
+
+def detect_videos(videos: tuple[Path, ...], config: DetectorConfig, output: Path) -> str:
+    """The detect step: one video per camera (the camera is the file stem) to the keypoints ``.npz`` that ``fuse``
+    reads, as ``skelsplat detect VIDEOS --output OUTPUT`` writes it; returns the detection's summary line."""
+    from ..detection.recording import detect_recording
+    from ..detection.sources import open_source
+    from ..io.keypoints import save_keypoints_npz
+
+    keypoints, report = detect_recording([open_source(video) for video in videos], config)
+    save_keypoints_npz(keypoints, output)
+    return f"detected {report.num_frames} frames x {len(report.cameras)} cameras: {report.summary()}"
 
 
 def execute(task: TakeTask, take: Take, settings: StudySettings, report: Callable[[str, int, int], None]) -> TakeResult:

@@ -22,7 +22,7 @@ def make_study(folder: Path) -> Path:
     write_study(folder, takes=5, frames=FRAMES, broken=(2,), people_every=4)
     (folder / "video_take").mkdir()
     for camera in ("cam0", "cam1"):
-        (folder / "video_take" / f"{camera}.mp4").write_bytes(b"not decoded: the detect step is not in this build")
+        (folder / "video_take" / f"{camera}.mp4").write_bytes(b"not a video")
     (folder / "notes").mkdir()
     (folder / "notes" / "readme.txt").write_text("not a take\n")
     return folder

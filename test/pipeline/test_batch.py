@@ -90,7 +90,10 @@ def test_two_workers_match_skelsplat_fuse_bit_for_bit_and_report_the_broken_take
     assert rows["take_003"]["people"] == "2" and rows["take_000"]["people"] == "1"
     assert rows[BROKEN]["status"] == "failed" and "not a valid .npz file" in rows[BROKEN]["reason"]
     assert not (out / BROKEN / FUSED).exists()
-    assert rows["video_take"]["status"] == "failed" and "detect step is not available" in rows["video_take"]["reason"]
+    # Its "videos" are not videos: reported by the detect step, the others go on.
+    assert rows["video_take"]["status"] == "failed"
+    assert rows["video_take"]["reason"].startswith("SourceError: ") and "not a video OpenCV can read" in \
+        rows["video_take"]["reason"]
     assert not (out / "notes").exists()
 
 
@@ -191,7 +194,9 @@ def test_settings_file_takes_the_fuse_options(study, tmp_path, capsys):
     ('[fuse]\nthreads = "many"\n', "invalid int value: 'many'"),
     ('[fuse]\noptimizer = "gauss_newton"\nbackend = "raster"\n', "raster"),
     ('[fuse]\npreset = "default"\n[smoothing]\n', "unknown section(s) ['smoothing']"),
-    ('[render]\nformat = "mp4"\n', "the render step is not available in this build"),
+    ('[render]\nformat = "mp4"\n', "the render step of a batch is not available yet"),
+    ('[detect]\ncameras = "a,b"\n', "[detect]: unknown settings ['cameras'] (inputs, output and cameras are per take)"),
+    ('[detect]\nbackend = "yolo"\n', "argument --backend: invalid choice: 'yolo'"),
     ('[fuse\n', "unreadable settings"),
 ])
 def test_bad_settings_fail_before_any_take_runs(study, tmp_path, capsys, text, needle):
@@ -234,7 +239,9 @@ def test_ray_without_the_cluster_extra_is_a_one_line_error(study, tmp_path):
 def test_fuse_defaults_are_one_set_of_settings():
     """`skelsplat fuse` without options, an empty [fuse] table and ``FuseSettings()`` are the same settings, so
     outputs made through the API are up to date for the command, and the other way round."""
-    from skelsplat_ros.cli import _study_fuse_settings, build_parser
+    from skelsplat_ros.cli import _study_detect_settings, _study_fuse_settings, build_parser
+    from skelsplat_ros.detection import DetectorConfig
 
     parsed = build_parser().parse_args(["fuse", "--keypoints", "k.npz", "--output", "o.npz"])
     assert FuseSettings.from_namespace(parsed) == _study_fuse_settings({}, "settings") == FuseSettings()
+    assert _study_detect_settings({}, "settings") == DetectorConfig()
