@@ -149,6 +149,8 @@ def load_recording(calibration: str | Path, keypoints: str | Path, settings: Fus
     rig = load_calibration(calibration)  # in the file's unit until the keypoints can tell it
     keypoint_set = load_keypoints(keypoints, skeleton=settings.skeleton, fps=settings.fps,
                                   people=settings.people or "subject")
+    if keypoint_set.num_frames == 0:
+        raise ValueError(f"{keypoints}: the keypoints hold no frames: nothing to fuse")
     skeleton_name = settings.skeleton or keypoint_set.skeleton
     if not skeleton_name:
         raise ValueError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
