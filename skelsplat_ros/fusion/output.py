@@ -16,7 +16,8 @@
 4. **Warm-up** (streaming, ``bone_warmup`` frames): a joint none of whose bones has that many samples in the
    person's window is not output: a person's first frames have no lengths to be held to, or lengths that one or two
    frames estimated. With ``bone_warmup=0`` a person is output from their first frame: rule 2 holds a frame to the
-   lengths of the frames before it, and the very first frame is output as fitted.
+   lengths of the frames before it, and the very first frame is output as fitted. With rule 5 those joints are
+   output as with ``bone_warmup=0``, with confidence 0 (unchecked).
 5. **Complete** (``complete``): a person with any joint output gets every joint: the rest is filled from the body
    model (:func:`complete_offer`: each joint at its bone length from a placed neighbour, in the direction the
    person's recent pose, or else the rest pose, gives it, both turned as the person turned), with confidence 0 and a
@@ -31,6 +32,7 @@ holding a fit to lengths that a few frames estimated would feed their error back
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import replace
 from collections.abc import Sequence
 from typing import Callable
@@ -308,8 +310,15 @@ def decide_output(
     for each in offers:
         output = _take_offer(output, each(output), bones, lengths, tolerance)
     if known is not None:
-        output = withhold_unchecked(output, skeleton, known)
+        # With rule 5 a tracked person is output from their first frame: the joints rule 4 would withhold keep their
+        # position (held to the lengths of the frames before), unchecked, so with confidence 0.
+        output = withhold_unchecked(output, skeleton, known, keep_unchecked=complete is not None)
     if complete is not None:
+        if lengths is not None:
+            # A fill is held to a length the body could have (not to one a few wrong triangulations made, as a new
+            # person's window may hold), within COMPLETE_TOLERANCE however loosely the length is known.
+            lengths = np.where(plausible_lengths(skeleton, lengths), lengths, np.nan)
+            tolerance = np.fmin(tolerance, COMPLETE_TOLERANCE)
         output = _take_offer(output, complete(output), bones, lengths, tolerance, COMPLETE_TOLERANCE)
         for _ in range(DEMOTE_ROUNDS):
             # A joint still missing lies between output joints further apart than its bones reach: the least
@@ -380,6 +389,30 @@ def _hold_offered(joints: np.ndarray, offered: np.ndarray, bones: np.ndarray, le
         kept[:, first] &= ~broken[:, b]
         kept[:, second] &= ~broken[:, b]
     return held, kept
+
+
+PLAUSIBLE_FACTOR = 1.6
+"""A bone length more than this factor from the rest pose's, scaled to the person (the median ratio over their
+bones), is not one a body has: a fill does not use it (:func:`plausible_lengths`)."""
+
+
+def plausible_lengths(skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
+    """``[..., B]``: which of the person's bone ``lengths [..., B]`` are within ``PLAUSIBLE_FACTOR`` of the rest pose's
+    lengths scaled to them (a bone the rest pose does not know, or NaN, is not)."""
+    rest = _rest_lengths(skeleton)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a person with no length known yet
+        ratio = lengths / rest
+        scale = np.nanmedian(np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan), axis=-1, keepdims=True)
+        return np.abs(np.log(ratio / scale)) <= np.log(PLAUSIBLE_FACTOR)
+
+
+@functools.lru_cache(maxsize=16)
+def _rest_lengths(skeleton: Skeleton) -> np.ndarray:
+    """The rest pose's bone lengths ``[B]`` (NaN for a bone with a joint it does not know)."""
+    rest = rest_pose(skeleton)
+    bones = skeleton.bone_array
+    return np.linalg.norm(rest[bones[:, 0]] - rest[bones[:, 1]], axis=-1)
 
 
 COMPLETE_TOLERANCE = 0.2
@@ -493,13 +526,15 @@ def complete_pose(skeleton: Skeleton, joints: np.ndarray, lengths: np.ndarray, r
     variance = np.zeros(len(joints))
     if present.all() or not present.any():
         return out, variance
-    bones = skeleton.bone_array
-    rest = rest_pose(skeleton)
-    rest_lengths = np.linalg.norm(rest[bones[:, 0]] - rest[bones[:, 1]], axis=-1)
+    rest_lengths = _rest_lengths(skeleton)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratios = lengths / rest_lengths
     ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-    references = [rest * (float(np.median(ratios)) if len(ratios) else 1.0)]
+    scale = float(np.median(ratios)) if len(ratios) else 1.0
+    references = [rest_pose(skeleton) * scale]
+    # A length far from what the scaled rest pose has is not trusted (a new person's window of a few wrong
+    # triangulations): the reference's length is used instead.
+    lengths = np.where(plausible_lengths(skeleton, lengths), lengths, np.nan)
     if recent is not None:
         references.insert(0, recent)
     moves = [(reference, _aligned(reference, joints)) for reference in references]
@@ -542,9 +577,11 @@ def seen_joints(fused: FusionResult, min_views: int) -> FusionResult:
     return _masked(fused, fused.joints, np.isfinite(fused.joints).all(-1) & (fused.num_views >= min_views))
 
 
-def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarray) -> FusionResult:
+def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarray,
+                       keep_unchecked: bool = False) -> FusionResult:
     """Rule 4: ``output [N, J]`` without the joints none of whose bones has a known length (``known [N, B]`` or
-    ``[B]``: enough samples yet); a joint of no bone at all stays."""
+    ``[B]``: enough samples yet); a joint of no bone at all stays. ``keep_unchecked`` (rule 5): those joints keep
+    their position with confidence 0 instead."""
     if known.all():  # the usual frame
         return output
     bones = skeleton.bone_array
@@ -555,6 +592,8 @@ def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarr
     keep = (known @ incidence > 0) | (incidence.sum(axis=0) == 0)
     if keep.all():
         return output
+    if keep_unchecked:
+        return replace(output, confidence=np.where(keep, output.confidence, 0.0).astype(np.float32))
     return _masked(output, output.joints, keep & np.isfinite(output.joints).all(-1))
 
 

@@ -267,7 +267,8 @@ def step_together(
             fuser = fusers[k]
             fuser.estimate = seen.frame(i)
             fuser._history.append((stamp, seen.joints[i]))
-            if config.complete and np.isfinite(fused.joints[i]).all():
+            if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
+                # The recent pose of the next fills: not a warm-up frame's, which nothing checked (rule 4).
                 fuser.completed = fused.joints[i]
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.

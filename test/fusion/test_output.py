@@ -262,6 +262,8 @@ def test_complete_fills_a_limb_no_view_sees_at_its_bone_lengths_and_leaves_the_s
     fused = (fuse_offline(take.rig, take.skeleton, keypoints, config, fps=take.fps) if mode == "offline"
              else fuse_streaming(take.rig, take.skeleton, keypoints, config, take.fps))
     out = np.isfinite(plain.joints).all(-1).any(-1)  # frames where the person is output
+    if mode == "streaming":
+        out[:CONFIG.bone_warmup] = True  # and with complete the warm-up's too (the next test)
     assert np.isnan(plain.joints[hidden, WRIST]).all()
     assert np.isfinite(fused.joints[out]).all() and not np.isfinite(fused.joints[~out]).any()
     filled = out[:, None] & ~np.isfinite(plain.joints).all(-1)
@@ -304,3 +306,45 @@ def test_complete_places_a_hidden_joint_by_the_recent_pose_turned_with_the_body(
     assert variance[wrist] == pytest.approx(lengths[forearm] ** 2) and (variance[face] > 0).all()
     without, _ = complete_pose(skeleton, joints, lengths)  # no recent pose: the rest pose's forearm hangs down
     assert (without[wrist] - now[skeleton.index("l_elbow")])[2] < -0.9 * lengths[forearm]
+
+
+def test_complete_outputs_a_person_from_their_first_frame_with_the_unchecked_joints_at_confidence_0(take):
+    """Streaming, ``complete``: rule 4's warm-up withholds nothing. The first ``bone_warmup`` frames have every joint,
+    where ``bone_warmup=0`` places them (held to the frames before), with confidence 0 (no length to check them
+    against yet); from then on the output is the one without ``complete``. Before, those frames were empty (the
+    person tracked but not output)."""
+    config = replace(CONFIG, complete=True)
+    fused = fuse_streaming(take.rig, take.skeleton, take.keypoints, config, take.fps)
+    cold = fuse_streaming(take.rig, take.skeleton, take.keypoints, replace(config, bone_warmup=0), take.fps)
+    warmup = CONFIG.bone_warmup
+    assert np.isfinite(fused.joints[:warmup]).all()
+    np.testing.assert_array_equal(fused.joints[:warmup], cold.joints[:warmup])
+    assert (fused.confidence[:warmup] == 0).all() and (cold.confidence[:warmup] > 0).any()
+    plain = _fuse(take, take.keypoints, "streaming")
+    seen = plain.confidence > 0
+    assert seen[warmup:].mean() > 0.9
+    np.testing.assert_array_equal(fused.joints[seen], plain.joints[seen])
+    error = np.linalg.norm(fused.joints[:warmup] - take.ground_truth[:warmup], axis=-1)
+    assert np.median(error) < 0.05, error
+
+
+def test_complete_does_not_fill_at_a_length_no_body_has():
+    """A new person's window may hold a few wrong triangulations: a forearm 3x the rest pose's (scaled to the person)
+    is not used, the fill takes the scaled rest pose's forearm instead; a plausible length (1.1x) is used."""
+    from skelsplat_ros.fusion.output import complete_pose, plausible_lengths
+    from skelsplat_ros.skeleton.human import rest_pose
+    from skelsplat_ros.skeleton.models import get_skeleton
+
+    skeleton = get_skeleton("coco17")
+    pose = rest_pose(skeleton) * 1.05
+    wrist, elbow = skeleton.index("l_wrist"), skeleton.index("l_elbow")
+    forearm = [b for b, bone in enumerate(skeleton.bones) if set(bone) == {wrist, elbow}][0]
+    joints = pose.copy()
+    joints[wrist] = np.nan
+    lengths = bone_lengths_of(pose, skeleton)
+    for factor, expected in ((3.0, lengths[forearm]), (1.1, 1.1 * lengths[forearm])):
+        wrong = lengths.copy()
+        wrong[forearm] *= factor
+        assert plausible_lengths(skeleton, wrong)[forearm] == (factor < 1.6)
+        filled, _ = complete_pose(skeleton, joints, wrong)
+        assert np.linalg.norm(filled[wrist] - pose[elbow]) == pytest.approx(expected, rel=1e-6)
