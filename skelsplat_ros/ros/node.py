@@ -33,6 +33,7 @@ oldest frame waiting for fusion (``worker_queue``). Every queue is bounded, so t
 from __future__ import annotations
 
 import collections
+import gc
 import sys
 import threading
 import time
@@ -67,7 +68,7 @@ from skelsplat_ros.skeleton.models import get_skeleton
 
 from .conversions import delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
 from .outputs import OutputOptions, frame_messages
-from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
+from .params import FUSION_NODE_PARAMS, TRACKER_PREFIX, StartupError, declare, spin_node
 from .tf_listener import TfListener
 from .wire import WireError, max_message_bytes, read_keypoints
 
@@ -95,19 +96,15 @@ class FusedFrame:
 
 
 def tracker_config(params: dict[str, Any]) -> TrackerConfig:
-    """The tracker's gates and life times from the node's parameters (see FUSION_NODE_PARAMS)."""
+    """The tracker's gates and life times from the node's parameters: every ``track_<field>`` of FUSION_NODE_PARAMS
+    is TrackerConfig's ``<field>``, plus ``min_views`` and ``max_people_per_view``. Raises ValueError for values
+    TrackerConfig refuses together (partial confirmation faster than confirmation)."""
     from skelsplat_ros.tracking import TrackerConfig
 
-    return TrackerConfig(
-        match_gate=float(params["track_match_gate"]),
-        cluster_gate=float(params["track_cluster_gate"]),
-        min_views=int(params["min_views"]),
-        confirm_frames=int(params["track_confirm_frames"]),
-        confirm_views=int(params["track_confirm_views"]),
-        tentative_timeout=float(params["track_tentative_timeout"]),
-        delete_after=float(params["track_delete_after"]),
-        max_people_per_view=int(params["max_people_per_view"]),
-    )
+    fields = {spec.name.removeprefix(TRACKER_PREFIX): params[spec.name] for spec in FUSION_NODE_PARAMS
+              if spec.name.startswith(TRACKER_PREFIX)}
+    return TrackerConfig(min_views=int(params["min_views"]), max_people_per_view=int(params["max_people_per_view"]),
+                         **fields)
 
 
 class FusionNode(Node):
@@ -407,6 +404,11 @@ class FusionNode(Node):
 
     def _work(self) -> None:
         self._warm_up()
+        # What is alive now (modules, numba's and scipy's objects, the warm tracker) lives as long as the node: frozen,
+        # the collector never walks it again. A full collection of it costs ~70 ms (scripts/bench_gc.py), which
+        # would otherwise land in some frame.
+        gc.collect()
+        gc.freeze()
         try:
             self._warmed_up.trigger()
         except Exception:  # the node was destroyed while it warmed up
@@ -551,6 +553,7 @@ class FusionNode(Node):
             return
         self.queue.close()
         self._worker.join(timeout=5.0)
+        gc.unfreeze()  # a process that goes on (tests, a container of nodes) collects those objects again
 
     def destroy_node(self) -> None:
         self.close()
