@@ -23,8 +23,9 @@ ALLOWED = {
     "fusion": {"geometry", "skeleton"},
     "io": {"geometry", "skeleton", "fusion"},
     "tracking": {"geometry", "skeleton", "fusion"},
+    "calibration": {"geometry", "skeleton", "fusion", "tracking"},
     "sim": {"geometry", "skeleton"},
-    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "sim"},
+    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "calibration", "sim"},
 }
 ROS_MODULES = ("rclpy", "rcl_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
                "diagnostic_msgs", "tf2_ros", "tf2_msgs", "builtin_interfaces", "message_filters")

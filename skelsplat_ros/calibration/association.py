@@ -88,8 +88,9 @@ def fit_epipolar(a: np.ndarray, b: np.ndarray, scale: float, iterations: int = 1
     M = np.eye(3)
     current = np.inf
     for _ in range(iterations):
-        _, _, vt = np.linalg.svd(rows * weight[:, None], full_matrices=False)
-        M = Tb.T @ vt[-1].reshape(3, 3) @ Ta
+        weighted = rows * weight[:, None]
+        _, vectors = np.linalg.eigh(weighted.T @ weighted)  # [9, 9]: the null vector without an N x 9 SVD
+        M = Tb.T @ vectors[:, 0].reshape(3, 3) @ Ta
         distance, gradient = _sampson(M, a, b)
         current = max(scale, min(current / 2.0, float(np.median(distance))))
         # Conditioning scales every row's gradient alike, so the normalised gradient is the one Sampson divides by.

@@ -29,7 +29,7 @@ from ..tracking.tracker import gated_assignment
 from .association import AssociationConfig, associate_tracklets
 from .bundle import BundleResult, BundleSettings, Observations, ScaleAnchor, bundle_adjust, reprojection
 from .pnp import locate_camera
-from .tracklets import TrackletConfig, detection_noise, link_tracklets
+from .tracklets import TrackletConfig, detection_noise, link_tracklets, median_over_joints
 from .world import LEG_AND_TRUNK, WorldAnchor, leg_and_trunk, similarity_onto, transform_rig
 
 __all__ = ["CalibrationConfig", "CameraReport", "CalibrationResult", "self_calibrate", "rig_change", "report_lines"]
@@ -112,8 +112,8 @@ class CalibrationResult:
     """What :func:`self_calibrate` found.
 
     Attributes:
-        accepted: the refined rig converged and passed every check; ``rig`` may replace the rough one.
-        rig: the refined rig (the rough one when refused before any adjustment).
+        accepted: the refined rig converged and passed every check.
+        rig: the rig to use: the refined one when accepted, the rough one (unchanged) when refused.
         cameras: per-camera report, in rig order.
         noise: the detection noise (px).
         before: median reprojection error over all keypoints with the rough rig (px).
@@ -122,6 +122,8 @@ class CalibrationResult:
         frames: frames the adjustment used.
         reasons: why the result was refused (empty when accepted).
         notes: what else happened (a relocated camera, the scale's source).
+        attempt: the refined rig that was judged, accepted or not (None when refused before any adjustment): for
+            inspection, never to use when refused.
     """
 
     accepted: bool
@@ -134,6 +136,7 @@ class CalibrationResult:
     frames: int = 0
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    attempt: CameraRig | None = None
 
 
 def rig_change(a: Camera, b: Camera) -> tuple[float, float]:
@@ -248,29 +251,22 @@ def _reassociate(rig: CameraRig, data: _Data, frames: np.ndarray, joints: np.nda
     (median over joints within ``gate`` px, one detection per person and camera), mirrored where that fits
     better: ``(assignment [V, Fs, S], mirrored [V, Fs, S])``."""
     num_views = len(rig)
-    num_slots = data.uv.shape[2]
-    assignment = np.full((num_views, len(frames), num_slots), -1, dtype=np.int64)
+    assignment = np.full((num_views, len(frames), data.uv.shape[2]), -1, dtype=np.int64)
     mirrored = np.zeros(assignment.shape, dtype=bool)
-    projected = np.stack([np.einsum("ij,fpkj->fpki", rig.projection_matrices[v],
-                                    np.concatenate([joints, np.ones(joints.shape[:-1] + (1,))], -1))
-                          for v in range(num_views)])  # [V, Fs, P, J, 3]
+    homogeneous = np.concatenate([joints, np.ones(joints.shape[:-1] + (1,))], -1)
+    projected = np.einsum("vij,fpkj->vfpki", rig.projection_matrices, homogeneous)  # [V, Fs, P, J, 3]
     with np.errstate(divide="ignore", invalid="ignore"):
         predicted = np.where(projected[..., 2:] > 1e-9, projected[..., :2] / projected[..., 2:], np.nan)
-    for v in range(num_views):
-        for f, frame in enumerate(frames):
-            detections = data.uv[v, frame]  # [S, J, 2]
-            if not np.isfinite(detections).any():
-                continue
-            with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as quiet:
-                quiet.filter(RuntimeWarning)
-                direct = np.nanmedian(np.linalg.norm(predicted[v, f][:, None] - detections[None], axis=-1), -1)
-                flipped = np.nanmedian(np.linalg.norm(predicted[v, f][:, None] - detections[None][:, :, flip],
-                                                      axis=-1), -1)  # [P, S]
-            cost = np.fmin(direct, flipped)
-            cost = np.where(np.isfinite(cost), cost, np.inf)
-            for p, s in gated_assignment(cost, gate):
-                assignment[v, f, s] = p
-                mirrored[v, f, s] = flipped[p, s] < direct[p, s]
+    detections = data.uv[:, frames]  # [V, Fs, S, J, 2]
+    direct = median_over_joints(np.linalg.norm(predicted[:, :, :, None] - detections[:, :, None], axis=-1))
+    flipped = median_over_joints(np.linalg.norm(predicted[:, :, :, None] - detections[:, :, None][..., flip, :],
+                                                axis=-1))  # [V, Fs, P, S]
+    cost = np.fmin(direct, flipped)
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    for v, f in zip(*np.nonzero(np.isfinite(cost).any(axis=(2, 3)))):
+        for p, s in gated_assignment(cost[v, f], gate):
+            assignment[v, f, s] = p
+            mirrored[v, f, s] = flipped[v, f, p, s] < direct[v, f, p, s]
     return assignment, mirrored
 
 
@@ -564,8 +560,8 @@ def _judge(rough: CameraRig, refined: CameraRig, result: BundleResult, points: _
                        "in one spot pin the cameras poorly elsewhere; record people walking through the room")
     observed = np.isfinite(residuals)
     fraction = float((residuals[observed] <= config.inlier_factor * data.noise).mean()) if observed.any() else 0.0
-    return CalibrationResult(not reasons, refined, cameras, data.noise, _median(before), after, fraction,
-                             len(frames), reasons, notes)
+    return CalibrationResult(not reasons, rough if reasons else refined, cameras, data.noise, _median(before), after,
+                             fraction, len(frames), reasons, notes, refined)
 
 
 def _median(values: np.ndarray) -> float:

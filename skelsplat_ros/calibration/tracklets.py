@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fusion.result import column_nanmedian
 from ..tracking.tracker import gated_assignment
 
-__all__ = ["TrackletConfig", "link_tracklets", "detection_noise"]
+__all__ = ["TrackletConfig", "link_tracklets", "detection_noise", "median_over_joints"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ class TrackletConfig:
     gate: float = 0.25
     max_gap: int = 5
     ambiguity: float = 2.0
+
+
+def median_over_joints(values: np.ndarray) -> np.ndarray:
+    """Median over the last axis of ``values [..., J]`` ignoring NaN (NaN where all are), by one sort."""
+    count = values.shape[-1]
+    return column_nanmedian(np.moveaxis(values, -1, 0).reshape(count, -1)).reshape(values.shape[:-1])
 
 
 def _size(uv: np.ndarray) -> np.ndarray:
@@ -71,9 +78,8 @@ def _link_view(uv: np.ndarray, usable: np.ndarray, flip: np.ndarray, config: Tra
             if alive:
                 previous = np.stack([last_uv[k] for k in alive])  # [T, J, 2]
                 current = uv[f, slots]  # [D, J, 2]
-                direct = np.nanmedian(np.linalg.norm(previous[:, None] - current[None], axis=-1), axis=-1)
-                mirrored = np.nanmedian(np.linalg.norm(previous[:, None] - current[None][:, :, flip], axis=-1),
-                                        axis=-1)
+                direct = median_over_joints(np.linalg.norm(previous[:, None] - current[None], axis=-1))
+                mirrored = median_over_joints(np.linalg.norm(previous[:, None] - current[None][:, :, flip], axis=-1))
                 gap = f - np.array([last_frame[k] for k in alive])
                 cost = np.fmin(direct, mirrored) / (sizes[f, slots][None] * gap[:, None])
                 cost = np.where(np.isfinite(cost), cost, np.inf)

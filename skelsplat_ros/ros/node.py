@@ -68,6 +68,7 @@ from .conversions import (
     stamp_to_ns,
     tf_transforms,
 )
+from .drift import DriftMonitor
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 from .tf_listener import TfListener
 from .wire import WireError, max_message_bytes, read_keypoints
@@ -180,6 +181,7 @@ class FusionNode(Node):
 
         self.cameras = cameras
         self._camera_index = {c: i for i, c in enumerate(cameras)}
+        self.drift = DriftMonitor(self, p, cameras, self.skeleton, self.rig_source)  # its rig source: corrected poses
         # Per camera: (stamp ns, people [S, J, 3] (S = 0: the camera saw nobody), frame_id of the message: the
         # camera's optical frame in TF).
         self.sync: PartialViewSynchronizer[tuple[int, np.ndarray, str]] = PartialViewSynchronizer(
@@ -444,7 +446,7 @@ class FusionNode(Node):
         """
         views = {camera: ViewRef(frame_id, ns) for camera, (ns, _, frame_id) in frame.views.items()}
         timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
-        frame_rig = self.rig_source.rig_for(views, timeout=timeout)
+        frame_rig = self.drift.source.rig_for(views, timeout=timeout)
         for camera, reason in frame_rig.missing.items():
             self._count(f"tf.{reason}")
             self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
@@ -519,6 +521,7 @@ class FusionNode(Node):
             if step.capped:
                 self.stats.counts["capped.people"] += step.capped
             self._tracks = {"confirmed": step.confirmed, "tentative": step.tentative}
+        self.drift.observe(frame, frame_rig.rig, detections, step, anchor_ns * 1e-9)
 
     # --- diagnostics (executor thread) -----------------------------------------------------------------------------
 
@@ -591,6 +594,9 @@ class FusionNode(Node):
             level, message = DiagnosticStatus.OK, f"fusing {window['published'] / seconds:.1f} Hz"
         if silent and level == DiagnosticStatus.OK:
             message += f" (never heard: {' '.join(silent)})"
+        values.update(self.drift.values())
+        if self.drift.warning() and level == DiagnosticStatus.OK:
+            level, message = DiagnosticStatus.WARN, self.drift.warning()
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: fusion", message=message,
                                   hardware_id=self.get_fully_qualified_name(),
                                   values=[KeyValue(key=k, value=v) for k, v in values.items()])
@@ -606,6 +612,7 @@ class FusionNode(Node):
             self._stop = True
             self._cv.notify_all()
         self._worker.join(timeout=5.0)
+        self.drift.close()
 
     def destroy_node(self) -> None:
         self.close()
