@@ -259,9 +259,11 @@ class _Adjuster:
         return new
 
     def rig_at(self, state: _State) -> CameraRig:
+        """The cameras at ``state``; the held ones exactly as given (not rebuilt from their centres)."""
         K = self._intrinsics(state)
+        free = set(self.free.tolist())
         return CameraRig([Camera(cam.name, K[v], state.R[v], -state.R[v] @ state.c[v], cam.size, cam.dist)
-                          for v, cam in enumerate(self.rig)])
+                          if v in free else cam for v, cam in enumerate(self.rig)])
 
 
 def bundle_adjust(rig: CameraRig, observations: Observations, points: np.ndarray, free: np.ndarray,

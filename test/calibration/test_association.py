@@ -12,7 +12,9 @@ from skelsplat_ros.calibration.tracklets import detection_noise, link_tracklets
 from skelsplat_ros.geometry.camera import Camera, CameraRig
 from skelsplat_ros.geometry.triangulation import triangulate_dlt
 
-from calibration_helpers import disturb, scene  # noqa: E402  (test/calibration is on sys.path: pytest prepend)
+from skelsplat_ros.sim import disturb_rig
+
+from calibration_helpers import scene  # noqa: E402  (test/calibration is on sys.path: pytest prepend)
 
 
 def _prepared(people: int):
@@ -76,7 +78,7 @@ def test_a_camera_is_located_from_the_peoples_joints_without_a_start():
     v = 2
     uv = sc.rig[v].undistort_pixels(sc.keypoints[v, ..., :2])
     confidence = np.nan_to_num(sc.keypoints[v, ..., 2])
-    nowhere = disturb(sc.rig, [v], seed=9, degrees=(60.0, 90.0), metres=(1.0, 2.0))[v]
+    nowhere = disturb_rig(sc.rig, [v], seed=9, degrees=(60.0, 90.0), metres=(1.0, 2.0))[v]
     fit = locate_camera(sc.rig.K[v], sc.ground_truth, uv, confidence, sc.skeleton.flip_permutation, 8.0,
                         guess=(nowhere.R, nowhere.t))
     rotation, translation = rig_change(sc.rig[v], Camera("c", sc.rig.K[v], fit.R, fit.t, sc.rig[v].size))

@@ -11,7 +11,7 @@ from skelsplat_ros.geometry.camera import Camera, CameraRig
 from skelsplat_ros.geometry.triangulation import project_pinhole, triangulate_dlt
 from skelsplat_ros.sim import make_rig
 
-from calibration_helpers import disturb  # noqa: E402  (test/calibration is on sys.path: pytest prepend)
+from skelsplat_ros.sim import disturb_rig
 
 
 def _problem(noise: float = 0.0, outliers: float = 0.0, seed: int = 0):
@@ -35,7 +35,7 @@ def _start(rig, observations):
 
 def test_exact_observations_give_back_the_true_cameras_and_leave_the_held_ones_alone():
     rig, _, observations, _ = _problem()
-    rough = disturb(rig, [2, 3], seed=1)
+    rough = disturb_rig(rig, [2, 3], seed=1)
     result = bundle_adjust(rough, observations, _start(rough, observations), np.array([False, False, True, True]),
                            BundleSettings(noise=1.0))
     assert result.converged
@@ -51,7 +51,7 @@ def test_confident_outliers_do_not_pull_the_cameras():
     results = {}
     for outliers in (0.0, 0.1):  # the same noise, then a tenth of the pixels moved 50-150 px
         rig, _, observations, wrong = _problem(noise=1.0, outliers=outliers, seed=2)
-        rough = disturb(rig, [1, 2, 3], seed=3)
+        rough = disturb_rig(rig, [1, 2, 3], seed=3)
         anchor = ScaleAnchor(0, 1, float(np.linalg.norm(rig.centres[0] - rig.centres[1])))
         results[outliers] = bundle_adjust(rough, observations, _start(rough, observations),
                                           np.array([False, True, True, True]), BundleSettings(noise=1.0), anchor)
@@ -68,7 +68,7 @@ def test_confident_outliers_do_not_pull_the_cameras():
 
 def test_a_scale_anchor_holds_the_distance_between_two_cameras():
     rig, _, observations, _ = _problem(noise=0.5, seed=4)
-    rough = disturb(rig, [1, 2, 3], seed=5)
+    rough = disturb_rig(rig, [1, 2, 3], seed=5)
     anchor = ScaleAnchor(0, 2, 7.5)  # not the true distance: the rig comes out scaled to it
     result = bundle_adjust(rough, observations, _start(rough, observations), np.array([False, True, True, True]),
                            BundleSettings(noise=0.5), anchor)
@@ -81,7 +81,7 @@ def test_a_scale_anchor_holds_the_distance_between_two_cameras():
 
 def test_focal_refinement_finds_a_wrong_focal_length_and_its_prior_holds_a_right_one():
     rig, points, observations, _ = _problem(noise=0.3, seed=6)
-    rough = disturb(rig, [2], seed=7, degrees=(2.0, 3.0), metres=(0.05, 0.1))
+    rough = disturb_rig(rig, [2], seed=7, degrees=(2.0, 3.0), metres=(0.05, 0.1))
     wrong_focal = rough.cameras[2]
     K = wrong_focal.K.copy()
     K[0, 0] *= 1.03

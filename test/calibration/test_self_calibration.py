@@ -15,7 +15,9 @@ from skelsplat_ros.calibration.refine import rig_change
 from skelsplat_ros.sim import generate_motion
 from skelsplat_ros.sim.scenes import compose_people
 
-from calibration_helpers import disturb, scene  # noqa: E402  (test/calibration is on sys.path: pytest prepend)
+from skelsplat_ros.sim import disturb_rig
+
+from calibration_helpers import scene  # noqa: E402  (test/calibration is on sys.path: pytest prepend)
 
 CONFIG = CalibrationConfig(max_frames=100)
 
@@ -33,7 +35,7 @@ def _refused(result, rough, words: str) -> None:
 
 def test_two_fixed_cameras_anchor_and_the_others_are_recovered():
     sc = scene(2)
-    rough = disturb(sc.rig, [2, 3], seed=11)
+    rough = disturb_rig(sc.rig, [2, 3], seed=11)
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(fixed=("cam0", "cam1")), CONFIG)
     print("\n".join(report_lines(result)))
     assert result.accepted, result.reasons
@@ -50,7 +52,7 @@ def test_two_fixed_cameras_anchor_and_the_others_are_recovered():
 def test_a_baseline_anchor_sets_the_scale_and_its_first_camera_holds_the_frame():
     sc = scene(1)
     distance = float(np.linalg.norm(sc.rig.centres[0] - sc.rig.centres[1]))
-    rough = disturb(sc.rig, [1, 2, 3], seed=12)
+    rough = disturb_rig(sc.rig, [1, 2, 3], seed=12)
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(baseline=("cam0", "cam1", distance)),
                             CONFIG)
     assert result.accepted, result.reasons
@@ -62,7 +64,7 @@ def test_a_baseline_anchor_sets_the_scale_and_its_first_camera_holds_the_frame()
 
 def test_a_bumped_camera_is_found_and_located_afresh():
     sc = scene(1)
-    rough = disturb(sc.rig, [3], seed=13, degrees=(30.0, 90.0), metres=(0.5, 2.0))
+    rough = disturb_rig(sc.rig, [3], seed=13, degrees=(30.0, 90.0), metres=(0.5, 2.0))
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(fixed=("cam0", "cam1")), CONFIG)
     assert result.accepted, result.reasons
     rotation, translation = rig_change(sc.rig[3], result.rig[3])
@@ -72,7 +74,7 @@ def test_a_bumped_camera_is_found_and_located_afresh():
 
 def test_keep_size_keeps_the_rough_rigs_size_and_places_it_where_the_rough_rig_was():
     sc = scene(1)
-    rough = disturb(sc.rig, [0, 1, 2, 3], seed=14, degrees=(1.0, 2.0), metres=(0.05, 0.1))
+    rough = disturb_rig(sc.rig, [0, 1, 2, 3], seed=14, degrees=(1.0, 2.0), metres=(0.05, 0.1))
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(keep_size=True), CONFIG)
     assert result.accepted, result.reasons
 
@@ -89,7 +91,7 @@ def test_height_scales_the_rig_by_the_one_persons_height():
     sc = scene(1)
     truth = sc.ground_truth[:, 0]
     height = float(np.nanmax(truth[:, sc.skeleton.joint_names.index("head"), 2]))  # h36m17 "head": top of the head
-    rough = disturb(sc.rig, [1, 2, 3], seed=15)
+    rough = disturb_rig(sc.rig, [1, 2, 3], seed=15)
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(fixed=("cam0",), height=height), CONFIG)
     assert result.accepted, result.reasons
     for v in (1, 2, 3):  # the scale is as good as the body proportion: a few percent of the camera distances
@@ -102,7 +104,7 @@ def test_height_scales_the_rig_by_the_one_persons_height():
 
 def test_too_few_frames_are_refused():
     sc = scene(2)
-    rough = disturb(sc.rig, [2, 3], seed=16)
+    rough = disturb_rig(sc.rig, [2, 3], seed=16)
     result = self_calibrate(rough, sc.skeleton, sc.keypoints[:, :40], WorldAnchor(fixed=("cam0", "cam1")), CONFIG)
     _refused(result, rough, "too few frames")
 
@@ -111,7 +113,7 @@ def test_a_camera_that_sees_nobody_is_refused():
     sc = scene(2)
     keypoints = sc.keypoints.copy()
     keypoints[3] = np.nan
-    rough = disturb(sc.rig, [2, 3], seed=17)
+    rough = disturb_rig(sc.rig, [2, 3], seed=17)
     result = self_calibrate(rough, sc.skeleton, keypoints, WorldAnchor(fixed=("cam0", "cam1")), CONFIG)
     _refused(result, rough, "camera cam3 saw nobody")
 
@@ -120,14 +122,14 @@ def test_a_single_person_standing_still_is_refused():
     sc = scene(1)
     pose = generate_motion(sc.skeleton, 120, seed=3, motion="walk")[100]
     still = compose_people(sc.rig, sc.skeleton, np.repeat(pose[None, None], 300, axis=0), seed=3)
-    rough = disturb(sc.rig, [2, 3], seed=18)
+    rough = disturb_rig(sc.rig, [2, 3], seed=18)
     result = self_calibrate(rough, sc.skeleton, still.keypoints, WorldAnchor(fixed=("cam0", "cam1")), CONFIG)
     _refused(result, rough, "the people stayed within")
 
 
 def test_starts_beyond_the_basin_are_refused():
     sc = scene(1)
-    rough = disturb(sc.rig, [2, 3], seed=19, degrees=(30.0, 45.0))
+    rough = disturb_rig(sc.rig, [2, 3], seed=19, degrees=(30.0, 45.0))
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(fixed=("cam0", "cam1")), CONFIG)
     _refused(result, rough, "beyond the refinement's basin")
 
@@ -135,7 +137,7 @@ def test_starts_beyond_the_basin_are_refused():
 def test_starts_beyond_the_basin_are_refused_with_a_single_held_camera_too():
     sc = scene(1)
     distance = float(np.linalg.norm(sc.rig.centres[0] - sc.rig.centres[1]))
-    rough = disturb(sc.rig, [1, 2, 3], seed=20, degrees=(30.0, 45.0))
+    rough = disturb_rig(sc.rig, [1, 2, 3], seed=20, degrees=(30.0, 45.0))
     result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(baseline=("cam0", "cam1", distance)),
                             CONFIG)
     _refused(result, rough, "beyond the refinement's basin")
