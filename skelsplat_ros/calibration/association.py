@@ -14,7 +14,8 @@ A rough calibration can be ten degrees off: a ray then misses its person by most
    at the same time nor a pair whose score says they differ (complete linkage).
 
 Each group is one person over its frames; its keypoints seen in two cameras or more are the observations of the
-bundle adjustment.
+bundle adjustment. Where this finds too little (a short take, a detector whose errors differ much from view to
+view), :func:`associate_with_rig` is the tolerant fallback: the tracker through the rough rig, its gates widened.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from ..geometry.camera import CameraRig
 
-__all__ = ["AssociationConfig", "associate_tracklets", "fit_epipolar", "epipolar_distance"]
+__all__ = ["AssociationConfig", "associate_tracklets", "associate_with_rig", "fit_epipolar", "epipolar_distance"]
 
 
 @dataclass(frozen=True)
@@ -206,3 +207,25 @@ def _group(tracklets: list[_Tracklet], cost: np.ndarray) -> list[list[int]]:
             group_of[k] = gi
         members[gi] += members.pop(gj)
     return [sorted(m) for m in members.values() if len({tracklets[k].view for k in m}) >= 2]
+
+
+def associate_with_rig(rig: CameraRig, keypoints: np.ndarray, skeleton, match_gate: float = 0.4,
+                       cluster_gate: float = 0.25, fps: float = 30.0) -> np.ndarray:
+    """Person labels ``[V, F, S]`` (-1 = none) of ``keypoints [V, F, S, J, 3]`` from the tracker run through the
+    (rough) ``rig`` with its gates widened (metres): the tolerant pass for a rig a few degrees off, where the
+    epipolar association finds too little (short takes, detectors whose errors differ from view to view). Labels
+    are track ids; every track counts from its first frame (no confirmation wait)."""
+    from ..fusion.config import preset_config
+    from ..tracking.tracker import MultiPersonTracker, TrackerConfig
+
+    config = TrackerConfig(match_gate=match_gate, cluster_gate=cluster_gate, confirm_frames=1)
+    tracker = MultiPersonTracker(rig, skeleton, preset_config("default"), config)
+    people = np.full(keypoints.shape[:3], -1, dtype=np.int64)
+    for f in range(keypoints.shape[1]):
+        rows = [np.flatnonzero((np.nan_to_num(keypoints[v, f, ..., 2]) > 0).any(-1)) for v in range(len(rig))]
+        step = tracker.step([keypoints[v, f, rows[v]] for v in range(len(rig))], f / fps)
+        for person in step.people:
+            for v, row in enumerate(person.views):
+                if row >= 0:
+                    people[v, f, rows[v][row]] = person.track_id
+    return people

@@ -3,7 +3,8 @@
 :func:`self_calibrate` is what ``skelsplat calibrate`` runs:
 
 1. link each camera's detections into tracklets and measure the detection noise on them (no poses needed);
-2. associate tracklets across cameras by epipolar consistency (no poses needed; :mod:`.association`);
+2. associate tracklets across cameras by epipolar consistency (no poses needed; :mod:`.association`), or where
+   that finds too little, through the rough rig (the tracker with wide gates);
 3. bundle-adjust the cameras that may have moved and every selected (frame, person, joint) from the rough rig, with
    a robust loss graduated from the starting residuals (:mod:`.bundle`);
 4. a camera the adjustment cannot explain (most of its keypoints outliers) was bumped: it is located afresh by PnP
@@ -26,7 +27,7 @@ from ..geometry.camera import Camera, CameraRig, matrix_to_rodrigues
 from ..geometry.triangulation import triangulate_dlt
 from ..skeleton.models import Skeleton
 from ..tracking.tracker import gated_assignment
-from .association import AssociationConfig, associate_tracklets
+from .association import AssociationConfig, associate_tracklets, associate_with_rig
 from .bundle import BundleResult, BundleSettings, Observations, ScaleAnchor, bundle_adjust, reprojection
 from .pnp import locate_camera
 from .tracklets import TrackletConfig, detection_noise, link_tracklets, median_over_joints
@@ -334,10 +335,30 @@ def self_calibrate(rig: CameraRig, skeleton: Skeleton, keypoints: np.ndarray, an
         raise ValueError(f"keypoints must be [{len(rig)}, F, S, {skeleton.num_joints}, 3] (or [V, F, J, 3]), got "
                          f"{list(keypoints.shape)}")
     data = _prepare(rig, skeleton, keypoints, config)
+    result = _calibrate(rig, skeleton, data, anchor, config)
+    if result.accepted or not np.isfinite(data.noise):
+        return result
+    # The tolerant fallback: people associated through the rough rig (a short take, or a detector whose errors
+    # differ much between views, can defeat the epipolar association).
+    data.people = associate_with_rig(rig, np.where(data.confidence[..., None] > 0, keypoints, np.nan), skeleton)
+    fallback = _calibrate(rig, skeleton, data, anchor, config)
+    if fallback.accepted or (fallback.attempt is not None and result.attempt is None):
+        fallback.notes.insert(0, "people associated through the rough rig (the tracker with wide gates): with the "
+                                 f"epipolar association it was refused ({'; '.join(result.reasons)})")
+        return fallback
+    # Both refused: the epipolar attempt's reasons, which went as far or further, stand.
+    result.notes.append(f"associated through the rough rig instead, it was refused too ({'; '.join(fallback.reasons)})")
+    return result
+
+
+def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnchor,
+               config: CalibrationConfig) -> CalibrationResult:
+    """Steps 3-7 of the module docstring, on the people ``data`` associates."""
     frames, shared = _select_frames(data.people, config.max_frames)
     problems = _data_problems(rig, data, shared, config)
     if problems:
         return _refused(rig, data, problems)
+    notes: list[str] = []
     flip = skeleton.flip_permutation
     selected = data.people[:, frames]
     points, X = _points(rig, data, frames, selected, np.zeros(selected.shape, dtype=bool), flip)
@@ -348,7 +369,6 @@ def self_calibrate(rig: CameraRig, skeleton: Skeleton, keypoints: np.ndarray, an
     free = np.ones(len(rig), dtype=bool)
     free[held] = False
     scale = _scale_anchor(rig, anchor, held)
-    notes: list[str] = []
 
     # 1. From the rough rig, or where two held cameras' joints put each free camera.
     start = rig
@@ -412,6 +432,8 @@ def _locate_against_held(rig: CameraRig, held: list[int], free: np.ndarray, poin
     weight = np.zeros_like(observations.weight)
     weight[:, held] = observations.weight[:, held]
     enough = (weight > 0).sum(1) >= 2
+    if enough.sum() < 50:  # the held cameras hardly see anyone together: nothing to locate against
+        return rig, []
     X = _triangulate(rig, Observations(observations.uv[enough], weight[enough]))
     joints = np.full((len(frames), int(points.person.max()) + 1, skeleton.num_joints, 3), np.nan)
     joints[points.frame[enough], points.person[enough], points.joint[enough]] = X
