@@ -125,6 +125,7 @@ class CalibrationResult:
         notes: what else happened (a relocated camera, the scale's source).
         attempt: the refined rig that was judged, accepted or not (None when refused before any adjustment): for
             inspection, never to use when refused.
+        observations: the final adjustment's observations (undistorted pixels, ``[P, V]``), None likewise.
     """
 
     accepted: bool
@@ -138,6 +139,7 @@ class CalibrationResult:
     reasons: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     attempt: CameraRig | None = None
+    observations: Observations | None = None
 
 
 def rig_change(a: Camera, b: Camera) -> tuple[float, float]:
@@ -342,13 +344,21 @@ def self_calibrate(rig: CameraRig, skeleton: Skeleton, keypoints: np.ndarray, an
     # differ much between views, can defeat the epipolar association).
     data.people = associate_with_rig(rig, np.where(data.confidence[..., None] > 0, keypoints, np.nan), skeleton)
     fallback = _calibrate(rig, skeleton, data, anchor, config)
-    if fallback.accepted or (fallback.attempt is not None and result.attempt is None):
+    if fallback.accepted or _closer(fallback, result):
         fallback.notes.insert(0, "people associated through the rough rig (the tracker with wide gates): with the "
                                  f"epipolar association it was refused ({'; '.join(result.reasons)})")
         return fallback
-    # Both refused: the epipolar attempt's reasons, which went as far or further, stand.
     result.notes.append(f"associated through the rough rig instead, it was refused too ({'; '.join(fallback.reasons)})")
     return result
+
+
+def _closer(a: CalibrationResult, b: CalibrationResult) -> bool:
+    """Whether refused ``a`` came closer to acceptance than refused ``b``: it got to an adjustment and its worst
+    camera's inlier fraction is higher (the reasons reported are those of the closer one)."""
+    if a.attempt is None or b.attempt is None:
+        return a.attempt is not None
+    worst = lambda r: min(np.nan_to_num(c.inliers) for c in r.cameras)  # noqa: E731
+    return worst(a) > worst(b)
 
 
 def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnchor,
@@ -583,7 +593,7 @@ def _judge(rough: CameraRig, refined: CameraRig, result: BundleResult, points: _
     observed = np.isfinite(residuals)
     fraction = float((residuals[observed] <= config.inlier_factor * data.noise).mean()) if observed.any() else 0.0
     return CalibrationResult(not reasons, rough if reasons else refined, cameras, data.noise, _median(before), after,
-                             fraction, len(frames), reasons, notes, refined)
+                             fraction, len(frames), reasons, notes, refined, observations)
 
 
 def _median(values: np.ndarray) -> float:
