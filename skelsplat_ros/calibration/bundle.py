@@ -78,7 +78,9 @@ class BundleSettings:
         loss_scale: the Cauchy loss's scale in units of ``noise``: a residual of ``loss_scale * noise`` weighs half
             as much as a small one.
         focal_sigma: relative prior std of the focal lengths, or ``None`` to keep them fixed.
-        max_iterations: Levenberg-Marquardt iterations in all (converged runs take far fewer).
+        max_iterations: Levenberg-Marquardt iterations in all (most runs take under a hundred; reweighting for a
+            robust loss converges linearly, and a far start on a rig whose cameras see a small volume takes some
+            hundreds).
         tolerance: relative cost decrease below which the final loss scale has converged (the wider scales before
             it stop at a hundred times this: they only bring the start closer).
         step_tolerance: ... or the largest camera update below this (radians, metres): the cameras have settled
@@ -88,7 +90,7 @@ class BundleSettings:
     noise: float = 2.0
     loss_scale: float = 2.0
     focal_sigma: float | None = None
-    max_iterations: int = 200
+    max_iterations: int = 1000
     tolerance: float = 1e-6
     step_tolerance: float = 1e-6
 

@@ -60,6 +60,8 @@ class CalibrationConfig:
             located afresh.
         focal_sigma: relative prior std of the focal lengths when they are refined; ``None`` keeps them.
         loss_scale: scale of the robust loss, in units of the noise.
+        rounds: most rounds of association with the refined rig and adjustment (they stop once no camera moves
+            by more than 0.01 degrees and 1 mm).
     """
 
     min_confidence: float = 0.3
@@ -75,6 +77,7 @@ class CalibrationConfig:
     lost_inliers: float = 0.5
     focal_sigma: float | None = None
     loss_scale: float = 2.0
+    rounds: int = 3
 
 
 @dataclass
@@ -408,11 +411,17 @@ def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnc
             "beyond the refinement's basin; check that the calibration belongs to this rig and its camera names "
             "match the keypoints, or correct one camera at a time"])
 
-    # 3. Associate again with the refined rig, adjust again.
-    joints = _people_joints(points, result.points, len(frames), int(points.person.max()) + 1, skeleton.num_joints)
-    assignment, mirrored = _reassociate(result.rig, data, frames, joints, flip, 6.0 * data.noise)
-    points, X = _points(result.rig, data, frames, assignment, mirrored, flip)
-    result = _adjust(result.rig, points.observations, X, free, scale, data, config)
+    # 3. Associate again with the refined rig and adjust again, until the cameras settle (a first association's
+    # mistakes can hold the first adjustment back; the refined rig's association has fewer).
+    for _ in range(config.rounds):
+        joints = _people_joints(points, result.points, len(frames), int(points.person.max()) + 1,
+                                skeleton.num_joints)
+        assignment, mirrored = _reassociate(result.rig, data, frames, joints, flip, 6.0 * data.noise)
+        points, X = _points(result.rig, data, frames, assignment, mirrored, flip)
+        previous, result = result.rig, _adjust(result.rig, points.observations, X, free, scale, data, config)
+        change = np.array([rig_change(a, b) for a, b in zip(previous, result.rig)])
+        if change[:, 0].max() < 0.01 and change[:, 1].max() < 1e-3:
+            break
 
     # 4. Into the rough calibration's world frame, at the anchor's scale; then judge.
     refined, placement = _place(result, rig, anchor, held, points, skeleton)

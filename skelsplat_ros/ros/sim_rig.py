@@ -75,7 +75,7 @@ class SimRigNode(Node):
             raise StartupError(error.args[0] if isinstance(error, KeyError) and error.args else str(error)) from None
         if p["drop_camera"] and p["drop_camera"] not in self.rig.names:
             raise StartupError(f"drop_camera {p['drop_camera']!r} is not a camera of the rig {self.rig.names}")
-        self.bumped_rig, self.bumped_keypoints = None, None
+        self.bumped_rig, self.bumped_keypoints, self.bump_stamp_ns = None, None, None
         if p["bump_camera"]:
             if p["bump_camera"] not in self.rig.names:
                 raise StartupError(f"bump_camera {p['bump_camera']!r} is not a camera of the rig {self.rig.names}")
@@ -182,6 +182,10 @@ class SimRigNode(Node):
                                                        self.skeleton.name, person_id)))
         stamp = self.get_clock().now().to_msg()
         stamp_ns = stamp_to_ns(stamp)
+        if bumped and self.bump_stamp_ns is None:
+            self.bump_stamp_ns = stamp_ns
+            self.get_logger().info(f"camera {self.params['bump_camera']} bumped: its keypoints are those of the "
+                                   f"bumped camera from stamp {stamp_ns} ns on")
         self.frame_of_stamp[stamp_ns] = index
         while len(self.frame_of_stamp) > 200_000:
             self.frame_of_stamp.popitem(last=False)
