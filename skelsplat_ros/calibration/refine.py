@@ -60,8 +60,10 @@ class CalibrationConfig:
             located afresh.
         focal_sigma: relative prior std of the focal lengths when they are refined; ``None`` keeps them.
         loss_scale: scale of the robust loss, in units of the noise.
-        rounds: most rounds of association with the refined rig and adjustment (they stop once no camera moves
-            by more than 0.01 degrees and 1 mm).
+        rounds: most rounds of association with the refined rig and adjustment after the first (they stop once no
+            camera moves by more than 0.01 degrees and 1 mm).
+        first_iterations: iteration budget of the first adjustment, on the first association: enough to come
+            close; its association's mistakes make the last steps slow, and the next association fixes them.
     """
 
     min_confidence: float = 0.3
@@ -78,6 +80,7 @@ class CalibrationConfig:
     focal_sigma: float | None = None
     loss_scale: float = 2.0
     rounds: int = 3
+    first_iterations: int = 150
 
 
 @dataclass
@@ -301,8 +304,9 @@ def _data_problems(rig: CameraRig, data: _Data, shared: int, config: Calibration
 
 
 def _adjust(rig: CameraRig, observations: Observations, X: np.ndarray, free: np.ndarray, anchor: ScaleAnchor | None,
-            data: _Data, config: CalibrationConfig) -> BundleResult:
-    settings = BundleSettings(noise=data.noise, loss_scale=config.loss_scale, focal_sigma=config.focal_sigma)
+            data: _Data, config: CalibrationConfig, iterations: int = 1000) -> BundleResult:
+    settings = BundleSettings(noise=data.noise, loss_scale=config.loss_scale, focal_sigma=config.focal_sigma,
+                              max_iterations=iterations)
     return bundle_adjust(rig, observations, X, free, settings, anchor)
 
 
@@ -390,17 +394,21 @@ def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnc
         if located:
             notes.append(f"started {', '.join(located)} where the held cameras' joints put them")
             X = _start_points(start, points.observations)
-    result = _adjust(start, points.observations, X, free, scale, data, config)
+    result = _adjust(start, points.observations, X, free, scale, data, config, config.first_iterations)
+    # The first association's mistakes hold the first adjustment back (hence its short budget): associate once with
+    # the rig it reached before judging the cameras.
+    first = points
+    points, result, _ = _round(result, points, data, frames, free, scale, skeleton, config)
 
     # 2. A camera that does not fit was bumped: locate it afresh against the others (one camera at most).
     inliers = _inliers(result.residuals, data.noise, config.inlier_factor)
     lost = sorted((v for v in np.flatnonzero(free) if inliers[v] < config.lost_inliers), key=lambda v: inliers[v])
     relocated = None
     for view in lost:  # one bumped camera can drag others along: try each, the worst first
-        located = _relocate(start, points, data, frames, int(view), free, scale, skeleton, config)
+        located = _relocate(start, first, data, frames, int(view), free, scale, skeleton, config)
         if located is not None and _inliers(located.residuals, data.noise, config.inlier_factor)[free].min() \
                 >= config.lost_inliers:
-            result, relocated = located, int(view)
+            result, relocated, points = located, int(view), first
             notes.append(f"camera {rig[view].name} did not fit the others (inliers {inliers[view]:.2f}): located "
                          "afresh by PnP against their joints")
             break
@@ -411,22 +419,30 @@ def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnc
             "beyond the refinement's basin; check that the calibration belongs to this rig and its camera names "
             "match the keypoints, or correct one camera at a time"])
 
-    # 3. Associate again with the refined rig and adjust again, until the cameras settle (a first association's
-    # mistakes can hold the first adjustment back; the refined rig's association has fewer).
+    # 3. Associate again with the refined rig and adjust again, until the cameras settle.
     for _ in range(config.rounds):
-        joints = _people_joints(points, result.points, len(frames), int(points.person.max()) + 1,
-                                skeleton.num_joints)
-        assignment, mirrored = _reassociate(result.rig, data, frames, joints, flip, 6.0 * data.noise)
-        points, X = _points(result.rig, data, frames, assignment, mirrored, flip)
-        previous, result = result.rig, _adjust(result.rig, points.observations, X, free, scale, data, config)
-        change = np.array([rig_change(a, b) for a, b in zip(previous, result.rig)])
-        if change[:, 0].max() < 0.01 and change[:, 1].max() < 1e-3:
+        points, result, settled = _round(result, points, data, frames, free, scale, skeleton, config)
+        if settled:
             break
 
     # 4. Into the rough calibration's world frame, at the anchor's scale; then judge.
     refined, placement = _place(result, rig, anchor, held, points, skeleton)
     return _judge(rig, refined, result, points, data, frames, anchored, relocated, skeleton, config,
                   notes + placement)
+
+
+def _round(result: BundleResult, points: _Points, data: _Data, frames: np.ndarray, free: np.ndarray,
+           scale: ScaleAnchor | None, skeleton: Skeleton, config: CalibrationConfig
+           ) -> tuple[_Points, BundleResult, bool]:
+    """Each detection associated to the person it reprojects onto with ``result``'s rig, then adjusted again;
+    whether no camera moved by more than 0.01 degrees and 1 mm."""
+    flip = skeleton.flip_permutation
+    joints = _people_joints(points, result.points, len(frames), int(points.person.max()) + 1, skeleton.num_joints)
+    assignment, mirrored = _reassociate(result.rig, data, frames, joints, flip, 6.0 * data.noise)
+    points, X = _points(result.rig, data, frames, assignment, mirrored, flip)
+    adjusted = _adjust(result.rig, points.observations, X, free, scale, data, config)
+    change = np.array([rig_change(a, b) for a, b in zip(result.rig, adjusted.rig)])
+    return points, adjusted, bool(change[:, 0].max() < 0.01 and change[:, 1].max() < 1e-3)
 
 
 def _scale_anchor(rig: CameraRig, anchor: WorldAnchor, held: list[int]) -> ScaleAnchor | None:
