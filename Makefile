@@ -5,7 +5,7 @@
 VENV ?= $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test colcon demo bench clean
+.PHONY: setup test colcon demo demo-video bench clean
 
 setup:
 	bash scripts/setup.sh "$(VENV)"
@@ -37,6 +37,17 @@ colcon: setup
 
 demo: setup
 	$(VENV)/bin/skelsplat demo
+
+# The real multi-person take of the Pose2Sim demo (pose2sim 0.10.49 wheel, downloaded, never installed), from its four
+# videos to pictures: detect -> fuse -> render, into out/pose2sim_multi/ (render.mp4 and the contact sheet render.png).
+DEMO_VIDEO := $(CURDIR)/out/pose2sim_multi
+demo-video: setup
+	$(PY) scripts/fetch_pose2sim_multi.py
+	$(VENV)/bin/skelsplat detect data/pose2sim_multi/videos/cam0*.mp4 --output $(DEMO_VIDEO)/keypoints.npz
+	$(VENV)/bin/skelsplat fuse --calibration data/pose2sim_multi/calib.toml --keypoints $(DEMO_VIDEO)/keypoints.npz \
+		--output $(DEMO_VIDEO)/people.npz
+	$(VENV)/bin/skelsplat render $(DEMO_VIDEO)/people.npz --calibration data/pose2sim_multi/calib.toml \
+		--videos data/pose2sim_multi/videos/cam0*.mp4 --output $(DEMO_VIDEO)/render.mp4
 
 # aniposelib and Pose2Sim are the peers of the comparison, never runtime dependencies: installed here only, and
 # their rows are simply left out when they do not install. Pose2Sim without its dependencies (they pull OpenSim,

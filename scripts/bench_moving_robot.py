@@ -89,7 +89,7 @@ def engine(seed: int, frames: int) -> dict[str, float]:
             "arrival": score(arrival[valid], truth[valid])[0], "ms": per_frame_ms, "posing_ms": posing_ms}
 
 
-def node(seconds: float, warmup: float, seed: int, workdir: Path, rate: float) -> dict[str, float]:
+def node(seconds: float, seed: int, workdir: Path, rate: float) -> dict[str, float]:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
@@ -143,13 +143,14 @@ def node(seconds: float, warmup: float, seed: int, workdir: Path, rate: float) -
     executor.add_node(listener)
     processes = [
         start_node_process("skelsplat_ros.ros.node", {"cameras": names}, workdir / "node.log"),
-        _start_rig(seed, seconds + warmup + 15.0, workdir / "rig.log", rate),
+        _start_rig(seed, seconds + 15.0, workdir / "rig.log", rate),
     ]
     try:
+        # The rig's detector sends once the node subscribes (imports, warm-up); every frame from its first counts.
         deadline = time.monotonic() + 60.0
-        while not fused and time.monotonic() < deadline:  # node up (torch import, warm-up)
-            executor.spin_once(timeout_sec=0.05)
-        start = time.time_ns() + int(warmup * 1e9)
+        while not views and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.01)
+        start = min(views, default=time.time_ns())
         stop = start + int(seconds * 1e9)
         while time.time_ns() < stop + int(1e9):
             executor.spin_once(timeout_sec=0.05)
@@ -179,8 +180,11 @@ def _start_rig(seed: int, seconds: float, log: Path, rate: float):
     import subprocess
 
     handle = open(log, "wb")  # noqa: SIM115 - closed with the process
+    from skelsplat_ros.ros.node import NODE_NAME
+
     return subprocess.Popen([sys.executable, "-m", "skelsplat_ros.ros.moving_rig", "--seed", str(seed),
-                             "--seconds", str(seconds), "--latency", str(LATENCY), "--rate", str(rate)],
+                             "--seconds", str(seconds), "--latency", str(LATENCY), "--rate", str(rate),
+                             "--wait-for-node", NODE_NAME],
                             stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
@@ -190,7 +194,6 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=900, help="engine frames per seed (30 fps)")
     parser.add_argument("--node-runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per node run")
-    parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate of the node runs (Hz)")
     parser.add_argument("--skip-engine", action="store_true")
     parser.add_argument("--skip-node", action="store_true")
@@ -222,7 +225,7 @@ def _node_table(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|")
     for run in range(args.node_runs):
         with tempfile.TemporaryDirectory() as tmp:
-            r = node(args.seconds, args.warmup, 1 + run, Path(tmp), args.rate)
+            r = node(args.seconds, 1 + run, Path(tmp), args.rate)
         print(f"| {run + 1} (seed {1 + run}) | {r['frames']} | {r['out']:.1f} % | {r['node']:.1f} | "
               f"{r['robust']:.1f} | {r['node'] / r['robust']:.2f} | {r['drops']} |", flush=True)
 

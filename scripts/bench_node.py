@@ -2,14 +2,17 @@
 """Benchmark of the ROS fusion node: latency and accuracy (a), and a soak run (b).
 
 (a) latency: simulated rig (--rig; lab, 4 cameras, by default) at 30 Hz, for --latency-seconds, once per
-    --methods entry. Reports the end-to-end latency (capture stamp -> `skeletons` received by this process)
-    median and p99, the share of captured frames that came out fused, and the streaming MPJPE against ground truth next to robust
-    triangulation of exactly the same frames (the keypoints this process received on the camera topics).
+    --methods entry, counted from the rig's first frame: the rig sends nothing until the fresh node subscribes
+    (which it does once warmed up), and every frame from then on counts, the start included. Reports the end-to-end
+    latency (capture stamp -> `skeletons` received by this process) median and p99, the share of captured frames
+    that came out fused, the same over the first second alone, and the streaming MPJPE against ground truth next to
+    robust triangulation of exactly the same frames (the keypoints this process received on the camera topics).
+    --trace N prints the latency of each of the first N frames.
     With --people N (2-5) the scene has N people (shuffled detections, id -1): the MPJPE is that of the skeletons
     matched to a true person (300 mm gate), with recall, precision and id switches instead of the robust column.
 (b) soak: surround rig, 8 cameras at 60 Hz, for --soak-seconds (default 60; the issue asks for 10 minutes:
     --soak-seconds 600). Samples the node's queues, drops by reason and RSS over time; prints whether memory
-    stays flat (slope of a line fit over the second half of the run).
+    stays flat (slope of a line fit over the second half of the run). Also from the rig's first frame.
 
 The sim rig and the fusion node run as subprocesses (``python -m``), this process only listens. DDS stays on
 loopback in a domain of its own. Run from the repository: ``.venv/bin/python scripts/bench_node.py``.
@@ -28,18 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from skelsplat_ros.bench.process_stats import percentile, rss_mb
-from skelsplat_ros.ros.demo import (
-    Monitor,
-    ros_environment,
-    start_node_process,
-    stop_processes,
-)
+from skelsplat_ros.ros.demo import Monitor, ros_environment, start_rig_and_node, stop_processes
 
 
 class Session:
-    """Sim rig + fusion node subprocesses and an in-process listener node."""
+    """Sim rig + fusion node subprocesses and an in-process listener node, up before the rig sends its first frame
+    (see :func:`skelsplat_ros.ros.demo.start_rig_and_node`)."""
 
-    def __init__(self, workdir: Path, sim_params: dict, node_params: dict, record_keypoints: bool) -> None:
+    def __init__(self, workdir: Path, sim_params: dict, node_params: dict, record_keypoints: bool,
+                 node_env: dict[str, str] | None = None) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
@@ -48,23 +48,6 @@ class Session:
         from skelsplat_ros.msg import Keypoints2DArray
 
         self.workdir = workdir
-        calibration = workdir / "calibration.toml"
-        self.processes = [start_node_process("skelsplat_ros.ros.sim_rig",
-                                             {**sim_params, "calibration_out": str(calibration)},
-                                             workdir / "sim_rig.log")]
-        deadline = time.monotonic() + 60
-        while not calibration.exists():
-            if self.processes[0].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("sim rig did not start: " + (workdir / "sim_rig.log").read_text()[-2000:])
-            time.sleep(0.1)
-        time.sleep(0.2)
-        self.node_process = start_node_process("skelsplat_ros.ros.node",
-                                               {**node_params, "calibration_file": str(calibration)},
-                                               workdir / "node.log")
-        self.processes.append(self.node_process)
-        from skelsplat_ros.geometry.calibration import load_calibration
-
-        self.rig = load_calibration(calibration)
         self.context = Context()
         rclpy.init(context=self.context, args=[])
         self.node = Node("skelsplat_bench", context=self.context)
@@ -73,12 +56,19 @@ class Session:
         # stamp ns -> {camera: raw message}; parsed only for the frames that matter, at the end.
         self.keypoints: collections.OrderedDict[int, dict] = collections.OrderedDict()
         if record_keypoints:
-            for camera in self.rig.names:
+            from skelsplat_ros.sim import make_rig
+
+            for camera in make_rig(sim_params.get("rig", "lab")).names:
                 self.node.create_subscription(
                     Keypoints2DArray, f"{camera}/keypoints",
                     lambda msg, camera=camera: self._on_keypoints(camera, msg), qos_profile_sensor_data)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        self.processes = start_rig_and_node(workdir, sim_params, node_params, self.node, node_env=node_env)
+        self.node_process = self.processes[1]
+        from skelsplat_ros.geometry.calibration import load_calibration
+
+        self.rig = load_calibration(workdir / "calibration.toml")
 
     def _on_keypoints(self, camera: str, msg) -> None:
         from skelsplat_ros.ros.conversions import stamp_to_ns
@@ -99,12 +89,14 @@ class Session:
                 if proc.poll() is not None:
                     raise RuntimeError(f"a node exited ({proc.returncode}); logs in {self.workdir}")
 
-    def wait_first_output(self, timeout: float = 120.0) -> None:
+    def wait_first_frame(self, timeout: float = 120.0) -> float:
+        """Until the rig's first frame (sent once the node subscribed) is received; returns its capture stamp (s)."""
         deadline = time.monotonic() + timeout
-        while not self.monitor.records:
-            self.spin_for(0.1)
+        while self.monitor.first_stamp is None:
+            self.spin_for(0.02)
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no fused skeleton within {timeout:.0f} s; logs in {self.workdir}")
+                raise RuntimeError(f"no frame within {timeout:.0f} s (did the node subscribe?); logs in {self.workdir}")
+        return self.monitor.first_stamp
 
     def close(self) -> None:
         stop_processes(self.processes)
@@ -120,24 +112,21 @@ def _window_median(monitor: Monitor, window: tuple[float, float], key: str) -> f
 # --- (a) latency and accuracy ----------------------------------------------------------------------------------------
 
 
-def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdir: Path, people: int = 1,
-                  seed: int = 0, rig: str = "lab") -> dict:
+def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people: int = 1, seed: int = 0,
+                  rig: str = "lab", trace: int = 0, node_env: dict[str, str] | None = None) -> dict:
     from skelsplat_ros.fusion import fuse_offline, preset_config
     from skelsplat_ros.ros.conversions import parse_keypoints
     from skelsplat_ros.ros.demo import track_summary
     from skelsplat_ros.skeleton.models import get_skeleton
 
     session = Session(workdir, {"rig": rig, "rate": 30.0, "noise": noise, "seed": seed, "people": people},
-                      {"method": method, "diagnostics_period": 1.0}, record_keypoints=people == 1)
+                      {"method": method, "diagnostics_period": 1.0}, record_keypoints=people == 1, node_env=node_env)
     try:
-        session.wait_first_output()
-        session.spin_for(warmup)
+        first = session.wait_first_frame()
+        # Every frame captured in the window counts, the rig's first included; one more second for the last ones.
+        window = (first, first + seconds)
+        session.spin_for(window[1] + 1.0 - time.time())
         monitor = session.monitor
-        monitor.records.clear()
-        started = time.time()
-        session.spin_for(seconds)
-        # Frames captured in the window, with time left for the last ones to come out.
-        window = (started, time.time() - 0.5)
         captured, _ = monitor.frame_counts(*window)
         diagnostics = dict(monitor.diagnostics)
     finally:
@@ -145,6 +134,7 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
 
     records = [r for r in monitor.records if window[0] <= r.stamp < window[1]]
     latency_ms = np.array([r.received - r.stamp for r in records]) * 1e3
+    start = _first_frames(monitor, first, trace)
     # Accuracy on the frames the node fused, next to robust triangulation of the same received keypoints.
     skeleton = get_skeleton("h36m17")
     cameras = session.rig.names
@@ -177,7 +167,7 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
               "node_latency_median_ms": _window_median(monitor, window, "latency_median_ms"),
               "input_wait_median_ms": _window_median(monitor, window, "input_wait_median_ms"),
               "queue_wait_median_ms": _window_median(monitor, window, "queue_wait_median_ms"),
-              "matched_frames": len(fused)}
+              "matched_frames": len(fused), **start}
     if people > 1:
         # No robust-triangulation column: it would need the true association; see `skelsplat bench` for that.
         summary = track_summary(records)
@@ -192,6 +182,20 @@ def bench_latency(method: str, seconds: float, warmup: float, noise: str, workdi
     return result
 
 
+def _first_frames(monitor: Monitor, first: float, trace: int) -> dict:
+    """The start of a run: frames captured in its first second, how many came out and their latency; and the
+    latency of each of the first ``trace`` frames captured (NaN = never came out)."""
+    latency = {r.stamp_ns: 1e3 * (r.received - r.stamp) for r in monitor.records}
+    captured = sorted(set(monitor.ground_truth) | set(latency))  # stamps ns, from the rig's first frame
+    first_second = [latency[ns] for ns in captured if ns * 1e-9 < first + 1.0 and ns in latency]
+    return {"first_second_captured": sum(1 for ns in captured if ns * 1e-9 < first + 1.0),
+            "first_second_out": len(first_second),
+            "first_second_latency_median_ms": percentile(first_second, 50),
+            "first_second_latency_p99_ms": percentile(first_second, 99),
+            "first_second_latency_max_ms": max(first_second, default=float("nan")),
+            "trace_ms": [latency.get(ns, float("nan")) for ns in captured[:trace]]}
+
+
 # --- (b) soak --------------------------------------------------------------------------------------------------------
 
 
@@ -201,7 +205,7 @@ def bench_soak(method: str, seconds: float, sample_every: float, noise: str, wor
                       record_keypoints=False)
     samples: list[dict] = []
     try:
-        session.wait_first_output()
+        session.wait_first_frame()
         monitor = session.monitor
         started = time.time()
         last_count = [0]
@@ -247,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", default="skelsplat,robust", help="methods for (a), comma separated")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="(a) measured seconds per method")
-    parser.add_argument("--warmup", type=float, default=3.0, help="(a) seconds after the first output not measured")
+    parser.add_argument("--trace", type=int, default=0, help="(a) print the latency of each of the first N frames")
     parser.add_argument("--soak-seconds", type=float, default=60.0, help="(b) duration; 600 = the 10 min soak")
     parser.add_argument("--soak-method", default="skelsplat", help="(b) fusion method")
     parser.add_argument("--sample-every", type=float, default=0.0, help="(b) sampling period (default duration/20)")
@@ -259,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
                              "the heavy-rig speed scenario of `skelsplat bench`)")
     parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--skip-soak", action="store_true")
+    parser.add_argument("--node-from", default="",
+                        help="(a) run the fusion node from this source tree (its skelsplat_ros/ first on PYTHONPATH), "
+                             "e.g. an export of main for a baseline in the same session")
+    parser.add_argument("--cold", action="store_true",
+                        help="(a) the node starts with an empty numba cache (as on its first run after an install): "
+                             "its warm-up compiles the kernel")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -273,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             sub = workdir / f"latency_{method}"
             sub.mkdir()
-            result = bench_latency(method, args.latency_seconds, args.warmup, args.noise, sub, args.people,
-                                   args.seed, args.rig)
+            node_env = {"PYTHONPATH": args.node_from} if args.node_from else {}
+            if args.cold:
+                node_env["NUMBA_CACHE_DIR"] = str(sub / "numba_cache")
+            result = bench_latency(method, args.latency_seconds, args.noise, sub, args.people, args.seed, args.rig,
+                                   args.trace, node_env)
             report["latency"].append(result)
         print(f"\n  {'method':<10} {'frames out':>11} {'lat med ms':>11} {'lat p99 ms':>11} {'fusion ms':>10} "
               f"{'MPJPE mm':>9} {'robust mm':>10}  (same frames)")
@@ -287,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"in the node {r['node_latency_median_ms']:.1f} ms (median of its per-second medians): stamp to "
                   f"synchronized {r['input_wait_median_ms']:.1f} ms, then to the fusion thread "
                   f"{r['queue_wait_median_ms']:.1f} ms")
+            print(f"  {'':<10} first second: {r['first_second_out']}/{r['first_second_captured']} frames out, "
+                  f"latency median {r['first_second_latency_median_ms']:.1f} ms, p99 "
+                  f"{r['first_second_latency_p99_ms']:.1f} ms, max {r['first_second_latency_max_ms']:.1f} ms")
+            if r["trace_ms"]:
+                print(f"  {'':<10} first {len(r['trace_ms'])} frames, latency ms (nan = lost): "
+                      + " ".join(f"{v:.0f}" for v in r["trace_ms"]))
             if "recall" in r:
                 print(f"  {'':<10} people: recall {100 * r['recall']:.1f} %, precision {100 * r['precision']:.1f} % "
                       f"(300 mm gate), {r['tracks']} track ids, {r['id_switches']} id switches")

@@ -7,10 +7,15 @@ NaN/inf/1e38 pixels, confidences outside [0, 1], 0-50 people, unknown or empty s
 stamps at 0 or far away), in a random order. The fusion node runs as a subprocess with the defaults of
 config/skelsplat.yaml; this process publishes and listens.
 
+The rig sends nothing until the fresh node subscribes (which it does once warmed up); every frame from then on counts,
+the start included. ``--invalid-only CAM`` makes cameras send only malformed messages, ``--silent CAM`` nothing at all:
+the node's /diagnostics must then call them "invalid input" and "dead", and every other camera "ok".
+
 Reported per run (a clean baseline with no malformed message first, measured in the same invocation):
 valid frames out (fused outputs whose stamp is a valid frame's / valid frames published, the last 0.5 s excluded),
 latency of valid frames (capture stamp -> `skeletons` received here) median and p99, MPJPE against ground truth,
-the node's rejections by kind, its RSS after warm-up and at the end, and whether it stayed alive.
+the node's rejections by kind, its RSS at the start and at the end, whether it stayed alive, and the state of each
+camera in its last /diagnostics.
 
 Run from the repository: ``.venv/bin/python scripts/bench_reliability.py --seconds 120``.
 """
@@ -37,8 +42,9 @@ def _counters(diagnostics: dict[str, str]) -> dict[str, int]:
             if k.startswith(("rejected", "dropped.", "capped", "accepted", "fusion_errors")) and v.isdigit()}
 
 
-def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, method: str, seed: int,
-        workdir: Path, sample_every: float, node_params: dict[str, str] | None = None) -> dict:
+def run(malformed_per_valid: int, seconds: float, rate: float, method: str, seed: int, workdir: Path,
+        sample_every: float, node_params: dict[str, str] | None = None, invalid_only: tuple[str, ...] = (),
+        silent: tuple[str, ...] = (), node_env: dict[str, str] | None = None) -> dict:
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -48,19 +54,22 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
     from skelsplat_ros.ros.hostile import HostileRigNode
     from skelsplat_ros.sim import make_scenario
 
+    from skelsplat_ros.ros.node import NODE_NAME
+
     scenario = make_scenario("lab", num_frames=int(rate * 40), fps=rate, noise="realistic", seed=seed)
     calibration = workdir / "calibration.toml"
     save_calibration(scenario.rig, calibration)
-    node_process = start_node_process("skelsplat_ros.ros.node",
-                                      {"calibration_file": str(calibration), "method": method,
-                                       "diagnostics_period": 1.0, **(node_params or {})}, workdir / "node.log")
     context = Context()
     rclpy.init(context=context, args=[])
     listener = Node("skelsplat_bench_reliability", context=context)
     monitor = Monitor(keep_joints=True)
     monitor.attach(listener)
     hostile = HostileRigNode(scenario, rate, malformed_per_valid=malformed_per_valid, seed=seed + 100,
-                             context=context)
+                             wait_for_node=NODE_NAME, invalid_only=invalid_only, silent=silent, context=context)
+    node_process = start_node_process("skelsplat_ros.ros.node",
+                                      {"calibration_file": str(calibration), "method": method,
+                                       "diagnostics_period": 1.0, **(node_params or {})}, workdir / "node.log",
+                                      env=node_env)
     # The rig publishes from its own thread, so that listening never delays it.
     rig_executor = SingleThreadedExecutor(context=context)
     rig_executor.add_node(hostile)
@@ -71,18 +80,14 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
     alive = True
     try:
         rig_thread.start()
+        # The run starts with the rig's first frame, sent once the node subscribed.
         deadline = time.monotonic() + 120.0
-        while not monitor.records:
-            executor.spin_once(timeout_sec=0.05)
+        while hostile.publishing_since is None:
+            executor.spin_once(timeout_sec=0.01)
             if node_process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"no fused frame; node log in {workdir}")
-        end = time.monotonic() + warmup
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.02)
-        started = time.time()
-        counters_start = _counters(monitor.diagnostics)
+                raise RuntimeError(f"the node did not subscribe; its log is in {workdir}")
+        started = time.time() - (time.monotonic() - hostile.publishing_since)
         cpu_start = cpu_seconds(node_process.pid)
-        sent_start = dict(hostile.sent)
         next_sample = time.monotonic()
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -106,7 +111,7 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
         alive = alive and node_process.poll() is None
         diagnostics = dict(monitor.diagnostics)
         counters_end = _counters(diagnostics)
-        sent = {k: v - sent_start.get(k, 0) for k, v in hostile.sent.items()}
+        sent = dict(hostile.sent)
         frame_of_stamp = dict(hostile.frame_of_stamp)
     finally:
         stop_processes([node_process])
@@ -133,10 +138,12 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
         "rss_max_mb": max(rss) if rss else float("nan"),
         "node_cpu_percent": 100.0 * cpu / max(stopped - started, 1e-9),
         "alive": alive, "sent": sent,
-        # Over the measured window (diagnostics come once a second, so the edges are approximate).
-        "node_counters": {k: v - counters_start.get(k, 0) for k, v in counters_end.items()
-                          if v - counters_start.get(k, 0)},
+        # Since the node started, which is when the measured window starts.
+        "node_counters": {k: v for k, v in counters_end.items() if v},
         "dead_cameras": diagnostics.get("dead_cameras", "?"), "lagging_cameras": diagnostics.get("lagging_cameras", "?"),
+        "invalid_input_cameras": diagnostics.get("invalid_input_cameras", "?"),
+        "camera_states": {k.split(".", 1)[1]: v for k, v in diagnostics.items() if k.startswith("camera.")},
+        "status": monitor.diagnostics_message,
         "samples": samples,
     }
 
@@ -144,7 +151,8 @@ def run(malformed_per_valid: int, seconds: float, warmup: float, rate: float, me
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the first output not measured")
+    parser.add_argument("--invalid-only", default="", help="comma-separated cameras that send only malformed messages")
+    parser.add_argument("--silent", default="", help="comma-separated cameras that send nothing")
     parser.add_argument("--rate", type=float, default=30.0, help="camera rate, Hz")
     parser.add_argument("--malformed-per-valid", type=int, default=3)
     parser.add_argument("--method", default="skelsplat")
@@ -153,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=float, default=5.0, help="RSS sampling period, s")
     parser.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                         help="a node parameter for every run (repeatable), e.g. input_queue_depth:=5")
+    parser.add_argument("--node-from", default="",
+                        help="run the fusion node from this source tree (first on PYTHONPATH), e.g. an export of main")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -165,8 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     for mix in mixes:
         sub = workdir / f"mix{mix}"
         sub.mkdir()
-        result = run(mix, args.seconds, args.warmup, args.rate, args.method, args.seed, sub, args.sample_every,
-                     node_params)
+        result = run(mix, args.seconds, args.rate, args.method, args.seed, sub, args.sample_every, node_params,
+                     tuple(c for c in args.invalid_only.split(",") if c), tuple(c for c in args.silent.split(",") if c),
+                     {"PYTHONPATH": args.node_from} if args.node_from else None)
         results.append(result)
         print(f"\nmalformed per valid {mix}: {result['valid_out']}/{result['valid_frames']} valid frames out "
               f"({result['valid_out_percent']:.1f} %), latency median {result['latency_median_ms']:.1f} ms, "
@@ -174,7 +185,10 @@ def main(argv: list[str] | None = None) -> int:
               f"MPJPE {result['mpjpe_mm']:.1f} mm, garbage frames out {result['garbage_frames_out']}")
         print(f"  node: alive {result['alive']}, CPU {result['node_cpu_percent']:.0f} %, RSS "
               f"{result['rss_start_mb']:.1f} -> {result['rss_end_mb']:.1f} MB (max {result['rss_max_mb']:.1f}), "
-              f"dead cameras [{result['dead_cameras']}], lagging [{result['lagging_cameras']}]")
+              f"dead cameras [{result['dead_cameras']}], invalid input [{result['invalid_input_cameras']}], "
+              f"lagging [{result['lagging_cameras']}]")
+        print("  cameras: " + ", ".join(f"{c} {state}" for c, state in result["camera_states"].items())
+              + f"; status: {result['status']}")
         print("  sent: " + ", ".join(f"{k}={v}" for k, v in sorted(result["sent"].items())))
         counters = result["node_counters"]
         taken = counters.get("accepted", 0) + sum(v for k, v in counters.items() if k.startswith("rejected."))

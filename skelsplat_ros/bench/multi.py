@@ -31,6 +31,8 @@ import numpy as np
 
 from ..fusion import FusionConfig, StreamingFuser, preset_config
 from ..fusion.result import split_keypoints, triangulate_baseline
+from ..geometry.camera import CameraRig
+from ..sim import make_rig, make_ring_rig
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
 from ..tracking import MultiPersonTracker
 from ..tracking.recording import people_array, split_slots, track_offline
@@ -38,6 +40,14 @@ from ..tracking.tracker import gated_assignment
 
 MATCH_GATE_M = 0.3
 RIG_OF_VIEWS = {4: "lab", 8: "surround"}
+"""The rig of a camera count: these two, and a ring of that many cameras (``make_ring_rig``) for any other."""
+
+
+def rig_of_views(num_views: int, seed: int) -> CameraRig:
+    """The simulated rig of ``num_views`` cameras (see :data:`RIG_OF_VIEWS`)."""
+    if num_views in RIG_OF_VIEWS:
+        return make_rig(RIG_OF_VIEWS[num_views], seed=seed)
+    return make_ring_rig(num_views, seed=seed)
 
 
 @dataclass
@@ -168,7 +178,7 @@ def run_multi_benchmark(people: list[int], views: list[int], seeds: list[int], f
     for num_views in views:
         for num_people in people:
             scenarios = [
-                make_multi_person_scenario(RIG_OF_VIEWS[num_views], num_people, frames, noise=noise, seed=seed)
+                make_multi_person_scenario(rig_of_views(num_views, seed), num_people, frames, noise=noise, seed=seed)
                 for seed in seeds
             ]
             oracles = [oracle_triangulation(s, config) for s in scenarios]

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .camera import Camera, CameraRig, matrix_to_rodrigues, rodrigues_to_matrix
+from .units import UNIT_SCALES, detect_units, scale_rig
 
 try:  # Python >= 3.11
     import tomllib
@@ -46,8 +47,7 @@ __all__ = [
     "NON_CAMERA_SECTIONS",
     "load_calibration",
     "load_calibration_metres",
-    "detect_units",
-    "UNIT_SCALES",
+    "rig_in_metres",
     "CameraInfoIntrinsics",
     "intrinsics_from_camera_info",
     "camera_info_fields",
@@ -237,35 +237,29 @@ def save_calibration(rig: CameraRig, path: str | Path, metadata: dict[str, Any] 
 
 # --- units -------------------------------------------------------------------------------------------------------
 
-UNIT_SCALES = {"m": 1.0, "cm": 0.01, "mm": 0.001}
-"""Metres per calibration unit."""
 
-_MILLIMETRE_SPREAD = 100.0
-"""A rig whose cameras stand further than this from their centroid (in file units) is taken to be in millimetres:
-100 m is beyond any room or lab a person is captured in, while a millimetre rig of 0.1 m would be a toy."""
+def rig_in_metres(rig: CameraRig, units: str = "auto",
+                  keypoints: np.ndarray | None = None) -> tuple[CameraRig, str, str]:
+    """``rig`` as read from its file, converted to metres: ``units`` is ``m``, ``cm``, ``mm`` or ``auto``
+    (:func:`~skelsplat_ros.geometry.units.detect_units`, with the evidence of ``keypoints [V, F, J, 3]`` in ``rig``
+    order when given). Returns ``(rig in metres, the unit it was read in, the evidence in words or "as told")``.
 
-
-def detect_units(rig: CameraRig) -> str:
-    """``"mm"`` or ``"m"`` from the camera spread: the largest distance of a camera centre from the centroid.
-
-    One camera (no spread) is read from its distance to the world origin instead.
+    Raises:
+        CalibrationError: an unknown unit. UnitsError (a ``ValueError``): ``auto`` and the evidence does not decide.
     """
-    centres = rig.centres
-    reference = centres.mean(axis=0) if len(rig) > 1 else np.zeros(3)
-    spread = float(np.max(np.linalg.norm(centres - reference, axis=1)))
-    return "mm" if spread > _MILLIMETRE_SPREAD else "m"
+    if units != "auto" and units not in UNIT_SCALES:
+        raise CalibrationError(f"calibration units must be auto, {', '.join(UNIT_SCALES)}; got {units!r}")
+    evidence = "as told"
+    if units == "auto":
+        decision = detect_units(rig, keypoints)
+        units, evidence = decision.units, decision.evidence
+    return (rig if units == "m" else scale_rig(rig, UNIT_SCALES[units])), units, evidence
 
 
 def load_calibration_metres(path: str | Path, units: str = "auto") -> tuple[CameraRig, str]:
-    """:func:`load_calibration`, converted to metres: ``units`` is ``m``, ``cm``, ``mm`` or ``auto``
-    (:func:`detect_units`). Returns the rig in metres and the units the file was read in."""
-    if units != "auto" and units not in UNIT_SCALES:
-        raise CalibrationError(f"calibration units must be auto, {', '.join(UNIT_SCALES)}; got {units!r}")
-    rig = load_calibration(path)
-    if units == "auto":
-        units = detect_units(rig)
-    if units != "m":
-        rig = load_calibration(path, scale=UNIT_SCALES[units])
+    """:func:`load_calibration` in metres (:func:`rig_in_metres` from the rig alone). Returns the rig in metres and
+    the units the file was read in."""
+    rig, units, _ = rig_in_metres(load_calibration(path), units)
     return rig, units
 
 

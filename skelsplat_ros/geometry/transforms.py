@@ -6,7 +6,15 @@
 - No extrapolation: a stamp before the oldest or after the newest sample of a dynamic edge on the path fails with
   :class:`TransformError`, whose ``reason`` says which (``future``, ``past``, ``unknown_frame``, ``no_chain``). A
   caller that must not use a wrong pose can thus tell "not yet received" (wait) from "too old" (give up).
-- Samples older than ``cache_time`` behind the newest sample of their edge are forgotten (tf2's 10 s default).
+- Samples older than ``cache_time`` behind the newest sample of their edge are forgotten (tf2's 10 s default), and
+  so are leaf frames silent for longer than that behind the newest sample of the buffer (a frame per joint and
+  tracked person would otherwise pile up for ever). A lookup costs the same however many frames were received.
+- Time that jumps (a bag played in a loop, a simulator reset, a wrong clock) is recognised from the stamps alone:
+  a sample more than ``jump_time`` before the newest of its edge, or more than ``cache_time`` after it, is held
+  until a second sample agrees with it (within ``cache_time``). An agreeing pair back in time is a backwards jump:
+  every edge forgets what it holds from that time on (tf2's listener clears its buffer when its clock goes back;
+  :meth:`TransformBuffer.clear` is that). A pair forward moves the edge on. One sample that nothing confirms (a
+  late message, a stamp an hour ahead) changes nothing.
 
 Stamps are integer nanoseconds (ROS stamps are exact; floats would lose the nanoseconds after 2**53 ns).
 Conventions: a :class:`Transform` ``target_T_source`` maps points given in ``source`` into ``target``:
@@ -17,6 +25,7 @@ Conventions: a :class:`Transform` ``target_T_source`` maps points given in ``sou
 from __future__ import annotations
 
 import bisect
+import collections
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_CACHE_NS",
+    "DEFAULT_JUMP_NS",
     "Transform",
     "TransformBuffer",
     "TransformError",
@@ -35,6 +45,9 @@ __all__ = [
 
 DEFAULT_CACHE_NS = 10_000_000_000
 """How long a dynamic edge keeps its samples behind its newest one (10 s, as tf2)."""
+DEFAULT_JUMP_NS = 1_000_000_000
+"""A sample this much older than the newest of its edge may mean that time jumped back (as the node's
+``clock_jump_threshold``); smaller steps back are out-of-order arrivals, sorted in."""
 
 
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
@@ -125,6 +138,9 @@ class TransformError(LookupError):
         self.reason = reason
 
 
+_Sample = tuple[int, np.ndarray, np.ndarray]  # stamp ns, translation [3], unit quaternion [4]
+
+
 @dataclass
 class _Edge:
     parent: str
@@ -133,10 +149,31 @@ class _Edge:
     translations: list[np.ndarray] = field(default_factory=list)
     quaternions: list[np.ndarray] = field(default_factory=list)
 
+    def insert(self, sample: _Sample, cache_ns: int) -> None:
+        """Add a sample in stamp order (a repeated stamp replaces the sample); forget what is older than the cache."""
+        stamp, translation, quaternion = sample
+        i = bisect.bisect_left(self.stamps, stamp)
+        if i < len(self.stamps) and self.stamps[i] == stamp:
+            self.translations[i], self.quaternions[i] = translation, quaternion
+        else:
+            self.stamps.insert(i, stamp)
+            self.translations.insert(i, translation)
+            self.quaternions.insert(i, quaternion)
+        cut = bisect.bisect_left(self.stamps, self.stamps[-1] - cache_ns)
+        if cut:
+            del self.stamps[:cut], self.translations[:cut], self.quaternions[:cut]
+
+    def drop_from(self, stamp: int) -> None:
+        """Forget the samples stamped at or after ``stamp``."""
+        i = bisect.bisect_left(self.stamps, stamp)
+        del self.stamps[i:], self.translations[i:], self.quaternions[i:]
+
     def at(self, stamp: int, child: str) -> Transform:
         if self.static is not None:
             return self.static
         stamps = self.stamps
+        if not stamps:  # emptied by a jump back in time: the new timeline's transforms have not come yet
+            raise TransformError("future", f"{self.parent} -> {child}: no transform received since time jumped back")
         if stamp > stamps[-1]:
             raise TransformError(
                 "future", f"{self.parent} -> {child}: stamp {stamp * 1e-9:.3f} s is {(stamp - stamps[-1]) * 1e-6:.1f} "
@@ -157,12 +194,25 @@ class TransformBuffer:
     """The transform tree, fed by :meth:`set_transform` (thread-safe: a ROS callback feeds it, a worker reads it).
 
     Args:
-        cache_ns: how long (ns) a dynamic edge keeps samples behind its newest one.
+        cache_ns: how long (ns) a dynamic edge keeps samples behind its newest one, and how long a leaf frame may
+            stay silent behind the newest sample of the buffer before it is forgotten.
+        jump_ns: a sample more than this before the newest of its edge may mean that time jumped back (module
+            docstring).
+
+    Attributes:
+        jumps: backwards jumps of time recognised (each forgot the old timeline's samples).
     """
 
-    def __init__(self, cache_ns: int = DEFAULT_CACHE_NS) -> None:
+    def __init__(self, cache_ns: int = DEFAULT_CACHE_NS, jump_ns: int = DEFAULT_JUMP_NS) -> None:
         self.cache_ns = int(cache_ns)
+        self.jump_ns = int(jump_ns)
+        self.jumps = 0
         self._edges: dict[str, _Edge] = {}  # by child frame: a frame has one parent, as in tf2
+        self._children: collections.Counter[str] = collections.Counter()  # parent frame -> edges under it
+        # By child: a sample far from its edge's newest, awaiting a second that agrees, and whether it is behind.
+        self._held: dict[str, tuple[_Sample, bool]] = {}
+        self._present: int | None = None  # newest stamp taken in the current timeline
+        self._swept: int | None = None  # ``_present`` when silent frames were last forgotten
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
 
@@ -184,26 +234,108 @@ class TransformBuffer:
         with self._changed:
             edge = self._edges.get(child)
             if edge is None or edge.parent != parent or (edge.static is not None) != static:
-                edge = self._edges[child] = _Edge(parent)
+                edge = self._new_edge(child, parent)
             if static:
                 edge.static = Transform.from_quaternion(translation, quaternion)
             else:
-                stamp = int(stamp_ns)
-                i = bisect.bisect_left(edge.stamps, stamp)
-                if i < len(edge.stamps) and edge.stamps[i] == stamp:  # a repeated stamp replaces the sample
-                    edge.translations[i], edge.quaternions[i] = translation, quaternion
-                else:
-                    edge.stamps.insert(i, stamp)
-                    edge.translations.insert(i, translation)
-                    edge.quaternions.insert(i, quaternion)
-                cut = bisect.bisect_left(edge.stamps, edge.stamps[-1] - self.cache_ns)
-                if cut:
-                    del edge.stamps[:cut], edge.translations[:cut], edge.quaternions[:cut]
+                self._add_sample(child, edge, (int(stamp_ns), translation, quaternion))
+            self._changed.notify_all()
+
+    def clear(self) -> None:
+        """Forget every dynamic sample, keeping the static edges (tf2's ``clear``: what a listener does when its
+        clock jumps back). Lookups through a dynamic edge then fail as ``future`` until it is received again."""
+        with self._changed:
+            for edge in self._edges.values():
+                edge.drop_from(-(2**63))
+            self._held.clear()
+            self._present = self._swept = None
             self._changed.notify_all()
 
     def frames(self) -> set[str]:
         with self._lock:
-            return set(self._edges) | {e.parent for e in self._edges.values()}
+            return set(self._edges) | set(self._children)
+
+    # --- samples and time ----------------------------------------------------------------------------------------
+
+    def _new_edge(self, child: str, parent: str) -> _Edge:
+        if child in self._edges:
+            self._remove_edge(child)
+        edge = self._edges[child] = _Edge(parent)
+        self._children[parent] += 1
+        return edge
+
+    def _remove_edge(self, child: str) -> None:
+        parent = self._edges.pop(child).parent
+        self._held.pop(child, None)
+        self._children[parent] -= 1
+        if not self._children[parent]:
+            del self._children[parent]
+
+    def _add_sample(self, child: str, edge: _Edge, sample: _Sample) -> None:
+        stamp = sample[0]
+        newest = edge.stamps[-1] if edge.stamps else None
+        if newest is not None and stamp > newest + self.cache_ns:
+            self._forward(child, edge, sample)
+        elif newest is not None and stamp < newest - self.jump_ns:
+            edge.insert(sample, self.cache_ns)  # a late sample is sorted in (the cache may forget it at once) ...
+            self._backward(child, sample)  # ... but it may also be the first of a new timeline
+        else:
+            self._held.pop(child, None)  # a sample in the edge's window: what was held for it was an outlier
+            edge.insert(sample, self.cache_ns)
+            self._advance(stamp)
+
+    def _forward(self, child: str, edge: _Edge, sample: _Sample) -> None:
+        """A sample more than the cache time after its edge's newest: taken once a second one of the same edge agrees
+        (one wrong stamp must not make the cache forget the present)."""
+        previous, backwards = self._held.get(child, (None, True))
+        if previous is None or backwards or abs(previous[0] - sample[0]) > self.cache_ns:
+            self._held[child] = (sample, False)
+            return
+        del self._held[child]
+        edge.insert(previous, self.cache_ns)
+        edge.insert(sample, self.cache_ns)
+        self._advance(edge.stamps[-1])
+
+    def _backward(self, child: str, sample: _Sample) -> None:
+        """A sample far behind its edge's newest: a jump back once a second one (of any edge) agrees with it."""
+        stamp = sample[0]
+        agreeing = {name: held for name, (held, backwards) in self._held.items()
+                    if backwards and abs(held[0] - stamp) <= self.cache_ns}
+        if not agreeing:
+            self._held[child] = (sample, True)
+            return
+        agreeing[child] = sample
+        start = min(held[0] for held in agreeing.values())
+        for edge in self._edges.values():
+            if edge.static is None and edge.stamps and edge.stamps[-1] > start + self.jump_ns:
+                edge.drop_from(start)  # the old timeline, from the new time on
+        for name, held in agreeing.items():
+            self._held.pop(name, None)
+            self._edges[name].insert(held, self.cache_ns)
+        self.jumps += 1
+        self._present = self._swept = None
+        self._advance(max(held[0] for held in agreeing.values()))
+
+    def _advance(self, stamp: int) -> None:
+        """Note the newest stamp taken; every quarter of the cache time (of stamps), forget the leaf frames silent
+        for longer than the cache time and the held samples nothing confirmed (amortised: one pass over the edges
+        per quarter cache time)."""
+        if self._present is None or stamp > self._present:
+            self._present = stamp
+        if self._swept is None:
+            self._swept = self._present
+        if self._present - self._swept < self.cache_ns // 4:
+            return
+        self._swept = self._present
+        horizon = self._present - self.cache_ns
+        self._held.clear()  # what nothing confirmed for a quarter of the cache time was an outlier
+        silent = [child for child, edge in self._edges.items()
+                  if edge.static is None and (not edge.stamps or edge.stamps[-1] < horizon)
+                  and child not in self._children]
+        for child in silent:
+            self._remove_edge(child)
+
+    # --- lookups -------------------------------------------------------------------------------------------------
 
     def _path_to_root(self, frame: str) -> list[str]:
         path = [frame]
@@ -221,9 +353,8 @@ class TransformBuffer:
     def _lookup(self, target: str, source: str, stamp: int) -> Transform:
         if target == source:
             return Transform()
-        known = set(self._edges) | {e.parent for e in self._edges.values()}
         for frame in (target, source):
-            if frame not in known:
+            if frame not in self._edges and frame not in self._children:
                 raise TransformError("unknown_frame", f"frame {frame!r} has not been received on /tf or /tf_static")
         up_source, up_target = self._path_to_root(source), self._path_to_root(target)
         common = next((f for f in up_source if f in set(up_target)), None)

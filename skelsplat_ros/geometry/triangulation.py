@@ -310,44 +310,46 @@ def triangulate_greedy(
     min_views: int = 2,
 ) -> RobustTriangulation:
     """Like :func:`triangulate_robust`, but leaving out one view at a time: the one whose removal lowers the mean
-    reprojection error most, until the views left agree.
+    reprojection error most (the first view of equal ones), until the views left agree.
 
-    About ``V^2 / 2`` solves instead of every subset (35 instead of 247 for 8 cameras): the choice for many cameras,
-    where the exhaustive search grows as ``2^V``. A point whose views never agree is NaN.
+    About ``V^2 / 2`` solves per point whose views disagree instead of every subset (35 instead of 247 for 8
+    cameras): the choice for many cameras, where the exhaustive search grows as ``2^V``. Only those points search,
+    every view they could leave out in one batch. A point whose views never agree is NaN.
     """
     num_views = uv.shape[0]
-    used, rows = _usable_views(rig, uv, confidence, min_confidence)
+    batch_shape = uv.shape[1:-1]
+    flat_uv = uv.reshape(num_views, -1, 2)
+    used, rows = _usable_views(rig, flat_uv, confidence.reshape(num_views, -1), min_confidence)  # [V, N], [N, V, 2, 4]
     P = rig.projection_matrices
-    view_axis = np.arange(num_views).reshape((-1,) + (1,) * (uv.ndim - 2))
-
-    def solve(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _fit_views(_normal_matrices(rows, np.moveaxis(mask, 0, -1)), mask, P, uv)
-
-    points, mean_error = solve(used)
+    points, mean_error = _fit_views(_normal_matrices(rows, used.T), used, P, flat_uv)
+    searching = np.flatnonzero((mean_error >= threshold_px) & (used.sum(axis=0) > min_views))
     for _ in range(num_views - min_views):
-        pending = (mean_error >= threshold_px) & (used.sum(axis=0) > min_views)
-        if not pending.any():
+        if not len(searching):
             break
-        best_error = np.full(mean_error.shape, np.inf)
-        best_points, best_view = points, np.full(mean_error.shape, -1)
-        for view in range(num_views):
-            candidate = pending & used[view]
-            if not candidate.any():
-                continue
-            trial_points, trial_error = solve(used & (view_axis != view))
-            better = candidate & (trial_error < best_error)
-            best_error = np.where(better, trial_error, best_error)
-            best_points = np.where(better[..., None], trial_points, best_points)
-            best_view = np.where(better, view, best_view)
-        dropped = pending & (best_view >= 0)
-        used = used & ~(dropped[None] & (view_axis == best_view[None]))
-        points = np.where(dropped[..., None], best_points, points)
-        mean_error = np.where(dropped, best_error, mean_error)
+        # Every (point, view it uses) pair: that point's views without that one.
+        point, view = np.nonzero(used[:, searching].T)  # [M]: index into searching, and the view left out
+        masks = used[:, searching[point]].T.copy()  # [M, V]
+        masks[np.arange(len(point)), view] = False
+        trial_points, trial_error = _fit_views(_normal_matrices(rows[searching[point]], masks), masks.T, P,
+                                               flat_uv[:, searching[point]])
+        error = np.full((len(searching), num_views), np.inf)
+        error[point, view] = trial_error
+        best_view = np.argmin(error, axis=1)  # the first of equal ones, as the views are tried in order
+        best_error = error[np.arange(len(searching)), best_view]
+        # A point none of whose drops gives a finite error keeps its views (and would not change again).
+        dropped = np.isfinite(best_error)
+        chosen = np.full((len(searching), num_views), -1)
+        chosen[point, view] = np.arange(len(point))
+        pick = chosen[np.arange(len(searching)), best_view][dropped]
+        moved = searching[dropped]
+        used[best_view[dropped], moved] = False
+        points[moved], mean_error[moved] = trial_points[pick], best_error[dropped]
+        searching = moved[(mean_error[moved] >= threshold_px) & (used[:, moved].sum(axis=0) > min_views)]
     ok = (mean_error < threshold_px) & (used.sum(axis=0) >= min_views)
     return RobustTriangulation(
-        points=np.where(ok[..., None], points, np.nan),
-        views_used=used & ok[None],
-        error=np.where(ok, mean_error, np.nan),
+        points=np.where(ok[:, None], points, np.nan).reshape(batch_shape + (3,)),
+        views_used=(used & ok[None]).reshape((num_views,) + batch_shape),
+        error=np.where(ok, mean_error, np.nan).reshape(batch_shape),
     )
 
 

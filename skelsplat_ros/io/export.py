@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -141,19 +141,24 @@ def save_result(
         arrays.update({k: v for k, v in optional.items() if v is not None})
         if fps is not None:
             arrays["fps"] = np.array(float(fps))
-        for key, value in extra.items():
-            if key in arrays or key in optional:
-                raise ExportError(f"extra key {key!r} clashes with a standard result key")
-            array = np.asarray(value)
-            if array.dtype == object:
-                raise ExportError(f"extra[{key!r}] is not a plain numeric or string array")
-            arrays[key] = array
+        _add_extra(arrays, extra, reserved=optional)
         np.savez_compressed(path, **arrays)
     elif suffix == ".trc":
         _write_trc(path, joints, names, float(fps), trc_y_up)
     else:
         _write_csv(path, joints, confidence, names, fps)
     return path
+
+
+def _add_extra(arrays: dict[str, np.ndarray], extra: dict[str, Any], reserved: Iterable[str] = ()) -> None:
+    """Put ``extra`` into the ``.npz`` ``arrays``: plain arrays only, under names that are not the result's own."""
+    for key, value in extra.items():
+        if key in arrays or key in reserved:
+            raise ExportError(f"extra key {key!r} clashes with a standard result key")
+        array = np.asarray(value)
+        if array.dtype == object:
+            raise ExportError(f"extra[{key!r}] is not a plain numeric or string array")
+        arrays[key] = array
 
 
 def save_people_result(
@@ -165,6 +170,7 @@ def save_people_result(
     joint_names: Sequence[str],
     fps: float | None = None,
     trc_y_up: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> list[Path]:
     """Write several people's fused joints; the format follows the suffix of ``path``.
 
@@ -172,9 +178,11 @@ def save_people_result(
         joints: ``[F, T, J, 3]``, one slice per track, NaN where the track is absent or the joint not fused.
         confidence: ``[F, T, J]`` (0 where absent); covariance: ``[F, T, J, 3, 3]``.
         track_ids: ``[T]`` integer ids.
+        extra: more arrays for ``.npz`` (e.g. ``timestamps_ns``), as :func:`save_result`'s.
 
     Formats:
-        - ``.npz``: ``joints``, ``confidence``, ``covariance``, ``track_ids``, ``joint_names`` (and ``fps``).
+        - ``.npz``: ``joints``, ``confidence``, ``covariance``, ``track_ids``, ``joint_names`` (and ``fps``), plus
+          ``extra``.
         - ``.trc``: one file per track, ``<stem>_<id>.trc`` beside ``path`` (each as :func:`save_result` writes it).
         - ``.csv``: :func:`save_result`'s columns with ``track`` after ``time``, one row per frame and track present.
 
@@ -205,6 +213,7 @@ def save_people_result(
                   "joint_names": np.array(names, dtype=str)}
         if fps is not None:
             arrays["fps"] = np.array(float(fps))
+        _add_extra(arrays, dict(extra or {}))
         np.savez_compressed(path, **arrays)
         return [path]
     header = ["frame", "time", "track"]

@@ -6,7 +6,8 @@ In memory a recording is a :class:`KeypointSet`: ``keypoints [V, F, J, 3]`` hold
 On disk:
 
 - ``.npz``: ``keypoints [V, F, J, 3]``, ``cameras [V]`` (strings), optional ``fps`` (scalar), ``skeleton`` (string),
-  ``frame_numbers [F]`` (ints);
+  ``frame_numbers [F]`` (increasing ints: the frames they skip are read as missing frames, so that frame ``f`` of
+  the set is ``f / fps`` seconds in, as everything downstream assumes; see ``io/timeline.py``);
 - a folder with one ``<camera>_json/`` subfolder per camera, as written by OpenPose (``--write_json``) and read by
   Pose2Sim: one file per frame, ``{"people": [{"pose_keypoints_2d": [x0, y0, c0, x1, y1, c1, ...]}, ...]}``.
 
@@ -39,6 +40,7 @@ __all__ = [
     "save_keypoints_npz",
     "save_openpose_folder",
     "align_to_rig",
+    "match_cameras",
     "mask_outside_image",
 ]
 
@@ -264,7 +266,7 @@ def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSe
     if stored_skeleton == "":
         stored_skeleton = None
     try:
-        return KeypointSet(
+        keypoint_set = KeypointSet(
             keypoints=data["keypoints"],
             cameras=[str(c) for c in cameras],
             fps=fps if fps is not None else stored_fps,
@@ -273,6 +275,36 @@ def _load_npz(path: Path, skeleton: str | None, fps: float | None) -> KeypointSe
         )
     except KeypointsError as error:
         raise KeypointsError(f"{path}: {error}") from None
+    return _with_skipped_frames(keypoint_set, path)
+
+
+def _check_span(path: Path, first: int, last: int, count: int, what: str) -> None:
+    """Frame numbers ``first..last`` for ``count`` frames: refused when they span far more frames than there are
+    (they are not frame numbers, and a timeline of them would not fit in memory)."""
+    if last - first + 1 > max(10 * count, 10_000):
+        raise KeypointsError(f"{path}: frame numbers span {first}..{last} for only {count} {what}; are they frame "
+                             "numbers?")
+
+
+def _with_skipped_frames(keypoint_set: KeypointSet, path: Path) -> KeypointSet:
+    """The set with the frames its ``frame_numbers`` skip put back, as missing frames (NaN, confidence 0)."""
+    numbers = keypoint_set.frame_numbers
+    if numbers is None or numbers.size < 2:
+        return keypoint_set
+    steps = np.diff(numbers)
+    if np.any(steps <= 0):
+        at = int(np.argmax(steps <= 0))
+        raise KeypointsError(f"{path}: frame_numbers must increase (frame {at + 1} is number {numbers[at + 1]}, "
+                             f"after {numbers[at]})")
+    if np.all(steps == 1):
+        return keypoint_set
+    _check_span(path, int(numbers[0]), int(numbers[-1]), numbers.size, "frames")
+    kp = keypoint_set.keypoints
+    full = np.full((kp.shape[0], int(numbers[-1] - numbers[0]) + 1) + kp.shape[2:], np.nan)
+    full[..., 2] = 0.0
+    full[:, numbers - numbers[0]] = kp
+    return KeypointSet(full, keypoint_set.cameras, keypoint_set.fps, keypoint_set.skeleton,
+                       np.arange(numbers[0], numbers[-1] + 1))
 
 
 _LAST_NUMBER = re.compile(r"(\d+)(?!.*\d)")
@@ -430,11 +462,7 @@ def _load_json_folder(path: Path, skeleton: str | None, fps: float | None, every
         slots = [{number: k for k, number in enumerate(n)} for n in numbers]
     else:  # by frame number; gaps (in every camera) become missing frames so that F is evenly spaced in time
         first, last = min(n[0] for n in numbers), max(n[-1] for n in numbers)
-        if last - first + 1 > max(10 * max(len(n) for n in numbers), 10_000):
-            raise KeypointsError(
-                f"{path}: frame numbers span {first}..{last} for only {max(len(n) for n in numbers)} files "
-                "per camera; are they frame numbers?"
-            )
+        _check_span(path, first, last, max(len(n) for n in numbers), "files per camera")
         frame_numbers = np.arange(first, last + 1, dtype=np.int64)
         slots = [{number: number - int(frame_numbers[0]) for number in n} for n in numbers]
 
@@ -509,7 +537,8 @@ def save_openpose_folder(
     ``people`` list; missing keypoints are written ``0, 0, 0`` as OpenPose does.
 
     Args:
-        keypoint_set: the subject's keypoints ``[V, F, J, 3]``.
+        keypoint_set: the subject's keypoints ``[V, F, J, 3]``, or several people's ``[V, F, S, J, 3]`` (each slot
+            with a keypoint seen is a person of the file, in slot order).
         folder: output folder (created).
         others: optional extra people ``[V, F, P, J, 3]`` (NaN for absent), written before the subject in each
             file (to test or simulate the most-confident-person rule; give them lower confidences).
@@ -521,6 +550,8 @@ def save_openpose_folder(
     """
     folder = Path(folder)
     kp = keypoint_set.keypoints
+    if others is not None and keypoint_set.multi_person:
+        raise KeypointsError("others is for a one-subject set [V, F, J, 3]; a [V, F, S, J, 3] set has its people")
     if others is not None:
         others = np.asarray(others, dtype=np.float64)
         if others.ndim != 5 or others.shape[:2] != kp.shape[:2] or others.shape[3:] != kp.shape[2:]:
@@ -545,9 +576,10 @@ def save_openpose_folder(
                 for person in others[view, index]:
                     if np.any(np.isfinite(person[:, :2]).all(axis=-1)):
                         people.append(_person_json(person))
-            subject = kp[view, index]
-            if np.any(np.isfinite(subject[:, :2]).all(axis=-1)):
-                people.append(_person_json(subject))
+            # Several people [S, J, 3] (slots in order), or the one subject [J, 3].
+            for subject in kp[view, index] if keypoint_set.multi_person else kp[view, index][None]:
+                if np.any(np.isfinite(subject[:, :2]).all(axis=-1)):
+                    people.append(_person_json(subject))
             file = cam_folder / f"{camera}_{int(number):012d}_keypoints.json"
             file.write_text(json.dumps({"version": 1.3, "people": people}), encoding="utf-8")
         written.append(cam_folder)
@@ -563,23 +595,18 @@ def _loose_name(name: str) -> str:
     return re.sub(r"\d+", lambda m: str(int(m.group(0))), compact)
 
 
-def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet, CameraRig]:
-    """Pair each keypoint camera with its calibrated camera.
+def match_cameras(names: list[str], rig: CameraRig) -> CameraRig:
+    """The calibrated camera of each name in ``names``, in that order (the rig keeps its own names).
 
     Names match exactly first, then loosely (case, ``_``/``-`` separators and leading zeros ignored, so the
-    Pose2Sim folder ``cam01_json`` meets the calibration's ``cam_01``). Calibrated cameras without keypoints are
-    dropped.
-
-    Returns:
-        ``(keypoint_set, rig_subset)`` with ``rig_subset[v]`` the calibration of view ``v`` of ``keypoint_set``
-        (the keypoint set is returned unchanged; the rig keeps its own names).
+    Pose2Sim folder ``cam01_json`` meets the calibration's ``cam_01``).
 
     Raises:
-        KeypointsError: a keypoint camera has no calibration, or matches several calibrated cameras.
+        KeypointsError: a name has no calibration, matches several calibrated cameras, or two names match one.
     """
     chosen: list[str] = []
     unmatched: list[str] = []
-    for camera in keypoint_set.cameras:
+    for camera in names:
         if camera in rig.names:
             chosen.append(camera)
             continue
@@ -593,10 +620,22 @@ def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet
     if unmatched:
         raise KeypointsError(f"no calibration for camera(s) {unmatched}; the calibration has {rig.names}")
     if len(set(chosen)) != len(chosen):
-        raise KeypointsError(
-            f"several keypoint cameras {keypoint_set.cameras} map to the same calibrated camera ({chosen})"
-        )
-    return keypoint_set, rig.subset(chosen)
+        raise KeypointsError(f"several keypoint cameras {list(names)} map to the same calibrated camera ({chosen})")
+    return rig.subset(chosen)
+
+
+def align_to_rig(keypoint_set: KeypointSet, rig: CameraRig) -> tuple[KeypointSet, CameraRig]:
+    """Pair each keypoint camera with its calibrated camera (:func:`match_cameras`); calibrated cameras without
+    keypoints are dropped.
+
+    Returns:
+        ``(keypoint_set, rig_subset)`` with ``rig_subset[v]`` the calibration of view ``v`` of ``keypoint_set``
+        (the keypoint set is returned unchanged; the rig keeps its own names).
+
+    Raises:
+        KeypointsError: a keypoint camera has no calibration, or matches several calibrated cameras.
+    """
+    return keypoint_set, match_cameras(keypoint_set.cameras, rig)
 
 
 def mask_outside_image(keypoint_set: KeypointSet, rig: CameraRig, margin: float = 0.25) -> tuple[KeypointSet, int]:

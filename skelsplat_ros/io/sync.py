@@ -100,7 +100,8 @@ class PartialViewSynchronizer(Generic[T]):
         min_views: a group resolved with fewer cameras is dropped as ``insufficient_views``.
         max_pending: at most this many groups wait at once; beyond, the oldest is dropped (``overflow``).
         dead_after: a camera silent for this long (``now`` clock) is not waited for; default
-            ``max(1.0, 5 * max_wait)``. Never-heard cameras count as alive until ``dead_after`` after the first call.
+            ``max(1.0, 5 * max_wait)``. Never-heard cameras count as alive until ``dead_after`` after the first
+            message.
         jump_threshold: a stamp more than this many seconds before the newest stamp seen is a backwards clock jump
             (bag loop, clock reset) rather than a late message ...
         jump_confirm: ... once that many distinct cameras report such stamps, agreeing with each other within
@@ -151,7 +152,7 @@ class PartialViewSynchronizer(Generic[T]):
         self.replaced = 0  # duplicates that displaced a worse message of the same camera and stamp
         self.lagging_events = 0  # times a camera was found lagging
         self._last_seen: dict[str, float] = {}
-        self._started: float | None = None
+        self._started: float | None = None  # ``now`` of the first message: cameras not heard yet count from here
         # Lag of each camera's messages behind the first message of their frame (``now`` clock), for lagging cameras.
         self._lag: dict[str, float] = {}
         self._streak: dict[str, int] = {camera: 0 for camera in self.cameras}
@@ -178,7 +179,9 @@ class PartialViewSynchronizer(Generic[T]):
         return len(self._pending)
 
     def alive(self, now: float) -> list[str]:
-        """Cameras heard from within ``dead_after`` (never-heard ones count as alive during start-up)."""
+        """Cameras heard from within ``dead_after`` (never-heard ones count as alive until ``dead_after`` after the
+        first message of any camera: a synchronizer that waited long for its input to start does not take the
+        first frame for one of dead cameras)."""
         out = []
         for camera in self.cameras:
             seen = self._last_seen.get(camera, self._started)
@@ -246,8 +249,6 @@ class PartialViewSynchronizer(Generic[T]):
 
     def poll(self, now: float) -> list[SyncedFrame[T]]:
         """Resolve groups that timed out (``max_wait``) or are complete for the live cameras; call it periodically."""
-        if self._started is None:
-            self._started = now
         self._expire_jump_evidence(now)
         out: list[SyncedFrame[T]] = []
         awaited = set(self.alive(now)) - self._lagging

@@ -3,9 +3,17 @@
 Reading (:func:`read_bag_frames`): a bag folder with ``metadata.yaml`` (MCAP or sqlite3 storage) or a bare ``.mcap``.
 Keypoints come from ``/<camera>/keypoints`` topics (``Keypoints2DArray``), found by type and name or given; messages
 are fed in recording order (log time = the ``now`` clock) to the node's :class:`PartialViewSynchronizer`, so a frame
-with a lost message is grouped offline exactly as it was live. The cameras come from a calibration file or, without
-one, from ``<camera>/camera_info`` + ``/tf`` + ``/tf_static`` in the same bag, each view posed at its own stamp
-(:class:`TfRigSource`); a view whose pose the bag does not give exactly is left out and counted.
+with a lost message is grouped offline exactly as it was live. Every person of a message is kept: a recording with
+several people in a message is tracked as a 5-D ``.npz`` is (``[V, F, S, J, 3]``). The synchronized frames are
+placed on the recording's frame clock (``io/timeline.py``): a frame the synchronizer could not fill stays a missing
+frame, so the frames on either side of a gap are not fused as neighbours.
+
+The cameras come from a calibration file or, without one, from ``<camera>/camera_info`` + ``/tf`` + ``/tf_static``
+in the same bag, each view posed at its own stamp (:class:`TfRigSource`). An uncalibrated or unusable CameraInfo is
+skipped and counted (a driver may send ``K = 0`` before it is calibrated); the camera is used from its first good
+one. Cameras whose poses never change in the recording are static: every frame gets that one rig, also a view
+stamped before the first (or after the last) transform of its camera, counted as ``tf.static_pose_used``. Otherwise
+(moving cameras) a view whose pose the bag does not give exactly is left out and counted.
 
 Writing (:func:`write_result_bag`): a rosbag2 MCAP bag with ``/skeletons`` (``Skeleton3DArray``), ``/tf`` (a frame
 per joint) and ``/skeleton_markers``, each message stamped and logged at its frame's capture stamp; message
@@ -28,23 +36,29 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
 
 from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info
-from skelsplat_ros.geometry.camera import CameraRig
+from skelsplat_ros.geometry.camera import Camera, CameraRig
 from skelsplat_ros.geometry.rig_source import StaticRigSource, TfRigSource, ViewRef
 from skelsplat_ros.geometry.transforms import TransformBuffer
 from skelsplat_ros.io.recording import is_bag
-from skelsplat_ros.io.sync import PartialViewSynchronizer
+from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
+from skelsplat_ros.io.timeline import Timeline, frame_timeline
 from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray
 
-from .conversions import marker_array, ns_to_stamp, parse_keypoints, skeleton_array_msg, tf_transforms
+from .conversions import ns_to_stamp, parse_keypoints
+from .outputs import OutputOptions, frame_messages
 from .tf_listener import add_tf_message
 
 __all__ = ["BagError", "BagFrames", "SyncSettings", "is_bag", "read_bag_frames", "write_result_bag",
            "typestore_with_our_messages"]
 
 KEYPOINTS_TYPE = "skelsplat_ros/msg/Keypoints2DArray"
+PEOPLE_CHOICES = ("auto", "all", "subject")
+"""How many people of each message are read: ``auto`` every person when any message holds several, else one;
+``all`` every person; ``subject`` the most confident person of each message (one-person fusion)."""
 MESSAGE_DIR_CANDIDATES = (Path(__file__).resolve().parents[2] / "msg",)
 
 
@@ -88,13 +102,14 @@ class SyncSettings:
 
 @dataclass
 class BagFrames:
-    """Synchronized frames of a recording.
+    """Synchronized frames of a recording, on its timeline.
 
     Attributes:
         cameras: camera names ``[V]``.
-        keypoints: ``[V, F, J, 3]`` (NaN / 0 for views missing or left out).
-        stamps_ns: capture stamp of each frame ``[F]`` (the stamp of its first message), integer ns.
-        rigs: the cameras of each frame ``[F]``; one shared object for a calibration file.
+        keypoints: ``[V, F, J, 3]``, or ``[V, F, S, J, 3]`` with several people (S slots, NaN-padded); NaN / 0 for
+            views missing or left out and for the timeline frames the recording lacks.
+        timeline: where the synchronized frames lie on the recording's frame clock (``F`` timeline frames).
+        rigs: the cameras of each frame ``[F]``; one shared object for static cameras.
         moving: the camera poses differ between frames.
         counts: what was dropped or left out, by reason.
         skeleton: skeleton name of the keypoints.
@@ -102,18 +117,38 @@ class BagFrames:
 
     cameras: list[str]
     keypoints: np.ndarray
-    stamps_ns: np.ndarray
+    timeline: Timeline
     rigs: list[CameraRig]
     moving: bool
     counts: dict[str, int] = field(default_factory=dict)
     skeleton: str = ""
 
     @property
+    def stamps_ns(self) -> np.ndarray:
+        """Capture stamp of each timeline frame ``[F]`` (a frame's first message; interpolated where missing)."""
+        return self.timeline.stamps_ns
+
+    @property
+    def present(self) -> np.ndarray:
+        """``[F]`` bool: a synchronized frame is there."""
+        return self.timeline.present
+
+    @property
     def fps(self) -> float:
-        """Frame rate from the median stamp step (30 for fewer than two frames)."""
-        if len(self.stamps_ns) < 2:
-            return 30.0
-        return float(1e9 / np.median(np.diff(self.stamps_ns)))
+        """Frame rate of the timeline (the mean along the recording)."""
+        return self.timeline.fps
+
+    @property
+    def multi_person(self) -> bool:
+        return self.keypoints.ndim == 5
+
+    def filled(self) -> tuple[np.ndarray, np.ndarray, list[CameraRig] | None]:
+        """The frames the node would have had, those the synchronizer filled (what a streaming replay fuses): their
+        mask ``[F]``, their stamps in seconds from the first frame, and their rigs (moving cameras; else None)."""
+        there = self.present
+        stamps = (self.stamps_ns[there] - self.stamps_ns[0]) * 1e-9
+        rigs = [rig for rig, kept in zip(self.rigs, there) if kept] if self.moving else None
+        return there, stamps, rigs
 
 
 def _open(path: Path):
@@ -131,6 +166,21 @@ def _open(path: Path):
     return reader
 
 
+def _messages(reader, connections, path: Path):
+    """``reader.messages(connections=...)``, with what rosbags raises on damaged bytes met along the way (its
+    ReaderError family, or an OverflowError for a corrupt length) as one :class:`BagError`."""
+    stream = reader.messages(connections=connections)
+    while True:
+        try:
+            item = next(stream)
+        except StopIteration:
+            return
+        except Exception as error:  # the reader's errors on damaged chunks: not ours to tell apart
+            raise BagError(f"{path}: the recording is damaged ({type(error).__name__}: {error})".replace("\n", " ")) \
+                from None
+        yield item
+
+
 def _camera_of_topic(topic: str) -> str:
     """``/cam0/keypoints`` -> ``cam0``; ``/robot/head/keypoints`` -> ``robot/head``."""
     return topic.strip("/").rpartition("/keypoints")[0]
@@ -138,7 +188,7 @@ def _camera_of_topic(topic: str) -> str:
 
 def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topics: list[str] | None = None,
                     rig: CameraRig | None = None, world_frame: str = "world",
-                    sync: SyncSettings = SyncSettings()) -> BagFrames:
+                    sync: SyncSettings = SyncSettings(), people: str = "auto") -> BagFrames:
     """Read, validate and synchronize the keypoints of a recording, and pose its cameras.
 
     Args:
@@ -148,10 +198,14 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
         rig: a calibration (cameras named as the topics); ``None`` = ``camera_info`` + TF from the bag.
         world_frame: frame the TF route poses cameras in.
         sync: the node's synchronizer settings.
+        people: one of :data:`PEOPLE_CHOICES`.
 
     Raises:
-        BagError: no keypoint topic, a topic of another type, no usable camera_info, nothing synchronized.
+        BagError: no keypoint topic, a topic of another type, no usable camera_info, nothing synchronized, stamps
+            that jump back (two timelines in one recording).
     """
+    if people not in PEOPLE_CHOICES:
+        raise BagError(f"people must be one of {PEOPLE_CHOICES}, got {people!r}")
     path = Path(path)
     reader = _open(path)
     try:
@@ -178,8 +232,10 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
                                f"(it has {rig.names})")
             source = StaticRigSource(rig.subset(cameras))
         else:
-            duration_ns = max(int(reader.duration), 1)
-            source = TfRigSource(cameras, world_frame, TransformBuffer(cache_ns=duration_ns + 1_000_000_000))
+            # The whole recording stays in the buffer (every frame is posed once all is read), so no sample is
+            # ever far enough behind another to look like a jump of time.
+            cache_ns = max(int(reader.duration), 1) + 1_000_000_000
+            source = TfRigSource(cameras, world_frame, TransformBuffer(cache_ns=cache_ns, jump_ns=cache_ns))
         info_topic = {f"/{c}/camera_info": c for c in cameras}
         # The node's checks with its defaults (io/validation.py); the stamp is checked against the time the message
         # was logged, which is what the node's clock says when a message arrives.
@@ -194,12 +250,13 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
             max_pending=sync.max_pending, dead_after=sync.camera_timeout,
             jump_threshold=max(sync.clock_jump_threshold, 2.0 * sync.slop + 1e-3))
         counts: dict[str, int] = {}
-        frames = []
+        frames: list[SyncedFrame] = []
+        info_errors: dict[str, str] = {}  # camera -> why its CameraInfo was refused (the first time)
 
         def count(key: str, amount: int = 1) -> None:
             counts[key] = counts.get(key, 0) + amount
 
-        for connection, log_ns, raw in reader.messages(connections=wanted):
+        for connection, log_ns, raw in _messages(reader, wanted, path):
             now = log_ns * 1e-9
             frames += synchronizer.poll(now)
             topic = connection.topic
@@ -220,8 +277,10 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
                 if source.intrinsics(camera) is None:
                     try:
                         intrinsics = intrinsics_from_camera_info(msg, f"{path} {topic}")
-                    except CalibrationError as error:
-                        raise BagError(str(error)) from None
+                    except CalibrationError as error:  # e.g. K = 0 from a driver not calibrated yet: the next one
+                        count("rejected.camera_info")
+                        info_errors.setdefault(camera, str(error))
+                        continue
                     source.set_intrinsics(camera, intrinsics)
                     validator.set_image_size(cameras.index(camera), intrinsics.size)
                 continue
@@ -243,37 +302,83 @@ def read_bag_frames(path: str | Path, skeleton_name: str, num_joints: int, topic
             if parsed.rejected:
                 count(f"rejected.{parsed.rejected}")
                 continue
-            frames += synchronizer.add(camera_of[topic], stamp_ns * 1e-9,
-                                       (stamp_ns, parsed.keypoints, msg.header.frame_id), now, check.quality)
+            kept = parsed.people[:1] if people == "subject" else parsed.people
+            frames += synchronizer.add(camera_of[topic], stamp_ns * 1e-9, (stamp_ns, kept, msg.header.frame_id), now,
+                                       check.quality)
         frames += synchronizer.poll(math.inf)
     finally:
         reader.close()
     counts.update({f"dropped.{reason}": n for reason, n in synchronizer.drops.items() if n})
     if not frames:
         raise BagError(f"{path}: no frame with at least {synchronizer.min_views} views on {keypoint_topics}")
-    if rig is None:
-        silent = [c for c in cameras if source.intrinsics(c) is None]
-        if len(silent) == len(cameras):
-            raise BagError(f"{path}: no calibration given and no /<camera>/camera_info in the recording "
-                           f"(looked for {sorted(info_topic)}); pass --calibration")
+    if rig is None and all(source.intrinsics(c) is None for c in cameras):
+        if info_errors:
+            raise BagError(f"{path}: no usable camera_info for any camera ({'; '.join(info_errors.values())}); "
+                           "pass --calibration")
+        raise BagError(f"{path}: no calibration given and no /<camera>/camera_info in the recording "
+                       f"(looked for {sorted(info_topic)}); pass --calibration")
+    stamps = [next(ns for c, (ns, _, _) in frame.views.items() if frame.stamps[c] == frame.stamp) for frame in frames]
+    try:
+        timeline = frame_timeline(np.asarray(stamps, dtype=np.int64))
+    except ValueError as error:
+        raise BagError(f"{path}: {error}; fuse each part on its own") from None
+    if timeline.missing:
+        count("missing_frames", timeline.missing)
+    frame_rigs = [source.rig_for({c: ViewRef(frame_id, ns) for c, (ns, _, frame_id) in frame.views.items()})
+                  for frame in frames]
+    rigs, moving, posed = _pose_frames(frame_rigs, count)
 
-    keypoints = np.full((len(cameras), len(frames), num_joints, 3), np.nan)
+    slots = max((len(kp) for frame in frames for _, kp, _ in frame.views.values()), default=1)
+    several = people == "all" or (people == "auto" and slots > 1)
+    keypoints = np.full((len(cameras), len(frames), max(slots, 1), num_joints, 3), np.nan)
     keypoints[..., 2] = 0.0
-    stamps, rigs = np.zeros(len(frames), dtype=np.int64), []
     index = {c: i for i, c in enumerate(cameras)}
     for f, frame in enumerate(frames):
-        views = {c: ViewRef(frame_id, ns) for c, (ns, _, frame_id) in frame.views.items()}
-        frame_rig = source.rig_for(views)
-        for camera, reason in frame_rig.missing.items():
-            count(f"tf.{reason}")
         for camera, (_, kp, _) in frame.views.items():
-            if kp is not None and camera not in frame_rig.missing:
-                keypoints[index[camera], f] = kp
-        stamps[f] = next(ns for c, (ns, _, _) in frame.views.items() if frame.stamps[c] == frame.stamp)
-        rigs.append(frame_rig.rig)
-    moving = any(not (np.allclose(r.R, rigs[0].R, atol=1e-9) and np.allclose(r.t, rigs[0].t, atol=1e-9))
-                 for r in rigs[1:])
-    return BagFrames(cameras, keypoints, stamps, rigs, moving, counts, skeleton_name)
+            if posed[f][camera]:
+                keypoints[index[camera], f, :len(kp)] = kp
+    if not several:
+        keypoints = keypoints[:, :, 0]
+    keypoints = timeline.spread(keypoints, np.nan, axis=1)
+    keypoints[..., 2] = np.nan_to_num(keypoints[..., 2])
+    owner = np.searchsorted(timeline.slots, np.arange(timeline.num_frames), side="right") - 1
+    return BagFrames(cameras, keypoints, timeline, [rigs[i] for i in owner], moving, counts, skeleton_name)
+
+
+def _same_pose(a: Camera, b: Camera) -> bool:
+    return bool(np.allclose(a.R, b.R, atol=1e-9) and np.allclose(a.t, b.t, atol=1e-9))
+
+
+def _pose_frames(frame_rigs: list, count) -> tuple[list[CameraRig], bool, list[dict[str, bool]]]:
+    """The rig of each synchronized frame, whether the cameras move, and which views are posed.
+
+    Cameras are static when every view that got a pose got the same one (views without one say nothing about it:
+    a recording's first keypoints may come before its first /tf). Static cameras give every frame one rig, also to
+    the views stamped before the first (or after the last) transform of their camera. Otherwise a view without a
+    pose of its own is left out. Returns ``(rigs [N], moving, posed[f][camera])``.
+    """
+    names = frame_rigs[0].rig.names
+    first: dict[str, Camera] = {}
+    moving = False
+    for frame_rig in frame_rigs:
+        for camera in frame_rig.rig:
+            if camera.name in frame_rig.missing:
+                continue
+            known = first.setdefault(camera.name, camera)
+            moving = moving or not _same_pose(known, camera)
+    static_rig = None if moving else CameraRig([first.get(n, frame_rigs[0].rig[i]) for i, n in enumerate(names)])
+    rigs, posed = [], []
+    for frame_rig in frame_rigs:
+        usable = {}
+        for name in names:
+            reason = frame_rig.missing.get(name)
+            # A view stamped outside the camera's received transforms: the pose a static camera always has.
+            usable[name] = reason is None or (static_rig is not None and reason in ("past", "future") and name in first)
+            if reason is not None:
+                count("tf.static_pose_used" if usable[name] else f"tf.{reason}")
+        posed.append(usable)
+        rigs.append(static_rig if static_rig is not None else frame_rig.rig)
+    return rigs, moving, posed
 
 
 def write_result_bag(path: str | Path, stamps_ns: np.ndarray, skeleton_name: str, joint_names: list[str],
@@ -291,6 +396,9 @@ def write_result_bag(path: str | Path, stamps_ns: np.ndarray, skeleton_name: str
     """
     from rosbags.rosbag2 import StoragePlugin, Writer
 
+    from skelsplat_ros.fusion.result import FusionResult
+    from skelsplat_ros.tracking import PersonEstimate
+
     path = Path(path)
     folder = path.with_suffix("") if path.suffix == ".mcap" else path
     if folder.exists():
@@ -303,14 +411,15 @@ def write_result_bag(path: str | Path, stamps_ns: np.ndarray, skeleton_name: str
         tf = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=typestore)
         markers = writer.add_connection("/skeleton_markers", "visualization_msgs/msg/MarkerArray",
                                         typestore=typestore)
+        options = OutputOptions(skeleton_name, bones)
+        result = FusionResult(joints, confidence, covariance, num_views, reprojection_error, list(joint_names))
         for f, stamp_ns in enumerate(np.asarray(stamps_ns, dtype=np.int64).tolist()):
             header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=world_frame)
-            msg = skeleton_array_msg(header, skeleton_name, joint_names, joints[f], confidence[f], covariance[f],
-                                     num_views[f], reprojection_error[f], 0)  # no skeleton when nothing estimated
-            writer.write(skeletons, stamp_ns, serialize_message(msg))
-            if msg.skeletons:
-                transforms = tf_transforms(header, joint_names, joints[f], confidence[f], "", 0)
-                writer.write(tf, stamp_ns, serialize_message(TFMessage(transforms=transforms)))
-                writer.write(markers, stamp_ns,
-                             serialize_message(marker_array(header, joints[f], confidence[f], bones, 0)))
+            # One person, id 0; no skeleton when nothing was estimated.
+            out = frame_messages(header, [PersonEstimate(0, result.frame(f))], options)
+            writer.write(skeletons, stamp_ns, serialize_message(out.skeletons))
+            if out.transforms:
+                writer.write(tf, stamp_ns, serialize_message(TFMessage(transforms=out.transforms)))
+            if out.markers:
+                writer.write(markers, stamp_ns, serialize_message(MarkerArray(markers=out.markers)))
     return folder

@@ -19,6 +19,7 @@ from skelsplat_ros.msg import (
     Skeleton3D,
     Skeleton3DArray,
 )
+from skelsplat_ros.skeleton.models import track_rgb
 
 __all__ = [
     "ParsedKeypoints",
@@ -282,11 +283,8 @@ def tf_transforms(header: Header, joint_names: list[str], joints: np.ndarray, co
 
 
 def track_colour(person_id: int) -> ColorRGBA:
-    """A fixed, saturated colour per id: hues spaced by the golden angle, so that ids close together (people who
-    appeared one after the other) look clearly different and an id keeps its colour for life."""
-    hue = (int(person_id) * 0.618033988749895) % 1.0
-    # HSV -> RGB at full saturation and value.
-    r, g, b = (float(np.clip(abs((hue * 6.0 + shift) % 6.0 - 3.0) - 1.0, 0.0, 1.0)) for shift in (0.0, 4.0, 2.0))
+    """The track's colour (:func:`~skelsplat_ros.skeleton.models.track_rgb`) as a marker colour."""
+    r, g, b = track_rgb(person_id)
     return ColorRGBA(r=r, g=g, b=b, a=1.0)
 
 

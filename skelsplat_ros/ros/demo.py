@@ -7,11 +7,16 @@ ground truth of the same capture stamp) and the latency (capture stamp -> skelet
 summary table and a plot. DDS stays on loopback (``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``) in a domain of its
 own (``--domain-id``, default random), set before anything starts DDS.
 
+Every frame counts, the first one included: the listener is up before the sim rig, and the sim rig publishes nothing
+until the fusion node subscribes (which it does once warmed up), so the figures cover the run from the first frame
+sent (:func:`start_rig_and_node`, shared with ``scripts/bench_node.py``).
+
 The sim rig writes its calibration to a temporary folder, which the fusion node reads: the demo needs no file
 of the repository and works wherever the package is installed. (``launch/demo.launch.py`` uses the committed
 ``config/sim_rig_lab.toml`` for both nodes instead, because launch starts the nodes in no guaranteed order.)
 
-``Monitor``, ``start_node_process`` and ``stop_processes`` are reused by ``scripts/bench_node.py``.
+``Monitor``, ``start_rig_and_node``, ``start_node_process`` and ``stop_processes`` are reused by
+``scripts/bench_node.py``.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["add_arguments", "run_demo", "main", "Monitor", "start_node_process", "stop_processes", "ros_environment",
-           "match_people", "track_summary", "TrackSummary"]
+__all__ = ["add_arguments", "run_demo", "main", "Monitor", "start_node_process", "start_rig_and_node", "stop_processes",
+           "ros_environment", "match_people", "track_summary", "TrackSummary"]
 
 
 def ros_environment(domain_id: int | None = None) -> int:
@@ -67,12 +72,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # --- processes -------------------------------------------------------------------------------------------------------
 
 
-def start_node_process(module: str, params: dict[str, Any], log_path: Path,
-                       params_file: str | None = None) -> subprocess.Popen:
-    """``python -m <module> --ros-args [-p k:=v ...]`` with stdout/stderr to ``log_path``."""
+def start_node_process(module: str, params: dict[str, Any], log_path: Path, params_file: str | None = None,
+                       env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``python -m <module> --ros-args [-p k:=v ...]`` with stdout/stderr to ``log_path``, run in the log's folder
+    (``python -m`` imports from its working folder first: the package comes from the installation or ``PYTHONPATH``,
+    never from a source tree where the caller happens to be); ``env``: variables set on top of this process's."""
     args = [sys.executable, "-m", module, "--ros-args"]
     if params_file:
-        args += ["--params-file", params_file]
+        args += ["--params-file", str(Path(params_file).resolve())]
     for key, value in params.items():
         if isinstance(value, bool):
             text = "true" if value else "false"
@@ -82,7 +89,36 @@ def start_node_process(module: str, params: dict[str, Any], log_path: Path,
             text = str(value)
         args += ["-p", f"{key}:={text}"]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            cwd=log_path.parent)
+
+
+def start_rig_and_node(workdir: Path, sim_params: dict[str, Any], node_params: dict[str, Any], listener,
+                       timeout: float = 60.0, node_env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+    """Start the sim rig, then the fusion node on the rig's calibration, so that every frame the rig sends counts.
+
+    The rig publishes nothing until the fusion node subscribes (``wait_for_node``), and the node is started only
+    once ``listener`` (an rclpy node of the caller, subscribed to ``ground_truth`` already) sees the rig's ground
+    truth publisher: the first frame sent is received, its ground truth included. Returns ``[rig, node]`` (logs
+    ``sim_rig.log`` and ``node.log`` in ``workdir``); raises ``RuntimeError`` with the log's tail when one of them
+    does not start. ``node_env``: environment variables of the node's process only.
+    """
+    from .node import NODE_NAME
+
+    calibration = workdir / "calibration.toml"
+    sim = start_node_process("skelsplat_ros.ros.sim_rig", {**sim_params, "calibration_out": str(calibration),
+                                                            "wait_for_node": NODE_NAME}, workdir / "sim_rig.log")
+    processes = [sim]
+    deadline = time.monotonic() + timeout
+    while not calibration.exists() or not listener.count_publishers("ground_truth"):
+        if sim.poll() is not None or time.monotonic() > deadline:
+            stop_processes(processes)
+            raise RuntimeError("the sim rig did not start:\n" + _tail(workdir / "sim_rig.log"))
+        time.sleep(0.05)
+    time.sleep(0.2)  # the calibration file is written in one go, but let the writer finish
+    processes.append(start_node_process("skelsplat_ros.ros.node", {**node_params, "calibration_file": str(calibration)},
+                                        workdir / "node.log", env=node_env))
+    return processes
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 5.0) -> None:
@@ -159,6 +195,7 @@ class Monitor:
     diagnostics: dict[str, str] = field(default_factory=dict)
     diagnostics_message: str = ""
     diagnostics_history: list[tuple[float, dict[str, str]]] = field(default_factory=list)
+    first_stamp: float | None = None  # capture stamp (s) of the earliest frame received (ground truth or output)
 
     def attach(self, node) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -169,10 +206,16 @@ class Monitor:
         node.create_subscription(Skeleton3DArray, "skeletons", self.on_skeletons, QoSProfile(depth=50))
         node.create_subscription(Skeleton3DArray, "ground_truth", self.on_ground_truth, QoSProfile(depth=50))
         node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, QoSProfile(depth=10))
+        # The matching's imports (scipy) now, not at the first frame: they would delay its receipt here.
+        match_people({0: np.zeros((2, 3))}, {0: np.zeros((2, 3))})
+
+    def _seen(self, stamp: float) -> None:
+        self.first_stamp = stamp if self.first_stamp is None else min(self.first_stamp, stamp)
 
     def on_ground_truth(self, msg) -> None:
         from .conversions import skeleton_arrays, stamp_to_ns
 
+        self._seen(stamp_to_ns(msg.header.stamp) * 1e-9)
         self.ground_truth[stamp_to_ns(msg.header.stamp)] = {
             int(skeleton.id): skeleton_arrays(skeleton)[0] for skeleton in msg.skeletons}
         while len(self.ground_truth) > 5000:
@@ -192,6 +235,7 @@ class Monitor:
         first = skeleton_arrays(msg.skeletons[0])[0] if msg.skeletons and self.keep_joints else None
         self.records.append(FrameRecord(ns * 1e-9, received, mpjpe, views, ns, first, list(tracks), list(truth),
                                         matches))
+        self._seen(ns * 1e-9)
 
     def on_diagnostics(self, msg) -> None:
         for status in msg.status:
@@ -390,15 +434,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from rclpy.parameter_client import AsyncParameterClient
 
     workdir = Path(tempfile.mkdtemp(prefix="skelsplat_demo_"))
-    calibration = workdir / "calibration.toml"
     sim_params: dict[str, Any] = {
         "rig": getattr(args, "rig", "lab"), "noise": getattr(args, "noise", "realistic"),
         "rate": float(getattr(args, "rate", 30.0)), "seed": int(getattr(args, "seed", 0)),
-        "people": int(getattr(args, "people", 1)), "calibration_out": str(calibration),
+        "people": int(getattr(args, "people", 1)),
     }
     node_params: dict[str, Any] = {
-        "calibration_file": str(calibration), "method": getattr(args, "method", "skelsplat"),
-        "preset": getattr(args, "preset", "default"), "diagnostics_period": 1.0,
+        "method": getattr(args, "method", "skelsplat"), "preset": getattr(args, "preset", "default"),
+        "diagnostics_period": 1.0,
     }
     print(f"skelsplat demo: {sim_params['rig']} rig, {sim_params['people']} "
           f"{'person' if sim_params['people'] == 1 else 'people'}, {sim_params['noise']} noise, "
@@ -408,40 +451,34 @@ def run_demo(args: argparse.Namespace) -> int:
     context = Context()
     rclpy.init(context=context, args=[])
     try:
-        sim = start_node_process("skelsplat_ros.ros.sim_rig", sim_params, workdir / "sim_rig.log")
-        processes.append(sim)
-        deadline = time.monotonic() + 60.0
-        while not calibration.exists():
-            if sim.poll() is not None or time.monotonic() > deadline:
-                print("skelsplat demo: error: the sim rig did not start:\n" + _tail(workdir / "sim_rig.log"),
-                      file=sys.stderr)
-                return 1
-            time.sleep(0.1)
-        time.sleep(0.2)  # the file is written in one go, but let the writer finish
-        fusion = start_node_process("skelsplat_ros.ros.node", node_params, workdir / "node.log")
-        processes.append(fusion)
-
+        # The listener first, so that it receives the rig's first frame.
         node = Node("skelsplat_demo_monitor", context=context)
         monitor = Monitor()
         monitor.attach(node)
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
+        try:
+            processes = start_rig_and_node(workdir, sim_params, node_params, node)
+        except RuntimeError as error:
+            print(f"skelsplat demo: error: {error}", file=sys.stderr)
+            return 1
+        sim, fusion = processes
 
-        # Wait for the first fused frame (imports, torch warm-up and DDS discovery take a few seconds).
+        # The rig sends its first frame once the node subscribes (imports, warm-up and DDS discovery take a few
+        # seconds); the run and its figures start with that frame.
         deadline = time.monotonic() + 90.0
-        while not monitor.records:
-            executor.spin_once(timeout_sec=0.1)
+        while monitor.first_stamp is None:
+            executor.spin_once(timeout_sec=0.05)
             for proc, name in ((sim, "sim_rig"), (fusion, "node")):
                 if proc.poll() is not None:
                     print(f"skelsplat demo: error: {name} exited ({proc.returncode}):\n"
                           + _tail(workdir / f"{name}.log"), file=sys.stderr)
                     return 1
             if time.monotonic() > deadline:
-                print("skelsplat demo: error: no fused skeleton within 90 s:\n" + _tail(workdir / "node.log"),
-                      file=sys.stderr)
+                print("skelsplat demo: error: the fusion node did not subscribe within 90 s:\n"
+                      + _tail(workdir / "node.log"), file=sys.stderr)
                 return 1
-        started = time.time()
-        monitor.records.clear()
+        started = monitor.first_stamp
         if not quiet:
             print(f"{'t (s)':>6} {'fused/s':>8} {'MPJPE mm':>9} {'lat med':>8} {'lat p95':>8} {'views':>6} "
                   f"{'people':>7}  tracks (id=person)")

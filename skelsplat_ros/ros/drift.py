@@ -29,9 +29,7 @@ from skelsplat_ros.calibration.refine import rig_change
 from skelsplat_ros.geometry.calibration import save_calibration
 from skelsplat_ros.geometry.camera import Camera, CameraRig
 from skelsplat_ros.geometry.rig_source import RigSource
-from skelsplat_ros.io.sync import SyncedFrame
 from skelsplat_ros.skeleton.models import Skeleton
-from skelsplat_ros.tracking import TrackerStep
 
 __all__ = ["DriftMonitor"]
 
@@ -73,14 +71,14 @@ class DriftMonitor:
 
     # --- fusion thread ---------------------------------------------------------------------------------------------
 
-    def observe(self, frame: SyncedFrame, rig: CameraRig, detections: list[np.ndarray], step: TrackerStep,
-                stamp: float) -> None:
-        """One fused frame: measure, name moved cameras, collect for and start a recalibration."""
+    def observe(self, frame) -> None:
+        """A frame observer (``FusionNode.add_frame_observer``): measure, name moved cameras, collect for and start
+        a recalibration. ``frame`` is the node's ``FusedFrame``."""
         if not self.enabled:
             return
-        for camera, (_, _, frame_id) in frame.views.items():
-            self._frame_ids[camera] = frame_id
-        for camera in self.watch.observe(stamp, rig, detections, step):
+        self._frame_ids.update(frame.frame_ids)
+        stamp, rig, detections = frame.stamp_ns * 1e-9, frame.rig, frame.detections
+        for camera in self.watch.observe(stamp, rig, detections, frame.step):
             self._count("drift.found")
             figure = self.watch.figures()[camera]
             self._node.get_logger().warning(

@@ -12,6 +12,7 @@ valid frames and how far they are from the ground truth.
 from __future__ import annotations
 
 import collections
+import time
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from skelsplat_ros.sim import Scenario
 from skelsplat_ros.sim.hostile import HostileDetector, HostileMessage
 
 from .conversions import keypoints_msg, stamp_to_ns
-from .sim_rig import pingpong_index
+from .sim_rig import pingpong_index, subscribed_by
 
 __all__ = ["HostileRigNode", "hostile_msg"]
 
@@ -45,11 +46,17 @@ def hostile_msg(message: HostileMessage, valid_stamp_ns: int = 0) -> Keypoints2D
 
 class HostileRigNode(Node):
     """Plays ``scenario`` back and forth at ``rate`` Hz, each valid message among ``malformed_per_valid`` malformed
-    ones (see the module docstring). ``sent`` counts the messages by kind (``valid`` or the malformation)."""
+    ones (see the module docstring). ``sent`` counts the messages by kind (``valid`` or the malformation). With
+    ``wait_for_node`` it publishes nothing until that node subscribes to every camera's keypoints; cameras in
+    ``invalid_only`` send only the malformed messages, cameras in ``silent`` nothing at all."""
 
     def __init__(self, scenario: Scenario, rate: float, malformed_per_valid: int = 3, seed: int = 0,
-                 max_people: int = 50, pool: int = 64, **node_kwargs: Any) -> None:
+                 max_people: int = 50, pool: int = 64, wait_for_node: str = "", invalid_only: tuple[str, ...] = (),
+                 silent: tuple[str, ...] = (), **node_kwargs: Any) -> None:
         super().__init__("skelsplat_hostile_rig", **node_kwargs)
+        self.wait_for_node = wait_for_node
+        self.invalid_only, self.silent = set(invalid_only), set(silent)
+        self.publishing_since: float | None = None  # monotonic time of the first frame published
         self.scenario = scenario
         self.malformed_per_valid = int(malformed_per_valid)
         self.detector = HostileDetector(scenario.rig.sizes, scenario.skeleton.num_joints, scenario.skeleton.name,
@@ -66,6 +73,11 @@ class HostileRigNode(Node):
 
     def _publish_frame(self) -> None:
         scenario = self.scenario
+        if self.publishing_since is None:
+            if self.wait_for_node and not subscribed_by(self, self.wait_for_node,
+                                                        [f"{c}/keypoints" for c in scenario.rig.names]):
+                return
+            self.publishing_since = time.monotonic()
         index = pingpong_index(self.tick, scenario.num_frames)
         self.tick += 1
         stamp = self.get_clock().now().to_msg()
@@ -74,14 +86,18 @@ class HostileRigNode(Node):
         while len(self.frame_of_stamp) > 200_000:
             self.frame_of_stamp.popitem(last=False)
         for view, camera in enumerate(scenario.rig.names):
+            if camera in self.silent:
+                continue
             frame_id = f"{camera}_optical"
-            batch: list[Keypoints2DArray] = [keypoints_msg(scenario.keypoints[view, index], stamp, frame_id,
-                                                           scenario.skeleton.name)]
+            valid = camera not in self.invalid_only
+            batch: list[Keypoints2DArray] = []
+            if valid:
+                batch.append(keypoints_msg(scenario.keypoints[view, index], stamp, frame_id, scenario.skeleton.name))
             for k in self._order.integers(0, len(self.pool[view]), self.malformed_per_valid) if self.pool else ():
                 message, msg = self.pool[view][k]
                 msg.header.stamp = RosTime(nanoseconds=message.stamp_ns(stamp_ns)).to_msg()
                 batch.append(msg)
                 self.sent[message.malformation] += 1
-            self.sent["valid"] += 1
+            self.sent["valid"] += valid
             for k in self._order.permutation(len(batch)):
                 self.pubs[camera].publish(batch[k])

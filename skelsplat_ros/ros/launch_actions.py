@@ -9,6 +9,11 @@ the tests (``launch`` is not on PyPI) turn them into the command lines ``ros2 la
 - ``publish_rig``: ``true`` = also start ``skelsplat_rig_publisher`` with ``calibration`` (which is then required),
   and let the node read the rig back from ``camera_info`` + TF (both routes at once; the rig shows in rviz);
 - ``namespace``, ``use_sim_time`` (``true`` for a bag replayed with ``skelsplat play``), ``log_level``.
+
+``detect.launch.py`` (cameras to 3D skeletons: ``skelsplat_detector`` and ``skelsplat_node`` on ``coco17``):
+``cameras`` (comma-separated; images on ``/<camera>/image_raw``), ``calibration`` (TOML; empty: ``camera_info`` +
+TF), ``backend``, ``compressed``, ``params_file`` (both nodes' YAML, default ``config/detect.yaml``), ``namespace``,
+``use_sim_time``, ``log_level``.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NodeAction", "LaunchArgument", "SKELSPLAT_ARGUMENTS", "DEMO_ARGUMENTS", "skelsplat_actions",
-           "demo_actions"]
+__all__ = ["NodeAction", "LaunchArgument", "SKELSPLAT_ARGUMENTS", "DEMO_ARGUMENTS", "DETECT_ARGUMENTS",
+           "skelsplat_actions", "demo_actions", "detect_actions"]
 
 PACKAGE = "skelsplat_ros"
 
@@ -81,6 +86,19 @@ DEMO_ARGUMENTS = (
 )
 
 
+DETECT_ARGUMENTS = (
+    LaunchArgument("cameras", "cam01,cam02,cam03,cam04", "comma-separated camera names: images on "
+                                                         "/<camera>/image_raw, keypoints on /<camera>/keypoints"),
+    LaunchArgument("calibration", "", "calibration TOML of the cameras; empty: <camera>/camera_info + TF"),
+    LaunchArgument("backend", "mediapipe", "2D pose model: mediapipe or onnx"),
+    LaunchArgument("compressed", "false", "true: read <camera>/image_raw/compressed (CompressedImage)"),
+    LaunchArgument("params_file", "", "parameters of both nodes (YAML); empty: the package's config/detect.yaml"),
+    LaunchArgument("namespace", "", "namespace of the nodes (their relative topics follow it)"),
+    LaunchArgument("use_sim_time", "false", "true: use /clock (a bag replayed with `skelsplat play`)"),
+    LaunchArgument("log_level", "info", "log level: debug, info, warn, error or fatal"),
+)
+
+
 def _flag(value: str, name: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in ("true", "false", "1", "0"):
@@ -116,6 +134,23 @@ def skelsplat_actions(config: dict[str, str], share: str | Path) -> list[NodeAct
         actions.append(NodeAction("skelsplat_rig_publisher", "skelsplat_rig_publisher",
                                   [{"calibration_file": v["calibration"], "use_sim_time": sim_time}], **common))
     return actions
+
+
+def detect_actions(config: dict[str, str], share: str | Path) -> list[NodeAction]:
+    """The nodes of ``detect.launch.py``: the detector on every camera's images and the fusion node on its keypoints
+    (skeleton ``coco17``, the detectors' joint set)."""
+    v = _values(config, DETECT_ARGUMENTS)
+    cameras = [c.strip() for c in v["cameras"].split(",") if c.strip()]
+    if not cameras:
+        raise ValueError("launch argument cameras:= must name at least one camera")
+    params = v["params_file"] or str(Path(share) / "config" / "detect.yaml")
+    sim_time = _flag(v["use_sim_time"], "use_sim_time")
+    common = {"namespace": v["namespace"], "ros_arguments": ["--log-level", v["log_level"]]}
+    detector = {"cameras": cameras, "backend": v["backend"], "compressed": _flag(v["compressed"], "compressed"),
+                "use_sim_time": sim_time}
+    fusion = {"cameras": cameras, "calibration_file": v["calibration"], "skeleton": "coco17", "use_sim_time": sim_time}
+    return [NodeAction("skelsplat_detector", "skelsplat_detector", [params, detector], **common),
+            NodeAction("skelsplat_node", "skelsplat_node", [params, fusion], **common)]
 
 
 def demo_actions(config: dict[str, str], share: str | Path) -> list[NodeAction]:

@@ -36,6 +36,7 @@ from skelsplat_ros.sim.moving import MovingRigScenario, make_moving_robot_scenar
 
 from .conversions import keypoints_msg, ns_to_stamp, skeleton_array_msg
 from .rig_publisher import STATIC_BROADCAST_QOS, optical_frame
+from .sim_rig import subscribed_by
 from .tf_listener import TF_QOS
 
 BASE_FRAME = "base_link"
@@ -53,8 +54,12 @@ class MovingRigPublisher(Node):
     """Publishes ``scenario`` at its frame rate (played back and forth), keypoints ``latency`` s late."""
 
     def __init__(self, scenario: MovingRigScenario, latency: float = 0.1, world_frame: str = "world",
-                 tf_gaps: tuple[tuple[float, float], ...] = (), **node_kwargs) -> None:
+                 tf_gaps: tuple[tuple[float, float], ...] = (), wait_for_node: str = "", **node_kwargs) -> None:
         super().__init__("skelsplat_moving_rig", **node_kwargs)
+        # The detector sends nothing until this node subscribes to every camera's keypoints (TF, CameraInfo and the
+        # ground truth go out from the start, as a robot's do).
+        self.wait_for_node = wait_for_node
+        self.sending = not wait_for_node
         self.scenario = scenario
         self.latency_ns = int(latency * 1e9)
         self.world_frame = world_frame
@@ -75,7 +80,7 @@ class MovingRigPublisher(Node):
         cameras = list(scenario.mounted) + list(scenario.wall)
         self._info = {c.name: camera_info_fields(c) for c in cameras}
         self.tick = 0
-        self.start_ns = self.get_clock().now().nanoseconds
+        self.start_ns = self.get_clock().now().nanoseconds  # tf_gaps count from here (with wait_for_node: from sending)
         self.frame_of_stamp: dict[int, int] = {}
         self.tf_withheld: list[int] = []  # stamps (ns) whose /tf was not published
         self._pending: collections.deque[tuple[int, int]] = collections.deque()
@@ -88,6 +93,8 @@ class MovingRigPublisher(Node):
 
     def _on_tick(self) -> None:
         now_ns = self.get_clock().now().nanoseconds
+        if not self.sending and subscribed_by(self, self.wait_for_node, [f"{c}/keypoints" for c in self.keypoint_pubs]):
+            self.sending, self.start_ns = True, now_ns  # the run (and its TF gaps) starts with the first keypoints
         index = self._frame(self.tick)
         self.tick += 1
         self.frame_of_stamp[now_ns] = index
@@ -106,7 +113,7 @@ class MovingRigPublisher(Node):
             publisher.publish(CameraInfo(header=Header(stamp=stamp, frame_id=optical_frame("", camera)),
                                          **self._info[camera]))
         self._pending.append((now_ns, index))
-        while self._pending and self._pending[0][0] <= now_ns - self.latency_ns:
+        while self.sending and self._pending and self._pending[0][0] <= now_ns - self.latency_ns:
             capture_ns, frame = self._pending.popleft()
             for view, (camera, publisher) in enumerate(self.keypoint_pubs.items()):
                 publisher.publish(keypoints_msg(self.scenario.keypoints[view, frame], ns_to_stamp(capture_ns),
@@ -133,11 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--latency", type=float, default=0.1, help="detector delay of the keypoints (s)")
     parser.add_argument("--noise", default="realistic")
+    parser.add_argument("--wait-for-node", default="", help="send keypoints only once this node subscribes to them")
     options = parser.parse_args(own)
     scenario = make_moving_robot_scenario(int(options.seconds * options.rate), fps=options.rate, seed=options.seed,
                                           noise=options.noise)
-    return spin_node(lambda: MovingRigPublisher(scenario, latency=options.latency), "skelsplat_moving_rig",
-                     [sys.argv[0], *ros_args])
+    return spin_node(lambda: MovingRigPublisher(scenario, latency=options.latency,
+                                                wait_for_node=options.wait_for_node),
+                     "skelsplat_moving_rig", [sys.argv[0], *ros_args])
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ Fusion runs in its own thread so that the executor keeps taking messages while a
 is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
 keeps the latency bounded. Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
 
+The node is ready when it subscribes: the fusion thread warms up first (while the executor serves CameraInfo, TF
+and /diagnostics), and the keypoint subscriptions are made only then, so the first frame a detector sends on seeing
+them is fused. The pure parts live in the core: the statistics and the report (io/health.py), the hand-off queue
+(io/frame_queue.py), the warm-up (tracking/warmup.py); the messages of a frame come from ros/outputs.py.
+
 Under load, work is shed in this order, each step counted in /diagnostics: malformed messages first (rejected by
 the validator before they are parsed further, synchronized or fused: they never refresh a camera's liveness, never
 move the clock-jump or staleness logic and never displace a valid message of the same stamp), then the oldest
@@ -28,12 +33,11 @@ oldest frame waiting for fusion (``worker_queue``). Every queue is bounded, so t
 from __future__ import annotations
 
 import collections
-import statistics
 import sys
 import threading
 import time
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -51,78 +55,46 @@ from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info, load_calibration_metres
+from skelsplat_ros.geometry.camera import CameraRig
 from skelsplat_ros.geometry.rig_source import FrameRig, RigSource, StaticRigSource, TfRigSource, ViewRef
 from skelsplat_ros.geometry.transforms import TransformBuffer
+from skelsplat_ros.io.frame_queue import FrameQueue
+from skelsplat_ros.io.health import FrameSample, NodeStatistics, camera_states, diagnostic_report
 from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
 from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.skeleton.models import get_skeleton
 
-from .conversions import (
-    delete_markers,
-    marker_array,
-    ns_to_stamp,
-    parse_keypoints,
-    people_from_block,
-    skeleton_msg,
-    stamp_to_ns,
-    tf_transforms,
-)
+from .conversions import delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
 from .drift import DriftMonitor
+from .outputs import OutputOptions, frame_messages
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 from .tf_listener import TfListener
 from .wire import WireError, max_message_bytes, read_keypoints
 
 if TYPE_CHECKING:
-    from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig
+    from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig, TrackerStep
 
 NODE_NAME = "skelsplat_node"
 
 
-class _Stats:
-    """Figures for /diagnostics: cumulative counters and a window of samples since the last report."""
+@dataclass(frozen=True)
+class FusedFrame:
+    """What a frame observer (:meth:`FusionNode.add_frame_observer`) is given after each fused frame.
 
-    def __init__(self, cameras: list[str]) -> None:
-        self.lock = threading.Lock()
-        self.counts: collections.Counter[str] = collections.Counter()
-        self.received = {camera: 0 for camera in cameras}
-        self.window_received = {camera: 0 for camera in cameras}
-        self.published = 0
-        self.window_published = 0
-        self.latency: list[float] = []
-        # Where the latency goes: stamp to the synchronizer's emission (capture, transport, the last camera), and
-        # emission to the fusion thread's start (queue and thread hand-off).
-        self.input_wait: list[float] = []
-        self.queue_wait: list[float] = []
-        self.fusion_time: list[float] = []
-        self.fusion_cpu: list[float] = []  # CPU time of the fusion thread: what fusion costs without contention
-        self.views: list[int] = []
-        self.window_start = time.monotonic()
+    Attributes:
+        stamp_ns: the frame's capture stamp (the output's), integer ns.
+        rig: the cameras the frame was fused with, in the node's camera order.
+        detections: ``[V]`` of ``[S_v, J, 3]``: what each camera gave (views left out of the frame: ``S_v = 0``).
+        step: what the tracker did (people, assignments, ended tracks).
+        frame_ids: camera -> the frame id its message was stamped in (its optical frame), for the views of the frame.
+    """
 
-    def take_window(self) -> dict[str, Any]:
-        with self.lock:
-            now = time.monotonic()
-            window = {
-                "seconds": max(now - self.window_start, 1e-9),
-                "published": self.window_published,
-                "received": dict(self.window_received),
-                "latency": self.latency,
-                "input_wait": self.input_wait,
-                "queue_wait": self.queue_wait,
-                "fusion_time": self.fusion_time,
-                "fusion_cpu": self.fusion_cpu,
-                "views": self.views,
-            }
-            self.window_start = now
-            self.window_published = 0
-            self.window_received = {camera: 0 for camera in self.window_received}
-            self.latency, self.input_wait, self.queue_wait = [], [], []
-            self.fusion_time, self.fusion_cpu, self.views = [], [], []
-            return window
-
-
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+    stamp_ns: int
+    rig: CameraRig
+    detections: list[np.ndarray]
+    step: TrackerStep
+    frame_ids: dict[str, str] = field(default_factory=dict)
 
 
 def tracker_config(params: dict[str, Any]) -> TrackerConfig:
@@ -142,7 +114,13 @@ def tracker_config(params: dict[str, Any]) -> TrackerConfig:
 
 
 class FusionNode(Node):
-    """The fusion node. Raises :class:`StartupError` for an unusable configuration."""
+    """The fusion node. Raises :class:`StartupError` for an unusable configuration.
+
+    Start-up, in this order: configuration (a bad one fails here, before any heavy import), publishers, the CameraInfo
+    and TF subscriptions of the TF route, then the fusion thread warms up (:func:`~skelsplat_ros.tracking.warmup.
+    warm_up`) while the executor keeps spinning (CameraInfo and TF arrive meanwhile). Only then are the keypoint
+    subscriptions made (``ready`` is set): a detector that sees them can count on its first frame being fused.
+    """
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__(NODE_NAME, **node_kwargs)
@@ -155,6 +133,11 @@ class FusionNode(Node):
             raise StartupError(f"parameter cameras lists a camera twice: {cameras}")
         if len(cameras) < p["min_views"]:
             raise StartupError(f"min_views={p['min_views']} but only {len(cameras)} cameras: {cameras}")
+        for camera in cameras:
+            try:  # the subscriptions come after the warm-up: an invalid topic name must fail now
+                self.resolve_topic_name(f"{camera}/keypoints")
+            except Exception as error:  # e.g. a camera name with a space
+                raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
         try:
             self.skeleton = get_skeleton(p["skeleton"])
         except (KeyError, ValueError, OSError) as error:
@@ -181,7 +164,6 @@ class FusionNode(Node):
 
         self.cameras = cameras
         self._camera_index = {c: i for i, c in enumerate(cameras)}
-        self.drift = DriftMonitor(self, p, cameras, self.skeleton, self.rig_source)  # its rig source: corrected poses
         # Per camera: (stamp ns, people [S, J, 3] (S = 0: the camera saw nobody), frame_id of the message: the
         # camera's optical frame in TF).
         self.sync: PartialViewSynchronizer[tuple[int, np.ndarray, str]] = PartialViewSynchronizer(
@@ -204,33 +186,26 @@ class FusionNode(Node):
         self._max_message_bytes = max_message_bytes(int(p["max_people_per_view"]), self.skeleton.num_joints)
         self._reported_lagging: set[str] = set()
         self._slop_warned = False
-        self.stats = _Stats(cameras)
+        self.stats = NodeStatistics(cameras, time.monotonic())
+        self._listening_at = time.monotonic()  # the executor's latest poll or message (see camera_states)
         # Reported from the start, at 0, so that a monitor sees the keys before anything happened.
         self.stats.counts.update(dict.fromkeys(
             ("tracks.ended", "detections.unassigned", "capped.views", "capped.people", "dropped.worker_queue"), 0))
-        self._bones = self.skeleton.bone_array
+        self.outputs = OutputOptions(self.skeleton.name, self.skeleton.bone_array, p["tf_prefix"])
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
-        self._tracks = {"confirmed": 0, "tentative": 0}  # after the last frame, for /diagnostics
+        self._observers: list[Callable[[FusedFrame], None]] = []
+        # Drift watch and recalibration: a frame observer, and corrected poses through its rig source.
+        self.drift = DriftMonitor(self, p, cameras, self.skeleton, self.rig_source)
+        self.add_frame_observer(self.drift.observe)
+        # Another detector's messages (input yolo or hri), converted to ours by ros/inputs.py: checked now, subscribed
+        # with the keypoints.
+        self._input_types = None
+        if p["input"] != "keypoints":
+            from .inputs import check_input
 
-        # Keypoints come from detectors at camera rate: best effort (qos_profile_sensor_data). A lost message costs
-        # one view of one frame, while reliable delivery would retransmit stale frames and add latency. Detectors
-        # publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription. The reader
-        # keeps input_queue_depth messages: a detector that also sends junk must not push its valid message out of
-        # the queue while the executor is busy for a moment (validation then sheds the junk cheaply).
-        input_qos = QoSProfile(history=qos_profile_sensor_data.history, depth=int(p["input_queue_depth"]),
-                               reliability=qos_profile_sensor_data.reliability,
-                               durability=qos_profile_sensor_data.durability)
-        # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
-        # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
-        for camera in cameras:
-            try:
-                self.create_subscription(
-                    Keypoints2DArray, f"{camera}/keypoints",
-                    lambda data, camera=camera: self._on_keypoints(camera, data), input_qos, raw=True,
-                )
-            except Exception as error:  # an invalid topic name, e.g. a camera name with a space
-                raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
+            self._input_types = check_input(p["input"], self.skeleton.name)
 
+        # The TF route's cameras come before anything else: CameraInfo and TF arrive while the node warms up.
         if isinstance(self.rig_source, TfRigSource):
             self.tf_listener = TfListener(self, self.rig_source.buffer)
             for camera in cameras:
@@ -251,28 +226,20 @@ class FusionNode(Node):
             self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
             if isinstance(self.rig_source, TfRigSource):
                 self.tf_listener.ignore_own_publishers()  # the joints' frames are no camera poses
-
-        # Partial frames are emitted on a timer (complete ones as soon as their last view arrives).
-        poll_period = min(max(p["max_wait"] / 3.0, 0.005), 0.05)
-        self.create_timer(poll_period, self._poll)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
 
-        self._queue: collections.deque[SyncedFrame] = collections.deque()
-        self._queue_size = int(p["worker_queue"])
-        # The fusion thread waits for a frame: the next one queued is its own already, not one waiting behind it.
-        # It can take a few ms to get the GIL and claim it, while a burst of frames (a detector's batch, or
-        # keypoints that arrive late) is synchronized: without this, the burst's next frame would push it out.
-        self._worker_idle = False
-        self._cv = threading.Condition()
-        self._stop = False
-        self.warmed_up = threading.Event()  # set once the fusion thread is ready for its first frame
+        self.queue: FrameQueue[SyncedFrame] = FrameQueue(int(p["worker_queue"]))
+        self.ready = threading.Event()  # set once the keypoint subscriptions exist (after the warm-up)
+        # The fusion thread says "warmed up" through a guard condition: the subscriptions are then made in the
+        # executor's thread, which owns the node's entities.
+        self._warmed_up = self.create_guard_condition(self._start_input)
         self._worker = threading.Thread(target=self._work, name="skelsplat_fusion", daemon=True)
         self._worker.start()
         self.marker_pub.publish(delete_markers(self._header(self.get_clock().now().to_msg()), None))
         self.get_logger().info(
             f"fusing {len(cameras)} cameras {cameras} ({p['method']}, preset {p['preset']}: {self._plan}) from "
             f"{source_text}; "
-            f"skeleton {self.skeleton.name}, output frame {p['world_frame']!r}"
+            f"skeleton {self.skeleton.name}, output frame {p['world_frame']!r}; warming up before subscribing"
         )
 
     def _rig_source(self, p: dict[str, Any]) -> tuple[RigSource, list[str], str]:
@@ -304,28 +271,86 @@ class FusionNode(Node):
         try:
             intrinsics = intrinsics_from_camera_info(msg, f"{camera}/camera_info")
         except CalibrationError as error:
-            self._count("rejected.camera_info")
+            self.stats.count("rejected.camera_info")
             self.get_logger().error(str(error), throttle_duration_sec=5.0)
             return
         self.rig_source.set_intrinsics(camera, intrinsics)
         self.validator.set_image_size(self._camera_index[camera], intrinsics.size)
 
+    def add_frame_observer(self, observer: Callable[[FusedFrame], None]) -> None:
+        """Call ``observer`` in the fusion thread after each fused frame, once its messages are out (a drift watch,
+        a recorder). It must be quick; an exception it raises is counted (``observer_errors``) and logged."""
+        self._observers.append(observer)
+
+    # --- start-up -----------------------------------------------------------------------------------------------
+
+    def _warm_up(self) -> None:
+        """In the fusion thread, before any keypoint subscription: every first-call cost of the fusion path (imports,
+        the numba kernel, the tracker's paths for one and several people, the output messages), on throw-away
+        frames. A warm-up that fails is logged, and the node starts anyway."""
+        started = time.perf_counter()
+        try:
+            threads = int(self.params["threads"])
+            if threads > 0:
+                import torch
+
+                torch.set_num_threads(threads)
+            from skelsplat_ros.tracking.warmup import warm_up
+
+            report = warm_up(self.tracker.rig, self.skeleton, self.fusion_config, self.tracker_config)
+            if report.last is not None:
+                frame_messages(self._header(ns_to_stamp(0)), report.last.people, self.outputs,
+                               shown_before={-1})
+            self.get_logger().info(
+                f"warmed up in {time.perf_counter() - started:.2f} s ({report.frames} throw-away frames on the "
+                f"{'calibrated' if report.rig == 'given' else 'stand-in ring'} rig, {report.people} people fused)")
+        except Exception as error:  # only a warm-up: the node runs without it, its first frames slower
+            self.get_logger().error(f"warm-up failed after {time.perf_counter() - started:.2f} s: {error!r}; "
+                                    "starting anyway (the first frames will be slow)")
+
+    def _start_input(self) -> None:
+        """In the executor's thread, once the fusion thread is warm: subscribe to the keypoints and start the
+        synchronizer's clock."""
+        if self.ready.is_set():
+            return
+        p = self.params
+        # Keypoints come from detectors at camera rate: best effort (qos_profile_sensor_data). A lost message costs
+        # one view of one frame, while reliable delivery would retransmit stale frames and add latency. Detectors
+        # publishing either BEST_EFFORT or RELIABLE (the rclpy default) match a BEST_EFFORT subscription. The reader
+        # keeps input_queue_depth messages: a detector that also sends junk must not push its valid message out of
+        # the queue while the executor is busy for a moment (validation then sheds the junk cheaply).
+        input_qos = QoSProfile(history=qos_profile_sensor_data.history, depth=int(p["input_queue_depth"]),
+                               reliability=qos_profile_sensor_data.reliability,
+                               durability=qos_profile_sensor_data.durability)
+        # Raw (serialized) delivery: a message is read and validated from its bytes (ros/wire.py) and deserialised
+        # only when it passes, so a flood of malformed messages costs a fraction of what deserialising it would.
+        if self._input_types is not None:
+            from .inputs import subscribe_input
+
+            sizes = dict(zip(self.cameras, self.tracker.rig.sizes)) if isinstance(self.rig_source, StaticRigSource) \
+                else None
+            self._inputs = subscribe_input(self, p["input"], self._input_types, self.cameras, input_qos,
+                                           self._on_keypoints, sizes)
+        for camera in self.cameras if self._input_types is None else []:
+            self.create_subscription(Keypoints2DArray, f"{camera}/keypoints",
+                                     lambda data, camera=camera: self._on_keypoints(camera, data), input_qos, raw=True)
+        # Partial frames are emitted on a timer (complete ones as soon as their last view arrives). The figures of
+        # /diagnostics count from here: a camera is not dead for having been silent while nobody listened.
+        self._listening_at = time.monotonic()
+        self.stats.start(self._listening_at)
+        self.create_timer(min(max(p["max_wait"] / 3.0, 0.005), 0.05), self._poll)
+        self.ready.set()
+        self.get_logger().info(f"subscribed to the keypoints of {len(self.cameras)} cameras: ready")
+
     # --- input (executor thread) -----------------------------------------------------------------------------------
 
-    def _count(self, key: str, amount: int = 1) -> None:
-        with self.stats.lock:
-            self.stats.counts[key] += amount
-
     def _on_keypoints(self, camera: str, data: bytes) -> None:
-        now = time.monotonic()
+        now = self._listening_at = time.monotonic()
         counts: collections.Counter[str] = collections.Counter()
         try:
             self._take_keypoints(camera, data, now, counts)
         finally:
-            with self.stats.lock:
-                self.stats.received[camera] += 1
-                self.stats.window_received[camera] += 1
-                self.stats.counts.update(counts)
+            self.stats.message(camera, now, counts)
 
     def _take_keypoints(self, camera: str, data: bytes, now: float, counts: collections.Counter[str]) -> None:
         """Validate (cheapest checks first), then deserialise and synchronize; ``counts`` collects what was rejected
@@ -376,66 +401,31 @@ class FusionNode(Node):
                                    check.quality))
 
     def _poll(self) -> None:
-        self._enqueue(self.sync.poll(time.monotonic()))
+        now = self._listening_at = time.monotonic()
+        self._enqueue(self.sync.poll(now))
 
     def _enqueue(self, frames: list[SyncedFrame]) -> None:
-        if not frames:
-            return
-        with self._cv:
-            for frame in frames:
-                if len(self._queue) >= self._queue_size + self._worker_idle:
-                    self._queue.popleft()
-                    self._count("dropped.worker_queue")
-                self._queue.append(frame)
-            self._cv.notify()
+        dropped = self.queue.put(frames)
+        if dropped:
+            self.stats.count("dropped.worker_queue", dropped)
 
     # --- fusion (worker thread) ------------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        threads = int(self.params["threads"])
-        if threads > 0:
-            import torch
-
-            torch.set_num_threads(threads)
         self._warm_up()
-        while True:
-            with self._cv:
-                while not self._queue and not self._stop:
-                    self._worker_idle = True
-                    self._cv.wait(timeout=0.5)
-                self._worker_idle = False
-                if self._stop:
-                    return
-                frame = self._queue.popleft()
+        try:
+            self._warmed_up.trigger()
+        except Exception:  # the node was destroyed while it warmed up
+            return
+        while (frame := self.queue.get()) is not None:
             try:
                 self._fuse_and_publish(frame)
             except Exception as error:  # the node must outlive any one bad frame
                 if not self.context.ok():  # shutting down: publishers are gone, nothing to report
                     return
-                self._count("fusion_errors")
+                self.stats.count("fusion_errors")
                 self.get_logger().error(f"fusion failed for frame {frame.stamp:.3f}: {error!r}",
                                         throttle_duration_sec=5.0)
-
-    def _warm_up(self) -> None:
-        """Throw-away fusions of a synthetic pose on a tracker of its own: the SkelSplat refinement's first call is
-        slow (about a second on a CPU). The other methods start at once (the synthetic pose costs a second of imports
-        that they would not save)."""
-        try:
-            if self.params["method"] != "skelsplat":
-                return
-            from skelsplat_ros.sim import generate_motion
-            from skelsplat_ros.tracking import MultiPersonTracker
-
-            tracker = MultiPersonTracker(self.tracker.rig, self.skeleton, self.fusion_config, self.tracker_config)
-            points = generate_motion(self.skeleton, 1)[0]
-            uv = tracker.rig.project(points)  # [V, J, 2]
-            person = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], axis=-1)[:, None]  # [V, 1, J, 3]
-            for frame in range(self.tracker_config.confirm_frames + 1):
-                tracker.step(list(person), frame / 30.0)
-        except Exception as error:  # only a warm-up: never fatal
-            self.get_logger().debug(f"warm-up skipped: {error!r}")
-        finally:
-            self.warmed_up.set()
 
     def _frame_rig(self, frame: SyncedFrame) -> FrameRig:
         """The cameras at the frame's stamps (each view at its own); views whose pose is unknown are counted as
@@ -448,7 +438,7 @@ class FusionNode(Node):
         timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
         frame_rig = self.drift.source.rig_for(views, timeout=timeout)
         for camera, reason in frame_rig.missing.items():
-            self._count(f"tf.{reason}")
+            self.stats.count(f"tf.{reason}")
             self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
                                       throttle_duration_sec=5.0)
         return frame_rig
@@ -464,7 +454,6 @@ class FusionNode(Node):
         for camera, (_, people, _) in frame.views.items():
             if people is not None and camera not in frame_rig.missing:
                 detections[self._camera_index[camera]] = people
-        with_data = sum(1 for people in detections if len(people))
         # The output carries the exact stamp of the group's first message (float seconds would lose nanoseconds).
         anchor_ns = next((ns for c, (ns, _, _) in frame.views.items() if frame.stamps[c] == frame.stamp),
                          min(ns for ns, _, _ in frame.views.values()))
@@ -473,55 +462,32 @@ class FusionNode(Node):
         step = self.tracker.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
         fusion_time, fusion_cpu = time.perf_counter() - started, time.thread_time() - cpu_started
 
-        header = self._header(ns_to_stamp(anchor_ns))
-        skeletons, transforms, markers = [], [], []
-        shown: set[int] = set()
         # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
         # (both topics are volatile: a reader that comes later would not get this frame anyway).
         send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
         send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
-        for person in step.people:
-            result = person.result
-            joints, confidence = result.joints[0], result.confidence[0]
-            skeleton = skeleton_msg(self.skeleton.name, list(result.joint_names), joints, confidence,
-                                    result.covariance[0], result.num_views[0], result.reprojection_error[0],
-                                    person.track_id)
-            if skeleton is None:  # a confirmed track with no joint estimated this frame: nothing to show
-                continue
-            skeletons.append(skeleton)
-            shown.add(person.track_id)
-            if send_tf:
-                transforms += tf_transforms(header, list(result.joint_names), joints, confidence,
-                                            self.params["tf_prefix"], person.track_id)
-            if send_markers:
-                markers += marker_array(header, joints, confidence, self._bones, person.track_id).markers
-        self.skeleton_pub.publish(Skeleton3DArray(header=header, skeletons=skeletons))
-        if transforms:
-            self._tf_pub.publish(TFMessage(transforms=transforms))
-        if send_markers:
-            # A track that ended or was not estimated this frame: remove its markers now rather than at their
-            # lifetime, so that rviz never shows a person who is gone.
-            for track_id in sorted(self._markers_shown - shown):
-                markers += delete_markers(header, track_id).markers
-            if markers:
-                self.marker_pub.publish(MarkerArray(markers=markers))
-        self._markers_shown = shown if send_markers else set()  # nobody saw them: nothing to delete later
+        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), step.people, self.outputs, tf=send_tf,
+                             markers=send_markers, shown_before=self._markers_shown)
+        self.skeleton_pub.publish(out.skeletons)
+        if out.transforms:
+            self._tf_pub.publish(TFMessage(transforms=out.transforms))
+        if out.markers:
+            self.marker_pub.publish(MarkerArray(markers=out.markers))
+        self._markers_shown = out.shown if send_markers else set()  # nobody saw them: nothing to delete later
         latency = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
-        with self.stats.lock:
-            self.stats.published += 1
-            self.stats.window_published += 1
-            self.stats.latency.append(latency)
-            self.stats.input_wait.append(stamp_age - queue_wait)
-            self.stats.queue_wait.append(queue_wait)
-            self.stats.fusion_time.append(fusion_time)
-            self.stats.fusion_cpu.append(fusion_cpu)
-            self.stats.views.append(with_data)
-            self.stats.counts["tracks.ended"] += len(step.ended)
-            self.stats.counts["detections.unassigned"] += step.unassigned
-            if step.capped:
-                self.stats.counts["capped.people"] += step.capped
-            self._tracks = {"confirmed": step.confirmed, "tentative": step.tentative}
-        self.drift.observe(frame, frame_rig.rig, detections, step, anchor_ns * 1e-9)
+        views = sum(1 for people in detections if len(people))
+        self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
+                         len(step.ended), step.unassigned, step.capped, step.confirmed, step.tentative)
+        if self._observers:
+            fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step,
+                               {camera: frame_id for camera, (_, _, frame_id) in frame.views.items()})
+            for observer in self._observers:
+                try:
+                    observer(fused)
+                except Exception as error:  # an observer must not stop fusion
+                    self.stats.count("observer_errors")
+                    self.get_logger().error(f"frame observer {observer!r} failed: {error!r}",
+                                            throttle_duration_sec=5.0)
 
     # --- diagnostics (executor thread) -----------------------------------------------------------------------------
 
@@ -532,13 +498,29 @@ class FusionNode(Node):
         counts.update({f"dropped.{reason}": n for reason, n in self.sync.drops.items()})
         return counts
 
+    def camera_states(self) -> dict[str, str]:
+        """Each camera's input state: ``ok``, ``invalid input`` or ``dead`` (see skelsplat_ros/io/health.py), as of
+        the last moment the executor took input. After a stall of the executor (a loaded machine), messages that
+        came meanwhile wait in the readers, unseen: judged at now, every camera would look dead although its
+        messages are there (the timer that reports runs before them)."""
+        with self.stats.lock:
+            last_rejected = dict(self.stats.last_rejected)
+        return camera_states(self.cameras, self._listening_at, self.params["camera_timeout"],
+                             {c: self.sync.last_seen(c) for c in self.cameras}, last_rejected, self.stats.started)
+
     def _publish_diagnostics(self) -> None:
-        window = self.stats.take_window()
-        seconds = window["seconds"]
-        now = time.monotonic()
-        alive = set(self.sync.alive(now))
-        dead = [c for c in self.cameras if c not in alive]
-        silent = [c for c in self.cameras if self.sync.last_seen(c) is None]
+        if not self.ready.is_set():
+            level, message, values = "WARN", "warming up: keypoints not subscribed yet", {}
+        else:
+            level, message, values = self._report()
+        status = DiagnosticStatus(level=getattr(DiagnosticStatus, level), name=f"{self.get_name()}: fusion",
+                                  message=message, hardware_id=self.get_fully_qualified_name(),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+    def _report(self) -> tuple[str, str, dict[str, str]]:
+        states = self.camera_states()
+        window = self.stats.take_window(time.monotonic())
         lagging = self.sync.lagging()
         for camera in sorted(set(lagging) - self._reported_lagging):
             self.get_logger().warning(
@@ -550,57 +532,27 @@ class FusionNode(Node):
         if slop_warning and not self._slop_warned:
             self.get_logger().warning(slop_warning)
             self._slop_warned = True
-        latency_ms = [1e3 * v for v in window["latency"]]
-        fusion_ms = [1e3 * v for v in window["fusion_time"]]
-        input_ms, queue_ms = [1e3 * v for v in window["input_wait"]], [1e3 * v for v in window["queue_wait"]]
-        cpu_ms = [1e3 * v for v in window["fusion_cpu"]]
-        values: dict[str, str] = {
-            "output_rate_hz": f"{window['published'] / seconds:.2f}",
-            "latency_median_ms": f"{_percentile(latency_ms, 50):.1f}",
-            "latency_p95_ms": f"{_percentile(latency_ms, 95):.1f}",
-            "latency_max_ms": f"{max(latency_ms) if latency_ms else float('nan'):.1f}",
-            "input_wait_median_ms": f"{_percentile(input_ms, 50):.1f}",
-            "queue_wait_median_ms": f"{_percentile(queue_ms, 50):.1f}",
-            "fusion_time_mean_ms": f"{statistics.fmean(fusion_ms) if fusion_ms else float('nan'):.1f}",
-            "fusion_time_max_ms": f"{max(fusion_ms) if fusion_ms else float('nan'):.1f}",
-            "fusion_cpu_mean_ms": f"{statistics.fmean(cpu_ms) if cpu_ms else float('nan'):.1f}",
-            "views_per_frame_mean": f"{statistics.fmean(window['views']) if window['views'] else float('nan'):.2f}",
-            "frames_published": str(self.stats.published),
+        with self.stats.lock:
+            published, tracks = self.stats.published, dict(self.stats.tracks)
+            rejected_by_camera = dict(self.stats.rejected_by_camera)
+        extra = {
+            "frames_published": str(published),
             "sync_pending": str(self.sync.pending),
-            "worker_queue": str(len(self._queue)),
+            "worker_queue": str(len(self.queue)),
             "frames_synced": str(self.sync.emitted),
             "frames_partial": str(self.sync.emitted_partial),
-            "dead_cameras": " ".join(dead),
-            "tracks.confirmed": str(self._tracks["confirmed"]),
-            "tracks.tentative": str(self._tracks["tentative"]),
-            "lagging_cameras": " ".join(f"{c}:{lag * 1e3:.0f}ms" for c, lag in lagging.items()),
+            "tracks.confirmed": str(tracks["confirmed"]),
+            "tracks.tentative": str(tracks["tentative"]),
             "duplicates_replaced": str(self.sync.replaced),
         }
         if slop_warning:
-            values["sync_slop_warning"] = slop_warning
-        for camera in self.cameras:
-            values[f"input_rate_hz.{camera}"] = f"{window['received'][camera] / seconds:.2f}"
-        for key, count in sorted(self.counters().items()):
-            values[key] = str(count)
-        if not any(window["received"].values()):
-            level, message = DiagnosticStatus.WARN, "no keypoints received"
-        elif dead:
-            level, message = DiagnosticStatus.WARN, f"no valid keypoints lately from: {' '.join(dead)}"
-        elif lagging:
-            level, message = DiagnosticStatus.WARN, f"cameras lagging beyond max_wait: {' '.join(lagging)}"
-        elif window["published"] == 0:
-            level, message = DiagnosticStatus.WARN, "receiving keypoints but no frame fused"
-        else:
-            level, message = DiagnosticStatus.OK, f"fusing {window['published'] / seconds:.1f} Hz"
-        if silent and level == DiagnosticStatus.OK:
-            message += f" (never heard: {' '.join(silent)})"
-        values.update(self.drift.values())
-        if self.drift.warning() and level == DiagnosticStatus.OK:
-            level, message = DiagnosticStatus.WARN, self.drift.warning()
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: fusion", message=message,
-                                  hardware_id=self.get_fully_qualified_name(),
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+            extra["sync_slop_warning"] = slop_warning
+        never_heard = [c for c in self.cameras if self.sync.last_seen(c) is None]
+        extra.update(self.drift.values())
+        level, message, values = diagnostic_report(window, states, lagging, self.counters(), rejected_by_camera,
+                                                   never_heard, extra)
+        moved = self.drift.warning()
+        return ("WARN", moved, values) if moved and level == "OK" else (level, message, values)
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -608,9 +560,7 @@ class FusionNode(Node):
         """Stop the fusion thread (frames still queued are dropped)."""
         if not hasattr(self, "_worker"):  # __init__ failed before the thread existed (StartupError)
             return
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
+        self.queue.close()
         self._worker.join(timeout=5.0)
         self.drift.close()
 

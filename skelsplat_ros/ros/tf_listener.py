@@ -3,6 +3,11 @@ PyPI; this is the part of its ``TransformListener`` the fusion node needs).
 
 QoS as tf2_ros's listener, so every tf2 broadcaster matches: ``/tf`` depth 100, reliable, volatile; ``/tf_static``
 depth 100, reliable, transient-local (a late subscriber still gets the latched static transforms).
+
+As tf2_ros's listener, it clears the buffer's dynamic transforms when the node's clock is found to have gone back
+(a bag replayed again with ``use_sim_time``, a simulator reset): the old timeline's poses must not be used for the
+new one. The buffer itself also recognises jumps from the stamps (``geometry/transforms.py``), which covers time
+that jumps in the stamps while the clock does not.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ class TfListener:
         self.buffer = buffer
         self.refused = 0
         self.received = 0
+        self.cleared = 0  # times the clock went back and the buffer was cleared
+        self._clock_ns: int | None = None  # the node's clock at the last message
         self._node = node
         self._own: set[bytes] = set()  # gids of the node's /tf publishers
         self._lock = threading.Lock()
@@ -71,6 +78,15 @@ class TfListener:
         self._on_tf(deserialize_message(data, TFMessage), False)
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
+        now = self._node.get_clock().now().nanoseconds
+        with self._lock:
+            back = self._clock_ns is not None and now < self._clock_ns
+            self._clock_ns = now
+            if back:
+                self.cleared += 1
+        if back:
+            self._node.get_logger().warning("the clock jumped back in time: clearing the TF buffer")
+            self.buffer.clear()
         refused = add_tf_message(self.buffer, msg, static)
         with self._lock:
             self.received += len(msg.transforms)

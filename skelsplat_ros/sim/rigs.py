@@ -1,6 +1,7 @@
 """Synthetic camera rigs: ``surround`` (8-camera mocap ring), ``lab`` (4 room corners), ``robot`` (3 cameras
 with a narrow baseline on a robot facing the person) and ``portrait`` (4 portrait HD cameras on tripods around the
-person), optionally with OpenCV lens distortion; and rough calibrations of them (:func:`disturb_rig`)."""
+person), optionally with OpenCV lens distortion; :func:`make_ring_rig`, a ring of any number of cameras on
+three tiers (a capture dome); and rough calibrations of rigs (:func:`disturb_rig`)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,37 @@ def make_rig(kind: str, image_size: tuple[int, int] | None = None, distortion: b
             centre = np.array([*(base + ahead * fwd + side * lat), z])
             target = np.array([rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1), rng.uniform(0.9, 1.05)])
             cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(700, 900), size, default, distortion))
+    return CameraRig(cams)
+
+
+_STREAM_RING = 0x72696e67
+RING_TIERS_M = (1.2, 2.0, 2.8)
+"""Heights of the ring's three tiers of cameras (camera ``i`` is on tier ``i % 3``)."""
+
+
+def make_ring_rig(num_views: int, image_size: tuple[int, int] | None = None, distortion: bool = False,
+                  seed: int = 0) -> CameraRig:
+    """``num_views`` (at least 2) seeded cameras evenly spread around a ~4.5 m circle (radius 4.3-4.7 m), on three
+    tiers at about :data:`RING_TIERS_M` in turn, looking at ~1 m near the origin, 1920x1080, f 1100-1400 px: a
+    capture dome such as CMU Panoptic's 31 HD cameras, for any camera count (``cam0..camN-1``).
+
+    Args: as :func:`make_rig`.
+    """
+    if num_views < 2:
+        raise ValueError(f"make_ring_rig: a ring needs at least 2 cameras, got {num_views}")
+    rng = np.random.default_rng([int(seed), _STREAM_RING, int(num_views)])
+    default = _DEFAULT_SIZES["surround"]
+    size = tuple(int(v) for v in (image_size or default))
+    offset = rng.uniform(-0.1, 0.1)
+    step = 2.0 * np.pi / num_views
+    cams = []
+    for i in range(num_views):
+        azimuth = offset + step * i + rng.uniform(-0.1, 0.1) * step
+        radius = rng.uniform(4.3, 4.7)
+        height = RING_TIERS_M[i % len(RING_TIERS_M)] + rng.uniform(-0.1, 0.1)
+        centre = [radius * math.cos(azimuth), radius * math.sin(azimuth), height]
+        target = [rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15), rng.uniform(0.9, 1.1)]
+        cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(1100, 1400), size, default, distortion))
     return CameraRig(cams)
 
 

@@ -197,7 +197,7 @@ def _min_separation(skeleton: Skeleton, truth: np.ndarray) -> float:
 
 
 def make_multi_person_scenario(
-    rig_kind: str,
+    rig_kind: str | CameraRig,
     num_people: int,
     num_frames: int = 300,
     fps: float = 30.0,
@@ -208,22 +208,39 @@ def make_multi_person_scenario(
     min_separation: float = 0.45,
     effects: SceneEffects = SceneEffects(),
     image_size: tuple[int, int] | None = None,
+    spread: float | None = None,
+    walkers: int | None = None,
 ) -> MultiPersonScenario:
     """``num_people`` (1-5 or more) seeded people of different body sizes walking and moving among each other.
 
-    Each person is :func:`generate_motion` of their own seed (height 1.55-1.95 m), turned and moved about the room
-    so that paths cross while hip centres stay at least ``min_separation`` apart (bodies do not pass through each
-    other; the closest pair comes to about that distance). With ``enter_leave`` every person but the first enters
+    Each person is :func:`generate_motion` of their own seed (height 1.55-1.95 m), walking (orbits of 0.8-1.5 m) or
+    moving in place, turned and moved by up to ``spread`` metres along x and y so that paths cross while hip
+    centres stay at least ``min_separation`` apart (bodies do not pass through each other; the closest pair comes
+    to about that distance, or as near as 300 tries get). With ``enter_leave`` every person but the first enters
     late or leaves early (present at least half of the recording). Then :func:`compose_people`.
+
+    Args:
+        rig_kind: a :func:`make_rig` kind (built with ``image_size`` and ``seed``), or the cameras themselves.
+        spread: half-width (m) of the square of the people's offsets; default 0.7, or 1.8 for a crowd of more
+            than 5 people.
+        walkers: how many people walk (the first ones); default every other person, or one in five in a crowd of
+            more than 5 (more walking orbits than that leave no room to pass each other).
     """
     if num_people < 1:
         raise ValueError("make_multi_person_scenario: num_people must be at least 1")
     skeleton = get_skeleton(skeleton_name)
-    rig = make_rig(rig_kind, image_size=image_size, seed=seed)
+    rig = rig_kind if isinstance(rig_kind, CameraRig) else make_rig(rig_kind, image_size=image_size, seed=seed)
     rng = np.random.default_rng([int(seed), _STREAM_SCENE, num_people])
+    crowd = num_people > 5
+    spread = (1.8 if crowd else 0.7) if spread is None else spread
+    index = np.arange(num_people)
+    if walkers is None:
+        walking = index < -(-num_people // 5) if crowd else index % 2 == 0
+    else:
+        walking = index < walkers
     motions = [
         generate_motion(skeleton, num_frames, fps=fps, seed=int(seed) * 1009 + 17 * p + 1,
-                        motion="walk" if p % 2 == 0 else "mixed")
+                        motion="walk" if walking[p] else "mixed")
         for p in range(num_people)
     ]
     presence = np.ones((num_frames, num_people), dtype=bool)
@@ -238,7 +255,7 @@ def make_multi_person_scenario(
     best, best_gap = None, -np.inf
     for _ in range(300):
         angle = rng.uniform(0, 2 * np.pi, num_people)
-        offset = rng.uniform(-0.7, 0.7, (num_people, 2))
+        offset = rng.uniform(-spread, spread, (num_people, 2))
         placed = np.stack([
             (_rot_z(angle[p]) @ motions[p][..., None])[..., 0] + np.array([*offset[p], 0.0])
             for p in range(num_people)

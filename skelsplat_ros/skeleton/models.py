@@ -155,3 +155,13 @@ def get_skeleton(name_or_path: str) -> Skeleton:
             raise KeyError(f"{path} defines {sorted(found)}; pick one with {path}:NAME")
         return next(iter(found.values()))
     raise KeyError(f"unknown skeleton {name_or_path!r}; built-in: {sorted(builtins)}, or a YAML file")
+
+
+def track_rgb(track_id: int) -> tuple[float, float, float]:
+    """A fixed, saturated colour per track id, (r, g, b) in [0, 1], for every picture of a person (rviz markers,
+    rendered videos): hues spaced by the golden angle, so that ids close together (people who appeared one after the
+    other) look clearly different and an id keeps its colour for life."""
+    hue = (int(track_id) * 0.618033988749895) % 1.0
+    # HSV -> RGB at full saturation and value.
+    r, g, b = (float(np.clip(abs((hue * 6.0 + shift) % 6.0 - 3.0) - 1.0, 0.0, 1.0)) for shift in (0.0, 4.0, 2.0))
+    return r, g, b

@@ -1,6 +1,10 @@
 """Multi-person fusion of whole recordings ``[V, F, S, J, 3]``: :func:`track_streaming` (the live tracker replayed)
 and :func:`track_offline` (the same association, then track stitching across short gaps and an offline SkelSplat
-fit per person with that person's temporal and bone priors)."""
+fit per person with that person's temporal and bone priors).
+
+Every recording comes here whatever its file: a 5-D ``.npz``, a JSON folder read with ``--people all`` and a ROS bag
+with several people per message. Time is the frames' capture time: ``f / fps`` by default, or the stamps a
+recording gives (a bag's), so that the tracker's life times and the stitching gaps are true seconds."""
 
 from __future__ import annotations
 
@@ -64,6 +68,16 @@ def _empty(num_frames: int, num_tracks: int, num_joints: int) -> tuple[np.ndarra
     )
 
 
+def _times(stamps: np.ndarray | None, num_frames: int, fps: float) -> np.ndarray:
+    """Capture time of each frame ``[F]`` in seconds: ``stamps`` when given, else ``f / fps``."""
+    if stamps is None:
+        return np.arange(num_frames) / fps
+    times = np.asarray(stamps, dtype=np.float64).reshape(-1)
+    if times.shape != (num_frames,):
+        raise ValueError(f"stamps must be [F] = [{num_frames}], got {list(np.shape(stamps))}")
+    return times
+
+
 def track_streaming(
     rig: CameraRig,
     skeleton: Skeleton,
@@ -72,15 +86,24 @@ def track_streaming(
     fps: float,
     config: TrackerConfig = TrackerConfig(),
     progress: Callable[[int, int], None] | None = None,
+    stamps: np.ndarray | None = None,
+    rigs: list[CameraRig] | None = None,
 ) -> MultiPersonResult:
     """A recording ``[V, F, S, J, 3]`` through :class:`MultiPersonTracker` frame by frame: what the node would have
-    published (confirmed tracks only, from their confirmation on)."""
+    published (confirmed tracks only, from their confirmation on).
+
+    Args:
+        stamps: capture time of each frame ``[F]`` in seconds; default ``f / fps``.
+        rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
+    """
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames = keypoints.shape[1]
+    times = _times(stamps, num_frames, fps)
     published: list[list[PersonEstimate]] = []
     for f in range(num_frames):
-        published.append(tracker.step(split_slots(keypoints, f), f / fps).people)
+        frame_rig = rigs[f] if rigs is not None else None
+        published.append(tracker.step(split_slots(keypoints, f), float(times[f]), rig=frame_rig).people)
         if progress:
             progress(f + 1, num_frames)
     return people_array(published, num_frames, skeleton)
@@ -116,13 +139,14 @@ class StitchConfig:
     speed: float = 1.0
 
 
-def _stitch(spans: dict[int, tuple[int, int]], ends: dict[int, tuple[np.ndarray, np.ndarray]], fps: float,
+def _stitch(spans: dict[int, tuple[int, int]], ends: dict[int, tuple[np.ndarray, np.ndarray]], times: np.ndarray,
             stitch: StitchConfig) -> dict[int, int]:
-    """Which track continues which: ``{later id: earlier id}``, greedy by distance, each track continued once."""
+    """Which track continues which: ``{later id: earlier id}``, greedy by distance, each track continued once.
+    ``times [F]``: capture time of each frame (s)."""
     candidates = []
     for a, (_, last_a) in spans.items():
         for b, (first_b, _) in spans.items():
-            gap = (first_b - last_a) / fps
+            gap = float(times[first_b] - times[last_a])
             if a == b or not 0 < gap <= stitch.max_gap:
                 continue
             distance = np.linalg.norm(ends[a][1] - ends[b][0], axis=-1)
@@ -157,8 +181,11 @@ def track_offline(
     config: TrackerConfig = TrackerConfig(),
     stitch: StitchConfig = StitchConfig(),
     progress: Callable[[int, int], None] | None = None,
+    stamps: np.ndarray | None = None,
 ) -> MultiPersonResult:
-    """Multi-person fusion of a whole recording ``[V, F, S, J, 3]``.
+    """Multi-person fusion of a whole recording ``[V, F, S, J, 3]``, its frames ``1 / fps`` apart (a recording's
+    missing frames are frames without detections, never left out); ``stamps [F]`` (s) give the tracker the
+    frames' true capture times, default ``f / fps``.
 
     1. The causal tracker's association (streaming refits included), recording which detections every track took,
        from its first frame on (the frames before its confirmation are recovered).
@@ -171,10 +198,11 @@ def track_offline(
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames, num_views, num_joints = keypoints.shape[1], len(rig), skeleton.num_joints
+    times = _times(stamps, num_frames, fps)
     taken: dict[int, dict[int, np.ndarray]] = {}
     confirmed: set[int] = set()
     for f in range(num_frames):
-        step = tracker.step(split_slots(keypoints, f), f / fps)
+        step = tracker.step(split_slots(keypoints, f), float(times[f]))
         for track_id, rows in step.assignments.items():
             taken.setdefault(track_id, {})[f] = rows
         confirmed.update(p.track_id for p in step.people)
@@ -184,7 +212,7 @@ def track_offline(
     ends = {}
     for t, (first, last) in spans.items():
         ends[t] = (_quick_points(rig, taken[t][first], fusion), _quick_points(rig, taken[t][last], fusion))
-    parent = _stitch(spans, ends, fps, stitch)
+    parent = _stitch(spans, ends, times, stitch)
 
     def root(t: int) -> int:
         while t in parent:

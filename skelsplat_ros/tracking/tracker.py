@@ -36,6 +36,7 @@ from ..fusion.streaming import StreamingFuser, step_together
 from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import project_pinhole, valid_observations
 from ..skeleton.models import Skeleton
+from .association import pair_costs, track_costs
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ class MultiPersonTracker:
             assignments[track.track_id] = keypoints
 
         # 4. New tentative tracks from what nobody claimed, fitted in one batch.
-        clusters = self._clusters(usable, taken)
+        clusters = self._clusters(frame, taken)
         slots = np.full((len(clusters), num_views), -1, dtype=np.int64)
         flips = np.zeros((len(clusters), num_views), dtype=bool)
         for c, cluster in enumerate(clusters):
@@ -395,27 +396,14 @@ class MultiPersonTracker:
         predicted = track.fuser.predict(horizon)
         return track.joints if predicted is None else predicted
 
-    def _weighted_cost(self, distance: np.ndarray, weight: np.ndarray) -> np.ndarray:
-        """Confidence-weighted mean of capped distances ``[..., J]`` (inf with too few shared joints)."""
-        known = np.isfinite(distance) & (weight > 0)
-        w = np.where(known, weight, 0.0)
-        total = (w * np.where(known, np.minimum(distance, self.config.joint_clip), 0.0)).sum(-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cost = total / w.sum(-1)
-        return np.where(known.sum(-1) >= self.config.min_common_joints, cost, np.inf)
-
     def _track_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cost ``[T, N]`` of each track taking each detection of the frame (every view's), and whether it takes it
         mirrored."""
-        offset = predictions[:, None] - self.rig.centres[frame.view][None, :, None]  # [T, N, J, 3]
-        ox, oy, oz = (offset[:, :, None, :, k] for k in range(3))
-        dx, dy, dz = (frame.direction[None, ..., k] for k in range(3))  # [1, N, 2, J]
-        # The distance of each predicted joint to the ray: |offset x direction| (unit rays), written out because
-        # np.cross and np.linalg.norm cost more than the arithmetic on arrays this small.
-        cx, cy, cz = oy * dz - oz * dy, oz * dx - ox * dz, ox * dy - oy * dx
-        cost = self._weighted_cost(np.sqrt(cx * cx + cy * cy + cz * cz), frame.weight[None])  # [T, N, 2]
+        config = self.config
+        cost = track_costs(predictions, self.rig.centres[frame.view], frame.direction, frame.weight, config.joint_clip,
+                           config.min_common_joints)  # [T, N, 2]
         direct, flipped = cost[..., 0], cost[..., 1]
-        flip = flipped < self.config.swap_ratio * direct
+        flip = flipped < config.swap_ratio * direct
         return np.where(flip, flipped, direct), flip
 
     def _stack(self, keypoints: list[np.ndarray]) -> np.ndarray:
@@ -447,108 +435,95 @@ class MultiPersonTracker:
                 keypoints[v] = row[self._flip] if mirrored[v] else row
         return keypoints
 
-    def _clusters(self, usable: list[_ViewDetections], taken: list[np.ndarray]) -> list[list[tuple[int, int, bool]]]:
+    def _clusters(self, frame: _FrameDetections, taken: list[np.ndarray]) -> list[list[tuple[int, int, bool]]]:
         """Cycle-consistent groups of unclaimed detections across views, ``[(view, slot, mirrored), ...]``, best
         first. A detection whose left/right labels disagree with most of its group's is mirrored (the detector
         swapped them in that view)."""
-        if sum(len(t) - np.count_nonzero(t) for t in taken) < 2:  # the usual frame: every detection claimed
+        free = np.flatnonzero(~np.concatenate(taken))  # rows of the frame, view after view
+        if len(free) < 2:  # the usual frame: every detection claimed
             return []
-        free = [(v, s) for v, t in enumerate(taken) for s in np.flatnonzero(~t)]
-        position = {node: k for k, node in enumerate(free)}
-        affinity = np.full((len(free), len(free)), np.inf)
-        plain = np.full((len(free), len(free)), np.inf)  # the pair as labelled
-        crossed = np.full((len(free), len(free)), np.inf)  # the same with one of the two mirrored
-        for a in range(len(usable)):
-            for b in range(a + 1, len(usable)):
-                sa, sb = np.flatnonzero(~taken[a]), np.flatnonzero(~taken[b])
-                if not len(sa) or not len(sb):
-                    continue
-                direct = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=False)
-                mirrored = self._pair_costs(a, usable[a], sa, b, usable[b], sb, mirror_b=True)
-                flip = mirrored < self.config.swap_ratio * direct
-                cost = np.where(flip, mirrored, direct)
-                rows = [position[(a, s)] for s in sa]
-                cols = [position[(b, s)] for s in sb]
-                affinity[np.ix_(rows, cols)] = cost
-                affinity[np.ix_(cols, rows)] = cost.T
-                plain[np.ix_(rows, cols)] = direct
-                plain[np.ix_(cols, rows)] = direct.T
-                crossed[np.ix_(rows, cols)] = mirrored
-                crossed[np.ix_(cols, rows)] = mirrored.T
+        config, view = self.config, frame.view[free]
+        plain, crossed = pair_costs(self.rig.centres[view], view, frame.direction[free, 0], frame.weight[free, 0],
+                                    self._flip, config.joint_clip, config.min_common_joints)  # [N, N] each
+        affinity = np.where(crossed < config.swap_ratio * plain, crossed, plain)
         # Complete linkage: merge the closest pair of clusters whose every cross pair is within the gate and whose
-        # views do not overlap.
-        clusters = [[k] for k in range(len(free))]
-        order = np.argsort(affinity, axis=None)
-        for flat in order:
-            i, j = np.unravel_index(flat, affinity.shape)
-            if not affinity[i, j] <= self.config.cluster_gate:
-                break
-            ci = next(c for c in clusters if i in c)
-            cj = next(c for c in clusters if j in c)
-            if ci is cj or {free[k][0] for k in ci} & {free[k][0] for k in cj}:
+        # views do not overlap. joinable[a, b] says so of clusters a and b (a cluster is known by the index of the
+        # detection it started from): two detections of one view are never within the gate, so merging b into a
+        # and keeping the pairs both allowed keeps it true.
+        joinable = affinity <= config.cluster_gate
+        first, second = np.nonzero(np.triu(joinable, 1))
+        order = np.argsort(affinity[first, second], kind="stable")
+        members = [[k] for k in range(len(free))]
+        label = list(range(len(free)))
+        for i, j in zip(first[order].tolist(), second[order].tolist()):
+            a, b = label[i], label[j]
+            if a == b or not joinable[a, b]:
                 continue
-            if not (affinity[np.ix_(ci, cj)] <= self.config.cluster_gate).all():
-                continue
-            ci.extend(cj)
-            clusters.remove(cj)
-        groups = [c for c in clusters if len(c) >= self.config.min_views]
-        groups.sort(key=lambda c: (-len(c), float(np.mean([affinity[i, j] for i in c for j in c if i != j]))))
-        return [[(*free[k], bool(m)) for k, m in zip(group, self._orientation(plain, crossed, group))]
+            for k in members[b]:
+                label[k] = a
+            members[a].extend(members[b])
+            members[b] = []
+            joinable[a] &= joinable[b]
+            joinable[:, a] = joinable[a]
+        groups = [c for c in members if len(c) >= config.min_views]
+        groups.sort(key=lambda c: (-len(c), float(affinity[np.ix_(c, c)][~np.eye(len(c), dtype=bool)].mean())))
+        slot = free - frame.bounds[view]
+        return [[(int(view[k]), int(slot[k]), bool(m)) for k, m in zip(group, self._orientation(plain, crossed, group))]
                 for group in groups]
 
     @staticmethod
     def _orientation(direct: np.ndarray, crossed: np.ndarray, group: list[int]) -> np.ndarray:
-        """Which members of ``group`` to mirror: the labelling whose pairs agree best (sum of pair costs, pairs
+        """Which members of ``group`` to mirror: a labelling whose pairs agree best (sum of pair costs, pairs
         ``direct`` when both or neither are mirrored, ``crossed`` otherwise), of the two mirror-image solutions the
-        one that mirrors fewer detections (a detector's labels are usually right)."""
-        size = len(group)
-        pairs = [(a, b) for a in range(size) for b in range(a + 1, size)]
-        same = np.array([direct[group[a], group[b]] for a, b in pairs])
-        other = np.array([crossed[group[a], group[b]] for a, b in pairs])
-        first, second = np.array(pairs).T
-        best, best_cost = np.zeros(size, dtype=bool), np.inf
-        for code in range(2 ** (size - 1)):
-            mirror = np.array([False] + [bool(code >> k & 1) for k in range(size - 1)])
-            cost = np.where(mirror[first] != mirror[second], other, same)
-            total = float(np.where(np.isfinite(cost), cost, 1.0).sum())
-            if total < best_cost:
-                best, best_cost = mirror, total
-        return ~best if best.sum() > size / 2 else best
+        one that mirrors fewer detections (a detector's labels are usually right).
 
-    def _pair_costs(self, a: int, view_a: _ViewDetections, slots_a: np.ndarray, b: int, view_b: _ViewDetections,
-                    slots_b: np.ndarray, mirror_b: bool) -> np.ndarray:
-        """Mean ray-to-ray distance ``[Sa, Sb]`` between detections of views ``a`` and ``b``, those of ``b`` with
-        left and right exchanged when ``mirror_b`` (inf when the rays meet behind a camera or share too few
-        joints)."""
-        order = self._flip if mirror_b else np.arange(self.skeleton.num_joints)
-        da = view_a.direction[slots_a][:, None]  # [Sa, 1, J, 3]
-        db = view_b.direction[slots_b][:, order][None]  # [1, Sb, J, 3]
-        baseline = self.rig.centres[b] - self.rig.centres[a]
-        normal = np.cross(da, db)
-        norm = np.linalg.norm(normal, axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            distance = np.abs(normal @ baseline) / norm
-            # Closest points c_a + s da and c_b + u db: both must lie in front of their cameras.
-            s = np.einsum("...i,...i->...", np.cross(baseline, db), normal) / norm**2
-            u = np.einsum("...i,...i->...", np.cross(baseline, da), normal) / norm**2
-        distance = np.where((s > 0) & (u > 0), distance, self.config.joint_clip)
-        weight = np.sqrt(view_a.weight[slots_a][:, None] * view_b.weight[slots_b][:, order][None])
-        return self._weighted_cost(distance, weight)
+        Polynomial in the group's size ``n`` (trying every labelling would cost ``2^(n-1)``): a local search from
+        ``n + 1`` starts at once, the labels as given and each member's view of the others (every other member on
+        the side it pairs best with that one), where the member whose change of side lowers the sum most changes
+        side while one does. The best end wins. Where most of a person's detections agree, as they do, this finds
+        the best labelling; several starts keep one misleading pair from deciding.
+        """
+        index = np.asarray(group)
+        same, other = (np.where(np.isfinite(c), c, 1.0) for c in (direct[np.ix_(index, index)],
+                                                                   crossed[np.ix_(index, index)]))
+        split = other - same  # [n, n]: what the sum gains when a pair is put on different sides (diagonal: 0)
+        np.fill_diagonal(split, 0.0)
+        size = len(group)
+        starts = np.concatenate([np.zeros((1, size), dtype=bool), split < 0])  # [n + 1, n]
+        rows = np.arange(len(starts))
+        # Each change of side lowers its start's sum, so the search ends; n^2 rounds at most bound the cost.
+        for _ in range(size * size):
+            change = np.where(starts[:, :, None] != starts[:, None, :], -split, split).sum(axis=2)  # [n + 1, n]
+            best = np.argmin(change, axis=1)
+            moving = change[rows, best] < -1e-12
+            if not moving.any():
+                break
+            starts[rows[moving], best[moving]] ^= True
+        totals = np.where(starts[:, :, None] != starts[:, None, :], split, 0.0).sum(axis=(1, 2))
+        mirror = starts[int(np.argmin(totals))]
+        if mirror[0]:  # of the two mirror images, the one with member 0 as labelled on a tie
+            mirror = ~mirror
+        return ~mirror if mirror.sum() > size / 2 else mirror
 
     def _merge_duplicates(self, refitted: dict[int, FusionResult]) -> list[int]:
         """Drop the younger of two refitted tracks on the same person; the confirmed ids that ended."""
         ended = []
         fresh = sorted((t for t in self._tracks if t.track_id in refitted), key=lambda t: (t.born, t.track_id))
+        if len(fresh) < 2:
+            return ended
+        # Every pair's mean gap over the joints both have, at once ([T, T]); the pairs are then taken in order.
+        joints = np.stack([t.joints for t in fresh])  # [T, J, 3]
+        gap = np.linalg.norm(joints[:, None] - joints[None], axis=-1)  # [T, T, J]
+        shared = np.isfinite(gap)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(shared, gap, 0.0).sum(-1) / shared.sum(-1)
+        same = ((shared.sum(-1) >= self.config.min_common_joints) & (mean < self.config.duplicate_distance)).tolist()
         gone: set[int] = set()
         for i, older in enumerate(fresh):
             if older.track_id in gone:
                 continue
-            for younger in fresh[i + 1:]:
-                if younger.track_id in gone:
-                    continue
-                gap = np.linalg.norm(older.joints - younger.joints, axis=-1)
-                shared = np.isfinite(gap)
-                if shared.sum() >= self.config.min_common_joints and gap[shared].mean() < self.config.duplicate_distance:
+            for younger, duplicate in zip(fresh[i + 1:], same[i][i + 1:]):
+                if duplicate and younger.track_id not in gone:
                     gone.add(younger.track_id)
                     older.confirmed |= younger.confirmed
                     if younger.confirmed:

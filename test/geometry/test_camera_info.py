@@ -10,13 +10,13 @@ import pytest
 from skelsplat_ros.geometry.calibration import (
     CalibrationError,
     camera_info_fields,
-    detect_units,
     intrinsics_from_camera_info,
     load_calibration,
     load_calibration_metres,
     save_calibration,
 )
 from skelsplat_ros.geometry.camera import Camera, CameraRig, look_at
+from skelsplat_ros.geometry.units import detect_units
 
 K = np.array([[1400.0, 0.0, 955.3], [0.0, 1398.2, 541.7], [0.0, 0.0, 1.0]])
 RATIONAL = np.array([0.9, 0.3, 0.001, -0.002, 0.01, 1.1, 0.4, 0.02])  # an Azure-Kinect-like rational lens
@@ -82,7 +82,7 @@ def test_millimetre_calibration_is_detected_and_converted(tmp_path):
                for i, a in enumerate(np.linspace(0, 2 * np.pi, 4, endpoint=False))]
     metres = CameraRig(cameras)
     millimetres = CameraRig([Camera(c.name, c.K, c.R, c.t * 1000.0, c.size) for c in cameras])
-    assert detect_units(metres) == "m" and detect_units(millimetres) == "mm"
+    assert detect_units(metres).units == "m" and detect_units(millimetres).units == "mm"
     save_calibration(millimetres, tmp_path / "mm.toml")
     rig, units = load_calibration_metres(tmp_path / "mm.toml")
     assert units == "mm"

@@ -152,3 +152,121 @@ def test_wait_for_returns_once_the_transform_arrives_and_gives_up_after_the_boun
     with pytest.raises(TransformError) as error:
         buffer.wait_for("world", "cam", 3 * S, timeout=0.05)
     assert error.value.reason == "future" and time.monotonic() - started >= 0.05
+
+
+# --- time that jumps, and a buffer that must not grow (issue 18) ------------------------------------------------------
+
+
+def _at(x: float) -> Transform:
+    return Transform(np.eye(3), np.array([x, 0.0, 0.0]))
+
+
+def _x(buffer: TransformBuffer, stamp: int, source: str = "cam") -> float | str:
+    try:
+        return float(buffer.lookup("world", source, stamp).translation[0])
+    except TransformError as error:
+        return error.reason
+
+
+@pytest.mark.parametrize("back_s", [20.0, 3.0])
+def test_a_backwards_jump_of_time_forgets_the_old_timeline_and_uses_the_new_one(back_s):
+    """A bag played in a loop (or a simulator reset): 20 s back (beyond the cache) or 3 s back (within it, where the
+    old samples would interleave with the new ones)."""
+    buffer = TransformBuffer()
+    end = 120 * S
+    for k in range(201):  # 100-120 s at 10 Hz: the camera at x = 1, the robot base static
+        _add(buffer, "world", "cam", _at(1.0), stamp=100 * S + k * S // 10)
+    _add(buffer, "world", "base", _at(0.0), static=True)
+    restart = end - int(back_s * S)
+    for k in range(21):  # the new loop: the camera at x = 2
+        _add(buffer, "world", "cam", _at(2.0), stamp=restart + k * S // 10)
+    assert buffer.jumps == 1
+    assert _x(buffer, restart + 15 * S // 10) == pytest.approx(2.0)
+    assert _x(buffer, restart + 2 * S) == pytest.approx(2.0)
+    assert _x(buffer, restart + 2 * S + 1) == "future"  # the old timeline's later samples are gone
+    assert _x(buffer, restart, "base") == 0.0  # static edges are kept
+
+
+def test_one_sample_stamped_far_ahead_leaves_the_edge_and_its_history_working():
+    buffer = TransformBuffer()
+    for k in range(101):
+        _add(buffer, "world", "cam", _at(1.0), stamp=100 * S + k * S // 10)
+    _add(buffer, "world", "cam", _at(9.0), stamp=3700 * S)  # a wrong clock, once
+    for k in range(101, 151):
+        _add(buffer, "world", "cam", _at(1.0), stamp=100 * S + k * S // 10)
+    assert _x(buffer, 113 * S) == pytest.approx(1.0)
+    assert _x(buffer, 105 * S) == pytest.approx(1.0)  # the cache was not emptied by the future stamp
+    assert _x(buffer, 3700 * S) == "future" and buffer.jumps == 0
+
+
+def test_time_that_jumps_forward_is_followed_after_two_samples():
+    buffer = TransformBuffer()
+    for k in range(11):
+        _add(buffer, "world", "cam", _at(1.0), stamp=100 * S + k * S // 10)
+    _add(buffer, "world", "cam", _at(3.0), stamp=200 * S)
+    _add(buffer, "world", "cam", _at(3.0), stamp=200 * S + S // 10)
+    assert _x(buffer, 200 * S + S // 20) == pytest.approx(3.0)
+    assert _x(buffer, 100 * S + S // 2) == "past"
+
+
+def test_one_late_sample_is_sorted_in_and_clears_nothing():
+    buffer = TransformBuffer()
+    for k in range(51):
+        _add(buffer, "world", "cam", _at(k * 0.1), stamp=100 * S + k * S // 10)
+        _add(buffer, "world", "other", _at(5.0), stamp=100 * S + k * S // 10)
+    _add(buffer, "world", "cam", _at(0.25), stamp=102 * S + S // 20)  # 2.95 s late
+    _add(buffer, "world", "cam", _at(5.1), stamp=105 * S + S // 10)
+    _add(buffer, "world", "other", _at(5.0), stamp=105 * S + S // 10)
+    assert buffer.jumps == 0
+    assert _x(buffer, 102 * S + S // 20) == pytest.approx(0.25)
+    assert _x(buffer, 104 * S) == pytest.approx(4.0) and _x(buffer, 101 * S, "other") == pytest.approx(5.0)
+
+
+class _CountingDict(dict):
+    """A dict that counts the passes over all of it (iteration, keys, values, items)."""
+
+    passes = 0
+
+    def __iter__(self):
+        _CountingDict.passes += 1
+        return super().__iter__()
+
+    def values(self):
+        _CountingDict.passes += 1
+        return super().values()
+
+    def items(self):
+        _CountingDict.passes += 1
+        return super().items()
+
+    def keys(self):
+        _CountingDict.passes += 1
+        return super().keys()
+
+
+def test_a_lookup_reads_only_the_edges_on_its_path_however_many_frames_were_received():
+    """tf_lookup_growth: a lookup used to pass over every frame ever received (100 000: ~15 ms each). Counted,
+    not timed: no pass over the whole tree."""
+    buffer = TransformBuffer()
+    for c in range(4):
+        _add(buffer, "base_link", f"cam{c}", _at(0.1 * c), static=True)
+    for k in range(11):
+        _add(buffer, "world", "base_link", _at(0.01 * k), stamp=100 * S + k * S // 10)
+    for k in range(2000):
+        _add(buffer, "world", f"person_{k // 17}/joint_{k % 17}", _at(1.0), stamp=100 * S)
+    buffer._edges = _CountingDict(buffer._edges)
+    _CountingDict.passes = 0
+    for c in range(4):
+        assert _x(buffer, 100 * S + S // 2, f"cam{c}") == pytest.approx(0.05 + 0.1 * c)
+    assert _CountingDict.passes == 0
+
+
+def test_frames_silent_for_longer_than_the_cache_time_are_forgotten():
+    buffer = TransformBuffer()
+    _add(buffer, "base_link", "cam0", _at(0.1), static=True)
+    for k in range(1000):  # joints of people tracked once and never again
+        _add(buffer, "world", f"person_{k // 17}/joint_{k % 17}", _at(1.0), stamp=100 * S)
+    for k in range(151):  # the robot keeps moving for 15 s
+        _add(buffer, "world", "base_link", _at(0.0), stamp=100 * S + k * S // 10)
+    assert buffer.frames() == {"world", "base_link", "cam0"}
+    assert _x(buffer, 114 * S, "cam0") == pytest.approx(0.1)

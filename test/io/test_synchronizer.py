@@ -87,6 +87,23 @@ def test_dead_camera_times_out_then_is_not_waited_for_and_comes_back():
     assert sync.drops["insufficient_views"] == 0 and sync.drops["late"] <= 1
 
 
+def test_input_that_starts_long_after_the_synchronizer_gets_its_first_frame_whole():
+    """Polled for 5 s before any message (a node ready long before its bag is played): the cameras are not dead for
+    that silence, so the first frame waits for all of them and goes out complete."""
+    sync = make(dead_after=1.0)
+    for k in range(100):
+        assert sync.poll(k * 0.05) == []
+    frames = feed(sync, [(5.0 + 0.001 * v, cam, 100.0) for v, cam in enumerate(CAMS)]
+                  + [(5.033 + 0.001 * v, cam, 100.033) for v, cam in enumerate(CAMS)])
+    assert [(f.stamp, f.complete) for f in frames] == [(100.0, True), (100.033, True)]
+    assert sync.drops["insufficient_views"] == 0
+    # A camera never heard from is dead once dead_after has passed since the first message of any camera.
+    quiet = make(dead_after=1.0)
+    quiet.poll(0.0)
+    quiet.add("a", 100.0, None, 5.0)
+    assert "d" in quiet.alive(5.9) and "d" not in quiet.alive(6.1)
+
+
 def test_too_few_views_dropped_as_insufficient():
     sync = make(min_views=3)
     frames = feed(sync, [(0.0, "a", 0.0), (0.001, "b", 0.0), (0.1, "a", 0.1), (0.1, "b", 0.1), (0.1, "c", 0.1)])

@@ -29,6 +29,7 @@ class Probe:
         self.tf: list[TFMessage] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: list[dict[str, str]] = []
+        self.messages: list[str] = []  # the diagnostics' status messages
         self.node.create_subscription(Skeleton3DArray, "skeletons",
                                       lambda m: self.skeletons.append((time.time(), m)), QoSProfile(depth=100))
         self.node.create_subscription(TFMessage, "/tf", self.tf.append, QoSProfile(depth=100))
@@ -39,6 +40,7 @@ class Probe:
         for status in msg.status:
             if status.name.endswith(": fusion"):
                 self.diagnostics.append({kv.key: kv.value for kv in status.values})
+                self.messages.append(status.message)
 
     def fused(self, since_ns: int = 0) -> list[Skeleton3DArray]:
         return [m for _, m in self.skeletons if m.skeletons and stamp_to_ns(m.header.stamp) >= since_ns]
@@ -72,3 +74,40 @@ def wait_until(predicate, timeout: float, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return predicate()
+
+
+def wait_drained(fusion, probe: Probe, timeout: float = 15.0) -> bool:
+    """Until the fusion node has synchronized, fused and published all it took in, and ``probe`` received it (stop
+    its senders first): every frame sent is then counted, the last ones included, however loaded the machine."""
+    return wait_until(lambda: fusion.sync.pending == 0 and len(fusion.queue) == 0 and fusion.queue.idle
+                      and len(probe.skeletons) >= fusion.stats.published, timeout)
+
+
+def robust_node(context: Context, tmp_path, seed: int, *parameters, num_frames: int = 2):
+    """A fusion node (robust method: cheap) on the simulated lab rig, and that scenario (clean noise, 20 Hz);
+    ``parameters``: more ``rclpy.parameter.Parameter`` overrides."""
+    from rclpy.parameter import Parameter
+
+    from skelsplat_ros.geometry.calibration import save_calibration
+    from skelsplat_ros.ros.node import FusionNode
+    from skelsplat_ros.sim import make_scenario
+
+    scenario = make_scenario("lab", num_frames=num_frames, fps=20, noise="clean", seed=seed)
+    calibration = tmp_path / "calibration.toml"
+    save_calibration(scenario.rig, calibration)
+    node = FusionNode(context=context, parameter_overrides=[
+        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"), *parameters])
+    return node, scenario
+
+
+def synced_frame(scenario, stamp_ns: int, with_person: bool = True):
+    """A complete synchronized frame of the scenario's first frame (or of nobody) at ``stamp_ns``, as the
+    synchronizer hands it to the fusion thread."""
+    import numpy as np
+
+    from skelsplat_ros.io.sync import SyncedFrame
+
+    nobody = np.empty((0, scenario.skeleton.num_joints, 3))
+    views = {c: (stamp_ns, scenario.keypoints[v, 0][None] if with_person else nobody, f"{c}_optical")
+             for v, c in enumerate(CAMERAS)}
+    return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)

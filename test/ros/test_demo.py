@@ -28,5 +28,8 @@ def test_demo_runs_and_saves_a_plot(ros_env, tmp_path, capsys):
     assert run_demo(args) == 0
     out = capsys.readouterr().out
     assert "MPJPE mm" in out and "latency ms" in out
+    # Counted from the rig's first frame, sent once the node subscribed: the start is in the figures.
+    line = next(line for line in out.splitlines() if "frames fused and received" in line)
+    assert float(line.split("(")[1].split("%")[0]) >= 90.0, out
     assert plot.is_file() and plot.stat().st_size > 10_000
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"

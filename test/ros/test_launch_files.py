@@ -28,7 +28,7 @@ def _tree(path: Path) -> ast.Module:
 
 
 def test_both_launch_files_exist():
-    assert {p.name for p in LAUNCH_FILES} >= {"skelsplat.launch.py", "demo.launch.py"}
+    assert {p.name for p in LAUNCH_FILES} >= {"skelsplat.launch.py", "demo.launch.py", "detect.launch.py"}
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
@@ -84,11 +84,13 @@ def _run_launch_file(path: Path, monkeypatch, configuration: dict[str, str]) -> 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_nodes_start_installed_executables_with_declared_parameters_and_existing_files(path, monkeypatch):
-    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS, SIM_RIG_PARAMS
+    from skelsplat_ros.ros.params import (DETECTOR_NODE_PARAMS, FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS,
+                                          SIM_RIG_PARAMS)
 
     declared = {"skelsplat_node": {p.name for p in FUSION_NODE_PARAMS},
                 "skelsplat_sim_rig": {p.name for p in SIM_RIG_PARAMS},
-                "skelsplat_rig_publisher": {p.name for p in RIG_PUBLISHER_PARAMS}}
+                "skelsplat_rig_publisher": {p.name for p in RIG_PUBLISHER_PARAMS},
+                "skelsplat_detector": {p.name for p in DETECTOR_NODE_PARAMS}}
     setup = (REPO / "setup.py").read_text()
     cmake = (REPO / "CMakeLists.txt").read_text()
     configurations = [{}]
@@ -168,12 +170,46 @@ def test_launch_commands_start_the_real_nodes(rclpy_context, monkeypatch):
         publisher.destroy_node()
 
 
-@pytest.mark.parametrize("name", ["skelsplat.yaml", "demo.yaml"])
+def test_detect_launch_commands_start_the_real_detector_and_fusion_nodes(rclpy_context, tmp_path):
+    """detect.launch.py's command lines, given to the real nodes: both read the cameras, the fusion node the
+    calibration and coco17, the detector its backend (the onnx test model instead of mediapipe, for speed)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    sys.path.insert(0, str(REPO / "test" / "detection"))
+    from onnx_models import rtmo_model
+
+    from skelsplat_ros.ros.detector_node import DetectorNode
+    from skelsplat_ros.ros.launch_actions import detect_actions
+    from skelsplat_ros.ros.node import FusionNode
+
+    calibration = str(REPO / "config" / "sim_rig_lab.toml")
+    detector_action, fusion_action = detect_actions(
+        {"cameras": "cam0, cam2,cam3", "calibration": calibration, "backend": "onnx"}, REPO)
+    model = rtmo_model(tmp_path / "rtmo.onnx")
+    detector = DetectorNode(context=rclpy_context,
+                            cli_args=detector_action.command()[1:] + ["-p", f"model:={model}"])
+    fusion = FusionNode(context=rclpy_context, cli_args=fusion_action.command()[1:] + ["-p", "method:=robust"])
+    try:
+        assert detector.cameras == fusion.cameras == ["cam0", "cam2", "cam3"]
+        assert detector.config.backend == "onnx"
+        assert fusion.skeleton.name == "coco17" and fusion.get_parameter("calibration_file").value == calibration
+        assert fusion.get_parameter("max_wait").value == pytest.approx(0.25)  # from config/detect.yaml
+        topics = {name for name, _ in detector.get_publisher_names_and_types_by_node(detector.get_name(), "/")}
+        assert "/cam2/keypoints" in topics
+    finally:
+        detector.destroy_node()
+        fusion.destroy_node()
+    with pytest.raises(ValueError, match="at least one camera"):
+        detect_actions({"cameras": " , "}, REPO)
+
+
+@pytest.mark.parametrize("name", ["skelsplat.yaml", "demo.yaml", "detect.yaml"])
 def test_yaml_parameter_names_are_declared(name):
-    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, SIM_RIG_PARAMS
+    from skelsplat_ros.ros.params import DETECTOR_NODE_PARAMS, FUSION_NODE_PARAMS, SIM_RIG_PARAMS
 
     declared = {"skelsplat_node": {p.name for p in FUSION_NODE_PARAMS},
-                "skelsplat_sim_rig": {p.name for p in SIM_RIG_PARAMS}}
+                "skelsplat_sim_rig": {p.name for p in SIM_RIG_PARAMS},
+                "skelsplat_detector": {p.name for p in DETECTOR_NODE_PARAMS}}
     data = yaml.safe_load((REPO / "config" / name).read_text())
     assert data and set(data) <= set(declared)
     for node_name, section in data.items():
@@ -227,8 +263,8 @@ def test_skelsplat_yaml_loads_into_the_real_node(rclpy_context, monkeypatch):
 
 
 def test_readme_documents_every_node_parameter_in_its_tables():
-    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS
+    from skelsplat_ros.ros.params import DETECTOR_NODE_PARAMS, FUSION_NODE_PARAMS, RIG_PUBLISHER_PARAMS
 
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    for spec in FUSION_NODE_PARAMS + RIG_PUBLISHER_PARAMS:
+    for spec in FUSION_NODE_PARAMS + RIG_PUBLISHER_PARAMS + DETECTOR_NODE_PARAMS:
         assert f"| `{spec.name}` |" in readme, f"README has no table row for parameter {spec.name}"

@@ -29,12 +29,18 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from skelsplat_ros.fusion import fuse_offline, preset_config  # noqa: E402
 from skelsplat_ros.ros.conversions import keypoints_msg, skeleton_arrays, stamp_to_ns  # noqa: E402
-from skelsplat_ros.ros.node import FusionNode  # noqa: E402
+from skelsplat_ros.ros.node import NODE_NAME, FusionNode  # noqa: E402
 from skelsplat_ros.ros.params import StartupError  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
-from skelsplat_ros.sim import make_scenario  # noqa: E402
 
-from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import (  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+    CAMERAS,
+    Probe,
+    Spinner,
+    robust_node,
+    synced_frame,
+    wait_until,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +52,8 @@ REPO = Path(__file__).resolve().parents[2]
 def sim_run(module_context, tmp_path_factory):
     """Sim rig (lab, realistic noise, 20 Hz) -> fusion node (default method, params from a YAML file) -> probe.
 
-    Phase 1 until enough complete frames are fused; then cam3 is silenced for phase 2 (about 3 s).
+    The rig sends from the moment the node subscribes. Phase 1 until enough complete frames are fused; then cam3 is
+    silenced for phase 2 (about 3 s).
     """
     tmp = tmp_path_factory.mktemp("sim_run")
     calibration = tmp / "calibration.toml"
@@ -63,6 +70,7 @@ def sim_run(module_context, tmp_path_factory):
     sim = SimRigNode(context=module_context, parameter_overrides=[
         Parameter("rig", value="lab"), Parameter("rate", value=20.0), Parameter("noise", value="realistic"),
         Parameter("motion_seconds", value=20.0), Parameter("calibration_out", value=str(calibration)),
+        Parameter("wait_for_node", value=NODE_NAME),
     ])
     fusion = FusionNode(context=module_context, cli_args=["--ros-args", "--params-file", str(params_file)])
     probe = Probe(module_context)
@@ -113,8 +121,9 @@ def test_end_to_end_accuracy_vs_ground_truth_and_robust_triangulation(sim_run):
     # SkelSplat fuser (constant-velocity temporal prior) then loses about 15-30 mm against robust triangulation
     # (measured; a fusion-core matter). A node bug (camera order, units, stamps) costs far more than this.
     assert node_mpjpe < robust_mpjpe + 0.045, (node_mpjpe, robust_mpjpe)
-    # Stamps are the capture stamps, exactly, and come out in order.
+    # Stamps are the capture stamps, exactly, and come out in order; the rig's first frame is among them.
     stamps = [stamp_to_ns(m.header.stamp) for m in before_drop]
+    assert next(iter(sim.frame_of_stamp)) in {stamp_to_ns(m.header.stamp) for _, m in probe.skeletons}
     assert stamps == sorted(stamps)
     assert all(m.header.frame_id == "world" for m in before_drop)
     skeleton = before_drop[-1].skeletons[0]
@@ -188,15 +197,8 @@ def _person(kp: np.ndarray, person_id: int = 0) -> PersonKeypoints2D:
 
 
 def test_malformed_messages_are_counted_and_the_node_survives(rclpy_context, tmp_path):
-    from skelsplat_ros.geometry.calibration import save_calibration
-
-    scenario = make_scenario("lab", num_frames=60, fps=20, noise="clean", seed=3)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
-        Parameter("max_stamp_age", value=10.0), Parameter("diagnostics_period", value=0.3),
-    ])
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 3, Parameter("max_stamp_age", value=10.0),
+                                   Parameter("diagnostics_period", value=0.3), num_frames=60)
     probe = Probe(rclpy_context)
     sender = Node("sender", context=rclpy_context)
     pubs = {c: sender.create_publisher(Keypoints2DArray, f"{c}/keypoints", qos_profile_sensor_data) for c in CAMERAS}
@@ -267,26 +269,16 @@ def test_malformed_messages_are_counted_and_the_node_survives(rclpy_context, tmp
 
 
 def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(rclpy_context, tmp_path):
-    from skelsplat_ros.geometry.calibration import save_calibration
-    from skelsplat_ros.io.sync import SyncedFrame
-
-    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
-        Parameter("track_confirm_frames", value=1)])  # published from its first frame
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1,
+                                   Parameter("track_confirm_frames", value=1))  # published from its first frame
     markers: list[MarkerArray] = []
     # Markers are built only for a reader (rviz): one here, then record what would go to it.
     fusion.create_subscription(MarkerArray, "skeleton_markers", lambda _msg: None, 10)
     assert wait_until(lambda: fusion.marker_pub.get_subscription_count() > 0, timeout=5.0)
     fusion.marker_pub.publish = markers.append
-    nobody = np.empty((0, 17, 3))
 
-    def frame(stamp_ns: int, with_person: bool) -> SyncedFrame:
-        views = {c: (stamp_ns, scenario.keypoints[v, 0][None] if with_person else nobody, f"{c}_optical")
-                 for v, c in enumerate(CAMERAS)}
-        return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
+    def frame(stamp_ns: int, with_person: bool):
+        return synced_frame(scenario, stamp_ns, with_person)
 
     try:
         def boom(*_args, **_kwargs):
@@ -311,31 +303,45 @@ def test_worker_survives_a_fusion_exception_and_clears_markers_of_a_lost_person(
         fusion.destroy_node()
 
 
+def test_frame_observers_see_every_fused_frame_and_one_that_fails_stops_nothing(rclpy_context, tmp_path):
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1, Parameter("track_confirm_frames", value=1))
+    seen: list = []
+
+    def broken(_frame) -> None:
+        raise ValueError("an observer bug")
+
+    fusion.add_frame_observer(seen.append)
+    fusion.add_frame_observer(broken)
+    stamps = [time.time_ns(), time.time_ns() + 50_000_000]
+    try:
+        for stamp_ns in stamps:
+            fusion._enqueue([synced_frame(scenario, stamp_ns)])
+            assert wait_until(lambda: len(seen) == stamps.index(stamp_ns) + 1, timeout=10.0)
+    finally:
+        fusion.destroy_node()
+    assert [f.stamp_ns for f in seen] == stamps and fusion.stats.published == 2
+    assert seen[0].rig.names == CAMERAS and [len(d) for d in seen[0].detections] == [1] * 4
+    assert [p.track_id for p in seen[1].step.people] == [0] and 0 in seen[1].step.assignments
+    assert fusion.counters()["observer_errors"] == 2 and fusion.counters().get("fusion_errors", 0) == 0
+
+
 def test_a_burst_of_frames_reaching_an_idle_worker_is_fused_whole(rclpy_context, tmp_path):
     """worker_queue 1 bounds the frames waiting behind the one being fused: two frames synchronized at once (late
     keypoints published in batches) while the fusion thread waits are both fused, not one pushed out by the other
     before the thread could claim it."""
-    from skelsplat_ros.geometry.calibration import save_calibration
-    from skelsplat_ros.io.sync import SyncedFrame
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1)
 
-    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=1)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust")])
-
-    def frame(stamp_ns: int) -> SyncedFrame:
-        views = {c: (stamp_ns, scenario.keypoints[v, 0][None], f"{c}_optical") for v, c in enumerate(CAMERAS)}
-        return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
+    def frame(stamp_ns: int):
+        return synced_frame(scenario, stamp_ns)
 
     try:
-        assert wait_until(lambda: fusion._worker_idle, timeout=10.0)
+        assert wait_until(lambda: fusion.queue.idle, timeout=10.0)
         now = time.time_ns()
         fusion._enqueue([frame(now), frame(now + 33_000_000)])
         assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), fusion.counters()
         assert fusion.counters().get("dropped.worker_queue", 0) == 0
         # Three at once: one for the idle thread, one waiting behind it; the oldest is dropped.
-        assert wait_until(lambda: fusion._worker_idle, timeout=5.0)
+        assert wait_until(lambda: fusion.queue.idle, timeout=5.0)
         now = time.time_ns()
         fusion._enqueue([frame(now), frame(now + 33_000_000), frame(now + 66_000_000)])
         assert wait_until(lambda: fusion.stats.published == 4, timeout=5.0)

@@ -3,6 +3,8 @@ messages never refresh liveness, never move the clock-jump or staleness logic, n
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -15,24 +17,19 @@ from rclpy.time import Time as RosTime  # noqa: E402
 
 from skelsplat_ros.ros.conversions import keypoints_msg  # noqa: E402
 from skelsplat_ros.ros.hostile import hostile_msg  # noqa: E402
-from skelsplat_ros.ros.node import FusionNode  # noqa: E402
-from skelsplat_ros.sim import make_scenario  # noqa: E402
 from skelsplat_ros.sim.hostile import MALFORMATIONS, HostileDetector  # noqa: E402
 
-from node_harness import CAMERAS  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, robust_node  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
+
+
+def _node(rclpy_context, tmp_path, *parameters: Parameter):
+    return robust_node(rclpy_context, tmp_path, 4, *parameters, num_frames=10)
 
 
 @pytest.fixture
 def node_and_frames(rclpy_context, tmp_path):
-    from skelsplat_ros.geometry.calibration import save_calibration
-
-    scenario = make_scenario("lab", num_frames=10, fps=30, noise="clean", seed=4)
-    calibration = tmp_path / "calibration.toml"
-    save_calibration(scenario.rig, calibration)
-    node = FusionNode(context=rclpy_context, parameter_overrides=[
-        Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"),
-        Parameter("max_wait", value=5.0)])
+    node, scenario = _node(rclpy_context, tmp_path, Parameter("max_wait", value=5.0))
     frames: list = []
     node._enqueue = frames.extend  # the synchronized frames, before fusion
     try:
@@ -99,3 +96,33 @@ def test_oversize_and_undecodable_bytes_are_counted(node_and_frames):
     counters = node.counters()
     assert counters["rejected.oversize"] == 1 and counters["rejected.undecodable"] == 1
     assert node.sync.last_seen("cam0") is None and not frames
+
+
+def test_after_a_stall_of_the_executor_no_camera_is_called_dead_for_messages_it_has_not_taken_yet(rclpy_context,
+                                                                                                  tmp_path):
+    """The executor takes nothing for longer than camera_timeout (a loaded machine); when it resumes, the diagnostics
+    timer runs before the keypoints waiting in the readers. It must not call the cameras dead: as of the last time
+    the node took input, they were sending. Once the node is back and nothing comes, they are dead."""
+    node, scenario = _node(rclpy_context, tmp_path, Parameter("camera_timeout", value=0.3))
+    reports: list = []
+    try:
+        node._start_input()  # what the end of the warm-up does in the executor
+        node.diag_pub.publish = reports.append
+        now_ns = node.get_clock().now().nanoseconds
+        for view, camera in enumerate(CAMERAS[:3]):
+            node._on_keypoints(camera, _valid(scenario, view, 0, now_ns))
+        node._on_keypoints("cam3", serialize_message(hostile_msg(
+            HostileDetector(scenario.rig.sizes, 17, "h36m17", seed=1).message(3, "cam3_optical", "nonfinite"),
+            now_ns)))
+        time.sleep(0.5)  # the stall: no message taken, no timer run
+        node._publish_diagnostics()
+        node._poll()  # the executor is back: it polls (and would take the waiting messages; there are none)
+        time.sleep(0.4)
+        node._poll()
+        node._publish_diagnostics()
+    finally:
+        node.destroy_node()
+    after_stall, later = ({kv.key: kv.value for kv in r.status[0].values} for r in reports)
+    assert (after_stall["dead_cameras"], after_stall["invalid_input_cameras"]) == ("", "cam3")
+    assert [after_stall[f"camera.{c}"] for c in CAMERAS] == ["ok", "ok", "ok", "invalid input"]
+    assert later["dead_cameras"] == "cam0 cam1 cam2 cam3" and later["invalid_input_cameras"] == ""

@@ -21,7 +21,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
 from skelsplat_ros.ros.demo import Monitor  # noqa: E402
-from skelsplat_ros.ros.node import FusionNode  # noqa: E402
+from skelsplat_ros.ros.node import NODE_NAME, FusionNode  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
 
 from node_harness import Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
@@ -39,7 +39,7 @@ def three_people_run(module_context, tmp_path_factory):
     sim = SimRigNode(context=module_context, parameter_overrides=[
         Parameter("rig", value="lab"), Parameter("people", value=3), Parameter("rate", value=15.0),
         Parameter("noise", value="realistic"), Parameter("motion_seconds", value=30.0), Parameter("seed", value=4),
-        Parameter("calibration_out", value=str(calibration)),
+        Parameter("calibration_out", value=str(calibration)), Parameter("wait_for_node", value=NODE_NAME),
     ])
     fusion = FusionNode(context=module_context, parameter_overrides=[
         Parameter("calibration_file", value=str(calibration)), Parameter("diagnostics_period", value=0.5)])
@@ -63,6 +63,8 @@ def test_sim_rig_publishes_shuffled_untracked_people_and_truth_per_person(three_
     assert sim.keypoints.ndim == 5 and sim.ground_truth.shape[1] == 3  # [V, F, S, J, 3], [F, P, J, 3]
     truth_ids = {p for people in three_people_run["monitor"].ground_truth.values() for p in people}
     assert truth_ids <= {0, 1, 2} and len(truth_ids) >= 2
+    # The rig sent from the moment the node subscribed, and its first frame came out.
+    assert next(iter(sim.frame_of_stamp)) in {r.stamp_ns for r in three_people_run["monitor"].records}
 
 
 def test_three_people_get_stable_ids_that_each_follow_one_true_person(three_people_run):

@@ -69,10 +69,9 @@ def replay_run(module_context, tmp_path_factory):
     phases: dict[str, tuple[int, int]] = {}
     frame_of_stamp: dict[int, int] = {}
     try:
-        assert wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), timeout=10.0)
+        # The node's publishers exist from its start; its subscriptions once it is ready: send from that moment.
         assert wait_until(lambda: probe.node.count_publishers("skeletons") > 0, timeout=10.0)
-        assert fusion.warmed_up.wait(timeout=30.0)
-        time.sleep(0.3)
+        assert wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), timeout=30.0)
         frame = 0
 
         def send(seconds: float, phase: str) -> None:

@@ -27,7 +27,7 @@ from skelsplat_ros.fusion import StreamingFuser, preset_config  # noqa: E402
 from skelsplat_ros.geometry.calibration import load_calibration  # noqa: E402
 from skelsplat_ros.ros.conversions import skeleton_arrays, stamp_to_ns  # noqa: E402
 from skelsplat_ros.ros.moving_rig import MovingRigPublisher  # noqa: E402
-from skelsplat_ros.ros.node import FusionNode  # noqa: E402
+from skelsplat_ros.ros.node import NODE_NAME, FusionNode  # noqa: E402
 from skelsplat_ros.ros.rig_publisher import RigPublisherNode  # noqa: E402
 from skelsplat_ros.ros.sim_rig import SimRigNode  # noqa: E402
 from skelsplat_ros.sim import make_moving_robot_scenario  # noqa: E402
@@ -62,7 +62,8 @@ def test_toml_rig_published_as_tf_static_and_camera_info_fuses_like_the_toml(rcl
         Parameter("calibration_file", value=str(TOML)), Parameter("rate", value=20.0)])
     sim = SimRigNode(context=rclpy_context, parameter_overrides=[
         Parameter("calibration_file", value=str(TOML)), Parameter("noise", value="clean"),
-        Parameter("rate", value=20.0), Parameter("motion_seconds", value=10.0)])
+        Parameter("rate", value=20.0), Parameter("motion_seconds", value=10.0),
+        Parameter("wait_for_node", value=NODE_NAME)])
     fusion = FusionNode(context=rclpy_context, parameter_overrides=[
         Parameter("cameras", value=sim.rig.names), Parameter("method", value="robust"),
         Parameter("sync_slop", value=0.012), Parameter("threads", value=0)])
@@ -86,15 +87,16 @@ def test_toml_rig_published_as_tf_static_and_camera_info_fuses_like_the_toml(rcl
 def test_moving_cameras_are_posed_at_each_stamp_and_views_without_tf_are_left_out(rclpy_context):
     scenario = make_moving_robot_scenario(num_frames=150, fps=20.0, seed=3, noise="clean")
     gap = (2.0, 3.0)  # seconds after start without /tf: the head views of those stamps cannot be posed
-    rig_node = MovingRigPublisher(scenario, latency=0.1, tf_gaps=(gap,), context=rclpy_context)
+    rig_node = MovingRigPublisher(scenario, latency=0.1, tf_gaps=(gap,), wait_for_node=NODE_NAME,
+                                  context=rclpy_context)  # keypoints (and the gap's clock) from the subscription on
     fusion = FusionNode(context=rclpy_context, parameter_overrides=[
         Parameter("cameras", value=scenario.names), Parameter("method", value="robust"),
         Parameter("tf_timeout", value=0.15), Parameter("sync_slop", value=0.012),
         Parameter("threads", value=0)])  # 0: no torch import (seconds here) before the first frame
     run = _Run(rclpy_context, [rig_node, fusion])
-    end_ns = rig_node.start_ns + int((gap[1] + 1.5) * 1e9)
     try:
-        assert wait_until(lambda: any(s > end_ns for s in run.skeletons), timeout=30.0), fusion.counters()
+        assert wait_until(lambda: rig_node.sending and any(s > rig_node.start_ns + int((gap[1] + 1.5) * 1e9)
+                                                           for s in run.skeletons), timeout=30.0), fusion.counters()
     finally:
         run.stop()
         fusion.destroy_node()

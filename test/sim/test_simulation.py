@@ -17,10 +17,12 @@ from skelsplat_ros.sim import (
     Scenario,
     generate_motion,
     make_rig,
+    make_ring_rig,
     make_scenario,
     motion_joint_names,
     simulate_detections,
 )
+from skelsplat_ros.sim.rigs import RING_TIERS_M
 from skelsplat_ros.skeleton.models import (
     builtin_skeletons,
     get_skeleton,
@@ -193,6 +195,25 @@ def test_rig_layouts(kind):
     again = make_rig(kind, seed=1)
     np.testing.assert_array_equal(again.projection_matrices, rig.projection_matrices)
     assert not np.allclose(make_rig(kind, seed=2).projection_matrices, rig.projection_matrices)
+
+
+@pytest.mark.parametrize("num_views", [2, 5, 16, 31])
+def test_ring_rig_of_any_size(num_views):
+    rig = make_ring_rig(num_views, seed=3)
+    centres = rig.centres
+    assert len(rig) == num_views and rig.names == [f"cam{i}" for i in range(num_views)]
+    assert np.all(np.abs(np.linalg.norm(centres[:, :2], axis=1) - 4.5) <= 0.2)
+    tiers = np.array(RING_TIERS_M)[np.arange(num_views) % 3]
+    assert np.all(np.abs(centres[:, 2] - tiers) <= 0.1)
+    azimuth = np.sort(np.arctan2(centres[:, 1], centres[:, 0]))
+    gaps = np.diff(np.append(azimuth, azimuth[0] + 2 * np.pi))
+    assert gaps.min() > 0.7 * 2 * np.pi / num_views  # evenly spread around the circle
+    for cam in rig:
+        assert cam.in_image(cam.project(np.array([0.0, 0.0, 1.0])))
+    np.testing.assert_array_equal(make_ring_rig(num_views, seed=3).projection_matrices, rig.projection_matrices)
+    assert not np.allclose(make_ring_rig(num_views, seed=4).projection_matrices, rig.projection_matrices)
+    with pytest.raises(ValueError, match="at least 2"):
+        make_ring_rig(1)
 
 
 def test_rig_options():

@@ -32,6 +32,21 @@ def scene():
     return make_multi_person_scenario("lab", 2, 40, seed=21)
 
 
+def test_a_crowd_scene_keeps_people_apart():
+    """More than 5 people are a crowd: one in five walks, the others move in place, spread wider, so that ten
+    people still pass each other instead of walking through each other."""
+    from skelsplat_ros.sim import make_ring_rig
+
+    crowd = make_multi_person_scenario(make_ring_rig(12, seed=4), 10, 60, seed=4, enter_leave=False)
+    assert crowd.ground_truth.shape[1] == 10 and np.isfinite(crowd.ground_truth).all()
+    assert crowd.min_separation > 0.3
+    hips = crowd.ground_truth[:, :, [0]].mean(axis=2)[..., :2]  # [F, P, 2] the pelvis
+    travelled = np.linalg.norm(hips[-1] - hips[0], axis=-1)
+    assert (travelled > 0.3).sum() == 2, "two walkers of ten"
+    spread = make_multi_person_scenario("lab", 3, 60, seed=4, spread=0.2, walkers=0, enter_leave=False)
+    assert np.abs(spread.ground_truth[..., :2]).max() < 1.0  # in place, near the middle
+
+
 def test_scene_slots_people_and_bodies(scene):
     again = make_multi_person_scenario("lab", 2, 40, seed=21)
     np.testing.assert_array_equal(again.keypoints, scene.keypoints)

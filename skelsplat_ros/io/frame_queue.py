@@ -1,0 +1,79 @@
+"""The hand-off between a receiving thread and a fusion thread: a bounded queue where the newest frames win.
+
+When fusion is slower than the cameras, queueing every frame would make the latency grow without bound; here the
+oldest waiting frame is dropped (and counted by the caller) instead. A consumer that is idle, waiting for its next
+frame, has a claim on one more: the next frame put is its own already, not one waiting behind it. Claiming it takes a
+few milliseconds (the thread must get the GIL), while a burst of frames may be put at once (a detector's batch, late
+keypoints): without the claim the burst's next frame would push it out.
+
+Pure Python (threading); the node's executor thread puts, its fusion thread gets.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import Generic, TypeVar
+
+__all__ = ["FrameQueue"]
+
+T = TypeVar("T")
+
+
+class FrameQueue(Generic[T]):
+    """At most ``size`` frames waiting (plus the one an idle consumer has claimed); the oldest are dropped.
+
+    Args:
+        size: frames that may wait behind the one being fused (>= 1).
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"the frame queue needs room for at least one frame, got {size}")
+        self.size = int(size)
+        self._frames: collections.deque[T] = collections.deque()
+        self._cv = threading.Condition()
+        self._idle = False
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    @property
+    def idle(self) -> bool:
+        """Whether the consumer waits for a frame (nothing queued, nothing being fused)."""
+        return self._idle
+
+    def put(self, frames: list[T]) -> int:
+        """Queue ``frames`` (oldest first); returns how many waiting frames were dropped to make room."""
+        if not frames:
+            return 0
+        dropped = 0
+        with self._cv:
+            for frame in frames:
+                if len(self._frames) >= self.size + self._idle:
+                    self._frames.popleft()
+                    dropped += 1
+                self._frames.append(frame)
+            self._cv.notify()
+        return dropped
+
+    def get(self, poll: float = 0.5) -> T | None:
+        """The oldest waiting frame, waiting for one as long as it takes; ``None`` once :meth:`close` was called.
+
+        ``poll``: seconds between checks of the closed flag while waiting (a notify wakes it at once anyway).
+        """
+        with self._cv:
+            while not self._frames and not self._closed:
+                self._idle = True
+                self._cv.wait(timeout=poll)
+            self._idle = False
+            if self._closed:
+                return None
+            return self._frames.popleft()
+
+    def close(self) -> None:
+        """Wake the consumer and make every later :meth:`get` return ``None`` (frames still queued are dropped)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()

@@ -1,0 +1,90 @@
+"""The messages of one fused frame, built in one place for every producer: the live node and the bag writer.
+
+:func:`frame_messages` turns the people of a frame (:class:`~skelsplat_ros.tracking.PersonEstimate`: a track id and
+its one-frame :class:`~skelsplat_ros.fusion.result.FusionResult`) into what is published or recorded for it: one
+``Skeleton3DArray``, the joints' TF frames and the rviz markers (with the deletion of the markers of people shown
+before and gone now). A new output of a frame is one more field here, and both producers have it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from geometry_msgs.msg import TransformStamped
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from skelsplat_ros.msg import Skeleton3DArray
+
+from .conversions import delete_markers, marker_array, skeleton_msg, tf_transforms
+
+if TYPE_CHECKING:
+    from skelsplat_ros.tracking import PersonEstimate
+
+__all__ = ["OutputOptions", "FrameMessages", "frame_messages"]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """What stays the same from frame to frame.
+
+    Attributes:
+        skeleton: skeleton name written into each ``Skeleton3D``.
+        bones: ``[B, 2]`` joint index pairs drawn as marker lines.
+        tf_prefix: prefix of the joint TF frames (``<prefix><joint>_<id>``).
+    """
+
+    skeleton: str
+    bones: np.ndarray
+    tf_prefix: str = ""
+
+
+@dataclass
+class FrameMessages:
+    """The messages of one frame.
+
+    Attributes:
+        skeletons: one ``Skeleton3D`` per person with at least one joint estimated (empty array: nobody).
+        transforms: one ``TransformStamped`` per estimated joint and person (empty unless asked for).
+        markers: spheres and bones per person shown, then DELETEs of the people shown before and not now (empty
+            unless asked for).
+        shown: track ids with a skeleton in this frame.
+    """
+
+    skeletons: Skeleton3DArray
+    transforms: list[TransformStamped] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
+    shown: set[int] = field(default_factory=set)
+
+
+def frame_messages(header: Header, people: Sequence[PersonEstimate], options: OutputOptions, tf: bool = True,
+                   markers: bool = True, shown_before: Collection[int] = ()) -> FrameMessages:
+    """The messages of one frame stamped ``header`` (its capture stamp, in the world frame).
+
+    ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them).
+    ``shown_before``: track ids whose markers are shown now; those not in this frame get DELETE markers.
+    """
+    out = FrameMessages(Skeleton3DArray(header=header))
+    for person in people:
+        result = person.result
+        names = list(result.joint_names)
+        joints, confidence = result.joints[0], result.confidence[0]
+        skeleton = skeleton_msg(options.skeleton, names, joints, confidence, result.covariance[0],
+                                result.num_views[0], result.reprojection_error[0], person.track_id)
+        if skeleton is None:  # a track with no joint estimated this frame: nothing to show
+            continue
+        out.skeletons.skeletons.append(skeleton)
+        out.shown.add(person.track_id)
+        if tf:
+            out.transforms += tf_transforms(header, names, joints, confidence, options.tf_prefix, person.track_id)
+        if markers:
+            out.markers += marker_array(header, joints, confidence, options.bones, person.track_id).markers
+    if markers:
+        # A person who ended or was not estimated this frame: remove the markers now rather than at their lifetime,
+        # so that rviz never shows a person who is gone.
+        for track_id in sorted(set(shown_before) - out.shown):
+            out.markers += delete_markers(header, track_id).markers
+    return out

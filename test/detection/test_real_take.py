@@ -1,0 +1,105 @@
+"""The real Pose2Sim multi-person take (pose2sim 0.10.49 wheel: 4 portrait videos, 60 fps, 100 frames, two people and
+a bystander) from video to 3D tracks and pictures, through the repository's own fetch script and mediapipe detector.
+
+The wheel is fetched once into data/pose2sim_multi (gitignored) and the 400 images are detected once per detector
+version (the keypoints are cached there under a hash of the detection code and settings), so a test run pays for them
+at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mediapipe")
+cv2 = pytest.importorskip("cv2")
+
+from skelsplat_ros.detection import DetectorConfig  # noqa: E402
+from skelsplat_ros.detection.recording import detect_recording  # noqa: E402
+from skelsplat_ros.detection.sources import open_source  # noqa: E402
+from skelsplat_ros.fusion import preset_config  # noqa: E402
+from skelsplat_ros.geometry.calibration import load_calibration  # noqa: E402
+from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
+from skelsplat_ros.skeleton.models import get_skeleton, track_rgb  # noqa: E402
+from skelsplat_ros.tracking.recording import track_offline  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "data" / "pose2sim_multi"
+CONFIG = DetectorConfig()
+
+
+@pytest.fixture(scope="module")
+def take():
+    """``(keypoint set [4, 100, S, 17, 3], rig, video paths)`` of the take, fetched and detected at most once."""
+    run = subprocess.run([sys.executable, str(REPO / "scripts" / "fetch_pose2sim_multi.py"), "--dest", str(DATA)],
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    videos = sorted((DATA / "videos").glob("cam0*.mp4"))
+    code = b"".join(p.read_bytes() for p in sorted((REPO / "skelsplat_ros" / "detection").glob("*.py")))
+    key = hashlib.sha256(code + repr(CONFIG).encode()).hexdigest()[:12]
+    cache = DATA / f"keypoints_test_{key}.npz"
+    if not cache.is_file():
+        keypoints, _ = detect_recording([open_source(v) for v in videos], CONFIG)
+        save_keypoints_npz(keypoints, cache)
+    keypoints, rig = align_to_rig(load_keypoints(cache), load_calibration(DATA / "calib.toml"))
+    return keypoints, rig, videos
+
+
+def test_every_camera_finds_people_without_duplicates_inside_its_image(take):
+    keypoints, rig, _ = take
+    data = keypoints.keypoints  # [V, F, S, J, 3]
+    assert data.shape[:2] == (4, 100) and keypoints.fps == 60.0 and keypoints.skeleton == "coco17"
+    seen = np.isfinite(data[..., 0])  # [V, F, S, J]
+    people = seen.any(-1).sum(-1)  # [V, F]
+    assert np.all((people > 0).mean(axis=1) >= 0.9), (people > 0).mean(axis=1)
+    assert people.max() <= 3  # two people and the bystander at most
+    xy = data[..., :2][seen]
+    assert np.all((xy > -0.25 * 1088) & (xy < 1.25 * np.array([1088, 1920])))
+    for v in range(4):
+        for f in range(100):
+            slots = [s for s in data[v, f] if np.isfinite(s[:, 0]).any()]
+            for i in range(len(slots)):
+                for k in range(i + 1, len(slots)):
+                    both = np.isfinite(slots[i][:, 0]) & np.isfinite(slots[k][:, 0])
+                    gap = np.median(np.linalg.norm(slots[i][both, :2] - slots[k][both, :2], axis=-1))
+                    assert not both.any() or gap > 30.0, f"camera {v} frame {f}: the same person twice"
+
+
+def test_offline_fusion_tracks_both_people_through_the_take_and_never_the_bystander(take):
+    keypoints, rig, _ = take
+    skeleton = get_skeleton("coco17")
+    result = track_offline(rig, skeleton, keypoints.keypoints, preset_config("default"), keypoints.fps)
+    present = np.isfinite(result.joints).all(-1).any(-1)  # [F, T]
+    assert result.num_tracks == 2, present.sum(axis=0)  # a bystander's track would be a third
+    assert np.all(present.sum(axis=0) >= 95), present.sum(axis=0)
+    names = list(skeleton.joint_names)
+    hips = result.joints[:, :, [names.index("l_hip"), names.index("r_hip")]].mean(axis=2)  # [F, T, 3]
+    jumps = np.linalg.norm(np.diff(hips, axis=0), axis=-1)
+    assert np.nanmax(jumps) < 0.25, "a track jumped between people"
+
+
+def test_render_draws_each_track_in_its_colour_on_the_real_videos(take, tmp_path):
+    from skelsplat_ros.cli import main
+
+    keypoints, rig, videos = take
+    result = track_offline(rig, get_skeleton("coco17"), keypoints.keypoints[:, :3], preset_config("default"), 60.0)
+    from skelsplat_ros.io.export import save_people_result
+
+    save_people_result(tmp_path / "people.npz", result.joints, result.confidence, result.covariance,
+                       result.track_ids, result.joint_names, 60.0)
+    assert main(["render", str(tmp_path / "people.npz"), "--calibration", str(DATA / "calib.toml"), "--videos",
+                 *map(str, videos), "--output", str(tmp_path / "render.mp4"), "--height", "240",
+                 "--sheet-frames", "2", "--quiet"]) == 0
+    capture = cv2.VideoCapture(str(tmp_path / "render.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    capture.release()
+    sheet = cv2.imread(str(tmp_path / "render.png"))
+    assert sheet.shape[0] == 2 * 240
+    for track in result.track_ids:
+        colour = np.array([255 * c for c in track_rgb(track)][::-1])  # BGR
+        assert (np.abs(sheet.astype(int) - colour).max(axis=-1) < 40).sum() > 200, f"no pixels of track {track}"
