@@ -71,6 +71,16 @@ def _run(name: str, scene: MultiPersonScenario, rough: CameraRig, anchor: WorldA
     return take, result
 
 
+def _anchored(scene: MultiPersonScenario, kind: str) -> tuple[list[int], WorldAnchor]:
+    """The cameras to disturb and the anchor: ``fixed`` (cam0 and cam1 held) or ``baseline`` (cam0 held, the true
+    cam0-cam1 distance)."""
+    names = scene.rig.names
+    if kind == "fixed":
+        return list(range(2, len(names))), WorldAnchor(fixed=tuple(names[:2]))
+    distance = float(np.linalg.norm(scene.rig.centres[0] - scene.rig.centres[1]))
+    return list(range(1, len(names))), WorldAnchor(baseline=(names[0], names[1], distance))
+
+
 def simulated(rig_kind: str, seeds: list[int], people: list[int], seconds: float = 15.0,
               anchors: tuple[str, ...] = ("fixed", "baseline")) -> list[Take]:
     """Every camera but the anchors started 10-15 degrees and 30-50 cm off (see the module docstring)."""
@@ -78,15 +88,8 @@ def simulated(rig_kind: str, seeds: list[int], people: list[int], seconds: float
     for seed in seeds:
         for count in people:
             scene = make_multi_person_scenario(rig_kind, count, num_frames=int(seconds * 30), seed=seed)
-            views = len(scene.rig)
             for kind in anchors:
-                if kind == "fixed":
-                    free = list(range(2, views))
-                    anchor = WorldAnchor(fixed=tuple(scene.rig.names[:2]))
-                else:
-                    free = list(range(1, views))
-                    distance = float(np.linalg.norm(scene.rig.centres[0] - scene.rig.centres[1]))
-                    anchor = WorldAnchor(baseline=(scene.rig.names[0], scene.rig.names[1], distance))
+                free, anchor = _anchored(scene, kind)
                 rough = disturb_rig(scene.rig, free, seed=1000 + seed * 10 + count)
                 takes.append(_run(f"{rig_kind} seed {seed}, {count} people, {kind}", scene, rough, anchor, free)[0])
     return takes
@@ -113,14 +116,8 @@ def beyond_basin(rig_kind: str, seeds: list[int], people: list[int], seconds: fl
     for seed in seeds:
         for count in people:
             scene = make_multi_person_scenario(rig_kind, count, num_frames=int(seconds * 30), seed=seed)
-            views = len(scene.rig)
             for kind in ("fixed", "baseline"):
-                free = list(range(2 if kind == "fixed" else 1, views))
-                if kind == "fixed":
-                    anchor = WorldAnchor(fixed=tuple(scene.rig.names[:2]))
-                else:
-                    distance = float(np.linalg.norm(scene.rig.centres[0] - scene.rig.centres[1]))
-                    anchor = WorldAnchor(baseline=(scene.rig.names[0], scene.rig.names[1], distance))
+                free, anchor = _anchored(scene, kind)
                 rough = disturb_rig(scene.rig, free, seed=3000 + seed * 10 + count, degrees=(30.0, 45.0))
                 take, _ = _run(f"{rig_kind} seed {seed}, {count} people, {kind}, 30-45 deg", scene, rough, anchor,
                                free, evaluate=False)
