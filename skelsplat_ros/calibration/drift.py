@@ -23,7 +23,7 @@ import numpy as np
 
 from ..geometry.camera import Camera, CameraRig
 from ..geometry.rig_source import FrameRig, RigSource, ViewRef
-from ..geometry.triangulation import triangulate_dlt
+from ..geometry.triangulation import triangulate_leave_one_out
 from ..skeleton.models import Skeleton
 from ..tracking.tracker import TrackerStep
 from .refine import CalibrationConfig, CalibrationResult, self_calibrate
@@ -122,42 +122,46 @@ class DriftWatch:
             self._moved.pop(camera, None)
 
     def _residuals(self, rig: CameraRig, detections: list[np.ndarray], step: TrackerStep) -> list[np.ndarray]:
-        """Each camera's residuals (px) of this frame, one per track it could be measured on."""
+        """Each camera's residuals (px, ideal pinhole) of this frame, one per track it could be measured on."""
         num_views = len(rig)
         if not step.assignments:
             return [np.zeros(0)] * num_views
         tracks = np.stack(list(step.assignments.values()))  # [T, V, J, 3]
-        num_tracks = len(tracks)
         confidence = np.nan_to_num(tracks[..., 2])
         usable = (confidence >= self.config.min_confidence) & np.isfinite(tracks[..., :2]).all(-1)  # [T, V, J]
         uv = rig.undistort(np.moveaxis(np.where(usable[..., None], tracks[..., :2], np.nan), 1, 0))  # [V, T, J, 2]
         weight = np.moveaxis(np.where(usable, confidence, 0.0), 1, 0)  # [V, T, J]
-        # Every camera left out in turn, in one batch: [V (used), V (left out), T, J].
-        others = np.repeat(weight[:, None], num_views, axis=1)
-        others[np.arange(num_views), np.arange(num_views)] = 0.0
-        points = triangulate_dlt(rig, np.repeat(uv[:, None], num_views, axis=1), others)  # [V, T, J, 3]
-        points = np.where(((others > 0).sum(0) >= 2)[..., None], points, np.nan)
-        taken = [set() for _ in range(num_views)]
-        for person in step.people:
-            for v, row in enumerate(person.views):
-                if row >= 0:
-                    taken[v].add(int(row))
+        points = triangulate_leave_one_out(rig, uv, weight)  # [V, T, J, 3]: each camera's from the others
+        homogeneous = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], axis=-1)
+        projected = np.einsum("vij,vtkj->vtki", rig.projection_matrices, homogeneous)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            predicted = np.where(projected[..., 2:] > 1e-9, projected[..., :2] / projected[..., 2:], np.nan)
+        enough = np.isfinite(predicted).all(-1).sum(-1) >= self.config.min_joints  # [V, T]
+        detected = np.concatenate([uv, weight[..., None]], axis=-1)  # [V, T, J, 3]
+        own = enough & (np.moveaxis(usable, 1, 0).sum(-1) >= self.config.min_joints)  # the track took it
+        residual = np.where(own, self._distance(predicted, detected), np.nan)  # [V, T]
         out = []
         for v, camera in enumerate(rig):
-            predicted = camera.project(points[v])  # [T, J, 2] distorted, as the detections
-            enough = np.isfinite(predicted).all(-1).sum(-1) >= self.config.min_joints  # [T]
-            own = enough & (usable[:, v].sum(-1) >= self.config.min_joints)  # the track took this camera's detection
-            residual = np.full(num_tracks, np.nan)
-            if own.any():
-                residual[own] = self._distance(predicted[own], tracks[own, v])
-            free = [row for row in range(len(detections[v])) if row not in taken[v]]
-            lost = enough & ~own & (camera.in_image(predicted).mean(-1) > 0.5)  # not taken, but in view
-            if free and lost.any():
-                candidates = np.asarray(detections[v], dtype=np.float64)[free]  # [D, J, 3]
-                distance = self._distance(predicted[lost][:, None], candidates[None])  # [L, D]
-                residual[lost] = np.min(distance, axis=1)
-            out.append(residual[np.isfinite(residual)])
+            lost = enough[v] & ~own[v]
+            if lost.any():  # a track the tracker did not give this camera's detection: its nearest free one
+                residual[v, lost] = self._nearest_free(camera, v, predicted[v, lost], detections[v], step)
+            out.append(residual[v][np.isfinite(residual[v])])
         return out
+
+    def _nearest_free(self, camera: Camera, view: int, predicted: np.ndarray, detections: np.ndarray,
+                      step: TrackerStep) -> np.ndarray:
+        """Distance ``[L]`` of predicted joints ``[L, J, 2]`` (ideal pinhole) to the nearest detection of the camera
+        that no confirmed person took, for those predicted inside its image (NaN otherwise: no evidence)."""
+        taken = {int(person.views[view]) for person in step.people if len(person.views) > view
+                 and person.views[view] >= 0}
+        free = [row for row in range(len(detections)) if row not in taken]
+        inside = np.array([camera.in_image(p).mean() > 0.5 for p in predicted])  # distortion is small at this grain
+        if not free or not inside.any():
+            return np.full(len(predicted), np.nan)
+        candidates = np.asarray(detections, dtype=np.float64)[free]  # [D, J, 3]
+        candidates = np.concatenate([camera.undistort_pixels(candidates[..., :2]), candidates[..., 2:]], axis=-1)
+        distance = np.min(self._distance(predicted[:, None], candidates[None]), axis=1)
+        return np.where(inside, distance, np.nan)
 
     def _distance(self, predicted: np.ndarray, detection: np.ndarray) -> np.ndarray:
         """Median distance (px) of detections ``[..., J, 3]`` from predicted joints ``[..., J, 2]`` (broadcast),
