@@ -77,11 +77,13 @@ class DriftWatch:
         the cameras it used. Returns the cameras found moved at this frame."""
         if self._last <= stamp < self._last + self.config.interval:
             return []
-        self._last = stamp
         with self._lock:
-            for v in self._forget:
+            # A clock that went back (a bag replayed again) starts every camera afresh.
+            forget = range(len(self.cameras)) if stamp < self._last else self._forget
+            for v in forget:
                 self._samples[v].clear()
             self._forget.clear()
+        self._last = stamp
         residuals = self._residuals(rig, detections, step)
         window = self.config.window
         for v, values in enumerate(residuals):

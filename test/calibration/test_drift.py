@@ -126,3 +126,21 @@ def test_a_correction_is_an_offset_in_the_cameras_frame_on_top_of_the_sources_po
         assert np.allclose(frame[1].R, new.R)
         assert np.allclose(frame[1].centre, new.centre + shift)
         assert np.allclose(frame[0].centre, source[0].centre + shift)
+
+
+def test_a_clock_going_back_starts_the_watch_afresh():
+    sc, _, keypoints = _bumped_recording(40.0, 0.8)
+    watch = DriftWatch(sc.rig.names, sc.skeleton)
+    found = []
+
+    def on_frame(stamp, rig, detections, step):
+        found.extend(watch.observe(stamp, rig, detections, step))
+        return False
+
+    _replay(sc, keypoints, BUMP + 2.0, on_frame)  # cam2 is found moved...
+    assert found == ["cam2"] and "cam2" in watch.moved()
+    tracker = MultiPersonTracker(sc.rig, sc.skeleton, preset_config("default"), TrackerConfig())
+    for f in range(int(FPS)):  # ... then the recording starts again (before the bump): its old figures go
+        detections = [rows[(np.nan_to_num(rows[..., 2]) > 0).any(-1)] for rows in keypoints[:, f]]
+        watch.observe(f / FPS, tracker.rig, detections, tracker.step(detections, f / FPS))
+    assert watch.figures()["cam2"] < 15.0 and not watch.moved()
