@@ -66,7 +66,6 @@ from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.skeleton.models import get_skeleton
 
 from .conversions import delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
-from .drift import DriftMonitor
 from .outputs import OutputOptions, frame_messages
 from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
 from .tf_listener import TfListener
@@ -195,6 +194,8 @@ class FusionNode(Node):
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self._observers: list[Callable[[FusedFrame], None]] = []
         # Drift watch and recalibration: a frame observer, and corrected poses through its rig source.
+        from .drift import DriftMonitor
+
         self.drift = DriftMonitor(self, p, cameras, self.skeleton, self.rig_source)
         self.add_frame_observer(self.drift.observe)
         # Another detector's messages (input yolo or hri), converted to ours by ros/inputs.py: checked now, subscribed
