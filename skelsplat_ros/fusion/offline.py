@@ -25,17 +25,21 @@ from .config import NOMINAL_RATE_HZ, FusionConfig
 from .objective import BonePrior, RefineConfig, RefineResult, TemporalPrior, detection_weights, heatmap_variance_growth
 from .refine import refine
 from .result import (
+    SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
+    checked_fps,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
     refine_output,
+    refine_support,
     split_keypoints,
     summarise,
     triangulate_baseline,
 )
-from .smoothing import smooth_trajectories, view_information
+from .output import decide_output, gap_offer, views_verdict
+from .smoothing import SmoothingConfig, smooth_trajectories, view_information
 
 
 def hampel_clean(
@@ -95,13 +99,14 @@ def fuse_offline(
         progress: called as ``progress(frames_done, total)`` after each chunk (each pass, when smoothing).
         fps: frame rate (the smoothing prior is in world units per second^k).
     """
-    if fps <= 0 or not np.isfinite(fps):
-        raise ValueError(f"fps must be positive, got {fps}")
+    fps = checked_fps(fps)
     uv, confidence = split_keypoints(rig, keypoints)
     if uv.shape[2] != skeleton.num_joints:
         raise ValueError(f"keypoints have {uv.shape[2]} joints, skeleton {skeleton.name!r} has {skeleton.num_joints}")
     names = list(skeleton.joint_names)
     num_frames = uv.shape[1]
+    if num_frames == 0:  # nothing to fuse: an empty result, as fuse_streaming gives
+        return concatenate_results([], names)
     points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)
     if config.method != "skelsplat":
         cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
@@ -109,7 +114,7 @@ def fuse_offline(
             progress(num_frames, num_frames)
         return summarise(rig, points, uv, support, cov, names)
 
-    known = np.isfinite(points).all(axis=-1)
+    known = triangulated = np.isfinite(points).all(axis=-1)
     if config.hampel_window > 0:
         max_gap = None if config.max_gap is None else int(round(config.max_gap * fps))
         points = hampel_clean(
@@ -118,9 +123,8 @@ def fuse_offline(
         known = np.isfinite(points).all(axis=-1)
     bone_prior = None
     if config.bone_lengths:
-        bone_prior = estimate_bone_prior(
-            bone_lengths_of(points, skeleton), config.refine.bone_length_sigma, config.refine.bone_length_spread
-        )
+        # From frames that were triangulated, not across the gaps Hampel filled (a joint gone for a second).
+        bone_prior = _bone_prior(np.where(triangulated[..., None], points, np.nan), skeleton, config)
     if config.smoothing is not None and config.prefit is not None:
         return _fuse_smoothed(rig, skeleton, uv, confidence, points, known, bone_prior, config, fps, progress)
     temporal = TemporalPrior("smooth") if config.refine.temporal_weight > 0 else None
@@ -135,7 +139,28 @@ def fuse_offline(
         chunks.append(refine_output(rig, uv[:, sl], confidence[:, sl], result, known[sl], names))
         if progress:
             progress(sl.stop, num_frames)
-    return concatenate_results(chunks, names)
+    fitted = concatenate_results(chunks, names)
+    return _output(rig, uv, confidence, fitted, skeleton, bone_prior, config, config.refine, fps)
+
+
+def _output(
+    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, fitted: FusionResult, skeleton: Skeleton,
+    bone_prior: BonePrior | None, config: FusionConfig, settings: RefineConfig, fps: float,
+) -> FusionResult:
+    """What is output of the fit of a recording (``output.py``): joints seen by enough views, held to the person's
+    bone lengths (judged by the views as the last refinement ``settings`` would), and gaps of at most ``max_fill``
+    between them filled from the fit."""
+    views = views_verdict(rig, uv, confidence, settings, fitted.joint_names)
+    prior = bone_prior if views is not None else None
+    gaps = gap_offer(int(round(config.max_fill * fps)), fps, config.smoothing or SmoothingConfig(), views, fitted)
+    return decide_output(fitted, skeleton, prior, config, views, gaps)
+
+
+def _bone_prior(points: np.ndarray, skeleton: Skeleton, config: FusionConfig) -> BonePrior:
+    """The person's bone prior from the lengths of ``points [F, J, 3]`` (NaN = not a sample)."""
+    return estimate_bone_prior(
+        bone_lengths_of(points, skeleton), config.refine.bone_length_sigma, config.refine.bone_length_spread
+    )
 
 
 def _refine_chunked(
@@ -190,11 +215,13 @@ def _fuse_smoothed(
         information = view_information(rig, result.means, view_weights * result.agreement, smoothing.pixel_sigma)
         smoothed, _, _ = smooth_trajectories(np.where(known[..., None], result.means, np.nan), information, fps, smoothing)
         if round_index == 0 and config.bone_lengths:
-            bone_prior = estimate_bone_prior(
-                bone_lengths_of(smoothed, skeleton), config.refine.bone_length_sigma, config.refine.bone_length_spread
-            )
+            # Only where the prefit's views saw both ends: the curve through gaps and one-view stretches is the
+            # prior's guess, and a wrong detection that the fit refused must not lengthen the bone either.
+            seen = (refine_support(uv, confidence, result) > SUPPORT_THRESHOLD).sum(axis=0) >= config.min_views
+            bone_prior = _bone_prior(np.where(seen[..., None], smoothed, np.nan), skeleton, config)
         start = np.where(known[..., None], smoothed, init)
         result = _refine_chunked(rig, skeleton, pulled, uv, confidence, start, bone_prior, smoothed, chunk)
         if progress:
             progress(round(num_frames * (round_index + 1) / config.smoothing_rounds), num_frames)
-    return refine_output(rig, uv, confidence, result, known, list(skeleton.joint_names))
+    fitted = refine_output(rig, uv, confidence, result, known, list(skeleton.joint_names))
+    return _output(rig, uv, confidence, fitted, skeleton, bone_prior, config, pulled, fps)

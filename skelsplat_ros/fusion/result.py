@@ -19,14 +19,20 @@ from ..skeleton.models import Skeleton
 from .config import EXHAUSTIVE_MAX_VIEWS, FusionConfig
 from .objective import BonePrior, RefineResult
 
+SUPPORT_THRESHOLD = 0.05
+"""A view supports a joint when its support (detection confidence times its agreement with the fit, in [0, 1])
+exceeds this: the views counted in ``FusionResult.num_views``."""
+
 
 @dataclass
 class FusionResult:
     """Fused joints, per frame and joint.
 
     Attributes:
-        joints: ``[F, J, 3]`` world positions (NaN = not estimated).
-        confidence: ``[F, J]`` in [0, 1] (0 where NaN).
+        joints: ``[F, J, 3]`` world positions (NaN = not estimated; what a fusion path outputs is decided in
+            ``output.py``).
+        confidence: ``[F, J]`` in [0, 1]; 0 where NaN, and where a joint is output without enough views agreeing
+            (an offline gap interpolated, a single-view joint).
         covariance: ``[F, J, 3, 3]`` position uncertainty of each joint (world units^2): first order, from the
             views that support it (``linear_covariance``), for every method; a direction no view constrains (along
             the ray of a joint seen by one view) has a large variance, not ~0.
@@ -70,7 +76,7 @@ def summarise(
     estimated = np.isfinite(points).all(axis=-1)
     offset = project_pinhole(rig, points) - uv
     distance = np.sqrt(offset[..., 0] ** 2 + offset[..., 1] ** 2)
-    used = (support > 0.05) & np.isfinite(distance)
+    used = (support > SUPPORT_THRESHOLD) & np.isfinite(distance)
     num_views = used.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         reproj = np.where(used, distance, 0.0).sum(axis=0) / num_views
@@ -134,13 +140,17 @@ def estimate_bone_prior(lengths: np.ndarray, min_sigma: float, spread_factor: fl
     return BonePrior(lengths=median, sigmas=sigmas)
 
 
+def refine_support(uv: np.ndarray, confidence: np.ndarray, result: RefineResult) -> np.ndarray:
+    """Each view's support ``[V, F, J]`` of a refinement's joints: its confidence times its agreement with them."""
+    return np.where(np.isfinite(uv).all(-1), confidence, 0.0) * result.agreement
+
+
 def refine_output(
     rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, result: RefineResult, known: np.ndarray, names: list[str]
 ) -> FusionResult:
     """Fusion result of a refinement; joints with no usable initial guess stay NaN."""
     points = np.where(known[..., None], result.means, np.nan)
-    support = np.where(np.isfinite(uv).all(-1), confidence, 0.0) * result.agreement
-    return summarise(rig, points, uv, support, result.covariances, names)
+    return summarise(rig, points, uv, refine_support(uv, confidence, result), result.covariances, names)
 
 
 def fallback_position(points: np.ndarray) -> np.ndarray:
@@ -164,3 +174,47 @@ def concatenate_results(parts: list[FusionResult], names: list[str]) -> FusionRe
         reprojection_error=np.concatenate([p.reprojection_error for p in parts]),
         joint_names=names,
     )
+
+
+
+def _finite(value: float) -> float | None:
+    """``value`` as a finite float, or ``None``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def checked_stamp(stamp: float) -> float:
+    """``stamp`` (seconds) as a float; a ``ValueError`` for anything that is not a finite number (after a NaN stamp
+    every time comparison would be false: nothing would ever expire or reset)."""
+    value = _finite(stamp)
+    if value is None:
+        raise ValueError(f"stamp must be a finite time in seconds, got {stamp!r}")
+    return value
+
+
+def checked_fps(fps: float) -> float:
+    """``fps`` as a float; a ``ValueError`` unless it is a positive finite number."""
+    value = _finite(fps)
+    if value is None or value <= 0:
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    return value
+
+
+def frame_stamps(num_frames: int, fps: float, stamps: np.ndarray | None = None) -> np.ndarray:
+    """Capture times ``[F]`` (seconds) of a recording's frames: ``stamps`` when given, else ``f / fps``.
+
+    Raises:
+        ValueError: for ``fps`` not a positive finite number, or ``stamps`` not one finite time per frame.
+    """
+    fps = checked_fps(fps)
+    if stamps is None:
+        return np.arange(num_frames) / fps
+    stamps = np.asarray(stamps, dtype=np.float64)
+    if stamps.shape != (num_frames,):
+        raise ValueError(f"stamps must be one time per frame, [{num_frames}], got {list(stamps.shape)}")
+    if not np.isfinite(stamps).all():
+        raise ValueError(f"stamps must be finite times in seconds; frame {int(np.argmin(np.isfinite(stamps)))} is not")
+    return stamps

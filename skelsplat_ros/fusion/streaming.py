@@ -13,18 +13,25 @@ from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
 from .objective import BonePrior, TemporalPrior
+from .output import Offer, decide_output, seen_joints, views_verdict, withhold_unchecked
 from .refine import refine
 from .result import (
     FusionResult,
     bone_lengths_of,
+    checked_stamp,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
+    frame_stamps,
     refine_output,
     split_keypoints,
     summarise,
     triangulate_baseline,
 )
+
+
+FIT_BONE_FRAMES = 5
+"""Frames in a person's window before their bone lengths pull the fit (the output is held to them from the first)."""
 
 
 def fuse_streaming(
@@ -45,12 +52,12 @@ def fuse_streaming(
         stamps: capture time of each frame ``[F]`` in seconds (a recording's stamps); default ``f / fps``.
         rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
     """
-    fuser = StreamingFuser(rig, skeleton, config)
     num_frames = keypoints.shape[1]
+    times = frame_stamps(num_frames, fps, stamps)
+    fuser = StreamingFuser(rig, skeleton, config)
     frames = []
     for f in range(num_frames):
-        stamp = float(stamps[f]) if stamps is not None else f / fps
-        frames.append(fuser.step(keypoints[:, f], stamp, rig=rigs[f] if rigs is not None else None))
+        frames.append(fuser.step(keypoints[:, f], float(times[f]), rig=rigs[f] if rigs is not None else None))
         if progress:
             progress(f + 1, num_frames)
     return concatenate_results(frames, list(skeleton.joint_names))
@@ -73,6 +80,9 @@ class StreamingFuser:
     def reset(self) -> None:
         """Forget the history (after a clock jump or a long gap)."""
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
+        # The last step's joints that enough views saw, as fitted (output.py, rule 1), one frame: unlike the output,
+        # neither held to bone lengths nor waiting for them; what the tracker associates with.
+        self.estimate: FusionResult | None = None
         # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
         # per-frame bone prior reads it without stacking.
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
@@ -81,6 +91,25 @@ class StreamingFuser:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
         window = np.concatenate([self._bone_window, lengths[None]])
         self._bone_window = window[max(len(window) - self.config.bone_window, 0):]
+
+    def bone_prior(self) -> BonePrior | None:
+        """The person's bone lengths and tolerances ``[B]`` from the window of past frames (NaN: a bone never
+        sampled); ``None`` without ``bone_lengths`` or before the first sample."""
+        if not self.config.bone_lengths or not len(self._bone_window):
+            return None
+        settings = self.config.streaming_refine or self.config.refine
+        return estimate_bone_prior(self._bone_window, settings.bone_length_sigma, settings.bone_length_spread)
+
+    def mirror(self) -> None:
+        """Exchange left and right in the kept state: the last outputs (so their velocities too) and the bone-length
+        window. For a tracker whose views agree that this person's labels are the mirror image of the fuser's (a
+        track started from a view that swapped left and right)."""
+        flip = self.skeleton.flip_permutation
+        self._history = deque(((stamp, joints[flip]) for stamp, joints in self._history), maxlen=2)
+        bones = np.arange(len(self.skeleton.bones))
+        left, right = self.skeleton.symmetric_bones.T
+        bones[left], bones[right] = right, left
+        self._bone_window = self._bone_window[:, bones]
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -107,6 +136,9 @@ class StreamingFuser:
         so it carries over from one rig to the next.
 
         Returns a result with a frame axis of length 1.
+
+        Raises:
+            ValueError: for a non-finite ``stamp`` or keypoints of the wrong shape.
         """
         return step_together([self], np.asarray(keypoints, dtype=np.float64)[None], stamp, rig)[0]
 
@@ -121,6 +153,7 @@ def step_together(
     Each fuser keeps its own history, prediction and bone lengths; the batch only shares the solver calls, so the
     cost grows far slower than one call per person.
     """
+    stamp = checked_stamp(stamp)
     if not fusers:
         return []
     first = fusers[0]
@@ -148,6 +181,9 @@ def step_together(
     if config.method != "skelsplat":
         cov = linear_covariance(rig, points, support, config.nominal_pixel_sigma)
         summary = summarise(rig, points, uv, support, cov, names)
+        seen = seen_joints(summary, config.min_views)
+        for k, fuser in enumerate(fusers):
+            fuser.estimate = seen.frame(k)
         return [summary.frame(k) for k in range(len(fusers))]
 
     settings = config.streaming_refine or config.refine
@@ -155,25 +191,36 @@ def step_together(
     init = points.copy()
     predictions = np.full((num, num_joints, 3), np.nan)
     gap_frames = np.ones(num)
-    bone_lengths, bone_sigmas = np.full((num, num_bones), np.nan), np.ones((num, num_bones))
+    # The person's bone lengths from past frames: the output is held to them from the first sample (checked
+    # against frames other than its own), the fit pulled to them once the window holds FIT_BONE_FRAMES frames (a
+    # prior from a few noisy frames pulls the fit astray); with bone_warmup, the joints of bones with fewer samples
+    # are withheld.
+    held_lengths, bone_lengths = np.full((num, num_bones), np.nan), np.full((num, num_bones), np.nan)
+    bone_sigmas = np.ones((num, num_bones))
+    warm = np.zeros((num, num_bones), dtype=bool)
     for k, fuser in enumerate(fusers):
         prediction = fuser.predict(stamp)
         if prediction is not None:
             predictions[k] = prediction
-            with np.errstate(invalid="ignore"):
-                far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance
-            init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
             # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
-        if config.bone_lengths and len(fuser._bone_window) >= 5:
-            prior = estimate_bone_prior(fuser._bone_window, settings.bone_length_sigma, settings.bone_length_spread)
-            bone_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
+            # The gate grows with the gap (gate_distance per frame elapsed): after frames without a fit, the person
+            # may be far from the extrapolation, and views that agree on where they are must win over it.
+            with np.errstate(invalid="ignore"):
+                far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k]
+            init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
+        prior = fuser.bone_prior()
+        if prior is not None:
+            held_lengths[k], bone_sigmas[k] = prior.lengths, prior.sigmas
+            if len(fuser._bone_window) >= FIT_BONE_FRAMES:
+                bone_lengths[k] = prior.lengths
+            warm[k] = np.isfinite(fuser._bone_window).sum(axis=0) >= config.bone_warmup
     known = np.isfinite(init).all(axis=-1)  # [N, J]
     fitted = known.any(axis=1)
     results: list[FusionResult | None] = [None] * num
     for k in np.flatnonzero(~fitted):
-        results[k] = summarise(rig, points[k:k + 1], uv[:, k:k + 1], support[:, k:k + 1],
-                               np.full((1, num_joints, 3, 3), np.nan), names)
+        results[k] = fusers[k].estimate = summarise(rig, points[k:k + 1], uv[:, k:k + 1], support[:, k:k + 1],
+                                                    np.full((1, num_joints, 3, 3), np.nan), names)
     batch = np.flatnonzero(fitted)
     if len(batch):
         single = num == 1
@@ -193,38 +240,53 @@ def step_together(
             )
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
-        # A joint no view supports this frame would only be the prediction: say it is not seen.
-        seen = known[pick] & (confidence_fit > 0).any(axis=0)
-        fused = refine_output(rig, uv_fit, confidence_fit, result, seen, names)
+        fitted = refine_output(rig, uv_fit, confidence_fit, result, known[pick], names)
+        offer = None
         if config.single_view_joints:
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
-            _add_single_view_joints(fused, rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
-                                    config)
+            offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit, config)
+        # Only joints that enough views agree with, held to the person's bone lengths (output.py): never the
+        # prediction alone, nor one view's ray outside single_view_joints.
+        views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
+        prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
+        fused = decide_output(fitted, skeleton, prior, config, views, offer)
+        if config.bone_warmup and config.bone_lengths:
+            fused = withhold_unchecked(fused, skeleton, warm[pick])
+        # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
+        seen = seen_joints(fitted, config.min_views)
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]
-            fuser._history.append((stamp, np.where(fused.confidence[i][:, None] > 0, fused.joints[i], np.nan)))
+            fuser.estimate = seen.frame(i)
+            fuser._history.append((stamp, seen.joints[i]))
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
 
 
-def _add_single_view_joints(
-    fused: FusionResult, rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence: np.ndarray,
-    lengths: np.ndarray, sigmas: np.ndarray, predictions: np.ndarray, config: FusionConfig,
-) -> None:
-    """Fill ``fused``'s joints that no two views triangulated with :func:`ray_bone_guess` from the fitted ones, in
-    place: confidence 0 and one view (depth from the bone prior, not from the views); the fit itself is left as it
-    was, so the other joints do not change."""
-    guesses, covariance, views = ray_bone_guess(rig, skeleton, uv, confidence, fused.joints, lengths, sigmas,
-                                                predictions, config.gate_distance, config.nominal_pixel_sigma)
-    new = np.isfinite(guesses).all(-1) & ~np.isfinite(fused.joints).all(-1)
-    fused.joints[new] = guesses[new]
-    fused.covariance[new] = covariance[new]
-    fused.num_views[new] = 1
-    fused.reprojection_error[new] = np.linalg.norm(
-        project_pinhole(rig, guesses)[views[new], *np.nonzero(new)] - uv[views[new], *np.nonzero(new)], axis=-1)
+def _single_view_offer(
+    rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence: np.ndarray, lengths: np.ndarray,
+    sigmas: np.ndarray, predictions: np.ndarray, config: FusionConfig,
+) -> Offer:
+    """Offers (``output.py``, rule 3) of :func:`ray_bone_guess` for the joints no two views agree on, anchored on
+    the output ones: one view, its reprojection error, a variance of one bone length along its ray."""
+
+    def offer(output: FusionResult) -> FusionResult:
+        guesses, covariance, views = ray_bone_guess(rig, skeleton, uv, confidence, output.joints, lengths, sigmas,
+                                                    predictions, config.gate_distance, config.nominal_pixel_sigma)
+        new = views >= 0
+        frames, joints = np.nonzero(new)
+        error = np.full(new.shape, np.nan)
+        error[new] = np.linalg.norm(project_pinhole(rig, guesses)[views[new], frames, joints]
+                                    - uv[views[new], frames, joints], axis=-1)
+        return FusionResult(
+            joints=np.where(new[..., None], guesses, np.nan), confidence=np.zeros(new.shape, dtype=np.float32),
+            covariance=covariance, num_views=new.astype(np.uint8), reprojection_error=error.astype(np.float32),
+            joint_names=output.joint_names,
+        )
+
+    return offer
 
 
 def ray_bone_guess(

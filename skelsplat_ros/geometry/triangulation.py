@@ -49,7 +49,7 @@ def _normal_matrices(rows: np.ndarray, views: np.ndarray | None = None) -> np.nd
     ``views [..., V]`` (0/1) alone."""
     if views is not None:
         rows = rows * views[..., None, None]
-    A = rows.reshape(rows.shape[:-3] + (-1, 4))
+    A = rows.reshape(rows.shape[:-3] + (rows.shape[-3] * rows.shape[-2], 4))  # not -1: no points is no rows
     return np.swapaxes(A, -1, -2) @ A
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..fusion.config import FusionConfig
 from ..fusion.offline import fuse_offline
-from ..fusion.result import split_keypoints, triangulate_baseline
+from ..fusion.result import frame_stamps, split_keypoints, triangulate_baseline
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
 from .tracker import MultiPersonTracker, PersonEstimate, TrackerConfig
@@ -68,16 +68,6 @@ def _empty(num_frames: int, num_tracks: int, num_joints: int) -> tuple[np.ndarra
     )
 
 
-def _times(stamps: np.ndarray | None, num_frames: int, fps: float) -> np.ndarray:
-    """Capture time of each frame ``[F]`` in seconds: ``stamps`` when given, else ``f / fps``."""
-    if stamps is None:
-        return np.arange(num_frames) / fps
-    times = np.asarray(stamps, dtype=np.float64).reshape(-1)
-    if times.shape != (num_frames,):
-        raise ValueError(f"stamps must be [F] = [{num_frames}], got {list(np.shape(stamps))}")
-    return times
-
-
 def track_streaming(
     rig: CameraRig,
     skeleton: Skeleton,
@@ -99,7 +89,7 @@ def track_streaming(
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames = keypoints.shape[1]
-    times = _times(stamps, num_frames, fps)
+    times = frame_stamps(num_frames, fps, stamps)
     published: list[list[PersonEstimate]] = []
     for f in range(num_frames):
         frame_rig = rigs[f] if rigs is not None else None
@@ -198,7 +188,7 @@ def track_offline(
     keypoints = _check(keypoints, rig, skeleton)
     tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames, num_views, num_joints = keypoints.shape[1], len(rig), skeleton.num_joints
-    times = _times(stamps, num_frames, fps)
+    times = frame_stamps(num_frames, fps, stamps)
     taken: dict[int, dict[int, np.ndarray]] = {}
     confirmed: set[int] = set()
     for f in range(num_frames):

@@ -4,11 +4,13 @@ stable track ids, each fused by SkelSplat.
 One :meth:`MultiPersonTracker.step` per synchronized set of views:
 
 1. **Predict** each live track's joints at the new stamp (constant velocity, the track's own
-   :class:`~skelsplat_ros.fusion.streaming.StreamingFuser`).
+   :class:`~skelsplat_ros.fusion.streaming.StreamingFuser`); a track the extrapolation moved far (after a gap) is
+   also matched as it was last seen, whichever fits better (a person who stopped while unseen).
 2. **Match** every view's detections to the tracks: the cost of a (track, detection) pair is the confidence-weighted
    mean over joints of the distance from the predicted 3D joint to the detection's back-projected ray (metres, capped
    per joint so that one wrong joint cannot veto a person), gated, one detection per track per view (Hungarian per
-   view). A detection whose left/right mirror fits much better is mirrored first (a detector's left/right swap).
+   view). A detection whose left/right mirror fits much better is mirrored first (a detector's left/right swap);
+   when most of a track's views are so, the track is what is mirrored (it started from views that disagreed).
 3. **Refit** every track that got at least two views with its own fuser, warm-started from its prediction with its
    own bone lengths (nothing is shared between tracks). A track matched in one view only is not refitted: one view
    cannot fix depth, and its detection stays claimed so that it starts nobody else.
@@ -16,10 +18,11 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
    ray-to-ray distance of their joints, clustered greedily with complete linkage (every pair inside a cluster agrees,
    at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
    estimates enough joints. A detection seen by one view only never starts a track.
-5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits (at once when its first fit has
-   ``confirm_views`` views agreeing) and dropped when it misses
-   ``tentative_timeout``; a confirmed track ends after ``delete_after`` seconds unseen. Two tracks that converge on
-   the same person keep the older id. Ids are never reused.
+5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits by the views that should see it
+   (at once when its first fit has ``confirm_views`` views agreeing), or after ``partial_confirm_frames`` refits
+   whose views agree closely when the others are blocked, and dropped when it misses ``tentative_timeout``; a
+   confirmed track ends after ``delete_after`` seconds unseen. Two tracks that converge on the same person keep the
+   older id. Ids are never reused.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..fusion.config import FusionConfig
-from ..fusion.result import FusionResult
+from ..fusion.result import FusionResult, checked_stamp
 from ..fusion.streaming import StreamingFuser, step_together
 from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import project_pinhole, valid_observations
@@ -60,7 +63,16 @@ class TrackerConfig:
             false person consistent in three views is far less likely than a ghost in one; every frame a real
             person waits unpublished is lost). A refit counts towards confirmation only when the track was seen by
             this many views, or by every view it projects into when fewer do (two ghosts in two views can agree by
-            chance; a real person is seen by the other views too).
+            chance; a real person is usually seen by the other views too).
+        partial_confirm_frames: a tentative track seen by fewer views than that (the other views that face it blocked:
+            a shelf, a door frame, another person) is confirmed after this many refits in which its views agree as
+            one person's do (every pair within ``partial_gate``, ``min_fitted_joints`` joints estimated). Two
+            ghosts that agree by chance in one frame rarely go on agreeing, and moving as one body (each refit is
+            matched to the track's prediction), for this many frames.
+        partial_gate: the mean ray-to-ray distance every pair of views must keep for such a refit to count: tighter
+            than ``cluster_gate``, because the views that do not see the person cannot vote (two views with cameras
+            at similar heights hardly constrain a horizontal offset, so two different people can meet the start's
+            gate).
         tentative_timeout: a tentative track unseen for longer than this is dropped.
         delete_after: a confirmed track unseen for longer than this ends.
         max_extrapolation: the constant-velocity prediction extrapolates at most this long past the last refit.
@@ -79,6 +91,8 @@ class TrackerConfig:
     min_fitted_joints: int = 6
     confirm_frames: int = 3
     confirm_views: int = 3
+    partial_confirm_frames: int = 6
+    partial_gate: float = 0.05
     tentative_timeout: float = 0.2
     delete_after: float = 1.0
     max_extrapolation: float = 0.3
@@ -90,9 +104,16 @@ class TrackerConfig:
             raise ValueError("TrackerConfig.min_views must be at least 2: one view cannot fix depth")
         if self.confirm_frames < 1 or self.max_people_per_view < 1:
             raise ValueError("TrackerConfig.confirm_frames and max_people_per_view must be at least 1")
-        for name in ("match_gate", "joint_clip", "cluster_gate", "delete_after", "tentative_timeout"):
+        if self.partial_confirm_frames < self.confirm_frames:
+            raise ValueError("TrackerConfig.partial_confirm_frames must be at least confirm_frames")
+        for name in ("match_gate", "joint_clip", "cluster_gate", "partial_gate", "delete_after", "tentative_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrackerConfig.{name} must be positive")
+        for name in ("min_confidence", "max_extrapolation", "duplicate_distance"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"TrackerConfig.{name} must be at least 0")
+        if not 0 <= self.swap_ratio <= 1:
+            raise ValueError("TrackerConfig.swap_ratio must be within [0, 1] (0: never mirror a detection)")
 
 
 def gated_assignment(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
@@ -129,7 +150,7 @@ class TrackerStep:
     """What one :meth:`MultiPersonTracker.step` did.
 
     Attributes:
-        people: confirmed tracks refitted this frame, by id (what gets published).
+        people: confirmed tracks refitted this frame with at least one joint to output, by id (what gets published).
         tentative: tentative tracks alive after the step.
         confirmed: confirmed tracks alive after the step.
         ended: ids of confirmed tracks that ended at this step (unseen too long, merged into an older track, or
@@ -157,7 +178,8 @@ class _Track:
     born: float
     last_seen: float
     joints: np.ndarray  # [J, 3] last fused joints (NaN = not estimated)
-    hits: int = 1
+    hits: int = 1  # refits by the views that should see it (a new track's first fit included)
+    agreeing: int = 1  # refits whose views agree with each other (the first fit's cluster does)
     confirmed: bool = False
 
 
@@ -222,8 +244,9 @@ class MultiPersonTracker:
                 before. Tracks live in world coordinates, so they carry over from one pose of the rig to the next.
 
         Raises:
-            ValueError: for a wrong number of views or a wrong shape, or a rig with other cameras.
+            ValueError: for a non-finite stamp, a wrong number of views or a wrong shape, or a rig with other cameras.
         """
+        stamp = checked_stamp(stamp)
         if rig is not None and rig is not self.rig:
             if rig.names != self.rig.names:
                 raise ValueError(f"the frame's rig has cameras {rig.names}, the tracker {self.rig.names}")
@@ -246,7 +269,7 @@ class MultiPersonTracker:
         chosen = np.full((len(self._tracks), num_views), -1, dtype=np.int64)  # slot in usable[v]
         mirrored = np.zeros((len(self._tracks), num_views), dtype=bool)
         if predictions is not None and len(frame.view):
-            costs, flips = self._track_costs(frame, predictions)
+            costs, flips = self._match_costs(frame, predictions)
             for v, view in enumerate(usable):
                 if not len(view.index):
                     continue
@@ -255,6 +278,16 @@ class MultiPersonTracker:
                 for r, c in gated_assignment(cost, config.match_gate):
                     chosen[r, v], mirrored[r, v] = c, flip[r, c]
                     taken[v][c] = True
+
+        # A track that most of its views see mirrored is itself the mirror image (it started from views that
+        # disagreed on left and right): the views are right, so the track's state is mirrored, not them.
+        matched = chosen >= 0
+        count = matched.sum(axis=1)
+        for k in np.flatnonzero((count >= config.min_views) & (2 * (mirrored & matched).sum(axis=1) > count)):
+            track = self._tracks[k]
+            track.fuser.mirror()
+            track.joints = track.joints[self._flip]
+            mirrored[k] = ~mirrored[k] & matched[k]
 
         # 3. Refit every track seen in enough views, all in one batch.
         refitted: dict[int, FusionResult] = {}
@@ -265,16 +298,22 @@ class MultiPersonTracker:
         fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp, self.rig)
         for k, keypoints, result in zip(ready, gathered, fits):
             track = self._tracks[k]
-            joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
+            # What the views saw, as fitted (also the joints not output until the bone lengths are known).
+            joints = track.fuser.estimate.joints[0]
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
                 continue
             track.joints, track.last_seen = joints, stamp
             # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
             # person (those it projects into) mostly do. Projecting is needed only when fewer than confirm_views saw it.
+            # Otherwise (the other views blocked?) the refit counts towards partial_confirm_frames when its views
+            # agree as one person's do.
             seen = (chosen[k] >= 0).sum()
             if seen >= config.confirm_views or seen >= self._views_facing(joints):
                 track.hits += 1
-            track.confirmed |= track.hits >= config.confirm_frames
+                track.agreeing += 1
+            elif not track.confirmed and self._consistent(frame, chosen[k], mirrored[k], track.fuser.estimate):
+                track.agreeing += 1
+            track.confirmed |= track.hits >= config.confirm_frames or track.agreeing >= config.partial_confirm_frames
             refitted[track.track_id] = result
             taken_rows[track.track_id] = self._rows(usable, chosen[k])
             assignments[track.track_id] = keypoints
@@ -290,12 +329,12 @@ class MultiPersonTracker:
         fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp, self.rig)
         for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
-            joints = np.where(result.confidence[0][:, None] > 0, result.joints[0], np.nan)
+            joints = fuser.estimate.joints[0]
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
                 continue
             for v, s, _ in cluster:
                 taken[v][s] = True
-            strong = (np.nan_to_num(result.num_views[0]) >= config.confirm_views).sum() >= config.min_fitted_joints
+            strong = (fuser.estimate.num_views[0] >= config.confirm_views).sum() >= config.min_fitted_joints
             track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
                            confirmed=config.confirm_frames <= 1 or strong)
             self._next_id += 1
@@ -318,10 +357,12 @@ class MultiPersonTracker:
             else:
                 alive.append(track)
         self._tracks = alive
+        # A person none of whose joints may be output yet (bone lengths still unknown: fusion/output.py) is
+        # tracked but not published.
         people = [
             PersonEstimate(t.track_id, refitted[t.track_id], taken_rows[t.track_id])
             for t in sorted(self._tracks, key=lambda t: t.track_id)
-            if t.confirmed and t.track_id in refitted
+            if t.confirmed and t.track_id in refitted and np.isfinite(refitted[t.track_id].joints).any()
         ]
         return TrackerStep(
             people=people,
@@ -406,6 +447,25 @@ class MultiPersonTracker:
         flip = flipped < config.swap_ratio * direct
         return np.where(flip, flipped, direct), flip
 
+    def _match_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_track_costs` of the tracks at their ``predictions [T, J, 3]``, and of those the extrapolation
+        moved more than half the match gate (a gap, a slow frame rate) also as they were last seen, whichever fits
+        a detection better: a person who stopped while unseen is where they were, not where the velocity of their
+        last frames would have taken them."""
+        last = np.stack([t.joints for t in self._tracks])
+        shift = np.linalg.norm(predictions - last, axis=-1)  # [T, J], NaN where either is unknown
+        with np.errstate(invalid="ignore", divide="ignore"):
+            moved = ~(np.nansum(shift, -1) / np.isfinite(shift).sum(-1) <= self.config.match_gate / 2)  # NaN: moved
+        if not moved.any():
+            return self._track_costs(frame, predictions)
+        costs, flips = self._track_costs(frame, np.concatenate([predictions, last[moved]]))
+        held, held_flips = costs[len(predictions):], flips[len(predictions):]
+        costs, flips = costs[:len(predictions)], flips[:len(predictions)]
+        closer = held < costs[moved]
+        costs[moved] = np.where(closer, held, costs[moved])
+        flips[moved] = np.where(closer, held_flips, flips[moved])
+        return costs, flips
+
     def _stack(self, keypoints: list[np.ndarray]) -> np.ndarray:
         """Per-person keypoints ``[V, J, 3]`` stacked ``[N, V, J, 3]`` (also when there are none)."""
         if keypoints:
@@ -419,6 +479,19 @@ class MultiPersonTracker:
         with np.errstate(invalid="ignore"):
             inside = np.isfinite(uv).all(-1) & (uv >= 0).all(-1) & (uv < self._sizes[:, None]).all(-1)
         return int((inside.mean(axis=1) > 0.5).sum()) if known.any() else 0
+
+    def _consistent(self, frame: _FrameDetections, slots: np.ndarray, mirrored: np.ndarray,
+                    result: FusionResult) -> bool:
+        """Whether a refit ``result`` from the detections a track took (``slots [V]``, -1 = none; ``mirrored [V]``)
+        looks like one person: the fit estimates ``min_fitted_joints`` joints and every pair of the detections, as
+        the track took them, meets within ``partial_gate``."""
+        if (result.confidence[0] > 0).sum() < self.config.min_fitted_joints:
+            return False
+        view = np.flatnonzero(slots >= 0)
+        rows, side = frame.bounds[view] + slots[view], mirrored[view].astype(np.int64)
+        plain, _ = pair_costs(self.rig.centres[view], view, frame.direction[rows, side], frame.weight[rows, side],
+                              self._flip, self.config.joint_clip, self.config.min_common_joints)
+        return bool((plain[~np.eye(len(view), dtype=bool)] <= self.config.partial_gate).all())
 
     @staticmethod
     def _rows(usable: list[_ViewDetections], slots: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("mediapipe")
 cv2 = pytest.importorskip("cv2")
 
+from skelsplat_ros.bench.limbs import limb_table, people_limb_consistency, worst  # noqa: E402
 from skelsplat_ros.detection import DetectorConfig  # noqa: E402
 from skelsplat_ros.detection.recording import detect_recording  # noqa: E402
 from skelsplat_ros.detection.sources import open_source  # noqa: E402
@@ -26,7 +27,7 @@ from skelsplat_ros.fusion import preset_config  # noqa: E402
 from skelsplat_ros.geometry.calibration import load_calibration  # noqa: E402
 from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
 from skelsplat_ros.skeleton.models import get_skeleton, track_rgb  # noqa: E402
-from skelsplat_ros.tracking.recording import track_offline  # noqa: E402
+from skelsplat_ros.tracking.recording import track_offline, track_streaming  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "data" / "pose2sim_multi"
@@ -81,6 +82,20 @@ def test_offline_fusion_tracks_both_people_through_the_take_and_never_the_bystan
     hips = result.joints[:, :, [names.index("l_hip"), names.index("r_hip")]].mean(axis=2)  # [F, T, 3]
     jumps = np.linalg.norm(np.diff(hips, axis=0), axis=-1)
     assert np.nanmax(jumps) < 0.25, "a track jumped between people"
+
+
+@pytest.mark.parametrize("mode", ["offline", "streaming"])
+def test_every_output_limb_keeps_its_length_through_the_take(take, mode):
+    """Issue 18: a wrist that no camera placed well used to be output anyway (a forearm from 0.2 m to 0.65 m,
+    CV 0.20 offline; 1.8x its median, CV 0.24, streaming). Every limb of every person output: at most 1.5x its
+    median length, CV at most 0.05 (fusion/output.py)."""
+    keypoints, rig, _ = take
+    run = track_offline if mode == "offline" else track_streaming
+    result = run(rig, get_skeleton("coco17"), keypoints.keypoints, preset_config("default"), keypoints.fps)
+    for track, stats in people_limb_consistency(result.joints, result.track_ids, result.joint_names).items():
+        assert sum(s.frames for s in stats) > 0, f"track {track} outputs no limb"
+        ratio, cv = worst(stats)
+        assert ratio <= 1.5 and cv <= 0.05, f"track {track}: " + limb_table({track: stats})
 
 
 def test_render_draws_each_track_in_its_colour_on_the_real_videos(take, tmp_path):

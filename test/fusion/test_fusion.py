@@ -228,8 +228,11 @@ def test_default_streaming_beats_robust_triangulation(lab_take):
 
 
 def test_streaming_adam_through_the_raster_renderer(lab_take):
-    fused = _stream(preset_config("default", backend="raster", optimizer="adam", mode="streaming"), lab_take, frames=3)
-    assert np.isfinite(fused.joints).all(-1).mean() > 0.9
+    config = preset_config("default", backend="raster", optimizer="adam", mode="streaming")
+    fused = _stream(config, lab_take, frames=config.bone_warmup + 2)
+    # Output once the person's bone lengths are known (fusion/output.py, rule 4).
+    assert np.isnan(fused.joints[:config.bone_warmup]).all()
+    assert np.isfinite(fused.joints[config.bone_warmup:]).all(-1).mean() > 0.9
 
 
 def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
@@ -244,13 +247,17 @@ def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
     assert (fuser.step(one_view, 11 / 30).confidence == 0).all()  # one view cannot fix depth
     assert fuser.resets == 0
     back_in_time = fuser.step(lab_take.keypoints[:, 12], 0.1)  # bag loop
-    assert fuser.resets == 1 and np.isfinite(back_in_time.joints).all(-1).mean() > 0.9
+    # The history and the bone lengths are forgotten: fused, but not output until the lengths are known again.
+    assert fuser.resets == 1 and np.isfinite(fuser.estimate.joints).all(-1).mean() > 0.9
+    assert np.isnan(back_in_time.joints).all()
     fuser.step(lab_take.keypoints[:, 13], 5.0)  # a long gap forgets the history too
     assert fuser.resets == 2
+    for f in range(1, config.bone_warmup):
+        fuser.step(lab_take.keypoints[:, 13 + f], 5.0 + 0.1 * f)
     absurd = lab_take.keypoints[:, 14].copy()
     absurd[0, :, :2] = 1e200  # garbage from one camera: that view is ignored, the others still fuse
     absurd[1, 3, :2] = -1e300
-    fused = fuser.step(absurd, 5.1)
+    fused = fuser.step(absurd, 5.0 + 0.1 * config.bone_warmup)
     assert np.isfinite(fused.joints).all(-1).mean() > 0.9 and (fused.num_views <= 3).all()
     with pytest.raises(ValueError, match="keypoints must be"):
         fuser.step(lab_take.keypoints[:, 14, :5], 5.2)
@@ -265,3 +272,69 @@ def test_streaming_without_priors_matches_a_fresh_fuser_per_frame(lab_take):
     fused = _stream(config, lab_take, frames=6)
     fresh = StreamingFuser(lab_take.rig, lab_take.skeleton, config).step(lab_take.keypoints[:, 5], 5 / 30)
     np.testing.assert_allclose(fused.joints[5], fresh.joints[0])
+
+
+# --- issue 18: a gap in streaming, mirrored state, empty and non-finite inputs ---------------------------------
+
+
+@pytest.mark.parametrize("kind, speed, gap", [("lab", 1.5, 0.5), ("lab", 1.0, 0.9), ("surround", 2.0, 0.2),
+                                              ("portrait", 0.5, 0.7)])
+def test_streaming_after_a_gap_fits_the_views_not_the_extrapolation(kind, speed, gap):
+    """Unseen for a while, then back where last seen and seen by every view: the fit is where the views agree
+    (the gate to the prediction grows with the gap), not the constant-velocity extrapolation, and no joint comes
+    out finite with confidence 0."""
+    take = make_scenario(kind, num_frames=1, noise="clean", seed=2)
+    pose = take.ground_truth[0]
+    fuser = StreamingFuser(take.rig, take.skeleton, preset_config("default"))
+
+    def views(points):
+        uv = take.rig.project(points)
+        return np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9)], -1)
+
+    for f in range(10):
+        fuser.step(views(pose + [speed * f / 30 - 0.5, 0, 0]), f / 30)
+    last = pose + [speed * 9 / 30 - 0.5, 0, 0]
+    result = fuser.step(views(last), 9 / 30 + gap)
+    assert fuser.resets == 0, "the gap is shorter than reset_after: the history is kept"
+    assert _mpjpe(result.joints[0], last) < 0.01
+    assert (result.confidence[0] > 0).all()
+
+
+def test_mirror_exchanges_left_and_right_in_the_kept_state(lab_take):
+    skeleton = lab_take.skeleton
+    fuser = StreamingFuser(lab_take.rig, skeleton, preset_config("default"))
+    for f in range(8):
+        fuser.step(lab_take.keypoints[:, f], f / 30)
+    prediction, window = fuser.predict(9 / 30), fuser._bone_window.copy()
+    fuser.mirror()
+    np.testing.assert_allclose(fuser.predict(9 / 30), prediction[skeleton.flip_permutation])
+    bones = skeleton.bone_array
+    flipped = skeleton.flip_permutation[bones]
+    for k, (a, b) in enumerate(flipped):  # the mirrored bone of bone k now holds bone k's lengths
+        twin = next(i for i, bone in enumerate(bones) if set(bone) == {a, b})
+        np.testing.assert_array_equal(fuser._bone_window[:, twin], window[:, k])
+    fuser.mirror()
+    np.testing.assert_allclose(fuser.predict(9 / 30), prediction)
+    np.testing.assert_array_equal(fuser._bone_window, window)
+
+
+def test_empty_recordings_and_non_finite_stamps_or_rates(lab_take):
+    rig, skeleton, config = lab_take.rig, lab_take.skeleton, preset_config("default")
+    for method in (config, preset_config("default", "robust")):
+        for fuse in (fuse_offline, fuse_streaming):
+            nothing = fuse(rig, skeleton, lab_take.keypoints[:, :0], method, fps=30)
+            assert nothing.joints.shape == (0, skeleton.num_joints, 3) and nothing.confidence.shape == (0, skeleton.num_joints)
+    for fps in (0, -30, np.nan, np.inf):
+        for fuse in (fuse_offline, fuse_streaming):
+            with pytest.raises(ValueError, match="fps must be a positive number"):
+                fuse(rig, skeleton, lab_take.keypoints[:, :2], config, fps=fps)
+    with pytest.raises(ValueError, match="stamps must be finite"):
+        fuse_streaming(rig, skeleton, lab_take.keypoints[:, :2], config, 30, stamps=np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match=r"one time per frame, \[2\]"):
+        fuse_streaming(rig, skeleton, lab_take.keypoints[:, :2], config, 30, stamps=np.array([0.0]))
+    fuser = StreamingFuser(rig, skeleton, config)
+    fuser.step(lab_take.keypoints[:, 0], 0.0)
+    for stamp in (np.nan, np.inf, None):
+        with pytest.raises(ValueError, match="stamp must be a finite time in seconds"):
+            fuser.step(lab_take.keypoints[:, 1], stamp)
+    assert len(fuser._history) == 1 and fuser.resets == 0, "a refused frame leaves the state as it was"

@@ -82,6 +82,17 @@ def test_dlt_handles_arbitrary_batch_shapes():
         assert np.abs(out - points).max() < 1e-9
 
 
+@pytest.mark.parametrize("shape", [(0,), (0, 17), (3, 0)])
+def test_no_points_give_no_points(shape):
+    """An empty batch (a recording of no frames) is an empty result, from every triangulation."""
+    rig = _rig(4)
+    uv, confidence = np.zeros((4,) + shape + (2,)), np.zeros((4,) + shape)
+    assert triangulate_dlt(rig, uv, confidence).shape == shape + (3,)
+    for search in (triangulate_robust, triangulate_greedy):
+        result = search(rig, uv, confidence)
+        assert result.points.shape == shape + (3,) and result.views_used.shape == (4,) + shape
+
+
 def test_dlt_works_in_millimetres_too():
     rig = _rig(4)
     mm = CameraRig([Camera(c.name, c.K, c.R, 1000.0 * c.t, c.size) for c in rig])

@@ -16,6 +16,7 @@ pytest.importorskip("skelsplat_ros.msg")
 
 from rclpy.parameter import Parameter  # noqa: E402
 
+from skelsplat_ros.fusion import preset_config  # noqa: E402
 from skelsplat_ros.ros.conversions import stamp_to_ns  # noqa: E402
 from skelsplat_ros.ros.node import NODE_NAME, FusionNode  # noqa: E402
 from skelsplat_ros.ros.rig_publisher import RigPublisherNode  # noqa: E402
@@ -74,7 +75,9 @@ def test_the_first_frame_sent_once_the_node_subscribes_is_fused(rclpy_context, t
     print(f"{people} people: {len(fused)}/{len(sent)} frames out from the first sent; {counters}")
     assert sent[0] in out, "the first frame sent after the subscription appeared was not fused"
     assert len(fused) >= 0.95 * len(sent), counters  # best effort: a lost message may cost a frame
-    assert all(out[ns].skeletons for ns in sent[:5] if ns in out), "no skeleton in the first frames"
+    # A person is published once their bone lengths are known (fusion/output.py): from their bone_warmup-th frame.
+    warm_up = preset_config("default").bone_warmup
+    assert all(out[ns].skeletons for ns in sent[warm_up:warm_up + 5] if ns in out), "no skeleton in the first frames"
 
 
 def test_no_keypoint_subscription_before_the_warm_up_and_camera_info_and_tf_arrive_meanwhile(rclpy_context, tmp_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import signal
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,6 +22,8 @@ FPS = 30.0
 SKELETON = get_skeleton("h36m17")
 CONFIG = preset_config("default")
 NO_EFFECTS = SceneEffects(occlusion=False, ghost_rate=0.0)
+WARM_UP = CONFIG.bone_warmup
+"""Frames a new person is tracked before it is published: until its bone lengths are known (fusion/output.py)."""
 
 
 def _person(seed: int, frames: int, at: tuple[float, float], motion: str = "reach") -> np.ndarray:
@@ -57,7 +60,7 @@ def test_single_view_ghost_creates_nobody():
     assert ghost_views.sum() > 100, "the scene must hold many ghost detections"
     _, steps = _run(scene)
     joints, ids = _published(steps, scene.num_frames)
-    score = _oracle_free_score(joints, scene.ground_truth)
+    score = _oracle_free_score(joints[WARM_UP:], scene.ground_truth[WARM_UP:])
     assert len(ids) == 1 and score.precision == 1.0 and score.recall > 0.95
 
     # A ghost alone, in one view, for a second: no track at all, not even a tentative one.
@@ -81,7 +84,7 @@ def test_people_enter_and_leave_and_ids_are_never_reused():
     _, steps = _run(scene, TrackerConfig(delete_after=1.0))
     joints, ids = _published(steps, frames)
     score = _oracle_free_score(joints, truth)
-    assert score.precision == 1.0 and score.recall > 0.97
+    assert score.precision == 1.0 and score.recall > 0.95  # each arrival waits WARM_UP frames
     tracks_of_second = {p.track_id for f in list(range(20, 60)) + list(range(100, frames)) for p in steps[f].people
                         if np.nanmean(np.linalg.norm(p.result.joints[0] - truth[f, 1], axis=-1)) < 0.3}
     assert len(tracks_of_second) == 2, "coming back after the track ended gives a new id"
@@ -90,8 +93,8 @@ def test_people_enter_and_leave_and_ids_are_never_reused():
     ended_at = [f for f, s in enumerate(steps) if first in s.ended]
     assert len(ended_at) == 1 and 59 + 30 <= ended_at[0] <= 59 + 32, ended_at  # last seen at 59
     assert score.id_switches[0] == 0
-    # Entering: published within 2 frames (seen by 3+ views at once).
-    assert any(p.track_id == first for p in steps[21].people)
+    # Entering: published once the bone lengths are known (seen by 3+ views at once: confirmed at once).
+    assert any(p.track_id == first for p in steps[20 + WARM_UP].people)
 
 
 def test_two_people_half_a_metre_apart_occluding_each_other():
@@ -106,7 +109,7 @@ def test_two_people_half_a_metre_apart_occluding_each_other():
     assert scene.min_separation < 0.6
     _, steps = _run(scene)
     joints, ids = _published(steps, frames)
-    score = _oracle_free_score(joints, truth)
+    score = _oracle_free_score(joints[WARM_UP:], truth[WARM_UP:])
     assert len(ids) == 2 and score.recall == 1.0 and score.precision == 1.0 and score.id_switches == [0, 0]
     assert score.mpjpe_mm < 40.0
 
@@ -141,7 +144,7 @@ def test_left_right_swap_of_one_person_in_one_view_is_mirrored_back():
     scene.keypoints[v, f, s] = scene.keypoints[v, f, s][:, SKELETON.flip_permutation]
     tracker, steps = _run(scene)
     joints, ids = _published(steps, frames)
-    score = _oracle_free_score(joints, truth)
+    score = _oracle_free_score(joints[WARM_UP:], truth[WARM_UP:])
     assert len(ids) == 2 and score.id_switches == [0, 0] and score.recall == 1.0
     assert score_people(joints[:40], truth[:40], truth[:40]).mpjpe_mm < 30.0
     # What the track was fitted to in the swapped view is the detection mirrored back.
@@ -242,7 +245,7 @@ def test_cap_in_several_views_keeps_the_most_confident_and_their_rows():
     tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(max_people_per_view=3))
     rng = np.random.default_rng(1)
     rows = {0: (10, 7), 1: (6, 4)}  # view: (detections, row of the real person)
-    for f in range(3):
+    for f in range(WARM_UP + 1):  # published once the bone lengths are known
         detections = split_slots(scene.keypoints, f)
         for v, (size, row) in rows.items():
             crowd = np.repeat(detections[v][:1], size, axis=0)
@@ -329,7 +332,8 @@ def test_a_person_entering_a_large_ring_is_started_with_every_view_oriented(num_
     24-camera ring took minutes. Now the first frame starts the person at once (confirmed: many views agree), and
     the views whose detector swapped left and right are fitted mirrored back."""
     scene = _ring_person(num_views, seed, 2, swapped_views)
-    tracker = MultiPersonTracker(scene.rig, SKELETON, CONFIG)
+    # Published from its first frame, not once its bone lengths are known (fusion/output.py): this is about births.
+    tracker = MultiPersonTracker(scene.rig, SKELETON, replace(CONFIG, bone_warmup=0))
     step = _under_alarm(30, lambda: tracker.step(split_slots(scene.keypoints, 0), 0.0))
     assert [p.track_id for p in step.people] == [0]
     fitted = step.assignments[0]
@@ -339,3 +343,144 @@ def test_a_person_entering_a_large_ring_is_started_with_every_view_oriented(num_
         np.testing.assert_array_equal(fitted[v], expected)
     error = np.linalg.norm(step.people[0].result.joints[0] - scene.ground_truth[0, 0], axis=-1)
     assert np.nanmean(error) < 0.02
+
+
+# --- issue 18: a track born mirrored, a person back after a gap, a person half hidden, non-finite stamps -----------
+
+
+def _detections(rig, points: np.ndarray, views, swapped=(), confidence: float = 0.9) -> list[np.ndarray]:
+    """One person's exact detections ``[1, J, 3]`` in ``views`` (left/right exchanged in ``swapped``), nobody
+    elsewhere."""
+    uv = rig.project(points)
+    out = []
+    for v in range(len(rig)):
+        row = np.concatenate([uv[v], np.full((SKELETON.num_joints, 1), confidence)], -1)
+        row = row[SKELETON.flip_permutation] if v in swapped else row
+        out.append(row[None] if v in views else np.zeros((0, SKELETON.num_joints, 3)))
+    return out
+
+
+@pytest.mark.parametrize("kind, seed, birth, swapped", [("lab", 5, (0, 1), (0,)), ("lab", 1, (2, 3), (2,)),
+                                                        ("surround", 3, (0, 4), (0,)), ("portrait", 1, (1, 3), (1,))])
+def test_track_born_from_views_disagreeing_on_left_and_right_follows_the_views_once_they_agree(kind, seed, birth, swapped):
+    """Two views start the track, one of them with left and right exchanged: which of the two is right is a coin
+    toss. From the next frame every view labels the person correctly; when most of a track's views see it mirrored,
+    the track is what is mirrored (its joints, velocities and bone lengths), not the views. A single view's swap
+    is still mirrored back."""
+    rig = make_rig(kind, seed=seed)
+    truth = generate_motion(SKELETON, 30, FPS, seed=seed, motion="walk")
+    left, right = SKELETON.index("l_wrist"), SKELETON.index("r_wrist")
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG)
+    tracker.step(_detections(rig, truth[0], birth, swapped), 0.0)
+    every = tuple(range(len(rig)))
+    for f in range(1, 30):
+        swap = (every[f % len(rig)],) if f >= 20 else ()  # a detector's swap in one view, a different one each frame
+        step = tracker.step(_detections(rig, truth[f], every, swap), f / FPS)
+        # Published once confirmed and its bone lengths are known (fusion/output.py).
+        published = f >= max(TrackerConfig().confirm_frames - 1, WARM_UP)
+        assert [p.track_id for p in step.people] == ([0] if published else [])
+        if not step.people:
+            continue
+        wrist = step.people[0].result.joints[0, left]
+        assert np.linalg.norm(wrist - truth[f, left]) < 0.03 < np.linalg.norm(wrist - truth[f, right])
+        if swap:  # what the track was fitted to in the swapped view: the detection mirrored back
+            np.testing.assert_array_equal(step.assignments[0][swap[0]], _detections(rig, truth[f], every)[swap[0]][0])
+    lengths = np.nanmedian(tracker._tracks[0].fuser._bone_window, axis=0)
+    bones = SKELETON.bone_array
+    true_lengths = np.linalg.norm(truth[0, bones[:, 0]] - truth[0, bones[:, 1]], axis=-1)
+    assert np.abs(lengths - true_lengths).max() < 0.01, "the bone lengths were mirrored with the track"
+
+
+@pytest.mark.parametrize("kind, speed, gap", [("lab", 0.4, 0.9), ("lab", 1.5, 0.9), ("surround", 1.0, 0.5),
+                                              ("portrait", 0.8, 0.2)])
+def test_person_back_where_last_seen_after_a_gap_is_refitted_at_once_under_their_id(kind, speed, gap):
+    """Unseen for less than delete_after, then back where they were: matched against where they were last seen
+    (not only where their last velocity would have taken them), refitted in the first frame, same id, no second
+    track."""
+    rig = make_rig(kind, seed=2)
+    pose = generate_motion(SKELETON, 1, FPS, seed=2, motion="reach")[0]
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(delete_after=1.0))
+    every = tuple(range(len(rig)))
+    for f in range(15):
+        tracker.step(_detections(rig, pose + [speed * f / FPS - 0.5, 0, 0], every), f / FPS)
+    last = pose + [speed * 14 / FPS - 0.5, 0, 0]
+    for k in range(3):
+        step = tracker.step(_detections(rig, last, every), 14 / FPS + gap + k / FPS)
+        assert [p.track_id for p in step.people] == [0] and step.confirmed == 1 and step.tentative == 0
+        assert np.nanmean(np.linalg.norm(step.people[0].result.joints[0] - last, axis=-1)) < 0.02
+
+
+@pytest.mark.parametrize("kind, seed, views, noise", [("lab", 0, (0, 1), "clean"), ("lab", 3, (0, 2), "realistic"),
+                                                      ("surround", 1, (2, 3), "realistic"),
+                                                      ("portrait", 2, (1, 3), "clean")])
+def test_person_seen_by_two_of_the_cameras_that_face_them_is_published_within_a_few_frames(kind, seed, views, noise):
+    """The other cameras face the person but do not see them (a shelf, a door frame): the two views that do agree
+    frame after frame as one person's, which confirms the track."""
+    rig = make_rig(kind, seed=seed)
+    truth = generate_motion(SKELETON, 30, FPS, seed=seed, motion="walk")[:, None]
+    scene = compose_people(rig, SKELETON, truth, FPS, noise, seed=seed, effects=NO_EFFECTS)
+    hidden = np.isin(np.arange(len(rig)), views, invert=True)
+    scene.keypoints[hidden] = (np.nan, np.nan, 0.0)
+    tracker, steps = _run(scene)
+    assert tracker._views_facing(truth[0, 0]) > len(views), "the other cameras face the person"
+    first = next(f for f, s in enumerate(steps) if s.people)
+    assert first <= 8
+    assert all(len(s.people) == 1 for s in steps[first:]) and {p.track_id for s in steps for p in s.people} == {0}
+    joints, _ = _published(steps, scene.num_frames)
+    assert score_people(joints[first:], truth[first:], truth[first:]).mpjpe_mm < 50.0
+
+
+@pytest.mark.parametrize("rig_seed", [0, 1, 2])
+def test_two_ghosts_that_agree_for_a_moment_in_two_views_are_never_published(rig_seed):
+    """Two cameras each see a ghost (two different standing people's detections, say reflections), the ghosts'
+    paths crossing at 1 m/s: the pair agrees as one person around the crossing, starts a track and is refitted for
+    longer than a real person half hidden needs to be published, but its views never agree as one person's
+    long enough. The other two cameras face the spot and see nothing."""
+    rig = make_rig("lab", seed=rig_seed)
+    a, b = 0, 2  # diagonal: their rays constrain a horizontal offset across the line between them
+    across = np.cross(rig.centres[b] - rig.centres[a], [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across)
+    frames, crossing = 40, 20
+    time = (np.arange(frames) - crossing) / FPS
+    ghosts = [_person(seed, frames, (0.0, 0.0)) + sign * 0.5 * time[:, None, None] * across
+              for seed, sign in ((1, 1.0), (2, -1.0))]
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG)
+    refits: dict[int, int] = {}
+    for f in range(frames):
+        detections = _detections(rig, ghosts[0][f], (a,))
+        detections[b] = _detections(rig, ghosts[1][f], (b,))[b]
+        step = tracker.step(detections, f / FPS)
+        assert step.people == [] and step.confirmed == 0
+        for track_id in step.assignments:
+            refits[track_id] = refits.get(track_id, 0) + 1
+    assert max(refits.values()) >= 6, "the pair looks like a person for a while (partial_confirm_frames refits)"
+
+
+def test_non_finite_stamps_are_refused_and_tracks_still_end():
+    rig = make_rig("lab", seed=7)
+    truth = _person(12, 5, (0.0, 0.0))[:, None]
+    scene = compose_people(rig, SKELETON, truth, FPS, "clean", seed=7, effects=NO_EFFECTS)
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(delete_after=1.0))
+    for f in range(4):
+        tracker.step(split_slots(scene.keypoints, f), f / FPS)
+    for stamp in (float("nan"), float("inf"), -float("inf"), None, "soon"):
+        with pytest.raises(ValueError, match="stamp must be a finite time in seconds"):
+            tracker.step(split_slots(scene.keypoints, 4), stamp)
+    empty = [np.zeros((0, SKELETON.num_joints, 3))] * len(rig)
+    ended = [tracker.step(empty, 4 / FPS + k / FPS).ended for k in range(40)]
+    assert sum(ended, []) == [0] and tracker.step(empty, 3.0).confirmed == 0
+    for bad in ({"swap_ratio": np.nan}, {"max_extrapolation": np.nan}, {"duplicate_distance": -1.0},
+                {"partial_gate": 0.0}, {"partial_confirm_frames": 2}):
+        with pytest.raises(ValueError, match="TrackerConfig"):
+            TrackerConfig(**bad)
+
+
+def test_recordings_of_no_frames_and_impossible_frame_rates():
+    rig = make_rig("lab", seed=7)
+    nothing = np.zeros((len(rig), 0, 2, SKELETON.num_joints, 3))
+    for track in (track_streaming, track_offline):
+        result = track(rig, SKELETON, nothing, CONFIG, FPS)
+        assert result.joints.shape == (0, 0, SKELETON.num_joints, 3) and result.num_tracks == 0
+        for fps in (0.0, -30.0, np.nan):
+            with pytest.raises(ValueError, match="fps must be a positive number"):
+                track(rig, SKELETON, nothing, CONFIG, fps)

@@ -36,12 +36,13 @@ def test_warm_up_fuses_people_on_the_given_rig_or_on_a_ring_when_the_rig_cannot_
     unposed = CameraRig([Camera(c.name, c.K, np.eye(3), np.zeros(3), tuple(c.size)) for c in sim_lab_rig])
     report = warm_up(unposed, skeleton, config, TrackerConfig())
     assert report.rig == "ring" and report.people >= 3
-    # The live tracker is its own: its first person gets id 0.
+    # The live tracker is its own: its first person gets id 0 (published once its bone lengths are known).
     tracker = MultiPersonTracker(sim_lab_rig, skeleton, config, TrackerConfig(confirm_frames=1))
     people = synthetic_person(skeleton) + np.array([0.0, 0.0, 1.0])
     uv = sim_lab_rig.project(people)
     detections = [np.concatenate([view, np.full((len(view), 1), 0.9)], axis=-1)[None] for view in uv]
-    assert [p.track_id for p in tracker.step(detections, 0.0).people] == [0]
+    steps = [tracker.step(detections, f / 30.0) for f in range(config.bone_warmup + 1)]
+    assert [p.track_id for p in steps[-1].people] == [0]
 
 
 @pytest.fixture

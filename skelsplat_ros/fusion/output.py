@@ -1,0 +1,359 @@
+"""What a fusion path outputs: the one place that decides which joints carry a position (README, Design decisions).
+
+1. **Evidence.** A joint is *seen* in a frame when at least ``min_views`` views agree with its fitted position (the
+   views counted in ``FusionResult.num_views``: detection confidence times the overlap of the view's heatmap with
+   the fitted splat above 0.05). Only seen joints keep the fit's position and confidence.
+2. **Bone lengths.** Every bone between two output joints keeps its person's length within ``bone_tolerance`` (a
+   fraction of the length; wider where the length itself is known less well): :func:`hold_bone_lengths` moves the
+   two ends along the bone, the less certain end more (by the trace of its covariance). Rule 1 is then asked again
+   at the held position: a moved joint that fewer than ``min_views`` views agree with there is not seen after all
+   (its views place it where the skeleton cannot be: a wrong detection that several views agree on, a person's
+   joints mixed with another's), and its bones are held again without it, the joint moved furthest first.
+3. **Offers.** A path may offer positions for joints that are not seen (offline: a short gap between frames where
+   the joint is seen, filled from its smoothed trajectory; streaming with ``single_view_joints``: a point on one
+   view's ray at the bone lengths; later, a complete-skeleton fill from the body model). An offered joint is output
+   with confidence 0, held to the bone lengths with the seen joints fixed; one that cannot be held stays NaN.
+4. **Warm-up** (streaming, ``bone_warmup`` frames): a joint none of whose bones has that many samples in the
+   person's window is not output: a person's first frames have no lengths to be held to, or lengths that one or two
+   frames estimated. With ``bone_warmup=0`` a person is output from their first frame: rule 2 holds a frame to the
+   lengths of the frames before it, and the very first frame is output as fitted.
+
+Everything else is NaN with confidence 0. :func:`decide_output` applies rules 1-3 and :func:`withhold_unchecked`
+rule 4; a new way of offering positions for unseen joints is one more ``offer`` callback, not another rule. The
+streaming fuser predicts from, and the tracker associates with, the joints of rule 1 alone (:func:`seen_joints`):
+holding a fit to lengths that a few frames estimated would feed their error back into the prediction.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import replace
+from typing import Callable
+
+import numpy as np
+
+from ..geometry.camera import CameraRig
+from ..geometry.triangulation import linear_covariance
+from ..skeleton.models import Skeleton
+from .config import FusionConfig
+from .image_terms import image_terms
+from .objective import BonePrior, RefineConfig, detection_weights, heatmap_variance_growth
+from .result import FusionResult, summarise
+from .smoothing import SmoothingConfig, smooth_trajectories
+
+HOLD_ITERATIONS = 50
+"""Sweeps over the bones of :func:`hold_bone_lengths` at most (a tree converges in a few)."""
+HOLD_SLACK = 1e-3
+"""Relative slack on ``bone_tolerance`` of the final check: a sweep that stops this close to the band has converged."""
+GATE_ROUNDS = 3
+"""Rounds of rule 2 that drop, per frame, the one joint moved furthest among those its views no longer agree with
+(then hold again); after them, every such joint goes at once."""
+
+Views = Callable[[np.ndarray], FusionResult]
+"""What the views say of joints placed at ``[N, J, 3]`` (NaN = none): the fit's summary (views that agree,
+confidence, covariance, reprojection error) at those positions."""
+
+Offer = Callable[[FusionResult], FusionResult | None]
+"""Given the output so far (seen joints only, NaN elsewhere), positions for joints that are not seen: a
+``FusionResult`` of the same shape whose finite joints are offers (their covariance, views and reprojection error
+are taken with them), or ``None``."""
+
+
+def fill_mask(seen: np.ndarray, max_frames: int) -> np.ndarray:
+    """Unseen entries of ``seen [F, J]`` in a run of at most ``max_frames`` frames with seen frames on both sides:
+    the gaps a bounded interpolation may cross (never the ends of a recording or of a track)."""
+    num_frames = seen.shape[0]
+    fill = np.zeros_like(seen, dtype=bool)
+    if max_frames <= 0 or num_frames < 3:
+        return fill
+    for joint in np.flatnonzero(seen.any(axis=0)):
+        frames = np.flatnonzero(seen[:, joint])
+        for before, after in zip(frames[:-1], frames[1:]):
+            if 1 < after - before <= max_frames + 1:
+                fill[before + 1:after, joint] = True
+    return fill
+
+
+def bone_violation(
+    joints: np.ndarray, bones: np.ndarray, lengths: np.ndarray, tolerance: float | np.ndarray
+) -> np.ndarray:
+    """How far each bone of ``joints [..., J, 3]`` lies outside ``lengths [..., B] * (1 +- tolerance)`` (tolerance a
+    number or per bone), as a fraction of its length ``[..., B]`` (0 inside; NaN where a joint or the length is
+    unknown)."""
+    offset = joints[..., bones[:, 0], :] - joints[..., bones[:, 1], :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.maximum(np.abs(np.sqrt((offset * offset).sum(-1)) / lengths - 1.0) - tolerance, 0.0)
+
+
+def hold_bone_lengths(
+    joints: np.ndarray, mobility: np.ndarray, bones: np.ndarray, lengths: np.ndarray, tolerance: float | np.ndarray
+) -> np.ndarray:
+    """``joints [N, J, 3]`` moved so that every bone ``bones [B, 2]`` between two finite joints is within
+    ``lengths [N, B]`` (or ``[B]``; NaN = unconstrained) times ``1 +- tolerance`` (a number, ``[B]`` or ``[N, B]``).
+
+    Each sweep visits the bones in turn and moves a bone that is too long or too short along itself onto the band,
+    its ends sharing the correction in proportion to their ``mobility [N, J]`` (``inf``: free, takes the whole
+    correction from a finite one; 0: fixed). Sweeps stop when every bone is within the band (position-based
+    projection; on a tree of bones it is exact after one sweep from the root unless a bone's both ends move).
+    A bone whose two ends are both fixed is left as it is. Frames with nothing outside the band cost one check.
+    """
+    joints = joints.copy()
+    lengths = np.broadcast_to(lengths, joints.shape[:-2] + (len(bones),))
+    tolerance = np.broadcast_to(tolerance, lengths.shape)
+    rows = np.flatnonzero((bone_violation(joints, bones, lengths, tolerance) > 0).any(axis=-1))  # NaN: not outside
+    if not len(rows):
+        return joints
+    held, target = joints[rows], lengths[rows]
+    low, high = target * (1.0 - tolerance[rows]), target * (1.0 + tolerance[rows])
+    # Close enough: within the band widened by half the final check's slack (a sweep moves shared ends again).
+    slack = np.maximum(0.5 * HOLD_SLACK * tolerance[rows], 1e-9) * np.nan_to_num(target, nan=1.0)
+    first, second = bones[:, 0], bones[:, 1]
+    share_first = _share(mobility[rows][:, first], mobility[rows][:, second])  # [R, B]
+    share_second = _share(mobility[rows][:, second], mobility[rows][:, first])
+    movable = (share_first + share_second) > 0
+    groups = _bone_groups(tuple(map(tuple, bones.tolist())))  # bones of a group share no joint: moved at once
+    live = np.arange(len(rows))  # rows that a sweep still changed
+    for _ in range(HOLD_ITERATIONS):
+        changed = np.zeros(len(live), dtype=bool)
+        points = held[live]
+        for group in groups:
+            a, c = first[group], second[group]
+            offset = points[:, c] - points[:, a]  # [L, G, 3]
+            length = np.sqrt((offset * offset).sum(-1))
+            with np.errstate(invalid="ignore"):
+                excess = length - np.clip(length, low[live][:, group], high[live][:, group])  # > 0: too long
+                active = (np.abs(excess) > slack[live][:, group]) & (length > 0) & movable[live][:, group]
+            if not active.any():
+                continue
+            changed |= active.any(axis=1)
+            step = np.where(active[..., None], (excess / np.where(length > 0, length, 1.0))[..., None] * offset, 0.0)
+            points[:, a] += share_first[live][:, group, None] * step
+            points[:, c] -= share_second[live][:, group, None] * step
+        held[live] = points
+        live = live[changed]
+        if not len(live):
+            break
+    joints[rows] = held
+    return joints
+
+
+@functools.lru_cache(maxsize=16)
+def _bone_groups(bones: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
+    """The bones split into groups of which no two share a joint (greedy colouring, in order), so that a group is
+    projected at once."""
+    groups: list[list[int]] = []
+    used: list[set[int]] = []
+    for b, (first, second) in enumerate(bones):
+        for group, joints in zip(groups, used):
+            if first not in joints and second not in joints:
+                group.append(b)
+                joints.update((first, second))
+                break
+        else:
+            groups.append([b])
+            used.append({first, second})
+    return [np.array(group) for group in groups]
+
+
+def _share(mine: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The part of a bone's correction that one end takes, from the two ends' mobilities (inf = free)."""
+    free, other_free = np.isinf(mine), np.isinf(other)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = mine / (mine + other)
+    return np.where(free & other_free, 0.5, np.where(free, 1.0, np.where(other_free, 0.0, np.nan_to_num(ratio))))
+
+
+def _mobility(covariance: np.ndarray) -> np.ndarray:
+    """Scalar uncertainty ``[..., J]`` (m^2) of each joint from its covariance ``[..., J, 3, 3]`` (inf: unknown)."""
+    return np.nan_to_num(np.trace(covariance, axis1=-2, axis2=-1), nan=np.inf)
+
+
+def views_verdict(
+    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, settings: RefineConfig, names: list[str]
+) -> Views | None:
+    """What the views ``uv [V, N, J, 2]`` (undistorted px; ``confidence [V, N, J]``) say of joint positions: the
+    agreement of each view with a splat there, as the Gauss-Newton fit with ``settings`` measures it at its end
+    (its ``target_sigma_px``, confidence scaling and ``init_sigma``), summarised as the fit's output is. ``None``
+    for settings without a heatmap size of their own (the ``paper`` preset's, sized from the initial splats)."""
+    if settings.target_sigma_px is None:
+        return None
+
+    @functools.cache
+    def constants() -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # most frames never ask: computed at the first
+        weights = detection_weights(uv, confidence, settings)
+        variance = settings.target_sigma_px**2 * heatmap_variance_growth(confidence, settings)
+        return weights, variance, np.where(np.isfinite(uv).all(-1), confidence, 0.0)
+
+    def at(points: np.ndarray) -> FusionResult:
+        weights, variance, observed = constants()
+        terms = image_terms(rig.K, rig.R, rig.t, np.nan_to_num(points), np.nan_to_num(uv), weights, variance,
+                            settings.init_sigma)
+        agreement = np.where((weights > 0) & (terms.depth > 0), terms.overlap, 0.0)
+        covariance = linear_covariance(rig, points, weights * agreement, settings.target_sigma_px)
+        return summarise(rig, points, uv, observed * agreement, covariance, names)
+
+    return at
+
+
+def _hold_seen(
+    fused: FusionResult, seen: np.ndarray, bones: np.ndarray, lengths: np.ndarray, tolerance: np.ndarray,
+    min_views: int, views: Views,
+) -> FusionResult:
+    """Rule 2 on the seen joints ``[N, J]`` of ``fused``: the output of the joints that stay seen."""
+    fitted = np.where(seen[..., None], fused.joints, np.nan)
+    if not (bone_violation(fitted, bones, lengths, tolerance) > 0).any():  # the usual frame: nothing to hold
+        return _masked(fused, fitted, seen)
+    seen = seen.copy()
+    mobility = _mobility(fused.covariance)
+    for round_index in range(GATE_ROUNDS + 1):
+        fitted = np.where(seen[..., None], fused.joints, np.nan)
+        held = hold_bone_lengths(fitted, mobility, bones, lengths, tolerance)
+        moved = seen & (held != fitted).any(-1)
+        if not moved.any():
+            return _masked(fused, fused.joints, seen)
+        verdict = views(held)
+        lost = moved & (verdict.num_views < min_views)
+        if not lost.any():
+            break
+        if round_index == GATE_ROUNDS:
+            seen &= ~lost  # dropping a joint leaves every other bone in its band
+            break
+        # The joint moved furthest is the likeliest culprit; its bones are held again without it.
+        shift = np.where(lost, np.linalg.norm(np.nan_to_num(held - fitted), axis=-1), -1.0)
+        rows = np.flatnonzero(lost.any(axis=-1))
+        seen[rows, shift[rows].argmax(axis=-1)] = False
+    # What the sweeps could not bring into the band (rare: a loop of bones pulled several ways) loses its less
+    # certain end, so that no output bone is outside it.
+    broken = np.nan_to_num(bone_violation(held, bones, lengths, tolerance * (1 + HOLD_SLACK))) > 0  # [N, B]
+    for b in np.flatnonzero(broken.any(axis=0)):
+        first, second = bones[b]
+        drop_first = broken[:, b] & (mobility[:, first] >= mobility[:, second])
+        seen[drop_first, first] = False
+        seen[broken[:, b] & ~drop_first, second] = False
+    # A moved joint is described by what its views say at its new place; the others keep the fit's figures.
+    return _masked(_where(moved, verdict, fused), held, seen)
+
+
+def gap_offer(max_frames: int, fps: float, smoothing: SmoothingConfig, views: Views | None,
+              fitted: FusionResult) -> Offer:
+    """Offline offers: a joint in a gap of at most ``max_frames`` frames between frames where it is output
+    (:func:`fill_mask`), on the smoothed trajectory of its output frames alone (``smoothing`` at ``fps``, each
+    frame weighted by the information of its covariance; in the gap the jerk prior interpolates: a bounded
+    interpolation, never the fit of views that rule 1 or 2 refused). Its figures are what ``views`` say there
+    (``fitted``'s without them)."""
+
+    # The output frames are already clean (rules 1-2): one plain solve at the configured tolerance, no outlier
+    # rounds or bandwidth search.
+    interpolation = replace(smoothing, robust_scale=0.0, iterations=1, adaptive=False)
+
+    def offer(output: FusionResult) -> FusionResult | None:
+        seen = np.isfinite(output.joints).all(-1)
+        fill = fill_mask(seen, max_frames)
+        joints = np.flatnonzero(fill.any(axis=0))
+        if not len(joints):
+            return None
+        covariance = np.where(seen[..., None, None], output.covariance, np.eye(3))[:, joints]
+        information = np.where(seen[:, joints, None, None], np.linalg.inv(covariance), 0.0)
+        curve = np.full_like(output.joints, np.nan)
+        curve[:, joints], _, _ = smooth_trajectories(np.where(seen[:, joints, None], output.joints[:, joints], np.nan),
+                                                     information, fps, interpolation)
+        figures = views(curve) if views is not None else fitted
+        return _masked(figures, curve, fill)
+
+    return offer
+
+
+def decide_output(
+    fused: FusionResult,
+    skeleton: Skeleton,
+    prior: BonePrior | None,
+    config: FusionConfig,
+    views: Views | None = None,
+    offer: Offer | None = None,
+) -> FusionResult:
+    """The output of a fit ``fused`` (``[N, J]``: frames of one person, or people of one frame) by rules 1-3 of the
+    module docstring, with ``config``'s ``min_views`` and ``bone_tolerance``.
+
+    Args:
+        prior: the person's bone lengths and their tolerances ``[B]`` or ``[N, B]`` (NaN length = unknown: that
+            bone is not held); ``None`` = no bone lengths (rules 1 and 3 only). A bone is held within
+            ``bone_tolerance`` of its length, or within its tolerance where that is wider (lengths estimated from
+            views that scatter are known less well).
+        views: what the views say of other positions of the same joints (:func:`views_verdict`); without it
+            (``None``) nothing is held, as a held joint could not be checked against its views.
+        offer: positions for joints that are not seen (rule 3).
+    """
+    bones = skeleton.bone_array
+    output = seen_joints(fused, config.min_views)
+    seen = np.isfinite(output.joints).all(-1)
+    lengths = tolerance = None
+    if prior is not None and views is not None:
+        lengths = np.broadcast_to(prior.lengths, fused.joints.shape[:-2] + (len(bones),))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tolerance = np.fmax(config.bone_tolerance, prior.sigmas / lengths)  # fmax: NaN (unknown) -> the first
+        output = _hold_seen(fused, seen, bones, lengths, tolerance, config.min_views, views)
+    offered = offer(output) if offer is not None else None
+    if offered is None:
+        return output
+    new = ~np.isfinite(output.joints).all(-1) & np.isfinite(offered.joints).all(-1)
+    if not new.any():
+        return output
+    merged = np.where(new[..., None], offered.joints, output.joints)
+    if lengths is not None:
+        # Seen joints stay where they are (mobility 0); an offer takes the whole correction, and one that cannot
+        # be brought into the band is withdrawn.
+        merged = hold_bone_lengths(merged, np.where(new, np.inf, 0.0), bones, lengths, tolerance)
+        broken = np.nan_to_num(bone_violation(merged, bones, lengths, tolerance * (1 + HOLD_SLACK))) > 0  # [N, B]
+        for b, (first, second) in enumerate(bones):
+            new[:, first] &= ~broken[:, b]
+            new[:, second] &= ~broken[:, b]
+    offered = _masked(offered, merged, new)
+    return _where(new, replace(offered, confidence=np.zeros_like(offered.confidence)), output)
+
+
+def seen_joints(fused: FusionResult, min_views: int) -> FusionResult:
+    """Rule 1: ``fused [N, J]`` with only the joints that at least ``min_views`` views agree with (NaN, confidence 0
+    elsewhere), as fitted: what the streaming fuser predicts from and the tracker associates with."""
+    return _masked(fused, fused.joints, np.isfinite(fused.joints).all(-1) & (fused.num_views >= min_views))
+
+
+def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarray) -> FusionResult:
+    """Rule 4: ``output [N, J]`` without the joints none of whose bones has a known length (``known [N, B]`` or
+    ``[B]``: enough samples yet); a joint of no bone at all stays."""
+    if known.all():  # the usual frame
+        return output
+    bones = skeleton.bone_array
+    incidence = np.zeros((len(bones), skeleton.num_joints))
+    incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
+    incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
+    known = np.broadcast_to(known, output.joints.shape[:-2] + (len(bones),))
+    keep = (known @ incidence > 0) | (incidence.sum(axis=0) == 0)
+    if keep.all():
+        return output
+    return _masked(output, output.joints, keep & np.isfinite(output.joints).all(-1))
+
+
+def _where(pick: np.ndarray, chosen: FusionResult, other: FusionResult) -> FusionResult:
+    """Per joint ``pick [N, J]``, every field from ``chosen``, else from ``other``."""
+    return FusionResult(
+        joints=np.where(pick[..., None], chosen.joints, other.joints),
+        confidence=np.where(pick, chosen.confidence, other.confidence).astype(np.float32),
+        covariance=np.where(pick[..., None, None], chosen.covariance, other.covariance),
+        num_views=np.where(pick, chosen.num_views, other.num_views).astype(np.uint8),
+        reprojection_error=np.where(pick, chosen.reprojection_error, other.reprojection_error).astype(np.float32),
+        joint_names=other.joint_names,
+    )
+
+
+def _masked(fused: FusionResult, joints: np.ndarray, keep: np.ndarray) -> FusionResult:
+    """``fused`` with ``joints`` where ``keep [N, J]``, NaN and confidence 0 elsewhere."""
+    if keep.all() and joints is fused.joints:
+        return fused
+    return FusionResult(
+        joints=np.where(keep[..., None], joints, np.nan),
+        confidence=np.where(keep, fused.confidence, 0.0).astype(np.float32),
+        covariance=np.where(keep[..., None, None], fused.covariance, np.nan),
+        num_views=np.where(keep, fused.num_views, 0).astype(np.uint8),
+        reprojection_error=np.where(keep, fused.reprojection_error, np.nan).astype(np.float32),
+        joint_names=fused.joint_names,
+    )

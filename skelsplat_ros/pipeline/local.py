@@ -1,0 +1,134 @@
+"""Local worker processes for ``skelsplat batch --workers N``.
+
+Each worker is a fresh interpreter (``spawn``) that runs one take at a time, sent to it over its own pipe, so the
+runner always knows which take a worker holds: when a worker dies (killed, out of memory, a crash in native code),
+its take is given to a new worker once more, then reported failed. Workers start with one thread for BLAS, OpenMP,
+numba and torch (:data:`ONE_THREAD`): N workers on N cores then share them without oversubscription.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Iterator
+
+from .study import Take
+from .take import StudySettings, TakeResult, TakeTask, execute
+
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+"""Environment of every worker: read by the libraries when they load, i.e. before any worker code runs."""
+MAX_ATTEMPTS = 2
+"""A take whose worker dies is run once more; after a second death it is reported failed."""
+
+Event = tuple  # ("progress", name, frames_done, frames) or ("result", TakeResult)
+
+
+def _serve(connection: Connection, task: TakeTask, settings: StudySettings) -> None:
+    """A worker: takes from ``connection`` until ``None``, each answered with progress messages and its result."""
+    def report(name: str, done: int, total: int) -> None:
+        connection.send(("progress", name, done, total))
+
+    while (take := connection.recv()) is not None:
+        connection.send(("result", execute(task, take, settings, report)))
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` while a worker is started (a spawned interpreter inherits it)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    connection: Connection
+    take: Take | None = None
+
+
+def _start(task: TakeTask, settings: StudySettings) -> _Worker:
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads, locks or state
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_serve, args=(theirs, task, settings), daemon=True, name="skelsplat-batch")
+    with _environment(ONE_THREAD):
+        process.start()
+    theirs.close()
+    return _Worker(process, ours)
+
+
+def run_local(task: TakeTask, takes: list[Take], settings: StudySettings, workers: int) -> Iterator[Event]:
+    """Run ``task`` on every take with ``workers`` processes; yields progress events and one result per take,
+    in the order they finish."""
+    pending = deque(takes)
+    deaths: dict[str, list[int | None]] = {}
+    pool = [_start(task, settings) for _ in range(max(1, min(workers, len(takes))))]
+    try:
+        while True:
+            for index, worker in enumerate(pool):
+                if worker.take is None and pending:
+                    if worker.process.exitcode is not None:  # it died: a fresh one takes its place
+                        pool[index] = worker = _start(task, settings)
+                    worker.take = pending.popleft()
+                    with contextlib.suppress(OSError):  # dying just now: its sentinel tells, below
+                        worker.connection.send(worker.take)
+            busy = [w for w in pool if w.take is not None]
+            if not busy:
+                return
+            ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in busy:
+                if worker.connection in ready or worker.process.sentinel in ready:
+                    yield from _messages(worker, deaths)
+                if worker.take is not None and not worker.process.is_alive():
+                    yield from _messages(worker, deaths)  # a result sent just before it ended
+                if worker.take is not None and not worker.process.is_alive():
+                    worker.process.join()
+                    take, worker.take = worker.take, None
+                    codes = deaths.setdefault(take.name, [])
+                    codes.append(worker.process.exitcode)
+                    if len(codes) < MAX_ATTEMPTS:
+                        pending.appendleft(take)
+                    else:
+                        yield "result", TakeResult.failed(take.name, f"its worker died {len(codes)} times (exit codes "
+                                                          f"{', '.join(map(str, codes))})", transient=True)
+    finally:
+        _stop(pool)
+
+
+def _messages(worker: _Worker, deaths: dict[str, list[int | None]]) -> Iterator[Event]:
+    """Every message waiting on the worker's pipe; frees the worker when its result is among them (which says so
+    when the take needed a second worker)."""
+    try:
+        while worker.connection.poll():
+            message = worker.connection.recv()
+            if message[0] == "result":
+                worker.take = None
+                result = message[1]
+                if result.name in deaths and result.status == "done":
+                    result.reason = f"retried: its first worker died (exit code {deaths[result.name][0]})"
+            yield message
+    except (EOFError, OSError):
+        return  # the worker died: its sentinel says so
+
+
+def _stop(pool: list[_Worker]) -> None:
+    for worker in pool:
+        with contextlib.suppress(OSError, ValueError):
+            worker.connection.send(None)
+    for worker in pool:
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join()
+        worker.connection.close()

@@ -1,0 +1,125 @@
+"""The work of one take, wherever it runs (this process, a local worker process or a Ray worker): the same steps as
+the single commands, in a scratch folder, with the output files handed back as bytes so that only the machine
+running ``skelsplat batch`` writes the output folder."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..detection import DetectorConfig
+from .fuse import FuseSettings, Progress, fuse_file
+from .study import Take
+
+FUSED = "fused.npz"
+DETECTED = "keypoints.npz"
+"""A video take's detections (what ``skelsplat detect`` writes), kept beside its fused result."""
+PROGRESS_PERIOD_S = 0.25
+"""Shortest interval between two progress reports of a take (each is a message to the runner)."""
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What every take of a study goes through.
+
+    Attributes:
+        fuse: the ``skelsplat fuse`` options.
+        detect: the ``skelsplat detect`` options, for takes of videos.
+    """
+
+    fuse: FuseSettings = FuseSettings()
+    detect: DetectorConfig = DetectorConfig()
+
+
+@dataclass
+class TakeResult:
+    """What a take gave.
+
+    Attributes:
+        name: the take's name.
+        status: ``done``, ``skipped`` (outputs up to date) or ``failed``.
+        reason: why it failed (one line), or a remark; empty when there is nothing to say.
+        frames, people: the recording's frames; people fused (tracks, or 1 for one subject).
+        reprojection_median_px: median reprojection error of the fused joints (px).
+        seconds: wall time of the take's work on its worker (loading, fusing, writing).
+        files: output file name -> contents, to be written into the take's output folder.
+        notes: the lines the steps had for the user.
+        transient: a failure that another run may not repeat (the worker died), unlike an error of the take's
+            inputs or settings, which is remembered until they change.
+    """
+
+    name: str
+    status: str
+    reason: str = ""
+    frames: int | None = None
+    people: int | None = None
+    reprojection_median_px: float | None = None
+    seconds: float | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    transient: bool = False
+
+    @classmethod
+    def failed(cls, name: str, reason: str, seconds: float | None = None, transient: bool = False) -> "TakeResult":
+        return cls(name, "failed", " ".join(reason.split()), seconds=seconds, transient=transient)
+
+
+TakeTask = Callable[[Take, StudySettings, Progress], TakeResult]
+"""The signature of :func:`run_take` (the runner takes another for tests)."""
+
+
+def run_take(take: Take, settings: StudySettings, progress: Progress) -> TakeResult:
+    """One take through the single commands' steps in a scratch folder: ``skelsplat detect`` for a take of videos,
+    then ``skelsplat fuse``; returns the files they wrote."""
+    if take.problem:
+        return TakeResult.failed(take.name, take.problem)
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=f"skelsplat_{take.name}_") as scratch:
+        files = {}
+        keypoints = take.keypoints
+        if keypoints is None:
+            keypoints = Path(scratch) / DETECTED
+            notes.append(detect_videos(take.videos, settings.detect, keypoints))
+            files[DETECTED] = keypoints
+        output = Path(scratch) / FUSED
+        report = fuse_file(take.calibration, keypoints, output, settings.fuse, progress=progress, note=notes.append)
+        files[FUSED] = output
+        data = {name: path.read_bytes() for name, path in files.items()}
+    return TakeResult(take.name, "done", frames=report.frames, people=report.people,
+                      reprojection_median_px=report.reprojection_median_px, files=data, notes=notes)
+
+
+def detect_videos(videos: tuple[Path, ...], config: DetectorConfig, output: Path) -> str:
+    """The detect step: one video per camera (the camera is the file stem) to the keypoints ``.npz`` that ``fuse``
+    reads, as ``skelsplat detect VIDEOS --output OUTPUT`` writes it; returns the detection's summary line."""
+    from ..detection.recording import detect_recording
+    from ..detection.sources import open_source
+    from ..io.keypoints import save_keypoints_npz
+
+    keypoints, report = detect_recording([open_source(video) for video in videos], config)
+    save_keypoints_npz(keypoints, output)
+    return f"detected {report.num_frames} frames x {len(report.cameras)} cameras: {report.summary()}"
+
+
+def execute(task: TakeTask, take: Take, settings: StudySettings, report: Callable[[str, int, int], None]) -> TakeResult:
+    """``task`` on ``take`` with its progress throttled into ``report(name, frames_done, frames)``; an exception
+    becomes a failed result with its one-line reason (a crash of the whole process is the backend's to handle)."""
+    start = time.perf_counter()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done >= total or now - last[0] >= PROGRESS_PERIOD_S:
+            last[0] = now
+            report(take.name, done, total)
+
+    try:
+        result = task(take, settings, progress)
+    except Exception as error:  # noqa: BLE001 - any error of one take is reported and the others go on
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        return TakeResult.failed(take.name, f"{type(error).__name__}: {message}", time.perf_counter() - start)
+    result.seconds = time.perf_counter() - start
+    return result

@@ -1,0 +1,55 @@
+"""``skelsplat batch --ray`` on a local Ray instance started by this module (one for all its tests: starting Ray
+costs seconds): the same generated study as the local tests, outputs bit-identical to ``skelsplat fuse``, the
+broken take reported, and a worker killed mid-take (Ray retries its task once, then it is reported failed)."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the .[cluster] extra (make setup installs it)")
+
+import study_helpers  # noqa: E402
+from skelsplat_ros.cli import main  # noqa: E402
+from skelsplat_ros.pipeline.local import ONE_THREAD  # noqa: E402
+from skelsplat_ros.pipeline.runner import SUMMARY, BatchOptions, run_batch  # noqa: E402
+from skelsplat_ros.pipeline.take import FUSED  # noqa: E402
+from study_helpers import (BROKEN, GOOD, dying_task, make_dying_study, make_study,  # noqa: E402
+                           single_command_outputs)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance with 2 CPUs, as ``skelsplat batch --ray`` starts one; the batch runs use it as found."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": ONE_THREAD})
+    # The test's own task (dying_task) lives in a test module that Ray workers cannot import: send it by value.
+    ray.cloudpickle.register_pickle_by_value(study_helpers)
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(study_helpers)
+    ray.shutdown()
+
+
+def test_ray_outputs_match_skelsplat_fuse_and_the_broken_take_is_reported(local_ray, tmp_path):
+    study = make_study(tmp_path / "study")
+    reference = single_command_outputs(study, tmp_path / "single")
+    out = tmp_path / "out"
+    assert main(["batch", str(study), "--output", str(out), "--ray", "--quiet"]) == 1
+    with open(out / SUMMARY, newline="", encoding="utf-8") as file:
+        rows = {row["take"]: row for row in csv.DictReader(file)}
+    for name in GOOD:
+        assert rows[name]["status"] == "done", rows[name]
+        assert (out / name / FUSED).read_bytes() == reference[name], f"{name}: Ray output differs from fuse's"
+    assert rows[BROKEN]["status"] == "failed" and "not a valid .npz file" in rows[BROKEN]["reason"]
+    assert rows["video_take"]["status"] == "failed"
+    assert ray.is_initialized()  # an instance it did not start is left running
+
+
+def test_ray_retries_a_take_whose_worker_was_killed_once_then_reports_it_failed(local_ray, tmp_path):
+    study = make_dying_study(tmp_path / "study")
+    results = {r.name: r for r in run_batch(study, tmp_path / "out", options=BatchOptions(ray=True, progress=False),
+                                            task=dying_task, echo=lambda line: None)}
+    assert results["lives"].status == "done"
+    assert results["dies_once"].status == "done" and (study / "dies_once" / ".tried").exists()  # the second try
+    assert results["dies_always"].status == "failed" and results["dies_always"].transient
+    assert results["dies_always"].reason.startswith("WorkerCrashedError after 2 tries: The worker died")
