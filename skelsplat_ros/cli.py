@@ -1,5 +1,5 @@
-"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``batch`` on a study of many;
-``bench`` and ``demo`` below."""
+"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``batch`` on a study of many,
+``calibrate`` refines a calibration from people; ``bench`` and ``demo`` below."""
 
 from __future__ import annotations
 
@@ -196,6 +196,118 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
           f"({args.method}, {args.mode}: {config.describe(args.mode)}) in {elapsed:.2f} s; "
           f"{100 * estimated.mean():.1f}% joints estimated{_recording_note(args, frames)} -> {output}")
     return 0
+
+
+CALIBRATE_EPILOG = """\
+what stays fixed: people fix a rig only up to position, orientation and scale. The world frame (origin, "up")
+  stays the rough calibration's: held by the --fixed cameras, or by the first --baseline camera, which must
+  not have moved; with --height or --keep-size alone, by fitting the refined rig onto the rough camera
+  positions as a whole (as right as the rough rig is on average; add --fixed CAM to hold it by one camera).
+  The scale comes from exactly one anchor: two or more --fixed cameras, --baseline, --height (the standing
+  height of the one person recorded; good to about 1-2 %) or --keep-size (the rough rig's size). Never from
+  an average body. Intrinsics and lens distortion are trusted; focal lengths only with --refine-focal.
+
+acceptance: the refined rig is written only when it converged: median reprojection error at most 1.5 x the
+  detection noise (the median distance of a keypoint from the line through its positions in the frames
+  before and after, measured on the keypoints alone; or --noise), and at least 85 % of every camera's
+  keypoints within 4 x the noise. Refused too: too few frames, a camera that saw nobody the others saw,
+  people who stayed in one spot, and more than one camera beyond the basin (turned by 30 degrees or more).
+  A refusal keeps the rough calibration, says why, writes nothing and exits with status 1.
+"""
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """``skelsplat calibrate``: refine a rough calibration from the people a recording shows."""
+    from pathlib import Path
+
+    from .calibration import CalibrationConfig, WorldAnchor, report_lines, self_calibrate
+    from .geometry.calibration import save_calibration
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise CliError(f"{output} exists; pass --overwrite to replace it (it is never overwritten silently)")
+    if output.suffix.lower() != ".toml":
+        raise CliError(f"--output must be a .toml calibration, got {output}")
+    fixed = tuple(n.strip() for n in args.fixed.split(",") if n.strip()) if args.fixed else ()
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = (args.baseline[0], args.baseline[1], float(args.baseline[2]))
+        except ValueError:
+            raise CliError(f"--baseline CAM_A CAM_B METRES: {args.baseline[2]!r} is not a distance") from None
+    anchor = WorldAnchor(fixed=fixed, baseline=baseline, height=args.height, keep_size=args.keep_size)
+    whole, rough, skeleton, keypoints = _calibration_input(args)
+    anchor.check(rough)  # before the work: a misspelt camera is an error, not a refusal
+    config = CalibrationConfig(noise=args.noise, focal_sigma=args.refine_focal, max_frames=args.max_frames)
+    start = time.perf_counter()
+    result = self_calibrate(rough, skeleton, keypoints, anchor, config)
+    elapsed = time.perf_counter() - start
+    print("\n".join(report_lines(result, config)))
+    if not result.accepted:
+        print(f"kept the rough calibration {args.calibration}; {output} not written ({elapsed:.1f} s)")
+        return 1
+    refined = _whole_rig(whole, result.rig)
+    save_calibration(refined, output, metadata={
+        "adjusted": True, "error": round(result.after, 4), "refined_by": "skelsplat calibrate",
+        "refined_from": str(args.calibration), "detection_noise_px": round(result.noise, 4),
+        "inliers": round(result.inliers, 4)})
+    replaced = " (replaced)" if args.overwrite else ""
+    print(f"refined calibration written to {output}{replaced} in metres ({elapsed:.1f} s)")
+    return 0
+
+
+def _calibration_input(args: argparse.Namespace):
+    """The whole rough calibration and its cameras with keypoints (both in metres), the skeleton and the keypoints
+    ``[V, F, S, J, 3]`` in the second rig's camera order."""
+    import numpy as np
+
+    from .geometry.calibration import UNIT_SCALES, load_calibration, rig_in_metres, scale_rig
+    from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
+    from .io.recording import is_bag
+    from .skeleton.models import get_skeleton
+
+    rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
+    if is_bag(args.keypoints):
+        from .ros.bag import SyncSettings, read_bag_frames
+
+        if not args.skeleton:
+            raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
+        skeleton = get_skeleton(args.skeleton)
+        topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+        frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
+                                 sync=SyncSettings(slop=args.sync_slop), people="all")
+        keypoints = frames.keypoints if frames.keypoints.ndim == 5 else frames.keypoints[:, :, None]
+        used = rig.subset(frames.cameras)
+    else:
+        data = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people="all")
+        name = args.skeleton or data.skeleton
+        if not name:
+            raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
+        skeleton = get_skeleton(name)
+        if data.num_joints != skeleton.num_joints:
+            raise CliError(f"keypoints have {data.num_joints} joints, skeleton {skeleton.name!r} has "
+                           f"{skeleton.num_joints}")
+        data, used = align_to_rig(data, rig)
+        keypoints = data.keypoints
+    used, units, evidence = rig_in_metres(used, args.calibration_units, keypoints)
+    if units != "m":
+        print(f"skelsplat calibrate: calibration read in {units} ({evidence}); converted to metres", file=sys.stderr)
+        rig = scale_rig(rig, UNIT_SCALES[units])
+    if not is_bag(args.keypoints):
+        data, masked = mask_outside_image(data, used)
+        if masked:
+            print(f"skelsplat calibrate: {masked} keypoints far outside their camera's image treated as missing",
+                  file=sys.stderr)
+        keypoints = data.keypoints
+    keypoints = np.asarray(keypoints if keypoints.ndim == 5 else keypoints[:, :, None])
+    return rig, used, skeleton, keypoints
+
+
+def _whole_rig(rough, refined):
+    """Every camera of the rough calibration (metres), those with keypoints refined, the others as they were."""
+    from .geometry.camera import CameraRig
+
+    return CameraRig([refined[refined.index(c.name)] if c.name in refined.names else c for c in rough])
 
 
 DETECT_EPILOG = """\
@@ -572,6 +684,40 @@ def build_parser() -> argparse.ArgumentParser:
                            "before playing; nothing is played when nobody subscribes by then")
     play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
     play.set_defaults(handler=_play)
+
+    calibrate = sub.add_parser(
+        "calibrate", help="refine a rough calibration's extrinsics from the people a recording shows (no board)",
+        epilog=CALIBRATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calibrate.add_argument("--calibration", required=True, help="the rough calibration (Pose2Sim/Anipose TOML)")
+    calibrate.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                           help="length unit of the calibration (auto: millimetres detected); output is metres")
+    calibrate.add_argument("--keypoints", required=True,
+                           help="what fuse reads: .npz ([V, F, J, 3] or [V, F, S, J, 3]), a folder of <camera>_json/ "
+                                "folders (every person of every file), or a ROS 2 bag")
+    calibrate.add_argument("--output", required=True, help="the refined calibration (.toml), written only when "
+                           "accepted")
+    calibrate.add_argument("--skeleton", help="skeleton name or YAML file (default: the one the keypoints name)")
+    calibrate.add_argument("--fixed", metavar="CAM,CAM",
+                           help="cameras that did not move: held exactly; two or more also set the scale")
+    calibrate.add_argument("--baseline", nargs=3, metavar=("CAM_A", "CAM_B", "METRES"),
+                           help="measured distance between two cameras' centres; CAM_A did not move")
+    calibrate.add_argument("--height", type=float, metavar="METRES",
+                           help="standing height of the one person in the recording (scale to about 1-2 %%)")
+    calibrate.add_argument("--keep-size", action="store_true", help="keep the rough calibration's scale")
+    calibrate.add_argument("--refine-focal", type=float, nargs="?", const=0.05, default=None, metavar="SIGMA",
+                           help="also refine focal lengths, pulled towards the given ones (relative std, default "
+                                "0.05)")
+    calibrate.add_argument("--noise", type=float, metavar="PX",
+                           help="detection noise in px (default: measured on the keypoints)")
+    calibrate.add_argument("--max-frames", type=int, default=150,
+                           help="frames the bundle adjustment uses, evenly spread (default 150)")
+    calibrate.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    calibrate.add_argument("--fps", type=float, help="frame rate of JSON input (it stores none)")
+    calibrate.add_argument("--topics", help="bag: comma-separated keypoint topics (default: every /<camera>/keypoints)")
+    calibrate.add_argument("--sync-slop", type=float, default=0.010,
+                           help="bag: stamps within this many seconds form one frame (the node's sync_slop)")
+    calibrate.set_defaults(handler=_calibrate)
 
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
     bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
