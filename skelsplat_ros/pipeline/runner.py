@@ -1,8 +1,9 @@
 """``skelsplat batch``: every take of a study through the same steps as the single commands, on local worker
 processes or on Ray, resumable, with a progress bar and a summary table.
 
-Outputs: ``OUT/<take>/fused.npz`` (what ``skelsplat fuse`` writes for the take), ``OUT/<take>/take.json`` (the
-take's record, written last: its status, figures, settings and the input time stamp it was made from) and
+Outputs: ``OUT/<take>/fused.npz`` (what ``skelsplat fuse`` writes for the take; with a render step also
+``render.mp4`` and ``render.png``, what ``skelsplat render`` writes), ``OUT/<take>/take.json`` (the take's record,
+written last: its status, figures, settings, output files and the input time stamp it was made from) and
 ``OUT/summary.csv``. A take is skipped when its record says done with the same settings, its inputs are unchanged
 (newest modification time as recorded) and its outputs exist and are newer than them; ``force`` runs it anyway.
 A take that failed on its inputs or settings is not run again until they change (or ``force``): it would fail the
