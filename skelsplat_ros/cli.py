@@ -475,6 +475,11 @@ def _study_render_settings(table: dict, source: str):
 def _batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.ray is None and (args.force or not Path(args.output).exists()):
+        # Takes will run: the local workers' fork server starts now and imports while this process does.
+        from .pipeline.local import start_server
+
+        start_server()
     from .pipeline.runner import BatchOptions, run_batch
     from .pipeline.study import SETTINGS_FILE, read_settings
     from .pipeline.take import StudySettings

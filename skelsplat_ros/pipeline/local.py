@@ -20,10 +20,12 @@ import os
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .study import Take
-from .take import StudySettings, TakeResult, TakeTask, execute
+
+if TYPE_CHECKING:  # the take's modules load in the workers (the fork server), and here when the runner needs them
+    from .take import StudySettings, TakeTask
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 """Environment of every worker (through the fork server): read by the libraries when they load, i.e. before any
@@ -33,11 +35,13 @@ PRELOAD = "skelsplat_ros.pipeline._preload"
 MAX_ATTEMPTS = 2
 """A take whose worker dies is run once more; after a second death it is reported failed."""
 
-Event = tuple  # ("progress", name, frames_done, frames) or ("result", TakeResult)
+Event = tuple  # ("progress", name, frames_done, frames), ("result", TakeResult) or ("note", line)
 
 
 def _serve(connection: Connection, task: TakeTask, settings: StudySettings) -> None:
     """A worker: takes from ``connection`` until ``None``, each answered with progress messages and its result."""
+    from .take import execute
+
     def report(name: str, done: int, total: int) -> None:
         connection.send(("progress", name, done, total))
 
@@ -46,8 +50,8 @@ def _serve(connection: Connection, task: TakeTask, settings: StudySettings) -> N
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` while a worker is started (a spawned interpreter inherits it)."""
+def temporary_environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` while a process that inherits it is started."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -69,9 +73,10 @@ class _Worker:
 
 def start_server() -> None:
     """Start the fork server of the workers, if this process has none yet, and return at once: it imports and loads
-    while the caller goes on (its first worker waits for it). Call it as soon as takes are known to run."""
+    while the caller goes on (its first worker waits for it). :func:`run_local` calls it; call it earlier when takes
+    are sure to run, so that its start overlaps other work. Importing this module is light for that reason."""
     multiprocessing.get_context("forkserver").set_forkserver_preload([PRELOAD])  # for a server not started yet
-    with _environment(ONE_THREAD):
+    with temporary_environment(ONE_THREAD):
         multiprocessing.forkserver.ensure_running()
 
 
@@ -87,6 +92,8 @@ def _start(task: TakeTask, settings: StudySettings) -> _Worker:
 def run_local(task: TakeTask, takes: list[Take], settings: StudySettings, workers: int) -> Iterator[Event]:
     """Run ``task`` on every take with ``workers`` processes; yields progress events and one result per take,
     in the order they finish."""
+    from .take import TakeResult
+
     start_server()
     pending = deque(takes)
     deaths: dict[str, list[int | None]] = {}
