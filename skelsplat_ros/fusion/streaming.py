@@ -115,6 +115,17 @@ class StreamingFuser:
         bones[left], bones[right] = right, left
         self._bone_window = self._bone_window[:, bones]
 
+    def snapshot(self) -> tuple:
+        """The kept state (last outputs, estimate, bone-length window) as it is now, for :meth:`restore`."""
+        return self._history.copy(), self.estimate, self._bone_window, self.resets
+
+    def restore(self, state: tuple) -> None:
+        """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
+        agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
+        bone lengths triangulated from views that disagree."""
+        history, self.estimate, self._bone_window, self.resets = state
+        self._history = history.copy()
+
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
         joints never seen); ``None`` before the first output."""

@@ -34,10 +34,11 @@ oldest frame waiting for fusion (``worker_queue``). Every queue is bounded, so t
 from __future__ import annotations
 
 import collections
+import gc
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -71,7 +72,7 @@ from skelsplat_ros.skeleton.models import get_skeleton
 from .conversions import delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
 from .hri import TRACKED_TOPIC, HriBodies, HriFrame, urdf_topic
 from .outputs import OutputOptions, frame_messages
-from .params import FUSION_NODE_PARAMS, StartupError, declare, spin_node
+from .params import FUSION_NODE_PARAMS, TRACKER_PREFIX, StartupError, declare, spin_node
 from .tf_listener import TfListener
 from .wire import WireError, max_message_bytes, read_keypoints
 
@@ -90,28 +91,26 @@ class FusedFrame:
         rig: the cameras the frame was fused with, in the node's camera order.
         detections: ``[V]`` of ``[S_v, J, 3]``: what each camera gave (views left out of the frame: ``S_v = 0``).
         step: what the tracker did (people, assignments, ended tracks).
+        frame_ids: camera -> the frame id its message was stamped in (its optical frame), for the views of the frame.
     """
 
     stamp_ns: int
     rig: CameraRig
     detections: list[np.ndarray]
     step: TrackerStep
+    frame_ids: dict[str, str] = field(default_factory=dict)
 
 
 def tracker_config(params: dict[str, Any]) -> TrackerConfig:
-    """The tracker's gates and life times from the node's parameters (see FUSION_NODE_PARAMS)."""
+    """The tracker's gates and life times from the node's parameters: every ``track_<field>`` of FUSION_NODE_PARAMS
+    is TrackerConfig's ``<field>``, plus ``min_views`` and ``max_people_per_view``. Raises ValueError for values
+    TrackerConfig refuses together (partial confirmation faster than confirmation)."""
     from skelsplat_ros.tracking import TrackerConfig
 
-    return TrackerConfig(
-        match_gate=float(params["track_match_gate"]),
-        cluster_gate=float(params["track_cluster_gate"]),
-        min_views=int(params["min_views"]),
-        confirm_frames=int(params["track_confirm_frames"]),
-        confirm_views=int(params["track_confirm_views"]),
-        tentative_timeout=float(params["track_tentative_timeout"]),
-        delete_after=float(params["track_delete_after"]),
-        max_people_per_view=int(params["max_people_per_view"]),
-    )
+    fields = {spec.name.removeprefix(TRACKER_PREFIX): params[spec.name] for spec in FUSION_NODE_PARAMS
+              if spec.name.startswith(TRACKER_PREFIX)}
+    return TrackerConfig(min_views=int(params["min_views"]), max_people_per_view=int(params["max_people_per_view"]),
+                         **fields)
 
 
 class FusionNode(Node):
@@ -199,6 +198,11 @@ class FusionNode(Node):
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self.bodies = HriBodies(self.skeleton)  # the ROS4HRI body ids (Skeleton3D.body_id), and the bodies tracked
         self._observers: list[Callable[[FusedFrame], None]] = []
+        # Drift watch and recalibration: a frame observer, and corrected poses through its rig source.
+        from .drift import DriftMonitor
+
+        self.drift = DriftMonitor(self, p, cameras, self.skeleton, self.rig_source)
+        self.add_frame_observer(self.drift.observe)
         # Another detector's messages (input yolo or hri), converted to ours by ros/inputs.py: checked now, subscribed
         # with the keypoints.
         self._input_types = None
@@ -426,6 +430,11 @@ class FusionNode(Node):
 
     def _work(self) -> None:
         self._warm_up()
+        # What is alive now (modules, numba's and scipy's objects, the warm tracker) lives as long as the node: frozen,
+        # the collector never walks it again. A full collection of it costs ~70 ms (scripts/bench_gc.py), which
+        # would otherwise land in some frame.
+        gc.collect()
+        gc.freeze()
         try:
             self._warmed_up.trigger()
         except Exception:  # the node was destroyed while it warmed up
@@ -449,7 +458,7 @@ class FusionNode(Node):
         """
         views = {camera: ViewRef(frame_id, ns) for camera, (ns, _, frame_id) in frame.views.items()}
         timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
-        frame_rig = self.rig_source.rig_for(views, timeout=timeout)
+        frame_rig = self.drift.source.rig_for(views, timeout=timeout)
         for camera, reason in frame_rig.missing.items():
             self.stats.count(f"tf.{reason}")
             self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
@@ -499,7 +508,8 @@ class FusionNode(Node):
         self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
                          len(step.ended), step.unassigned, step.capped, step.confirmed, step.tentative)
         if self._observers:
-            fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step)
+            fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step,
+                               {camera: frame_id for camera, (_, _, frame_id) in frame.views.items()})
             for observer in self._observers:
                 try:
                     observer(fused)
@@ -608,7 +618,11 @@ class FusionNode(Node):
         if slop_warning:
             extra["sync_slop_warning"] = slop_warning
         never_heard = [c for c in self.cameras if self.sync.last_seen(c) is None]
-        return diagnostic_report(window, states, lagging, self.counters(), rejected_by_camera, never_heard, extra)
+        extra.update(self.drift.values())
+        level, message, values = diagnostic_report(window, states, lagging, self.counters(), rejected_by_camera,
+                                                   never_heard, extra)
+        moved = self.drift.warning()
+        return ("WARN", moved, values) if moved and level == "OK" else (level, message, values)
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -618,6 +632,8 @@ class FusionNode(Node):
             return
         self.queue.close()
         self._worker.join(timeout=5.0)
+        self.drift.close()
+        gc.unfreeze()  # a process that goes on (tests, a container of nodes) collects those objects again
 
     def destroy_node(self) -> None:
         self.close()

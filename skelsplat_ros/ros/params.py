@@ -19,7 +19,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-__all__ = ["StartupError", "ParamSpec", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "RIG_PUBLISHER_PARAMS",
+__all__ = ["StartupError", "ParamSpec", "TRACKER_PREFIX", "FUSION_NODE_PARAMS", "SIM_RIG_PARAMS", "RIG_PUBLISHER_PARAMS",
            "DETECTOR_NODE_PARAMS", "declare"]
 
 
@@ -51,6 +51,10 @@ class ParamSpec:
                 ]
         return descriptor
 
+
+TRACKER_PREFIX = "track_"
+"""Prefix of the fusion node's parameters that are fields of ``TrackerConfig`` (``track_match_gate`` is
+``match_gate``)."""
 
 FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("calibration_file", "", "Camera calibration, Pose2Sim/Anipose TOML. Empty: intrinsics from "
@@ -130,7 +134,9 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "room for a valid message among a misbehaving detector's junk while the node is busy.", 1, 1000),
     ParamSpec("lagging_after", 5, "A camera whose messages arrive after max_wait this many times in a row is no "
               "longer waited for (reported in /diagnostics as lagging), until as many arrive in time again.", 1, 1000),
-    # Multi-person tracking (skelsplat_ros.tracking.TrackerConfig; min_views above applies to a track too).
+    # Multi-person tracking: track_<name> is TrackerConfig's field <name> (ros/node.py's tracker_config passes
+    # them by name; test/ros/test_params.py checks that every default is TrackerConfig's). min_views and
+    # max_people_per_view above apply to the tracker too.
     ParamSpec("track_match_gate", 0.2, "A detection joins a track when the mean distance (m) of the track's "
               "predicted joints to the detection's camera rays is at most this.", 0.001, 10.0),
     ParamSpec("track_cluster_gate", 0.1, "Detections nobody claimed, in two cameras, may start a new track together "
@@ -140,10 +146,28 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("track_confirm_views", 3, "A new track on which this many cameras agree is published at once; a frame "
               "counts towards track_confirm_frames only when this many cameras (or all that face it) see it.",
               2, 64),
+    ParamSpec("track_partial_confirm_frames", 6, "A new track seen by fewer cameras than face it (the others "
+              "blocked) is published after this many frames in which its cameras agree within track_partial_gate "
+              "(at least track_confirm_frames).", 1, 1000),
+    ParamSpec("track_partial_gate", 0.05, "Mean distance (m) between the rays of every two cameras of such a track "
+              "for a frame to count towards track_partial_confirm_frames.", 0.001, 10.0),
     ParamSpec("track_tentative_timeout", 0.2, "A new, not yet confirmed track unseen this long (s) is dropped.",
               0.001, 60.0),
     ParamSpec("track_delete_after", 1.0, "A confirmed track unseen this long (s) ends: its markers are deleted and "
               "its id is never used again.", 0.001, 3600.0),
+    # Drift watch and recalibration (skelsplat_ros.calibration.drift).
+    ParamSpec("drift_watch", True, "Measure each camera's reprojection residual against the joints the other "
+              "cameras agree on (/diagnostics drift.<camera>_px, median over the last second) and name a camera that "
+              "moved (drift.moved)."),
+    ParamSpec("drift_threshold", 15.0, "A camera is named moved when its median residual (px) exceeds this and 3 "
+              "times the other cameras'.", 1.0, 10000.0),
+    ParamSpec("recalibrate", False, "Refine a camera named moved, in the background, from the recalibrate_window "
+              "seconds that follow (the other cameras held), and use and publish its corrected pose only when the "
+              "refinement converged; every correction and refusal is counted and logged."),
+    ParamSpec("recalibrate_window", 10.0, "Seconds of frames a recalibration collects after a camera was named "
+              "moved.", 2.0, 600.0),
+    ParamSpec("recalibrate_output", "", "Write the corrected rig here (calibration TOML, metres) after every "
+              "accepted correction; empty: not written."),
 )
 
 SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
@@ -174,6 +198,14 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("wait_for_node", "", "Publish nothing until the node of this name subscribes to every camera's "
               "keypoints (the fusion node does once it is ready), then start with the recording's first frame: "
               "every frame sent counts. Empty: publish from the start."),
+    ParamSpec("bump_camera", "", "Camera that is bumped bump_after seconds after the first frame published: from "
+              "then on its keypoints are those of the camera turned by bump_degrees about its vertical image axis and "
+              "shifted bump_metres sideways (calibration_out keeps the pose before the bump; drift watch tests and "
+              "benchmark)."),
+    ParamSpec("bump_after", 5.0, "Seconds after the first frame published at which bump_camera is bumped.", 0.0,
+              1e6),
+    ParamSpec("bump_degrees", 5.0, "How far bump_camera turns (degrees).", -180.0, 180.0),
+    ParamSpec("bump_metres", 0.0, "How far bump_camera shifts sideways (m).", -10.0, 10.0),
 )
 
 RIG_PUBLISHER_PARAMS: tuple[ParamSpec, ...] = (

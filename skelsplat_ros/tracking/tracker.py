@@ -295,12 +295,17 @@ class MultiPersonTracker:
         taken_rows: dict[int, np.ndarray] = {}
         ready = [k for k in range(len(self._tracks)) if (chosen[k] >= 0).sum() >= config.min_views]
         gathered = [self._gather(usable, chosen[k], mirrored[k]) for k in ready]
+        before = [self._tracks[k].fuser.snapshot() for k in ready]
         fits = step_together([self._tracks[k].fuser for k in ready], self._stack(gathered), stamp, self.rig)
-        for k, keypoints, result in zip(ready, gathered, fits):
+        for k, keypoints, result, state in zip(ready, gathered, fits, before):
             track = self._tracks[k]
-            # What the views saw, as fitted (also the joints not output until the bone lengths are known).
+            # What the views saw, as fitted (also the joints not output until the bone lengths are known). Views
+            # that agree on too few joints (a detection of someone else, or of two people merged, within the gate)
+            # do not refit the track: its fuser is put back as it was, or its next prediction would hold only
+            # those few joints and the track could not be matched again (the person re-born under a new id).
             joints = track.fuser.estimate.joints[0]
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
+                track.fuser.restore(state)
                 continue
             track.joints, track.last_seen = joints, stamp
             # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the

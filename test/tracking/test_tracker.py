@@ -410,6 +410,29 @@ def test_person_back_where_last_seen_after_a_gap_is_refitted_at_once_under_their
         assert np.nanmean(np.linalg.norm(step.people[0].result.joints[0] - last, axis=-1)) < 0.02
 
 
+@pytest.mark.parametrize("kind, seed", [("lab", 0), ("portrait", 1), ("surround", 2)])
+def test_a_refit_whose_views_disagree_leaves_the_track_as_it_was(kind, seed):
+    """For one frame the person is seen by two cameras only, and one of the two detections agrees with the person
+    on two joints alone (a detector that merged two people, or placed the person 40 px off), still within the match
+    gate. That refit is rejected (too few joints seen), and the track goes on from the frame before under its id.
+    Before, the rejected fit was still kept by the track's fuser: its next prediction held those two joints only,
+    so the track matched nobody and the person was born again under a new id (the real Pose2Sim take, frame 81)."""
+    rig = make_rig(kind, seed=seed)
+    truth = generate_motion(SKELETON, 30, FPS, seed=seed, motion="walk")
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG)
+    every = tuple(range(len(rig)))
+    for f in range(30):
+        detections = _detections(rig, truth[f], (0, 1) if f == 15 else every)
+        if f == 15:
+            detections[1][0, 2:, 1] += 40.0
+        step = tracker.step(detections, f / FPS)
+        if f == 15:
+            assert step.people == [] and step.assignments == {}, "the frame's refit must be rejected"
+        elif f >= WARM_UP:
+            assert [p.track_id for p in step.people] == [0] and step.tentative == 0 and step.confirmed == 1, f
+    assert np.nanmean(np.linalg.norm(step.people[0].result.joints[0] - truth[-1], axis=-1)) < 0.02
+
+
 @pytest.mark.parametrize("kind, seed, views, noise", [("lab", 0, (0, 1), "clean"), ("lab", 3, (0, 2), "realistic"),
                                                       ("surround", 1, (2, 3), "realistic"),
                                                       ("portrait", 2, (1, 3), "clean")])
