@@ -40,7 +40,7 @@ from skelsplat_ros.sim.scenes import make_multi_person_scenario  # noqa: E402
 from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 RATE_HZ = 15.0
-PHASES = (("two", {0, 1}, 2.5), ("enter", {0, 1, 2}, 2.0), ("leave", {1, 2}, 1.5), ("back", {0, 1, 2}, 2.0))
+PHASES = (("nobody", set(), 0.5), ("two", {0, 1}, 2.5), ("enter", {0, 1, 2}, 2.0), ("leave", {1, 2}, 1.5), ("back", {0, 1, 2}, 2.0))
 """(name, people present, seconds)."""
 BASE_LINK = "base_link"
 WORLD_T_BASE = (np.array([1.0, -0.5, 0.0]), np.array([0.0, 0.0, np.sin(0.3), np.cos(0.3)]))  # 0.6 rad about z
@@ -143,16 +143,16 @@ def test_tracked_is_published_every_frame_with_short_random_unique_ids(hri_run):
     client, probe = hri_run["client"], hri_run["probe"]
     stamps = [stamp for stamp, _ in client.tracked]
     assert len(stamps) == len(set(stamps)) and stamps == sorted(stamps)
-    # One IdsList per fused frame, the empty ones included (the node's first frames: people not confirmed yet).
+    # One IdsList per fused frame, the empty ones included (the cameras' first frames see nobody).
     assert set(stamps) == {stamp_to_ns(m.header.stamp) for _, m in probe.skeletons}
-    assert any(not ids for _, ids in client.tracked)
+    assert _ids_in(hri_run, "nobody") and not any(_ids_in(hri_run, "nobody"))
     assert hri_run["fusion"].counters().get("fusion_errors", 0) == 0
     bodies = {body for _, ids in client.tracked for body in ids}
     assert all(len(b) == BODY_ID_LENGTH and set(b) <= set(string.ascii_lowercase) for b in bodies), bodies
 
 
 def test_a_body_that_leaves_is_never_tracked_again_and_a_newcomer_gets_a_new_id(hri_run):
-    two, enter, leave, back = (_ids_in(hri_run, phase) for phase, _, _ in PHASES)
+    two, enter, leave, back = (_ids_in(hri_run, phase) for phase, _, _ in PHASES[1:])
     settled = lambda frames: frames[len(frames) // 2:]  # noqa: E731  (after the tracker confirmed or ended them)
     assert all(len(ids) == 2 for ids in settled(two)) and all(len(ids) == 3 for ids in settled(enter))
     assert all(len(ids) == 2 for ids in settled(leave)) and all(len(ids) == 3 for ids in settled(back))
