@@ -37,7 +37,7 @@ from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.ros.tf_listener import TfListener  # noqa: E402
 from skelsplat_ros.sim.scenes import make_multi_person_scenario  # noqa: E402
 
-from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, Probe, Spinner, detected_slots, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 RATE_HZ = 15.0
 PHASES = (("nobody", set(), 0.5), ("two", {0, 1}, 2.5), ("enter", {0, 1, 2}, 2.0), ("leave", {1, 2}, 1.5), ("back", {0, 1, 2}, 2.0))
@@ -114,10 +114,9 @@ def hri_run(module_context, tmp_path_factory):
                 stamp_ns = time.time_ns()
                 frame_of_stamp[stamp_ns] = frame
                 for v, camera in enumerate(CAMERAS):
-                    slots = scene.keypoints[v, frame]
-                    keep = (np.nan_to_num(slots[..., 2]) > 0).any(-1) & np.isin(scene.slot_person[v, frame],
-                                                                               list(present))
-                    pubs[camera].publish(keypoints_msg(slots[keep], RosTime(nanoseconds=stamp_ns).to_msg(), camera,
+                    slots, person = detected_slots(scene, v, frame)
+                    pubs[camera].publish(keypoints_msg(slots[np.isin(person, list(present))],
+                                                       RosTime(nanoseconds=stamp_ns).to_msg(), camera,
                                                        "h36m17", -1))
                 for body in client.tracked[-1][1] if client.tracked else []:
                     client.look_up(body)
