@@ -7,7 +7,9 @@ output in: the share of joints with a position (coverage) without and with `comp
 output without it (observed; must not change), the same joints with it; the error of the filled joints (mean,
 median, count); and the longest filled limb over the person's median length, with how many are over 1.2x (the arm
 and leg segments whose end is filled; must be <= 1.2; streaming: against the median of the output lengths so far,
-offline: of the take). The frames rule 4's warm-up withholds without `complete` are in none of these figures.
+offline: of the take); streaming also against the lengths the fuser held that frame to (the median of its window of
+triangulated lengths, what rule 5 holds a fill to). The frames rule 4's warm-up withholds without `complete` are in
+none of these figures.
 Run: `.venv/bin/python scripts/bench_complete.py [--rigs lab,robot] [--noise realistic,hard]`.
 """
 
@@ -19,8 +21,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
-from skelsplat_ros.fusion.result import bone_lengths_of
+from skelsplat_ros.fusion import StreamingFuser, fuse_offline, preset_config
+from skelsplat_ros.fusion.result import FusionResult, bone_lengths_of, concatenate_results
 from skelsplat_ros.sim import make_scenario
 
 LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
@@ -33,16 +35,32 @@ def limb_bones(skeleton) -> np.ndarray:
                      and skeleton.joint_names[a][:2] == skeleton.joint_names[c][:2]])
 
 
+def streaming_held(take, config) -> tuple[FusionResult, np.ndarray]:
+    """``fuse_streaming``'s output of ``take``, and the bone lengths ``[F, B]`` the fuser held each frame to (its
+    window of triangulated lengths; NaN before it has any)."""
+    fuser = StreamingFuser(take.rig, take.skeleton, config)
+    frames, held = [], []
+    for f in range(take.keypoints.shape[1]):
+        prior = fuser.bone_prior()
+        held.append(np.full(len(take.skeleton.bones), np.nan) if prior is None else prior.lengths)
+        frames.append(fuser.step(take.keypoints[:, f], f / take.fps))
+    return concatenate_results(frames, list(take.skeleton.joint_names)), np.array(held)
+
+
 def run(rig: str, noise: str, mode: str, seeds: list[int], skeleton: str) -> dict:
     config = preset_config("default")
-    rows = {"observed": [], "observed_complete": [], "filled": [], "coverage": [], "coverage_complete": [], "ratio": []}
+    rows = {"observed": [], "observed_complete": [], "filled": [], "coverage": [], "coverage_complete": [], "ratio": [],
+            "ratio_held": []}
     for seed in seeds:
         take = make_scenario(rig, skeleton_name=skeleton, noise=noise, seed=seed, num_frames=300)
-        results = []
+        results, held = [], None
         for complete in (False, True):
             cfg = replace(config, complete=complete)
-            results.append(fuse_offline(take.rig, take.skeleton, take.keypoints, cfg, fps=take.fps) if mode == "offline"
-                           else fuse_streaming(take.rig, take.skeleton, take.keypoints, cfg, take.fps))
+            if mode == "offline":
+                results.append(fuse_offline(take.rig, take.skeleton, take.keypoints, cfg, fps=take.fps))
+            else:
+                result, held = streaming_held(take, cfg)
+                results.append(result)
         plain, full = results
         out = np.isfinite(plain.joints).all(-1)
         frames = out.any(-1)
@@ -65,6 +83,7 @@ def run(rig: str, noise: str, mode: str, seeds: list[int], skeleton: str) -> dic
         ends = take.skeleton.bone_array[bones]
         touched = filled[:, ends[:, 0]] | filled[:, ends[:, 1]]
         rows["ratio"].append((lengths / median)[touched])
+        rows["ratio_held"].append((lengths / (median if held is None else held[:, bones]))[touched])
     return {k: np.concatenate(v) for k, v in rows.items()}
 
 
@@ -79,19 +98,22 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"{args.skeleton}, seeds {seeds}, 300 frames each; errors in mm over the frames the person is output in")
     print("| rig | noise | mode | coverage % | with complete % | observed mm | observed, complete on | filled mm "
-          "(mean / median) | filled joints | longest filled limb / median | filled limbs over 1.2x |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "(mean / median) | filled joints | longest filled limb / median | filled limbs over 1.2x | against the lengths "
+          "held to: longest, over 1.2x |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for rig in args.rigs.split(","):
         for noise in args.noise.split(","):
             for mode in args.modes.split(","):
                 r = run(rig, noise, mode, seeds, args.skeleton)
-                filled, ratio = r["filled"], r["ratio"][np.isfinite(r["ratio"])]
+                filled = r["filled"]
+                ratios = [r[k][np.isfinite(r[k])] for k in ("ratio", "ratio_held")]
                 print(f"| {rig} | {noise} | {mode} | {100 * r['coverage'].mean():.2f} | "
                       f"{100 * r['coverage_complete'].mean():.2f} | {1e3 * r['observed'].mean():.1f} | "
                       f"{1e3 * r['observed_complete'].mean():.1f} | "
                       + (f"{1e3 * filled.mean():.1f} / {1e3 * np.median(filled):.1f}" if len(filled) else "-")
                       + f" | {len(filled)} | "
-                      + (f"{ratio.max():.3f} | {(ratio > 1.2).sum()} of {len(ratio)}" if len(ratio) else "- | -") + " |",
+                      + " | ".join(f"{ratio.max():.3f} | {(ratio > 1.2).sum()} of {len(ratio)}" if len(ratio) else "- | -"
+                                   for ratio in ratios) + " |",
                       flush=True)
     return 0
 
