@@ -1,5 +1,5 @@
-"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``batch`` on a study of many;
-``bench`` and ``demo`` below."""
+"""``skelsplat``: the command line. ``fuse`` runs the fusion core on recorded data, ``batch`` on a study of many,
+``calibrate`` refines a calibration from people; ``bench`` and ``demo`` below."""
 
 from __future__ import annotations
 
@@ -63,19 +63,11 @@ def _fuse(args: argparse.Namespace) -> int:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
-    bar: list = []  # [callback, done, total]: made at the first report, when the frame count is known
-
-    def progress(done: int, total: int) -> None:
-        if not bar:
-            bar.append(_progress_bar(total, enabled=not args.quiet))
-        bar[1:] = [done, total]
-        bar[0](done, total)
-
+    progress = _lazy_progress_bar(enabled=not args.quiet)
     try:
         report = fuse_file(args.calibration, args.keypoints, args.output, settings, progress=progress)
     finally:
-        if bar:
-            bar[0](bar[1], bar[2], close=True)
+        progress(close=True)
     rate = f"in {report.seconds:.2f} s ({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
     written = ", ".join(str(p) for p in report.outputs)
     if report.multi_person:
@@ -198,6 +190,118 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
     return 0
 
 
+CALIBRATE_EPILOG = """\
+what stays fixed: people fix a rig only up to position, orientation and scale. The world frame (origin, "up")
+  stays the rough calibration's: held by the --fixed cameras, or by the first --baseline camera, which must
+  not have moved; with --height or --keep-size alone, by fitting the refined rig onto the rough camera
+  positions as a whole (as right as the rough rig is on average; add --fixed CAM to hold it by one camera).
+  The scale comes from exactly one anchor: two or more --fixed cameras, --baseline, --height (the standing
+  height of the one person recorded; good to about 1-2 %) or --keep-size (the rough rig's size). Never from
+  an average body. Intrinsics and lens distortion are trusted; focal lengths only with --refine-focal.
+
+acceptance: the refined rig is written only when it converged: median reprojection error at most 1.5 x the
+  detection noise (the median distance of a keypoint from the line through its positions in the frames
+  before and after, measured on the keypoints alone; or --noise), and at least 85 % of every camera's
+  keypoints within 4 x the noise. Refused too: too few frames, a camera that saw nobody the others saw,
+  people who stayed in one spot, and more than one camera beyond the basin (turned by 30 degrees or more).
+  A refusal keeps the rough calibration, says why, writes nothing and exits with status 1.
+"""
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    """``skelsplat calibrate``: refine a rough calibration from the people a recording shows."""
+    from pathlib import Path
+
+    from .calibration import CalibrationConfig, WorldAnchor, report_lines, self_calibrate
+    from .geometry.calibration import save_calibration
+
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise CliError(f"{output} exists; pass --overwrite to replace it (it is never overwritten silently)")
+    if output.suffix.lower() != ".toml":
+        raise CliError(f"--output must be a .toml calibration, got {output}")
+    fixed = tuple(n.strip() for n in args.fixed.split(",") if n.strip()) if args.fixed else ()
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = (args.baseline[0], args.baseline[1], float(args.baseline[2]))
+        except ValueError:
+            raise CliError(f"--baseline CAM_A CAM_B METRES: {args.baseline[2]!r} is not a distance") from None
+    anchor = WorldAnchor(fixed=fixed, baseline=baseline, height=args.height, keep_size=args.keep_size)
+    whole, rough, skeleton, keypoints = _calibration_input(args)
+    anchor.check(rough)  # before the work: a misspelt camera is an error, not a refusal
+    config = CalibrationConfig(noise=args.noise, focal_sigma=args.refine_focal, max_frames=args.max_frames)
+    start = time.perf_counter()
+    result = self_calibrate(rough, skeleton, keypoints, anchor, config)
+    elapsed = time.perf_counter() - start
+    print("\n".join(report_lines(result, config)))
+    if not result.accepted:
+        print(f"kept the rough calibration {args.calibration}; {output} not written ({elapsed:.1f} s)")
+        return 1
+    refined = _whole_rig(whole, result.rig)
+    save_calibration(refined, output, metadata={
+        "adjusted": True, "error": round(result.after, 4), "refined_by": "skelsplat calibrate",
+        "refined_from": str(args.calibration), "detection_noise_px": round(result.noise, 4),
+        "inliers": round(result.inliers, 4)})
+    replaced = " (replaced)" if args.overwrite else ""
+    print(f"refined calibration written to {output}{replaced} in metres ({elapsed:.1f} s)")
+    return 0
+
+
+def _calibration_input(args: argparse.Namespace):
+    """The whole rough calibration and its cameras with keypoints (both in metres), the skeleton and the keypoints
+    ``[V, F, S, J, 3]`` in the second rig's camera order."""
+    import numpy as np
+
+    from .geometry.calibration import UNIT_SCALES, load_calibration, rig_in_metres, scale_rig
+    from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
+    from .io.recording import is_bag
+    from .skeleton.models import get_skeleton
+
+    rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
+    if is_bag(args.keypoints):
+        from .ros.bag import SyncSettings, read_bag_frames
+
+        if not args.skeleton:
+            raise CliError("a bag needs --skeleton NAME (the skeleton of its keypoint messages)")
+        skeleton = get_skeleton(args.skeleton)
+        topics = [t.strip() for t in args.topics.split(",") if t.strip()] if args.topics else None
+        frames = read_bag_frames(args.keypoints, skeleton.name, skeleton.num_joints, topics=topics, rig=rig,
+                                 sync=SyncSettings(slop=args.sync_slop), people="all")
+        keypoints = frames.keypoints if frames.keypoints.ndim == 5 else frames.keypoints[:, :, None]
+        used = rig.subset(frames.cameras)
+    else:
+        data = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people="all")
+        name = args.skeleton or data.skeleton
+        if not name:
+            raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
+        skeleton = get_skeleton(name)
+        if data.num_joints != skeleton.num_joints:
+            raise CliError(f"keypoints have {data.num_joints} joints, skeleton {skeleton.name!r} has "
+                           f"{skeleton.num_joints}")
+        data, used = align_to_rig(data, rig)
+        keypoints = data.keypoints
+    used, units, evidence = rig_in_metres(used, args.calibration_units, keypoints)
+    if units != "m":
+        print(f"skelsplat calibrate: calibration read in {units} ({evidence}); converted to metres", file=sys.stderr)
+        rig = scale_rig(rig, UNIT_SCALES[units])
+    if not is_bag(args.keypoints):
+        data, masked = mask_outside_image(data, used)
+        if masked:
+            print(f"skelsplat calibrate: {masked} keypoints far outside their camera's image treated as missing",
+                  file=sys.stderr)
+        keypoints = data.keypoints
+    keypoints = np.asarray(keypoints if keypoints.ndim == 5 else keypoints[:, :, None])
+    return rig, used, skeleton, keypoints
+
+
+def _whole_rig(rough, refined):
+    """Every camera of the rough calibration (metres), those with keypoints refined, the others as they were."""
+    from .geometry.camera import CameraRig
+
+    return CameraRig([refined[refined.index(c.name)] if c.name in refined.names else c for c in rough])
+
+
 DETECT_EPILOG = """\
 input: one video file or image folder per camera (the camera is its stem: cam01.mp4 -> cam01; or --cameras),
   or one rosbag2 recording (folder or .mcap) with sensor_msgs/Image or CompressedImage topics (--topics to choose;
@@ -297,53 +401,17 @@ def _detect_sources(args: argparse.Namespace, config):
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .pipeline.render import RenderSettings, render_file
 
-    import numpy as np
-
-    from .detection.render import RenderConfig, render_result
-    from .detection.sources import open_source
-    from .geometry.calibration import load_calibration_metres
-    from .io.export import load_result
-    from .io.keypoints import match_cameras
-    from .skeleton.models import builtin_skeletons, get_skeleton
-
-    result = load_result(args.result)
-    joints = result["joints"]
-    if joints.ndim == 3:  # one person [F, J, 3]
-        joints, track_ids = joints[:, None], np.zeros(1, dtype=np.int64)
-    else:
-        track_ids = result.get("track_ids", np.arange(joints.shape[1]))
-    names = [str(n) for n in result["joint_names"]]
-    if args.skeleton:
-        skeleton = get_skeleton(args.skeleton)
-    else:
-        skeleton = next((s for s in builtin_skeletons().values() if list(s.joint_names) == names), None)
-        if skeleton is None:
-            raise CliError(f"no built-in skeleton has the result's joints {names}: give --skeleton")
-    if len(skeleton.joint_names) != joints.shape[2]:
-        raise CliError(f"skeleton {skeleton.name!r} has {len(skeleton.joint_names)} joints, the result {joints.shape[2]}")
-    sources = [open_source(path) for path in args.videos]
-    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
-    if units != "m":
-        print(f"skelsplat render: calibration read in {units}; converted to metres", file=sys.stderr)
-    rig = match_cameras([s.name for s in sources], rig)
-    short = [s.name for s in sources if s.num_frames < joints.shape[0]]
-    if short:
-        raise CliError(f"videos {short} have fewer frames than the result ({joints.shape[0]})")
-    output = Path(args.output)
-    if output.suffix.lower() != ".mp4":
-        raise CliError(f"--output {output}: give an .mp4 file (the contact sheet is written beside it as .png)")
-    frames = min(args.frames, joints.shape[0]) if args.frames else joints.shape[0]
-    progress = _progress_bar(frames, enabled=not args.quiet)
-    started = time.perf_counter()
+    progress = _lazy_progress_bar(enabled=not args.quiet)
     try:
-        video, sheet = render_result(joints[:frames], np.asarray(track_ids), skeleton, rig, sources, output,
-                                     RenderConfig(height=args.height, sheet_frames=args.sheet_frames), progress)
+        report = render_file(args.result, args.videos, args.calibration, args.output,
+                             RenderSettings.from_namespace(args), progress=progress)
     finally:
-        progress(frames, frames, close=True)
-    print(f"rendered {frames} frames x {len(sources)} cameras + 3D view, {joints.shape[1]} tracks, in "
-          f"{time.perf_counter() - started:.1f} s -> {video}, {sheet}")
+        progress(close=True)
+    video, sheet = report.outputs
+    print(f"rendered {report.frames} frames x {report.cameras} cameras + 3D view, {report.tracks} tracks, in "
+          f"{report.seconds:.1f} s -> {video}, {sheet}")
     return 0
 
 
@@ -352,6 +420,24 @@ def _int_list(text: str, flag: str) -> list[int]:
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise CliError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def _lazy_progress_bar(enabled: bool):
+    """A ``progress(done=0, total=0, close=False)`` callback whose :func:`_progress_bar` is made at the first report,
+    when the frame count is known (``close`` before any report draws nothing)."""
+    bar: list = []  # [callback, done, total]
+
+    def progress(done: int = 0, total: int = 0, close: bool = False) -> None:
+        if close:
+            if bar:
+                bar[0](bar[1], bar[2], close=True)
+            return
+        if not bar:
+            bar.append(_progress_bar(total, enabled=enabled))
+        bar[1:] = [done, total]
+        bar[0](done, total)
+
+    return progress
 
 
 def _progress_bar(total: int, enabled: bool, unit: str = "frame"):
@@ -488,23 +574,37 @@ def _study_detect_settings(table: dict, source: str):
     return _detector_config(parser.parse_args(["VIDEO", "--output", "keypoints.npz", *_as_argv(table)]))
 
 
+def _study_render_settings(table: dict, source: str):
+    """A study's ``[render]`` table read as the same options of ``skelsplat render`` (the videos are the take's, the
+    result its fused.npz)."""
+    from .pipeline.render import RenderSettings
+
+    parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
+    _add_render_options(parser)
+    return RenderSettings.from_namespace(parser.parse_args(_as_argv(table)))
+
+
 def _batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.ray is None and (args.force or not Path(args.output).exists()):
+        # Takes will run: the local workers' fork server starts now and imports while this process does.
+        from .pipeline.local import start_server
+
+        start_server()
     from .pipeline.runner import BatchOptions, run_batch
     from .pipeline.study import SETTINGS_FILE, read_settings
     from .pipeline.take import StudySettings
 
     path = Path(args.settings) if args.settings else Path(args.study) / SETTINGS_FILE
     sections = read_settings(path) if args.settings or path.is_file() else {}
-    if "render" in sections:
-        raise CliError(f"{path}: [render]: the render step of a batch is not available yet (skelsplat render a take)")
     fuse = _study_fuse_settings(sections.get("fuse", {}), f"{path} [fuse]")
     detect = _study_detect_settings(sections.get("detect", {}), f"{path} [detect]")
+    render = _study_render_settings(sections["render"], f"{path} [render]") if "render" in sections else None
     fuse.fusion_config()  # an impossible combination fails before any take runs
     options = BatchOptions(workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
                            force=args.force, progress=not args.quiet)
-    results = run_batch(args.study, args.output, StudySettings(fuse, detect), options)
+    results = run_batch(args.study, args.output, StudySettings(fuse, detect, render), options)
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
@@ -513,16 +613,22 @@ study: a folder of takes, one sub-folder each, holding a keypoints input that `f
   <camera>_json/ folders) or one video per camera (detected as `skelsplat detect` does; the camera is the file
   stem), and a calibration (calib*.toml in the take, else the study's own calib*.toml). Settings:
   STUDY/skelsplat.toml or --settings, a [fuse] table whose keys are the options of `skelsplat fuse` without their
-  paths, and a [detect] table of the options of `skelsplat detect` (backend, max-people, model, ...), e.g.
+  paths, a [detect] table of the options of `skelsplat detect` (backend, max-people, model, ...), and a [render]
+  table of those of `skelsplat render` (frames, height, sheet-frames, skeleton, calibration-units), whose presence
+  adds the render step (each take's result drawn over its videos), e.g.
       [fuse]
       preset = "default"
       fps = 50
       [detect]
       backend = "mediapipe"
-outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), OUT/<take>/take.json (its record) and
-  OUT/summary.csv (take, status, frames, people, reprojection_median_px, seconds, reason). A take is skipped when
-  its outputs are newer than its inputs and were made with the same settings (--force runs it anyway). A failed
-  take is reported with its reason and the others go on; exit status 1 when any failed.
+      [render]
+      frames = 300
+outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), with [render] OUT/<take>/render.mp4
+  and render.png (what `skelsplat render` writes; a take without videos is done and says "not rendered"),
+  OUT/<take>/take.json (its record) and OUT/summary.csv (take, status, frames, people, reprojection_median_px,
+  seconds, reason). A take is skipped when all its outputs are newer than its inputs and were made with the same
+  settings (--force runs it anyway). A failed take is reported with its reason and the others go on; exit status 1
+  when any failed.
 workers: --workers N local processes (one thread each), or --ray [ADDRESS]: Ray tasks on the cluster at ADDRESS
   (auto = the cluster this machine belongs to, ray://HEAD:10001 through Ray Client), or on a local instance with N
   CPUs without an address; needs `pip install .[cluster]`. Workers read the inputs by path: STUDY must be at the
@@ -573,6 +679,40 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--clock-rate", type=float, default=100.0, help="/clock messages per second between messages")
     play.set_defaults(handler=_play)
 
+    calibrate = sub.add_parser(
+        "calibrate", help="refine a rough calibration's extrinsics from the people a recording shows (no board)",
+        epilog=CALIBRATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calibrate.add_argument("--calibration", required=True, help="the rough calibration (Pose2Sim/Anipose TOML)")
+    calibrate.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                           help="length unit of the calibration (auto: millimetres detected); output is metres")
+    calibrate.add_argument("--keypoints", required=True,
+                           help="what fuse reads: .npz ([V, F, J, 3] or [V, F, S, J, 3]), a folder of <camera>_json/ "
+                                "folders (every person of every file), or a ROS 2 bag")
+    calibrate.add_argument("--output", required=True, help="the refined calibration (.toml), written only when "
+                           "accepted")
+    calibrate.add_argument("--skeleton", help="skeleton name or YAML file (default: the one the keypoints name)")
+    calibrate.add_argument("--fixed", metavar="CAM,CAM",
+                           help="cameras that did not move: held exactly; two or more also set the scale")
+    calibrate.add_argument("--baseline", nargs=3, metavar=("CAM_A", "CAM_B", "METRES"),
+                           help="measured distance between two cameras' centres; CAM_A did not move")
+    calibrate.add_argument("--height", type=float, metavar="METRES",
+                           help="standing height of the one person in the recording (scale to about 1-2 %%)")
+    calibrate.add_argument("--keep-size", action="store_true", help="keep the rough calibration's scale")
+    calibrate.add_argument("--refine-focal", type=float, nargs="?", const=0.05, default=None, metavar="SIGMA",
+                           help="also refine focal lengths, pulled towards the given ones (relative std, default "
+                                "0.05)")
+    calibrate.add_argument("--noise", type=float, metavar="PX",
+                           help="detection noise in px (default: measured on the keypoints)")
+    calibrate.add_argument("--max-frames", type=int, default=150,
+                           help="frames the bundle adjustment uses, evenly spread (default 150)")
+    calibrate.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    calibrate.add_argument("--fps", type=float, help="frame rate of JSON input (it stores none)")
+    calibrate.add_argument("--topics", help="bag: comma-separated keypoint topics (default: every /<camera>/keypoints)")
+    calibrate.add_argument("--sync-slop", type=float, default=0.010,
+                           help="bag: stamps within this many seconds form one frame (the node's sync_slop)")
+    calibrate.set_defaults(handler=_calibrate)
+
     bench = sub.add_parser("bench", help="accuracy and speed benchmark on simulated rigs with ground truth")
     bench.add_argument("--rigs", default="all", help="comma-separated rig kinds ('all' = every simulated rig; 'lab-distorted' = with lens distortion)")
     bench.add_argument("--noise", default="realistic,clean,hard",
@@ -608,13 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--videos", nargs="+", required=True, help="the cameras' videos or image folders "
                         "(camera = file stem, matched to the calibration)")
     render.add_argument("--calibration", required=True, help="the calibration TOML the result was fused with")
-    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
-                        help="length unit of the calibration (auto: millimetres detected)")
     render.add_argument("--output", required=True, help="output .mp4; the contact sheet goes beside it as .png")
-    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
-    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
-    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
-    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
+    _add_render_options(render)
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
 
@@ -669,6 +804,17 @@ def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:
     detect.add_argument("--det-model", default="", help="onnx with RTMPose: the person detector (YOLOX .onnx or URL)")
     detect.add_argument("--threads", type=int, default=1, help="inference threads (onnxruntime; 0 = its default)")
     detect.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_render_options(render: argparse.ArgumentParser) -> None:
+    """The options of ``render`` besides its paths (:class:`~skelsplat_ros.pipeline.render.RenderSettings`): also
+    the keys of a study's ``[render]`` settings (``batch``)."""
+    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: millimetres detected)")
+    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
+    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
+    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
+    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
 
 
 def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:

@@ -24,10 +24,11 @@ ALLOWED = {
     "fusion": {"geometry", "skeleton"},
     "io": {"geometry", "skeleton", "fusion"},
     "tracking": {"geometry", "skeleton", "fusion"},
+    "calibration": {"geometry", "skeleton", "fusion", "tracking"},
     "detection": {"geometry", "skeleton", "io"},
     "pipeline": {"geometry", "skeleton", "fusion", "io", "tracking", "detection"},
     "sim": {"geometry", "skeleton"},
-    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "detection", "pipeline", "sim"},
+    "bench": {"geometry", "skeleton", "fusion", "io", "tracking", "calibration", "detection", "pipeline", "sim"},
 }
 RAY_BACKEND = "pipeline/ray_backend.py"
 """The one module that imports ray (an optional extra), loaded only for ``skelsplat batch --ray``."""

@@ -112,6 +112,27 @@ def triangulate_dlt(rig: CameraRig, uv: np.ndarray, weights: np.ndarray | None =
     return np.where((valid.sum(axis=0) >= min_views)[..., None], points, np.nan)
 
 
+def triangulate_leave_one_out(rig: CameraRig, uv: np.ndarray, weights: np.ndarray, min_views: int = 2) -> np.ndarray:
+    """For each view, the weighted DLT of undistorted pixels ``uv [V, ..., 2]`` from the *other* views:
+    ``[V, ..., 3]`` (NaN where fewer than ``min_views`` other views are valid). One normal matrix per view, and the
+    total less each, solved with the point's homogeneous coordinate held at 1 (a 3x3 system; within a fraction
+    of a millimetre of :func:`triangulate_dlt`'s unit null vector at pixel noise), which costs a fraction of an
+    eigen-decomposition per point and view.
+
+    Args:
+        weights: ``[V, ...]`` row weights (0 = not observed).
+    """
+    valid = np.isfinite(weights) & (weights > 0) & np.isfinite(uv).all(axis=-1)
+    rows = _dlt_rows(rig, uv, np.where(valid, weights, 0.0))  # [..., V, 2, 4]
+    per_view = np.swapaxes(rows, -1, -2) @ rows  # [..., V, 4, 4]
+    others = per_view.sum(axis=-3, keepdims=True) - per_view
+    A, b = others[..., :3, :3], -others[..., :3, 3]
+    ridge = 1e-12 * np.trace(A, axis1=-2, axis2=-1)[..., None, None] * np.eye(3) + 1e-300 * np.eye(3)
+    points = np.moveaxis(np.linalg.solve(A + ridge, b[..., None])[..., 0], -2, 0)  # [V, ..., 3]
+    enough = valid.sum(axis=0) - valid >= min_views  # [V, ...]
+    return np.where(enough[..., None], points, np.nan)
+
+
 @dataclass
 class RobustTriangulation:
     """Result of :func:`triangulate_robust`.

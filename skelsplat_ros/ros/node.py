@@ -37,7 +37,7 @@ import gc
 import sys
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
@@ -87,12 +87,14 @@ class FusedFrame:
         rig: the cameras the frame was fused with, in the node's camera order.
         detections: ``[V]`` of ``[S_v, J, 3]``: what each camera gave (views left out of the frame: ``S_v = 0``).
         step: what the tracker did (people, assignments, ended tracks).
+        frame_ids: camera -> the frame id its message was stamped in (its optical frame), for the views of the frame.
     """
 
     stamp_ns: int
     rig: CameraRig
     detections: list[np.ndarray]
     step: TrackerStep
+    frame_ids: dict[str, str] = field(default_factory=dict)
 
 
 def tracker_config(params: dict[str, Any]) -> TrackerConfig:
@@ -188,6 +190,11 @@ class FusionNode(Node):
         self.outputs = OutputOptions(self.skeleton.name, self.skeleton.bone_array, p["tf_prefix"])
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self._observers: list[Callable[[FusedFrame], None]] = []
+        # Drift watch and recalibration: a frame observer, and corrected poses through its rig source.
+        from .drift import DriftMonitor
+
+        self.drift = DriftMonitor(self, p, cameras, self.skeleton, self.rig_source)
+        self.add_frame_observer(self.drift.observe)
         # Another detector's messages (input yolo or hri), converted to ours by ros/inputs.py: checked now, subscribed
         # with the keypoints.
         self._input_types = None
@@ -432,7 +439,7 @@ class FusionNode(Node):
         """
         views = {camera: ViewRef(frame_id, ns) for camera, (ns, _, frame_id) in frame.views.items()}
         timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
-        frame_rig = self.rig_source.rig_for(views, timeout=timeout)
+        frame_rig = self.drift.source.rig_for(views, timeout=timeout)
         for camera, reason in frame_rig.missing.items():
             self.stats.count(f"tf.{reason}")
             self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
@@ -475,7 +482,8 @@ class FusionNode(Node):
         self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
                          len(step.ended), step.unassigned, step.capped, step.confirmed, step.tentative)
         if self._observers:
-            fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step)
+            fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step,
+                               {camera: frame_id for camera, (_, _, frame_id) in frame.views.items()})
             for observer in self._observers:
                 try:
                     observer(fused)
@@ -543,7 +551,11 @@ class FusionNode(Node):
         if slop_warning:
             extra["sync_slop_warning"] = slop_warning
         never_heard = [c for c in self.cameras if self.sync.last_seen(c) is None]
-        return diagnostic_report(window, states, lagging, self.counters(), rejected_by_camera, never_heard, extra)
+        extra.update(self.drift.values())
+        level, message, values = diagnostic_report(window, states, lagging, self.counters(), rejected_by_camera,
+                                                   never_heard, extra)
+        moved = self.drift.warning()
+        return ("WARN", moved, values) if moved and level == "OK" else (level, message, values)
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -553,6 +565,7 @@ class FusionNode(Node):
             return
         self.queue.close()
         self._worker.join(timeout=5.0)
+        self.drift.close()
         gc.unfreeze()  # a process that goes on (tests, a container of nodes) collects those objects again
 
     def destroy_node(self) -> None:

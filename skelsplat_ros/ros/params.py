@@ -146,6 +146,19 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               0.001, 60.0),
     ParamSpec("track_delete_after", 1.0, "A confirmed track unseen this long (s) ends: its markers are deleted and "
               "its id is never used again.", 0.001, 3600.0),
+    # Drift watch and recalibration (skelsplat_ros.calibration.drift).
+    ParamSpec("drift_watch", True, "Measure each camera's reprojection residual against the joints the other "
+              "cameras agree on (/diagnostics drift.<camera>_px, median over the last second) and name a camera that "
+              "moved (drift.moved)."),
+    ParamSpec("drift_threshold", 15.0, "A camera is named moved when its median residual (px) exceeds this and 3 "
+              "times the other cameras'.", 1.0, 10000.0),
+    ParamSpec("recalibrate", False, "Refine a camera named moved, in the background, from the recalibrate_window "
+              "seconds that follow (the other cameras held), and use and publish its corrected pose only when the "
+              "refinement converged; every correction and refusal is counted and logged."),
+    ParamSpec("recalibrate_window", 10.0, "Seconds of frames a recalibration collects after a camera was named "
+              "moved.", 2.0, 600.0),
+    ParamSpec("recalibrate_output", "", "Write the corrected rig here (calibration TOML, metres) after every "
+              "accepted correction; empty: not written."),
 )
 
 SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
@@ -176,6 +189,14 @@ SIM_RIG_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("wait_for_node", "", "Publish nothing until the node of this name subscribes to every camera's "
               "keypoints (the fusion node does once it is ready), then start with the recording's first frame: "
               "every frame sent counts. Empty: publish from the start."),
+    ParamSpec("bump_camera", "", "Camera that is bumped bump_after seconds after the first frame published: from "
+              "then on its keypoints are those of the camera turned by bump_degrees about its vertical image axis and "
+              "shifted bump_metres sideways (calibration_out keeps the pose before the bump; drift watch tests and "
+              "benchmark)."),
+    ParamSpec("bump_after", 5.0, "Seconds after the first frame published at which bump_camera is bumped.", 0.0,
+              1e6),
+    ParamSpec("bump_degrees", 5.0, "How far bump_camera turns (degrees).", -180.0, 180.0),
+    ParamSpec("bump_metres", 0.0, "How far bump_camera shifts sideways (m).", -10.0, 10.0),
 )
 
 RIG_PUBLISHER_PARAMS: tuple[ParamSpec, ...] = (

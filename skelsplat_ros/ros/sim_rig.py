@@ -84,6 +84,11 @@ class SimRigNode(Node):
             raise StartupError(error.args[0] if isinstance(error, KeyError) and error.args else str(error)) from None
         if p["drop_camera"] and p["drop_camera"] not in self.rig.names:
             raise StartupError(f"drop_camera {p['drop_camera']!r} is not a camera of the rig {self.rig.names}")
+        self.bumped_rig, self.bumped_keypoints, self.bump_stamp_ns = None, None, None
+        if p["bump_camera"]:
+            if p["bump_camera"] not in self.rig.names:
+                raise StartupError(f"bump_camera {p['bump_camera']!r} is not a camera of the rig {self.rig.names}")
+            self._bump(rate)
         if p["calibration_out"]:
             try:
                 save_calibration(self.rig, p["calibration_out"])
@@ -126,6 +131,30 @@ class SimRigNode(Node):
                                            seed=int(p["seed"]), skeleton_name=self.skeleton.name)
         return scene.rig, scene.ground_truth, scene.keypoints
 
+    def _bump(self, rate: float) -> None:
+        """The rig with ``bump_camera`` turned and shifted, and every camera's keypoints as that rig sees the same
+        people (only the bumped camera's are used, from ``bump_after`` on)."""
+        from skelsplat_ros.geometry.camera import Camera, rodrigues_to_matrix
+        from skelsplat_ros.sim.scenes import compose_people
+
+        p = self.params
+        view = self.rig.index(p["bump_camera"])
+        camera = self.rig[view]
+        R = rodrigues_to_matrix(np.array([0.0, np.radians(p["bump_degrees"]), 0.0])) @ camera.R
+        centre = camera.centre + float(p["bump_metres"]) * camera.R[0]  # sideways: the image's x axis
+        bumped = Camera(camera.name, camera.K, R, -R @ centre, camera.size, camera.dist)
+        self.bumped_rig = CameraRig([bumped if v == view else c for v, c in enumerate(self.rig)])
+        if self.people == 1:
+            keypoints = simulate_detections(self.bumped_rig, self.ground_truth[:, 0], self.skeleton,
+                                            NoiseModel.preset(p["noise"]), seed=int(p["seed"]), fps=rate)[:, :, None]
+        else:
+            keypoints = compose_people(self.bumped_rig, self.skeleton, self.ground_truth, fps=rate, noise=p["noise"],
+                                       seed=int(p["seed"])).keypoints
+        slots = max(keypoints.shape[2], self.keypoints.shape[2])
+        self.keypoints, keypoints = (np.concatenate([k, np.full(k.shape[:2] + (slots - k.shape[2],) + k.shape[3:],
+                                                                np.nan)], axis=2) for k in (self.keypoints, keypoints))
+        self.bumped_keypoints = keypoints
+
     def _on_set_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         """Runtime changes of drop_camera/drop_after/drop_duration (the others are read-only); restarts the clock."""
         for parameter in parameters:
@@ -161,13 +190,20 @@ class SimRigNode(Node):
         # real cameras capture at once and publish in parallel, so none of them should wait here for the others.
         unstamped = RosTime().to_msg()
         messages = []
+        bumped = self.bumped_keypoints is not None and \
+            time.monotonic() - self.publishing_since >= self.params["bump_after"]
         for view, camera in enumerate(self.rig.names):
             if not self.camera_silent(camera, elapsed):
                 frame_id = f"{self.params['frame_prefix']}{camera}_optical"
-                messages.append((camera, keypoints_msg(self.keypoints[view, index], unstamped, frame_id,
+                source = self.bumped_keypoints if bumped and camera == self.params["bump_camera"] else self.keypoints
+                messages.append((camera, keypoints_msg(source[view, index], unstamped, frame_id,
                                                        self.skeleton.name, person_id)))
         stamp = self.get_clock().now().to_msg()
         stamp_ns = stamp_to_ns(stamp)
+        if bumped and self.bump_stamp_ns is None:
+            self.bump_stamp_ns = stamp_ns
+            self.get_logger().info(f"camera {self.params['bump_camera']} bumped: its keypoints are those of the "
+                                   f"bumped camera from stamp {stamp_ns} ns on")
         self.frame_of_stamp[stamp_ns] = index
         while len(self.frame_of_stamp) > 200_000:
             self.frame_of_stamp.popitem(last=False)

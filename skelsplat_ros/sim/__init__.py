@@ -13,7 +13,8 @@ Pieces:
   a head on a neck pivot. Motions: ``walk``, ``reach``, ``crouch``, ``turn`` and ``mixed``.
 * :func:`make_rig` (``rigs.py``) -- ``surround`` (8-camera mocap ring), ``lab`` (4 room corners) and ``robot`` (3 cameras with a
   narrow baseline on a robot facing the person), optionally with OpenCV lens distortion; :func:`make_ring_rig`, a
-  ring of any number of cameras on three tiers.
+  ring of any number of cameras on three tiers; :func:`disturb_rig`, a rough calibration of a rig (cameras
+  turned and moved by seeded amounts).
 * :class:`NoiseModel` and :func:`simulate_detections` (``detector.py``) -- a detector in pixel space: heavy-tailed, temporally
   correlated jitter that scales with the person's size in the image, per-view systematic bias, self-occlusion by
   the torso and head, confident outliers, left/right swaps of whole views, occluded limb segments, dropped views,
@@ -28,9 +29,9 @@ It sits beside the runtime: the CLI's ``fuse`` and the fusion node never import 
 from .detector import NOISE_PRESETS, DetectionInfo, NoiseModel, simulate_detections
 from .moving import MovingRigScenario, make_moving_robot_scenario
 from .motion import MOTION_KINDS, generate_motion, motion_joint_names
-from .rigs import RIG_KINDS, make_rig, make_ring_rig
+from .rigs import RIG_KINDS, disturb_rig, make_rig, make_ring_rig
 from .scenarios import Scenario, make_scenario
 
 __all__ = ["RIG_KINDS", "MOTION_KINDS", "NOISE_PRESETS", "generate_motion", "motion_joint_names", "make_rig",
-           "make_ring_rig", "NoiseModel", "DetectionInfo", "simulate_detections", "Scenario", "make_scenario",
-           "MovingRigScenario", "make_moving_robot_scenario"]
+           "make_ring_rig", "disturb_rig", "NoiseModel", "DetectionInfo", "simulate_detections", "Scenario",
+           "make_scenario", "MovingRigScenario", "make_moving_robot_scenario"]

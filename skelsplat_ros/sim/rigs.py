@@ -1,7 +1,7 @@
 """Synthetic camera rigs: ``surround`` (8-camera mocap ring), ``lab`` (4 room corners), ``robot`` (3 cameras
 with a narrow baseline on a robot facing the person) and ``portrait`` (4 portrait HD cameras on tripods around the
-person), optionally with OpenCV lens distortion; and :func:`make_ring_rig`, a ring of any number of cameras on
-three tiers (a capture dome)."""
+person), optionally with OpenCV lens distortion; :func:`make_ring_rig`, a ring of any number of cameras on
+three tiers (a capture dome); and rough calibrations of rigs (:func:`disturb_rig`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ..geometry.camera import Camera, CameraRig, look_at
+from ..geometry.camera import Camera, CameraRig, look_at, rodrigues_to_matrix
 from .motion import _rot_z
 
 RIG_KINDS: tuple[str, ...] = ("surround", "lab", "robot", "portrait")
@@ -132,3 +132,19 @@ def make_ring_rig(num_views: int, image_size: tuple[int, int] | None = None, dis
         target = [rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15), rng.uniform(0.9, 1.1)]
         cams.append(_make_camera(rng, f"cam{i}", centre, target, rng.uniform(1100, 1400), size, default, distortion))
     return CameraRig(cams)
+
+
+def disturb_rig(rig: CameraRig, views: list[int], seed: int, degrees: tuple[float, float] = (10.0, 15.0),
+                metres: tuple[float, float] = (0.3, 0.5)) -> CameraRig:
+    """A rough calibration of ``rig``: ``views`` turned by an angle uniform in ``degrees`` about a random axis and
+    moved by a distance uniform in ``metres`` in a random direction (seeded); the other cameras as they are."""
+    rng = np.random.default_rng([int(seed), _STREAM_RIG])
+    cameras = []
+    for v, camera in enumerate(rig):
+        if v in views:
+            axis, shift = rng.normal(size=3), rng.normal(size=3)
+            R = rodrigues_to_matrix(axis / np.linalg.norm(axis) * np.radians(rng.uniform(*degrees))) @ camera.R
+            centre = camera.centre + shift / np.linalg.norm(shift) * rng.uniform(*metres)
+            camera = Camera(camera.name, camera.K, R, -R @ centre, camera.size, camera.dist)
+        cameras.append(camera)
+    return CameraRig(cameras)
