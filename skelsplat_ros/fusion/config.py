@@ -56,7 +56,8 @@ class FusionConfig:
         complete: every joint of a person who is output at all is output (``output.py``, rule 5): a joint without
             enough agreeing views is filled from the body model (the person's bone lengths, their recent pose, one
             view's ray where one sees it), with confidence 0 and a large covariance.
-        reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
+        reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
+            stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
         smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
             passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
