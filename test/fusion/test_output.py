@@ -348,3 +348,19 @@ def test_complete_does_not_fill_at_a_length_no_body_has():
         assert plausible_lengths(skeleton, wrong)[forearm] == (factor < 1.6)
         filled, _ = complete_pose(skeleton, joints, wrong)
         assert np.linalg.norm(filled[wrist] - pose[elbow]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_completed_pose_is_state_a_rejected_step_leaves_and_a_long_gap_forgets(take):
+    """The recent pose of rule 5's fills (``StreamingFuser.completed``) is part of the fuser's snapshot (a refit the
+    tracker rejects leaves no trace of it) and is motion: a gap over ``reset_after`` forgets it."""
+    fuser = StreamingFuser(take.rig, take.skeleton, replace(CONFIG, complete=True))
+    for f in range(10):
+        fuser.step(take.keypoints[:, f], f / take.fps)
+    before = fuser.completed.copy()
+    state = fuser.snapshot()
+    fuser.step(take.keypoints[:, 10], 10 / take.fps)
+    assert not np.array_equal(fuser.completed, before)
+    fuser.restore(state)
+    np.testing.assert_array_equal(fuser.completed, before)
+    fuser.forget_motion()
+    assert fuser.completed is None
