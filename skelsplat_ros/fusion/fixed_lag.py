@@ -313,22 +313,14 @@ def fuse_fixed_lag(
         else empty
 
 
-def fuse_live(
-    rig: CameraRig,
-    skeleton: Skeleton,
-    keypoints: np.ndarray,
-    config: FusionConfig,
-    fps: float,
-    lag: float = 0.0,
-    progress: Callable[[int, int], None] | None = None,
-    stamps: np.ndarray | None = None,
-    rigs: list[CameraRig] | None = None,
-) -> FusionResult:
+def fuse_live(rig: CameraRig, skeleton: Skeleton, keypoints: np.ndarray, config: FusionConfig, fps: float,
+              lag: float = 0.0, **options) -> FusionResult:
     """What the node publishes with the parameter ``lag`` (``skelsplat fuse --mode streaming --lag``): today's causal
-    :func:`~.streaming.fuse_streaming` at 0, :func:`fuse_fixed_lag` above."""
+    :func:`~.streaming.fuse_streaming` at 0, :func:`fuse_fixed_lag` above; ``options``: their ``progress``,
+    ``stamps`` and ``rigs``."""
     if lag != 0:  # fuse_fixed_lag refuses a negative or non-finite one
-        return fuse_fixed_lag(rig, skeleton, keypoints, config, fps, lag, progress, stamps, rigs)
-    return fuse_streaming(rig, skeleton, keypoints, config, fps, progress=progress, stamps=stamps, rigs=rigs)
+        return fuse_fixed_lag(rig, skeleton, keypoints, config, fps, lag, **options)
+    return fuse_streaming(rig, skeleton, keypoints, config, fps, **options)
 
 
 def _blank(num_joints: int, names: list[str]) -> FusionResult:

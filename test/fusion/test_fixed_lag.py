@@ -68,6 +68,22 @@ def test_a_gap_is_bridged_between_where_the_joint_went_in_and_came_out():
     assert lagged.mean() < causal.mean()
 
 
+def test_the_calibration_figure_of_gaussian_errors_is_90_percent():
+    """Errors drawn from the stated covariance fall inside its 90 % ellipsoid 90 % of the time; a covariance half
+    as wide (in standard deviation) holds far fewer. Errors beyond 150 mm with a 100 mm deviation count as flagged."""
+    rng = np.random.default_rng(0)
+    root = rng.normal(size=(4000, 3, 3)) * 0.02
+    covariance = root @ root.swapaxes(-1, -2) + np.eye(3) * 1e-4  # [N, 3, 3] m^2
+    errors = np.einsum("nab,nb->na", np.linalg.cholesky(covariance), rng.normal(size=(4000, 3)))
+    truth = np.zeros((4000, 3))
+    inside, _ = calibration(errors, covariance, truth)
+    assert abs(inside - 90.0) < 1.5
+    assert calibration(errors, covariance / 4, truth)[0] < 60.0
+    far = np.array([[0.2, 0.0, 0.0], [0.0, 0.3, 0.0]])
+    wide, narrow = np.eye(3) * 0.1**2, np.eye(3) * 0.05**2
+    assert calibration(far, np.stack([wide, narrow]), np.zeros_like(far))[1] == 50.0
+
+
 def test_stamps_must_increase():
     bank = JerkFilterBank(1, SmoothingConfig())
     bank.update(1.0, np.zeros((1, 3)), np.eye(3)[None])
