@@ -63,19 +63,11 @@ def _fuse(args: argparse.Namespace) -> int:
         raise CliError("--calibration is required for NPZ/JSON keypoints (a ROS bag may carry camera_info + TF)")
     if args.output.endswith(".mcap"):
         raise CliError("--output .mcap needs a ROS bag as --keypoints (its stamps); use .npz, .trc or .csv")
-    bar: list = []  # [callback, done, total]: made at the first report, when the frame count is known
-
-    def progress(done: int, total: int) -> None:
-        if not bar:
-            bar.append(_progress_bar(total, enabled=not args.quiet))
-        bar[1:] = [done, total]
-        bar[0](done, total)
-
+    progress = _lazy_progress_bar(enabled=not args.quiet)
     try:
         report = fuse_file(args.calibration, args.keypoints, args.output, settings, progress=progress)
     finally:
-        if bar:
-            bar[0](bar[1], bar[2], close=True)
+        progress(close=True)
     rate = f"in {report.seconds:.2f} s ({report.frames / max(report.seconds, 1e-9):.0f} frames/s)"
     written = ", ".join(str(p) for p in report.outputs)
     if report.multi_person:
@@ -410,53 +402,17 @@ def _detect_sources(args: argparse.Namespace, config):
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .pipeline.render import RenderSettings, render_file
 
-    import numpy as np
-
-    from .detection.render import RenderConfig, render_result
-    from .detection.sources import open_source
-    from .geometry.calibration import load_calibration_metres
-    from .io.export import load_result
-    from .io.keypoints import match_cameras
-    from .skeleton.models import builtin_skeletons, get_skeleton
-
-    result = load_result(args.result)
-    joints = result["joints"]
-    if joints.ndim == 3:  # one person [F, J, 3]
-        joints, track_ids = joints[:, None], np.zeros(1, dtype=np.int64)
-    else:
-        track_ids = result.get("track_ids", np.arange(joints.shape[1]))
-    names = [str(n) for n in result["joint_names"]]
-    if args.skeleton:
-        skeleton = get_skeleton(args.skeleton)
-    else:
-        skeleton = next((s for s in builtin_skeletons().values() if list(s.joint_names) == names), None)
-        if skeleton is None:
-            raise CliError(f"no built-in skeleton has the result's joints {names}: give --skeleton")
-    if len(skeleton.joint_names) != joints.shape[2]:
-        raise CliError(f"skeleton {skeleton.name!r} has {len(skeleton.joint_names)} joints, the result {joints.shape[2]}")
-    sources = [open_source(path) for path in args.videos]
-    rig, units = load_calibration_metres(args.calibration, args.calibration_units)
-    if units != "m":
-        print(f"skelsplat render: calibration read in {units}; converted to metres", file=sys.stderr)
-    rig = match_cameras([s.name for s in sources], rig)
-    short = [s.name for s in sources if s.num_frames < joints.shape[0]]
-    if short:
-        raise CliError(f"videos {short} have fewer frames than the result ({joints.shape[0]})")
-    output = Path(args.output)
-    if output.suffix.lower() != ".mp4":
-        raise CliError(f"--output {output}: give an .mp4 file (the contact sheet is written beside it as .png)")
-    frames = min(args.frames, joints.shape[0]) if args.frames else joints.shape[0]
-    progress = _progress_bar(frames, enabled=not args.quiet)
-    started = time.perf_counter()
+    progress = _lazy_progress_bar(enabled=not args.quiet)
     try:
-        video, sheet = render_result(joints[:frames], np.asarray(track_ids), skeleton, rig, sources, output,
-                                     RenderConfig(height=args.height, sheet_frames=args.sheet_frames), progress)
+        report = render_file(args.result, args.videos, args.calibration, args.output,
+                             RenderSettings.from_namespace(args), progress=progress)
     finally:
-        progress(frames, frames, close=True)
-    print(f"rendered {frames} frames x {len(sources)} cameras + 3D view, {joints.shape[1]} tracks, in "
-          f"{time.perf_counter() - started:.1f} s -> {video}, {sheet}")
+        progress(close=True)
+    video, sheet = report.outputs
+    print(f"rendered {report.frames} frames x {report.cameras} cameras + 3D view, {report.tracks} tracks, in "
+          f"{report.seconds:.1f} s -> {video}, {sheet}")
     return 0
 
 
@@ -465,6 +421,24 @@ def _int_list(text: str, flag: str) -> list[int]:
         return [int(part) for part in text.split(",")]
     except ValueError:
         raise CliError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def _lazy_progress_bar(enabled: bool):
+    """A ``progress(done=0, total=0, close=False)`` callback whose :func:`_progress_bar` is made at the first report,
+    when the frame count is known (``close`` before any report draws nothing)."""
+    bar: list = []  # [callback, done, total]
+
+    def progress(done: int = 0, total: int = 0, close: bool = False) -> None:
+        if close:
+            if bar:
+                bar[0](bar[1], bar[2], close=True)
+            return
+        if not bar:
+            bar.append(_progress_bar(total, enabled=enabled))
+        bar[1:] = [done, total]
+        bar[0](done, total)
+
+    return progress
 
 
 def _progress_bar(total: int, enabled: bool, unit: str = "frame"):
@@ -604,23 +578,37 @@ def _study_detect_settings(table: dict, source: str):
     return _detector_config(parser.parse_args(["VIDEO", "--output", "keypoints.npz", *_as_argv(table)]))
 
 
+def _study_render_settings(table: dict, source: str):
+    """A study's ``[render]`` table read as the same options of ``skelsplat render`` (the videos are the take's, the
+    result its fused.npz)."""
+    from .pipeline.render import RenderSettings
+
+    parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
+    _add_render_options(parser)
+    return RenderSettings.from_namespace(parser.parse_args(_as_argv(table)))
+
+
 def _batch(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.ray is None and (args.force or not Path(args.output).exists()):
+        # Takes will run: the local workers' fork server starts now and imports while this process does.
+        from .pipeline.local import start_server
+
+        start_server()
     from .pipeline.runner import BatchOptions, run_batch
     from .pipeline.study import SETTINGS_FILE, read_settings
     from .pipeline.take import StudySettings
 
     path = Path(args.settings) if args.settings else Path(args.study) / SETTINGS_FILE
     sections = read_settings(path) if args.settings or path.is_file() else {}
-    if "render" in sections:
-        raise CliError(f"{path}: [render]: the render step of a batch is not available yet (skelsplat render a take)")
     fuse = _study_fuse_settings(sections.get("fuse", {}), f"{path} [fuse]")
     detect = _study_detect_settings(sections.get("detect", {}), f"{path} [detect]")
+    render = _study_render_settings(sections["render"], f"{path} [render]") if "render" in sections else None
     fuse.fusion_config()  # an impossible combination fails before any take runs
     options = BatchOptions(workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
                            force=args.force, progress=not args.quiet)
-    results = run_batch(args.study, args.output, StudySettings(fuse, detect), options)
+    results = run_batch(args.study, args.output, StudySettings(fuse, detect, render), options)
     return 1 if any(result.status == "failed" for result in results) else 0
 
 
@@ -629,16 +617,22 @@ study: a folder of takes, one sub-folder each, holding a keypoints input that `f
   <camera>_json/ folders) or one video per camera (detected as `skelsplat detect` does; the camera is the file
   stem), and a calibration (calib*.toml in the take, else the study's own calib*.toml). Settings:
   STUDY/skelsplat.toml or --settings, a [fuse] table whose keys are the options of `skelsplat fuse` without their
-  paths, and a [detect] table of the options of `skelsplat detect` (backend, max-people, model, ...), e.g.
+  paths, a [detect] table of the options of `skelsplat detect` (backend, max-people, model, ...), and a [render]
+  table of those of `skelsplat render` (frames, height, sheet-frames, skeleton, calibration-units), whose presence
+  adds the render step (each take's result drawn over its videos), e.g.
       [fuse]
       preset = "default"
       fps = 50
       [detect]
       backend = "mediapipe"
-outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), OUT/<take>/take.json (its record) and
-  OUT/summary.csv (take, status, frames, people, reprojection_median_px, seconds, reason). A take is skipped when
-  its outputs are newer than its inputs and were made with the same settings (--force runs it anyway). A failed
-  take is reported with its reason and the others go on; exit status 1 when any failed.
+      [render]
+      frames = 300
+outputs: OUT/<take>/fused.npz (what `skelsplat fuse` writes for the take), with [render] OUT/<take>/render.mp4
+  and render.png (what `skelsplat render` writes; a take without videos is done and says "not rendered"),
+  OUT/<take>/take.json (its record) and OUT/summary.csv (take, status, frames, people, reprojection_median_px,
+  seconds, reason). A take is skipped when all its outputs are newer than its inputs and were made with the same
+  settings (--force runs it anyway). A failed take is reported with its reason and the others go on; exit status 1
+  when any failed.
 workers: --workers N local processes (one thread each), or --ray [ADDRESS]: Ray tasks on the cluster at ADDRESS
   (auto = the cluster this machine belongs to, ray://HEAD:10001 through Ray Client), or on a local instance with N
   CPUs without an address; needs `pip install .[cluster]`. Workers read the inputs by path: STUDY must be at the
@@ -758,13 +752,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--videos", nargs="+", required=True, help="the cameras' videos or image folders "
                         "(camera = file stem, matched to the calibration)")
     render.add_argument("--calibration", required=True, help="the calibration TOML the result was fused with")
-    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
-                        help="length unit of the calibration (auto: millimetres detected)")
     render.add_argument("--output", required=True, help="output .mp4; the contact sheet goes beside it as .png")
-    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
-    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
-    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
-    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
+    _add_render_options(render)
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(handler=_render)
 
@@ -819,6 +808,17 @@ def _add_detect_arguments(detect: argparse.ArgumentParser) -> None:
     detect.add_argument("--det-model", default="", help="onnx with RTMPose: the person detector (YOLOX .onnx or URL)")
     detect.add_argument("--threads", type=int, default=1, help="inference threads (onnxruntime; 0 = its default)")
     detect.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_render_options(render: argparse.ArgumentParser) -> None:
+    """The options of ``render`` besides its paths (:class:`~skelsplat_ros.pipeline.render.RenderSettings`): also
+    the keys of a study's ``[render]`` settings (``batch``)."""
+    render.add_argument("--calibration-units", choices=("auto", "m", "cm", "mm"), default="auto",
+                        help="length unit of the calibration (auto: millimetres detected)")
+    render.add_argument("--skeleton", help="skeleton of the result (default: the built-in one with its joint names)")
+    render.add_argument("--frames", type=int, default=0, help="render only the first N frames (0 = all)")
+    render.add_argument("--height", type=int, default=480, help="height (px) of each camera's picture")
+    render.add_argument("--sheet-frames", type=int, default=4, help="frames on the contact sheet")
 
 
 def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.ArgumentParser) -> None:

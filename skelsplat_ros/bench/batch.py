@@ -2,23 +2,28 @@
 
 The study (:func:`write_study`): takes of simulated 4-camera keypoints (``sim.make_scenario``, the ``lab`` rig, one
 person; optionally some takes of several people from ``sim.scenes``), each with its own calibration except the
-first, which inherits the study's, and broken takes whose keypoint file is cut short. Printed: the wall time of each
-backend (median of repeats, each run into an empty output folder; the local runs interleaved, then Ray on a fresh
-local instance per repeat, cold and once more warm) and its ratio to one local worker, the workers' CPU time and
-what it predicts for free cores, whether every output is bit-identical to ``skelsplat fuse`` on the same take, the
-broken takes' reported reasons, the time of a second ``skelsplat batch`` command with nothing changed (a fresh
-interpreter, as a user runs it), and the fusion cost per camera-frame (CPU time of ``skelsplat fuse``'s work).
+first, which inherits the study's, and broken takes whose keypoint file is cut short.
+
+Every timed run is a whole ``skelsplat batch`` command in a fresh interpreter into an empty output folder, what a
+user runs: its start (Python, imports, the workers' start) is in the time. The variants run interleaved in each
+repeat (the machine's load falls on all alike) and medians are reported: local workers (``--workers N``), Ray on a
+local instance that the command starts (``--ray``; the instance's start, which the command prints, is shown apart),
+and Ray on an instance already running (``--ray ADDRESS``, started once by the benchmark, its start shown apart): a
+new job, as each command of a user with a cluster is. Also printed: whether every output is bit-identical to
+``skelsplat fuse`` on the same take, the broken takes' reported reasons, the time of a second command with nothing
+changed, and the fusion cost per camera-frame (CPU time of ``skelsplat fuse``'s work).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import math
 import os
 import platform
-import resource
+import re
 import shutil
 import statistics
 import subprocess
@@ -29,8 +34,7 @@ from pathlib import Path
 
 from ..geometry.calibration import save_calibration
 from ..io.keypoints import KeypointSet, save_keypoints_npz
-from ..pipeline.runner import BatchOptions, run_batch
-from ..pipeline.take import FUSED, StudySettings
+from ..pipeline.take import FUSED
 from ..sim.scenarios import make_scenario
 from ..sim.scenes import make_multi_person_scenario
 
@@ -92,33 +96,66 @@ def _single_command_outputs(study: Path, names: list[str], folder: Path) -> tupl
     return outputs, cpu
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def _command() -> list[str]:
+    """The ``skelsplat`` command of this interpreter's environment."""
+    script = Path(sys.executable).with_name("skelsplat")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "skelsplat_ros.cli"]
 
 
-def _timed_batch(study: Path, out: Path, options: BatchOptions) -> tuple[float, float, list]:
-    """Wall seconds of a run from scratch, the CPU seconds of its local worker processes (ended and waited for by
-    then; Ray's workers are not this process's children: NaN), and its results."""
-    shutil.rmtree(out, ignore_errors=True)
-    start, cpu = time.perf_counter(), _children_cpu()
-    results = run_batch(study, out, StudySettings(), options, echo=lambda line: None)
-    return time.perf_counter() - start, math.nan if options.ray else _children_cpu() - cpu, results
+def _timed_command(arguments: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Wall seconds of ``skelsplat ARGUMENTS`` and what it printed (it must exit 0 or 1: a take may fail)."""
+    start = time.perf_counter()
+    run = subprocess.run(_command() + arguments, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if run.returncode not in (0, 1):
+        raise RuntimeError(f"skelsplat {' '.join(arguments)} failed:\n{run.stdout}{run.stderr}")
+    return seconds, run.stdout
 
 
 def _second_run_seconds(study: Path, out: Path, repeats: int) -> list[float]:
     """Wall time of the whole ``skelsplat batch`` command (a fresh interpreter) on a study whose outputs are current."""
-    command = [str(Path(sys.executable).with_name("skelsplat")), "batch", str(study), "--output", str(out), "--quiet"]
-    if not Path(command[0]).exists():
-        command[:1] = [sys.executable, "-m", "skelsplat_ros.cli"]
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        run = subprocess.run(command, capture_output=True, text=True)
-        times.append(time.perf_counter() - start)
-        if " 0 done" not in run.stdout:
-            raise RuntimeError(f"the second run ran takes again:\n{run.stdout}{run.stderr}")
+        seconds, printed = _timed_command(["batch", str(study), "--output", str(out), "--quiet"])
+        if " 0 done" not in printed:
+            raise RuntimeError(f"the second run ran takes again:\n{printed}")
+        times.append(seconds)
     return times
+
+
+class _RayInstance:
+    """A local Ray instance of ``cpus`` CPUs kept running by a process of its own (as ``ray start --head`` keeps a
+    cluster's head), started as ``skelsplat batch --ray`` starts one; ``address`` joins it, ``environment`` is what a
+    command that joins it needs (Ray 2.59+ turns token authentication on for an instance started where
+    ``~/.ray/auth_token`` exists: its clients must then say ``RAY_AUTH_MODE=token``)."""
+
+    SCRIPT = ("import sys, time\n"
+              "from skelsplat_ros.pipeline import ray_backend\n"
+              "import ray\n"
+              "start = time.perf_counter()\n"
+              "ray_backend.connect(None, int(sys.argv[1]))\n"
+              "print(ray.get_runtime_context().gcs_address, time.perf_counter() - start, flush=True)\n"
+              "sys.stdin.read()\n"
+              "ray_backend.disconnect()\n")
+
+    def __init__(self, cpus: int) -> None:
+        self.process = subprocess.Popen([sys.executable, "-c", self.SCRIPT, str(cpus)], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline().split()
+        if len(line) != 2:
+            self.close()
+            raise RuntimeError("the local Ray instance did not start")
+        self.address, self.start_seconds = line[0], float(line[1])
+        token = Path.home() / ".ray" / "auth_token"
+        self.environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+
+    def close(self) -> None:
+        self.process.stdin.close()  # it leaves Ray (the instance stops) when its input ends
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def _fusion_cost(rig_kind: str, people: int, frames: int, seed: int, folder: Path) -> float:
@@ -149,21 +186,71 @@ def machines_for(study_takes: int, cameras: int, minutes: float, fps: float, ms_
     return core_hours, math.ceil(core_hours / (cores * hours))
 
 
-def _print_cpu_model(one: float, two: float, takes: int) -> None:
-    """What 1 and 2 workers would take on 2 free cores, from the CPU seconds of their workers (which waiting for a
-    busy machine does not inflate much): each worker costs ``start`` (``two - one``: the second worker's start), then
-    ``per_take`` per take; 2 workers run ceil(takes / 2) takes one after the other."""
-    start = two - one
-    per_take = (one - start) / takes
-    expected_one, expected_two = one, start + math.ceil(takes / 2) * per_take
-    print(f"\nfrom the workers' CPU times: a worker's start {start:.2f} s, a take {per_take:.3f} s; on 2 free cores "
-          f"1 worker {expected_one:.2f} s, 2 workers {expected_two:.2f} s: {expected_one / expected_two:.2f}x "
-          "(a model, not a measurement)")
+def _summary(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "summary.csv", newline="", encoding="utf-8") as file:
+        return {row["take"]: row for row in csv.DictReader(file)}
+
+
+RAY_STARTED = re.compile(r"Ray: started a local instance \((\d+) CPUs\) in ([0-9.]+) s")
+
+
+def _timing_table(study: Path, root: Path, args: argparse.Namespace, reference: dict[str, bytes]) -> set[str]:
+    """Run the interleaved whole commands and print the table; returns the failed takes' reported reasons."""
+    workers = [int(w) for w in args.workers.split(",")]
+    variants = {f"local, {w} worker{'s' if w > 1 else ''} (`--workers {w}`)": ["--workers", str(w)] for w in workers}
+    fresh = f"Ray, a local instance started by the command (`--ray --workers {args.ray_cpus}`)"
+    running = f"Ray, an instance already running, a new job (`--ray ADDRESS`, {args.ray_cpus} CPUs)"
+    instance = None
+    if args.ray:
+        variants[fresh] = ["--ray", "--workers", str(args.ray_cpus)]
+        instance = _RayInstance(args.ray_cpus)
+        variants[running] = ["--ray", instance.address]
+    runs: dict[str, list[float]] = {label: [] for label in variants}
+    take_seconds: dict[str, list[float]] = {label: [] for label in variants}
+    identical = {label: True for label in variants}
+    ray_start: list[float] = []
+    reasons: set[str] = set()
+    try:
+        for _ in range(args.repeats):
+            for label, options in variants.items():
+                out = root / "out"
+                shutil.rmtree(out, ignore_errors=True)
+                seconds, printed = _timed_command(["batch", str(study), "--output", str(out), "--quiet", *options],
+                                                  instance.environment if label == running else None)
+                runs[label].append(seconds)
+                if label == fresh:
+                    ray_start.append(float(RAY_STARTED.search(printed).group(2)))
+                rows = _summary(out)
+                take_seconds[label] += [float(r["seconds"]) for r in rows.values() if r["status"] == "done"]
+                identical[label] &= all(rows[name]["status"] == "done" and (out / name / FUSED).read_bytes() == data
+                                        for name, data in reference.items())
+                reasons.update(f"{name}: {r['reason']}" for name, r in rows.items() if r["status"] == "failed")
+    finally:
+        if instance is not None:
+            instance.close()
+    base = statistics.median(runs[next(iter(runs))])
+    pool = statistics.median(runs[f"local, {workers[-1]} worker{'s' if workers[-1] > 1 else ''} "
+                                  f"(`--workers {workers[-1]}`)"])
+    print(f"\n| whole `skelsplat batch` command | wall s (median) | runs | speed-up vs the first row | time / "
+          f"{workers[-1]} local workers' | a take on its worker, s (median) | bit-identical to `skelsplat fuse` |")
+    print("|---|---|---|---|---|---|---|")
+    for label, times in runs.items():
+        median = statistics.median(times)
+        print(f"| {label} | {median:.2f} | {', '.join(f'{t:.2f}' for t in times)} | {base / median:.2f}x | "
+              f"{median / pool:.2f} | {statistics.median(take_seconds[label]):.3f} | "
+              f"{'yes' if identical[label] else 'NO'} |")
+    if ray_start:
+        without = statistics.median([t - s for t, s in zip(runs[fresh], ray_start)])
+        print(f"| {fresh}, less the instance's start (median {statistics.median(ray_start):.2f} s, printed by the "
+              f"command) | {without:.2f} | {', '.join(f'{t - s:.2f}' for t, s in zip(runs[fresh], ray_start))} | "
+              f"{base / without:.2f}x | {without / pool:.2f} | | |")
+    if instance is not None:
+        print(f"\nthe instance already running was started once, before the runs, in {instance.start_seconds:.2f} s")
+    return reasons
 
 
 def run_cli(args: argparse.Namespace) -> int:
     """``skelsplat bench-batch`` (arguments in ``cli.py``)."""
-    workers = [int(w) for w in args.workers.split(",")]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="skelsplat_bench_batch_") as scratch:
@@ -173,59 +260,12 @@ def run_cli(args: argparse.Namespace) -> int:
         names = write_study(study, args.takes, args.frames, broken=broken, seed=args.seed)
         good = [n for i, n in enumerate(names) if i not in broken]
         print(f"study: {args.takes} takes x {args.frames} frames of 4-camera keypoints (lab rig, one person), "
-              f"{len(broken)} broken; runs of every take (--force), median of {args.repeats}")
+              f"{len(broken)} broken; whole commands, interleaved, median of {args.repeats}")
         reference, reference_cpu = _single_command_outputs(study, good, (root / "single"))
-        runs: dict[str, list[float]] = {}
-        cpus: dict[str, list[float]] = {}
-        identical: dict[str, bool] = {}
-        reasons: set[str] = set()
-        ray_init: list[float] = []
-
-        def timed(label: str, options: BatchOptions) -> None:
-            seconds, cpu, results = _timed_batch(study, root / "out", options)
-            runs.setdefault(label, []).append(seconds)
-            cpus.setdefault(label, []).append(cpu)
-            done = sum(r.status == "done" for r in results)
-            identical[label] = identical.get(label, True) and done == len(good) and _identical(root / "out",
-                                                                                               reference)
-            reasons.update(f"{r.name}: {r.reason}" for r in results if r.status == "failed")
-
-        local = [(f"local, {w} worker{'s' if w > 1 else ''}", BatchOptions(workers=w, progress=False))
-                 for w in workers]
-        cold, warm = f"Ray, a fresh local instance ({args.ray_cpus} CPUs)", "Ray, the same instance again"
-        for _ in range(args.repeats):  # interleaved: the machine's load falls on all alike
-            for label, options in local:
-                timed(label, options)
-        # Ray after every local run: starting and stopping an instance is heavy on 2 cores, kept apart from them.
-        for _ in range(args.repeats if args.ray else 0):
-            from ..pipeline import ray_backend  # imports ray
-
-            start = time.perf_counter()
-            ray_backend.connect(None, args.ray_cpus)
-            ray_init.append(time.perf_counter() - start)
-            try:
-                timed(cold, BatchOptions(ray=True, progress=False))  # its workers start and import, as local
-                timed(warm, BatchOptions(ray=True, progress=False))  # its workers are ready
-            finally:
-                ray_backend.disconnect()
-        base = statistics.median(runs[local[0][0]])
-        pool = statistics.median(runs[local[-1][0]])
-        print("\n| run | wall s (median) | runs | speed-up vs 1 worker | workers' CPU s (median) | "
-              "bit-identical to `skelsplat fuse` |")
-        print("|---|---|---|---|---|---|")
-        for label in runs:
-            median, cpu = statistics.median(runs[label]), statistics.median(cpus[label])
-            extra = f"; {median / pool:.2f}x the time of {local[-1][0]}" if label.startswith("Ray") else ""
-            print(f"| {label} | {median:.2f} | {', '.join(f'{t:.2f}' for t in runs[label])} | "
-                  f"{base / median:.2f}x{extra} | {'n/a' if math.isnan(cpu) else f'{cpu:.2f}'} | "
-                  f"{'yes' if identical[label] else 'NO'} |")
-        if len(local) == 2 and local[1][1].workers == 2:
-            _print_cpu_model(statistics.median(cpus[local[0][0]]), statistics.median(cpus[local[1][0]]), len(good))
-        if ray_init:
-            print(f"\nstarting a local Ray instance (not in the times above): median "
-                  f"{statistics.median(ray_init):.1f} s")
+        reasons = _timing_table(study, root, args, reference)
+        print(f"load average after the runs: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         print(f"failed takes as reported: {'; '.join(sorted(reasons)) or 'none'}")
-        _timed_batch(study, root / "out", BatchOptions(workers=max(workers), progress=False))
+        _timed_command(["batch", str(study), "--output", str(root / "out"), "--quiet", "--force"])
         second = _second_run_seconds(study, root / "out", args.repeats)
         print(f"second `skelsplat batch` with nothing changed (whole command): median "
               f"{statistics.median(second):.2f} s "
@@ -251,12 +291,4 @@ def run_cli(args: argparse.Namespace) -> int:
           f"{100 * args.detect_ms / per_frame:.1f} % detection; {args.study_takes} takes x {args.study_cameras} "
           f"cameras x {args.study_minutes:g} min at 30 fps = {core_hours:.0f} core-hours: {machines} machines of "
           f"{args.machine_cores} cores for one day")
-    return 0
-    per_frame = args.detect_ms + fusion_ms
-    share = 100 * args.detect_ms / per_frame
-    core_hours, machines = machines_for(args.study_takes, args.study_cameras, args.study_minutes, 30.0, per_frame,
-                                        args.machine_cores)
-    print(f"per camera-frame: detection {args.detect_ms:.2f} ms + fusion {fusion_ms:.3f} ms ({share:.1f} % detection); "
-          f"{args.study_takes} takes x {args.study_cameras} cameras x {args.study_minutes:g} min at 30 fps = "
-          f"{core_hours:.0f} core-hours: {machines} machines of {args.machine_cores} cores for one day")
     return 0

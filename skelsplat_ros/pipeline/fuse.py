@@ -27,8 +27,15 @@ Note = Callable[[str], None]
 """Receives one line for the user (the CLI prints it on stderr; a batch take keeps it in its log)."""
 
 
-def _stderr(line: str) -> None:
+def print_note(line: str) -> None:
+    """The commands' :data:`Note`: the line on stderr."""
     print(line, file=sys.stderr)
+
+
+def settings_from(cls: type, namespace: object):
+    """An instance of the settings dataclass ``cls`` from the attributes of ``namespace`` with its fields' names (an
+    ``argparse`` result); fields it lacks keep their defaults."""
+    return cls(**{f.name: getattr(namespace, f.name) for f in fields(cls) if hasattr(namespace, f.name)})
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,7 @@ class FuseSettings:
     @classmethod
     def from_namespace(cls, namespace: object) -> "FuseSettings":
         """The settings among the attributes of ``namespace`` (an ``argparse`` result: same names)."""
-        return cls(**{f.name: getattr(namespace, f.name) for f in fields(cls) if hasattr(namespace, f.name)})
+        return settings_from(cls, namespace)
 
     def fusion_config(self) -> FusionConfig:
         """The validated fusion configuration; raises ``ValueError``/``RuntimeError`` (one line) for a choice that
@@ -100,6 +107,7 @@ class FuseReport:
         seconds: wall time of the fusion (loading and writing excluded).
         outputs: the files written.
         plan: the refinement plan in a few words (``FusionConfig.describe``).
+        calibration_units: the unit the calibration was read in (told or found; the output is metres).
     """
 
     frames: int
@@ -113,16 +121,22 @@ class FuseReport:
     seconds: float
     outputs: tuple[Path, ...]
     plan: str
+    calibration_units: str = "m"
 
 
-def in_metres(rig: CameraRig, units: str, keypoints: np.ndarray, note: Note = _stderr) -> CameraRig:
+def in_metres(rig: CameraRig, units: str, keypoints: np.ndarray, note: Note = print_note) -> CameraRig:
     """``rig`` (as read from its file) in metres, its unit as told or told by ``keypoints`` (views in ``rig`` order,
     see :func:`~skelsplat_ros.geometry.calibration.rig_in_metres`); a note says when it was not metres (the output
     always is)."""
+    return _in_metres(rig, units, keypoints, note)[0]
+
+
+def _in_metres(rig: CameraRig, units: str, keypoints: np.ndarray, note: Note) -> tuple[CameraRig, str]:
+    """:func:`in_metres`, and the unit the rig was read in."""
     rig, found, evidence = rig_in_metres(rig, units, keypoints)
     if found != "m":
         note(f"note: calibration read in {found} ({evidence}); converted to metres")
-    return rig
+    return rig, found
 
 
 def fuse_file(
@@ -131,7 +145,7 @@ def fuse_file(
     output: str | Path,
     settings: FuseSettings = FuseSettings(),
     progress: Progress | None = None,
-    note: Note = _stderr,
+    note: Note = print_note,
 ) -> FuseReport:
     """Fuse an NPZ or OpenPose/Pose2Sim JSON keypoint input with its calibration and write ``output``
     (``.npz``, ``.trc`` or ``.csv``; several people: see :func:`~skelsplat_ros.io.export.save_people_result`).
@@ -141,19 +155,21 @@ def fuse_file(
             (unusable settings first, before any file is read).
     """
     config = settings.fusion_config()
-    rig, skeleton, keypoint_set = load_recording(calibration, keypoints, settings, note)
+    rig, skeleton, keypoint_set, units = load_recording(calibration, keypoints, settings, note)
     output = check_result_path(output, keypoint_set.fps)
     if keypoint_set.fps is None and settings.method == "skelsplat":
         note(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)")
     fuse = _fuse_people if keypoint_set.multi_person else _fuse_subject
-    return fuse(rig, skeleton, keypoint_set, config, settings.mode, output, _in_frames(progress, keypoint_set),
-                settings.lag)
+    report = fuse(rig, skeleton, keypoint_set, config, settings.mode, output, _in_frames(progress, keypoint_set),
+                  settings.lag)
+    return replace(report, calibration_units=units)
 
 
 def load_recording(calibration: str | Path, keypoints: str | Path, settings: FuseSettings,
-                   note: Note = _stderr) -> tuple[CameraRig, Skeleton, KeypointSet]:
+                   note: Note = print_note) -> tuple[CameraRig, Skeleton, KeypointSet, str]:
     """The rig (in metres, in the keypoints' camera order), the skeleton and the keypoints of one take, checked
-    against each other; keypoints far outside their camera's image are made missing (with a note)."""
+    against each other, and the unit the calibration was read in; keypoints far outside their camera's image are
+    made missing (with a note)."""
     rig = load_calibration(calibration)  # in the file's unit until the keypoints can tell it
     keypoint_set = load_keypoints(keypoints, skeleton=settings.skeleton, fps=settings.fps,
                                   people=settings.people or "subject")
@@ -167,12 +183,12 @@ def load_recording(calibration: str | Path, keypoints: str | Path, settings: Fus
         raise ValueError(f"keypoints have {keypoint_set.num_joints} joints, skeleton {skeleton.name!r} has "
                          f"{skeleton.num_joints}")
     keypoint_set, rig = align_to_rig(keypoint_set, rig)
-    rig = in_metres(rig, settings.calibration_units, keypoint_set.keypoints, note)
+    rig, units = _in_metres(rig, settings.calibration_units, keypoint_set.keypoints, note)
     keypoint_set, masked = mask_outside_image(keypoint_set, rig)
     if masked:
         note(f"note: {masked} keypoints lay more than 25 % of the image size outside their camera's calibrated "
              "image and were treated as missing")
-    return rig, skeleton, keypoint_set
+    return rig, skeleton, keypoint_set, units
 
 
 def _in_frames(progress: Progress | None, keypoint_set: KeypointSet) -> Progress | None:

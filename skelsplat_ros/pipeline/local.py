@@ -1,34 +1,47 @@
 """Local worker processes for ``skelsplat batch --workers N``.
 
-Each worker is a fresh interpreter (``spawn``) that runs one take at a time, sent to it over its own pipe, so the
-runner always knows which take a worker holds: when a worker dies (killed, out of memory, a crash in native code),
-its take is given to a new worker once more, then reported failed. Workers start with one thread for BLAS, OpenMP,
-numba and torch (:data:`ONE_THREAD`): N workers on N cores then share them without oversubscription.
+Each worker runs one take at a time, sent to it over its own pipe, so the runner always knows which take a worker
+holds: when a worker dies (killed, out of memory, a crash in native code), its take is given to a new worker once
+more, then reported failed.
+
+Workers are forked from a fork server (``multiprocessing``'s ``forkserver``), a fresh interpreter started once per
+process with one thread for BLAS, OpenMP, numba and torch (:data:`ONE_THREAD`), that has imported what a take needs
+and loaded the numba kernel (``_preload.py``) before it forks. A worker then starts in milliseconds, with that
+single thread (N workers on N cores share them without oversubscription) and no state of the runner's process
+(its threads, locks, thread pools): what a spawned interpreter gives, without paying for its imports per worker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import os
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .study import Take
-from .take import StudySettings, TakeResult, TakeTask, execute
+
+if TYPE_CHECKING:  # the take's modules load in the workers (the fork server), and here when the runner needs them
+    from .take import StudySettings, TakeTask
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-"""Environment of every worker: read by the libraries when they load, i.e. before any worker code runs."""
+"""Environment of every worker (through the fork server): read by the libraries when they load, i.e. before any
+worker code runs."""
+PRELOAD = "skelsplat_ros.pipeline._preload"
+"""What the fork server imports before it forks workers."""
 MAX_ATTEMPTS = 2
 """A take whose worker dies is run once more; after a second death it is reported failed."""
 
-Event = tuple  # ("progress", name, frames_done, frames) or ("result", TakeResult)
+Event = tuple  # ("progress", name, frames_done, frames), ("result", TakeResult) or ("note", line)
 
 
 def _serve(connection: Connection, task: TakeTask, settings: StudySettings) -> None:
     """A worker: takes from ``connection`` until ``None``, each answered with progress messages and its result."""
+    from .take import execute
+
     def report(name: str, done: int, total: int) -> None:
         connection.send(("progress", name, done, total))
 
@@ -37,8 +50,8 @@ def _serve(connection: Connection, task: TakeTask, settings: StudySettings) -> N
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` while a worker is started (a spawned interpreter inherits it)."""
+def temporary_environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` while a process that inherits it is started."""
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)
     try:
@@ -58,12 +71,20 @@ class _Worker:
     take: Take | None = None
 
 
+def start_server() -> None:
+    """Start the fork server of the workers, if this process has none yet, and return at once: it imports and loads
+    while the caller goes on (its first worker waits for it). :func:`run_local` calls it; call it earlier when takes
+    are sure to run, so that its start overlaps other work. Importing this module is light for that reason."""
+    multiprocessing.get_context("forkserver").set_forkserver_preload([PRELOAD])  # for a server not started yet
+    with temporary_environment(ONE_THREAD):
+        multiprocessing.forkserver.ensure_running()
+
+
 def _start(task: TakeTask, settings: StudySettings) -> _Worker:
-    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads, locks or state
+    context = multiprocessing.get_context("forkserver")
     ours, theirs = context.Pipe()
     process = context.Process(target=_serve, args=(theirs, task, settings), daemon=True, name="skelsplat-batch")
-    with _environment(ONE_THREAD):
-        process.start()
+    process.start()
     theirs.close()
     return _Worker(process, ours)
 
@@ -71,6 +92,9 @@ def _start(task: TakeTask, settings: StudySettings) -> _Worker:
 def run_local(task: TakeTask, takes: list[Take], settings: StudySettings, workers: int) -> Iterator[Event]:
     """Run ``task`` on every take with ``workers`` processes; yields progress events and one result per take,
     in the order they finish."""
+    from .take import TakeResult
+
+    start_server()
     pending = deque(takes)
     deaths: dict[str, list[int | None]] = {}
     pool = [_start(task, settings) for _ in range(max(1, min(workers, len(takes))))]

@@ -1,8 +1,9 @@
 """``skelsplat batch``: every take of a study through the same steps as the single commands, on local worker
 processes or on Ray, resumable, with a progress bar and a summary table.
 
-Outputs: ``OUT/<take>/fused.npz`` (what ``skelsplat fuse`` writes for the take), ``OUT/<take>/take.json`` (the
-take's record, written last: its status, figures, settings and the input time stamp it was made from) and
+Outputs: ``OUT/<take>/fused.npz`` (what ``skelsplat fuse`` writes for the take; with a render step also
+``render.mp4`` and ``render.png``, what ``skelsplat render`` writes), ``OUT/<take>/take.json`` (the take's record,
+written last: its status, figures, settings, output files and the input time stamp it was made from) and
 ``OUT/summary.csv``. A take is skipped when its record says done with the same settings, its inputs are unchanged
 (newest modification time as recorded) and its outputs exist and are newer than them; ``force`` runs it anyway.
 A take that failed on its inputs or settings is not run again until they change (or ``force``): it would fail the
@@ -147,7 +148,7 @@ def _events(task: TakeTask, takes: list[Take], settings: StudySettings, options:
 
 
 def _run(todo: list[Take], output: Path, key: str, settings: StudySettings, options: BatchOptions,
-         task: TakeTask) -> dict[str, TakeResult]:
+         task: TakeTask, echo: Callable[[str], None]) -> dict[str, TakeResult]:
     """Run the takes ``todo`` on the chosen workers, storing each one's files and record as it finishes."""
     if not todo:
         return {}
@@ -162,6 +163,9 @@ def _run(todo: list[Take], output: Path, key: str, settings: StudySettings, opti
         for event in events:
             if event[0] == "progress":
                 bars.progress(event[1], event[2])
+                continue
+            if event[0] == "note":
+                echo(event[1])
                 continue
             result = event[1]
             store(result, by_name[result.name], output / result.name, key, mtimes[result.name])
@@ -191,7 +195,7 @@ def run_batch(study: str | Path, output: str | Path, settings: StudySettings = S
     key = settings_key(settings)
     results = {take.name: up_to_date(take, output / take.name, key) for take in takes if not options.force}
     todo = [take for take in takes if results.get(take.name) is None]
-    results.update(_run(todo, output, key, settings, options, task))
+    results.update(_run(todo, output, key, settings, options, task, echo))
     rows = [results[take.name] for take in takes]
     write_summary(output / SUMMARY, rows)
     echo(format_table(rows))

@@ -9,7 +9,8 @@ Layout (``README.md``, "Many recordings")::
         calib*.toml         optional: this take's calibration
         *.npz               keypoints that ``fuse`` reads (4-D one subject, 5-D several people) ...
         <camera>_json/      ... or OpenPose/Pose2Sim JSON folders ...
-        *.mp4 (.avi ...)    ... or one video per camera (the detect step; the camera is the file stem)
+        *.mp4 (.avi ...)    ... or one video per camera (the detect step; the camera is the file stem), also
+                            what the render step draws over
 
 Everything here is cheap (names and ``stat`` only): a study whose outputs are up to date is checked in well under
 a second."""
@@ -44,8 +45,9 @@ class Take:
         name: the folder's name (also its output folder's).
         folder: the take's folder.
         calibration: its calibration TOML (its own, else the study's), or None.
-        keypoints: an ``.npz`` file, or the take folder when it holds ``<camera>_json/`` folders; None for videos.
-        videos: one video per camera (empty for keypoint takes).
+        keypoints: an ``.npz`` file, or the take folder when it holds ``<camera>_json/`` folders; None when the
+            take's videos are to be detected.
+        videos: one video per camera (the detect step's input without keypoints; the render step's with them).
         problem: why the take cannot run as found (two keypoint files, no calibration, ...), or None.
     """
 
@@ -57,7 +59,7 @@ class Take:
     problem: str | None = None
 
     def input_files(self) -> list[Path]:
-        """Every file the take's outputs depend on (the calibration, keypoint files or videos)."""
+        """Every file the take's outputs depend on (its calibration, keypoint files and videos)."""
         files = [p for p in (self.calibration,) if p is not None] + list(self.videos)
         if self.keypoints is not None and self.keypoints.is_file():
             files.append(self.keypoints)
@@ -135,9 +137,9 @@ def _read_take(folder: Path, study_calibration: Path | None, study_problem: str 
     if len(keypoint_inputs) > 1:
         names = [p.name for p in npz] + (["<camera>_json/ folders"] if has_json else [])
         problem = problem or f"{len(names)} keypoint inputs ({', '.join(names)}): keep one"
-    # Keypoints already made win over videos: detection has been done for this take.
+    # Keypoints already made win over videos: detection has been done for this take (its videos can be rendered).
     keypoints = keypoint_inputs[0] if keypoint_inputs else None
-    return Take(folder.name, folder, calibration, keypoints, () if keypoints else videos, problem)
+    return Take(folder.name, folder, calibration, keypoints, videos, problem)
 
 
 def read_settings(path: str | Path) -> dict[str, dict[str, Any]]:

@@ -1,22 +1,25 @@
 """The work of one take, wherever it runs (this process, a local worker process or a Ray worker): the same steps as
-the single commands, in a scratch folder, with the output files handed back as bytes so that only the machine
-running ``skelsplat batch`` writes the output folder."""
+the single commands (detect, fuse, render), in a scratch folder, with the output files handed back as bytes so that
+only the machine running ``skelsplat batch`` writes the output folder."""
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
 from ..detection import DetectorConfig
 from .fuse import FuseSettings, Progress, fuse_file
+from .render import RenderSettings, render_file
 from .study import Take
 
 FUSED = "fused.npz"
 DETECTED = "keypoints.npz"
 """A video take's detections (what ``skelsplat detect`` writes), kept beside its fused result."""
+RENDERED = "render.mp4"
+"""The render step's video (what ``skelsplat render`` writes); its contact sheet is ``render.png`` beside it."""
 PROGRESS_PERIOD_S = 0.25
 """Shortest interval between two progress reports of a take (each is a message to the runner)."""
 
@@ -28,10 +31,13 @@ class StudySettings:
     Attributes:
         fuse: the ``skelsplat fuse`` options.
         detect: the ``skelsplat detect`` options, for takes of videos.
+        render: the ``skelsplat render`` options, or None: no render step. Its calibration unit, when ``auto``, is
+            the one the fuse step read the calibration in.
     """
 
     fuse: FuseSettings = FuseSettings()
     detect: DetectorConfig = DetectorConfig()
+    render: RenderSettings | None = None
 
 
 @dataclass
@@ -72,13 +78,15 @@ TakeTask = Callable[[Take, StudySettings, Progress], TakeResult]
 
 
 def run_take(take: Take, settings: StudySettings, progress: Progress) -> TakeResult:
-    """One take through the single commands' steps in a scratch folder: ``skelsplat detect`` for a take of videos,
-    then ``skelsplat fuse``; returns the files they wrote."""
+    """One take through the single commands' steps in a scratch folder: ``skelsplat detect`` for a take without
+    keypoints, ``skelsplat fuse``, then ``skelsplat render`` over the take's videos when ``settings.render`` asks
+    for it; returns the files they wrote. A failed render step fails the take but keeps the files made before it
+    (detections cost far more than a render)."""
     if take.problem:
         return TakeResult.failed(take.name, take.problem)
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"skelsplat_{take.name}_") as scratch:
-        files = {}
+        files: dict[str, Path] = {}
         keypoints = take.keypoints
         if keypoints is None:
             keypoints = Path(scratch) / DETECTED
@@ -87,9 +95,30 @@ def run_take(take: Take, settings: StudySettings, progress: Progress) -> TakeRes
         output = Path(scratch) / FUSED
         report = fuse_file(take.calibration, keypoints, output, settings.fuse, progress=progress, note=notes.append)
         files[FUSED] = output
-        data = {name: path.read_bytes() for name, path in files.items()}
-    return TakeResult(take.name, "done", frames=report.frames, people=report.people,
-                      reprojection_median_px=report.reprojection_median_px, files=data, notes=notes)
+        result = TakeResult(take.name, "done", frames=report.frames, people=report.people,
+                            reprojection_median_px=report.reprojection_median_px, notes=notes)
+        if settings.render is not None:
+            _render_step(take, settings.render, report.calibration_units, output, Path(scratch), files, result)
+        result.files = {name: path.read_bytes() for name, path in files.items()}
+    return result
+
+
+def _render_step(take: Take, settings: RenderSettings, units: str, fused: Path, scratch: Path,
+                 files: dict[str, Path], result: TakeResult) -> None:
+    """``skelsplat render`` of the fused result over the take's videos into ``files``; a take without videos, or a
+    render that fails, is said in ``result``."""
+    if not take.videos:
+        result.reason = "not rendered: the take has no videos"
+        return
+    if settings.calibration_units == "auto":  # draw with the rig the result was fused in
+        settings = replace(settings, calibration_units=units)
+    try:
+        report = render_file(fused, take.videos, take.calibration, scratch / RENDERED, settings,
+                             note=result.notes.append)
+    except Exception as error:  # noqa: BLE001 - reported as the take's failure, its other outputs kept
+        result.status, result.reason = "failed", f"render: {error_reason(error)} ({', '.join(files)} kept)"
+        return
+    files.update((path.name, path) for path in report.outputs)
 
 
 def detect_videos(videos: tuple[Path, ...], config: DetectorConfig, output: Path) -> str:
@@ -119,7 +148,12 @@ def execute(task: TakeTask, take: Take, settings: StudySettings, report: Callabl
     try:
         result = task(take, settings, progress)
     except Exception as error:  # noqa: BLE001 - any error of one take is reported and the others go on
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        return TakeResult.failed(take.name, f"{type(error).__name__}: {message}", time.perf_counter() - start)
+        return TakeResult.failed(take.name, error_reason(error), time.perf_counter() - start)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def error_reason(error: Exception) -> str:
+    """An exception as one line: its type and message."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    return " ".join(f"{type(error).__name__}: {message}".split())

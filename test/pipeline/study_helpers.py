@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
 from skelsplat_ros.bench.batch import write_study
@@ -72,3 +73,18 @@ def counting_threads_task(take, settings, progress):
     result = run_take(take, settings, progress)
     result.notes.append(f"threads {len(os.listdir('/proc/self/task'))}")
     return result
+
+
+def warm_start_task(take, settings, progress):
+    """What the worker process had loaded before its take: a result whose notes say whether this package's fusion
+    and numba's image kernel (with its compiled code) were there already."""
+    kernel = sys.modules.get("skelsplat_ros.fusion._image_kernel")
+    loaded = "skelsplat_ros.pipeline.fuse" in sys.modules and kernel is not None and bool(kernel.image_kernel.overloads)
+    return TakeResult(take.name, "done", notes=[f"warm {loaded}", f"pid {os.getpid()}"])
+
+
+def environment_task(take, settings, progress):
+    """A take that reports its worker's thread settings: notes ``NAME=value`` of the variables of ONE_THREAD."""
+    from skelsplat_ros.pipeline.local import ONE_THREAD
+
+    return TakeResult(take.name, "done", notes=[f"{key}={os.environ.get(key)}" for key in sorted(ONE_THREAD)])

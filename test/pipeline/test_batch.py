@@ -21,7 +21,7 @@ from skelsplat_ros.pipeline.runner import RECORD, SUMMARY, BatchOptions, run_bat
 from skelsplat_ros.pipeline.study import StudyError, find_takes
 from skelsplat_ros.pipeline.take import FUSED, StudySettings, run_take
 from study_helpers import (BROKEN, FRAMES, GOOD, counting_threads_task, dying_task, make_dying_study, make_study,
-                           quick_task, single_command_outputs)
+                           quick_task, single_command_outputs, warm_start_task)
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +157,17 @@ def test_workers_fuse_with_one_thread(study, reference):
     assert result.files[FUSED] == reference["take_000"]
 
 
+def test_workers_start_warm_and_each_in_its_own_process(study):
+    """A worker is forked with this package's fusion imported and numba's kernel loaded (by the fork server, once),
+    instead of paying for them at its first take; two workers are two processes, neither of them this one."""
+    takes = [t for t in find_takes(study)[0] if t.name in GOOD]
+    events = list(run_local(warm_start_task, takes, StudySettings(), workers=2))
+    notes = [e[1].notes for e in events if e[0] == "result"]
+    assert [n[0] for n in notes] == ["warm True"] * len(GOOD)
+    pids = {n[1] for n in notes}
+    assert len(pids) == 2 and f"pid {os.getpid()}" not in pids
+
+
 def test_a_take_whose_worker_died_is_run_again_by_the_next_run(tmp_path):
     study = make_dying_study(tmp_path / "study")
     out = tmp_path / "out"
@@ -194,7 +205,8 @@ def test_settings_file_takes_the_fuse_options(study, tmp_path, capsys):
     ('[fuse]\nthreads = "many"\n', "invalid int value: 'many'"),
     ('[fuse]\noptimizer = "gauss_newton"\nbackend = "raster"\n', "raster"),
     ('[fuse]\npreset = "default"\n[smoothing]\n', "unknown section(s) ['smoothing']"),
-    ('[render]\nformat = "mp4"\n', "the render step of a batch is not available yet"),
+    ('[render]\nvideos = "a.mp4"\n', "[render]: unknown settings (paths are per take): --videos a.mp4"),
+    ('[render]\nheight = "tall"\n', "argument --height: invalid int value: 'tall'"),
     ('[detect]\ncameras = "a,b"\n', "[detect]: unknown settings ['cameras'] (inputs, output and cameras are per take)"),
     ('[detect]\nbackend = "yolo"\n', "argument --backend: invalid choice: 'yolo'"),
     ('[fuse\n', "unreadable settings"),

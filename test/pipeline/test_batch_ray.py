@@ -12,6 +12,7 @@ ray = pytest.importorskip("ray", reason="the .[cluster] extra (make setup instal
 
 import study_helpers  # noqa: E402
 from skelsplat_ros.cli import main  # noqa: E402
+from skelsplat_ros.pipeline import ray_backend  # noqa: E402
 from skelsplat_ros.pipeline.local import ONE_THREAD  # noqa: E402
 from skelsplat_ros.pipeline.runner import SUMMARY, BatchOptions, run_batch  # noqa: E402
 from skelsplat_ros.pipeline.take import FUSED  # noqa: E402
@@ -21,13 +22,14 @@ from study_helpers import (BROKEN, GOOD, dying_task, make_dying_study, make_stud
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A local Ray instance with 2 CPUs, as ``skelsplat batch --ray`` starts one; the batch runs use it as found."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": ONE_THREAD})
+    """A local Ray instance with 2 CPUs, started as ``skelsplat batch --ray`` starts one; the batch runs use it as
+    found."""
+    assert ray_backend.connect(None, 2)
     # The test's own task (dying_task) lives in a test module that Ray workers cannot import: send it by value.
     ray.cloudpickle.register_pickle_by_value(study_helpers)
     yield
     ray.cloudpickle.unregister_pickle_by_value(study_helpers)
-    ray.shutdown()
+    ray_backend.disconnect()
 
 
 def test_ray_outputs_match_skelsplat_fuse_and_the_broken_take_is_reported(local_ray, tmp_path):
@@ -53,3 +55,12 @@ def test_ray_retries_a_take_whose_worker_was_killed_once_then_reports_it_failed(
     assert results["dies_once"].status == "done" and (study / "dies_once" / ".tried").exists()  # the second try
     assert results["dies_always"].status == "failed" and results["dies_always"].transient
     assert results["dies_always"].reason.startswith("WorkerCrashedError after 2 tries: The worker died")
+
+
+def test_ray_workers_run_with_one_thread_for_blas_openmp_and_numba(local_ray, tmp_path):
+    """The local instance's workers have the local workers' one-thread environment (no runtime_env asked for)."""
+    study = make_study(tmp_path / "study")
+    results = run_batch(study, tmp_path / "out", options=BatchOptions(ray=True, progress=False),
+                        task=study_helpers.environment_task, echo=lambda line: None)
+    expected = [f"{key}={value}" for key, value in sorted(ONE_THREAD.items())]
+    assert all(r.notes == expected for r in results if r.status == "done") and len(results) == 6

@@ -1,0 +1,25 @@
+"""Imported by the fork server of the local workers (:func:`~skelsplat_ros.pipeline.local.start_server`), and by
+nothing else: the modules every take needs and the numba image kernel, loaded once in the server, so that each
+worker forked from it starts with them instead of paying for them itself (about 0.65 s of CPU per worker: Python,
+numpy, scipy, this package, numba and its typing context).
+
+Its import has that side effect on purpose: a fork server runs nothing but imports before it forks."""
+
+import numpy as np
+
+from ..fusion.image_terms import image_terms
+from .take import run_take  # noqa: F401 - the take's modules: fusion, io, numpy, scipy
+
+
+def _load_kernel() -> None:
+    """One call of the image kernel on one view, frame and joint (contiguous float64, as every real call): numba
+    loads it from its disk cache (or compiles it) and builds its typing context."""
+    eye = np.eye(3)[None]
+    image_terms(eye, eye, np.array([[0.0, 0.0, 2.0]]), np.zeros((1, 1, 3)), np.zeros((1, 1, 1, 2)),
+                np.ones((1, 1, 1)), np.ones((1, 1, 1)), 0.01)
+
+
+try:
+    _load_kernel()
+except Exception:  # noqa: BLE001 - a warm-up that fails leaves workers to load the kernel themselves
+    pass
