@@ -53,7 +53,8 @@ class FusionConfig:
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
             (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).
-        reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
+        reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
+            stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
         smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
             passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.

@@ -95,7 +95,8 @@ class StreamingFuser:
     """Causal fusion, one synchronized set of views at a time; the API the ROS node calls.
 
     Keeps the last two outputs (constant-velocity prediction, warm start and temporal prior) and a sliding window of
-    bone lengths. A stamp that goes backwards (bag loop, clock jump) or a gap over ``reset_after`` resets that state.
+    bone lengths. A gap over ``reset_after`` forgets the outputs (their velocity says nothing of now) but not the
+    bone lengths, the person's own; a stamp that goes backwards (bag loop, clock jump) forgets both.
 
     ``fit_only``: each step fits the views without the temporal term and returns the joints they saw, as fitted
     (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
@@ -112,14 +113,19 @@ class StreamingFuser:
         self.reset()
 
     def reset(self) -> None:
-        """Forget the history (after a clock jump or a long gap)."""
+        """Forget the history and the bone lengths (after a clock jump)."""
+        self.forget_motion()
+        # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
+        # per-frame bone prior reads it without stacking.
+        self._bone_window = np.empty((0, len(self.skeleton.bones)))
+
+    def forget_motion(self) -> None:
+        """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
+        every frame is one, and a person whose lengths were forgotten each time would never be output)."""
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
         # The last step's joints that enough views saw, as fitted (output.py, rule 1), one frame: unlike the output,
         # neither held to bone lengths nor waiting for them; what the tracker associates with.
         self.estimate: FusionResult | None = None
-        # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
-        # per-frame bone prior reads it without stacking.
-        self._bone_window = np.empty((0, len(self.skeleton.bones)))
 
     def _add_bone_lengths(self, lengths: np.ndarray) -> None:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
@@ -216,10 +222,13 @@ def step_together(
     if len(keypoints) != len(fusers):
         raise ValueError(f"{len(keypoints)} keypoint sets for {len(fusers)} fusers")
     for fuser in fusers:
-        history = fuser._history
-        if history and (stamp < history[-1][0] or stamp - history[-1][0] > config.reset_after):
+        last = fuser._history[-1][0] if fuser._history else stamp
+        if stamp < last:
             fuser.resets += 1
             fuser.reset()
+        elif stamp - last > config.reset_after:
+            fuser.resets += 1
+            fuser.forget_motion()
     uv, confidence = split_keypoints(rig, keypoints.transpose(1, 0, 2, 3))  # [V, N, J, 2], [V, N, J]
     names = list(skeleton.joint_names)
     points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)  # [N, J, 3]
