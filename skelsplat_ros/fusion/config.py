@@ -72,6 +72,13 @@ class FusionConfig:
         bone_tolerance: every bone between two output joints stays within this fraction of the person's length
             (or within the length's own tolerance where that is wider; ``output.py``, rule 2; with
             ``bone_lengths`` only).
+        smoother_memory: fixed lag (``fixed_lag.py``, streaming with ``lag > 0``): forgetting time (s) of the
+            smoother's choice of jerk tolerance and noise scale.
+        covariance_scale: the smoother's covariance (already scaled by the noise the data showed) is multiplied by
+            this, and ``bias_share`` adds the part of the detector's error that lasts: together what makes the 90 %
+            ellipsoid hold about 90 % of the errors (BENCHMARKS.md, "Fixed lag").
+        bias_share: the share of a person's pixel noise (their recent reprojection error) that does not average out
+            over frames; the views' geometry at that noise is added to the covariance of the joints they agree on.
     """
 
     method: str = "skelsplat"
@@ -99,6 +106,9 @@ class FusionConfig:
     max_gap: float | None = None
     max_fill: float = 0.5
     bone_tolerance: float = 0.05
+    smoother_memory: float = 10.0
+    covariance_scale: float = 1.0
+    bias_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -115,6 +125,8 @@ class FusionConfig:
             raise ValueError("bone_warmup must be >= 0 frames")
         if self.max_fill < 0 or not 0 <= self.bone_tolerance < 1:
             raise ValueError("max_fill must be >= 0 seconds and bone_tolerance in [0, 1)")
+        if self.smoother_memory <= 0 or self.covariance_scale <= 0 or self.bias_share < 0:
+            raise ValueError("smoother_memory and covariance_scale must be positive, bias_share >= 0")
 
     def stages(self, mode: str) -> list[RefineConfig]:
         """The refinements that run in ``mode``, in order (none for the baselines)."""
@@ -287,5 +299,5 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
         streaming = streaming_gauss_newton
     return FusionConfig(
         method=method, refine=adam, prefit=prefit, smoothing=smoothing, streaming_refine=streaming, init="auto",
-        hampel_window=7, bone_lengths=True, max_gap=1.0,
+        hampel_window=7, bone_lengths=True, max_gap=1.0, covariance_scale=3.0, bias_share=0.3,
     )

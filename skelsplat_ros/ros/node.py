@@ -148,6 +148,7 @@ class FusionNode(Node):
         from skelsplat_ros.fusion import preset_config
         from skelsplat_ros.fusion.refine import check_runtime
         from skelsplat_ros.tracking import MultiPersonTracker
+        from skelsplat_ros.tracking.lagged import LaggedTracker
 
         try:
             config = preset_config(
@@ -159,8 +160,13 @@ class FusionNode(Node):
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)
-            self.tracker: MultiPersonTracker = MultiPersonTracker(
-                self.rig_source.rig_for({}).rig, self.skeleton, self.fusion_config, self.tracker_config)
+            rig = self.rig_source.rig_for({}).rig
+            # lag > 0: the tracker's people come out of the fixed-lag smoother, lag seconds late.
+            self.lagged: LaggedTracker | None = LaggedTracker(
+                rig, self.skeleton, config, self.tracker_config, p["lag"]) if p["lag"] > 0 else None
+            self.tracker: MultiPersonTracker = self.lagged.tracker if self.lagged is not None else MultiPersonTracker(
+                rig, self.skeleton, self.fusion_config, self.tracker_config)
+            self._lagged_anchors: collections.deque[tuple[float, int]] = collections.deque()  # (stamp s, ns) pending
         except (ValueError, KeyError, RuntimeError) as error:
             raise StartupError(f"fusion settings: {error.args[0] if error.args else error}") from None
         self._plan = config.describe("streaming")
@@ -197,6 +203,7 @@ class FusionNode(Node):
         self.outputs = OutputOptions(self.skeleton.name, self.skeleton.bone_array, p["tf_prefix"])
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self.bodies = HriBodies(self.skeleton)  # the ROS4HRI body ids (Skeleton3D.body_id), and the bodies tracked
+        self._ended: list[int] = []  # tracks ended since the last frame out (with lag, steps may output nothing)
         self._observers: list[Callable[[FusedFrame], None]] = []
         # Drift watch and recalibration: a frame observer, and corrected poses through its rig source.
         from .drift import DriftMonitor
@@ -481,32 +488,29 @@ class FusionNode(Node):
                          min(ns for ns, _, _ in frame.views.values()))
         stamp_age = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         started, cpu_started = time.perf_counter(), time.thread_time()
-        step = self.tracker.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
+        if self.lagged is None:
+            step = self.tracker.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
+            due = [(anchor_ns, step.people)]
+        else:  # the frames whose look-ahead is now in, with their own capture stamps
+            self._lagged_anchors.append((anchor_ns * 1e-9, anchor_ns))
+            step, frames = self.lagged.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
+            due = [(self._lagged_anchor(frame.stamp), frame.people) for frame in frames]
         fusion_time, fusion_cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-
-        # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
-        # (both topics are volatile: a reader that comes later would not get this frame anyway).
-        send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
-        send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
-        parent_T_world = self._hri_reference(anchor_ns) if self._hri_pub is not None else None
-        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), step.people, self.outputs, tf=send_tf,
-                             markers=send_markers, shown_before=self._markers_shown, bodies=self.bodies,
-                             ended=step.ended, hri=self._hri_pub is not None, hri_parent=self._hri_parent,
-                             parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"])
-        self.skeleton_pub.publish(out.skeletons)
-        transforms = out.transforms
-        if out.hri is not None:
-            self._publish_hri(out.hri)
-            transforms = transforms + out.hri.transforms
-        if transforms:
-            self._tf_pub.publish(TFMessage(transforms=transforms))
-        if out.markers:
-            self.marker_pub.publish(MarkerArray(markers=out.markers))
-        self._markers_shown = out.shown if send_markers else set()  # nobody saw them: nothing to delete later
-        latency = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         views = sum(1 for people in detections if len(people))
-        self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
-                         len(step.ended), step.unassigned, step.capped, step.confirmed, step.tentative)
+        if not due:  # nothing out yet (the look-ahead fills): what the tracker did still counts
+            for key, amount in (("tracks.ended", len(step.ended)), ("detections.unassigned", step.unassigned),
+                                ("capped.people", step.capped)):
+                self.stats.count(key, amount)
+        self._ended.extend(step.ended)
+        for k, (stamp_ns, people) in enumerate(due):  # the step's counts go with its first frame out
+            last = k == len(due) - 1  # the ended tracks with the newest frame out (lag < track_delete_after)
+            self._publish(stamp_ns, people, self._ended if last else ())
+            if last:
+                self._ended = []
+            latency = self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9
+            self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
+                             0 if k else len(step.ended), 0 if k else step.unassigned, 0 if k else step.capped,
+                             step.confirmed, step.tentative)
         if self._observers:
             fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step,
                                {camera: frame_id for camera, (_, _, frame_id) in frame.views.items()})
@@ -558,6 +562,35 @@ class FusionNode(Node):
                 publisher = self._urdf_pubs.pop(body, None)
                 if publisher is not None:
                     self.destroy_publisher(publisher)
+
+    def _lagged_anchor(self, stamp: float) -> int:
+        """The exact stamp (ns) of the pending frame stepped at ``stamp`` (s); older pending ones are gone."""
+        while self._lagged_anchors[0][0] != stamp:
+            self._lagged_anchors.popleft()
+        return self._lagged_anchors.popleft()[1]
+
+    def _publish(self, anchor_ns: int, people: list, ended: list[int] | tuple = ()) -> None:
+        """One output frame: skeletons, the ROS4HRI bodies (``ended``: the tracks that ended since the last frame
+        out), and TF frames and markers where someone listens."""
+        # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
+        # (both topics are volatile: a reader that comes later would not get this frame anyway).
+        send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
+        send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
+        parent_T_world = self._hri_reference(anchor_ns) if self._hri_pub is not None else None
+        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), people, self.outputs, tf=send_tf,
+                             markers=send_markers, shown_before=self._markers_shown, bodies=self.bodies,
+                             ended=ended, hri=self._hri_pub is not None, hri_parent=self._hri_parent,
+                             parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"])
+        self.skeleton_pub.publish(out.skeletons)
+        transforms = out.transforms
+        if out.hri is not None:
+            self._publish_hri(out.hri)
+            transforms = transforms + out.hri.transforms
+        if transforms:
+            self._tf_pub.publish(TFMessage(transforms=transforms))
+        if out.markers:
+            self.marker_pub.publish(MarkerArray(markers=out.markers))
+        self._markers_shown = out.shown if send_markers else set()  # nobody saw them: nothing to delete later
 
     # --- diagnostics (executor thread) -----------------------------------------------------------------------------
 
@@ -614,6 +647,7 @@ class FusionNode(Node):
             "tracks.confirmed": str(tracks["confirmed"]),
             "tracks.tentative": str(tracks["tentative"]),
             "duplicates_replaced": str(self.sync.replaced),
+            "lag_s": f"{self.params['lag']:g}",  # stamp to publication is at least this (the look-ahead)
         }
         if slop_warning:
             extra["sync_slop_warning"] = slop_warning
