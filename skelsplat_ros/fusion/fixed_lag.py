@@ -15,7 +15,8 @@ Rauch-Tung-Striebel pass back over the look-ahead), then, as offline, Gauss-Newt
 estimate (``smoothing_pull``) with the bone lengths of the person's smoothed trajectory, and the output rule
 (``output.py``): joints the views agree with, held to the bone lengths; offered (confidence 0) where the views do not
 agree but the estimate has evidence: a joint one view sees (its ray, the bone lengths and the motion fix its depth,
-with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead. The covariance is the
+with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead; with ``complete``, every
+other joint from the body model (rule 5, as streaming: :func:`~.streaming.complete_fill`). The covariance is the
 filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
 ``covariance_scale``.
 
@@ -37,7 +38,7 @@ from ..skeleton.models import Skeleton
 from .config import FusionConfig
 from .jerk_filter import JerkFilterBank
 from .objective import BonePrior, RefineConfig, TemporalPrior, detection_weights, heatmap_variance_growth
-from .output import Views, decide_output, seen_joints, views_verdict, withhold_unchecked
+from .output import Offer, Views, decide_output, seen_joints, views_verdict
 from .refine import refine
 from .result import (
     SUPPORT_THRESHOLD,
@@ -51,7 +52,7 @@ from .result import (
     refine_support,
 )
 from .smoothing import view_information
-from .streaming import FIT_BONE_FRAMES, FrameFit, StreamingFuser, fuse_streaming, step_together
+from .streaming import FIT_BONE_FRAMES, FrameFit, StreamingFuser, complete_fill, fuse_streaming, step_together
 
 LAG_TOLERANCE = 0.005
 """A frame is due once a frame stamped at least ``lag - LAG_TOLERANCE`` after it is in (camera stamps jitter; without
@@ -94,6 +95,7 @@ class LagSmoother:
         self.pending: deque[FrameFit] = deque()
         self.newest: FrameFit | None = None
         self._lengths = np.empty((0, len(skeleton.bones)))
+        self.completed: np.ndarray | None = None  # [J, 3] the last complete output (rule 5): the next fills' recent pose
         self._last_seen = np.full(skeleton.num_joints, -np.inf)  # stamp each joint was last output as seen
         # Discounted sums of the squared reprojection errors of the seen joints, and their count (one pseudo-sample
         # at the nominal pixel noise before the first).
@@ -203,15 +205,26 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))
         for (smoother, _), fit_one in zip(people, fitted.num_views)
     ]) & known
+    # Bones known up to the newest frame: the look-ahead counts.
+    warm = np.stack([smoother.newest.warm for smoother, _ in people]) \
+        if config.bone_warmup and config.bone_lengths else None
+    complete = filled = None
+    if config.complete:
+        lengths = prior.lengths if prior is not None else np.full((len(people), len(skeleton.bones)), np.nan)
+        complete, filled = _recording(complete_fill(rig, skeleton, uv, confidence, lengths,
+                                                    [smoother.completed for smoother, _ in people], config),
+                                      known.shape)
     fused = decide_output(fitted, skeleton, prior if views is not None else None, config, views,
-                          _offer(fitted, offered, views))
-    if config.bone_warmup and config.bone_lengths:  # bones known up to the newest frame: the look-ahead counts
-        fused = withhold_unchecked(fused, skeleton, np.stack([smoother.newest.warm for smoother, _ in people]))
-    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's.
-    fused = replace(fused, covariance=np.where(np.isfinite(fused.joints)[..., None], covariance, np.nan))
+                          _offer(fitted, offered, views), warm, complete)
+    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's; a joint the body model filled
+    # (rule 5) keeps the fill's.
+    mine = np.isfinite(fused.joints).all(-1) & (True if filled is None else ~filled)
+    fused = replace(fused, covariance=np.where(mine[..., None, None], covariance, fused.covariance))
     seen = np.isfinite(seen_joints(fitted, config.min_views).joints).all(-1)
     for i, (smoother, fit) in enumerate(people):
         smoother.remember(fit.stamp, means[i], seen[i], fitted.reprojection_error[i])
+        if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
+            smoother.completed = fused.joints[i]  # the next fills' recent pose (not an unchecked warm-up frame's)
     return [fused.frame(i) for i in range(len(people))]
 
 
@@ -224,6 +237,20 @@ def _offer(fitted: FusionResult, offered: np.ndarray, views: Views | None) -> Ca
         return replace(views(joints) if views is not None else fitted, joints=joints)
 
     return offer
+
+
+def _recording(offer: Offer, shape: tuple[int, int]) -> tuple[Offer, np.ndarray]:
+    """``offer`` as it is, and ``[N, J]`` (``shape``; filled in as it is called): every joint it offered. A joint it
+    offered that is output at the end is its fill: nothing places a joint after rule 5 asked for it."""
+    offered = np.zeros(shape, dtype=bool)
+
+    def recorded(output: FusionResult) -> FusionResult | None:
+        result = offer(output)
+        if result is not None:
+            offered[...] |= np.isfinite(result.joints).all(-1)
+        return result
+
+    return recorded, offered
 
 
 def _stacked_prior(priors: list[BonePrior | None], num_bones: int) -> BonePrior | None:

@@ -321,10 +321,8 @@ def step_together(
             offer = complete = None
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
             if config.complete:
-                recent = np.stack([fusers[k].completed if fusers[k].completed is not None
-                                   else np.full((num_joints, 3), np.nan) for k in batch])
-                complete = complete_offer(skeleton, held_lengths[pick], recent,
-                                          snap=_ray_snap(rig, uv_fit, usable, SNAP_SIGMAS))
+                complete = complete_fill(rig, skeleton, uv_fit, confidence_fit, held_lengths[pick],
+                                         [fusers[k].completed for k in batch], config)
             if config.single_view_joints:
                 offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
                                            config)
@@ -351,6 +349,16 @@ def step_together(
 SNAP_SIGMAS = 0.5
 """A filled joint (``complete``) moves onto a seeing view's ray when that ray passes within this many of its standard
 deviations (its bone's length) of it: the view fixes the direction, the body model the depth."""
+
+
+def complete_fill(rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence: np.ndarray, lengths: np.ndarray,
+                  recent: list[np.ndarray | None], config: FusionConfig) -> Offer:
+    """Rule 5's offer (``output.py``) for the people of one frame, live (streaming and fixed lag): the body model with
+    their held bone ``lengths [N, B]`` and ``recent`` poses (``[J, 3]`` each, ``None`` = none yet), each filled
+    joint moved onto the ray of a view of ``uv [V, N, J, 2]`` (``confidence [V, N, J]``) that passes near it."""
+    usable = np.where(confidence >= config.min_confidence, confidence, 0.0)
+    poses = np.stack([np.full((skeleton.num_joints, 3), np.nan) if pose is None else pose for pose in recent])
+    return complete_offer(skeleton, lengths, poses, snap=_ray_snap(rig, uv, usable, SNAP_SIGMAS))
 
 
 def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from skelsplat_ros.fusion import FusionResult, StreamingFuser, fuse_offline, fuse_streaming, preset_config
+from skelsplat_ros.fusion.fixed_lag import fuse_fixed_lag
 from skelsplat_ros.fusion.output import bone_violation, decide_output, fill_mask, hold_bone_lengths
 from skelsplat_ros.fusion.objective import BonePrior
 from skelsplat_ros.fusion.result import bone_lengths_of
@@ -30,10 +31,16 @@ def take():
     return make_scenario("lab", num_frames=150, noise="realistic", seed=3)
 
 
-def _fuse(take, keypoints, mode: str):
+LAG = 0.2
+"""Look-ahead (s) of the ``lag`` mode: the fixed-lag smoother (``fusion/fixed_lag.py``)."""
+
+
+def _fuse(take, keypoints, mode: str, config=CONFIG):
     if mode == "offline":
-        return fuse_offline(take.rig, take.skeleton, keypoints, CONFIG, fps=take.fps)
-    return fuse_streaming(take.rig, take.skeleton, keypoints, CONFIG, take.fps)
+        return fuse_offline(take.rig, take.skeleton, keypoints, config, fps=take.fps)
+    if mode == "lag":
+        return fuse_fixed_lag(take.rig, take.skeleton, keypoints, config, take.fps, LAG)
+    return fuse_streaming(take.rig, take.skeleton, keypoints, config, take.fps)
 
 
 def _hide(keypoints: np.ndarray, views, frames: slice, joints) -> None:
@@ -247,22 +254,21 @@ def test_without_warm_up_a_person_is_output_from_their_first_frame(take):
 # --- complete skeletons (rule 5) -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["offline", "streaming"])
+@pytest.mark.parametrize("mode", ["offline", "streaming", "lag"])
 def test_complete_fills_a_limb_no_view_sees_at_its_bone_lengths_and_leaves_the_seen_joints_alone(take, mode):
     """The left arm hidden from every view for 1 s (and a wrist two views misplace): without ``complete`` those
     joints are NaN; with it every joint of every output frame has a position, the filled ones with confidence 0 and
     a variance of at least their bone's length squared, every filled arm within 1.2x the person's median, close to the
-    truth, and the seen joints exactly where they were."""
+    truth, and the seen joints exactly where they were. The same with the fixed lag (``lag``), which before had no
+    rule 5: its people kept their holes."""
     keypoints = take.keypoints.copy()
     hidden = slice(40, 70)
     _hide(keypoints, range(len(take.rig)), hidden, [ELBOW, WRIST])
     _misplace_wrist(take.rig, take.ground_truth, keypoints, slice(100, 120))
     plain = _fuse(take, keypoints, mode)
-    config = replace(CONFIG, complete=True)
-    fused = (fuse_offline(take.rig, take.skeleton, keypoints, config, fps=take.fps) if mode == "offline"
-             else fuse_streaming(take.rig, take.skeleton, keypoints, config, take.fps))
+    fused = _fuse(take, keypoints, mode, replace(CONFIG, complete=True))
     out = np.isfinite(plain.joints).all(-1).any(-1)  # frames where the person is output
-    if mode == "streaming":
+    if mode != "offline":
         out[:CONFIG.bone_warmup] = True  # and with complete the warm-up's too (the next test)
     assert np.isnan(plain.joints[hidden, WRIST]).all()
     assert np.isfinite(fused.joints[out]).all() and not np.isfinite(fused.joints[~out]).any()
