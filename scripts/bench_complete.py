@@ -6,11 +6,12 @@ frames, seeds --seeds: 3-5 by default, held out: the fill was tuned on 0-2). Pri
 output in: the share of joints with a position (coverage) without and with `complete`; the error of the joints
 output without it (observed; must not change), the same joints with it; the error of the filled joints (mean,
 median, count); and the longest filled limb over the person's median length, with how many are over 1.2x (the arm
-and leg segments whose end is filled; must be <= 1.2; streaming: against the median of the output lengths so far,
-offline: of the take); streaming also against the length estimate the fuser held that frame's fills to (the median
+and leg segments whose end is filled; must be <= 1.2; streaming and lag: against the median of the output lengths so
+far, offline: of the take); streaming also against the length estimate the fuser held that frame's fills to (the median
 of the observed lengths of its last `bone_window` outputs, `StreamingFuser.observed_lengths`; rule 5). The frames
 rule 4's warm-up withholds without `complete` are in none of these figures.
-Run: `.venv/bin/python scripts/bench_complete.py [--rigs lab,robot] [--noise realistic,hard]`.
+Modes: streaming, offline, lag (fixed lag of 0.2 s: `--modes lag`).
+Run: `.venv/bin/python scripts/bench_complete.py [--rigs lab,robot] [--noise realistic,hard] [--modes ...]`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from dataclasses import replace
 import numpy as np
 
 from skelsplat_ros.fusion import StreamingFuser, fuse_offline, preset_config
+from skelsplat_ros.fusion.fixed_lag import fuse_fixed_lag
 from skelsplat_ros.fusion.result import FusionResult, bone_lengths_of, concatenate_results
 from skelsplat_ros.sim import make_scenario
 
 LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+LAG = 0.2
+"""Look-ahead (s) of the ``lag`` mode (the fixed-lag smoother, the node's ``lag``)."""
 
 
 def limb_bones(skeleton) -> np.ndarray:
@@ -57,6 +61,8 @@ def run(rig: str, noise: str, mode: str, seeds: list[int], skeleton: str) -> dic
             cfg = replace(config, complete=complete)
             if mode == "offline":
                 results.append(fuse_offline(take.rig, take.skeleton, take.keypoints, cfg, fps=take.fps))
+            elif mode == "lag":
+                results.append(fuse_fixed_lag(take.rig, take.skeleton, take.keypoints, cfg, take.fps, LAG))
             else:
                 result, held = streaming_held(take, cfg)
                 results.append(result)
