@@ -22,6 +22,7 @@ import numpy as np
 
 from ..fusion import preset_config
 from ..geometry.calibration import load_calibration
+from ..geometry.camera import CameraRig
 from ..skeleton.models import get_skeleton
 from ..tracking.recording import MultiPersonResult, track_offline, track_streaming
 
@@ -40,15 +41,15 @@ def shelf_available(folder: Path) -> bool:
     return all((folder / name).is_file() for name in SHELF_FILES)
 
 
-def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None, single_view_joints: bool = False
-               ) -> tuple[MultiPersonResult, tuple[float, float]]:
+def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None, single_view_joints: bool = False,
+               rig: CameraRig | None = None) -> tuple[MultiPersonResult, tuple[float, float]]:
     """Fuse the Shelf detections (``frames`` first frames, all by default): the result and the seconds it took
-    (wall clock, CPU time of this process). ``single_view_joints``: ``FusionConfig.single_view_joints``."""
-    rig = load_calibration(folder / "calibration.toml")
+    (wall clock, CPU time of this process). ``single_view_joints``: ``FusionConfig.single_view_joints``; ``rig``:
+    the cameras (metres, Shelf's camera names) instead of the folder's calibration."""
     data = np.load(folder / "keypoints.npz")
     keypoints = np.asarray(data["keypoints"], dtype=np.float64)[:, :frames]
     cameras = [str(c) for c in data["cameras"]]
-    rig = rig.subset(cameras)
+    rig = (rig if rig is not None else load_calibration(folder / "calibration.toml")).subset(cameras)
     fps = float(data["fps"])
     skeleton = get_skeleton(str(data["skeleton"]))
     config = replace(preset_config("default"), single_view_joints=single_view_joints)
