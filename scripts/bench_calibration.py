@@ -91,13 +91,18 @@ def offline(args) -> None:
                 print("\n".join("  " + line for line in report_lines(case.result)))
                 if case.result.attempt is not None:
                     print(f"  vs Qualisys: {_per_camera(case)}; median {case.result.after:.2f} px vs the Qualisys "
-                          f"rig's {case.given_median:.2f} px on the same association")
+                          f"rig's {case.given_median:.2f} px on the same association; inliers refined/Qualisys "
+                          f"{_inliers(case)}")
     if "shelf" in parts:
         shelf(args)
 
 
 def _per_camera(case) -> str:
     return ", ".join(f"{c.name} {r:.2f} deg {100 * t:.1f} cm" for c, (r, t) in zip(case.given, case.errors()))
+
+
+def _inliers(case) -> str:
+    return ", ".join(f"{r.inliers:.2f}/{g:.2f}" for r, g in zip(case.result.cameras, case.given_inliers))
 
 
 def shelf(args) -> None:
@@ -114,13 +119,13 @@ def shelf(args) -> None:
     print(f"Shelf ({folder}): the given calibration fuses to MPJPE {1e3 * given_mpjpe:.1f} mm, PCP {100 * given_pcp:.1f} "
           "% (actors 0-2, streaming tracker, default preset)")
     print("| case | seed | result | refined vs given, per camera (deg, cm) | median px refined / given (noise) | "
-          "MPJPE mm refined / given | PCP % refined / given | CPU (s) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "inliers refined / given, per camera | MPJPE mm refined / given | PCP % refined / given | CPU (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for t in takes:
         c = t.case
         verdict = "accepted" if c.result.accepted else "refused: " + "; ".join(r[:90] for r in c.result.reasons)
         print(f"| {c.name} | {c.seed} | {verdict} | {_per_camera(c)} | {c.result.after:.2f} / {c.given_median:.2f} "
-              f"({c.result.noise:.2f}) | {1e3 * t.mpjpe:.1f} / {1e3 * given_mpjpe:.1f} | {100 * t.pcp:.1f} / "
+              f"({c.result.noise:.2f}) | {_inliers(c)} | {1e3 * t.mpjpe:.1f} / {1e3 * given_mpjpe:.1f} | {100 * t.pcp:.1f} / "
               f"{100 * given_pcp:.1f} | {c.cpu:.1f} |")
     for name in dict.fromkeys(t.case.name for t in takes):
         mine = [t for t in takes if t.case.name == name]

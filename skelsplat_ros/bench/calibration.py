@@ -126,20 +126,24 @@ def beyond_basin(rig_kind: str, seeds: list[int], people: list[int], seconds: fl
     return takes
 
 
-def _given_median(given: CameraRig, result: CalibrationResult) -> float:
-    """The given rig's reprojection median (px) on the association the refinement ended with (its points adjusted,
-    every camera held): what the refined rig's median is compared with. NaN when the refinement never got that far."""
+def _given_fit(given: CameraRig, result: CalibrationResult) -> tuple[float, np.ndarray]:
+    """The given rig on the association the refinement ended with (its points adjusted, every camera held): its
+    reprojection median (px) and each camera's inlier fraction (as :func:`self_calibrate` counts them), what the
+    refined rig's are compared with. NaN when the refinement never got that far."""
     from ..calibration.bundle import BundleSettings, bundle_adjust
     from ..geometry.triangulation import triangulate_dlt
 
     observations = result.observations
     if observations is None:
-        return float("nan")
+        return float("nan"), np.full(len(given), np.nan)
     uv = np.moveaxis(np.where(observations.observed[..., None], observations.uv, np.nan), 1, 0)
     start = triangulate_dlt(given, uv, observations.weight.T)
     held = bundle_adjust(given, observations, np.where(np.isfinite(start), start, 0.0),
                          np.zeros(len(given), dtype=bool), BundleSettings(noise=result.noise))
-    return float(np.nanmedian(held.residuals))
+    observed = np.isfinite(held.residuals)
+    with np.errstate(invalid="ignore"):
+        inside = held.residuals <= CalibrationConfig().inlier_factor * result.noise
+    return float(np.nanmedian(held.residuals)), inside.sum(0) / np.maximum(observed.sum(0), 1)
 
 
 @dataclass
@@ -151,7 +155,8 @@ class RealCase:
         seed: of the disturbance.
         result: what :func:`self_calibrate` gave.
         given: the dataset's own calibration (the reference).
-        given_median: ``given``'s reprojection median (px) on the same association (:func:`_given_median`).
+        given_median: ``given``'s reprojection median (px) on the same association (:func:`_given_fit`).
+        given_inliers: ``[V]`` ``given``'s inlier fractions there.
         cpu: ``time.process_time`` of the calibration (s).
     """
 
@@ -160,6 +165,7 @@ class RealCase:
     result: CalibrationResult
     given: CameraRig
     given_median: float
+    given_inliers: np.ndarray
     cpu: float
 
     def errors(self) -> list[tuple[float, float]]:
@@ -180,7 +186,7 @@ def _real_cases(given: CameraRig, skeleton, keypoints: np.ndarray, cases: list[t
             start = time.process_time()
             result = self_calibrate(rough, skeleton, keypoints, anchor)
             cpu = time.process_time() - start
-            out.append(RealCase(name, seed, result, given, _given_median(given, result), cpu))
+            out.append(RealCase(name, seed, result, given, *_given_fit(given, result), cpu))
     return out
 
 
