@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,7 @@ def main() -> int:
     parser.add_argument("--detect-only", action="store_true", help="only the detection figures")
     parser.add_argument("--modes", default="offline,streaming")
     parser.add_argument("--methods", default="skelsplat,dlt,robust")
+    parser.add_argument("--smoothing-pull", type=float, help="the offline smoothing_pull (m) instead of the preset's")
     args = parser.parse_args()
     if not (args.data / "calib.toml").is_file():
         print(f"no {args.data / 'calib.toml'}: run scripts/fetch_pose2sim_multi.py first", file=sys.stderr)
@@ -132,7 +134,10 @@ def main() -> int:
         for method in args.methods.split(","):
             fuse = track_offline if mode == "offline" else track_streaming
             cpu = time.process_time()
-            result = fuse(rig, skeleton, data, preset_config("default", method), keypoints.fps)
+            config = preset_config("default", method)
+            if args.smoothing_pull is not None:
+                config = replace(config, smoothing_pull=args.smoothing_pull)
+            result = fuse(rig, skeleton, data, config, keypoints.fps)
             cpu = time.process_time() - cpu
             present = np.isfinite(result.joints).all(-1).any(-1).sum(axis=0)
             errors = reprojection_errors(rig, result.joints, data)

@@ -113,14 +113,15 @@ def _window_median(monitor: Monitor, window: tuple[float, float], key: str) -> f
 
 
 def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people: int = 1, seed: int = 0,
-                  rig: str = "lab", trace: int = 0, node_env: dict[str, str] | None = None) -> dict:
+                  rig: str = "lab", trace: int = 0, node_env: dict[str, str] | None = None, lag: float = 0.0) -> dict:
     from skelsplat_ros.fusion import fuse_offline, preset_config
     from skelsplat_ros.ros.conversions import parse_keypoints
     from skelsplat_ros.ros.demo import track_summary
     from skelsplat_ros.skeleton.models import get_skeleton
 
     session = Session(workdir, {"rig": rig, "rate": 30.0, "noise": noise, "seed": seed, "people": people},
-                      {"method": method, "diagnostics_period": 1.0}, record_keypoints=people == 1, node_env=node_env)
+                      {"method": method, "diagnostics_period": 1.0, "lag": lag}, record_keypoints=people == 1,
+                      node_env=node_env)
     try:
         first = session.wait_first_frame()
         # Every frame captured in the window counts, the rig's first included; one more second for the last ones.
@@ -155,7 +156,7 @@ def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people
         fused.append(record.joints)
         truth.append(gt)
         views.append(frame)
-    result = {"method": method, "people": people, "seconds": seconds, "captured": captured, "fused": len(records),
+    result = {"method": method, "lag": lag, "people": people, "seconds": seconds, "captured": captured, "fused": len(records),
               "out_percent": 100.0 * len(records) / max(captured, 1),
               "latency_median_ms": percentile(latency_ms, 50), "latency_p99_ms": percentile(latency_ms, 99),
               "latency_max_ms": float(np.max(latency_ms)) if latency_ms.size else float("nan"),
@@ -256,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak-method", default="skelsplat", help="(b) fusion method")
     parser.add_argument("--sample-every", type=float, default=0.0, help="(b) sampling period (default duration/20)")
     parser.add_argument("--noise", default="realistic", help="detector noise preset")
+    parser.add_argument("--lag", type=float, default=0.0, help="(a) the node's lag parameter (s; fixed-lag output)")
     parser.add_argument("--people", type=int, default=1, help="people in the simulated scene (1-5), (a) and (b)")
     parser.add_argument("--seed", type=int, default=0, help="(a) simulation seed")
     parser.add_argument("--rig", default="lab",
@@ -279,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_latency:
         print(f"\n(a) {args.rig} rig at 30 Hz, {args.people} "
               f"{'person' if args.people == 1 else 'people'} (seed {args.seed}), {args.noise} noise, "
-              f"{args.latency_seconds:g} s per method")
+              f"{args.latency_seconds:g} s per method, lag {args.lag:g} s")
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             sub = workdir / f"latency_{method}"
             sub.mkdir()
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.cold:
                 node_env["NUMBA_CACHE_DIR"] = str(sub / "numba_cache")
             result = bench_latency(method, args.latency_seconds, args.noise, sub, args.people, args.seed, args.rig,
-                                   args.trace, node_env)
+                                   args.trace, node_env, args.lag)
             report["latency"].append(result)
         print(f"\n  {'method':<10} {'frames out':>11} {'lat med ms':>11} {'lat p99 ms':>11} {'fusion ms':>10} "
               f"{'MPJPE mm':>9} {'robust mm':>10}  (same frames)")

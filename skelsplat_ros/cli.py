@@ -100,7 +100,7 @@ def _fuse_people(args, rig, skeleton, data, config, fps, output, recording) -> i
     else:
         there, there_stamps, rigs = recording.filled()
         result = spread_result(track_streaming(rig, skeleton, data[:, there], config, fps, progress=progress,
-                                               stamps=there_stamps, rigs=rigs), recording.timeline)
+                                               stamps=there_stamps, rigs=rigs, lag=args.lag), recording.timeline)
     elapsed = time.perf_counter() - start
     progress(num_frames, num_frames, close=True)
     written = save_people_result(
@@ -136,7 +136,8 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
 
     import numpy as np
 
-    from .fusion import fuse_offline, fuse_streaming
+    from .fusion import fuse_offline
+    from .fusion.fixed_lag import fuse_live
     from .geometry.calibration import load_calibration
     from .io.export import check_result_path, save_result
     from .io.timeline import spread_result
@@ -172,8 +173,8 @@ def _fuse_recording(args: argparse.Namespace, settings: "FuseSettings") -> int:
         result = fuse_offline(frames.rigs[0], skeleton, frames.keypoints, config, fps=frames.fps)
     else:
         there, stamps, rigs = frames.filled()
-        result = spread_result(fuse_streaming(frames.rigs[0], skeleton, frames.keypoints[:, there], config,
-                                              frames.fps, stamps=stamps, rigs=rigs), frames.timeline)
+        result = spread_result(fuse_live(frames.rigs[0], skeleton, frames.keypoints[:, there], config, frames.fps,
+                                         args.lag, stamps=stamps, rigs=rigs), frames.timeline)
     elapsed = time.perf_counter() - start
     if writes_bag:
         output = write_result_bag(args.output, frames.stamps_ns, skeleton.name, list(result.joint_names),
@@ -519,6 +520,9 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-view-joints", action="store_true",
                         help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
                         "(confidence 0)")
+    parser.add_argument("--lag", type=float, default=0.0, metavar="SECONDS",
+                        help="streaming: publish each frame this late, estimated from the frames up to SECONDS after "
+                             "it by the fixed-lag smoother (offline's priors on a sliding window); 0 = causal")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 is fastest for these small tensors)")
     parser.add_argument("--people", choices=("subject", "all"),

@@ -132,6 +132,24 @@ def test_fuse_streaming_mode(case, capsys, tmp_path):
     assert np.abs(load_result(output)["joints"] - case["truth"]).max() < 1e-6
 
 
+def test_fuse_streaming_with_a_lag_is_the_core_fixed_lag_output(case, capsys, tmp_path):
+    """--lag 0.2: what fusion.fixed_lag.fuse_fixed_lag gives (the node's API), every frame out, near the truth."""
+    from skelsplat_ros.fusion import preset_config
+    from skelsplat_ros.fusion.fixed_lag import fuse_fixed_lag
+    from skelsplat_ros.geometry.calibration import load_calibration
+
+    output = tmp_path / "lag.npz"
+    status, out, err = _run_main(_fuse_args(case, output, "--mode", "streaming", "--lag", "0.2"), capsys)
+    assert status == 0, err
+    joints = load_result(output)["joints"]
+    expected = fuse_fixed_lag(load_calibration(case["calibration"]), get_skeleton("h36m17"), case["raw"],
+                              preset_config("default", mode="streaming"), 30.0, lag=0.2)
+    np.testing.assert_allclose(joints, expected.joints, atol=1e-9)
+    late = slice(3, None)  # once the bone lengths are known (fusion/output.py, rule 4)
+    assert np.isfinite(joints[late]).all()
+    assert np.linalg.norm(joints[late] - case["truth"][late], axis=-1).max() < 0.005
+
+
 def test_fuse_streaming_single_view_joints(case, capsys, tmp_path):
     """--single-view-joints: a wrist only one camera sees comes out, near the truth, with confidence 0."""
     keypoints = case["raw"].copy()
@@ -281,6 +299,9 @@ def test_device_cuda_without_cuda_fails_fast_naming_cuda(case, capsys, tmp_path)
         (("--backend", "gsplat", "--device", "cpu"), "gsplat renders on CUDA only"),
         (("--mode", "streaming", "--backend", "raster"), "streaming refinement is Gauss-Newton"),
         (("--preset", "paper", "--optimizer", "gauss_newton"), "paper preset"),
+        (("--lag", "0.2"), "look-ahead of the streaming mode"),
+        (("--mode", "streaming", "--lag", "-1"), "lag must be a finite number"),
+        (("--mode", "streaming", "--lag", "0.2", "--method", "triangulate"), "needs the fixed-lag smoother"),
     ],
 )
 def test_impossible_combinations_fail_before_reading_anything(case, capsys, tmp_path, flags, needle):

@@ -53,7 +53,8 @@ class FusionConfig:
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
             (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).
-        reset_after: streaming: a gap longer than this (seconds) or a stamp going backwards resets the history.
+        reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
+            stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
         smoothing: offline, with a ``prefit``: robust zero-phase smoothing of the trajectories between Gauss-Newton
             passes (``offline.py``); ``None`` = Adam with the second-difference term of ``refine`` instead.
@@ -68,6 +69,13 @@ class FusionConfig:
         bone_tolerance: every bone between two output joints stays within this fraction of the person's length
             (or within the length's own tolerance where that is wider; ``output.py``, rule 2; with
             ``bone_lengths`` only).
+        smoother_memory: fixed lag (``fixed_lag.py``, streaming with ``lag > 0``): forgetting time (s) of the
+            smoother's choice of jerk tolerance and noise scale.
+        covariance_scale: the smoother's covariance (already scaled by the noise the data showed) is multiplied by
+            this, and ``bias_share`` adds the part of the detector's error that lasts: together what makes the 90 %
+            ellipsoid hold about 90 % of the errors (BENCHMARKS.md, "Fixed lag").
+        bias_share: the share of a person's pixel noise (their recent reprojection error) that does not average out
+            over frames; the views' geometry at that noise is added to the covariance of the joints they agree on.
     """
 
     method: str = "skelsplat"
@@ -94,6 +102,9 @@ class FusionConfig:
     max_gap: float | None = None
     max_fill: float = 0.5
     bone_tolerance: float = 0.05
+    smoother_memory: float = 10.0
+    covariance_scale: float = 1.0
+    bias_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -110,6 +121,8 @@ class FusionConfig:
             raise ValueError("bone_warmup must be >= 0 frames")
         if self.max_fill < 0 or not 0 <= self.bone_tolerance < 1:
             raise ValueError("max_fill must be >= 0 seconds and bone_tolerance in [0, 1)")
+        if self.smoother_memory <= 0 or self.covariance_scale <= 0 or self.bias_share < 0:
+            raise ValueError("smoother_memory and covariance_scale must be positive, bias_share >= 0")
 
     def stages(self, mode: str) -> list[RefineConfig]:
         """The refinements that run in ``mode``, in order (none for the baselines)."""
@@ -282,5 +295,5 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
         streaming = streaming_gauss_newton
     return FusionConfig(
         method=method, refine=adam, prefit=prefit, smoothing=smoothing, streaming_refine=streaming, init="auto",
-        hampel_window=7, bone_lengths=True, max_gap=1.0,
+        hampel_window=7, bone_lengths=True, max_gap=1.0, covariance_scale=3.0, bias_share=0.3,
     )

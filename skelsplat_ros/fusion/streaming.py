@@ -4,6 +4,7 @@ calls), and :func:`fuse_streaming`, a recording replayed through it."""
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -32,6 +33,33 @@ from .result import (
 
 FIT_BONE_FRAMES = 5
 """Frames in a person's window before their bone lengths pull the fit (the output is held to them from the first)."""
+
+
+@dataclass
+class FrameFit:
+    """One frame's fit of one person by a fit-only :class:`StreamingFuser`: the data of the fixed-lag smoother
+    (``fixed_lag.py``), which is the temporal prior instead of the constant-velocity prediction.
+
+    Attributes:
+        stamp: capture time (s).
+        rig: the cameras of the frame.
+        uv: ``[V, J, 2]`` undistorted keypoints (NaN missing); confidence ``[V, J]``.
+        means: ``[J, 3]`` the fitted joints (NaN where there was no initial guess).
+        agreement: ``[V, J]`` in [0, 1], how well each view agrees with the fitted splat.
+        seen: ``[J]`` joints ``min_views`` views agree with (output rule 1).
+        bone_prior: the person's bone lengths and tolerances ``[B]`` from the triangulated window (``None``: none
+            yet), and warm ``[B]``: bones with ``bone_warmup`` samples (output rule 4).
+    """
+
+    stamp: float
+    rig: CameraRig
+    uv: np.ndarray
+    confidence: np.ndarray
+    means: np.ndarray
+    agreement: np.ndarray
+    seen: np.ndarray
+    bone_prior: BonePrior | None
+    warm: np.ndarray
 
 
 def fuse_streaming(
@@ -67,25 +95,37 @@ class StreamingFuser:
     """Causal fusion, one synchronized set of views at a time; the API the ROS node calls.
 
     Keeps the last two outputs (constant-velocity prediction, warm start and temporal prior) and a sliding window of
-    bone lengths. A stamp that goes backwards (bag loop, clock jump) or a gap over ``reset_after`` resets that state.
+    bone lengths. A gap over ``reset_after`` forgets the outputs (their velocity says nothing of now) but not the
+    bone lengths, the person's own; a stamp that goes backwards (bag loop, clock jump) forgets both.
+
+    ``fit_only``: each step fits the views without the temporal term and returns the joints they saw, as fitted
+    (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
+    (``fixed_lag.py``), which decides the output. The prediction still warm-starts the fit and serves the tracker.
     """
 
-    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig):
+    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False):
         self.rig = rig
         self.skeleton = skeleton
         self.config = config
+        self.fit_only = fit_only
+        self.fit: FrameFit | None = None
         self.resets = 0
         self.reset()
 
     def reset(self) -> None:
-        """Forget the history (after a clock jump or a long gap)."""
+        """Forget the history and the bone lengths (after a clock jump)."""
+        self.forget_motion()
+        # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
+        # per-frame bone prior reads it without stacking.
+        self._bone_window = np.empty((0, len(self.skeleton.bones)))
+
+    def forget_motion(self) -> None:
+        """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
+        every frame is one, and a person whose lengths were forgotten each time would never be output)."""
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=2)
         # The last step's joints that enough views saw, as fitted (output.py, rule 1), one frame: unlike the output,
         # neither held to bone lengths nor waiting for them; what the tracker associates with.
         self.estimate: FusionResult | None = None
-        # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
-        # per-frame bone prior reads it without stacking.
-        self._bone_window = np.empty((0, len(self.skeleton.bones)))
 
     def _add_bone_lengths(self, lengths: np.ndarray) -> None:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
@@ -112,14 +152,14 @@ class StreamingFuser:
         self._bone_window = self._bone_window[:, bones]
 
     def snapshot(self) -> tuple:
-        """The kept state (last outputs, estimate, bone-length window) as it is now, for :meth:`restore`."""
-        return self._history.copy(), self.estimate, self._bone_window, self.resets
+        """The kept state (last outputs, estimate, bone-length window, fit-only fit) as it is now, for :meth:`restore`."""
+        return self._history.copy(), self.estimate, self._bone_window, self.resets, self.fit
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
-        history, self.estimate, self._bone_window, self.resets = state
+        history, self.estimate, self._bone_window, self.resets, self.fit = state
         self._history = history.copy()
 
     def predict(self, stamp: float) -> np.ndarray | None:
@@ -162,7 +202,7 @@ def step_together(
     :meth:`StreamingFuser.step`.
 
     Each fuser keeps its own history, prediction and bone lengths; the batch only shares the solver calls, so the
-    cost grows far slower than one call per person.
+    cost grows far slower than one call per person. The fusers are all fit-only or none is (the first one's).
     """
     stamp = checked_stamp(stamp)
     if not fusers:
@@ -182,10 +222,13 @@ def step_together(
     if len(keypoints) != len(fusers):
         raise ValueError(f"{len(keypoints)} keypoint sets for {len(fusers)} fusers")
     for fuser in fusers:
-        history = fuser._history
-        if history and (stamp < history[-1][0] or stamp - history[-1][0] > config.reset_after):
+        last = fuser._history[-1][0] if fuser._history else stamp
+        if stamp < last:
             fuser.resets += 1
             fuser.reset()
+        elif stamp - last > config.reset_after:
+            fuser.resets += 1
+            fuser.forget_motion()
     uv, confidence = split_keypoints(rig, keypoints.transpose(1, 0, 2, 3))  # [V, N, J, 2], [V, N, J]
     names = list(skeleton.joint_names)
     points, support = triangulate_baseline(rig, uv, confidence, config, config.triangulation)  # [N, J, 3]
@@ -198,6 +241,7 @@ def step_together(
         return [summary.frame(k) for k in range(len(fusers))]
 
     settings = config.streaming_refine or config.refine
+    fit_only = first.fit_only
     num, num_joints, num_bones = len(fusers), skeleton.num_joints, len(skeleton.bones)
     init = points.copy()
     predictions = np.full((num, num_joints, 3), np.nan)
@@ -216,9 +260,13 @@ def step_together(
             # Constant-velocity error grows about with the square of the gap (in 30 Hz frames).
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
             # The gate grows with the gap (gate_distance per frame elapsed): after frames without a fit, the person
-            # may be far from the extrapolation, and views that agree on where they are must win over it.
-            with np.errstate(invalid="ignore"):
-                far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k]
+            # may be far from the extrapolation, and views that agree on where they are must win over it. A fit-only
+            # fuser has no gate: where views hardly fix depth (a narrow baseline), a prediction gone astray would
+            # replace the triangulation and the fit would follow it for good; the smoother weighs outliers instead.
+            far = False
+            if not fit_only:
+                with np.errstate(invalid="ignore"):
+                    far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k]
             init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
         prior = fuser.bone_prior()
         if prior is not None:
@@ -232,6 +280,10 @@ def step_together(
     for k in np.flatnonzero(~fitted):
         results[k] = fusers[k].estimate = summarise(rig, points[k:k + 1], uv[:, k:k + 1], support[:, k:k + 1],
                                                     np.full((1, num_joints, 3, 3), np.nan), names)
+        if fit_only:
+            nothing = np.full((num_joints, 3), np.nan)
+            fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], nothing, np.zeros_like(confidence[:, k]),
+                                       nothing, held_lengths[k], bone_sigmas[k], warm[k])
     batch = np.flatnonzero(fitted)
     if len(batch):
         single = num == 1
@@ -245,26 +297,34 @@ def step_together(
                 lengths=lengths_fit[0] if single else lengths_fit, sigmas=sigmas_fit[0] if single else sigmas_fit
             )
         temporal = None
-        if np.isfinite(predictions_fit).any() and settings.temporal_weight > 0:
+        if np.isfinite(predictions_fit).any() and settings.temporal_weight > 0 and not fit_only:
             temporal = TemporalPrior(
                 "predict", predictions_fit, sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[pick] ** 2
             )
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
         fitted = refine_output(rig, uv_fit, confidence_fit, result, known[pick], names)
-        offer = None
-        if config.single_view_joints:
-            usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
-            offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit, config)
-        # Only joints that enough views agree with, held to the person's bone lengths (output.py): never the
-        # prediction alone, nor one view's ray outside single_view_joints.
-        views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
-        prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
-        fused = decide_output(fitted, skeleton, prior, config, views, offer)
-        if config.bone_warmup and config.bone_lengths:
-            fused = withhold_unchecked(fused, skeleton, warm[pick])
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
+        if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
+            fused = seen
+            for i, k in enumerate(batch):
+                fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], np.where(
+                    known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
+                    held_lengths[k], bone_sigmas[k], warm[k])
+        else:
+            offer = None
+            if config.single_view_joints:
+                usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
+                offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
+                                           config)
+            # Only joints that enough views agree with, held to the person's bone lengths (output.py): never the
+            # prediction alone, nor one view's ray outside single_view_joints.
+            views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
+            prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
+            fused = decide_output(fitted, skeleton, prior, config, views, offer)
+            if config.bone_warmup and config.bone_lengths:
+                fused = withhold_unchecked(fused, skeleton, warm[pick])
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]
@@ -274,6 +334,16 @@ def step_together(
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
+
+
+def _frame_fit(
+    stamp: float, rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, means: np.ndarray, agreement: np.ndarray,
+    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray,
+) -> FrameFit:
+    """One person's :class:`FrameFit` (``seen [J, 3]``: the rule-1 joints, NaN elsewhere; ``lengths`` and ``sigmas``
+    ``[B]``: the bone prior, NaN lengths unknown)."""
+    prior = BonePrior(lengths, sigmas) if np.isfinite(lengths).any() else None
+    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm)
 
 
 def _single_view_offer(

@@ -11,7 +11,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from ..fusion import FusionConfig, fuse_offline, preset_config
+from ..fusion.fixed_lag import check_lag, fuse_live
 from ..fusion.config import NOMINAL_RATE_HZ
 from ..fusion.refine import check_runtime
 from ..geometry.calibration import load_calibration, rig_in_metres
@@ -48,6 +49,7 @@ class FuseSettings:
         optimizer, backend, device: ``auto`` or an explicit choice (see ``skelsplat fuse --help``).
         fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
         single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
+        lag: streaming: seconds of look-ahead of the fixed-lag smoother (``fusion/fixed_lag.py``); 0 = causal.
         threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
         people: JSON folders: the followed ``subject`` (``None``: the default) or ``all`` (tracked); a 5-D NPZ is
             always everyone.
@@ -63,6 +65,7 @@ class FuseSettings:
     device: str = "auto"
     fps: float | None = None
     single_view_joints: bool = False
+    lag: float = 0.0
     threads: int = 1
     people: str | None = None
     calibration_units: str = "auto"
@@ -79,6 +82,10 @@ class FuseSettings:
                                device=self.device, mode=self.mode)
         config = replace(config, single_view_joints=self.single_view_joints)
         check_runtime(config, self.mode)
+        if self.lag:
+            if self.mode != "streaming":
+                raise ValueError("--lag is a look-ahead of the streaming mode (offline sees the whole recording)")
+            check_lag(config, self.lag)
         if any(stage.optimizer == "adam" for stage in config.stages(self.mode)):
             import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
 
@@ -153,7 +160,8 @@ def fuse_file(
     if keypoint_set.fps is None and settings.method == "skelsplat":
         note(f"note: no frame rate known: the temporal prior assumes {NOMINAL_RATE_HZ:g} fps (pass --fps)")
     fuse = _fuse_people if keypoint_set.multi_person else _fuse_subject
-    report = fuse(rig, skeleton, keypoint_set, config, settings.mode, output, _in_frames(progress, keypoint_set))
+    report = fuse(rig, skeleton, keypoint_set, config, settings.mode, output, _in_frames(progress, keypoint_set),
+                  settings.lag)
     return replace(report, calibration_units=units)
 
 
@@ -197,14 +205,14 @@ def _extra(keypoint_set: KeypointSet) -> dict[str, np.ndarray]:
 
 
 def _fuse_subject(rig: CameraRig, skeleton: Skeleton, keypoint_set: KeypointSet, config: FusionConfig, mode: str,
-                  output: Path, progress: Progress | None) -> FuseReport:
+                  output: Path, progress: Progress | None, lag: float = 0.0) -> FuseReport:
     """One subject, ``[V, F, J, 3]``."""
     data, fps = keypoint_set.keypoints, keypoint_set.fps
     start = time.perf_counter()
     if mode == "offline":
         result = fuse_offline(rig, skeleton, data, config, progress=progress, fps=fps or NOMINAL_RATE_HZ)
     else:
-        result = fuse_streaming(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=progress)
+        result = fuse_live(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, lag, progress=progress)
     seconds = time.perf_counter() - start
     save_result(output, result.joints, result.confidence, result.covariance, result.joint_names, fps,
                 _extra(keypoint_set), num_views=result.num_views, reprojection_error=result.reprojection_error)
@@ -216,15 +224,17 @@ def _fuse_subject(rig: CameraRig, skeleton: Skeleton, keypoint_set: KeypointSet,
 
 
 def _fuse_people(rig: CameraRig, skeleton: Skeleton, keypoint_set: KeypointSet, config: FusionConfig, mode: str,
-                 output: Path, progress: Progress | None) -> FuseReport:
+                 output: Path, progress: Progress | None, lag: float = 0.0) -> FuseReport:
     """Several people, ``[V, F, S, J, 3]``: tracked, then fused person by person."""
     # Only several people need the tracker (and scipy.optimize, half a second to import in every worker).
     from ..tracking.recording import track_offline, track_streaming
 
     data, fps = keypoint_set.keypoints, keypoint_set.fps
     start = time.perf_counter()
-    track = track_offline if mode == "offline" else track_streaming
-    people = track(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=progress)
+    if mode == "offline":
+        people = track_offline(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=progress)
+    else:
+        people = track_streaming(rig, skeleton, data, config, fps or NOMINAL_RATE_HZ, progress=progress, lag=lag)
     seconds = time.perf_counter() - start
     outputs = save_people_result(output, people.joints, people.confidence, people.covariance, people.track_ids,
                                  people.joint_names, fps, extra=_extra(keypoint_set))

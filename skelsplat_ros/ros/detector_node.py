@@ -7,7 +7,8 @@ Data flow::
            one was taken replaces it, counted as skipped; nothing queues up)
         -> detection threads: the camera that waited longest first; our own buffer conversion (detection/images.py:
            step, is_bigendian, rgb8/bgr8/mono8), one detector per camera (detection/)
-        -> /<camera>/keypoints (Keypoints2DArray, the image's stamp and frame_id), /diagnostics
+        -> /<camera>/keypoints (Keypoints2DArray, the image's stamp and frame_id), /diagnostics (images received,
+           detected, skipped, and missed: sent but never delivered, from the publishers' sequence numbers)
 
 One node serves every camera with ``workers`` detection threads (about one per core: the models release Python's
 lock while they run); a camera is detected by one thread at a time, so its detector sees its images in order. Bad images (an unknown encoding, a short buffer, undecodable bytes) are counted and logged,
@@ -28,12 +29,13 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from skelsplat_ros.detection import DetectorConfig, DetectorError, make_detector
 from skelsplat_ros.detection.images import ImageError, decode_compressed, image_from_buffer
-from skelsplat_ros.detection.latest import LatestPerCamera
+from skelsplat_ros.detection.latest import LatestPerCamera, MissedImages
 from skelsplat_ros.msg import Keypoints2DArray
 
 from .conversions import keypoints_msg, stamp_to_ns
@@ -94,6 +96,7 @@ class DetectorNode(Node):
         self.cameras = cameras
         self.skeleton = next(iter(self.detectors.values())).skeleton
         self.slots: LatestPerCamera[Image | CompressedImage] = LatestPerCamera(cameras)
+        self.missed = MissedImages(cameras)
         self.lock = threading.Lock()
         self.stats = {camera: _CameraStats() for camera in cameras}
         self.counts: collections.Counter[str] = collections.Counter()
@@ -113,7 +116,7 @@ class DetectorNode(Node):
         for camera in cameras:
             try:
                 self.create_subscription(kind, f"{camera}/{suffix}",
-                                         lambda msg, camera=camera: self._on_image(camera, msg), image_qos)
+                                         lambda msg, info, camera=camera: self._on_image(camera, msg, info), image_qos)
             except Exception as error:  # an invalid topic name, e.g. a camera name with a space
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
@@ -125,8 +128,16 @@ class DetectorNode(Node):
                                f"{self.config.max_people} per image) in {len(cameras)} cameras {cameras} from "
                                f"<camera>/{suffix}")
 
-    def _on_image(self, camera: str, msg: Image | CompressedImage) -> None:
-        self.slots.put(camera, msg)
+    def _on_image(self, camera: str, msg: Image | CompressedImage, info: MessageInfo) -> None:
+        publisher = info.get("publisher_gid")
+        if self.missed.note(camera, bytes(publisher["data"]) if publisher else None,
+                            info.get("publication_sequence_number")):
+            self.get_logger().warning(
+                f"{camera}: images sent to this node never arrived ({self.missed.missed[camera]} so far). Full-size "
+                "images between processes on one machine need Fast DDS's shared memory to hold them: give the image "
+                "publisher FASTDDS_DEFAULT_PROFILES_FILE=<share>/skelsplat_ros/config/fastdds_images.xml (README, "
+                "Images in)", throttle_duration_sec=30.0)
+        self.slots.put(camera, msg, stamp_to_ns(msg.header.stamp))
         with self.lock:
             self.stats[camera].received += 1
             self.stats[camera].window_received += 1
@@ -196,6 +207,7 @@ class DetectorNode(Node):
                 f"received.{camera}": str(totals[camera][0]),
                 f"detected.{camera}": str(totals[camera][1]),
                 f"skipped.{camera}": str(self.slots.skipped[camera]),
+                f"missed.{camera}": str(self.missed.missed[camera]),
             })
         values.update({key: str(count) for key, count in sorted(counts.items())})
         silent = [camera for camera, (received, _) in totals.items() if received == 0]

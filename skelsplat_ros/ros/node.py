@@ -142,6 +142,7 @@ class FusionNode(Node):
         from skelsplat_ros.fusion import preset_config
         from skelsplat_ros.fusion.refine import check_runtime
         from skelsplat_ros.tracking import MultiPersonTracker
+        from skelsplat_ros.tracking.lagged import LaggedTracker
 
         try:
             config = preset_config(
@@ -152,8 +153,13 @@ class FusionNode(Node):
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)
-            self.tracker: MultiPersonTracker = MultiPersonTracker(
-                self.rig_source.rig_for({}).rig, self.skeleton, self.fusion_config, self.tracker_config)
+            rig = self.rig_source.rig_for({}).rig
+            # lag > 0: the tracker's people come out of the fixed-lag smoother, lag seconds late.
+            self.lagged: LaggedTracker | None = LaggedTracker(
+                rig, self.skeleton, config, self.tracker_config, p["lag"]) if p["lag"] > 0 else None
+            self.tracker: MultiPersonTracker = self.lagged.tracker if self.lagged is not None else MultiPersonTracker(
+                rig, self.skeleton, self.fusion_config, self.tracker_config)
+            self._lagged_anchors: collections.deque[tuple[float, int]] = collections.deque()  # (stamp s, ns) pending
         except (ValueError, KeyError, RuntimeError) as error:
             raise StartupError(f"fusion settings: {error.args[0] if error.args else error}") from None
         self._plan = config.describe("streaming")
@@ -462,25 +468,25 @@ class FusionNode(Node):
                          min(ns for ns, _, _ in frame.views.values()))
         stamp_age = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         started, cpu_started = time.perf_counter(), time.thread_time()
-        step = self.tracker.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
+        if self.lagged is None:
+            step = self.tracker.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
+            due = [(anchor_ns, step.people)]
+        else:  # the frames whose look-ahead is now in, with their own capture stamps
+            self._lagged_anchors.append((anchor_ns * 1e-9, anchor_ns))
+            step, frames = self.lagged.step(detections, anchor_ns * 1e-9, rig=frame_rig.rig)
+            due = [(self._lagged_anchor(frame.stamp), frame.people) for frame in frames]
         fusion_time, fusion_cpu = time.perf_counter() - started, time.thread_time() - cpu_started
-
-        # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
-        # (both topics are volatile: a reader that comes later would not get this frame anyway).
-        send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
-        send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
-        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), step.people, self.outputs, tf=send_tf,
-                             markers=send_markers, shown_before=self._markers_shown)
-        self.skeleton_pub.publish(out.skeletons)
-        if out.transforms:
-            self._tf_pub.publish(TFMessage(transforms=out.transforms))
-        if out.markers:
-            self.marker_pub.publish(MarkerArray(markers=out.markers))
-        self._markers_shown = out.shown if send_markers else set()  # nobody saw them: nothing to delete later
-        latency = self.get_clock().now().nanoseconds * 1e-9 - anchor_ns * 1e-9
         views = sum(1 for people in detections if len(people))
-        self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
-                         len(step.ended), step.unassigned, step.capped, step.confirmed, step.tentative)
+        if not due:  # nothing out yet (the look-ahead fills): what the tracker did still counts
+            for key, amount in (("tracks.ended", len(step.ended)), ("detections.unassigned", step.unassigned),
+                                ("capped.people", step.capped)):
+                self.stats.count(key, amount)
+        for k, (stamp_ns, people) in enumerate(due):  # the step's counts go with its first frame out
+            self._publish(stamp_ns, people)
+            latency = self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9
+            self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
+                             0 if k else len(step.ended), 0 if k else step.unassigned, 0 if k else step.capped,
+                             step.confirmed, step.tentative)
         if self._observers:
             fused = FusedFrame(anchor_ns, frame_rig.rig, detections, step,
                                {camera: frame_id for camera, (_, _, frame_id) in frame.views.items()})
@@ -491,6 +497,27 @@ class FusionNode(Node):
                     self.stats.count("observer_errors")
                     self.get_logger().error(f"frame observer {observer!r} failed: {error!r}",
                                             throttle_duration_sec=5.0)
+
+    def _lagged_anchor(self, stamp: float) -> int:
+        """The exact stamp (ns) of the pending frame stepped at ``stamp`` (s); older pending ones are gone."""
+        while self._lagged_anchors[0][0] != stamp:
+            self._lagged_anchors.popleft()
+        return self._lagged_anchors.popleft()[1]
+
+    def _publish(self, anchor_ns: int, people: list) -> None:
+        """One output frame: skeletons, and TF frames and markers where someone listens."""
+        # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
+        # (both topics are volatile: a reader that comes later would not get this frame anyway).
+        send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
+        send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
+        out = frame_messages(self._header(ns_to_stamp(anchor_ns)), people, self.outputs, tf=send_tf,
+                             markers=send_markers, shown_before=self._markers_shown)
+        self.skeleton_pub.publish(out.skeletons)
+        if out.transforms:
+            self._tf_pub.publish(TFMessage(transforms=out.transforms))
+        if out.markers:
+            self.marker_pub.publish(MarkerArray(markers=out.markers))
+        self._markers_shown = out.shown if send_markers else set()  # nobody saw them: nothing to delete later
 
     # --- diagnostics (executor thread) -----------------------------------------------------------------------------
 
@@ -547,6 +574,7 @@ class FusionNode(Node):
             "tracks.confirmed": str(tracks["confirmed"]),
             "tracks.tentative": str(tracks["tentative"]),
             "duplicates_replaced": str(self.sync.replaced),
+            "lag_s": f"{self.params['lag']:g}",  # stamp to publication is at least this (the look-ahead)
         }
         if slop_warning:
             extra["sync_slop_warning"] = slop_warning

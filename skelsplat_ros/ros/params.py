@@ -106,6 +106,10 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("single_view_joints", False, "Also publish a joint only one camera sees, when its bone lengths to "
               "fused neighbours place it on that camera's ray (confidence 0, variance of one bone length along "
               "the ray). Off: such a joint is NaN."),
+    ParamSpec("lag", 0.0, "Look-ahead (s): each frame is published once the frames up to this long after it have "
+              "been fused (or as soon as later frames show that time has passed), estimated from all of them by the "
+              "fixed-lag smoother (the offline priors on a sliding window; preset default). Stamps stay capture "
+              "stamps. 0 = causal, each frame at once.", 0.0, 10.0),
     ParamSpec("publish_tf", True, "Publish one TF frame per joint, <tf_prefix><joint>_<id> (REP-155 style)."),
     ParamSpec("tf_prefix", "", "Prefix of the joint TF frame names."),
     ParamSpec("publish_markers", True, "Publish skeleton_markers (visualization_msgs/MarkerArray) for rviz."),

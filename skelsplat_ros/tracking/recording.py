@@ -18,6 +18,7 @@ from ..fusion.offline import fuse_offline
 from ..fusion.result import frame_stamps, split_keypoints, triangulate_baseline
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
+from .lagged import LaggedTracker
 from .tracker import MultiPersonTracker, PersonEstimate, TrackerConfig
 
 
@@ -78,6 +79,7 @@ def track_streaming(
     progress: Callable[[int, int], None] | None = None,
     stamps: np.ndarray | None = None,
     rigs: list[CameraRig] | None = None,
+    lag: float = 0.0,
 ) -> MultiPersonResult:
     """A recording ``[V, F, S, J, 3]`` through :class:`MultiPersonTracker` frame by frame: what the node would have
     published (confirmed tracks only, from their confirmation on).
@@ -85,17 +87,28 @@ def track_streaming(
     Args:
         stamps: capture time of each frame ``[F]`` in seconds; default ``f / fps``.
         rigs: the cameras of each frame ``[F]`` (moving cameras); default ``rig`` for all.
+        lag: 0: the causal tracker; seconds: :class:`~.lagged.LaggedTracker` (each frame estimated from the
+            frames up to ``lag`` after it; people confirmed within the look-ahead from their first frame).
     """
     keypoints = _check(keypoints, rig, skeleton)
-    tracker = MultiPersonTracker(rig, skeleton, fusion, config)
     num_frames = keypoints.shape[1]
     times = frame_stamps(num_frames, fps, stamps)
-    published: list[list[PersonEstimate]] = []
+    published: list[list[PersonEstimate]] = [[] for _ in range(num_frames)]
+    lagged = None if lag == 0 else LaggedTracker(rig, skeleton, fusion, config, lag)
+    tracker = MultiPersonTracker(rig, skeleton, fusion, config) if lagged is None else None
+    index: dict[float, list[int]] = {}  # stamp -> frames not yet output (a repeated stamp restarts the tracker)
     for f in range(num_frames):
         frame_rig = rigs[f] if rigs is not None else None
-        published.append(tracker.step(split_slots(keypoints, f), float(times[f]), rig=frame_rig).people)
+        if lagged is None:
+            published[f] = tracker.step(split_slots(keypoints, f), float(times[f]), rig=frame_rig).people
+        else:
+            index.setdefault(float(times[f]), []).append(f)
+            for frame in lagged.step(split_slots(keypoints, f), float(times[f]), rig=frame_rig)[1]:
+                published[index[frame.stamp].pop(0)] = frame.people
         if progress:
             progress(f + 1, num_frames)
+    for frame in lagged.flush() if lagged is not None else []:
+        published[index[frame.stamp].pop(0)] = frame.people
     return people_array(published, num_frames, skeleton)
 
 

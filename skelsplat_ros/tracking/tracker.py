@@ -35,7 +35,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..fusion.config import FusionConfig
 from ..fusion.result import FusionResult, checked_stamp
-from ..fusion.streaming import StreamingFuser, step_together
+from ..fusion.streaming import FrameFit, StreamingFuser, step_together
 from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import project_pinhole, valid_observations
 from ..skeleton.models import Skeleton
@@ -160,6 +160,10 @@ class TrackerStep:
         assignments: ``{track_id: keypoints [V, J, 3]}``: what every track refitted this step (tentative ones
             included) was fitted to, mirrored where a view's left/right labels were swapped, NaN rows for views it
             did not take; the offline pass builds per-track recordings from it.
+        fits: a fit-only tracker's (``fit_only``): ``{track_id: (fit, views)}`` for every track refitted this step,
+            tentative ones included: the fuser's :class:`~skelsplat_ros.fusion.streaming.FrameFit` (the data of the
+            fixed-lag smoother, ``lagged.py``) and ``views [V]`` as :attr:`PersonEstimate.views`.
+        mirrored: ids of the tracks whose state was mirrored this step (left and right exchanged).
     """
 
     people: list[PersonEstimate]
@@ -169,6 +173,8 @@ class TrackerStep:
     unassigned: int
     capped: int
     assignments: dict[int, np.ndarray] = field(default_factory=dict)
+    fits: dict[int, tuple[FrameFit, np.ndarray]] = field(default_factory=dict)
+    mirrored: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -213,13 +219,17 @@ class MultiPersonTracker:
         skeleton: the joint layout of every detection.
         fusion: how each person is fused (a :class:`StreamingFuser` per track).
         config: gates and life times.
+        fit_only: every track's fuser is fit-only (``StreamingFuser``): the people's joints are what the views saw,
+            as fitted, and :attr:`TrackerStep.fits` carries each refit for the fixed-lag smoother (``lagged.py``).
     """
 
-    def __init__(self, rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig = TrackerConfig()):
+    def __init__(self, rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig = TrackerConfig(),
+                 fit_only: bool = False):
         self.rig = rig
         self.skeleton = skeleton
         self.fusion = fusion
         self.config = config
+        self.fit_only = fit_only
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._last_stamp: float | None = None
@@ -283,10 +293,12 @@ class MultiPersonTracker:
         # disagreed on left and right): the views are right, so the track's state is mirrored, not them.
         matched = chosen >= 0
         count = matched.sum(axis=1)
+        flipped: list[int] = []
         for k in np.flatnonzero((count >= config.min_views) & (2 * (mirrored & matched).sum(axis=1) > count)):
             track = self._tracks[k]
             track.fuser.mirror()
             track.joints = track.joints[self._flip]
+            flipped.append(track.track_id)
             mirrored[k] = ~mirrored[k] & matched[k]
 
         # 3. Refit every track seen in enough views, all in one batch.
@@ -331,7 +343,7 @@ class MultiPersonTracker:
             for v, s, flip in cluster:
                 slots[c, v], flips[c, v] = s, flip
         gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
-        fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion) for _ in clusters]
+        fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion, fit_only=self.fit_only) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp, self.rig)
         for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
             joints = fuser.estimate.joints[0]
@@ -377,6 +389,9 @@ class MultiPersonTracker:
             unassigned=unassigned,
             capped=capped,
             assignments=assignments,
+            fits={t.track_id: (t.fuser.fit, taken_rows[t.track_id]) for t in self._tracks
+                  if self.fit_only and t.track_id in refitted},
+            mirrored=flipped,
         )
 
     # ------------------------------------------------------------------------------------------------------------

@@ -274,6 +274,21 @@ def test_streaming_without_priors_matches_a_fresh_fuser_per_frame(lab_take):
     np.testing.assert_allclose(fused.joints[5], fresh.joints[0])
 
 
+@pytest.mark.parametrize("period", [1.003, 2.5])
+def test_a_person_seen_once_a_second_or_less_is_output_once_their_bone_lengths_are_known(lab_take, period):
+    """A camera at 1 Hz or slower (a detector chain under load, a time-lapse): every frame comes after a gap longer
+    than reset_after, which forgets the motion, not the person's bone lengths. Before, each gap emptied the bone
+    window too, so the output waited for bone_warmup frames of lengths for ever: nothing was ever output."""
+    config = preset_config("default")
+    fuser = StreamingFuser(lab_take.rig, lab_take.skeleton, config)
+    fused = [fuser.step(lab_take.keypoints[:, f], f * period) for f in range(config.bone_warmup + 3)]
+    assert fuser.resets == len(fused) - 1
+    assert np.isnan(fused[config.bone_warmup - 1].joints).all()
+    for result, f in zip(fused[config.bone_warmup:], range(config.bone_warmup, len(fused))):
+        assert np.isfinite(result.joints).all(-1).mean() > 0.9
+        assert _mpjpe(result.joints[0], lab_take.ground_truth[f]) < 0.03
+
+
 # --- issue 18: a gap in streaming, mirrored state, empty and non-finite inputs ---------------------------------
 
 

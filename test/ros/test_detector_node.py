@@ -5,6 +5,7 @@ on a small RTMO-shaped model that finds a red dot (test/detection/onnx_models.py
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,30 @@ def test_images_of_every_encoding_with_padded_rows_come_out_as_keypoints_with_th
                     "latency_median_ms.c0", "received.c1"):
             assert key in last, key
         assert int(last["received.c0"]) == 4 and int(last["skipped.c0"]) == 0
+    finally:
+        spinner.stop()
+        detector.destroy_node()
+        camera.node.destroy_node()
+
+
+def test_images_that_never_reach_the_node_are_counted_as_missed(module_context, model):
+    """Three images sent while the node takes none (its executor stopped): its subscription keeps the newest, so two
+    never reach it. They are counted as missed (from the publisher's sequence numbers), apart from the images it
+    received and the ones it skipped itself; before, nothing told them from images never sent."""
+    detector, camera, spinner = _start(module_context, model)
+    try:
+        red = red_dot_image(200, 256, *DOT)
+        stamp = 1_700_000_000_000_000_000
+        camera.send("c0", image_msg(red, "bgr8", stamp, "optical"))
+        spinner.stop()
+        for k in range(1, 4):
+            camera.pubs["c0"].publish(image_msg(red, "bgr8", stamp + k, "optical"))
+        time.sleep(1.0)  # delivered by DDS into the subscription's queue meanwhile
+        spinner = Spinner(module_context, [detector, camera.node])
+        assert wait_until(lambda: camera.diagnostics and camera.diagnostics[-1].get("detected.c0") == "2", 10.0)
+        assert [stamp_to_ns(k.header.stamp) for k in camera.keypoints["c0"]] == [stamp, stamp + 3]
+        last = camera.diagnostics[-1]
+        assert (last["received.c0"], last["missed.c0"], last["skipped.c0"], last["missed.c1"]) == ("2", "2", "0", "0")
     finally:
         spinner.stop()
         detector.destroy_node()

@@ -193,7 +193,7 @@ def test_detect_launch_commands_start_the_real_detector_and_fusion_nodes(rclpy_c
         assert detector.cameras == fusion.cameras == ["cam0", "cam2", "cam3"]
         assert detector.config.backend == "onnx"
         assert fusion.skeleton.name == "coco17" and fusion.get_parameter("calibration_file").value == calibration
-        assert fusion.get_parameter("max_wait").value == pytest.approx(0.25)  # from config/detect.yaml
+        assert fusion.get_parameter("max_wait").value == pytest.approx(1.0)  # from config/detect.yaml
         topics = {name for name, _ in detector.get_publisher_names_and_types_by_node(detector.get_name(), "/")}
         assert "/cam2/keypoints" in topics
     finally:

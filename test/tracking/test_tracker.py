@@ -433,6 +433,24 @@ def test_a_refit_whose_views_disagree_leaves_the_track_as_it_was(kind, seed):
     assert np.nanmean(np.linalg.norm(step.people[0].result.joints[0] - truth[-1], axis=-1)) < 0.02
 
 
+@pytest.mark.parametrize("rate", [30.0, 1.0])
+def test_a_track_that_outlives_a_long_gap_keeps_its_bone_lengths(rate):
+    """Unseen for 1.5 s, longer than the fuser's reset_after (1 s) but within the track's delete_after (3 s here),
+    then back: same id, published at once. The gap forgets the motion but not the person's bone lengths; before,
+    they were forgotten too and the person was withheld for bone_warmup frames, every frame at a 1 Hz camera."""
+    rig = make_rig("lab", seed=4)
+    truth = generate_motion(SKELETON, 12, FPS, seed=4, motion="walk")
+    tracker = MultiPersonTracker(rig, SKELETON, CONFIG, TrackerConfig(delete_after=3.0))
+    every = tuple(range(len(rig)))
+    for f in range(6):
+        step = tracker.step(_detections(rig, truth[f], every), f / rate)
+    assert [p.track_id for p in step.people] == [0]
+    for f in range(6, 12):
+        step = tracker.step(_detections(rig, truth[f], every), 5 / rate + 1.5 + (f - 6) / rate)
+        assert [p.track_id for p in step.people] == [0] and step.tentative == 0, f
+        assert np.nanmean(np.linalg.norm(step.people[0].result.joints[0] - truth[f], axis=-1)) < 0.02
+
+
 @pytest.mark.parametrize("kind, seed, views, noise", [("lab", 0, (0, 1), "clean"), ("lab", 3, (0, 2), "realistic"),
                                                       ("surround", 1, (2, 3), "realistic"),
                                                       ("portrait", 2, (1, 3), "clean")])

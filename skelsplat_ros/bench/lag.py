@@ -1,0 +1,152 @@
+"""``scripts/bench_lag.py``: accuracy against look-ahead of the fixed-lag mode (``fusion/fixed_lag.py``), its cost
+per frame, and how well every mode's covariance is calibrated, on simulated rigs with ground truth.
+
+Per rig and noise, errors pooled over the seeds: MPJPE (mm), the share of joints beyond 150 mm and coverage, for
+today's streaming fuser, the fixed-lag smoother at each lag (0 = its causal filter) and offline; process CPU time
+per frame (the machine may be shared: CPU time, and ratios against streaming measured in the same run); and the
+covariance's calibration: the share of errors inside the covariance's 90 % ellipsoid (``e^T C^-1 e`` at most the
+chi-square 90 % point with 3 degrees of freedom) and, of the joints beyond 150 mm, the share whose largest standard
+deviation is at least 75 mm.
+
+Several people (``--people``): the tracker causal and at each lag on simulated scenes (``bench-multi``'s rings of 3
+and 4 cameras), MPJPE of the matched people, recall, and CPU per frame against the causal tracker's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from ..fusion.fixed_lag import fuse_fixed_lag
+from ..sim import make_scenario
+from ..sim.scenes import make_multi_person_scenario
+from ..tracking.recording import track_streaming
+from .engine import MM_PER_M, OUTLIER_MM, parse_scenarios, score
+from .multi import oracle_triangulation, rig_of_views, score_people
+
+CHI2_3DOF_90 = 6.251388631170325
+"""90 % point of the chi-square distribution with 3 degrees of freedom: the 90 % ellipsoid of a 3-D Gaussian."""
+FLAG_STD_MM = 75.0
+"""A joint beyond ``OUTLIER_MM`` counts as flagged when its largest standard deviation is at least this."""
+
+
+@dataclass
+class LagRow:
+    """One mode on one scenario, pooled over seeds."""
+
+    scenario: str
+    mode: str
+    mpjpe_mm: float
+    outliers_pct: float
+    coverage_pct: float
+    cpu_ms_per_frame: float
+    inside_90_pct: float
+    flagged_pct: float
+
+
+def calibration(joints: np.ndarray, covariance: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """For estimates ``joints [..., 3]`` (m) with ``covariance [..., 3, 3]`` (m^2) against ``truth [..., 3]``: the
+    share (%) of the joints with a usable covariance whose error lies inside its 90 % ellipsoid, and the share (%) of
+    the joints beyond 150 mm whose largest standard deviation is at least 75 mm (NaN when there are none)."""
+    error = (joints - truth).reshape(-1, 3)
+    cov = covariance.reshape(-1, 3, 3)
+    usable = np.isfinite(error).all(-1) & np.isfinite(cov).all((-1, -2))
+    error, cov = error[usable], cov[usable]
+    eigen = np.linalg.eigvalsh(cov)
+    valid = eigen[:, 0] > 0
+    inside = np.einsum("na,na->n", error[valid], np.linalg.solve(cov[valid], error[valid][..., None])[..., 0])
+    far = np.linalg.norm(error, axis=-1) * MM_PER_M > OUTLIER_MM
+    largest = np.sqrt(np.maximum(eigen[:, -1], 0.0)) * MM_PER_M
+    flagged = 100.0 * float((largest[far] >= FLAG_STD_MM).mean()) if far.any() else float("nan")
+    return 100.0 * float((inside <= CHI2_3DOF_90).mean()) if valid.any() else float("nan"), flagged
+
+
+def _modes(config: FusionConfig, lags: list[float]) -> list[tuple[str, object]]:
+    modes = [("streaming", lambda s: fuse_streaming(s.rig, s.skeleton, s.keypoints, config, s.fps))]
+    modes += [(f"lag {lag:g} s", lambda s, lag=lag: fuse_fixed_lag(s.rig, s.skeleton, s.keypoints, config, s.fps,
+                                                                   lag=lag)) for lag in lags]
+    modes.append(("offline", lambda s: fuse_offline(s.rig, s.skeleton, s.keypoints, config, fps=s.fps)))
+    return modes
+
+
+def run_lag_benchmark(scenarios: list[tuple[str, str]], lags: list[float], frames: int, seeds: list[int],
+                      log=print) -> list[LagRow]:
+    """Every mode on every ``(rig, noise)`` (module docstring)."""
+    config = preset_config("default")
+    rows = []
+    for rig, noise in scenarios:
+        cases = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
+        truth = np.concatenate([case.ground_truth for case in cases])
+        for mode, run in _modes(config, lags):
+            start = time.process_time()
+            results = [run(case) for case in cases]
+            cpu = (time.process_time() - start) / (frames * len(cases))
+            joints = np.concatenate([r.joints for r in results])
+            covariance = np.concatenate([r.covariance for r in results])
+            mpjpe, outliers, coverage = score(joints, truth)
+            inside, flagged = calibration(joints, covariance, truth)
+            row = LagRow(f"{rig}:{noise}", mode, mpjpe, outliers, coverage, 1000.0 * cpu, inside, flagged)
+            rows.append(row)
+            log(format_row(row))
+    return rows
+
+
+def run_people_benchmark(people: list[int], views: list[int], lags: list[float], frames: int, seeds: list[int],
+                         log=print) -> None:
+    """The tracker causal and at each lag (module docstring): one line per (people, views, mode), seeds pooled."""
+    config = preset_config("default")
+    log("| people | views | mode | MPJPE mm | recall | id switches | CPU ms/frame | CPU vs causal |\n"
+        "|---|---|---|---|---|---|---|---|")
+    for num_people in people:
+        for num_views in views:
+            scenes = [make_multi_person_scenario(rig_of_views(num_views, seed), num_people, frames,
+                                                 noise="realistic", seed=seed) for seed in seeds]
+            oracles = [oracle_triangulation(scene, config) for scene in scenes]
+            causal_cpu = None
+            for lag in [0.0] + lags:
+                start = time.process_time()
+                joints = [track_streaming(s.rig, s.skeleton, s.keypoints, config, s.fps, lag=lag).joints
+                          for s in scenes]
+                cpu = (time.process_time() - start) / (frames * len(scenes))
+                causal_cpu = causal_cpu or cpu
+                scores = [score_people(j, s.ground_truth, o) for j, s, o in zip(joints, scenes, oracles)]
+                mpjpe = float(np.mean([x.mpjpe_mm for x in scores]))
+                recall = float(np.mean([x.recall for x in scores]))
+                switches = sum(sum(x.id_switches) for x in scores)
+                mode = "causal" if lag == 0 else f"lag {lag:g} s"
+                log(f"| {num_people} | {num_views} | {mode} | {mpjpe:.1f} | {recall:.3f} | {switches} | "
+                    f"{1000 * cpu:.1f} | {cpu / causal_cpu:.2f}x |")
+
+
+HEADER = ("| scenario | mode | MPJPE mm | > 150 mm % | coverage % | CPU ms/frame | inside 90 % ellipsoid % | "
+          "> 150 mm with std >= 75 mm % |\n|---|---|---|---|---|---|---|---|")
+
+
+def format_row(row: LagRow) -> str:
+    return (f"| {row.scenario} | {row.mode} | {row.mpjpe_mm:.1f} | {row.outliers_pct:.2f} | {row.coverage_pct:.1f} | "
+            f"{row.cpu_ms_per_frame:.1f} | {row.inside_90_pct:.1f} | {row.flagged_pct:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenarios", default="robot:realistic,lab:realistic,portrait:realistic,robot:hard",
+                        help="RIG:NOISE,... (rigs and noise presets of skelsplat bench)")
+    parser.add_argument("--lags", default="0,0.2,0.5,1", help="look-ahead in seconds, comma-separated")
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--seeds", default="3,4,5", help="held out: the default preset was tuned on 0-2")
+    parser.add_argument("--people", default="", help="also several people: counts, comma-separated (e.g. 1,3)")
+    parser.add_argument("--views", default="3,4", help="with --people: cameras of the rings")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    lags = [float(x) for x in args.lags.split(",")]
+    if args.people:
+        run_people_benchmark([int(n) for n in args.people.split(",")], [int(v) for v in args.views.split(",")],
+                             [lag for lag in lags if lag > 0], args.frames, seeds)
+        return 0
+    print(HEADER)
+    run_lag_benchmark(parse_scenarios(args.scenarios), lags, args.frames, seeds)
+    return 0

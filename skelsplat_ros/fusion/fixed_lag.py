@@ -1,0 +1,330 @@
+"""Fixed-lag fusion: each frame is output once the frames up to ``lag`` seconds after it are in, estimated from all of
+them with the offline estimator's priors (``lag = 0``: at once, from the past alone: the causal output).
+
+Per person and frame, as it arrives:
+
+1. a fit-only :class:`~.streaming.StreamingFuser` fits the views (robust initial guess, Gauss-Newton on the splat
+   objective with the person's bone lengths; no temporal term): :class:`~.streaming.FrameFit`;
+2. its joints, with the information of the views that agree with them (``smoothing.view_information``), update the
+   person's :class:`~.jerk_filter.JerkFilterBank`: the offline smoother's jerk prior, robust weights and per-joint
+   tolerance, as Kalman filters.
+
+When a frame is due (:meth:`LagSmoother.due`: ``lag`` seconds of later frames are in, or the caller says time has
+passed), it is read out (:func:`read_out`): the filters' estimate at its stamp from every frame so far (a
+Rauch-Tung-Striebel pass back over the look-ahead), then, as offline, Gauss-Newton on its views pulled to that
+estimate (``smoothing_pull``) with the bone lengths of the person's smoothed trajectory, and the output rule
+(``output.py``): joints the views agree with, held to the bone lengths; offered (confidence 0) where the views do not
+agree but the estimate has evidence: a joint one view sees (its ray, the bone lengths and the motion fix its depth,
+with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead. The covariance is the
+filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
+``covariance_scale``.
+
+This is not a delay line: at lag 0 the output is already the filtered estimate, and every frame of look-ahead
+improves it (BENCHMARKS.md, "Fixed lag").
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import numpy as np
+
+from ..geometry.camera import CameraRig
+from ..geometry.triangulation import linear_covariance
+from ..skeleton.models import Skeleton
+from .config import FusionConfig
+from .jerk_filter import JerkFilterBank
+from .objective import BonePrior, RefineConfig, TemporalPrior, detection_weights, heatmap_variance_growth
+from .output import Views, decide_output, seen_joints, views_verdict, withhold_unchecked
+from .refine import refine
+from .result import (
+    SUPPORT_THRESHOLD,
+    FusionResult,
+    bone_lengths_of,
+    concatenate_results,
+    estimate_bone_prior,
+    fallback_position,
+    frame_stamps,
+    refine_output,
+    refine_support,
+)
+from .smoothing import view_information
+from .streaming import FIT_BONE_FRAMES, FrameFit, StreamingFuser, fuse_streaming, step_together
+
+LAG_TOLERANCE = 0.005
+"""A frame is due once a frame stamped at least ``lag - LAG_TOLERANCE`` after it is in (camera stamps jitter; without
+it a frame of a 30 Hz rig would wait a whole period more for a look-ahead 1 ms short)."""
+
+
+def check_lag(config: FusionConfig, lag: float) -> float:
+    """``lag`` (s) as a float; a ``ValueError`` for a negative or non-finite one, or a configuration without the
+    fixed-lag smoother (baselines, the ``paper`` preset, Adam)."""
+    value = float(lag)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"lag must be a finite number of seconds >= 0, got {lag!r}")
+    if not uses_smoother(config):
+        raise ValueError("the fixed lag needs the fixed-lag smoother: method skelsplat, preset default, Gauss-Newton "
+                         f"(this configuration fuses each frame alone: {config.method}, smoothing "
+                         f"{'off' if config.smoothing is None else 'on'})")
+    return value
+
+
+def uses_smoother(config: FusionConfig) -> bool:
+    """Whether ``config`` can run the fixed-lag smoother: the ``skelsplat`` method with the offline smoothing prior
+    and the Gauss-Newton fit it reads out with."""
+    return (config.method == "skelsplat" and config.smoothing is not None
+            and config.prefit is not None and (config.streaming_refine or config.refine).optimizer == "gauss_newton")
+
+
+class LagSmoother:
+    """One person's fixed-lag state: the filter bank over their frame fits, the fits not yet output, and the bone
+    lengths of their smoothed trajectory where the views saw both ends.
+
+    Args:
+        skeleton: the person's joints and bones.
+        config: ``smoothing`` (the prior), ``bone_window`` (frames of bone lengths kept), the data fit's settings.
+        lag: seconds of look-ahead before a frame is output.
+    """
+
+    def __init__(self, skeleton: Skeleton, config: FusionConfig, lag: float):
+        self.skeleton, self.config, self.lag = skeleton, config, check_lag(config, lag)
+        self.bank = JerkFilterBank(skeleton.num_joints, config.smoothing, memory=config.smoother_memory)
+        self.pending: deque[FrameFit] = deque()
+        self.newest: FrameFit | None = None
+        self._lengths = np.empty((0, len(skeleton.bones)))
+        self._last_seen = np.full(skeleton.num_joints, -np.inf)  # stamp each joint was last output as seen
+        # Discounted sums of the squared reprojection errors of the seen joints, and their count (one pseudo-sample
+        # at the nominal pixel noise before the first).
+        self._residual = np.array([config.nominal_pixel_sigma**2, 1.0])
+        self._residual_stamp: float | None = None
+
+    def add(self, fit: FrameFit) -> None:
+        """Take the newest frame's fit (stamps increasing)."""
+        settings = self.config.streaming_refine or self.config.refine
+        weights = detection_weights(fit.uv, fit.confidence, settings) / heatmap_variance_growth(fit.confidence, settings)
+        information = view_information(fit.rig, fit.means[None], (weights * fit.agreement)[:, None],
+                                       self.config.smoothing.pixel_sigma)[0]
+        self.bank.update(fit.stamp, fit.means, information)
+        self.pending.append(fit)
+        self.newest = fit
+
+    def due(self, until: float | None = None) -> list[FrameFit]:
+        """Take the pending fits that are due: ``lag`` behind the newest frame, or (``until``, s) stamped at most
+        ``until - lag``: their look-ahead has passed without frames (every pending fit with ``until = inf``)."""
+        newest = -np.inf if self.newest is None else self.newest.stamp
+        limit = max(newest, -np.inf if until is None else until) - self.lag + LAG_TOLERANCE
+        taken = []
+        while self.pending and self.pending[0].stamp <= limit:
+            taken.append(self.pending.popleft())
+        return taken
+
+    def bone_prior(self, fit: FrameFit) -> BonePrior | None:
+        """Lengths and tolerances ``[B]`` for frame ``fit``: of the smoothed trajectory once it has
+        ``FIT_BONE_FRAMES`` frames of them, the data fit's window of triangulated lengths before."""
+        if not self.config.bone_lengths:
+            return None
+        if len(self._lengths) >= FIT_BONE_FRAMES:
+            settings = self.config.prefit
+            return estimate_bone_prior(self._lengths, settings.bone_length_sigma, settings.bone_length_spread)
+        return fit.bone_prior
+
+    def remember(self, stamp: float, joints: np.ndarray, seen: np.ndarray, reprojection: np.ndarray) -> None:
+        """After frame ``stamp`` was output: its smoothed ``joints [J, 3]``, which were ``seen [J]`` and their mean
+        reprojection errors ``[J]`` (px)."""
+        lengths = bone_lengths_of(np.where(seen[:, None], joints, np.nan), self.skeleton)
+        window = np.concatenate([self._lengths, lengths[None]])
+        self._lengths = window[max(len(window) - self.config.bone_window, 0):]
+        self._last_seen[seen] = stamp
+        self.bank.forget(stamp)  # frames are output in order: nothing before this one is asked for again
+        if self._residual_stamp is not None:
+            self._residual *= np.exp(-max(stamp - self._residual_stamp, 0.0) / self.config.smoother_memory)
+        self._residual_stamp = stamp
+        errors = reprojection[seen & np.isfinite(reprojection)]
+        self._residual += [float((errors**2).sum()), len(errors)]
+
+    def pixel_noise(self) -> float:
+        """The person's recent reprojection error (px, root mean square over the seen joints, forgetting over
+        ``smoother_memory``): the scale of what the detector gets wrong."""
+        return float(np.sqrt(self._residual[0] / self._residual[1]))
+
+    def gap_closed(self, stamp: float) -> np.ndarray:
+        """Joints ``[J]`` not seen at ``stamp`` that were within ``max_fill`` before it and are seen again by a
+        pending (look-ahead) fit within ``max_fill`` of that: a short gap whose both ends are known."""
+        closed = np.zeros(self.skeleton.num_joints, dtype=bool)
+        for fit in self.pending:
+            if fit.stamp - stamp > self.config.max_fill + LAG_TOLERANCE:
+                break
+            closed |= fit.seen & (fit.stamp - self._last_seen <= self.config.max_fill + LAG_TOLERANCE)
+        return closed
+
+
+def pull_settings(config: FusionConfig) -> RefineConfig:
+    """The settings of the Gauss-Newton pass that reads a frame out: the offline one, pulled to the smoothed
+    estimate within ``smoothing_pull``."""
+    return replace(config.prefit, temporal_weight=1.0, temporal_sigma=config.smoothing_pull)
+
+
+def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmoother, FrameFit]]) -> list[FusionResult]:
+    """The output of one frame of several people (module docstring), all with the frame's stamp and rig: one
+    :class:`FusionResult` with a frame axis of length 1 per ``(smoother, fit)``."""
+    if not people:
+        return []
+    names = list(skeleton.joint_names)
+    rig, stamp = people[0][1].rig, people[0][1].stamp
+    uv = np.stack([fit.uv for _, fit in people], axis=1)  # [V, N, J, 2]
+    confidence = np.stack([fit.confidence for _, fit in people], axis=1)
+    means, covariance, scale = [], [], []
+    for smoother, fit in people:
+        choice = smoother.bank.choice()
+        mean, cov = smoother.bank.smoothed(fit.stamp, choice)
+        means.append(mean)
+        covariance.append(cov / smoother.bank.noise_scale(choice)[:, None, None])
+    means, covariance = np.stack(means), np.stack(covariance)  # [N, J, 3], [N, J, 3, 3]
+    known = np.isfinite(means).all(-1)
+    pulled = pull_settings(config)
+    priors = [smoother.bone_prior(fit) for smoother, fit in people]
+    prior = _stacked_prior(priors, len(skeleton.bones))
+    start = np.stack([np.where(k[:, None], m, fallback_position(m)) for k, m in zip(known, means)])
+    result = refine(rig, skeleton, pulled, uv, confidence, start, prior, TemporalPrior("predict", prediction=means))
+    # The filters' uncertainty assumes errors that average out over frames; a share of the detector's error
+    # (its bias for a joint in a view, errors that last) does not: the views' geometry at that share of the
+    # person's pixel noise, where enough views agree (elsewhere the filters' own uncertainty dominates).
+    covariance = config.covariance_scale * covariance
+    if config.bias_share > 0:
+        agreeing = refine_support(uv, confidence, result) > SUPPORT_THRESHOLD  # [V, N, J]
+        noise = config.bias_share * np.array([smoother.pixel_noise() for smoother, _ in people])
+        bias = linear_covariance(rig, result.means, agreeing.astype(float), noise[None, :, None])
+        covariance = covariance + np.where((agreeing.sum(axis=0) >= config.min_views)[..., None, None], bias, 0.0)
+    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
+    offered = np.stack([
+        smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))
+        for (smoother, _), fit_one in zip(people, fitted.num_views)
+    ]) & known
+    fused = decide_output(fitted, skeleton, prior if views is not None else None, config, views,
+                          _offer(fitted, offered, views))
+    if config.bone_warmup and config.bone_lengths:  # bones known up to the newest frame: the look-ahead counts
+        fused = withhold_unchecked(fused, skeleton, np.stack([smoother.newest.warm for smoother, _ in people]))
+    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's.
+    fused = replace(fused, covariance=np.where(np.isfinite(fused.joints)[..., None], covariance, np.nan))
+    seen = np.isfinite(seen_joints(fitted, config.min_views).joints).all(-1)
+    for i, (smoother, fit) in enumerate(people):
+        smoother.remember(fit.stamp, means[i], seen[i], fitted.reprojection_error[i])
+    return [fused.frame(i) for i in range(len(people))]
+
+
+def _offer(fitted: FusionResult, offered: np.ndarray, views: Views | None) -> Callable[[FusionResult], FusionResult]:
+    """Rule 3 of ``output.py``: the read-out positions of the ``offered [N, J]`` joints, with what the views say
+    there (the fit's figures without ``views``)."""
+
+    def offer(output: FusionResult) -> FusionResult:
+        joints = np.where(offered[..., None], fitted.joints, np.nan)
+        return replace(views(joints) if views is not None else fitted, joints=joints)
+
+    return offer
+
+
+def _stacked_prior(priors: list[BonePrior | None], num_bones: int) -> BonePrior | None:
+    """People's bone priors as one ``[N, B]`` prior (NaN lengths where a person has none); ``None`` if nobody has."""
+    if all(p is None for p in priors):
+        return None
+    unknown = BonePrior(np.full(num_bones, np.nan), np.ones(num_bones))
+    return BonePrior(np.stack([(p or unknown).lengths for p in priors]), np.stack([(p or unknown).sigmas for p in priors]))
+
+
+class FixedLagFuser:
+    """One person, fixed lag: :meth:`step` takes a frame and returns the frames that became due.
+
+    Args:
+        rig, skeleton, config: as :class:`~.streaming.StreamingFuser` (``config`` with the smoother:
+            :func:`uses_smoother`).
+        lag: look-ahead in seconds (0: each frame at once).
+    """
+
+    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, lag: float = 0.0):
+        self.rig, self.skeleton, self.config, self.lag = rig, skeleton, config, check_lag(config, lag)
+        self.fuser = StreamingFuser(rig, skeleton, config, fit_only=True)
+        self.smoother = LagSmoother(skeleton, config, self.lag)
+        self.resets = 0
+
+    def step(self, keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None) -> list[tuple[float, FusionResult]]:
+        """Fuse one frame ``keypoints [V, J, 3]`` at ``stamp`` (s); ``rig`` as in :meth:`StreamingFuser.step`.
+
+        Returns the frames now due, oldest first: ``(stamp, result)`` with a frame axis of length 1. A stamp that
+        does not follow the last one, or a gap over ``reset_after``, first outputs every pending frame and starts
+        afresh (as the streaming fuser forgets its history).
+        """
+        out: list[tuple[float, FusionResult]] = []
+        last = self.smoother.newest
+        if last is not None and not 0 < stamp - last.stamp <= self.config.reset_after:
+            out = self.flush()
+            self.smoother = LagSmoother(self.skeleton, self.config, self.lag)
+            self.resets += 1
+        step_together([self.fuser], np.asarray(keypoints, dtype=np.float64)[None], stamp, rig)
+        self.smoother.add(self.fuser.fit)
+        return out + self._read(self.smoother.due())
+
+    def release(self, until: float) -> list[tuple[float, FusionResult]]:
+        """The pending frames stamped at most ``until - lag`` (s): their look-ahead has passed without frames."""
+        return self._read(self.smoother.due(until))
+
+    def flush(self) -> list[tuple[float, FusionResult]]:
+        """Every pending frame, with the look-ahead there is (the end of a recording)."""
+        return self._read(self.smoother.due(np.inf))
+
+    def _read(self, fits: list[FrameFit]) -> list[tuple[float, FusionResult]]:
+        return [(fit.stamp, read_out(self.skeleton, self.config, [(self.smoother, fit)])[0]) for fit in fits]
+
+
+def fuse_fixed_lag(
+    rig: CameraRig,
+    skeleton: Skeleton,
+    keypoints: np.ndarray,
+    config: FusionConfig,
+    fps: float,
+    lag: float = 0.0,
+    progress: Callable[[int, int], None] | None = None,
+    stamps: np.ndarray | None = None,
+    rigs: list[CameraRig] | None = None,
+) -> FusionResult:
+    """A recording ``[V, F, J, 3]`` through :class:`FixedLagFuser`: what a live node with ``lag`` would have
+    published, each frame at its own index (the last ``lag`` seconds with the look-ahead the recording has).
+    Arguments as :func:`~.streaming.fuse_streaming`."""
+    num_frames = keypoints.shape[1]
+    times = frame_stamps(num_frames, fps, stamps)
+    fuser = FixedLagFuser(rig, skeleton, config, lag)
+    names = list(skeleton.joint_names)
+    empty = concatenate_results([], names)
+    frames: list[FusionResult | None] = [None] * num_frames
+    index: dict[float, list[int]] = {}
+    for f in range(num_frames):
+        index.setdefault(float(times[f]), []).append(f)
+        frame_rig = rigs[f] if rigs is not None else None
+        for stamp, result in fuser.step(keypoints[:, f], float(times[f]), rig=frame_rig):
+            frames[index[stamp].pop(0)] = result
+        if progress:
+            progress(f + 1, num_frames)
+    for stamp, result in fuser.flush():
+        frames[index[stamp].pop(0)] = result
+    blank = _blank(len(names), names)
+    return concatenate_results([frame if frame is not None else blank for frame in frames], names) if num_frames \
+        else empty
+
+
+def fuse_live(rig: CameraRig, skeleton: Skeleton, keypoints: np.ndarray, config: FusionConfig, fps: float,
+              lag: float = 0.0, **options) -> FusionResult:
+    """What the node publishes with the parameter ``lag`` (``skelsplat fuse --mode streaming --lag``): today's causal
+    :func:`~.streaming.fuse_streaming` at 0, :func:`fuse_fixed_lag` above; ``options``: their ``progress``,
+    ``stamps`` and ``rigs``."""
+    if lag != 0:  # fuse_fixed_lag refuses a negative or non-finite one
+        return fuse_fixed_lag(rig, skeleton, keypoints, config, fps, lag, **options)
+    return fuse_streaming(rig, skeleton, keypoints, config, fps, **options)
+
+
+def _blank(num_joints: int, names: list[str]) -> FusionResult:
+    """One frame with nothing output."""
+    return FusionResult(np.full((1, num_joints, 3), np.nan), np.zeros((1, num_joints), np.float32),
+                        np.full((1, num_joints, 3, 3), np.nan), np.zeros((1, num_joints), np.uint8),
+                        np.full((1, num_joints), np.nan, np.float32), names)

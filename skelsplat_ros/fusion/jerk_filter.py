@@ -1,0 +1,237 @@
+"""The offline smoother's jerk prior as Kalman filters: causal filtering and fixed-lag smoothing in O(1) per frame.
+
+``smoothing.py`` fits a whole recording at once: per joint, the curve that balances each frame's estimate ``x_f``
+(weighted by its information ``H_f`` from the views that agree) against the squared jerk, with robust weights and a
+jerk tolerance chosen per joint by the data's marginal likelihood. The same model, written as a state-space model,
+can be solved one frame at a time:
+
+- state of a joint: position, velocity and acceleration ``[9]`` (3 axes each); the jerk is white noise of spectral
+  density ``q = 20/11 sigma^2 / 30 Hz`` (then, at 30 Hz, a third difference of the positions has the offline
+  prior's variance ``(sigma dt^3)^2``: a triple integral of white noise over one frame has ``11/20 q dt^5``). The
+  posterior mean over a whole recording is the quintic smoothing spline that the offline smoother approximates on
+  its frame grid, and any spacing of the stamps (a dropped frame, jitter) is exact;
+- a measurement is the per-frame estimate with information ``H_f`` (any rank: a joint one view sees constrains two
+  directions, and the prior carries its depth; none: the prior bridges the gap);
+- robust weights: the Cauchy weight of the offline smoother, ``1 / (1 + chi2 / c^2)``, judged on the innovation
+  (the measurement against the prediction, in units of both their uncertainties): a confident outlier barely moves
+  the state;
+- the jerk tolerance: every joint is filtered with each of ``SmoothingConfig.candidates`` tolerances at once (a
+  bank), and read out with the one whose restricted marginal likelihood is highest, the noise scale profiled out as
+  offline (``smoothing._log_evidence``), accumulated over the innovations with a forgetting time;
+- the noise scale ``alpha``: the same profile gives it (``n / sum chi2``); ``covariance / alpha`` is what the
+  measurements' scatter says the uncertainty is, whatever pixel noise the information assumed.
+
+:class:`JerkFilterBank` keeps, per update, what the Rauch-Tung-Striebel backward pass needs, until the caller
+forgets it (:meth:`JerkFilterBank.forget`, once a frame is output): :meth:`JerkFilterBank.smoothed` gives the estimate of any kept stamp from every measurement up to the
+newest, which is a fixed-lag smoother when asked for the stamp ``lag`` behind the newest (and the causal filter at
+lag 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .smoothing import SmoothingConfig
+
+SPLINE_CONSTANT = 11.0 / 20.0
+"""``integral B_2(u)^2 du`` of the quadratic B-spline: the variance of a third difference of triple-integrated white
+noise is ``SPLINE_CONSTANT q dt^5``."""
+REFERENCE_RATE_HZ = 30.0
+"""Frame rate at which the filter's prior equals the offline smoother's discrete one (the benchmark's)."""
+INITIAL_STD = (1.0, 2.0, 20.0)
+"""Standard deviation of a joint's first state, position (world units, along what its first views do not fix),
+velocity (/s) and acceleration (/s^2): wide enough to be uninformative for a person."""
+RESTRICTED_UPDATES = 3
+"""Updates of a joint that fix its position, velocity and acceleration; the evidence counts only those after
+(the restricted likelihood leaves out the prior's null space, as offline)."""
+MIN_EVIDENCE_DIMS = 18
+"""Measured dimensions a joint's evidence needs before it picks a tolerance (before: ``SmoothingConfig.sigma``)."""
+
+
+@dataclass
+class _Entry:
+    """What the backward pass needs of one update: its stamp, the filtered state ``[C, J, 9]`` / ``[C, J, 9, 9]``,
+    and (once the next update came) the gain to it and its prediction."""
+
+    stamp: float
+    mean: np.ndarray
+    covariance: np.ndarray
+    gain: np.ndarray | None = None
+    next_mean: np.ndarray | None = None
+    next_covariance: np.ndarray | None = None
+
+
+def transition(dt: float) -> np.ndarray:
+    """State transition ``[9, 9]`` over ``dt`` seconds (constant acceleration, axes interleaved by block)."""
+    step = np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+    return np.kron(step, np.eye(3))
+
+
+def process_noise(dt: float) -> np.ndarray:
+    """Covariance ``[9, 9]`` of the state change over ``dt`` for white jerk of unit spectral density."""
+    block = np.array([
+        [dt**5 / 20.0, dt**4 / 8.0, dt**3 / 6.0],
+        [dt**4 / 8.0, dt**3 / 3.0, dt**2 / 2.0],
+        [dt**3 / 6.0, dt**2 / 2.0, dt],
+    ])
+    return np.kron(block, np.eye(3))
+
+
+def jerk_density(sigma: np.ndarray) -> np.ndarray:
+    """Spectral density ``q`` of the white jerk that matches the offline prior's tolerance ``sigma`` (world units
+    per s^3) at :data:`REFERENCE_RATE_HZ`."""
+    return np.asarray(sigma, dtype=np.float64) ** 2 / (SPLINE_CONSTANT * REFERENCE_RATE_HZ)
+
+
+class JerkFilterBank:
+    """Kalman filters of ``num_joints`` joints under the jerk prior, one per tolerance candidate (module docstring).
+
+    Args:
+        num_joints: ``J``.
+        smoothing: the offline smoother's settings: ``sigma`` (the tolerance until a joint's evidence picks one),
+            ``sigma_range`` and ``candidates`` (the bank; a single filter at ``sigma`` without ``adaptive``),
+            ``robust_scale`` (0 = no robust weights).
+        memory: forgetting time (s) of the evidence and the noise scale: a person's motion changes, so the
+            tolerance follows the last few seconds.
+    """
+
+    def __init__(self, num_joints: int, smoothing: SmoothingConfig, memory: float = 10.0):
+        if memory <= 0:
+            raise ValueError("memory must be > 0 seconds")
+        self.sigmas = (np.geomspace(*smoothing.sigma_range, smoothing.candidates) if smoothing.adaptive
+                       else np.array([smoothing.sigma]))
+        self.default = int(np.argmin(np.abs(np.log(self.sigmas / smoothing.sigma))))
+        self.robust_scale = smoothing.robust_scale
+        self.memory = float(memory)
+        shape = (len(self.sigmas), num_joints)
+        self.mean = np.full(shape + (9,), np.nan)
+        self.covariance = np.broadcast_to(np.eye(9), shape + (9, 9)).copy()
+        self.updates = np.zeros(num_joints, dtype=np.int64)
+        # Discounted sums per candidate and joint: log-determinants, chi^2 and measured dimensions of the innovations.
+        self.evidence = np.zeros(shape + (3,))
+        self.entries: list[_Entry] = []
+        self._density = jerk_density(self.sigmas)[:, None, None, None]
+        self._initial = np.diag(np.repeat(np.square(INITIAL_STD), 3))
+
+    @property
+    def stamp(self) -> float | None:
+        """Stamp of the newest update (``None`` before the first)."""
+        return self.entries[-1].stamp if self.entries else None
+
+    def update(self, stamp: float, points: np.ndarray, information: np.ndarray) -> None:
+        """Take one frame's estimate ``points [J, 3]`` with its ``information [J, 3, 3]`` (NaN point or zero
+        information: nothing measured) at ``stamp`` (s, after the previous update's)."""
+        measured = np.isfinite(points).all(-1) & (np.abs(np.nan_to_num(information)).sum(axis=(-1, -2)) > 0)
+        points = np.where(measured[:, None], points, 0.0)
+        information = np.where(measured[:, None, None], np.nan_to_num(information), 0.0)
+        if self.entries:
+            self._predict(stamp)
+        # A joint's first measurement starts its filters (at the point, at rest, widely uncertain).
+        start = measured & ~np.isfinite(self.mean[0, :, 0])
+        if start.any():
+            self.mean[:, start] = np.concatenate([points[start], np.zeros((start.sum(), 6))], axis=-1)
+            self.covariance[:, start] = self._initial
+        self._correct(points, information, measured)
+        self.entries.append(_Entry(stamp, self.mean.copy(), self.covariance.copy()))
+
+    def forget(self, before: float) -> None:
+        """Drop the kept updates stamped before ``before`` (s): no :meth:`smoothed` will ask for them (the newest
+        stays)."""
+        while len(self.entries) > 1 and self.entries[0].stamp < before - 1e-9:
+            self.entries.pop(0)
+
+    def _predict(self, stamp: float) -> None:
+        last = self.entries[-1]
+        dt = stamp - last.stamp
+        if dt <= 0:
+            raise ValueError(f"stamps must increase: {stamp} after {last.stamp}")
+        step = transition(dt)
+        mean = np.einsum("ab,cjb->cja", step, self.mean)
+        covariance = step @ self.covariance @ step.T + self._density * process_noise(dt)
+        # Joints not started have no state yet: identity keeps the gain's inverse finite (their means stay NaN).
+        covariance = np.where(np.isfinite(mean[..., :1, None]), covariance, np.eye(9))
+        last.gain = np.linalg.solve(covariance, step @ last.covariance).swapaxes(-1, -2)  # P_f F^T P_pred^-1
+        last.next_mean, last.next_covariance = mean, covariance
+        self.mean, self.covariance = mean.copy(), covariance.copy()  # corrected in place: the prediction is kept
+        decay = np.exp(-dt / self.memory)
+        self.evidence *= decay
+
+    def _correct(self, points: np.ndarray, information: np.ndarray, measured: np.ndarray) -> None:
+        if not measured.any():
+            return
+        joints = np.flatnonzero(measured)
+        mean, covariance = self.mean[:, joints], self.covariance[:, joints]  # [C, K, 9], [C, K, 9, 9]
+        info = np.broadcast_to(information[joints], mean.shape[:2] + (3, 3))
+        residual = points[joints] - mean[..., :3]  # [C, K, 3]
+        chi2, _, _ = _innovation(covariance, info, residual)
+        weight = 1.0 if self.robust_scale <= 0 else 1.0 / (1.0 + chi2 / self.robust_scale**2)
+        info = info * np.asarray(weight)[..., None, None]
+        chi2, logdet, solved = _innovation(covariance, info, residual)
+        cross = covariance[..., :, :3]  # P C^T [C, K, 9, 3]
+        # Gain P C^T Lambda (I + P_yy Lambda)^-1 applied: the residual through solved = Lambda (I + P_yy Lambda)^-1.
+        self.mean[:, joints] = mean + np.einsum("ckab,ckb->cka", cross, solved(residual))
+        correction = cross @ solved(covariance[..., :3, :])  # K C P
+        updated = covariance - correction
+        self.covariance[:, joints] = 0.5 * (updated + updated.swapaxes(-1, -2))
+        self.updates[joints] += 1
+        counted = self.updates[joints] > RESTRICTED_UPDATES
+        rank = np.linalg.matrix_rank(information[joints], hermitian=True)  # [K]
+        terms = np.stack([logdet, chi2, np.broadcast_to(rank, chi2.shape).astype(float)], axis=-1)
+        self.evidence[:, joints] += np.where(counted[None, :, None], terms, 0.0)
+
+    def choice(self) -> np.ndarray:
+        """Index ``[J]`` of the candidate each joint is read out with: the highest profiled evidence once the joint
+        has :data:`MIN_EVIDENCE_DIMS` measured dimensions, the default tolerance before."""
+        logdet, chi2, dims = np.moveaxis(self.evidence, -1, 0)  # [C, J] each
+        with np.errstate(divide="ignore", invalid="ignore"):
+            evidence = -0.5 * (logdet + dims * np.log(np.maximum(chi2, 1e-300) / dims))
+        ready = dims[self.default] >= MIN_EVIDENCE_DIMS
+        return np.where(ready, np.argmax(np.where(np.isfinite(evidence), evidence, -np.inf), axis=0), self.default)
+
+    def noise_scale(self, choice: np.ndarray) -> np.ndarray:
+        """The profiled noise scale ``alpha [J]`` of each joint's chosen candidate: measured dimensions over the sum
+        of the innovations' chi^2 (1 without evidence yet). ``covariance / alpha`` is the data's own uncertainty."""
+        _, chi2, dims = np.take_along_axis(self.evidence, choice[None, :, None], axis=0)[0].T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(dims >= MIN_EVIDENCE_DIMS, dims / np.maximum(chi2, 1e-300), 1.0)
+
+    def smoothed(self, stamp: float, choice: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Position ``[J, 3]`` and its covariance ``[J, 3, 3]`` (world units^2, not scaled by the noise scale) at the
+        kept update of ``stamp``, from every update up to the newest (Rauch-Tung-Striebel), each joint with its
+        ``choice`` of candidate (default :meth:`choice`). NaN for joints not started by then.
+
+        Raises:
+            KeyError: no kept update has that stamp.
+        """
+        index = next((k for k, e in enumerate(self.entries) if abs(e.stamp - stamp) < 1e-9), None)
+        if index is None:
+            raise KeyError(f"no update at {stamp} (kept: {[e.stamp for e in self.entries[:1] + self.entries[-1:]]})")
+        choice = self.choice() if choice is None else choice
+        pick = (choice, np.arange(len(choice)))
+        newest = self.entries[-1]
+        mean, covariance = newest.mean[pick], newest.covariance[pick]
+        for entry in reversed(self.entries[index:-1]):
+            gain = entry.gain[pick]
+            mean = entry.mean[pick] + np.einsum("jab,jb->ja", gain, mean - entry.next_mean[pick])
+            covariance = entry.covariance[pick] + gain @ (covariance - entry.next_covariance[pick]) @ gain.swapaxes(-1, -2)
+        started = np.isfinite(self.entries[index].mean[pick][:, 0])
+        return (np.where(started[:, None], mean[:, :3], np.nan),
+                np.where(started[:, None, None], covariance[:, :3, :3], np.nan))
+
+
+def _innovation(covariance: np.ndarray, information: np.ndarray, residual: np.ndarray):
+    """For predicted states ``covariance [..., 9, 9]``, measurement information ``[..., 3, 3]`` (any rank) and
+    residuals ``[..., 3]``: the innovation's chi^2 ``r^T (Lambda^-1 + P_yy)^-1 r``, ``log det(I + P_yy Lambda)``
+    and a function applying ``Lambda (I + P_yy Lambda)^-1`` (defined for a singular ``Lambda``)."""
+    system = np.eye(3) + covariance[..., :3, :3] @ information  # I + P_yy Lambda
+    _, logdet = np.linalg.slogdet(system)
+
+    def solved(right: np.ndarray) -> np.ndarray:
+        vector = right.ndim == information.ndim - 1
+        result = information @ np.linalg.solve(system, right[..., None] if vector else right)
+        return result[..., 0] if vector else result
+
+    chi2 = np.einsum("...a,...a->...", residual, solved(residual))
+    return chi2, logdet, solved

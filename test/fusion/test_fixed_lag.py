@@ -1,0 +1,157 @@
+"""The fixed-lag smoother (``fusion/jerk_filter.py``, ``fusion/fixed_lag.py``): Kalman filters of the offline jerk
+prior on trajectories with known truth, and the fixed-lag output on simulated takes against streaming and offline."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from skelsplat_ros.bench.engine import score
+from skelsplat_ros.bench.lag import calibration
+from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
+from skelsplat_ros.fusion.fixed_lag import check_lag, fuse_fixed_lag
+from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
+from skelsplat_ros.fusion.smoothing import SmoothingConfig
+from skelsplat_ros.sim import make_scenario
+
+FPS = 30.0
+
+
+def _truth(num_frames: int) -> np.ndarray:
+    """A smooth reaching-like trajectory ``[F, 1, 3]`` (m)."""
+    t = np.arange(num_frames) / FPS
+    return np.stack([0.3 * np.sin(2.0 * t), 0.2 * np.cos(1.3 * t), 1.0 + 0.1 * np.sin(3.0 * t)], -1)[:, None]
+
+
+def _run_bank(truth: np.ndarray, noise: np.ndarray, lag_frames: int, hidden: slice = slice(0, 0)):
+    """Filtered and ``lag_frames``-behind smoothed estimates ``[F, 3]`` of one joint measured with ``noise [F, 3]``
+    (isotropic 1 cm information), nothing measured in ``hidden``."""
+    bank = JerkFilterBank(1, SmoothingConfig())
+    information = np.eye(3)[None] / 0.01**2
+    filtered, smoothed = np.full(truth.shape[:1] + (3,), np.nan), np.full(truth.shape[:1] + (3,), np.nan)
+    hidden_frames = set(range(len(truth))[hidden])
+    for f in range(len(truth)):
+        point = np.full((1, 3), np.nan) if f in hidden_frames else truth[f] + noise[f]
+        bank.update(f / FPS, point, information)
+        filtered[f] = bank.smoothed(f / FPS)[0][0]
+        if f >= lag_frames:
+            smoothed[f - lag_frames] = bank.smoothed((f - lag_frames) / FPS)[0][0]
+            bank.forget((f - lag_frames) / FPS)
+    return filtered, smoothed
+
+
+def test_look_ahead_beats_the_filter_and_the_measurements():
+    """1 cm noise on a smooth path: the causal filter averages it down, 10 frames of look-ahead more so."""
+    truth = _truth(240)
+    noise = np.random.default_rng(3).normal(scale=0.01, size=(240, 3))
+    filtered, smoothed = _run_bank(truth, noise, lag_frames=10)
+    frames = slice(30, 220)  # after the filters settled, with look-ahead
+    raw = np.linalg.norm(noise[frames], axis=-1).mean()
+    causal = np.linalg.norm(filtered[frames] - truth[frames, 0], axis=-1).mean()
+    lagged = np.linalg.norm(smoothed[frames] - truth[frames, 0], axis=-1).mean()
+    assert causal < 0.8 * raw
+    assert lagged < 0.8 * causal
+
+
+def test_a_gap_is_bridged_between_where_the_joint_went_in_and_came_out():
+    """A joint unmeasured for 10 frames: with 15 frames of look-ahead its smoothed path through the gap stays
+    within a few cm of the truth, closer than the causal filter's extrapolation."""
+    truth = _truth(150)
+    noise = np.random.default_rng(4).normal(scale=0.005, size=(150, 3))
+    hidden = slice(80, 90)
+    filtered, smoothed = _run_bank(truth, noise, lag_frames=15, hidden=hidden)
+    lagged = np.linalg.norm(smoothed[hidden] - truth[hidden, 0], axis=-1)
+    causal = np.linalg.norm(filtered[hidden] - truth[hidden, 0], axis=-1)
+    assert np.isfinite(lagged).all() and lagged.max() < 0.03
+    assert lagged.mean() < causal.mean()
+
+
+def test_the_calibration_figure_of_gaussian_errors_is_90_percent():
+    """Errors drawn from the stated covariance fall inside its 90 % ellipsoid 90 % of the time; a covariance half
+    as wide (in standard deviation) holds far fewer. Errors beyond 150 mm with a 100 mm deviation count as flagged."""
+    rng = np.random.default_rng(0)
+    root = rng.normal(size=(4000, 3, 3)) * 0.02
+    covariance = root @ root.swapaxes(-1, -2) + np.eye(3) * 1e-4  # [N, 3, 3] m^2
+    errors = np.einsum("nab,nb->na", np.linalg.cholesky(covariance), rng.normal(size=(4000, 3)))
+    truth = np.zeros((4000, 3))
+    inside, _ = calibration(errors, covariance, truth)
+    assert abs(inside - 90.0) < 1.5
+    assert calibration(errors, covariance / 4, truth)[0] < 60.0
+    far = np.array([[0.2, 0.0, 0.0], [0.0, 0.3, 0.0]])
+    wide, narrow = np.eye(3) * 0.1**2, np.eye(3) * 0.05**2
+    assert calibration(far, np.stack([wide, narrow]), np.zeros_like(far))[1] == 50.0
+
+
+def test_stamps_must_increase():
+    bank = JerkFilterBank(1, SmoothingConfig())
+    bank.update(1.0, np.zeros((1, 3)), np.eye(3)[None])
+    with pytest.raises(ValueError, match="increase"):
+        bank.update(1.0, np.zeros((1, 3)), np.eye(3)[None])
+
+
+def test_bad_lags_and_configurations_are_refused():
+    config = preset_config("default")
+    for lag in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="lag"):
+            check_lag(config, lag)
+    with pytest.raises(ValueError, match="fixed-lag smoother"):
+        check_lag(preset_config("default", "robust"), 0.2)
+    assert check_lag(config, 0.2) == 0.2
+
+
+@pytest.fixture(scope="module")
+def robot():
+    """The 3-camera robot rig (narrow baseline, self-occlusion), held-out seed 3, 150 frames, every mode's result."""
+    scenario = make_scenario("robot", num_frames=150, noise="realistic", seed=3)
+    config = preset_config("default")
+    run = {
+        "streaming": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, config, scenario.fps),
+        "offline": lambda: fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints, config, fps=scenario.fps),
+    }
+    results = {mode: f() for mode, f in run.items()}
+    for lag in (0.0, 0.2, 1.0):
+        results[lag] = fuse_fixed_lag(scenario.rig, scenario.skeleton, scenario.keypoints, config, scenario.fps,
+                                      lag=lag)
+    return scenario, results
+
+
+def test_fixed_lag_sits_between_streaming_and_offline_on_the_robot_rig(robot):
+    """Measured (seed 3, 150 frames): streaming 90.9 mm / 17.5 % beyond 150 mm, lag 0 67.7 mm / 6.8 %, lag 0.2 s
+    50.9 mm, lag 1 s 47.7 mm, offline 45.1 mm (seeds 3-5: BENCHMARKS.md, "Fixed lag")."""
+    scenario, results = robot
+    figures = {mode: score(result.joints, scenario.ground_truth) for mode, result in results.items()}
+    streaming, offline = figures["streaming"], figures["offline"]
+    assert figures[0.0][1] <= 0.5 * streaming[1]  # the causal filter: at most half the gross errors
+    assert figures[0.0][0] <= streaming[0]
+    assert figures[0.2][0] <= 1.5 * offline[0]
+    assert figures[1.0][0] <= 1.15 * offline[0]
+    assert figures[1.0][0] <= figures[0.2][0] <= figures[0.0][0]
+    assert figures[0.2][2] >= 99.0  # every frame out, gaps closed by the look-ahead
+
+
+def test_a_frame_depends_on_the_frames_up_to_lag_after_it_only(robot):
+    """The recording cut 6 frames (0.2 s) after frame 60 gives frame 60 the same estimate as the whole one: the
+    output at a lag is what a live node with that lag would have published."""
+    scenario, results = robot
+    config = preset_config("default")
+    cut = fuse_fixed_lag(scenario.rig, scenario.skeleton, scenario.keypoints[:, :67], config, scenario.fps, lag=0.2)
+    np.testing.assert_array_equal(cut.joints[60], results[0.2].joints[60])
+    np.testing.assert_array_equal(cut.covariance[60], results[0.2].covariance[60])
+    assert not np.array_equal(cut.joints[66], results[0.2].joints[66])  # the last frames lacked their look-ahead
+
+
+def test_covariance_is_calibrated_at_a_lag(robot):
+    """A position covariance in m^2, world frame: its 90 % ellipsoid holds about 90 % of the true errors, at lag 0
+    and 0.2 s (``covariance_scale`` and ``bias_share`` chosen on seeds 0-2; measured here, seed 3 over 150 frames:
+    85 % and 77 %; seeds 3-5 over 300 frames: 90 % and 87 %, BENCHMARKS.md); not always wider, which would say
+    little."""
+    scenario, results = robot
+    for lag in (0.0, 0.2):
+        inside, _ = calibration(results[lag].joints, results[lag].covariance, scenario.ground_truth)
+        assert 75.0 <= inside <= 97.0, (lag, inside)
+    # Uncalibrated (no lasting detector error, no scale) it is far too sure of itself: the test can fail.
+    raw = replace(preset_config("default"), covariance_scale=1.0, bias_share=0.0)
+    result = fuse_fixed_lag(scenario.rig, scenario.skeleton, scenario.keypoints, raw, scenario.fps, lag=0.2)
+    assert calibration(result.joints, result.covariance, scenario.ground_truth)[0] < 60.0
