@@ -196,11 +196,10 @@ def _baseline(given: CameraRig, a: int, b: int) -> WorldAnchor:
                                  float(np.linalg.norm(given.centres[a] - given.centres[b]))))
 
 
-def real_take(folder: Path, seeds: list[int] | None = None) -> list[RealCase]:
+def real_take(folder: Path) -> list[RealCase]:
     """The Pose2Sim multi-person take (``calib.toml`` + ``keypoints_mediapipe.npz`` in ``folder``): cam03 and
     cam04 disturbed by 5 degrees and 15 cm with cam01 and cam02 fixed; cam02-cam04 disturbed with the true
-    cam01-cam02 baseline. ``seeds`` of the disturbance: by default the number of disturbed cameras (as first
-    measured)."""
+    cam01-cam02 baseline. The disturbance's seed is the number of cameras disturbed (as first measured)."""
     from ..geometry.calibration import load_calibration_metres
     from ..skeleton.models import get_skeleton
 
@@ -209,10 +208,7 @@ def real_take(folder: Path, seeds: list[int] | None = None) -> list[RealCase]:
     keypoints, skeleton = data["keypoints"], get_skeleton(str(data["skeleton"]))
     cases = [("cam03, cam04 off by 5 deg and 15 cm; --fixed cam01,cam02", [2, 3], WorldAnchor(fixed=("cam01", "cam02"))),
              ("cam02-cam04 off by 5 deg and 15 cm; --baseline cam01 cam02", [1, 2, 3], _baseline(truth, 0, 1))]
-    if seeds is not None:
-        return _real_cases(truth, skeleton, keypoints, cases, seeds)
-    return [c for name, views, anchor in cases for c in _real_cases(truth, skeleton, keypoints, [(name, views, anchor)],
-                                                                     [len(views)])]
+    return [found for case in cases for found in _real_cases(truth, skeleton, keypoints, [case], [len(case[1])])]
 
 
 @dataclass
