@@ -10,6 +10,8 @@
     --trace N prints the latency of each of the first N frames.
     With --people N (2-5) the scene has N people (shuffled detections, id -1): the MPJPE is that of the skeletons
     matched to a true person (300 mm gate), with recall, precision and id switches instead of the robust column.
+    --hri on,off runs each method with the node's ROS4HRI output on and off, one after the other; this process then
+    also reads /tf and /humans/bodies/tracked, as an HRI client would (so the node builds and sends the frames).
 (b) soak: surround rig, 8 cameras at 60 Hz, for --soak-seconds (default 60; the issue asks for 10 minutes:
     --soak-seconds 600). Samples the node's queues, drops by reason and RSS over time; prints whether memory
     stays flat (slope of a line fit over the second half of the run). Also from the rig's first frame.
@@ -39,7 +41,7 @@ class Session:
     (see :func:`skelsplat_ros.ros.demo.start_rig_and_node`)."""
 
     def __init__(self, workdir: Path, sim_params: dict, node_params: dict, record_keypoints: bool,
-                 node_env: dict[str, str] | None = None) -> None:
+                 node_env: dict[str, str] | None = None, hri_client: bool = False) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
@@ -62,6 +64,18 @@ class Session:
                 self.node.create_subscription(
                     Keypoints2DArray, f"{camera}/keypoints",
                     lambda msg, camera=camera: self._on_keypoints(camera, msg), qos_profile_sensor_data)
+        self.tf_messages = self.tracked_messages = 0
+        if hri_client:
+            from hri_msgs.msg import IdsList
+            from rclpy.qos import QoSProfile
+            from tf2_msgs.msg import TFMessage
+
+            def count(name: str):
+                return lambda _: setattr(self, name, getattr(self, name) + 1)
+
+            self.node.create_subscription(TFMessage, "/tf", count("tf_messages"), QoSProfile(depth=100))
+            self.node.create_subscription(IdsList, "/humans/bodies/tracked", count("tracked_messages"),
+                                          QoSProfile(depth=100))
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.processes = start_rig_and_node(workdir, sim_params, node_params, self.node, node_env=node_env)
@@ -113,15 +127,16 @@ def _window_median(monitor: Monitor, window: tuple[float, float], key: str) -> f
 
 
 def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people: int = 1, seed: int = 0,
-                  rig: str = "lab", trace: int = 0, node_env: dict[str, str] | None = None, lag: float = 0.0) -> dict:
+                  rig: str = "lab", trace: int = 0, node_env: dict[str, str] | None = None,
+                  hri: bool | None = None, lag: float = 0.0) -> dict:
     from skelsplat_ros.fusion import fuse_offline, preset_config
     from skelsplat_ros.ros.conversions import parse_keypoints
     from skelsplat_ros.ros.demo import track_summary
     from skelsplat_ros.skeleton.models import get_skeleton
 
+    node_params = {"method": method, "diagnostics_period": 1.0, "lag": lag} | ({} if hri is None else {"hri": hri})
     session = Session(workdir, {"rig": rig, "rate": 30.0, "noise": noise, "seed": seed, "people": people},
-                      {"method": method, "diagnostics_period": 1.0, "lag": lag}, record_keypoints=people == 1,
-                      node_env=node_env)
+                      node_params, record_keypoints=people == 1, node_env=node_env, hri_client=hri is not None)
     try:
         first = session.wait_first_frame()
         # Every frame captured in the window counts, the rig's first included; one more second for the last ones.
@@ -156,7 +171,10 @@ def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people
         fused.append(record.joints)
         truth.append(gt)
         views.append(frame)
-    result = {"method": method, "lag": lag, "people": people, "seconds": seconds, "captured": captured, "fused": len(records),
+    label = method if hri is None else f"{method}, hri {'on' if hri else 'off'}"
+    result = {"method": label, "lag": lag, "tf_messages": session.tf_messages,
+              "tracked_messages": session.tracked_messages,
+              "people": people, "seconds": seconds, "captured": captured, "fused": len(records),
               "out_percent": 100.0 * len(records) / max(captured, 1),
               "latency_median_ms": percentile(latency_ms, 50), "latency_p99_ms": percentile(latency_ms, 99),
               "latency_max_ms": float(np.max(latency_ms)) if latency_ms.size else float("nan"),
@@ -271,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold", action="store_true",
                         help="(a) the node starts with an empty numba cache (as on its first run after an install): "
                              "its warm-up compiles the kernel")
+    parser.add_argument("--hri", default="", help="(a) on,off: each method with the node's hri output on, then off "
+                        "(this process reading /tf and /humans/bodies/tracked); empty: the node's default")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -282,15 +302,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n(a) {args.rig} rig at 30 Hz, {args.people} "
               f"{'person' if args.people == 1 else 'people'} (seed {args.seed}), {args.noise} noise, "
               f"{args.latency_seconds:g} s per method, lag {args.lag:g} s")
+        switches = [None] if not args.hri else [{"on": True, "off": False}[h.strip()] for h in args.hri.split(",")]
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
-            sub = workdir / f"latency_{method}"
-            sub.mkdir()
-            node_env = {"PYTHONPATH": args.node_from} if args.node_from else {}
-            if args.cold:
-                node_env["NUMBA_CACHE_DIR"] = str(sub / "numba_cache")
-            result = bench_latency(method, args.latency_seconds, args.noise, sub, args.people, args.seed, args.rig,
-                                   args.trace, node_env, args.lag)
-            report["latency"].append(result)
+            for hri in switches:
+                sub = workdir / (f"latency_{method}" + ("" if hri is None else f"_hri_{'on' if hri else 'off'}"))
+                sub.mkdir()
+                node_env = {"PYTHONPATH": args.node_from} if args.node_from else {}
+                if args.cold:
+                    node_env["NUMBA_CACHE_DIR"] = str(sub / "numba_cache")
+                result = bench_latency(method, args.latency_seconds, args.noise, sub, args.people, args.seed,
+                                       args.rig, args.trace, node_env, hri, args.lag)
+                report["latency"].append(result)
         print(f"\n  {'method':<10} {'frames out':>11} {'lat med ms':>11} {'lat p99 ms':>11} {'fusion ms':>10} "
               f"{'MPJPE mm':>9} {'robust mm':>10}  (same frames)")
         for r in report["latency"]:
@@ -308,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             if r["trace_ms"]:
                 print(f"  {'':<10} first {len(r['trace_ms'])} frames, latency ms (nan = lost): "
                       + " ".join(f"{v:.0f}" for v in r["trace_ms"]))
+            if args.hri:
+                print(f"  {'':<10} read {r['tf_messages']} /tf and {r['tracked_messages']} /humans/bodies/tracked "
+                      "messages")
             if "recall" in r:
                 print(f"  {'':<10} people: recall {100 * r['recall']:.1f} %, precision {100 * r['precision']:.1f} % "
                       f"(300 mm gate), {r['tracks']} track ids, {r['id_switches']} id switches")

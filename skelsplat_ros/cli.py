@@ -520,6 +520,9 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single-view-joints", action="store_true",
                         help="streaming: also output joints one view sees, placed on its ray by the bone lengths "
                         "(confidence 0)")
+    parser.add_argument("--complete", action="store_true",
+                        help="every joint of a person in every frame the person is output: the joints no two views "
+                        "agree on filled from the body model (bone lengths, recent pose, one view's ray), confidence 0")
     parser.add_argument("--lag", type=float, default=0.0, metavar="SECONDS",
                         help="streaming: publish each frame this late, estimated from the frames up to SECONDS after "
                              "it by the fixed-lag smoother (offline's priors on a sliding window); 0 = causal")
@@ -838,6 +841,8 @@ def _add_bench_arguments(multi: argparse.ArgumentParser, shelf: argparse.Argumen
                        "the standard; also voxelpose, crossview, neck)")
     shelf.add_argument("--single-view-joints", action="store_true",
                        help="streaming: also publish joints one view sees, placed by the bone lengths")
+    shelf.add_argument("--complete", action="store_true",
+                       help="complete skeletons (every joint of every person output; what the ROS4HRI output uses)")
 
 
 def _add_bench_batch_arguments(parser: argparse.ArgumentParser) -> None:

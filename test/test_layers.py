@@ -33,7 +33,7 @@ ALLOWED = {
 RAY_BACKEND = "pipeline/ray_backend.py"
 """The one module that imports ray (an optional extra), loaded only for ``skelsplat batch --ray``."""
 ROS_MODULES = ("rclpy", "rcl_interfaces", "std_msgs", "geometry_msgs", "sensor_msgs", "visualization_msgs",
-               "diagnostic_msgs", "tf2_ros", "tf2_msgs", "builtin_interfaces", "message_filters")
+               "diagnostic_msgs", "tf2_ros", "tf2_msgs", "hri_msgs", "builtin_interfaces", "message_filters")
 
 
 def _module_name(path: Path) -> str:

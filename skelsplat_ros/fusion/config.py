@@ -53,6 +53,9 @@ class FusionConfig:
         single_view_joints: streaming: a joint that no two views triangulate and the prediction does not cover, but
             that some view sees, is placed on that view's ray at the bone lengths to its estimated neighbours
             (``streaming.ray_bone_guess``), fitted and published (confidence 0: one view, depth from the bone prior).
+        complete: every joint of a person who is output at all is output (``output.py``, rule 5): a joint without
+            enough agreeing views is filled from the body model (the person's bone lengths, their recent pose, one
+            view's ray where one sees it), with confidence 0 and a large covariance.
         reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
             stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
@@ -94,6 +97,7 @@ class FusionConfig:
     bone_warmup: int = 3
     gate_distance: float = 0.3
     single_view_joints: bool = False
+    complete: bool = False
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
     smoothing: SmoothingConfig | None = None

@@ -38,7 +38,7 @@ from .result import (
     summarise,
     triangulate_baseline,
 )
-from .output import decide_output, gap_offer, views_verdict
+from .output import complete_offer, decide_output, gap_offer, views_verdict
 from .smoothing import SmoothingConfig, smooth_trajectories, view_information
 
 
@@ -153,7 +153,11 @@ def _output(
     views = views_verdict(rig, uv, confidence, settings, fitted.joint_names)
     prior = bone_prior if views is not None else None
     gaps = gap_offer(int(round(config.max_fill * fps)), fps, config.smoothing or SmoothingConfig(), views, fitted)
-    return decide_output(fitted, skeleton, prior, config, views, gaps)
+    complete = None
+    if config.complete:
+        lengths = bone_prior.lengths if bone_prior is not None else np.full(len(skeleton.bones), np.nan)
+        complete = complete_offer(skeleton, lengths, sequential=True)
+    return decide_output(fitted, skeleton, prior, config, views, gaps, complete=complete)
 
 
 def _bone_prior(points: np.ndarray, skeleton: Skeleton, config: FusionConfig) -> BonePrior:

@@ -11,15 +11,20 @@
    joints mixed with another's), and its bones are held again without it, the joint moved furthest first.
 3. **Offers.** A path may offer positions for joints that are not seen (offline: a short gap between frames where
    the joint is seen, filled from its smoothed trajectory; streaming with ``single_view_joints``: a point on one
-   view's ray at the bone lengths; later, a complete-skeleton fill from the body model). An offered joint is output
-   with confidence 0, held to the bone lengths with the seen joints fixed; one that cannot be held stays NaN.
+   view's ray at the bone lengths). An offered joint is output with confidence 0, held to the bone lengths with the
+   seen joints fixed; one that cannot be held stays NaN.
 4. **Warm-up** (streaming, ``bone_warmup`` frames): a joint none of whose bones has that many samples in the
    person's window is not output: a person's first frames have no lengths to be held to, or lengths that one or two
    frames estimated. With ``bone_warmup=0`` a person is output from their first frame: rule 2 holds a frame to the
-   lengths of the frames before it, and the very first frame is output as fitted.
+   lengths of the frames before it, and the very first frame is output as fitted. With rule 5 those joints are
+   output as with ``bone_warmup=0``, with confidence 0 (unchecked).
+5. **Complete** (``complete``): a person with any joint output gets every joint: the rest is filled from the body
+   model (:func:`complete_offer`: each joint at its bone length from a placed neighbour, in the direction the
+   person's recent pose, or else the rest pose, gives it, both turned as the person turned), with confidence 0 and a
+   large covariance, and held to the bone lengths as the offers of rule 3 (the output joints fixed).
 
-Everything else is NaN with confidence 0. :func:`decide_output` applies rules 1-3 and :func:`withhold_unchecked`
-rule 4; a new way of offering positions for unseen joints is one more ``offer`` callback, not another rule. The
+Everything else is NaN with confidence 0. :func:`decide_output` applies the rules in that order; a new way of
+offering positions for unseen joints is one more ``offer`` callback, not another rule. The
 streaming fuser predicts from, and the tracker associates with, the joints of rule 1 alone (:func:`seen_joints`):
 holding a fit to lengths that a few frames estimated would feed their error back into the prediction.
 """
@@ -27,13 +32,16 @@ holding a fit to lengths that a few frames estimated would feed their error back
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import replace
+from collections.abc import Sequence
 from typing import Callable
 
 import numpy as np
 
 from ..geometry.camera import CameraRig
 from ..geometry.triangulation import linear_covariance
+from ..skeleton.human import rest_pose
 from ..skeleton.models import Skeleton
 from .config import FusionConfig
 from .image_terms import image_terms
@@ -269,9 +277,11 @@ def decide_output(
     prior: BonePrior | None,
     config: FusionConfig,
     views: Views | None = None,
-    offer: Offer | None = None,
+    offer: Offer | Sequence[Offer] | None = None,
+    known: np.ndarray | None = None,
+    complete: Offer | None = None,
 ) -> FusionResult:
-    """The output of a fit ``fused`` (``[N, J]``: frames of one person, or people of one frame) by rules 1-3 of the
+    """The output of a fit ``fused`` (``[N, J]``: frames of one person, or people of one frame) by the rules of the
     module docstring, with ``config``'s ``min_views`` and ``bone_tolerance``.
 
     Args:
@@ -281,7 +291,11 @@ def decide_output(
             views that scatter are known less well).
         views: what the views say of other positions of the same joints (:func:`views_verdict`); without it
             (``None``) nothing is held, as a held joint could not be checked against its views.
-        offer: positions for joints that are not seen (rule 3).
+        offer: positions for joints that are not seen (rule 3), one or several in turn (each sees the joints the
+            ones before it placed).
+        known: rule 4's bones with enough samples ``[N, B]`` or ``[B]`` (:func:`withhold_unchecked`); ``None``:
+            no warm-up.
+        complete: rule 5's fill (:func:`complete_offer`), last.
     """
     bones = skeleton.bone_array
     output = seen_joints(fused, config.min_views)
@@ -292,7 +306,54 @@ def decide_output(
         with np.errstate(invalid="ignore", divide="ignore"):
             tolerance = np.fmax(config.bone_tolerance, prior.sigmas / lengths)  # fmax: NaN (unknown) -> the first
         output = _hold_seen(fused, seen, bones, lengths, tolerance, config.min_views, views)
-    offered = offer(output) if offer is not None else None
+    offers = [] if offer is None else [offer] if callable(offer) else list(offer)
+    for each in offers:
+        output = _take_offer(output, each(output), bones, lengths, tolerance)
+    if known is not None:
+        # With rule 5 a tracked person is output from their first frame: the joints rule 4 would withhold keep their
+        # position (held to the lengths of the frames before), unchecked, so with confidence 0.
+        output = withhold_unchecked(output, skeleton, known, keep_unchecked=complete is not None)
+    if complete is not None:
+        if lengths is not None:
+            # A fill is held to a length the body could have (not to one a few wrong triangulations made, as a new
+            # person's window may hold), within COMPLETE_TOLERANCE however loosely the length is known.
+            lengths = np.where(plausible_lengths(skeleton, lengths), lengths, np.nan)
+            tolerance = np.fmin(tolerance, COMPLETE_TOLERANCE)
+        output = _take_offer(output, complete(output), bones, lengths, tolerance, COMPLETE_TOLERANCE)
+        for _ in range(DEMOTE_ROUNDS):
+            # A joint still missing lies between output joints further apart than its bones reach: the least
+            # certain of them is wrong (views agreed on a wrong detection) and is filled as well.
+            missing = ~np.isfinite(output.joints).all(-1) & np.isfinite(output.joints).all(-1).any(-1, keepdims=True)
+            if not missing.any():
+                break
+            output = _demote_neighbours(output, missing, skeleton)
+            output = _take_offer(output, complete(output), bones, lengths, tolerance, COMPLETE_TOLERANCE)
+    return output
+
+
+DEMOTE_ROUNDS = 3
+"""Rounds of rule 5 that give up, for each joint it could not place, the least certain output joint next to it."""
+
+
+def _demote_neighbours(output: FusionResult, missing: np.ndarray, skeleton: Skeleton) -> FusionResult:
+    """``output [N, J]`` without, for each ``missing [N, J]`` joint, its seen bone neighbour (confidence > 0: the
+    filled ones move in rule 5's retry anyway) of largest variance."""
+    keep = np.isfinite(output.joints).all(-1)
+    seen = keep & (output.confidence > 0)
+    spread = np.nan_to_num(np.trace(output.covariance, axis1=-2, axis2=-1), nan=np.inf)
+    neighbours = _neighbours(skeleton.bones, skeleton.num_joints)
+    for n, j in zip(*np.nonzero(missing)):
+        around = [other for other, _ in neighbours[j] if seen[n, other]]
+        if around:
+            keep[n, max(around, key=lambda other: spread[n, other])] = False
+    return _masked(output, output.joints, keep)
+
+
+def _take_offer(output: FusionResult, offered: FusionResult | None, bones: np.ndarray, lengths: np.ndarray | None,
+                tolerance: np.ndarray | None, widen: float | None = None) -> FusionResult:
+    """``output`` with the ``offered`` joints it lacks (confidence 0), held to ``lengths`` (``None``: not held) with
+    its own joints fixed; an offered joint that cannot be brought into the band is withdrawn (rule 3), or, with
+    ``widen``, tried once more within that wider band (a fraction of the length) before it is."""
     if offered is None:
         return output
     new = ~np.isfinite(output.joints).all(-1) & np.isfinite(offered.joints).all(-1)
@@ -300,15 +361,214 @@ def decide_output(
         return output
     merged = np.where(new[..., None], offered.joints, output.joints)
     if lengths is not None:
-        # Seen joints stay where they are (mobility 0); an offer takes the whole correction, and one that cannot
-        # be brought into the band is withdrawn.
-        merged = hold_bone_lengths(merged, np.where(new, np.inf, 0.0), bones, lengths, tolerance)
-        broken = np.nan_to_num(bone_violation(merged, bones, lengths, tolerance * (1 + HOLD_SLACK))) > 0  # [N, B]
-        for b, (first, second) in enumerate(bones):
-            new[:, first] &= ~broken[:, b]
-            new[:, second] &= ~broken[:, b]
+        wanted = new
+        merged, new = _hold_offered(merged, new, bones, lengths, tolerance)
+        retry = wanted & ~new
+        if widen is not None and retry.any():
+            # The joints taken stay as held; the withdrawn ones start again from where they were offered, and the
+            # joints that earlier offers placed (confidence 0: not seen) may move with them.
+            placed = np.isfinite(output.joints).all(-1) & (output.confidence <= 0)
+            again = np.where(retry[..., None], offered.joints, merged)
+            held, taken = _hold_offered(again, retry | placed, bones, lengths, np.fmax(tolerance, widen))
+            taken &= retry
+            merged = np.where((taken | placed)[..., None], held, merged)
+            new = new | taken
+            output = replace(output, joints=np.where(placed[..., None], held, output.joints))
     offered = _masked(offered, merged, new)
     return _where(new, replace(offered, confidence=np.zeros_like(offered.confidence)), output)
+
+
+def _hold_offered(joints: np.ndarray, offered: np.ndarray, bones: np.ndarray, lengths: np.ndarray,
+                  tolerance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``joints [N, J, 3]`` held to the band with only the ``offered [N, J]`` ones free, and which of those are kept:
+    none that ends a bone still outside the band."""
+    held = hold_bone_lengths(joints, np.where(offered, np.inf, 0.0), bones, lengths, tolerance)
+    broken = np.nan_to_num(bone_violation(held, bones, lengths, tolerance * (1 + HOLD_SLACK))) > 0  # [N, B]
+    kept = offered.copy()
+    for b, (first, second) in enumerate(bones):
+        kept[:, first] &= ~broken[:, b]
+        kept[:, second] &= ~broken[:, b]
+    return held, kept
+
+
+PLAUSIBLE_FACTOR = 1.6
+"""A bone length more than this factor from the rest pose's, scaled to the person (the median ratio over their
+bones), is not one a body has: a fill does not use it (:func:`plausible_lengths`)."""
+
+
+def plausible_lengths(skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
+    """``[..., B]``: which of the person's bone ``lengths [..., B]`` are within ``PLAUSIBLE_FACTOR`` of the rest pose's
+    lengths scaled to them (a bone the rest pose does not know, or NaN, is not)."""
+    rest = _rest_lengths(skeleton)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a person with no length known yet
+        ratio = lengths / rest
+        scale = np.nanmedian(np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan), axis=-1, keepdims=True)
+        return np.abs(np.log(ratio / scale)) <= np.log(PLAUSIBLE_FACTOR)
+
+
+@functools.lru_cache(maxsize=16)
+def _rest_lengths(skeleton: Skeleton) -> np.ndarray:
+    """The rest pose's bone lengths ``[B]`` (NaN for a bone with a joint it does not know)."""
+    rest = rest_pose(skeleton)
+    bones = skeleton.bone_array
+    return np.linalg.norm(rest[bones[:, 0]] - rest[bones[:, 1]], axis=-1)
+
+
+COMPLETE_TOLERANCE = 0.2
+"""A filled joint that the bone band cannot hold (its placed neighbours further apart than the bones between them
+allow: a wrong detection that views agreed on) may stretch its bones this far (a fraction of the person's length)."""
+UNANCHORED_SIGMA = 0.3
+"""Standard deviation (m) given to a filled joint that no bone ties to a placed joint (placed by the whole pose)."""
+
+
+Snap = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""Given placed joints ``[N, J, 3]``, which of them to try ``[N, J]`` and their variances ``[N, J]`` (m^2), the joints
+moved onto a view's ray where one passes close enough (what :func:`complete_offer` asks the views)."""
+
+
+def complete_offer(skeleton: Skeleton, lengths: np.ndarray, recent: np.ndarray | None = None,
+                   sequential: bool = False, snap: Snap | None = None) -> Offer:
+    """Rule 5's offer: every joint of ``[N, J]`` that the output lacks, in rows with some joint output, placed by
+    :func:`complete_pose` with the person's bone lengths ``lengths [N, B]`` or ``[B]`` (NaN = unknown) and their
+    recent pose ``recent [N, J, 3]`` (NaN = none), then, where ``snap`` is given, onto the ray of a view that sees it
+    near there. Its variance is that of a joint anywhere at its bone's length from its anchor (the anchor's variance
+    added), isotropic.
+
+    ``sequential``: the rows are the frames of one person in order (offline): each frame's recent pose is the frame
+    before it, once completed; a joint unseen from the start of a run of frames is placed from the first frame that
+    has it, backwards (a later frame knows it better than the rest pose)."""
+    def offer(output: FusionResult) -> FusionResult | None:
+        joints = output.joints
+        present = np.isfinite(joints).all(-1)
+        rows = present.any(-1) & ~present.all(-1)
+        if not rows.any():
+            return None
+        bone_lengths = np.broadcast_to(lengths, joints.shape[:-2] + (len(skeleton.bones),))
+        filled = joints.copy()
+        variance = np.full(present.shape, np.nan)
+        if sequential:
+            _complete_sequence(skeleton, joints, present, bone_lengths, filled, variance)
+        else:
+            for n in np.flatnonzero(rows):
+                reference = None if recent is None else recent[n]
+                filled[n], variance[n] = complete_pose(skeleton, joints[n], bone_lengths[n], reference)
+        new = ~present & np.isfinite(filled).all(-1) & present.any(-1, keepdims=True)
+        if snap is not None:
+            filled = snap(filled, new, variance)
+        return FusionResult(
+            joints=np.where(new[..., None], filled, np.nan), confidence=np.zeros(new.shape, dtype=np.float32),
+            covariance=np.where(new[..., None, None], variance[..., None, None] * np.eye(3), np.nan),
+            num_views=np.zeros(new.shape, dtype=np.uint8),
+            reprojection_error=np.full(new.shape, np.nan, dtype=np.float32), joint_names=output.joint_names)
+
+    return offer
+
+
+def _complete_sequence(skeleton: Skeleton, joints: np.ndarray, present: np.ndarray, lengths: np.ndarray,
+                       filled: np.ndarray, variance: np.ndarray) -> None:
+    """:func:`complete_offer`'s ``sequential`` fill of ``joints [F, J, 3]`` into ``filled`` and ``variance``."""
+    alive = present.any(-1)
+    # Unseen since the start of the frame's run of frames (a frame with no joint, or the first, starts a run).
+    since_start = np.zeros_like(present)
+    for f in np.flatnonzero(alive):
+        previous = filled[f - 1] if f > 0 and alive[f - 1] else None
+        filled[f], variance[f] = complete_pose(skeleton, joints[f], lengths[f], previous)
+        since_start[f] = ~present[f] & (since_start[f - 1] if previous is not None else True)
+    for f in np.flatnonzero(alive)[::-1]:
+        if f + 1 < len(alive) and alive[f + 1] and since_start[f].any():
+            redo = since_start[f]
+            again, spread = complete_pose(skeleton, np.where(redo[:, None], np.nan, filled[f]), lengths[f],
+                                          filled[f + 1])
+            filled[f, redo], variance[f, redo] = again[redo], spread[redo]
+
+
+def _aligned(reference: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The rigid motion ``(R [3, 3], t [3])`` taking ``reference [J, 3]`` onto ``joints [J, 3]`` over the joints both
+    have (least squares; fewer than three, or in a line: a translation alone); ``None`` when they share none."""
+    common = np.isfinite(reference).all(-1) & np.isfinite(joints).all(-1)
+    if not common.any():
+        return None
+    source, target = reference[common], joints[common]
+    source_mean, target_mean = source.mean(0), target.mean(0)
+    rotation = np.eye(3)
+    if len(source) >= 3:
+        u, singular, vt = np.linalg.svd((source - source_mean).T @ (target - target_mean))
+        if singular[1] > 1e-6 * max(singular[0], 1e-12):
+            d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+            rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rotation, target_mean - rotation @ source_mean
+
+
+@functools.lru_cache(maxsize=16)
+def _neighbours(bones: tuple[tuple[int, int], ...], num_joints: int) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """Per joint, its ``(neighbour, bone)`` pairs."""
+    pairs: list[list[tuple[int, int]]] = [[] for _ in range(num_joints)]
+    for b, (first, second) in enumerate(bones):
+        pairs[first].append((second, b))
+        pairs[second].append((first, b))
+    return tuple(tuple(p) for p in pairs)
+
+
+def complete_pose(skeleton: Skeleton, joints: np.ndarray, lengths: np.ndarray, recent: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """One person's ``joints [J, 3]`` (NaN = missing) with every missing joint placed, and each placed joint's
+    variance ``[J]`` (m^2, 0 for the given ones).
+
+    References: the person's ``recent [J, 3]`` pose (NaN = unknown), then the rest pose (``skeleton/human.py``)
+    scaled to the person's ``lengths [B]``, each turned and moved onto the given joints (least squares). Missing
+    joints are placed outwards from the given ones, layer by layer: at its bone's length (the reference's where the
+    person's is unknown) from each placed neighbour, along the reference's direction of that bone; the mean of those
+    places. A joint no bone ties to a placed one (coco17's face with no face joint seen) takes the aligned
+    reference's position; one no reference knows, the mean of its placed neighbours (or of the person)."""
+    present = np.isfinite(joints).all(-1)
+    out = joints.copy()
+    variance = np.zeros(len(joints))
+    if present.all() or not present.any():
+        return out, variance
+    rest_lengths = _rest_lengths(skeleton)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratios = lengths / rest_lengths
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    scale = float(np.median(ratios)) if len(ratios) else 1.0
+    references = [rest_pose(skeleton) * scale]
+    # A length far from what the scaled rest pose has is not trusted (a new person's window of a few wrong
+    # triangulations): the reference's length is used instead.
+    lengths = np.where(plausible_lengths(skeleton, lengths), lengths, np.nan)
+    if recent is not None:
+        references.insert(0, recent)
+    moves = [(reference, _aligned(reference, joints)) for reference in references]
+    moves = [(reference, move) for reference, move in moves if move is not None]
+    neighbours = _neighbours(skeleton.bones, skeleton.num_joints)
+    placed = present.copy()
+    while True:
+        layer: dict[int, tuple[np.ndarray, float]] = {}
+        for j in np.flatnonzero(~placed):
+            places, spreads = [], []
+            for other, b in neighbours[j]:
+                if not placed[other]:
+                    continue
+                for reference, (rotation, _) in moves:
+                    offset = rotation @ (reference[j] - reference[other])
+                    norm = float(np.linalg.norm(offset))
+                    if np.isfinite(norm) and norm > 1e-9:
+                        length = float(lengths[b]) if np.isfinite(lengths[b]) else norm
+                        places.append(out[other] + offset * (length / norm))
+                        spreads.append(length**2 + variance[other])
+                        break
+            if places:
+                layer[j] = (np.mean(places, axis=0), float(np.mean(spreads)))
+        if not layer:
+            break
+        for j, (position, spread) in layer.items():
+            out[j], variance[j], placed[j] = position, spread, True
+    for j in np.flatnonzero(~placed):
+        known = [rotation @ reference[j] + translation for reference, (rotation, translation) in moves
+                 if np.isfinite(reference[j]).all()]
+        anchors = [other for other, _ in neighbours[j] if placed[other]]
+        out[j] = known[0] if known else out[anchors if anchors else placed].mean(axis=0)
+        variance[j] = UNANCHORED_SIGMA**2
+    return out, variance
 
 
 def seen_joints(fused: FusionResult, min_views: int) -> FusionResult:
@@ -317,9 +577,11 @@ def seen_joints(fused: FusionResult, min_views: int) -> FusionResult:
     return _masked(fused, fused.joints, np.isfinite(fused.joints).all(-1) & (fused.num_views >= min_views))
 
 
-def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarray) -> FusionResult:
+def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarray,
+                       keep_unchecked: bool = False) -> FusionResult:
     """Rule 4: ``output [N, J]`` without the joints none of whose bones has a known length (``known [N, B]`` or
-    ``[B]``: enough samples yet); a joint of no bone at all stays."""
+    ``[B]``: enough samples yet); a joint of no bone at all stays. ``keep_unchecked`` (rule 5): those joints keep
+    their position with confidence 0 instead."""
     if known.all():  # the usual frame
         return output
     bones = skeleton.bone_array
@@ -330,6 +592,8 @@ def withhold_unchecked(output: FusionResult, skeleton: Skeleton, known: np.ndarr
     keep = (known @ incidence > 0) | (incidence.sum(axis=0) == 0)
     if keep.all():
         return output
+    if keep_unchecked:
+        return replace(output, confidence=np.where(keep, output.confidence, 0.0).astype(np.float32))
     return _masked(output, output.joints, keep & np.isfinite(output.joints).all(-1))
 
 

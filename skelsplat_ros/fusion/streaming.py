@@ -14,7 +14,7 @@ from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
 from .objective import BonePrior, TemporalPrior
-from .output import Offer, decide_output, seen_joints, views_verdict, withhold_unchecked
+from .output import Offer, complete_offer, decide_output, seen_joints, views_verdict
 from .refine import refine
 from .result import (
     FusionResult,
@@ -126,6 +126,8 @@ class StreamingFuser:
         # The last step's joints that enough views saw, as fitted (output.py, rule 1), one frame: unlike the output,
         # neither held to bone lengths nor waiting for them; what the tracker associates with.
         self.estimate: FusionResult | None = None
+        # [J, 3] the last output with complete (output.py, rule 5), the recent pose its next fill starts from.
+        self.completed: np.ndarray | None = None
 
     def _add_bone_lengths(self, lengths: np.ndarray) -> None:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
@@ -146,20 +148,23 @@ class StreamingFuser:
         track started from a view that swapped left and right)."""
         flip = self.skeleton.flip_permutation
         self._history = deque(((stamp, joints[flip]) for stamp, joints in self._history), maxlen=2)
+        if self.completed is not None:
+            self.completed = self.completed[flip]
         bones = np.arange(len(self.skeleton.bones))
         left, right = self.skeleton.symmetric_bones.T
         bones[left], bones[right] = right, left
         self._bone_window = self._bone_window[:, bones]
 
     def snapshot(self) -> tuple:
-        """The kept state (last outputs, estimate, bone-length window, fit-only fit) as it is now, for :meth:`restore`."""
-        return self._history.copy(), self.estimate, self._bone_window, self.resets, self.fit
+        """The kept state (last outputs, estimate, completed pose, bone-length window, fit-only fit) as it is now, for
+        :meth:`restore`."""
+        return self._history.copy(), self.estimate, self.completed, self._bone_window, self.resets, self.fit
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
-        history, self.estimate, self._bone_window, self.resets, self.fit = state
+        history, self.estimate, self.completed, self._bone_window, self.resets, self.fit = state
         self._history = history.copy()
 
     def predict(self, stamp: float) -> np.ndarray | None:
@@ -313,27 +318,65 @@ def step_together(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
                     held_lengths[k], bone_sigmas[k], warm[k])
         else:
-            offer = None
+            offer = complete = None
+            usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
+            if config.complete:
+                recent = np.stack([fusers[k].completed if fusers[k].completed is not None
+                                   else np.full((num_joints, 3), np.nan) for k in batch])
+                complete = complete_offer(skeleton, held_lengths[pick], recent,
+                                          snap=_ray_snap(rig, uv_fit, usable, SNAP_SIGMAS))
             if config.single_view_joints:
-                usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
                 offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
                                            config)
             # Only joints that enough views agree with, held to the person's bone lengths (output.py): never the
-            # prediction alone, nor one view's ray outside single_view_joints.
+            # prediction alone, nor one view's ray outside single_view_joints (or complete).
             views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
             prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
-            fused = decide_output(fitted, skeleton, prior, config, views, offer)
-            if config.bone_warmup and config.bone_lengths:
-                fused = withhold_unchecked(fused, skeleton, warm[pick])
+            known = warm[pick] if config.bone_warmup and config.bone_lengths else None
+            fused = decide_output(fitted, skeleton, prior, config, views, offer, known, complete)
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]
             fuser.estimate = seen.frame(i)
             fuser._history.append((stamp, seen.joints[i]))
+            if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
+                # The recent pose of the next fills: not a warm-up frame's, which nothing checked (rule 4).
+                fuser.completed = fused.joints[i]
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
+
+
+SNAP_SIGMAS = 0.5
+"""A filled joint (``complete``) moves onto a seeing view's ray when that ray passes within this many of its standard
+deviations (its bone's length) of it: the view fixes the direction, the body model the depth."""
+
+
+def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float):
+    """A ``Snap`` (``output.py``) onto the rays of ``uv [V, N, J, 2]`` (undistorted px; ``confidence [V, N, J]``, 0 =
+    unusable): each joint to the nearest point of the ray that passes closest to it, if within ``sigmas`` standard
+    deviations."""
+
+    def snap(points: np.ndarray, wanted: np.ndarray, variance: np.ndarray) -> np.ndarray:
+        seen = wanted & (confidence > 0).any(axis=0)
+        if not seen.any():
+            return points
+        n, j = np.nonzero(seen)
+        rays = ray_directions(rig.back_projections[:, None], uv[:, n, j])  # [V, K, 3]
+        offset = points[n, j][None] - rig.centres[:, None]  # [V, K, 3]
+        along = (offset * rays).sum(-1, keepdims=True)
+        nearest = rig.centres[:, None] + along * rays
+        distance = np.where((confidence[:, n, j] > 0) & (along[..., 0] > 0),
+                            np.linalg.norm(nearest - points[n, j][None], axis=-1), np.inf)  # [V, K]
+        best = np.argmin(np.nan_to_num(distance, nan=np.inf), axis=0)
+        k = np.arange(len(n))
+        close = distance[best, k] <= sigmas * np.sqrt(variance[n, j])
+        out = points.copy()
+        out[n[close], j[close]] = nearest[best[close], k[close]]
+        return out
+
+    return snap
 
 
 def _frame_fit(

@@ -61,24 +61,24 @@ def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
 
 
 def matrix_to_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """Rotation matrix ``[3, 3]`` to unit quaternion ``[4]`` (x, y, z, w), w >= 0."""
+    """Rotation matrices ``[..., 3, 3]`` to unit quaternions ``[..., 4]`` (x, y, z, w), w >= 0."""
     m = np.asarray(rotation, dtype=np.float64)
+    m00, m11, m22 = m[..., 0, 0], m[..., 1, 1], m[..., 2, 2]
     # Largest of 4w^2, 4x^2, 4y^2, 4z^2 first: dividing by it is well conditioned at every angle.
-    candidates = np.array([1 + m[0, 0] + m[1, 1] + m[2, 2], 1 + m[0, 0] - m[1, 1] - m[2, 2],
-                           1 - m[0, 0] + m[1, 1] - m[2, 2], 1 - m[0, 0] - m[1, 1] + m[2, 2]])
-    k = int(np.argmax(candidates))
-    s = 2.0 * np.sqrt(max(candidates[k], 1e-300))
-    if k == 0:
-        q = [(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, s / 4]
-    elif k == 1:
-        q = [s / 4, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s]
-    elif k == 2:
-        q = [(m[0, 1] + m[1, 0]) / s, s / 4, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s]
-    else:
-        q = [(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, s / 4, (m[1, 0] - m[0, 1]) / s]
-    q = np.array(q)
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0 else q
+    candidates = np.stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22], -1)
+    k = np.argmax(candidates, axis=-1)
+    s = 2.0 * np.sqrt(np.maximum(np.take_along_axis(candidates, k[..., None], -1)[..., 0], 1e-300))
+    a, b, c = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
+    d, e, f = m[..., 0, 1] + m[..., 1, 0], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1]
+    options = np.stack([
+        np.stack([a, b, c, s * s / 4], -1),
+        np.stack([s * s / 4, d, e, a], -1),
+        np.stack([d, s * s / 4, f, b], -1),
+        np.stack([e, f, s * s / 4, c], -1),
+    ], -2) / s[..., None, None]  # each row: (x, y, z, w) by the formula of candidate k
+    q = np.take_along_axis(options, k[..., None, None], -2)[..., 0, :]
+    q /= np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., 3:] < 0, -q, q)
 
 
 def slerp(q0: np.ndarray, q1: np.ndarray, fraction: float) -> np.ndarray:
@@ -370,6 +370,21 @@ class TransformBuffer:
         for child in up_target[: up_target.index(common)]:
             common_T_target = self._edges[child].at(stamp, child) @ common_T_target
         return common_T_target.inverse() @ common_T_source
+
+    def lookup_latest(self, target: str, source: str) -> tuple[Transform, int | None]:
+        """``target_T_source`` at the latest time every edge between them knows (tf2's lookup at time 0), and that
+        stamp (``None`` when every edge on the way is static); raises :class:`TransformError` as :meth:`lookup`."""
+        with self._lock:
+            for frame in (target, source):
+                if frame not in self._edges and frame not in self._children:
+                    raise TransformError("unknown_frame", f"frame {frame!r} has not been received on /tf or /tf_static")
+            up_source, up_target = self._path_to_root(source), self._path_to_root(target)
+            common = next((f for f in up_source if f in set(up_target)), None)
+            path = up_source[: up_source.index(common)] + up_target[: up_target.index(common)] if common else []
+            newest = [self._edges[child].stamps[-1] for child in path
+                      if self._edges[child].static is None and self._edges[child].stamps]
+            stamp = min(newest) if newest else None
+            return self._lookup(target, source, 0 if stamp is None else stamp), stamp
 
     def wait_for(self, target: str, source: str, stamp_ns: int, timeout: float) -> Transform:
         """:meth:`lookup`, waiting up to ``timeout`` seconds for transforms that have not arrived yet (a ``past``

@@ -49,6 +49,7 @@ class FuseSettings:
         optimizer, backend, device: ``auto`` or an explicit choice (see ``skelsplat fuse --help``).
         fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
         single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
+        complete: every joint of a person in every frame the person is output (``FusionConfig.complete``).
         lag: streaming: seconds of look-ahead of the fixed-lag smoother (``fusion/fixed_lag.py``); 0 = causal.
         threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
         people: JSON folders: the followed ``subject`` (``None``: the default) or ``all`` (tracked); a 5-D NPZ is
@@ -65,6 +66,7 @@ class FuseSettings:
     device: str = "auto"
     fps: float | None = None
     single_view_joints: bool = False
+    complete: bool = False
     lag: float = 0.0
     threads: int = 1
     people: str | None = None
@@ -80,7 +82,7 @@ class FuseSettings:
         cannot run here, before any file is read. Sets torch's thread count when a stage uses Adam."""
         config = preset_config(self.preset, self.method, backend=self.backend, optimizer=self.optimizer,
                                device=self.device, mode=self.mode)
-        config = replace(config, single_view_joints=self.single_view_joints)
+        config = replace(config, single_view_joints=self.single_view_joints, complete=self.complete)
         check_runtime(config, self.mode)
         if self.lag:
             if self.mode != "streaming":

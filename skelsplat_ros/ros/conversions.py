@@ -212,10 +212,12 @@ def skeleton_msg(
     num_views: np.ndarray | None = None,
     reprojection_error: np.ndarray | None = None,
     person_id: int = 0,
+    body_id: str = "",
 ) -> Skeleton3D | None:
     """One Skeleton3D, or ``None`` when no joint is estimated.
 
-    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents).
+    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents); a filled
+    joint (confidence 0, finite) keeps its position, with confidence 0. ``body_id``: the ROS4HRI body id.
     """
     joints = np.asarray(joints, dtype=np.float64)
     confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float32))
@@ -223,7 +225,7 @@ def skeleton_msg(
     if not estimated.any():
         return None
     count = len(joint_names)
-    skel = Skeleton3D(id=int(person_id), skeleton=skeleton_name, joint_names=list(joint_names))
+    skel = Skeleton3D(id=int(person_id), body_id=body_id, skeleton=skeleton_name, joint_names=list(joint_names))
     skel.positions = [Point(x=x, y=y, z=z) for x, y, z in joints.tolist()]
     skel.confidence = np.where(estimated, confidence, 0.0).astype(np.float32)
     cov = np.full((count, 3, 3), np.nan) if covariance is None else np.asarray(covariance, dtype=np.float64)

@@ -9,7 +9,8 @@ Data flow::
            associated across views and over time, one SkelSplat refinement per track)
         -> skeletons (Skeleton3DArray: one Skeleton3D per confirmed track, id = track id), /tf (one frame per joint
            and track, <joint>_<id>), skeleton_markers (MarkerArray: a colour per track, deleted when it is lost),
-           /diagnostics
+           the ROS4HRI bodies (hri: /humans/bodies/tracked, TF body_<id> and its links, each body's URDF;
+           ros/hri.py), /diagnostics
 
 One person is the special case of the same path: a single-person rig gets one track, whose id stays as long as
 the person is seen (and a new one, never a reused one, after the person was lost for ``track_delete_after``).
@@ -50,23 +51,26 @@ from rclpy.qos import (
     QoSReliabilityPolicy,
     qos_profile_sensor_data,
 )
+from hri_msgs.msg import IdsList
 from sensor_msgs.msg import CameraInfo
-from std_msgs.msg import Header
+from std_msgs.msg import Header, String
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
 from skelsplat_ros.geometry.calibration import CalibrationError, intrinsics_from_camera_info, load_calibration_metres
 from skelsplat_ros.geometry.camera import CameraRig
 from skelsplat_ros.geometry.rig_source import FrameRig, RigSource, StaticRigSource, TfRigSource, ViewRef
-from skelsplat_ros.geometry.transforms import TransformBuffer
+from skelsplat_ros.geometry.transforms import Transform, TransformBuffer, TransformError
 from skelsplat_ros.io.frame_queue import FrameQueue
 from skelsplat_ros.io.health import FrameSample, NodeStatistics, camera_states, diagnostic_report
 from skelsplat_ros.io.sync import PartialViewSynchronizer, SyncedFrame
 from skelsplat_ros.io.validation import KeypointValidator, ValidationConfig
 from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
+from skelsplat_ros.skeleton.human import check_hri_skeleton
 from skelsplat_ros.skeleton.models import get_skeleton
 
 from .conversions import delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
+from .hri import TRACKED_TOPIC, HriBodies, HriFrame, urdf_topic
 from .outputs import OutputOptions, frame_messages
 from .params import FUSION_NODE_PARAMS, TRACKER_PREFIX, StartupError, declare, spin_node
 from .tf_listener import TfListener
@@ -136,6 +140,8 @@ class FusionNode(Node):
                 raise StartupError(f"cannot subscribe to camera {camera!r}: {error}") from None
         try:
             self.skeleton = get_skeleton(p["skeleton"])
+            if p["hri"]:
+                check_hri_skeleton(self.skeleton)
         except (KeyError, ValueError, OSError) as error:
             raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
 
@@ -149,7 +155,8 @@ class FusionNode(Node):
                 p["preset"], p["method"], backend=p["backend"], optimizer=p["optimizer"], device=p["device"],
                 mode="streaming",
             )
-            config = replace(config, min_views=int(p["min_views"]), single_view_joints=bool(p["single_view_joints"]))
+            config = replace(config, min_views=int(p["min_views"]), single_view_joints=bool(p["single_view_joints"]),
+                             complete=bool(p["complete"] or p["hri"]))
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)
@@ -195,6 +202,8 @@ class FusionNode(Node):
             ("tracks.ended", "detections.unassigned", "capped.views", "capped.people", "dropped.worker_queue"), 0))
         self.outputs = OutputOptions(self.skeleton.name, self.skeleton.bone_array, p["tf_prefix"])
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
+        self.bodies = HriBodies(self.skeleton)  # the ROS4HRI body ids (Skeleton3D.body_id), and the bodies tracked
+        self._ended: list[int] = []  # tracks ended since the last frame out (with lag, steps may output nothing)
         self._observers: list[Callable[[FusedFrame], None]] = []
         # Drift watch and recalibration: a frame observer, and corrected poses through its rig source.
         from .drift import DriftMonitor
@@ -224,12 +233,23 @@ class FusionNode(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "skeleton_markers", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._tf_pub = None
-        if p["publish_tf"]:
+        if p["publish_tf"] or p["hri"]:
             # What tf2_ros.TransformBroadcaster does (a /tf publisher of depth 100, reliable, volatile, so tf
             # listeners match), with the publisher at hand to ask whether anyone listens.
             self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
-            if isinstance(self.rig_source, TfRigSource):
-                self.tf_listener.ignore_own_publishers()  # the joints' frames are no camera poses
+        self._hri_pub = None
+        self._urdf_pubs: dict[str, Any] = {}  # body id -> its /humans/bodies/<id>/urdf publisher, while tracked
+        # Bodies started and ended by the fusion thread, whose URDF publishers the executor's thread creates and
+        # destroys (a DDS endpoint takes milliseconds to make: the fusion thread would drop frames meanwhile).
+        self._body_changes: collections.deque[tuple[dict[str, str], list[str]]] = collections.deque()
+        self._body_guard = self.create_guard_condition(self._change_bodies)
+        self._hri_parent = p["hri_reference_frame"] or p["world_frame"]
+        if p["hri"]:
+            self._hri_pub = self.create_publisher(IdsList, TRACKED_TOPIC, reliable)
+            if self._hri_parent != p["world_frame"] and not isinstance(self.rig_source, TfRigSource):
+                self.tf_listener = TfListener(self, TransformBuffer())  # the reference frame's pose comes from TF
+        if self._tf_pub is not None and hasattr(self, "tf_listener"):
+            self.tf_listener.ignore_own_publishers()  # the joints' and bodies' frames are no camera poses
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
 
         self.queue: FrameQueue[SyncedFrame] = FrameQueue(int(p["worker_queue"]))
@@ -481,8 +501,12 @@ class FusionNode(Node):
             for key, amount in (("tracks.ended", len(step.ended)), ("detections.unassigned", step.unassigned),
                                 ("capped.people", step.capped)):
                 self.stats.count(key, amount)
+        self._ended.extend(step.ended)
         for k, (stamp_ns, people) in enumerate(due):  # the step's counts go with its first frame out
-            self._publish(stamp_ns, people)
+            last = k == len(due) - 1  # the ended tracks with the newest frame out (lag < track_delete_after)
+            self._publish(stamp_ns, people, self._ended if last else ())
+            if last:
+                self._ended = []
             latency = self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9
             self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
                              0 if k else len(step.ended), 0 if k else step.unassigned, 0 if k else step.capped,
@@ -498,23 +522,72 @@ class FusionNode(Node):
                     self.get_logger().error(f"frame observer {observer!r} failed: {error!r}",
                                             throttle_duration_sec=5.0)
 
+    def _hri_reference(self, stamp_ns: int) -> Transform | None:
+        """``reference_T_world`` of the bodies' parent at ``stamp_ns`` (else the latest known); ``None`` when the
+        parent is the world frame, or when TF does not connect them yet (counted: ``hri.no_reference``; the bodies
+        are then posed as if the parent were the world frame)."""
+        world = self.params["world_frame"]
+        if self._hri_parent == world:
+            return None
+        buffer = self.tf_listener.buffer
+        try:
+            return buffer.lookup(self._hri_parent, world, stamp_ns)
+        except TransformError:
+            try:
+                return buffer.lookup_latest(self._hri_parent, world)[0]
+            except TransformError as error:
+                self.stats.count("hri.no_reference")
+                self.get_logger().warning(f"hri_reference_frame: {error}", throttle_duration_sec=5.0)
+                return Transform()
+
+    def _publish_hri(self, hri: HriFrame) -> None:
+        """In the fusion thread: the tracked ids (the bodies' frames go with the joints' on /tf); the bodies that
+        started or ended go to the executor's thread, which makes or removes their URDF publishers."""
+        if hri.started or hri.ended:
+            self._body_changes.append((hri.started, hri.ended))
+            self._body_guard.trigger()
+        self._hri_pub.publish(hri.tracked)
+
+    def _change_bodies(self) -> None:
+        """In the executor's thread: each new body's URDF, latched (transient local: a client that subscribes when
+        it sees the id gets it), and the publisher of each body that ended removed."""
+        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        while self._body_changes:
+            started, ended = self._body_changes.popleft()
+            for body, urdf in started.items():
+                self._urdf_pubs[body] = self.create_publisher(String, urdf_topic(body), latched)
+                self._urdf_pubs[body].publish(String(data=urdf))
+            for body in ended:
+                publisher = self._urdf_pubs.pop(body, None)
+                if publisher is not None:
+                    self.destroy_publisher(publisher)
+
     def _lagged_anchor(self, stamp: float) -> int:
         """The exact stamp (ns) of the pending frame stepped at ``stamp`` (s); older pending ones are gone."""
         while self._lagged_anchors[0][0] != stamp:
             self._lagged_anchors.popleft()
         return self._lagged_anchors.popleft()[1]
 
-    def _publish(self, anchor_ns: int, people: list) -> None:
-        """One output frame: skeletons, and TF frames and markers where someone listens."""
+    def _publish(self, anchor_ns: int, people: list, ended: list[int] | tuple = ()) -> None:
+        """One output frame: skeletons, the ROS4HRI bodies (``ended``: the tracks that ended since the last frame
+        out), and TF frames and markers where someone listens."""
         # TF frames and markers only for someone: built and converted per joint, they cost more than the skeletons
         # (both topics are volatile: a reader that comes later would not get this frame anyway).
         send_tf = self._tf_pub is not None and self._tf_pub.get_subscription_count() > 0
         send_markers = self.params["publish_markers"] and self.marker_pub.get_subscription_count() > 0
+        parent_T_world = self._hri_reference(anchor_ns) if self._hri_pub is not None else None
         out = frame_messages(self._header(ns_to_stamp(anchor_ns)), people, self.outputs, tf=send_tf,
-                             markers=send_markers, shown_before=self._markers_shown)
+                             markers=send_markers, shown_before=self._markers_shown, bodies=self.bodies,
+                             ended=ended, hri=self._hri_pub is not None, hri_parent=self._hri_parent,
+                             parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"])
         self.skeleton_pub.publish(out.skeletons)
-        if out.transforms:
-            self._tf_pub.publish(TFMessage(transforms=out.transforms))
+        transforms = out.transforms
+        if out.hri is not None:
+            self._publish_hri(out.hri)
+            transforms = transforms + out.hri.transforms
+        if transforms:
+            self._tf_pub.publish(TFMessage(transforms=transforms))
         if out.markers:
             self.marker_pub.publish(MarkerArray(markers=out.markers))
         self._markers_shown = out.shown if send_markers else set()  # nobody saw them: nothing to delete later

@@ -2,8 +2,9 @@
 
 :func:`frame_messages` turns the people of a frame (:class:`~skelsplat_ros.tracking.PersonEstimate`: a track id and
 its one-frame :class:`~skelsplat_ros.fusion.result.FusionResult`) into what is published or recorded for it: one
-``Skeleton3DArray``, the joints' TF frames and the rviz markers (with the deletion of the markers of people shown
-before and gone now). A new output of a frame is one more field here, and both producers have it.
+``Skeleton3DArray``, the joints' TF frames, the rviz markers (with the deletion of the markers of people shown
+before and gone now) and, given the producer's :class:`~skelsplat_ros.ros.hri.HriBodies`, the ROS4HRI bodies (whose
+ids the skeletons carry too). A new output of a frame is one more field here, and both producers have it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ from skelsplat_ros.msg import Skeleton3DArray
 from .conversions import delete_markers, marker_array, skeleton_msg, tf_transforms
 
 if TYPE_CHECKING:
+    from skelsplat_ros.geometry.transforms import Transform
     from skelsplat_ros.tracking import PersonEstimate
+
+    from .hri import HriBodies, HriFrame
 
 __all__ = ["OutputOptions", "FrameMessages", "frame_messages"]
 
@@ -52,33 +56,42 @@ class FrameMessages:
         markers: spheres and bones per person shown, then DELETEs of the people shown before and not now (empty
             unless asked for).
         shown: track ids with a skeleton in this frame.
+        hri: the ROS4HRI messages (``None`` unless asked for).
     """
 
     skeletons: Skeleton3DArray
     transforms: list[TransformStamped] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
     shown: set[int] = field(default_factory=set)
+    hri: HriFrame | None = None
 
 
 def frame_messages(header: Header, people: Sequence[PersonEstimate], options: OutputOptions, tf: bool = True,
-                   markers: bool = True, shown_before: Collection[int] = ()) -> FrameMessages:
+                   markers: bool = True, shown_before: Collection[int] = (), bodies: HriBodies | None = None,
+                   ended: Collection[int] = (), hri: bool = False, hri_parent: str = "",
+                   parent_T_world: Transform | None = None, joint_tf: bool = True) -> FrameMessages:
     """The messages of one frame stamped ``header`` (its capture stamp, in the world frame).
 
-    ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them).
+    ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them);
+    ``joint_tf``: the joints' frames among the TF frames (else only the bodies').
     ``shown_before``: track ids whose markers are shown now; those not in this frame get DELETE markers.
+    ``bodies``: the producer's ROS4HRI bodies: the skeletons carry their ids, and the tracks that ``ended`` at this
+    frame end theirs; with ``hri``, the ROS4HRI messages too, ``body_<id>`` under ``hri_parent`` (default: the world
+    frame) posed by ``parent_T_world`` (``None``: the parent is the world frame), the frames only with ``tf``.
     """
     out = FrameMessages(Skeleton3DArray(header=header))
     for person in people:
         result = person.result
         names = list(result.joint_names)
         joints, confidence = result.joints[0], result.confidence[0]
+        body_id = bodies.ids.of(person.track_id) if bodies is not None else ""
         skeleton = skeleton_msg(options.skeleton, names, joints, confidence, result.covariance[0],
-                                result.num_views[0], result.reprojection_error[0], person.track_id)
+                                result.num_views[0], result.reprojection_error[0], person.track_id, body_id)
         if skeleton is None:  # a track with no joint estimated this frame: nothing to show
             continue
         out.skeletons.skeletons.append(skeleton)
         out.shown.add(person.track_id)
-        if tf:
+        if tf and joint_tf:
             out.transforms += tf_transforms(header, names, joints, confidence, options.tf_prefix, person.track_id)
         if markers:
             out.markers += marker_array(header, joints, confidence, options.bones, person.track_id).markers
@@ -87,4 +100,8 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
         # so that rviz never shows a person who is gone.
         for track_id in sorted(set(shown_before) - out.shown):
             out.markers += delete_markers(header, track_id).markers
+    if bodies is not None and hri:
+        out.hri = bodies.frame(header, people, ended, hri_parent or header.frame_id, parent_T_world, tf)
+    elif bodies is not None:
+        bodies.end(ended)
     return out

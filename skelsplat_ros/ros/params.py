@@ -106,6 +106,16 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("single_view_joints", False, "Also publish a joint only one camera sees, when its bone lengths to "
               "fused neighbours place it on that camera's ray (confidence 0, variance of one bone length along "
               "the ray). Off: such a joint is NaN."),
+    ParamSpec("complete", False, "Publish every joint of a tracked person in every frame: a joint no two cameras "
+              "agree on is filled from the body model (the person's bone lengths and recent pose, one camera's ray "
+              "where one sees it), confidence 0, a large covariance. On whenever hri is; not with lag (the fixed-lag "
+              "output is not completed yet)."),
+    ParamSpec("hri", True, "Also publish the people as ROS4HRI (REP-155) bodies: /humans/bodies/tracked "
+              "(hri_msgs/IdsList), TF body_<id> (hips' mid-point, x forward, z up) with the human_description link "
+              "frames <link>_<id> under it, /humans/bodies/<id>/urdf (std_msgs/String, transient local); <id> is "
+              "Skeleton3D.body_id. Needs complete skeletons: turns complete on."),
+    ParamSpec("hri_reference_frame", "", "Parent frame of the body_<id> frames (empty: world_frame); its pose in "
+              "world_frame is looked up in TF at each frame's stamp (else the latest one)."),
     ParamSpec("lag", 0.0, "Look-ahead (s): each frame is published once the frames up to this long after it have "
               "been fused (or as soon as later frames show that time has passed), estimated from all of them by the "
               "fixed-lag smoother (the offline priors on a sliding window; preset default). Stamps stay capture "

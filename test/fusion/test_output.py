@@ -242,3 +242,125 @@ def test_without_warm_up_a_person_is_output_from_their_first_frame(take):
     tolerance = np.maximum(config.bone_tolerance, prior.sigmas / prior.lengths)
     assert np.isfinite(second).all(-1).mean() > 0.9
     assert not (np.nan_to_num(bone_violation(second, take.skeleton.bone_array, prior.lengths, tolerance * 1.001)) > 0).any()
+
+
+# --- complete skeletons (rule 5) -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["offline", "streaming"])
+def test_complete_fills_a_limb_no_view_sees_at_its_bone_lengths_and_leaves_the_seen_joints_alone(take, mode):
+    """The left arm hidden from every view for 1 s (and a wrist two views misplace): without ``complete`` those
+    joints are NaN; with it every joint of every output frame has a position, the filled ones with confidence 0 and
+    a variance of at least their bone's length squared, every filled arm within 1.2x the person's median, close to the
+    truth, and the seen joints exactly where they were."""
+    keypoints = take.keypoints.copy()
+    hidden = slice(40, 70)
+    _hide(keypoints, range(len(take.rig)), hidden, [ELBOW, WRIST])
+    _misplace_wrist(take.rig, take.ground_truth, keypoints, slice(100, 120))
+    plain = _fuse(take, keypoints, mode)
+    config = replace(CONFIG, complete=True)
+    fused = (fuse_offline(take.rig, take.skeleton, keypoints, config, fps=take.fps) if mode == "offline"
+             else fuse_streaming(take.rig, take.skeleton, keypoints, config, take.fps))
+    out = np.isfinite(plain.joints).all(-1).any(-1)  # frames where the person is output
+    if mode == "streaming":
+        out[:CONFIG.bone_warmup] = True  # and with complete the warm-up's too (the next test)
+    assert np.isnan(plain.joints[hidden, WRIST]).all()
+    assert np.isfinite(fused.joints[out]).all() and not np.isfinite(fused.joints[~out]).any()
+    filled = out[:, None] & ~np.isfinite(plain.joints).all(-1)
+    assert filled[hidden, WRIST].all() and (fused.confidence[filled] == 0).all()
+    seen = plain.confidence > 0
+    np.testing.assert_array_equal(fused.joints[seen], plain.joints[seen])
+    variance = np.trace(fused.covariance[hidden, WRIST], axis1=-2, axis2=-1) / 3
+    assert (variance >= 0.2**2).all()  # at least a forearm's length (0.25 m) squared, near enough
+    lengths = bone_lengths_of(fused.joints, take.skeleton)
+    median = np.nanmedian(bone_lengths_of(plain.joints, take.skeleton), axis=0)
+    arm = [b for b, bone in enumerate(take.skeleton.bones) if set(bone) & {ELBOW, WRIST}]
+    assert (lengths[hidden][:, arm] <= 1.2 * median[arm]).all()
+    error = np.linalg.norm(fused.joints[hidden, WRIST] - take.ground_truth[hidden, WRIST], axis=-1)
+    assert np.median(error) < 0.25, error
+
+
+def test_complete_places_a_hidden_joint_by_the_recent_pose_turned_with_the_body():
+    """One person turned by 90 degrees about z since their recent pose: a missing wrist goes where the recent pose's
+    forearm points once turned, at the person's length; a joint no bone ties to a placed one (coco17's face, all of
+    it missing) lands where the turned recent pose puts it."""
+    from skelsplat_ros.fusion.output import complete_pose
+    from skelsplat_ros.skeleton.human import rest_pose
+    from skelsplat_ros.skeleton.models import get_skeleton
+
+    skeleton = get_skeleton("coco17")
+    recent = rest_pose(skeleton)
+    recent[skeleton.index("l_wrist")] = recent[skeleton.index("l_elbow")] + [0.25, 0.0, 0.0]  # forearm ahead
+    turn = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    now = recent @ turn.T + [2.0, 1.0, 0.0]
+    joints = now.copy()
+    face = [skeleton.index(n) for n in ("nose", "l_eye", "r_eye", "l_ear", "r_ear")]
+    wrist = skeleton.index("l_wrist")
+    joints[face + [wrist]] = np.nan
+    lengths = bone_lengths_of(now, skeleton) * 1.1  # this person's forearm is 10 % longer than the recent pose's
+    filled, variance = complete_pose(skeleton, joints, lengths, recent)
+    forearm = [b for b, bone in enumerate(skeleton.bones) if set(bone) == {wrist, skeleton.index("l_elbow")}][0]
+    direction = (filled[wrist] - now[skeleton.index("l_elbow")]) / lengths[forearm]
+    np.testing.assert_allclose(direction, turn @ [1.0, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(filled[face], now[face], atol=1e-9)
+    assert variance[wrist] == pytest.approx(lengths[forearm] ** 2) and (variance[face] > 0).all()
+    without, _ = complete_pose(skeleton, joints, lengths)  # no recent pose: the rest pose's forearm hangs down
+    assert (without[wrist] - now[skeleton.index("l_elbow")])[2] < -0.9 * lengths[forearm]
+
+
+def test_complete_outputs_a_person_from_their_first_frame_with_the_unchecked_joints_at_confidence_0(take):
+    """Streaming, ``complete``: rule 4's warm-up withholds nothing. The first ``bone_warmup`` frames have every joint,
+    where ``bone_warmup=0`` places them (held to the frames before), with confidence 0 (no length to check them
+    against yet); from then on the output is the one without ``complete``. Before, those frames were empty (the
+    person tracked but not output)."""
+    config = replace(CONFIG, complete=True)
+    fused = fuse_streaming(take.rig, take.skeleton, take.keypoints, config, take.fps)
+    cold = fuse_streaming(take.rig, take.skeleton, take.keypoints, replace(config, bone_warmup=0), take.fps)
+    warmup = CONFIG.bone_warmup
+    assert np.isfinite(fused.joints[:warmup]).all()
+    np.testing.assert_array_equal(fused.joints[:warmup], cold.joints[:warmup])
+    assert (fused.confidence[:warmup] == 0).all() and (cold.confidence[:warmup] > 0).any()
+    plain = _fuse(take, take.keypoints, "streaming")
+    seen = plain.confidence > 0
+    assert seen[warmup:].mean() > 0.9
+    np.testing.assert_array_equal(fused.joints[seen], plain.joints[seen])
+    error = np.linalg.norm(fused.joints[:warmup] - take.ground_truth[:warmup], axis=-1)
+    assert np.median(error) < 0.05, error
+
+
+def test_complete_does_not_fill_at_a_length_no_body_has():
+    """A new person's window may hold a few wrong triangulations: a forearm 3x the rest pose's (scaled to the person)
+    is not used, the fill takes the scaled rest pose's forearm instead; a plausible length (1.1x) is used."""
+    from skelsplat_ros.fusion.output import complete_pose, plausible_lengths
+    from skelsplat_ros.skeleton.human import rest_pose
+    from skelsplat_ros.skeleton.models import get_skeleton
+
+    skeleton = get_skeleton("coco17")
+    pose = rest_pose(skeleton) * 1.05
+    wrist, elbow = skeleton.index("l_wrist"), skeleton.index("l_elbow")
+    forearm = [b for b, bone in enumerate(skeleton.bones) if set(bone) == {wrist, elbow}][0]
+    joints = pose.copy()
+    joints[wrist] = np.nan
+    lengths = bone_lengths_of(pose, skeleton)
+    for factor, expected in ((3.0, lengths[forearm]), (1.1, 1.1 * lengths[forearm])):
+        wrong = lengths.copy()
+        wrong[forearm] *= factor
+        assert plausible_lengths(skeleton, wrong)[forearm] == (factor < 1.6)
+        filled, _ = complete_pose(skeleton, joints, wrong)
+        assert np.linalg.norm(filled[wrist] - pose[elbow]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_completed_pose_is_state_a_rejected_step_leaves_and_a_long_gap_forgets(take):
+    """The recent pose of rule 5's fills (``StreamingFuser.completed``) is part of the fuser's snapshot (a refit the
+    tracker rejects leaves no trace of it) and is motion: a gap over ``reset_after`` forgets it."""
+    fuser = StreamingFuser(take.rig, take.skeleton, replace(CONFIG, complete=True))
+    for f in range(10):
+        fuser.step(take.keypoints[:, f], f / take.fps)
+    before = fuser.completed.copy()
+    state = fuser.snapshot()
+    fuser.step(take.keypoints[:, 10], 10 / take.fps)
+    assert not np.array_equal(fuser.completed, before)
+    fuser.restore(state)
+    np.testing.assert_array_equal(fuser.completed, before)
+    fuser.forget_motion()
+    assert fuser.completed is None

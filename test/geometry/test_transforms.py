@@ -270,3 +270,22 @@ def test_frames_silent_for_longer_than_the_cache_time_are_forgotten():
         _add(buffer, "world", "base_link", _at(0.0), stamp=100 * S + k * S // 10)
     assert buffer.frames() == {"world", "base_link", "cam0"}
     assert _x(buffer, 114 * S, "cam0") == pytest.approx(0.1)
+
+
+def test_lookup_latest_uses_the_newest_time_every_edge_on_the_way_knows():
+    """tf2's lookup at time 0 (what libhri does for body_<id>): the latest common time of the dynamic edges between
+    the two frames; static edges hold at any time."""
+    buffer = TransformBuffer()
+    q = np.array([0.0, 0.0, 0.0, 1.0])
+    buffer.set_transform("map", "world", 0, np.array([1.0, 0.0, 0.0]), q, static=True)
+    for stamp, x in ((100, 0.0), (200, 1.0), (300, 2.0)):
+        buffer.set_transform("world", "body_a", stamp, np.array([x, 0.0, 0.0]), q)
+    for stamp, z in ((100, 0.0), (250, 0.5)):
+        buffer.set_transform("body_a", "head_a", stamp, np.array([0.0, 0.0, z]), q)
+    transform, stamp = buffer.lookup_latest("map", "head_a")
+    assert stamp == 250
+    np.testing.assert_allclose(transform.translation, [1.0 + 1.5, 0.0, 0.5])
+    assert buffer.lookup_latest("map", "world")[1] is None
+    with pytest.raises(TransformError) as error:
+        buffer.lookup_latest("map", "nowhere")
+    assert error.value.reason == "unknown_frame"

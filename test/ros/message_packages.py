@@ -1,6 +1,6 @@
 """Interface packages generated for the tests from minimal definitions (written here from the packages' published
-message specifications, not copied from them): yolo_ros's ``yolo_msgs`` and ROS4HRI's ``hri_msgs``, the fields
-that skelsplat_ros's ``input`` adapters read. Built once with CMake (ament_cmake + rosidl, as scripts/setup.sh builds
+message specifications, not copied from them): yolo_ros's ``yolo_msgs``, the fields that skelsplat_ros's ``yolo``
+input adapter reads (``hri_msgs`` is the package's own, built by scripts/setup.sh from interfaces/hri_msgs). Built once with CMake (ament_cmake + rosidl, as scripts/setup.sh builds
 tf2_msgs) into the running virtualenv, whose ``lib`` is on the library path, and reused while importable."""
 
 from __future__ import annotations
@@ -20,11 +20,6 @@ DEFINITIONS = {
         "KeyPoint2DArray": "KeyPoint2D[] data\n",
         "Detection": "int32 class_id\nstring class_name\nfloat64 score\nstring id\nKeyPoint2DArray keypoints\n",
         "DetectionArray": "std_msgs/Header header\nDetection[] detections\n",
-    },
-    "hri_msgs": {
-        "NormalizedPointOfInterest2D": "float32 x\nfloat32 y\nfloat32 c\n",
-        "Skeleton2D": "std_msgs/Header header\nNormalizedPointOfInterest2D[] skeleton\n",
-        "IdsList": "std_msgs/Header header\nstring[] ids\n",
     },
 }
 

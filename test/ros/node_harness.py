@@ -111,3 +111,13 @@ def synced_frame(scenario, stamp_ns: int, with_person: bool = True):
     views = {c: (stamp_ns, scenario.keypoints[v, 0][None] if with_person else nobody, f"{c}_optical")
              for v, c in enumerate(CAMERAS)}
     return SyncedFrame(stamp_ns * 1e-9, views, {c: stamp_ns * 1e-9 for c in CAMERAS}, True, 0.0, 0.0)
+
+
+def detected_slots(scene, view: int, frame: int):
+    """What camera ``view`` detects in ``frame`` of a multi-person scene: the slots with any keypoint ``[P, J, 3]``
+    and whose they are ``[P]`` (the scene's person index, -1 for a ghost)."""
+    import numpy as np
+
+    slots = scene.keypoints[view, frame]
+    detected = (np.nan_to_num(slots[..., 2]) > 0).any(-1)
+    return slots[detected], scene.slot_person[view, frame][detected]

@@ -143,7 +143,12 @@ def test_camera_killed_mid_run_output_continues_from_the_others(sim_run):
 def test_tf_frames_per_joint_with_prefix_from_yaml(sim_run):
     probe, sim = sim_run["probe"], sim_run["sim"]
     assert probe.tf, "no /tf received"
-    transforms = [t for msg in probe.tf for t in msg.transforms]
+    # Without the ROS4HRI frames (hri, on by default: body_<id> and its links <link>_<id>, test/ros/test_node_hri.py).
+    bodies = {s.body_id for _, m in probe.skeletons for s in m.skeletons}
+    assert bodies and all(bodies)
+    hri = {f"body_{b}" for b in bodies}
+    transforms = [t for msg in probe.tf for t in msg.transforms
+                  if t.child_frame_id not in hri and t.header.frame_id not in hri]
     children = {t.child_frame_id for t in transforms}
     assert "test_pelvis_0" in children or any(c.startswith("test_") and c.endswith("_0") for c in children)
     assert children <= {f"test_{j}_0" for j in sim.skeleton.joint_names}

@@ -1,6 +1,6 @@
 """The fusion node's ``input`` adapters over real DDS: yolo_ros ``DetectionArray`` and ROS4HRI ``Skeleton2D`` per body
-(message packages generated from minimal definitions, test/ros/message_packages.py) fused like our own keypoints;
-plus the pure conversions (1-based ids and left-out keypoints; normalised COCO-18; per-body grouping)."""
+(yolo_msgs generated from minimal definitions, test/ros/message_packages.py; hri_msgs as scripts/setup.sh builds
+it) fused like our own keypoints; plus the pure conversions (1-based ids and left-out keypoints; normalised COCO-18; per-body grouping)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ CALIBRATION = Path(__file__).resolve().parents[2] / "config" / "sim_rig_lab.toml
 @pytest.fixture(scope="module")
 def packages():
     ensure_package("yolo_msgs")
-    ensure_package("hri_msgs")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from skelsplat_ros.ros.demo import match_people  # noqa: E402
 from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim.scenes import make_multi_person_scenario  # noqa: E402
 
-from node_harness import CAMERAS, Probe, Spinner, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, Probe, Spinner, detected_slots, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 
 
@@ -82,9 +82,9 @@ def replay_run(module_context, tmp_path_factory):
                 stamp_ns = time.time_ns()
                 frame_of_stamp[stamp_ns] = frame
                 for v, camera in enumerate(CAMERAS):
-                    slots = scene.keypoints[v, frame]
-                    slots = slots[(np.nan_to_num(slots[..., 2]) > 0).any(-1)
-                                  & ((scene.slot_person[v, frame] != leaving) if phase == "leave" else True)]
+                    slots, person = detected_slots(scene, v, frame)
+                    if phase == "leave":
+                        slots = slots[person != leaving]
                     if phase == "crowd" and v == 0:
                         slots = _crowd(slots, 50, rng, scene.rig.sizes[0])
                     pubs[camera].publish(keypoints_msg(slots, RosTime(nanoseconds=stamp_ns).to_msg(), camera,

@@ -49,3 +49,41 @@ def test_a_skeleton_tf_frames_and_markers_per_person_and_deletes_for_people_gone
     # What nobody reads is not built.
     bare = frame_messages(header, people, options, tf=False, markers=False, shown_before={2})
     assert bare.transforms == [] and bare.markers == [] and len(bare.skeletons.skeletons) == 2
+
+
+def test_hri_bodies_start_with_a_urdf_stay_tracked_while_hidden_and_end_with_their_track():
+    """ROS4HRI (ros/hri.py through frame_messages): a body per track with every limb joint, its id also in the
+    Skeleton3D; a track not refitted in a frame keeps its body and frames (sent again at the new stamp); an ended
+    track's body goes and its id is never given again; a frame of nobody has an empty list and no frames."""
+    from skelsplat_ros.ros.hri import HriBodies
+    from skelsplat_ros.skeleton.human import HRI_LINKS, rest_pose
+
+    skeleton = get_skeleton("h36m17")
+    options = OutputOptions(skeleton.name, skeleton.bone_array)
+    bodies = HriBodies(skeleton)
+    joints = rest_pose(skeleton) + [0.0, 0.0, 0.9]
+    partial = joints.copy()
+    partial[skeleton.index("l_wrist")] = np.nan  # complete off: not a body (yet)
+    header = Header(stamp=ns_to_stamp(5), frame_id="world")
+
+    def frame(people, ended=(), stamp=5):
+        return frame_messages(Header(stamp=ns_to_stamp(stamp), frame_id="world"), people, options, markers=False,
+                              bodies=bodies, ended=ended, hri=True)
+
+    empty = frame([])
+    assert empty.hri.tracked.ids == [] and empty.hri.transforms == [] and empty.hri.tracked.header.stamp == header.stamp
+    first = frame([_person(1, joints, np.ones(17)), _person(2, partial, np.ones(17))])
+    one, two = (s.body_id for s in first.skeletons.skeletons)
+    assert first.hri.tracked.ids == [one] and list(first.hri.started) == [one] and one != two
+    assert f'<link name="l_wrist_{one}">' in first.hri.started[one]
+    frames = {t.child_frame_id: t for t in first.hri.transforms}
+    assert set(frames) == {f"body_{one}"} | {f"{link}_{one}" for link in HRI_LINKS}
+    assert frames[f"body_{one}"].header.frame_id == "world" and frames[f"head_{one}"].header.frame_id == f"body_{one}"
+    assert frames[f"body_{one}"].transform.translation.z == pytest.approx(0.9)
+    hidden = frame([], stamp=9)  # track 1 not refitted: still tracked, its frames at the new stamp
+    assert hidden.hri.tracked.ids == [one] and len(hidden.hri.transforms) == 1 + len(HRI_LINKS)
+    assert hidden.hri.transforms[0].header.stamp == ns_to_stamp(9) and not hidden.hri.started
+    gone = frame([_person(3, joints + 1, np.ones(17))], ended=[1, 2], stamp=12)
+    three = gone.skeletons.skeletons[0].body_id
+    assert gone.hri.ended == [one] and gone.hri.tracked.ids == [three] and three not in (one, two)
+    assert bodies.ids.of(1) not in (one, two, three)  # an ended track asked again: a new id, never an old one
