@@ -6,11 +6,12 @@ frames, seeds --seeds: 3-5 by default, held out: the fill was tuned on 0-2). Pri
 output in: the share of joints with a position (coverage) without and with `complete`; the error of the joints
 output without it (observed; must not change), the same joints with it; the error of the filled joints (mean,
 median, count); and the longest filled limb over the person's median length, with how many are over 1.2x (the arm
-and leg segments whose end is filled; must be <= 1.2; streaming: against the median of the output lengths so far,
-offline: of the take); streaming also against the lengths the fuser held that frame to (the median of its window of
-triangulated lengths, what rule 5 holds a fill to). The frames rule 4's warm-up withholds without `complete` are in
-none of these figures.
-Run: `.venv/bin/python scripts/bench_complete.py [--rigs lab,robot] [--noise realistic,hard]`.
+and leg segments whose end is filled; must be <= 1.2; streaming and lag: against the median of the output lengths so
+far, offline: of the take); streaming also against the length estimate the fuser held that frame's fills to (the median
+of the observed lengths of its last `bone_window` outputs, `StreamingFuser.observed_lengths`; rule 5). The frames
+rule 4's warm-up withholds without `complete` are in none of these figures.
+Modes: streaming, offline, lag (fixed lag of 0.2 s: `--modes lag`).
+Run: `.venv/bin/python scripts/bench_complete.py [--rigs lab,robot] [--noise realistic,hard] [--modes ...]`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from dataclasses import replace
 import numpy as np
 
 from skelsplat_ros.fusion import StreamingFuser, fuse_offline, preset_config
+from skelsplat_ros.fusion.fixed_lag import fuse_fixed_lag
 from skelsplat_ros.fusion.result import FusionResult, bone_lengths_of, concatenate_results
 from skelsplat_ros.sim import make_scenario
 
 LIMBS = ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")
+LAG = 0.2
+"""Look-ahead (s) of the ``lag`` mode (the fixed-lag smoother, the node's ``lag``)."""
 
 
 def limb_bones(skeleton) -> np.ndarray:
@@ -36,13 +40,12 @@ def limb_bones(skeleton) -> np.ndarray:
 
 
 def streaming_held(take, config) -> tuple[FusionResult, np.ndarray]:
-    """``fuse_streaming``'s output of ``take``, and the bone lengths ``[F, B]`` the fuser held each frame to (its
-    window of triangulated lengths; NaN before it has any)."""
+    """``fuse_streaming``'s output of ``take``, and the length estimate ``[F, B]`` the fuser held each frame's fills
+    to (NaN before it has one)."""
     fuser = StreamingFuser(take.rig, take.skeleton, config)
     frames, held = [], []
     for f in range(take.keypoints.shape[1]):
-        prior = fuser.bone_prior()
-        held.append(np.full(len(take.skeleton.bones), np.nan) if prior is None else prior.lengths)
+        held.append(fuser.observed_lengths())
         frames.append(fuser.step(take.keypoints[:, f], f / take.fps))
     return concatenate_results(frames, list(take.skeleton.joint_names)), np.array(held)
 
@@ -58,6 +61,8 @@ def run(rig: str, noise: str, mode: str, seeds: list[int], skeleton: str) -> dic
             cfg = replace(config, complete=complete)
             if mode == "offline":
                 results.append(fuse_offline(take.rig, take.skeleton, take.keypoints, cfg, fps=take.fps))
+            elif mode == "lag":
+                results.append(fuse_fixed_lag(take.rig, take.skeleton, take.keypoints, cfg, take.fps, LAG))
             else:
                 result, held = streaming_held(take, cfg)
                 results.append(result)
@@ -99,7 +104,7 @@ def main() -> int:
     print(f"{args.skeleton}, seeds {seeds}, 300 frames each; errors in mm over the frames the person is output in")
     print("| rig | noise | mode | coverage % | with complete % | observed mm | observed, complete on | filled mm "
           "(mean / median) | filled joints | longest filled limb / median | filled limbs over 1.2x | against the lengths "
-          "held to: longest, over 1.2x |")
+          "held to (estimate): longest, over 1.2x |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for rig in args.rigs.split(","):
         for noise in args.noise.split(","):

@@ -15,7 +15,8 @@ Rauch-Tung-Striebel pass back over the look-ahead), then, as offline, Gauss-Newt
 estimate (``smoothing_pull``) with the bone lengths of the person's smoothed trajectory, and the output rule
 (``output.py``): joints the views agree with, held to the bone lengths; offered (confidence 0) where the views do not
 agree but the estimate has evidence: a joint one view sees (its ray, the bone lengths and the motion fix its depth,
-with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead. The covariance is the
+with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead; with ``complete``, every
+other joint from the body model (rule 5, as streaming: :func:`~.streaming.complete_fill`). The covariance is the
 filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
 ``covariance_scale``.
 
@@ -37,7 +38,9 @@ from ..skeleton.models import Skeleton
 from .config import FusionConfig
 from .jerk_filter import JerkFilterBank
 from .objective import BonePrior, RefineConfig, TemporalPrior, detection_weights, heatmap_variance_growth
-from .output import Views, decide_output, seen_joints, views_verdict, withhold_unchecked
+from .output import (
+    Fill, Views, decide_output, observed_lengths, seen_joints, slide, views_verdict, window_median,
+)
 from .refine import refine
 from .result import (
     SUPPORT_THRESHOLD,
@@ -51,7 +54,7 @@ from .result import (
     refine_support,
 )
 from .smoothing import view_information
-from .streaming import FIT_BONE_FRAMES, FrameFit, StreamingFuser, fuse_streaming, step_together
+from .streaming import FIT_BONE_FRAMES, FrameFit, StreamingFuser, complete_fill, fuse_streaming, step_together
 
 LAG_TOLERANCE = 0.005
 """A frame is due once a frame stamped at least ``lag - LAG_TOLERANCE`` after it is in (camera stamps jitter; without
@@ -94,6 +97,9 @@ class LagSmoother:
         self.pending: deque[FrameFit] = deque()
         self.newest: FrameFit | None = None
         self._lengths = np.empty((0, len(skeleton.bones)))
+        self.completed: np.ndarray | None = None  # [J, 3] the last complete output (rule 5): the next fills' recent pose
+        # [n, B] the observed lengths of the last n <= bone_window frames out: rule 5's length estimate is their median
+        self.observed = np.empty((0, len(skeleton.bones)))
         self._last_seen = np.full(skeleton.num_joints, -np.inf)  # stamp each joint was last output as seen
         # Discounted sums of the squared reprojection errors of the seen joints, and their count (one pseudo-sample
         # at the nominal pixel noise before the first).
@@ -134,8 +140,7 @@ class LagSmoother:
         """After frame ``stamp`` was output: its smoothed ``joints [J, 3]``, which were ``seen [J]`` and their mean
         reprojection errors ``[J]`` (px)."""
         lengths = bone_lengths_of(np.where(seen[:, None], joints, np.nan), self.skeleton)
-        window = np.concatenate([self._lengths, lengths[None]])
-        self._lengths = window[max(len(window) - self.config.bone_window, 0):]
+        self._lengths = slide(self._lengths, lengths, self.config.bone_window)
         self._last_seen[seen] = stamp
         self.bank.forget(stamp)  # frames are output in order: nothing before this one is asked for again
         if self._residual_stamp is not None:
@@ -203,15 +208,29 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))
         for (smoother, _), fit_one in zip(people, fitted.num_views)
     ]) & known
+    # Bones known up to the newest frame: the look-ahead counts.
+    warm = np.stack([smoother.newest.warm for smoother, _ in people]) \
+        if config.bone_warmup and config.bone_lengths else None
+    complete = filled = observed = None
+    if config.complete:
+        complete, filled = _recording(complete_fill(rig, skeleton, uv, confidence,
+                                                    [smoother.completed for smoother, _ in people], config),
+                                      known.shape)
+        observed = np.stack([window_median(smoother.observed) for smoother, _ in people])
     fused = decide_output(fitted, skeleton, prior if views is not None else None, config, views,
-                          _offer(fitted, offered, views))
-    if config.bone_warmup and config.bone_lengths:  # bones known up to the newest frame: the look-ahead counts
-        fused = withhold_unchecked(fused, skeleton, np.stack([smoother.newest.warm for smoother, _ in people]))
-    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's.
-    fused = replace(fused, covariance=np.where(np.isfinite(fused.joints)[..., None], covariance, np.nan))
+                          _offer(fitted, offered, views), warm, complete, observed)
+    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's; a joint the body model filled
+    # (rule 5) keeps the fill's.
+    mine = np.isfinite(fused.joints).all(-1) & (True if filled is None else ~filled)
+    fused = replace(fused, covariance=np.where(mine[..., None, None], covariance, fused.covariance))
     seen = np.isfinite(seen_joints(fitted, config.min_views).joints).all(-1)
     for i, (smoother, fit) in enumerate(people):
         smoother.remember(fit.stamp, means[i], seen[i], fitted.reprojection_error[i])
+        if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
+            smoother.completed = fused.joints[i]  # the next fills' recent pose (not an unchecked warm-up frame's)
+        if config.complete:
+            smoother.observed = slide(smoother.observed, observed_lengths(skeleton, fused.frame(i))[0],
+                                      config.bone_window)
     return [fused.frame(i) for i in range(len(people))]
 
 
@@ -224,6 +243,20 @@ def _offer(fitted: FusionResult, offered: np.ndarray, views: Views | None) -> Ca
         return replace(views(joints) if views is not None else fitted, joints=joints)
 
     return offer
+
+
+def _recording(offer: Fill, shape: tuple[int, int]) -> tuple[Fill, np.ndarray]:
+    """``offer`` as it is, and ``[N, J]`` (``shape``; filled in as it is called): every joint it offered. A joint it
+    offered that is output at the end is its fill: nothing places a joint after rule 5 asked for it."""
+    offered = np.zeros(shape, dtype=bool)
+
+    def recorded(output: FusionResult, lengths: np.ndarray) -> FusionResult | None:
+        result = offer(output, lengths)
+        if result is not None:
+            offered[...] |= np.isfinite(result.joints).all(-1)
+        return result
+
+    return recorded, offered
 
 
 def _stacked_prior(priors: list[BonePrior | None], num_bones: int) -> BonePrior | None:

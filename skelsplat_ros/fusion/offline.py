@@ -155,8 +155,7 @@ def _output(
     gaps = gap_offer(int(round(config.max_fill * fps)), fps, config.smoothing or SmoothingConfig(), views, fitted)
     complete = None
     if config.complete:
-        lengths = bone_prior.lengths if bone_prior is not None else np.full(len(skeleton.bones), np.nan)
-        complete = complete_offer(skeleton, lengths, sequential=True)
+        complete = complete_offer(skeleton, sequential=True)
     return decide_output(fitted, skeleton, prior, config, views, gaps, complete=complete)
 
 

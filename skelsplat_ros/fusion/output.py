@@ -21,7 +21,9 @@
 5. **Complete** (``complete``): a person with any joint output gets every joint: the rest is filled from the body
    model (:func:`complete_offer`: each joint at its bone length from a placed neighbour, in the direction the
    person's recent pose, or else the rest pose, gives it, both turned as the person turned), with confidence 0 and a
-   large covariance, and held to the bone lengths as the offers of rule 3 (the output joints fixed).
+   large covariance, and held as the offers of rule 3 (the output joints fixed) to the person's current length
+   estimate (:func:`fill_lengths`): the median of the lengths their output itself has shown, not the prior's
+   triangulated lengths that rule 2 holds to within a tolerance (on a narrow rig the two differ by 10 % and more).
 
 Everything else is NaN with confidence 0. :func:`decide_output` applies the rules in that order; a new way of
 offering positions for unseen joints is one more ``offer`` callback, not another rule. The
@@ -46,7 +48,7 @@ from ..skeleton.models import Skeleton
 from .config import FusionConfig
 from .image_terms import image_terms
 from .objective import BonePrior, RefineConfig, detection_weights, heatmap_variance_growth
-from .result import FusionResult, summarise
+from .result import FusionResult, bone_lengths_of, column_nanmedian, summarise
 from .smoothing import SmoothingConfig, smooth_trajectories
 
 HOLD_ITERATIONS = 50
@@ -65,6 +67,10 @@ Offer = Callable[[FusionResult], FusionResult | None]
 """Given the output so far (seen joints only, NaN elsewhere), positions for joints that are not seen: a
 ``FusionResult`` of the same shape whose finite joints are offers (their covariance, views and reprojection error
 are taken with them), or ``None``."""
+
+Fill = Callable[[FusionResult, np.ndarray], FusionResult | None]
+"""Rule 5's offer (:func:`complete_offer`): an ``Offer`` that also takes the bone lengths ``[N, B]`` to place at (the
+person's length estimate, :func:`fill_lengths`; NaN = unknown)."""
 
 
 def fill_mask(seen: np.ndarray, max_frames: int) -> np.ndarray:
@@ -279,7 +285,8 @@ def decide_output(
     views: Views | None = None,
     offer: Offer | Sequence[Offer] | None = None,
     known: np.ndarray | None = None,
-    complete: Offer | None = None,
+    complete: Fill | None = None,
+    observed: np.ndarray | None = None,
 ) -> FusionResult:
     """The output of a fit ``fused`` (``[N, J]``: frames of one person, or people of one frame) by the rules of the
     module docstring, with ``config``'s ``min_views`` and ``bone_tolerance``.
@@ -296,6 +303,9 @@ def decide_output(
         known: rule 4's bones with enough samples ``[N, B]`` or ``[B]`` (:func:`withhold_unchecked`); ``None``:
             no warm-up.
         complete: rule 5's fill (:func:`complete_offer`), last.
+        observed: rule 5's length estimate from the person's earlier frames ``[N, B]`` or ``[B]`` (the median of
+            their observed lengths, :func:`observed_lengths`; NaN = none yet); ``None``: the rows are the frames of
+            one person (offline) and it is the median over them (:func:`fill_lengths`).
     """
     bones = skeleton.bone_array
     output = seen_joints(fused, config.min_views)
@@ -314,12 +324,15 @@ def decide_output(
         # position (held to the lengths of the frames before), unchecked, so with confidence 0.
         output = withhold_unchecked(output, skeleton, known, keep_unchecked=complete is not None)
     if complete is not None:
-        if lengths is not None:
-            # A fill is held to a length the body could have (not to one a few wrong triangulations made, as a new
-            # person's window may hold), within COMPLETE_TOLERANCE however loosely the length is known.
-            lengths = np.where(plausible_lengths(skeleton, lengths), lengths, np.nan)
-            tolerance = np.fmin(tolerance, COMPLETE_TOLERANCE)
-        output = _take_offer(output, complete(output), bones, lengths, tolerance, COMPLETE_TOLERANCE)
+        estimate = fill_lengths(skeleton, output, lengths, observed)
+        # The estimate is the output's own: a fill is held within bone_tolerance of it, as tightly as an observed
+        # bone of a well known length, however loosely the prior knows it.
+        band = np.full(estimate.shape, config.bone_tolerance)
+
+        def fill(output: FusionResult) -> FusionResult | None:
+            return complete(output, estimate)
+
+        output = _take_offer(output, fill(output), bones, estimate, band, COMPLETE_TOLERANCE)
         for _ in range(DEMOTE_ROUNDS):
             # A joint still missing lies between output joints further apart than its bones reach: the least
             # certain of them is wrong (views agreed on a wrong detection) and is filled as well.
@@ -327,8 +340,49 @@ def decide_output(
             if not missing.any():
                 break
             output = _demote_neighbours(output, missing, skeleton)
-            output = _take_offer(output, complete(output), bones, lengths, tolerance, COMPLETE_TOLERANCE)
+            output = _take_offer(output, fill(output), bones, estimate, band, COMPLETE_TOLERANCE)
     return output
+
+
+def observed_lengths(skeleton: Skeleton, output: FusionResult) -> np.ndarray:
+    """``[N, B]``: the lengths of the bones of ``output [N, J]`` whose two ends are observed (confidence > 0: neither
+    offered nor filled; NaN elsewhere), the samples of rule 5's length estimate."""
+    return bone_lengths_of(np.where((output.confidence > 0)[..., None], output.joints, np.nan), skeleton)
+
+
+def fill_lengths(skeleton: Skeleton, output: FusionResult, held: np.ndarray | None,
+                 observed: np.ndarray | None) -> np.ndarray:
+    """Rule 5's length estimate ``[N, B]`` for the rows of ``output [N, J]`` (rules 1-4 applied): ``observed``, the
+    median of the person's observed lengths in earlier frames (``[N, B]`` or ``[B]``; ``None``: the rows are the
+    frames of one person, and the median is over them); where that has none, the row's own observed length; where
+    the output has never shown the bone, the ``held`` length (``[N, B]``, the prior's) where plausible
+    (:func:`plausible_lengths`), else NaN (the fill takes the scaled rest pose's).
+
+    Why not the prior's: rule 2 holds observed bones within a tolerance of it that is wide where the length scatters,
+    so the output's lengths may sit well inside that band (a narrow rig's triangulations run long), and a fill held
+    to the prior would be longer than every observed one."""
+    now = observed_lengths(skeleton, output)
+    if observed is None:
+        estimate = np.broadcast_to(column_nanmedian(now), now.shape)
+    else:
+        estimate = np.broadcast_to(observed, now.shape)
+        estimate = np.where(np.isfinite(estimate), estimate, now)
+    if held is not None:
+        # Not a length a few wrong triangulations made (a new person's window): one the body could have.
+        estimate = np.where(np.isfinite(estimate), estimate,
+                            np.where(plausible_lengths(skeleton, held), held, np.nan))
+    return estimate
+
+
+def window_median(window: np.ndarray) -> np.ndarray:
+    """``[B]``: the median of each column of ``window [n, B]`` (NaN where it has no sample, or no row)."""
+    return column_nanmedian(window) if len(window) else np.full(window.shape[1], np.nan)
+
+
+def slide(window: np.ndarray, row: np.ndarray, size: int) -> np.ndarray:
+    """``window [n, B]`` with ``row [B]`` appended and only its last ``size`` rows kept."""
+    window = np.concatenate([window, row[None]])
+    return window[max(len(window) - size, 0):]
 
 
 DEMOTE_ROUNDS = 3
@@ -415,9 +469,11 @@ def _rest_lengths(skeleton: Skeleton) -> np.ndarray:
     return np.linalg.norm(rest[bones[:, 0]] - rest[bones[:, 1]], axis=-1)
 
 
-COMPLETE_TOLERANCE = 0.2
+COMPLETE_TOLERANCE = 0.15
 """A filled joint that the bone band cannot hold (its placed neighbours further apart than the bones between them
-allow: a wrong detection that views agreed on) may stretch its bones this far (a fraction of the person's length)."""
+allow: a wrong detection that views agreed on) may stretch its bones this far (a fraction of the person's length
+estimate; below the 1.2x of issue 20's target, as live the estimate is of the last ``bone_window`` frames and the
+person's median of all of them may differ by a few per cent)."""
 UNANCHORED_SIGMA = 0.3
 """Standard deviation (m) given to a filled joint that no bone ties to a placed joint (placed by the whole pose)."""
 
@@ -427,10 +483,10 @@ Snap = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 moved onto a view's ray where one passes close enough (what :func:`complete_offer` asks the views)."""
 
 
-def complete_offer(skeleton: Skeleton, lengths: np.ndarray, recent: np.ndarray | None = None,
-                   sequential: bool = False, snap: Snap | None = None) -> Offer:
+def complete_offer(skeleton: Skeleton, recent: np.ndarray | None = None, sequential: bool = False,
+                   snap: Snap | None = None) -> Fill:
     """Rule 5's offer: every joint of ``[N, J]`` that the output lacks, in rows with some joint output, placed by
-    :func:`complete_pose` with the person's bone lengths ``lengths [N, B]`` or ``[B]`` (NaN = unknown) and their
+    :func:`complete_pose` with the bone lengths it is given ``[N, B]`` (NaN = unknown) and the person's
     recent pose ``recent [N, J, 3]`` (NaN = none), then, where ``snap`` is given, onto the ray of a view that sees it
     near there. Its variance is that of a joint anywhere at its bone's length from its anchor (the anchor's variance
     added), isotropic.
@@ -438,7 +494,7 @@ def complete_offer(skeleton: Skeleton, lengths: np.ndarray, recent: np.ndarray |
     ``sequential``: the rows are the frames of one person in order (offline): each frame's recent pose is the frame
     before it, once completed; a joint unseen from the start of a run of frames is placed from the first frame that
     has it, backwards (a later frame knows it better than the rest pose)."""
-    def offer(output: FusionResult) -> FusionResult | None:
+    def offer(output: FusionResult, lengths: np.ndarray) -> FusionResult | None:
         joints = output.joints
         present = np.isfinite(joints).all(-1)
         rows = present.any(-1) & ~present.all(-1)

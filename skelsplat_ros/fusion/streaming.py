@@ -14,7 +14,9 @@ from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
 from .objective import BonePrior, TemporalPrior
-from .output import Offer, complete_offer, decide_output, seen_joints, views_verdict
+from .output import (
+    Fill, Offer, complete_offer, decide_output, observed_lengths, seen_joints, slide, views_verdict, window_median,
+)
 from .refine import refine
 from .result import (
     FusionResult,
@@ -118,6 +120,8 @@ class StreamingFuser:
         # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
         # per-frame bone prior reads it without stacking.
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
+        # [n, B]: the observed bone lengths of the last n <= bone_window outputs (complete: rule 5's estimate).
+        self._observed_window = np.empty((0, len(self.skeleton.bones)))
 
     def forget_motion(self) -> None:
         """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
@@ -131,8 +135,12 @@ class StreamingFuser:
 
     def _add_bone_lengths(self, lengths: np.ndarray) -> None:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
-        window = np.concatenate([self._bone_window, lengths[None]])
-        self._bone_window = window[max(len(window) - self.config.bone_window, 0):]
+        self._bone_window = slide(self._bone_window, lengths, self.config.bone_window)
+
+    def observed_lengths(self) -> np.ndarray:
+        """``[B]``: the median of the observed lengths of the last ``bone_window`` outputs (NaN: none), the length
+        estimate that ``complete`` holds fills to (``output.py``, rule 5)."""
+        return window_median(self._observed_window)
 
     def bone_prior(self) -> BonePrior | None:
         """The person's bone lengths and tolerances ``[B]`` from the window of past frames (NaN: a bone never
@@ -154,17 +162,20 @@ class StreamingFuser:
         left, right = self.skeleton.symmetric_bones.T
         bones[left], bones[right] = right, left
         self._bone_window = self._bone_window[:, bones]
+        self._observed_window = self._observed_window[:, bones]
 
     def snapshot(self) -> tuple:
-        """The kept state (last outputs, estimate, completed pose, bone-length window, fit-only fit) as it is now, for
+        """The kept state (last outputs, estimate, completed pose, bone-length windows, fit-only fit) as it is now, for
         :meth:`restore`."""
-        return self._history.copy(), self.estimate, self.completed, self._bone_window, self.resets, self.fit
+        return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed_window,
+                self.resets, self.fit)
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
-        history, self.estimate, self.completed, self._bone_window, self.resets, self.fit = state
+        (history, self.estimate, self.completed, self._bone_window, self._observed_window, self.resets,
+         self.fit) = state
         self._history = history.copy()
 
     def predict(self, stamp: float) -> np.ndarray | None:
@@ -318,13 +329,12 @@ def step_together(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
                     held_lengths[k], bone_sigmas[k], warm[k])
         else:
-            offer = complete = None
+            offer = complete = observed = None
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
             if config.complete:
-                recent = np.stack([fusers[k].completed if fusers[k].completed is not None
-                                   else np.full((num_joints, 3), np.nan) for k in batch])
-                complete = complete_offer(skeleton, held_lengths[pick], recent,
-                                          snap=_ray_snap(rig, uv_fit, usable, SNAP_SIGMAS))
+                complete = complete_fill(rig, skeleton, uv_fit, confidence_fit, [fusers[k].completed for k in batch],
+                                         config)
+                observed = np.stack([fusers[k].observed_lengths() for k in batch])
             if config.single_view_joints:
                 offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
                                            config)
@@ -333,7 +343,7 @@ def step_together(
             views = views_verdict(rig, uv_fit, confidence_fit, settings, names) if config.bone_lengths else None
             prior = BonePrior(held_lengths[pick], sigmas_fit) if views is not None else None
             known = warm[pick] if config.bone_warmup and config.bone_lengths else None
-            fused = decide_output(fitted, skeleton, prior, config, views, offer, known, complete)
+            fused = decide_output(fitted, skeleton, prior, config, views, offer, known, complete, observed)
         for i, k in enumerate(batch):
             results[k] = fused.frame(i)
             fuser = fusers[k]
@@ -342,6 +352,9 @@ def step_together(
             if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
                 # The recent pose of the next fills: not a warm-up frame's, which nothing checked (rule 4).
                 fuser.completed = fused.joints[i]
+            if config.complete:
+                fuser._observed_window = slide(fuser._observed_window, observed_lengths(skeleton, fused.frame(i))[0],
+                                               config.bone_window)
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
@@ -351,6 +364,16 @@ def step_together(
 SNAP_SIGMAS = 0.5
 """A filled joint (``complete``) moves onto a seeing view's ray when that ray passes within this many of its standard
 deviations (its bone's length) of it: the view fixes the direction, the body model the depth."""
+
+
+def complete_fill(rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence: np.ndarray,
+                  recent: list[np.ndarray | None], config: FusionConfig) -> Fill:
+    """Rule 5's offer (``output.py``) for the people of one frame, live (streaming and fixed lag): the body model with
+    their ``recent`` poses (``[J, 3]`` each, ``None`` = none yet), each filled joint moved onto the ray of a view of
+    ``uv [V, N, J, 2]`` (``confidence [V, N, J]``) that passes near it."""
+    usable = np.where(confidence >= config.min_confidence, confidence, 0.0)
+    poses = np.stack([np.full((skeleton.num_joints, 3), np.nan) if pose is None else pose for pose in recent])
+    return complete_offer(skeleton, poses, snap=_ray_snap(rig, uv, usable, SNAP_SIGMAS))
 
 
 def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float):

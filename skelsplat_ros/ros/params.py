@@ -108,8 +108,8 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "the ray). Off: such a joint is NaN."),
     ParamSpec("complete", False, "Publish every joint of a tracked person in every frame: a joint no two cameras "
               "agree on is filled from the body model (the person's bone lengths and recent pose, one camera's ray "
-              "where one sees it), confidence 0, a large covariance. On whenever hri is; not with lag (the fixed-lag "
-              "output is not completed yet)."),
+              "where one sees it), confidence 0, a large covariance. On whenever hri is; with lag too (the fixed-lag "
+              "output is completed by the same rule)."),
     ParamSpec("hri", True, "Also publish the people as ROS4HRI (REP-155) bodies: /humans/bodies/tracked "
               "(hri_msgs/IdsList), TF body_<id> (hips' mid-point, x forward, z up) with the human_description link "
               "frames <link>_<id> under it, /humans/bodies/<id>/urdf (std_msgs/String, transient local); <id> is "

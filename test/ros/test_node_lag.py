@@ -1,6 +1,7 @@
 """The fusion node with ``lag``: real rclpy nodes over DDS on loopback. Keypoints of a simulated recording go in at
 20 Hz; each frame comes out once the frames ``lag`` after it are in, with its capture stamp, estimated by the
-fixed-lag smoother (nearer the truth than the causal output)."""
+fixed-lag smoother (nearer the truth than the causal output), and complete (``hri`` on by default: a joint no camera
+sees is filled)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,18 @@ from node_harness import CAMERAS, Probe, Spinner, wait_drained, wait_until  # no
 FRAMES = 40
 RATE_HZ = 20.0
 LAG_S = 0.2
+HIDDEN = range(20, 28)
+"""Frames in which no camera sees the left wrist."""
+WRIST = 13  # h36m17
 
 
 def _run(context, tmp_path, lag: float):
-    """Sends the recording through a node with ``lag``; returns {stamp ns: joints [J, 3]}, the node's diagnostics,
-    the stamps sent and the scenario."""
+    """Sends the recording (the left wrist hidden in ``HIDDEN``) through a node with ``lag``; returns {stamp ns:
+    (joints [J, 3] with confidence > 0, NaN elsewhere; every position [J, 3]; confidence [J])}, the node's
+    diagnostics, the stamps sent and the scenario."""
     scenario = make_scenario("lab", num_frames=FRAMES, fps=RATE_HZ, noise="realistic", seed=4)
+    keypoints = scenario.keypoints.copy()
+    keypoints[:, HIDDEN, WRIST] = (np.nan, np.nan, 0.0)
     calibration = tmp_path / f"calibration{lag}.toml"
     save_calibration(scenario.rig, calibration)
     fusion = FusionNode(context=context, parameter_overrides=[
@@ -55,12 +62,14 @@ def _run(context, tmp_path, lag: float):
             stamp_ns = start + int(f * 1e9 / RATE_HZ)
             stamps.append(stamp_ns)
             for v, camera in enumerate(CAMERAS):
-                pubs[camera].publish(keypoints_msg(scenario.keypoints[v, f], RosTime(nanoseconds=stamp_ns).to_msg(),
+                pubs[camera].publish(keypoints_msg(keypoints[v, f], RosTime(nanoseconds=stamp_ns).to_msg(),
                                                    camera, "h36m17"))
             time.sleep(1.0 / RATE_HZ)
         assert wait_drained(fusion, probe)
         time.sleep(0.4)  # a diagnostics period
-        out = {stamp_to_ns(m.header.stamp): skeleton_arrays(m.skeletons[0])[0] for m in probe.fused()}
+        out = {stamp_to_ns(m.header.stamp): (skeleton_arrays(m.skeletons[0])[0],
+                                             np.array([[p.x, p.y, p.z] for p in m.skeletons[0].positions]),
+                                             np.array(m.skeletons[0].confidence)) for m in probe.fused()}
         return out, probe.diagnostics[-1], stamps, scenario, fusion.stats.published
     finally:
         spinner.stop()
@@ -82,13 +91,23 @@ def test_lagged_frames_come_out_with_their_capture_stamps_nearer_the_truth(rclpy
     def mpjpe(out, sent):
         index = {ns: f for f, ns in enumerate(sent)}
         frames = sorted(f for f in map(index.get, out) if f >= 10)  # settled, in both runs
-        errors = [np.nanmean(np.linalg.norm(out[sent[f]] - scenario.ground_truth[f], axis=-1)) for f in frames]
+        errors = [np.nanmean(np.linalg.norm(out[sent[f]][0] - scenario.ground_truth[f], axis=-1)) for f in frames]
         return float(np.mean(errors)), len(frames)
 
     lag_error, lag_frames = mpjpe({ns: j for ns, j in lagged.items() if ns <= stamps[FRAMES - waiting - 1]}, stamps)
     causal_error, _ = mpjpe(causal, causal_stamps)
     assert lag_frames >= FRAMES - waiting - 10
     assert lag_error < causal_error, (lag_error, causal_error)
+    # Complete with the lag too: every joint in every frame out; the hidden wrist filled, with confidence 0, near
+    # its true place (within a forearm's length).
+    index = {ns: f for f, ns in enumerate(stamps)}
+    assert all(np.isfinite(positions).all() for _, positions, _ in lagged.values())
+    hidden = [ns for ns in lagged if index[ns] in HIDDEN]
+    assert len(hidden) == len(HIDDEN)
+    for ns in hidden:
+        _, positions, confidence = lagged[ns]
+        assert confidence[WRIST] == 0
+        assert np.linalg.norm(positions[WRIST] - scenario.ground_truth[index[ns], WRIST]) < 0.25
 
 
 def test_a_lag_needs_the_smoother_and_a_sane_value(rclpy_context):
