@@ -17,7 +17,8 @@ estimate (``smoothing_pull``) with the bone lengths of the person's smoothed tra
 agree but the estimate has evidence: a joint one view sees (its ray, the bone lengths and the motion fix its depth,
 with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead. The covariance is the
 filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
-``covariance_scale``.
+``covariance_scale``, plus ``bias_share``, then calibrated per joint as streaming's (``lag_covariance``,
+``result.calibrate_covariance``): wider where the views disagree and along the depth the views barely fix.
 
 This is not a delay line: at lag 0 the output is already the filtered estimate, and every frame of look-ahead
 improves it (BENCHMARKS.md, "Fixed lag").
@@ -43,6 +44,7 @@ from .result import (
     SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
+    calibrate_covariance,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
@@ -197,7 +199,9 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         noise = config.bias_share * np.array([smoother.pixel_noise() for smoother, _ in people])
         bias = linear_covariance(rig, result.means, agreeing.astype(float), noise[None, :, None])
         covariance = covariance + np.where((agreeing.sum(axis=0) >= config.min_views)[..., None, None], bias, 0.0)
-    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    # Joints whose views disagree widen, and the depth a narrow baseline barely fixes keeps a wide variance.
+    fitted = calibrate_covariance(replace(refine_output(rig, uv, confidence, result, known, names),
+                                          covariance=covariance), config.lag_covariance, config.nominal_pixel_sigma)
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))
@@ -208,7 +212,7 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     if config.bone_warmup and config.bone_lengths:  # bones known up to the newest frame: the look-ahead counts
         fused = withhold_unchecked(fused, skeleton, np.stack([smoother.newest.warm for smoother, _ in people]))
     # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's.
-    fused = replace(fused, covariance=np.where(np.isfinite(fused.joints)[..., None], covariance, np.nan))
+    fused = replace(fused, covariance=np.where(np.isfinite(fused.joints)[..., None], fitted.covariance, np.nan))
     seen = np.isfinite(seen_joints(fitted, config.min_views).joints).all(-1)
     for i, (smoother, fit) in enumerate(people):
         smoother.remember(fit.stamp, means[i], seen[i], fitted.reprojection_error[i])
