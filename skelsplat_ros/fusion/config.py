@@ -75,8 +75,8 @@ class FusionConfig:
         smoother_memory: fixed lag (``fixed_lag.py``, streaming with ``lag > 0``): forgetting time (s) of the
             smoother's choice of jerk tolerance and noise scale.
         covariance_scale: the smoother's covariance (already scaled by the noise the data showed) is multiplied by
-            this, and ``bias_share`` adds the part of the detector's error that lasts: together what makes the 90 %
-            ellipsoid hold about 90 % of the errors (BENCHMARKS.md, "Fixed lag").
+            this, and ``bias_share`` adds the part of the detector's error that lasts: with ``lag_covariance``,
+            what makes the 90 % ellipsoid hold about 90 % of the errors (BENCHMARKS.md, "Fixed lag").
         streaming_covariance: streaming (lag 0): the fit's first-order covariance (the agreeing views at the heatmap
             sigma), scaled per joint by how much its views disagree (``result.calibrate_covariance``), is then
             scaled along its eigenvectors, ``(fixed, loose)``: the two directions the views fix best by ``fixed``,
