@@ -6,6 +6,9 @@ real Pose2Sim multi-person take, and the live node (a camera bumped while two pe
   .venv/bin/python scripts/bench_calibration.py --parts sim,bump     # some of it
   --real DIR: the Pose2Sim take's calib.toml + keypoints_mediapipe.npz (default data/pose2sim_multi, then
   /work/coord/data/pose2sim_multi); skipped with a note when absent.
+  --parts shelf: the same two cases on Shelf (../shared/data/shelf or --shelf DIR: 5 cameras, OpenPose BODY_25,
+  12 s), disturbance seeds --shelf-seeds, MPJPE and PCP against Shelf's ground truth with the refined and the given
+  rig; skipped with a note when absent.
 
 Offline parts: see ``skelsplat_ros/bench/calibration.py`` (CPU seconds are ``time.process_time`` of the
 calibration alone, which waiting for a busy CPU does not inflate). Node part: the sim rig (lab, 2 people,
@@ -83,14 +86,56 @@ def offline(args) -> None:
             from skelsplat_ros.calibration import report_lines
             from skelsplat_ros.calibration.refine import rig_change
 
-            for name, result, truth, qualisys in bench.real_take(folder):
-                print(f"real take, {name}:")
-                print("\n".join("  " + line for line in report_lines(result)))
-                attempt = result.attempt
-                if attempt is not None:
-                    errors = [rig_change(a, b) for a, b in zip(truth, attempt)]
-                    print(f"  vs Qualisys: {', '.join(f'{c.name} {r:.2f} deg {100 * t:.1f} cm' for c, (r, t) in zip(truth, errors))};"
-                          f" median {result.after:.2f} px vs the Qualisys rig's {qualisys:.2f} px on the same association")
+            for case in bench.real_take(folder):
+                print(f"real take, {case.name}:")
+                print("\n".join("  " + line for line in report_lines(case.result)))
+                if case.result.attempt is not None:
+                    print(f"  vs Qualisys: {_per_camera(case)}; median {case.result.after:.2f} px vs the Qualisys "
+                          f"rig's {case.given_median:.2f} px on the same association; inliers refined/Qualisys "
+                          f"{_inliers(case)}")
+    if "shelf" in parts:
+        shelf(args)
+
+
+def _per_camera(case) -> str:
+    return ", ".join(f"{c.name} {r:.2f} deg {100 * t:.1f} cm" for c, (r, t) in zip(case.given, case.errors()))
+
+
+def _inliers(case) -> str:
+    return ", ".join(f"{r.inliers:.2f}/{g:.2f}" for r, g in zip(case.result.cameras, case.given_inliers))
+
+
+def shelf(args) -> None:
+    """Shelf: the two real cases per disturbance seed, then medians over the seeds."""
+    from skelsplat_ros.bench import calibration as bench
+    from skelsplat_ros.bench.shelf import default_shelf_dir, shelf_available
+
+    folder = Path(args.shelf) if args.shelf else default_shelf_dir()
+    if not shelf_available(folder):
+        print(f"shelf: no Shelf data in {folder} (--shelf DIR)")
+        return
+    seeds = [int(s) for s in args.shelf_seeds.split(",")]
+    (given_mpjpe, given_pcp), takes = bench.shelf(folder, seeds)
+    print(f"Shelf ({folder}): the given calibration fuses to MPJPE {1e3 * given_mpjpe:.1f} mm, PCP {100 * given_pcp:.1f} "
+          "% (actors 0-2, streaming tracker, default preset)")
+    print("| case | seed | result | refined vs given, per camera (deg, cm) | median px refined / given (noise) | "
+          "inliers refined / given, per camera | MPJPE mm refined / given | PCP % refined / given | CPU (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for t in takes:
+        c = t.case
+        verdict = "accepted" if c.result.accepted else "refused: " + "; ".join(r[:90] for r in c.result.reasons)
+        print(f"| {c.name} | {c.seed} | {verdict} | {_per_camera(c)} | {c.result.after:.2f} / {c.given_median:.2f} "
+              f"({c.result.noise:.2f}) | {_inliers(c)} | {1e3 * t.mpjpe:.1f} / {1e3 * given_mpjpe:.1f} | {100 * t.pcp:.1f} / "
+              f"{100 * given_pcp:.1f} | {c.cpu:.1f} |")
+    for name in dict.fromkeys(t.case.name for t in takes):
+        mine = [t for t in takes if t.case.name == name]
+        worst = np.array([np.max(t.case.errors(), axis=0) for t in mine])  # [seeds, 2]: worst camera per seed
+        print(f"Shelf, {name}: accepted {sum(t.case.result.accepted for t in mine)}/{len(mine)}; medians over seeds: "
+              f"worst camera vs given {np.median(worst[:, 0]):.2f} deg, {100 * np.median(worst[:, 1]):.1f} cm; "
+              f"median px {np.median([t.case.result.after for t in mine]):.2f} refined vs "
+              f"{np.median([t.case.given_median for t in mine]):.2f} given; MPJPE "
+              f"{1e3 * np.median([t.mpjpe for t in mine]):.1f} mm refined vs {1e3 * given_mpjpe:.1f} mm given; "
+              f"CPU {np.median([t.case.cpu for t in mine]):.1f} s")
 
 
 def node(args) -> None:
@@ -158,12 +203,14 @@ def node(args) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="sim,bump,basin,real,node")
+    parser.add_argument("--parts", default="sim,bump,basin,real,shelf,node")
     parser.add_argument("--rig", default="portrait", help="simulated rig (not the lab rig the thresholds were set on)")
     parser.add_argument("--seeds", default="3,4,5")
     parser.add_argument("--people", default="1,2,3")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--real", default="data/pose2sim_multi")
+    parser.add_argument("--shelf", default=None, help="Shelf folder (default $SKELSPLAT_SHELF, else ../shared/data/shelf)")
+    parser.add_argument("--shelf-seeds", default="0,1,2", help="disturbance seeds of the Shelf cases")
     parser.add_argument("--node-seconds", type=float, default=40.0)
     parser.add_argument("--domain-id", type=int, default=None)
     args = parser.parse_args()

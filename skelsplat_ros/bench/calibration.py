@@ -1,5 +1,5 @@
 """Self-calibration figures (``scripts/bench_calibration.py``): simulated takes with ground truth, a bumped camera,
-starts beyond the basin, and the real Pose2Sim multi-person take when its files are given.
+starts beyond the basin, and real data: the Pose2Sim multi-person take when its files are given, and Shelf.
 
 Simulation: ``--rig`` (portrait by default: 4 portrait HD cameras; the pipeline's thresholds were set on the lab
 rig, seeds 0-2), seeds 3-5, 1-3 people for 15 s at 30 fps with realistic detector noise. ``fixed``: cam0 and cam1
@@ -24,7 +24,8 @@ from ..geometry.camera import CameraRig
 from ..sim import disturb_rig
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
 
-__all__ = ["Take", "simulated", "bumped", "beyond_basin", "real_take", "mpjpe"]
+__all__ = ["Take", "simulated", "bumped", "beyond_basin", "RealCase", "real_take", "ShelfCase", "shelf",
+           "shelf_score", "mpjpe"]
 
 
 @dataclass
@@ -125,37 +126,133 @@ def beyond_basin(rig_kind: str, seeds: list[int], people: list[int], seconds: fl
     return takes
 
 
-def real_take(folder: Path) -> list[tuple[str, CalibrationResult, CameraRig, float]]:
+def _given_fit(given: CameraRig, result: CalibrationResult) -> tuple[float, np.ndarray]:
+    """The given rig on the association the refinement ended with (its points adjusted, every camera held): its
+    reprojection median (px) and each camera's inlier fraction (as :func:`self_calibrate` counts them), what the
+    refined rig's are compared with. NaN when the refinement never got that far."""
+    from ..calibration.bundle import BundleSettings, bundle_adjust
+    from ..geometry.triangulation import triangulate_dlt
+
+    observations = result.observations
+    if observations is None:
+        return float("nan"), np.full(len(given), np.nan)
+    uv = np.moveaxis(np.where(observations.observed[..., None], observations.uv, np.nan), 1, 0)
+    start = triangulate_dlt(given, uv, observations.weight.T)
+    held = bundle_adjust(given, observations, np.where(np.isfinite(start), start, 0.0),
+                         np.zeros(len(given), dtype=bool), BundleSettings(noise=result.noise))
+    observed = np.isfinite(held.residuals)
+    with np.errstate(invalid="ignore"):
+        inside = held.residuals <= CalibrationConfig().inlier_factor * result.noise
+    return float(np.nanmedian(held.residuals)), inside.sum(0) / np.maximum(observed.sum(0), 1)
+
+
+@dataclass
+class RealCase:
+    """One real-data case: the given calibration disturbed, then refined from the people.
+
+    Attributes:
+        name: what was disturbed and how the world is anchored.
+        seed: of the disturbance.
+        result: what :func:`self_calibrate` gave.
+        given: the dataset's own calibration (the reference).
+        given_median: ``given``'s reprojection median (px) on the same association (:func:`_given_fit`).
+        given_inliers: ``[V]`` ``given``'s inlier fractions there.
+        cpu: ``time.process_time`` of the calibration (s).
+    """
+
+    name: str
+    seed: int
+    result: CalibrationResult
+    given: CameraRig
+    given_median: float
+    given_inliers: np.ndarray
+    cpu: float
+
+    def errors(self) -> list[tuple[float, float]]:
+        """Per camera: the refined rig (accepted or not) against the given one, degrees and metres (NaN when
+        refused before any adjustment)."""
+        if self.result.attempt is None:
+            return [(float("nan"), float("nan"))] * len(self.given)
+        return [rig_change(a, b) for a, b in zip(self.given, self.result.attempt)]
+
+
+def _real_cases(given: CameraRig, skeleton, keypoints: np.ndarray, cases: list[tuple[str, list[int], WorldAnchor]],
+                seeds: list[int]) -> list[RealCase]:
+    """Each case's ``views`` disturbed by 5 degrees and 15 cm (seeded), then refined with its anchor."""
+    out = []
+    for name, views, anchor in cases:
+        for seed in seeds:
+            rough = disturb_rig(given, views, seed=seed, degrees=(5.0, 5.0), metres=(0.15, 0.15))
+            start = time.process_time()
+            result = self_calibrate(rough, skeleton, keypoints, anchor)
+            cpu = time.process_time() - start
+            out.append(RealCase(name, seed, result, given, *_given_fit(given, result), cpu))
+    return out
+
+
+def _baseline(given: CameraRig, a: int, b: int) -> WorldAnchor:
+    """``--baseline`` between views ``a`` and ``b`` at their true distance."""
+    return WorldAnchor(baseline=(given.names[a], given.names[b],
+                                 float(np.linalg.norm(given.centres[a] - given.centres[b]))))
+
+
+def real_take(folder: Path) -> list[RealCase]:
     """The Pose2Sim multi-person take (``calib.toml`` + ``keypoints_mediapipe.npz`` in ``folder``): cam03 and
     cam04 disturbed by 5 degrees and 15 cm with cam01 and cam02 fixed; cam02-cam04 disturbed with the true
-    cam01-cam02 baseline. Returns per case the result, the Qualisys rig and the Qualisys rig's reprojection
-    median on the same association."""
-    from ..calibration.bundle import BundleSettings, bundle_adjust
+    cam01-cam02 baseline. The disturbance's seed is the number of cameras disturbed (as first measured)."""
     from ..geometry.calibration import load_calibration_metres
-    from ..geometry.triangulation import triangulate_dlt
     from ..skeleton.models import get_skeleton
 
     truth, _ = load_calibration_metres(folder / "calib.toml")
     data = np.load(folder / "keypoints_mediapipe.npz")
     keypoints, skeleton = data["keypoints"], get_skeleton(str(data["skeleton"]))
-    distance = float(np.linalg.norm(truth.centres[0] - truth.centres[1]))
-    cases = [("cam03, cam04 off by 5 deg and 15 cm; --fixed cam01,cam02", [2, 3],
-              WorldAnchor(fixed=("cam01", "cam02"))),
-             ("cam02-cam04 off by 5 deg and 15 cm; --baseline cam01 cam02", [1, 2, 3],
-              WorldAnchor(baseline=("cam01", "cam02", distance)))]
+    cases = [("cam03, cam04 off by 5 deg and 15 cm; --fixed cam01,cam02", [2, 3], WorldAnchor(fixed=("cam01", "cam02"))),
+             ("cam02-cam04 off by 5 deg and 15 cm; --baseline cam01 cam02", [1, 2, 3], _baseline(truth, 0, 1))]
+    return [found for case in cases for found in _real_cases(truth, skeleton, keypoints, [case], [len(case[1])])]
+
+
+@dataclass
+class ShelfCase:
+    """A :class:`RealCase` on Shelf, with the fusion scored against Shelf's ground truth (actors 0-2, the
+    dataset's ``evaluate_pcp.py``): MPJPE (m, frame-weighted over the actors) and average PCP."""
+
+    case: RealCase
+    mpjpe: float
+    pcp: float
+
+
+def shelf_score(folder: Path, rig: CameraRig) -> tuple[float, float]:
+    """MPJPE (m, actors 0-2 weighted by their frames) and average PCP of ``skelsplat bench-shelf``'s fusion
+    (streaming tracker, default preset) of the Shelf detections with ``rig``."""
+    from .shelf import evaluate_shelf, fuse_shelf
+
+    result, _ = fuse_shelf(folder, "streaming", rig=rig)
+    report = evaluate_shelf(folder, result)
+    actors = [report["actors"][a] for a in sorted(report["actors"]) if int(a) in (0, 1, 2)]
+    frames = np.array([a["n_frames"] for a in actors], dtype=float)
+    mpjpe = float(np.sum(frames * [a["mpjpe_m"] for a in actors]) / frames.sum())
+    return mpjpe, float(report["average_pcp"])
+
+
+def shelf(folder: Path, seeds: list[int]) -> tuple[tuple[float, float], list[ShelfCase]]:
+    """Shelf (5 cameras, OpenPose BODY_25 grouped per camera, 12 s at 25 fps, ground truth for the actors):
+    ``fixed``: cam_3 and cam_4 disturbed by 5 degrees and 15 cm, cam_0-cam_2 held; ``baseline``: cam_1-cam_4
+    disturbed, the true cam_0-cam_1 distance. Returns the given rig's (MPJPE, PCP) and each case and seed."""
+    from ..geometry.calibration import load_calibration_metres
+    from ..skeleton.models import get_skeleton
+
+    data = np.load(folder / "keypoints.npz")
+    given = load_calibration_metres(folder / "calibration.toml")[0].subset([str(c) for c in data["cameras"]])
+    skeleton = get_skeleton(str(data["skeleton"]))
+    names = given.names
+    cases = [(f"{names[3]}, {names[4]} off by 5 deg and 15 cm; --fixed {','.join(names[:3])}", [3, 4],
+              WorldAnchor(fixed=tuple(names[:3]))),
+             (f"{names[1]}-{names[4]} off by 5 deg and 15 cm; --baseline {names[0]} {names[1]}", [1, 2, 3, 4],
+              _baseline(given, 0, 1))]
+    reference = shelf_score(folder, given)
     out = []
-    for name, views, anchor in cases:
-        rough = disturb_rig(truth, views, seed=len(views), degrees=(5.0, 5.0), metres=(0.15, 0.15))
-        result = self_calibrate(rough, skeleton, keypoints, anchor)
-        # The Qualisys rig's own median on the association the refinement ended with (its points adjusted, the
-        # cameras held): what "within 1 px of the Qualisys calibration's" compares with.
-        qualisys = float("nan")
-        observations = result.observations
-        if observations is not None:
-            uv = np.moveaxis(np.where(observations.observed[..., None], observations.uv, np.nan), 1, 0)
-            start = triangulate_dlt(truth, uv, observations.weight.T)
-            held = bundle_adjust(truth, observations, np.where(np.isfinite(start), start, 0.0),
-                                 np.zeros(len(truth), dtype=bool), BundleSettings(noise=result.noise))
-            qualisys = float(np.nanmedian(held.residuals))
-        out.append((name, result, truth, qualisys))
-    return out
+    for case in _real_cases(given, skeleton, np.asarray(data["keypoints"], dtype=np.float64), cases, seeds):
+        attempt = case.result.attempt
+        mpjpe, pcp = shelf_score(folder, attempt) if attempt is not None else (float("nan"), float("nan"))
+        out.append(ShelfCase(case, mpjpe, pcp))
+    return reference, out

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..fusion import preset_config
 from ..geometry.calibration import load_calibration
+from ..geometry.camera import CameraRig
 from ..skeleton.models import get_skeleton
 from ..tracking.recording import MultiPersonResult, track_offline, track_streaming
 
@@ -44,14 +45,15 @@ def shelf_available(folder: Path) -> bool:
 
 
 def fuse_shelf(folder: Path, mode: str = "streaming", frames: int | None = None, single_view_joints: bool = False,
-               complete: bool = False) -> tuple[MultiPersonResult, tuple[float, float]]:
+               complete: bool = False, rig: CameraRig | None = None
+               ) -> tuple[MultiPersonResult, tuple[float, float]]:
     """Fuse the Shelf detections (``frames`` first frames, all by default): the result and the seconds it took
-    (wall clock, CPU time of this process). ``single_view_joints``, ``complete``: those ``FusionConfig`` fields."""
-    rig = load_calibration(folder / "calibration.toml")
+    (wall clock, CPU time of this process). ``single_view_joints``, ``complete``: those ``FusionConfig`` fields;
+    ``rig``: the cameras (metres, Shelf's camera names) instead of the folder's calibration."""
     data = np.load(folder / "keypoints.npz")
     keypoints = np.asarray(data["keypoints"], dtype=np.float64)[:, :frames]
     cameras = [str(c) for c in data["cameras"]]
-    rig = rig.subset(cameras)
+    rig = (rig if rig is not None else load_calibration(folder / "calibration.toml")).subset(cameras)
     fps = float(data["fps"])
     skeleton = get_skeleton(str(data["skeleton"]))
     config = replace(preset_config("default"), single_view_joints=single_view_joints, complete=complete)

@@ -26,7 +26,8 @@ import numpy as np
 
 from ..geometry.camera import CameraRig
 
-__all__ = ["AssociationConfig", "associate_tracklets", "associate_with_rig", "fit_epipolar", "epipolar_distance"]
+__all__ = ["AssociationConfig", "associate_tracklets", "associate_with_rig", "fit_epipolar", "epipolar_distance",
+           "cross_view_noise"]
 
 
 @dataclass(frozen=True)
@@ -130,15 +131,53 @@ def _pairs(xy: np.ndarray, usable: np.ndarray, first: _Tracklet, second: _Trackl
     return np.hstack([a, one]), np.hstack([b, one]), len(shared)
 
 
+def _normalised(rig: CameraRig, uv: np.ndarray) -> np.ndarray:
+    """Normalised image coordinates ``[V, ..., 2]`` of pixels ``uv [V, ..., 2]`` (the intrinsics only)."""
+    homo = np.concatenate([uv, np.ones(uv.shape[:-1] + (1,))], axis=-1)
+    xy = np.einsum("vij,v...j->v...i", rig.K_inv, np.nan_to_num(homo))
+    return xy[..., :2] / xy[..., 2:]
+
+
+def cross_view_noise(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, people: np.ndarray, noise: float,
+                     min_confidence: float = 0.3, min_pairs: int = 200) -> float:
+    """How far the keypoints of the same person in two cameras stay from the best two-view geometry they allow
+    (px): for every pair of cameras sharing at least ``min_pairs`` keypoint pairs of associated people
+    (``people [V, F, S]``), the linear epipolar matrix is fitted to all of them (:func:`fit_epipolar`, robust
+    scale down to ``noise`` px) and the median of their Sampson distances (px at the pair's mean focal length) is
+    taken; returned is the median over camera pairs, NaN when no pair qualifies.
+
+    No rig's relative pose can do better than this fit (its essential matrix is one of the matrices the fit ranges
+    over), and only the intrinsics are used, so a calibration cannot make it look good. It sees what the jitter in
+    time (:func:`~.tracklets.detection_noise`) cannot: a detector's error that persists over consecutive frames
+    (where a keypoint sits on a body part, a view-dependent hip) disagrees between views, but hardly moves from
+    frame to frame.
+    """
+    xy = _normalised(rig, uv)
+    usable = (confidence >= min_confidence) & np.isfinite(uv).all(-1)
+    medians = []
+    for a in range(len(rig)):
+        for b in range(a + 1, len(rig)):
+            # A person is one tracklet per camera (a group never holds two detections of a camera in a frame).
+            pairs = [_pairs(xy, usable, _Tracklet(a, person, *np.nonzero(people[a] == person)),
+                            _Tracklet(b, person, *np.nonzero(people[b] == person)))
+                     for person in np.unique(people[people >= 0])]
+            pa = np.concatenate([pair[0] for pair in pairs]) if pairs else np.zeros((0, 3))
+            pb = np.concatenate([pair[1] for pair in pairs]) if pairs else np.zeros((0, 3))
+            if len(pa) < min_pairs:
+                continue
+            focal = float(np.mean(rig.K[[a, b]][:, [0, 1], [0, 1]]))
+            M = fit_epipolar(pa, pb, noise / focal)
+            medians.append(float(np.median(epipolar_distance(M, pa, pb))) * focal)
+    return float(np.median(medians)) if medians else float("nan")
+
+
 def associate_tracklets(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, labels: np.ndarray, noise: float,
                         config: AssociationConfig = AssociationConfig()) -> np.ndarray:
     """Person labels ``[V, F, S]`` (-1 = no person) of detections ``uv [V, F, S, J, 2]`` (undistorted pixels) with
     ``confidence [V, F, S, J]`` and per-camera tracklet ``labels [V, F, S]``; ``noise`` is the detection noise (px).
     Only the rig's intrinsics are used."""
     num_views = len(rig)
-    homo = np.concatenate([uv, np.ones(uv.shape[:-1] + (1,))], axis=-1)
-    xy = np.einsum("vij,vfsnj->vfsni", rig.K_inv, np.nan_to_num(homo))
-    xy = xy[..., :2] / xy[..., 2:]
+    xy = _normalised(rig, uv)
     usable = (confidence >= config.min_confidence) & np.isfinite(uv).all(-1)
     focal = float(np.mean(rig.K[:, [0, 1], [0, 1]]))
     gate = config.gate * noise / focal  # normalised units
