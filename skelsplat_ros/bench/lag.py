@@ -135,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default="robot:realistic,lab:realistic,portrait:realistic,robot:hard",
                         help="RIG:NOISE,... (rigs and noise presets of skelsplat bench)")
-    parser.add_argument("--lags", default="0,0.2,0.5,1", help="look-ahead in seconds, comma-separated")
+    parser.add_argument("--lags", default="0,0.2,0.5,1",
+                        help='look-ahead in seconds, comma-separated ("": streaming and offline only)')
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--seeds", default="3,4,5", help="held out: the default preset was tuned on 0-2")
     parser.add_argument("--people", default="", help="also several people: counts, comma-separated (e.g. 1,3)")
     parser.add_argument("--views", default="3,4", help="with --people: cameras of the rings")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    lags = [float(x) for x in args.lags.split(",")]
+    lags = [float(x) for x in args.lags.split(",") if x]
     if args.people:
         run_people_benchmark([int(n) for n in args.people.split(",")], [int(v) for v in args.views.split(",")],
                              [lag for lag in lags if lag > 0], args.frames, seeds)

@@ -18,7 +18,8 @@ agree but the estimate has evidence: a joint one view sees (its ray, the bone le
 with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the look-ahead; with ``complete``, every
 other joint from the body model (rule 5, as streaming: :func:`~.streaming.complete_fill`). The covariance is the
 filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
-``covariance_scale``.
+``covariance_scale``, plus ``bias_share``, then calibrated per joint as streaming's (``lag_covariance``,
+``result.calibrate_covariance``): wider where the views disagree and along the depth the views barely fix.
 
 This is not a delay line: at lag 0 the output is already the filtered estimate, and every frame of look-ahead
 improves it (BENCHMARKS.md, "Fixed lag").
@@ -46,6 +47,7 @@ from .result import (
     SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
+    calibrate_covariance,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
@@ -202,7 +204,9 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         noise = config.bias_share * np.array([smoother.pixel_noise() for smoother, _ in people])
         bias = linear_covariance(rig, result.means, agreeing.astype(float), noise[None, :, None])
         covariance = covariance + np.where((agreeing.sum(axis=0) >= config.min_views)[..., None, None], bias, 0.0)
-    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    # Joints whose views disagree widen, and the depth a narrow baseline barely fixes keeps a wide variance.
+    fitted = calibrate_covariance(replace(refine_output(rig, uv, confidence, result, known, names),
+                                          covariance=covariance), config.lag_covariance, config.nominal_pixel_sigma)
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))
@@ -219,10 +223,10 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         observed = np.stack([window_median(smoother.observed) for smoother, _ in people])
     fused = decide_output(fitted, skeleton, prior if views is not None else None, config, views,
                           _offer(fitted, offered, views), warm, complete, observed)
-    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's; a joint the body model filled
-    # (rule 5) keeps the fill's.
+    # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's, calibrated; a joint the body
+    # model filled (rule 5) keeps the fill's.
     mine = np.isfinite(fused.joints).all(-1) & (True if filled is None else ~filled)
-    fused = replace(fused, covariance=np.where(mine[..., None, None], covariance, fused.covariance))
+    fused = replace(fused, covariance=np.where(mine[..., None, None], fitted.covariance, fused.covariance))
     seen = np.isfinite(seen_joints(fitted, config.min_views).joints).all(-1)
     for i, (smoother, fit) in enumerate(people):
         smoother.remember(fit.stamp, means[i], seen[i], fitted.reprojection_error[i])

@@ -28,6 +28,7 @@ from .result import (
     SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
+    calibrate_covariance,
     checked_fps,
     concatenate_results,
     estimate_bone_prior,
@@ -150,6 +151,7 @@ def _output(
     """What is output of the fit of a recording (``output.py``): joints seen by enough views, held to the person's
     bone lengths (judged by the views as the last refinement ``settings`` would), and gaps of at most ``max_fill``
     between them filled from the fit."""
+    fitted = calibrate_covariance(fitted, config.offline_covariance, config.nominal_pixel_sigma)
     views = views_verdict(rig, uv, confidence, settings, fitted.joint_names)
     prior = bone_prior if views is not None else None
     gaps = gap_offer(int(round(config.max_fill * fps)), fps, config.smoothing or SmoothingConfig(), views, fitted)

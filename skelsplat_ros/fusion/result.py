@@ -3,7 +3,7 @@ per-subject bone prior and the summary (confidence, views, reprojection error) o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -218,3 +218,25 @@ def frame_stamps(num_frames: int, fps: float, stamps: np.ndarray | None = None) 
     if not np.isfinite(stamps).all():
         raise ValueError(f"stamps must be finite times in seconds; frame {int(np.argmin(np.isfinite(stamps)))} is not")
     return stamps
+
+
+RESIDUAL_PRIOR_DOF = 0.5
+"""Degrees of freedom of the prior (residual as assumed) in a joint's residual factor: its own residual dominates
+as soon as it has one (chosen with the default preset's covariance scales on seeds 0-2)."""
+
+
+def calibrate_covariance(fitted: FusionResult, scales: tuple[float, float], pixel_sigma: float) -> FusionResult:
+    """``fitted`` with each joint's covariance ``[..., J, 3, 3]`` (m^2, world frame) scaled by its residual and
+    reshaped: times ``(nu + n e^2 / s^2) / (nu + 2 n - 3)`` (``n`` agreeing views, ``e`` their mean reprojection
+    error, ``s = pixel_sigma`` px, ``nu = RESIDUAL_PRIOR_DOF``: views that disagree more than the pixel noise widen
+    it), then its two smallest eigenvalues times ``scales[0]`` and its largest times ``scales[1]``
+    (``FusionConfig.streaming_covariance``)."""
+    views = fitted.num_views.astype(np.float64)
+    error = np.nan_to_num(fitted.reprojection_error.astype(np.float64), nan=0.0)
+    residual = (RESIDUAL_PRIOR_DOF + views * (error / pixel_sigma) ** 2) / (
+        RESIDUAL_PRIOR_DOF + np.maximum(2.0 * views - 3.0, 0.0))
+    finite = np.isfinite(fitted.covariance).all((-1, -2))
+    values, vectors = np.linalg.eigh(np.where(finite[..., None, None], fitted.covariance, np.eye(3)))
+    values = values * np.array([scales[0], scales[0], scales[1]]) * residual[..., None]
+    scaled = np.einsum("...ak,...k,...bk->...ab", vectors, values, vectors)
+    return replace(fitted, covariance=np.where(finite[..., None, None], scaled, np.nan))
