@@ -20,7 +20,7 @@ import numpy as np
 
 from .models import Skeleton
 
-__all__ = ["HRI_LINKS", "HRI_JOINTS", "REST_POSE", "rest_pose", "BodyFrames", "body_frames", "body_frames_batch", "body_tf",
+__all__ = ["HRI_LINKS", "HRI_JOINTS", "REST_POSE", "rest_pose", "BodyFrames", "body_frames", "body_tf",
            "check_hri_skeleton", "body_dimensions", "body_urdf"]
 
 # 1.70 m, standing, arms down (proportions after the usual fractions of stature: hips at 0.53, shoulders at 0.82,
@@ -117,16 +117,12 @@ def _limb(start: np.ndarray, middle: np.ndarray, end: np.ndarray, forward: np.nd
 
 def body_frames(skeleton: Skeleton, joints: np.ndarray) -> BodyFrames | None:
     """The ROS4HRI frames of one person ``joints [J, 3]`` (metres, any frame); ``None`` when a joint they need is
-    NaN (``HRI_JOINTS``; a complete skeleton has them all). :func:`body_frames_batch` for several people."""
-    return body_frames_batch(skeleton, joints[None])[0]
-
-
-def body_frames_batch(skeleton: Skeleton, joints: np.ndarray) -> list[BodyFrames | None]:
-    """:func:`body_frames` of people ``joints [N, J, 3]``, computed for all of them at once."""
-    ok, rotations, origins = _poses(skeleton, joints)
-    return [BodyFrames((rotations[n, 0], origins[n, 0]),
-                       {link: (rotations[n, k], origins[n, k]) for k, link in enumerate(HRI_LINKS, 1)})
-            if ok[n] else None for n in range(len(joints))]
+    NaN (``HRI_JOINTS``; a complete skeleton has them all). :func:`body_tf` for several people, as TF sends them."""
+    ok, rotations, origins = _poses(skeleton, joints[None])
+    if not ok[0]:
+        return None
+    return BodyFrames((rotations[0, 0], origins[0, 0]),
+                      {link: (rotations[0, k], origins[0, k]) for k, link in enumerate(HRI_LINKS, 1)})
 
 
 def body_tf(skeleton: Skeleton, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
