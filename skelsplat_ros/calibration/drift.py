@@ -5,8 +5,11 @@ named from it, and the refinement of that camera from the frames that follow.
 and ``people[].views``: which detection each confirmed person took): for every track and camera, the track's joints
 are triangulated from the *other* cameras alone and projected into this one, and the distance to this camera's
 detection is that camera's residual. A camera the tracker no longer associates (a bumped camera's rays miss the
-people by more than its gate) is measured against the nearest of its detections nobody took. A camera whose median
-residual over the last ``window`` seconds stands well above the others' is named as moved.
+people by more than its gate: none of its detections taken by any track this frame) is measured against the nearest
+of its detections nobody took; while it still gives some track a detection, a track it did not give one is no
+evidence (on a real take that nearest free detection is mostly another person: a bystander, an occluded track).
+A camera whose median residual over the last ``window`` seconds stands well above the others' is named as moved;
+it is judged only against ``min_peers`` other cameras' figures (at the start, alone, it has no reference).
 
 :class:`Recalibrator` collects the frames after that and refines the moved camera alone, the others held, with the
 offline pipeline (:func:`~.refine.self_calibrate`): the same association, relocation and acceptance checks. An
@@ -46,6 +49,9 @@ class DriftConfig:
         min_joints: joints a residual needs (seen by the camera and triangulated by the others).
         interval: frames closer than this (s) to the last one measured are skipped: at ten frames a second the
             window still holds enough residuals, for a third of the cost at camera rates.
+        min_peers: other cameras (at most all the others) that need a figure before a camera is judged: real
+            leave-one-out residuals are tens of px on every camera (detector noise over a few metres), so a camera is
+            only ever moved relative to the others, never against ``threshold_px`` alone.
     """
 
     window: float = 1.0
@@ -55,6 +61,7 @@ class DriftConfig:
     min_confidence: float = 0.3
     min_joints: int = 5
     interval: float = 0.1
+    min_peers: int = 2
 
 
 class DriftWatch:
@@ -65,7 +72,8 @@ class DriftWatch:
         self.cameras = list(cameras)
         self.config = config
         self._flip = skeleton.flip_permutation
-        self._samples: list[collections.deque[tuple[float, float]]] = [collections.deque() for _ in cameras]
+        # (stamp s, residual px, measured on the track's own detection) per camera
+        self._samples: list[collections.deque[tuple[float, float, bool]]] = [collections.deque() for _ in cameras]
         self._lock = threading.Lock()
         self._figures = np.full(len(cameras), np.nan)
         self._moved: dict[str, float] = {}  # camera -> stamp it was found moved
@@ -86,19 +94,20 @@ class DriftWatch:
         self._last = stamp
         residuals = self._residuals(rig, detections, step)
         window = self.config.window
-        for v, values in enumerate(residuals):
+        for v, (values, own) in enumerate(residuals):
             samples = self._samples[v]
-            samples.extend((stamp, float(r)) for r in values)
+            samples.extend((stamp, float(r), bool(o)) for r, o in zip(values, own))
             while samples and samples[0][0] < stamp - window:
                 samples.popleft()
-        figures = np.array([np.median([r for _, r in s]) if len(s) >= self.config.min_samples else np.nan
-                            for s in self._samples])
+        figures = np.array([self._figure(s) for s in self._samples])
         found = []
         with self._lock:
             self._figures = figures
             for v, camera in enumerate(self.cameras):
                 others = np.delete(figures, v)
-                reference = float(np.nanmedian(others)) if np.isfinite(others).any() else 0.0
+                if np.isfinite(others).sum() < min(self.config.min_peers, len(others)):
+                    continue  # no reference yet: keep any earlier verdict until the others can judge it
+                reference = float(np.nanmedian(others))
                 if figures[v] > max(self.config.threshold_px, self.config.ratio * reference):
                     if camera not in self._moved:
                         self._moved[camera] = stamp
@@ -123,11 +132,21 @@ class DriftWatch:
             self._forget.add(self.cameras.index(camera))
             self._moved.pop(camera, None)
 
-    def _residuals(self, rig: CameraRig, detections: list[np.ndarray], step: TrackerStep) -> list[np.ndarray]:
-        """Each camera's residuals (px, ideal pinhole) of this frame, one per track it could be measured on."""
+    def _figure(self, samples: collections.deque[tuple[float, float, bool]]) -> float:
+        """A camera's median residual over the window: from its own detections while the tracker still gave it
+        enough of them, from every sample once it lost the people (a bump); NaN with too few samples."""
+        own = [r for _, r, o in samples if o]
+        if len(own) >= self.config.min_samples:
+            return float(np.median(own))
+        return float(np.median([r for _, r, _ in samples])) if len(samples) >= self.config.min_samples else np.nan
+
+    def _residuals(self, rig: CameraRig, detections: list[np.ndarray], step: TrackerStep
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each camera's residuals (px, ideal pinhole) of this frame, one per track it could be measured on, and
+        whether each was measured on the track's own detection (else on the nearest free one)."""
         num_views = len(rig)
         if not step.assignments:
-            return [np.zeros(0)] * num_views
+            return [(np.zeros(0), np.zeros(0, dtype=bool))] * num_views
         tracks = np.stack(list(step.assignments.values()))  # [T, V, J, 3]
         confidence = np.nan_to_num(tracks[..., 2])
         usable = (confidence >= self.config.min_confidence) & np.isfinite(tracks[..., :2]).all(-1)  # [T, V, J]
@@ -145,9 +164,11 @@ class DriftWatch:
         out = []
         for v, camera in enumerate(rig):
             lost = enough[v] & ~own[v]
-            if lost.any():  # a track the tracker did not give this camera's detection: its nearest free one
+            # The tracker gave this camera no track's detection (as after a bump): its nearest free ones instead.
+            if lost.any() and not own[v].any():
                 residual[v, lost] = self._nearest_free(camera, v, predicted[v, lost], detections[v], step)
-            out.append(residual[v][np.isfinite(residual[v])])
+            measured = np.isfinite(residual[v])
+            out.append((residual[v][measured], own[v][measured]))
         return out
 
     def _nearest_free(self, camera: Camera, view: int, predicted: np.ndarray, detections: np.ndarray,
@@ -162,7 +183,12 @@ class DriftWatch:
             return np.full(len(predicted), np.nan)
         candidates = np.asarray(detections, dtype=np.float64)[free]  # [D, J, 3]
         candidates = np.concatenate([camera.undistort_pixels(candidates[..., :2]), candidates[..., 2:]], axis=-1)
-        distance = np.min(self._distance(predicted[:, None], candidates[None]), axis=1)
+        distance = self._distance(predicted[:, None], candidates[None])  # [L, D]
+        # One detection is evidence for one track only (its nearest): two tracks near one person count it once.
+        nearest = np.argmin(np.nan_to_num(distance, nan=np.inf), axis=0)  # [D]
+        keep = np.zeros(distance.shape, dtype=bool)
+        keep[nearest, np.arange(distance.shape[1])] = True
+        distance = np.fmin.reduce(np.where(keep, distance, np.nan), axis=1)
         return np.where(inside, distance, np.nan)
 
     def _distance(self, predicted: np.ndarray, detection: np.ndarray) -> np.ndarray:

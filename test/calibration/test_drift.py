@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import functools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from skelsplat_ros.bench.shelf import default_shelf_dir, shelf_available
 from skelsplat_ros.calibration.drift import CorrectedRigSource, DriftWatch, RecalibrationConfig, Recalibrator
 from skelsplat_ros.calibration.refine import rig_change
 from skelsplat_ros.fusion import preset_config
+from skelsplat_ros.geometry.calibration import load_calibration
 from skelsplat_ros.geometry.camera import Camera, CameraRig, rodrigues_to_matrix
 from skelsplat_ros.geometry.rig_source import FrameRig, StaticRigSource
 from skelsplat_ros.sim.scenes import compose_people, make_multi_person_scenario
+from skelsplat_ros.skeleton.models import get_skeleton
 from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig
 
 FPS = 15.0
@@ -40,14 +44,35 @@ def _bumped_recording(degrees: float, metres: float = 0.0, view: int = 2):
     return sc, bumped, keypoints
 
 
-def _replay(sc, keypoints, until: float, on_frame=None):
-    """The tracker on the calibrated (pre-bump) rig, frame by frame; ``on_frame(stamp, detections, step)``."""
+def _replay(sc, keypoints, until: float, on_frame=None, fps: float = FPS):
+    """The tracker on the calibrated (pre-bump) rig ``sc.rig``, frame by frame, stamped ``fps`` apart;
+    ``on_frame(stamp, rig, detections, step)``, True to stop."""
     tracker = MultiPersonTracker(sc.rig, sc.skeleton, preset_config("default"), TrackerConfig())
-    for f in range(int(until * FPS)):
+    for f in range(min(int(until * fps), keypoints.shape[1])):
         detections = [rows[(np.nan_to_num(rows[..., 2]) > 0).any(-1)] for rows in keypoints[:, f]]
-        step = tracker.step(detections, f / FPS)
-        if on_frame is not None and on_frame(f / FPS, tracker.rig, detections, step):
+        step = tracker.step(detections, f / fps)
+        if on_frame is not None and on_frame(f / fps, tracker.rig, detections, step):
             break
+
+
+SHELF = default_shelf_dir()
+
+
+@pytest.mark.skipif(not shelf_available(SHELF), reason=f"Shelf data not in {SHELF}")
+def test_no_camera_of_the_still_shelf_rig_is_named():
+    """Shelf's five cameras never moved (OpenPose keypoints, real calibration). Replayed at 5 Hz (a slow detector's
+    rate) the watch named cam_3 at 20.6 s and 22.2 s (its lone judged residuals: nearest free detections of other
+    people) and cam_4 at 38 s."""
+    data = np.load(SHELF / "keypoints.npz")
+    keypoints = np.asarray(data["keypoints"], dtype=np.float64)[:, :150]
+    cameras = [str(c) for c in data["cameras"]]
+    take = SimpleNamespace(rig=load_calibration(SHELF / "calibration.toml").subset(cameras),
+                           skeleton=get_skeleton(str(data["skeleton"])))
+    watch = DriftWatch(cameras, take.skeleton)
+    found = []
+    _replay(take, keypoints, 30.0, lambda stamp, rig, detections, step: found.extend(
+        (stamp, camera, watch.figures()) for camera in watch.observe(stamp, rig, detections, step)), fps=5.0)
+    assert not found, found
 
 
 @pytest.mark.parametrize("degrees, metres", [(5.0, 0.0), (40.0, 0.8)])

@@ -20,6 +20,7 @@ pytest.importorskip("mediapipe")
 cv2 = pytest.importorskip("cv2")
 
 from skelsplat_ros.bench.limbs import limb_table, people_limb_consistency, worst  # noqa: E402
+from skelsplat_ros.calibration.drift import DriftWatch  # noqa: E402
 from skelsplat_ros.detection import DetectorConfig  # noqa: E402
 from skelsplat_ros.detection.recording import detect_recording  # noqa: E402
 from skelsplat_ros.detection.sources import open_source  # noqa: E402
@@ -27,6 +28,7 @@ from skelsplat_ros.fusion import preset_config  # noqa: E402
 from skelsplat_ros.geometry.calibration import load_calibration  # noqa: E402
 from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
 from skelsplat_ros.skeleton.models import get_skeleton, track_rgb  # noqa: E402
+from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig  # noqa: E402
 from skelsplat_ros.tracking.recording import track_offline, track_streaming  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,6 +100,22 @@ def test_streaming_keeps_both_people_under_their_own_ids_and_never_the_bystander
     names = list(skeleton.joint_names)
     hips = result.joints[:, :, [names.index("l_hip"), names.index("r_hip")]].mean(axis=2)  # [F, T, 3]
     assert np.nanmax(np.linalg.norm(np.diff(hips, axis=0), axis=-1)) < 0.25, "a track jumped between people"
+
+
+@pytest.mark.parametrize("rate", [60.0, 5.0])
+def test_the_drift_watch_names_no_camera_of_the_still_rig(take, rate):
+    """The rig never moved: no camera may be named, neither at the take's 60 Hz nor at the 5 Hz of the node chain
+    benchmark (frames stamped as they were sent), where the watch named cam02 and cam04 from their first samples."""
+    keypoints, rig, _ = take
+    skeleton = get_skeleton(keypoints.skeleton)
+    tracker = MultiPersonTracker(rig, skeleton, preset_config("default"), TrackerConfig())
+    watch = DriftWatch(rig.names, skeleton)
+    found = []
+    for f in range(keypoints.keypoints.shape[1]):
+        detections = [rows[(np.nan_to_num(rows[..., 2]) > 0).any(-1)] for rows in keypoints.keypoints[:, f]]
+        step = tracker.step(detections, f / rate)
+        found += [(f / rate, camera, watch.figures()) for camera in watch.observe(f / rate, rig, detections, step)]
+    assert not found, found
 
 
 @pytest.mark.parametrize("mode", ["offline", "streaming"])
