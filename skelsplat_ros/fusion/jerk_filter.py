@@ -42,7 +42,8 @@ REFERENCE_RATE_HZ = 30.0
 """Frame rate at which the filter's prior equals the offline smoother's discrete one (the benchmark's)."""
 INITIAL_STD = (1.0, 2.0, 20.0)
 """Standard deviation of a joint's first state, position (world units, along what its first views do not fix),
-velocity (/s) and acceleration (/s^2): wide enough to be uninformative for a person."""
+velocity (/s) and acceleration (/s^2): wide enough to be uninformative for a person. A joint starts only at a
+point its measurement fixes at least that well in every direction (:meth:`JerkFilterBank.update`)."""
 RESTRICTED_UPDATES = 3
 """Updates of a joint that fix its position, velocity and acceleration; the evidence counts only those after
 (the restricted likelihood leaves out the prior's null space, as offline)."""
