@@ -5,6 +5,9 @@ numpy, scipy, this package, numba and its typing context).
 
 Its import has that side effect on purpose: a fork server runs nothing but imports before it forks."""
 
+import atexit
+import os
+
 import numpy as np
 
 from ..fusion.image_terms import image_terms
@@ -23,3 +26,8 @@ try:
     _load_kernel()
 except Exception:  # noqa: BLE001 - a warm-up that fails leaves workers to load the kernel themselves
     pass
+
+# The server ends when the runner's process does, and has nothing to flush or close: it skips the interpreter's
+# teardown of numba, scipy and numpy (measured: 0.05 s instead of 0.7 to 1.8 s on a loaded 2-core machine), during
+# which it would still hold the command's output open. Its workers never run this: they leave by os._exit.
+atexit.register(os._exit, 0)

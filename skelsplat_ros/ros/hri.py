@@ -30,7 +30,7 @@ from hri_msgs.msg import IdsList
 from std_msgs.msg import Header
 
 from skelsplat_ros.geometry.transforms import Transform, matrix_to_quaternion
-from skelsplat_ros.skeleton.human import HRI_JOINTS, BodyFrames, body_dimensions, body_frames_batch, body_urdf
+from skelsplat_ros.skeleton.human import HRI_JOINTS, HRI_LINKS, body_dimensions, body_frames, body_tf, body_urdf
 from skelsplat_ros.skeleton.models import Skeleton
 
 if TYPE_CHECKING:
@@ -102,12 +102,12 @@ class _BodyMessages:
         self.transforms = [TransformStamped(header=self.parent_header, child_frame_id=body_frame(body))]
         self.transforms += [TransformStamped(header=self.body_header, child_frame_id=f"{link}_{body}") for link in links]
 
-    def update(self, stamp, rotations: np.ndarray, origins: np.ndarray) -> list[TransformStamped]:
-        """The messages at ``stamp``: rotations ``[1 + L, 3, 3]``, origins ``[1 + L, 3]`` (body first)."""
+    def update(self, stamp, origins: list, quaternions: list) -> list[TransformStamped]:
+        """The messages at ``stamp``: origins ``[1 + L][3]`` and quaternions ``[1 + L][4]`` (x, y, z, w), body first,
+        as lists of floats."""
         self.parent_header.stamp = self.body_header.stamp = stamp
         # Plain floats, one attribute at a time: the generated message classes check every value they are given.
-        for t, (x, y, z), (qx, qy, qz, qw) in zip(self.transforms, origins.tolist(),
-                                                  matrix_to_quaternion(rotations).tolist()):
+        for t, (x, y, z), (qx, qy, qz, qw) in zip(self.transforms, origins, quaternions):
             translation, q = t.transform.translation, t.transform.rotation
             translation.x, translation.y, translation.z = x, y, z
             q.x, q.y, q.z, q.w = qx, qy, qz, qw
@@ -156,26 +156,26 @@ class HriBodies:
             self._joints[person.track_id] = joints
         out.tracked.ids = self.tracked
         tracks = sorted(self._joints)
-        if not tracks or not (tf or started):
-            return out
-        frames = dict(zip(tracks, body_frames_batch(self.skeleton, np.stack([self._joints[t] for t in tracks]))))
         for track_id in started:
             body = self.ids.of(track_id)
-            out.started[body] = body_urdf(body, body_dimensions(frames[track_id]))
-        if tf:
-            for track_id in tracks:
-                out.transforms += self._frames(track_id, header.stamp, parent, frames[track_id], parent_T_world)
+            out.started[body] = body_urdf(body, body_dimensions(body_frames(self.skeleton, self._joints[track_id])))
+        if tf and tracks:
+            out.transforms = self._frames(tracks, header.stamp, parent, parent_T_world)
         return out
 
-    def _frames(self, track_id: int, stamp, parent: str, frames: BodyFrames, parent_T_world: Transform | None
+    def _frames(self, tracks: list[int], stamp, parent: str, parent_T_world: Transform | None
                 ) -> list[TransformStamped]:
-        """``body_<id>`` under ``parent`` and each link under it (the messages of the track's body, updated)."""
-        messages = self._messages.get(track_id)
-        if messages is None or messages.parent_header.frame_id != parent:
-            messages = self._messages[track_id] = _BodyMessages(self.ids.of(track_id), parent, list(frames.links))
-        rotation, origin = frames.body
-        if parent_T_world is not None:
-            rotation, origin = parent_T_world.rotation @ rotation, parent_T_world.apply(origin)
-        relative = frames.relative()
-        return messages.update(stamp, np.stack([rotation] + [r for r, _ in relative.values()]),
-                               np.stack([origin] + [p for _, p in relative.values()]))
+        """Each track's ``body_<id>`` under ``parent`` and its links under it (the messages of the track's body,
+        updated), every body's poses computed in one pass."""
+        rotations, origins = body_tf(self.skeleton, np.stack([self._joints[t] for t in tracks]))
+        if parent_T_world is not None:  # body_<id> in the parent; its links stay in the body frame
+            rotations[:, 0] = parent_T_world.rotation @ rotations[:, 0]
+            origins[:, 0] = parent_T_world.apply(origins[:, 0])
+        transforms = []
+        for track_id, track_origins, track_quaternions in zip(tracks, origins.tolist(),
+                                                              matrix_to_quaternion(rotations).tolist()):
+            messages = self._messages.get(track_id)
+            if messages is None or messages.parent_header.frame_id != parent:
+                messages = self._messages[track_id] = _BodyMessages(self.ids.of(track_id), parent, HRI_LINKS)
+            transforms += messages.update(stamp, track_origins, track_quaternions)
+        return transforms

@@ -580,8 +580,8 @@ class FusionNode(Node):
         out = frame_messages(self._header(ns_to_stamp(anchor_ns)), people, self.outputs, tf=send_tf,
                              markers=send_markers, shown_before=self._markers_shown, bodies=self.bodies,
                              ended=ended, hri=self._hri_pub is not None, hri_parent=self._hri_parent,
-                             parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"])
-        self.skeleton_pub.publish(out.skeletons)
+                             parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"],
+                             skeletons_done=self.skeleton_pub.publish)
         transforms = out.transforms
         if out.hri is not None:
             self._publish_hri(out.hri)

@@ -9,7 +9,7 @@ ids the skeletons carry too). A new output of a frame is one more field here, an
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,7 +69,8 @@ class FrameMessages:
 def frame_messages(header: Header, people: Sequence[PersonEstimate], options: OutputOptions, tf: bool = True,
                    markers: bool = True, shown_before: Collection[int] = (), bodies: HriBodies | None = None,
                    ended: Collection[int] = (), hri: bool = False, hri_parent: str = "",
-                   parent_T_world: Transform | None = None, joint_tf: bool = True) -> FrameMessages:
+                   parent_T_world: Transform | None = None, joint_tf: bool = True,
+                   skeletons_done: Callable[[Skeleton3DArray], None] | None = None) -> FrameMessages:
     """The messages of one frame stamped ``header`` (its capture stamp, in the world frame).
 
     ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them);
@@ -78,8 +79,11 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
     ``bodies``: the producer's ROS4HRI bodies: the skeletons carry their ids, and the tracks that ``ended`` at this
     frame end theirs; with ``hri``, the ROS4HRI messages too, ``body_<id>`` under ``hri_parent`` (default: the world
     frame) posed by ``parent_T_world`` (``None``: the parent is the world frame), the frames only with ``tf``.
+    ``skeletons_done``: called with the skeletons as soon as they are built, before the rest (the node publishes
+    them then: their latency does not wait for the frames and markers).
     """
     out = FrameMessages(Skeleton3DArray(header=header))
+    shown = []  # (track id, joint names, joints, confidence) of each person with a skeleton
     for person in people:
         result = person.result
         names = list(result.joint_names)
@@ -91,10 +95,14 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
             continue
         out.skeletons.skeletons.append(skeleton)
         out.shown.add(person.track_id)
+        shown.append((person.track_id, names, joints, confidence))
+    if skeletons_done is not None:
+        skeletons_done(out.skeletons)
+    for track_id, names, joints, confidence in shown:
         if tf and joint_tf:
-            out.transforms += tf_transforms(header, names, joints, confidence, options.tf_prefix, person.track_id)
+            out.transforms += tf_transforms(header, names, joints, confidence, options.tf_prefix, track_id)
         if markers:
-            out.markers += marker_array(header, joints, confidence, options.bones, person.track_id).markers
+            out.markers += marker_array(header, joints, confidence, options.bones, track_id).markers
     if markers:
         # A person who ended or was not estimated this frame: remove the markers now rather than at their lifetime,
         # so that rviz never shows a person who is gone.

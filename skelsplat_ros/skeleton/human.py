@@ -6,6 +6,7 @@
 - :func:`body_frames`: the poses of ``body`` and of the ``human_description`` links (``HRI_LINKS``) from one
   person's joints: ``body`` at the mid-point of the hips, x forward out of the body, z towards the head; each link
   oriented as ``human_description``'s URDF draws it at rest (a limb segment along its -z axis, its hinge on y).
+- :func:`body_tf`: the same poses for several people at once, as TF sends them (each link in the body frame).
 - :func:`body_urdf`: a URDF of those links sized by the person's own bone lengths.
 
 No ROS here: ``ros/hri.py`` turns these poses into TF frames and messages.
@@ -19,7 +20,7 @@ import numpy as np
 
 from .models import Skeleton
 
-__all__ = ["HRI_LINKS", "HRI_JOINTS", "REST_POSE", "rest_pose", "BodyFrames", "body_frames", "body_frames_batch",
+__all__ = ["HRI_LINKS", "HRI_JOINTS", "REST_POSE", "rest_pose", "BodyFrames", "body_frames", "body_tf",
            "check_hri_skeleton", "body_dimensions", "body_urdf"]
 
 # 1.70 m, standing, arms down (proportions after the usual fractions of stature: hips at 0.53, shoulders at 0.82,
@@ -73,11 +74,6 @@ class BodyFrames:
     body: tuple[np.ndarray, np.ndarray]
     links: dict[str, tuple[np.ndarray, np.ndarray]]
 
-    def relative(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Each link as ``body_T_link``: ``(R [3, 3], origin [3])`` in the body frame."""
-        rotation, origin = self.body
-        return {name: (rotation.T @ r, rotation.T @ (p - origin)) for name, (r, p) in self.links.items()}
-
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
@@ -87,11 +83,19 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(-1, keepdims=True)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a x b`` of ``[..., 3]`` vectors: ``np.cross``'s products, without its axis handling (most of its time on the
+    few vectors of a frame, sent every frame)."""
+    a0, a1, a2 = a[..., 0], a[..., 1], a[..., 2]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+
+
 def _frame(y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """Right-handed ``[..., 3, 3]`` from y directions and z directions ``[..., 3]`` (z made orthogonal to y)."""
     y = _unit(y)
     z = _unit(z - _dot(z, y) * y)
-    return np.stack([np.cross(y, z), y, z], axis=-1)
+    return np.stack([_cross(y, z), y, z], axis=-1)
 
 
 def _limb(start: np.ndarray, middle: np.ndarray, end: np.ndarray, forward: np.ndarray, sign: np.ndarray
@@ -104,21 +108,37 @@ def _limb(start: np.ndarray, middle: np.ndarray, end: np.ndarray, forward: np.nd
     bend = lower - _dot(lower, z_upper) * z_upper  # |bend| = sine of the bend
     hint = forward - _dot(forward, z_upper) * z_upper
     x_upper = _unit(sign[..., None] * bend + STRAIGHT_HINT * _unit(hint))
-    y = np.cross(z_upper, x_upper)
+    y = _cross(z_upper, x_upper)
     upper = np.stack([x_upper, y, z_upper], axis=-1)
     z_lower = -lower
     y_lower = _unit(y - _dot(y, z_lower) * z_lower)
-    return upper, np.stack([np.cross(y_lower, z_lower), y_lower, z_lower], axis=-1)
+    return upper, np.stack([_cross(y_lower, z_lower), y_lower, z_lower], axis=-1)
 
 
 def body_frames(skeleton: Skeleton, joints: np.ndarray) -> BodyFrames | None:
     """The ROS4HRI frames of one person ``joints [J, 3]`` (metres, any frame); ``None`` when a joint they need is
-    NaN (``HRI_JOINTS``; a complete skeleton has them all). :func:`body_frames_batch` for several people."""
-    return body_frames_batch(skeleton, joints[None])[0]
+    NaN (``HRI_JOINTS``; a complete skeleton has them all). :func:`body_tf` for several people, as TF sends them."""
+    ok, rotations, origins = _poses(skeleton, joints[None])
+    if not ok[0]:
+        return None
+    return BodyFrames((rotations[0, 0], origins[0, 0]),
+                      {link: (rotations[0, k], origins[0, k]) for k, link in enumerate(HRI_LINKS, 1)})
 
 
-def body_frames_batch(skeleton: Skeleton, joints: np.ndarray) -> list[BodyFrames | None]:
-    """:func:`body_frames` of people ``joints [N, J, 3]``, computed for all of them at once."""
+def body_tf(skeleton: Skeleton, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What TF carries of people ``joints [N, J, 3]``, for all of them in one pass: rotations ``[N, 1 + L, 3, 3]``
+    and origins ``[N, 1 + L, 3]`` of ``body`` in the joints' frame, then of each of ``HRI_LINKS`` in the body frame
+    (``body_T_link``). A joint of ``HRI_JOINTS`` that is NaN makes the poses built from it NaN."""
+    _, rotations, origins = _poses(skeleton, joints)
+    body_r, body_p = rotations[:, :1], origins[:, :1]  # [N, 1, 3, 3], [N, 1, 3]
+    links_r = body_r.swapaxes(-1, -2) @ rotations[:, 1:]
+    links_p = ((origins[:, 1:] - body_p)[..., None, :] @ body_r)[..., 0, :]  # body^T (p - o), as rows
+    return np.concatenate([body_r, links_r], axis=1), np.concatenate([body_p, links_p], axis=1)
+
+
+def _poses(skeleton: Skeleton, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ok [N]``, rotations ``[N, 1 + L, 3, 3]`` and origins ``[N, 1 + L, 3]`` of ``body`` then ``HRI_LINKS``, all
+    in the joints' frame (see :func:`body_frames`)."""
     index = {name: i for i, name in enumerate(skeleton.joint_names)}
     point = {name: joints[:, index[name]] for name in HRI_JOINTS}
     ok = np.all([np.isfinite(p).all(-1) for p in point.values()], axis=0)
@@ -134,20 +154,14 @@ def body_frames_batch(skeleton: Skeleton, joints: np.ndarray) -> list[BodyFrames
     ends = np.stack([point[f"{s}_wrist"] for s in sides] + [point[f"{s}_ankle"] for s in sides], axis=1)
     forward = np.stack([torso[..., 0], torso[..., 0], body[..., 0], body[..., 0]], axis=1)
     upper, lower = _limb(starts, middles, ends, forward, np.array([1.0, 1.0, -1.0, -1.0]))
-    head = _head(index, joints, torso, shoulders)
-    out: list[BodyFrames | None] = []
-    for n in range(len(joints)):
-        if not ok[n]:
-            out.append(None)
-            continue
-        links = {"torso": (torso[n], shoulders[n]), "head": (head[0][n], head[1][n])}
-        for k, (a, b, c) in enumerate((("l_shoulder", "l_elbow", "l_wrist"), ("r_shoulder", "r_elbow", "r_wrist"),
-                                       ("l_hip", "l_knee", "l_ankle"), ("r_hip", "r_knee", "r_ankle"))):
-            links[a] = (upper[n, k], starts[n, k])
-            links[b] = (lower[n, k], middles[n, k])
-            links[c] = (lower[n, k], ends[n, k])
-        out.append(BodyFrames((body[n], hips[n]), links))
-    return out
+    head_r, head_p = _head(index, joints, torso, shoulders)
+    # Each limb k (l arm, r arm, l leg, r leg): its upper segment at the start, the lower one at the middle, and the
+    # end link (wrist, ankle) oriented as the lower segment: the order of HRI_LINKS.
+    limb_r = np.stack([upper, lower, lower], axis=2).reshape(len(joints), 12, 3, 3)
+    limb_p = np.stack([starts, middles, ends], axis=2).reshape(len(joints), 12, 3)
+    rotations = np.concatenate([body[:, None], torso[:, None], head_r[:, None], limb_r], axis=1)
+    origins = np.concatenate([hips[:, None], shoulders[:, None], head_p[:, None], limb_p], axis=1)
+    return ok, rotations, origins
 
 
 def _head(index: dict[str, int], joints: np.ndarray, torso: np.ndarray, shoulders: np.ndarray
@@ -175,7 +189,7 @@ def _head(index: dict[str, int], joints: np.ndarray, torso: np.ndarray, shoulder
     ahead = np.where(known(ahead), ahead, torso[..., 0])
     y = _unit(across)
     x = _unit(ahead - _dot(ahead, y) * y)
-    return np.stack([x, y, np.cross(x, y)], axis=-1), centre
+    return np.stack([x, y, _cross(x, y)], axis=-1), centre
 
 
 def body_dimensions(frames: BodyFrames) -> dict[str, float]:

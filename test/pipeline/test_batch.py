@@ -257,3 +257,36 @@ def test_fuse_defaults_are_one_set_of_settings():
     parsed = build_parser().parse_args(["fuse", "--keypoints", "k.npz", "--output", "o.npz"])
     assert FuseSettings.from_namespace(parsed) == _study_fuse_settings({}, "settings") == FuseSettings()
     assert _study_detect_settings({}, "settings") == DetectorConfig()
+
+
+
+PARSER_PROBE = """
+import sys
+import multiprocessing.forkserver as forkserver
+from skelsplat_ros import cli
+
+build_parser = cli.build_parser
+
+def probe():
+    print("server before the parser:", forkserver._forkserver._forkserver_pid is not None, flush=True)
+    return build_parser()
+
+cli.build_parser = probe
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("extra, output_exists, started", [
+    ([], False, True), (["--force"], True, True), ([], True, False), (["--ray"], False, False),
+    (["--workers", "two"], False, False)])
+def test_the_workers_server_starts_before_the_command_line_parser(tmp_path, extra, output_exists, started):
+    """The parser imports the fusion package (about 0.4 s): a batch whose takes will run on local workers (a new
+    output folder, or --force) starts their fork server first, so that its preload overlaps that; not for Ray, not
+    for a second run (it may run nothing), nor for arguments it cannot read (the parser reports them)."""
+    (tmp_path / "study").mkdir()
+    if output_exists:
+        (tmp_path / "out").mkdir()
+    run = subprocess.run([sys.executable, "-c", PARSER_PROBE, "batch", str(tmp_path / "study"), "--output",
+                          str(tmp_path / "out"), "--quiet", *extra], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr  # an empty study, or the bad --workers: a one-line error either way
+    assert f"server before the parser: {started}" in run.stdout

@@ -49,6 +49,10 @@ def test_a_skeleton_tf_frames_and_markers_per_person_and_deletes_for_people_gone
     # What nobody reads is not built.
     bare = frame_messages(header, people, options, tf=False, markers=False, shown_before={2})
     assert bare.transforms == [] and bare.markers == [] and len(bare.skeletons.skeletons) == 2
+    # The producer gets the skeletons as soon as they are built (the node publishes them before the rest).
+    handed = []
+    out = frame_messages(header, people, options, skeletons_done=handed.append)
+    assert len(handed) == 1 and handed[0] is out.skeletons and len(out.transforms) == 16 + 17
 
 
 def test_hri_bodies_start_with_a_urdf_stay_tracked_while_hidden_and_end_with_their_track():

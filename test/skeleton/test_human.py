@@ -9,7 +9,7 @@ import io
 import numpy as np
 import pytest
 
-from skelsplat_ros.skeleton.human import HRI_LINKS, body_dimensions, body_frames, body_urdf, rest_pose
+from skelsplat_ros.skeleton.human import HRI_LINKS, body_dimensions, body_frames, body_tf, body_urdf, rest_pose
 from skelsplat_ros.skeleton.models import builtin_skeletons, get_skeleton
 
 
@@ -55,6 +55,27 @@ def test_limb_frames_follow_the_bones_and_bend_about_their_y_axis():
     assert frames.links["r_hip"][0][:, 0] @ (moved[index("r_ankle")] - moved[index("r_knee")]) < -0.2
     np.testing.assert_allclose(frames.body[0], turn, atol=1e-9)  # x forward, z up, turned with the person
     np.testing.assert_allclose(frames.links["head"][0][:, 0], turn @ [1.0, 0.0, 0.0], atol=0.15)
+
+
+def test_tf_poses_of_several_people_are_each_persons_frames_with_the_links_in_the_body_frame():
+    """body_tf (every person in one pass, as the node sends TF) against each person's frames, link by link."""
+    skeleton = get_skeleton("h36m17")
+    rng = np.random.default_rng(3)
+    people = np.stack([(rest_pose(skeleton) + rng.normal(0.0, 0.05, (skeleton.num_joints, 3))) @ _turn(a).T + shift
+                       for a, shift in ((0.3, [1.0, 2.0, 0.0]), (-2.0, [-0.5, 0.0, 0.1]), (1.2, [0.0, -3.0, 0.0]))])
+    people[1, skeleton.index("l_knee")] = np.nan  # no left leg
+    rotations, origins = body_tf(skeleton, people)
+    assert rotations.shape == (3, 1 + len(HRI_LINKS), 3, 3) and origins.shape == (3, 1 + len(HRI_LINKS), 3)
+    assert np.isnan(rotations[1, 1 + HRI_LINKS.index("l_hip")]).all() and np.isfinite(rotations[1, 0]).all()
+    for n in (0, 2):
+        frames = body_frames(skeleton, people[n])
+        body_r, body_p = frames.body
+        np.testing.assert_allclose(rotations[n, 0], body_r, atol=1e-12)
+        np.testing.assert_allclose(origins[n, 0], body_p, atol=1e-12)
+        for k, link in enumerate(HRI_LINKS, 1):
+            r, p = frames.links[link]
+            np.testing.assert_allclose(rotations[n, k], body_r.T @ r, atol=1e-12)
+            np.testing.assert_allclose(origins[n, k], body_r.T @ (p - body_p), atol=1e-12)
 
 
 def test_frames_need_the_limb_joints():
