@@ -42,7 +42,8 @@ REFERENCE_RATE_HZ = 30.0
 """Frame rate at which the filter's prior equals the offline smoother's discrete one (the benchmark's)."""
 INITIAL_STD = (1.0, 2.0, 20.0)
 """Standard deviation of a joint's first state, position (world units, along what its first views do not fix),
-velocity (/s) and acceleration (/s^2): wide enough to be uninformative for a person."""
+velocity (/s) and acceleration (/s^2): wide enough to be uninformative for a person. A joint starts only at a
+point its measurement fixes at least that well in every direction (:meth:`JerkFilterBank.update`)."""
 RESTRICTED_UPDATES = 3
 """Updates of a joint that fix its position, velocity and acceleration; the evidence counts only those after
 (the restricted likelihood leaves out the prior's null space, as offline)."""
@@ -124,12 +125,18 @@ class JerkFilterBank:
         """Take one frame's estimate ``points [J, 3]`` with its ``information [J, 3, 3]`` (NaN point or zero
         information: nothing measured) at ``stamp`` (s, after the previous update's)."""
         measured = np.isfinite(points).all(-1) & (np.abs(np.nan_to_num(information)).sum(axis=(-1, -2)) > 0)
-        points = np.where(measured[:, None], points, 0.0)
         information = np.where(measured[:, None, None], np.nan_to_num(information), 0.0)
+        # A joint's filters start at a measured point, at rest, with INITIAL_STD around it: only a point the
+        # measurement fixes that well in every direction. Along a direction it barely fixes (the depth of a joint
+        # one view sees, or two views of a narrow baseline), the point is arbitrary, metres off; a prior of 1 m
+        # there would hold it and the robust weights would reject the good measurements that follow.
+        unstarted = ~np.isfinite(self.mean[0, :, 0])
+        measured &= ~unstarted | (np.linalg.eigvalsh(information)[:, 0] >= INITIAL_STD[0] ** -2)
+        points = np.where(measured[:, None], points, 0.0)
+        information = np.where(measured[:, None, None], information, 0.0)
         if self.entries:
             self._predict(stamp)
-        # A joint's first measurement starts its filters (at the point, at rest, widely uncertain).
-        start = measured & ~np.isfinite(self.mean[0, :, 0])
+        start = measured & unstarted
         if start.any():
             self.mean[:, start] = np.concatenate([points[start], np.zeros((start.sum(), 6))], axis=-1)
             self.covariance[:, start] = self._initial
