@@ -255,8 +255,9 @@ def _calibration_input(args: argparse.Namespace):
     import numpy as np
 
     from .geometry.calibration import UNIT_SCALES, load_calibration, rig_in_metres, scale_rig
-    from .io.keypoints import align_to_rig, load_keypoints, mask_outside_image
+    from .io.keypoints import align_to_rig, mask_outside_image
     from .io.recording import is_bag
+    from .pipeline.fuse import load_skeleton_keypoints
     from .skeleton.models import get_skeleton
 
     rig = load_calibration(args.calibration)  # in the file's unit until the keypoints can tell it
@@ -272,14 +273,7 @@ def _calibration_input(args: argparse.Namespace):
         keypoints = frames.keypoints if frames.keypoints.ndim == 5 else frames.keypoints[:, :, None]
         used = rig.subset(frames.cameras)
     else:
-        data = load_keypoints(args.keypoints, skeleton=args.skeleton, fps=args.fps, people="all")
-        name = args.skeleton or data.skeleton
-        if not name:
-            raise CliError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
-        skeleton = get_skeleton(name)
-        if data.num_joints != skeleton.num_joints:
-            raise CliError(f"keypoints have {data.num_joints} joints, skeleton {skeleton.name!r} has "
-                           f"{skeleton.num_joints}")
+        data, skeleton = load_skeleton_keypoints(args.keypoints, args.skeleton, args.fps, "all")
         data, used = align_to_rig(data, rig)
         keypoints = data.keypoints
     used, units, evidence = rig_in_metres(used, args.calibration_units, keypoints)

@@ -167,23 +167,31 @@ def fuse_file(
     return replace(report, calibration_units=units)
 
 
+def load_skeleton_keypoints(path: str | Path, skeleton: str | None, fps: float | None,
+                            people: str) -> tuple[KeypointSet, Skeleton]:
+    """A keypoint file (NPZ or JSON folders) and the skeleton it holds: ``skeleton`` or, without one, the file's;
+    ValueError when neither names one or the joint counts differ."""
+    keypoint_set = load_keypoints(path, skeleton=skeleton, fps=fps, people=people)
+    name = skeleton or keypoint_set.skeleton
+    if not name:
+        raise ValueError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
+    model = get_skeleton(name)
+    if keypoint_set.num_joints != model.num_joints:
+        raise ValueError(f"keypoints have {keypoint_set.num_joints} joints, skeleton {model.name!r} has "
+                         f"{model.num_joints}")
+    return keypoint_set, model
+
+
 def load_recording(calibration: str | Path, keypoints: str | Path, settings: FuseSettings,
                    note: Note = print_note) -> tuple[CameraRig, Skeleton, KeypointSet, str]:
     """The rig (in metres, in the keypoints' camera order), the skeleton and the keypoints of one take, checked
     against each other, and the unit the calibration was read in; keypoints far outside their camera's image are
     made missing (with a note)."""
     rig = load_calibration(calibration)  # in the file's unit until the keypoints can tell it
-    keypoint_set = load_keypoints(keypoints, skeleton=settings.skeleton, fps=settings.fps,
-                                  people=settings.people or "subject")
+    keypoint_set, skeleton = load_skeleton_keypoints(keypoints, settings.skeleton, settings.fps,
+                                                     settings.people or "subject")
     if keypoint_set.num_frames == 0:
         raise ValueError(f"{keypoints}: the keypoints hold no frames: nothing to fuse")
-    skeleton_name = settings.skeleton or keypoint_set.skeleton
-    if not skeleton_name:
-        raise ValueError("no skeleton given: pass --skeleton NAME (the keypoints do not name one)")
-    skeleton = get_skeleton(skeleton_name)
-    if keypoint_set.num_joints != skeleton.num_joints:
-        raise ValueError(f"keypoints have {keypoint_set.num_joints} joints, skeleton {skeleton.name!r} has "
-                         f"{skeleton.num_joints}")
     keypoint_set, rig = align_to_rig(keypoint_set, rig)
     rig, units = _in_metres(rig, settings.calibration_units, keypoint_set.keypoints, note)
     keypoint_set, masked = mask_outside_image(keypoint_set, rig)
