@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from real_data_report import LIMBS
 
+from skelsplat_ros.bench.reprojection import nearest_detection_errors
 from skelsplat_ros.detection import DetectorConfig
 from skelsplat_ros.detection.recording import detect_recording
 from skelsplat_ros.detection.sources import open_source
@@ -40,7 +41,6 @@ from skelsplat_ros.tracking.recording import track_offline, track_streaming
 
 REPO = Path(__file__).resolve().parents[1]
 SWITCH_JUMP_M = 0.25
-MATCH_PX = 80.0
 
 
 def detect(data: Path, config: DetectorConfig, repeats: int) -> tuple[object, list[str]]:
@@ -51,28 +51,6 @@ def detect(data: Path, config: DetectorConfig, repeats: int) -> tuple[object, li
         keypoints, report = detect_recording(sources, config)
         lines.append(report.summary())
     return keypoints, lines
-
-
-def reprojection_errors(rig, joints: np.ndarray, detections: np.ndarray) -> np.ndarray:
-    """Pixel errors of fused ``joints [F, T, J, 3]`` against ``detections [V, F, S, J, 3]`` (nearest detection)."""
-    errors = []
-    num_frames, num_tracks = joints.shape[:2]
-    for f in range(num_frames):
-        for t in range(num_tracks):
-            points = joints[f, t]
-            seen = np.isfinite(points).all(-1)
-            if not seen.any():
-                continue
-            uv = rig.project(np.where(seen[:, None], points, 0.0))  # [V, J, 2]
-            for v in range(len(rig)):
-                slots = detections[v, f]  # [S, J, 3]
-                valid = (slots[..., 2] > 0) & seen[None]
-                distance = np.linalg.norm(slots[..., :2] - uv[v][None], axis=-1)  # [S, J]
-                medians = [np.median(d[m]) if m.any() else np.inf for d, m in zip(distance, valid)]
-                best = int(np.argmin(medians))
-                if medians[best] < MATCH_PX:
-                    errors.append(distance[best][valid[best]])
-    return np.concatenate(errors) if errors else np.empty(0)
 
 
 def limb_figures(joints: np.ndarray, names: list[str]) -> tuple[float, float]:
@@ -140,7 +118,7 @@ def main() -> int:
             result = fuse(rig, skeleton, data, config, keypoints.fps)
             cpu = time.process_time() - cpu
             present = np.isfinite(result.joints).all(-1).any(-1).sum(axis=0)
-            errors = reprojection_errors(rig, result.joints, data)
+            errors = nearest_detection_errors(rig, result.joints, data)
             cv, ratio = limb_figures(result.joints, names)
             print(f"| {mode} | {method} | {result.num_tracks} ({', '.join(str(int(n)) for n in present)}) | "
                   f"{id_switches(result.joints, names)} | {np.median(errors):.1f} | {cv:.3f} | {ratio:.2f} | "
