@@ -87,6 +87,7 @@ def main() -> int:
     parser.add_argument("--modes", default="offline,streaming")
     parser.add_argument("--methods", default="skelsplat,dlt,robust")
     parser.add_argument("--smoothing-pull", type=float, help="the offline smoothing_pull (m) instead of the preset's")
+    parser.add_argument("--splat", type=float, help="a constant offline splat size (m)")
     args = parser.parse_args()
     if not (args.data / "calib.toml").is_file():
         print(f"no {args.data / 'calib.toml'}: run scripts/fetch_pose2sim_multi.py first", file=sys.stderr)
@@ -115,6 +116,8 @@ def main() -> int:
             config = preset_config("default", method)
             if args.smoothing_pull is not None:
                 config = replace(config, smoothing_pull=args.smoothing_pull)
+            if args.splat is not None and config.prefit is not None:
+                config = replace(config, prefit=replace(config.prefit, init_sigma=args.splat, splat_sigma_start=None))
             result = fuse(rig, skeleton, data, config, keypoints.fps)
             cpu = time.process_time() - cpu
             present = np.isfinite(result.joints).all(-1).any(-1).sum(axis=0)

@@ -89,8 +89,8 @@ def test_offline_fusion_tracks_both_people_through_the_take_and_never_the_bystan
 
 def test_offline_fusion_reprojects_onto_the_detections_within_the_issue_target(take):
     """Issue 19: median reprojection error over the four views at most 12 px (each person against the detection
-    nearest to it; plain DLT about 13.7 px). With the offline fit's 30 mm splat and heatmaps widening as
-    1 / sqrt(confidence) it was 12.2 px: a view that disagreed pulled the fit off the ones that agreed."""
+    nearest to it; plain DLT about 13.7 px). With the offline fit's splat as wide as the streaming one's (30 mm) it
+    was 12.2 px: a view that disagreed pulled the fit off the ones that agreed."""
     keypoints, rig, _ = take
     result = track_offline(rig, get_skeleton("coco17"), keypoints.keypoints, preset_config("default"), keypoints.fps)
     errors = nearest_detection_errors(rig, result.joints, keypoints.keypoints)
