@@ -24,7 +24,8 @@ from ..geometry.camera import CameraRig
 from ..sim import disturb_rig
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
 
-__all__ = ["Take", "simulated", "bumped", "beyond_basin", "wrong_baseline", "RealCase", "real_take", "real_joint_subsets", "ShelfCase", "shelf",
+__all__ = ["Take", "simulated", "bumped", "beyond_basin", "wrong_baseline", "RealCase", "real_take",
+           "real_joint_subsets", "ShelfCase", "shelf",
            "shelf_score", "mpjpe"]
 
 
