@@ -1,0 +1,132 @@
+"""The fixed-lag filter bank's numba kernels (``fusion/_jerk_kernel.py``) against their numpy references
+(``fusion/jerk_filter.py``): one update and one backward step on hostile states, and whole fixed-lag outputs, single
+person and tracked, equal to 1e-9 m whichever implementation runs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import skelsplat_ros.fusion.jerk_filter as jerk_filter
+from skelsplat_ros.fusion import preset_config
+from skelsplat_ros.fusion.fixed_lag import fuse_fixed_lag
+from skelsplat_ros.fusion.jerk_filter import (
+    RESTRICTED_UPDATES, advance_numba, advance_numpy, jerk_density, process_noise, rts_step_numba, rts_step_numpy,
+    transition,
+)
+from skelsplat_ros.sim import make_scenario
+from skelsplat_ros.sim.scenes import make_multi_person_scenario
+from skelsplat_ros.tracking.recording import track_streaming
+
+pytest.importorskip("numba")
+
+C, J = 7, 17
+
+
+def _state(rng: np.random.Generator):
+    """A bank mid-recording: random states and covariances, three joints not started (NaN means), evidence and
+    update counts on both sides of the restricted updates."""
+    mean = rng.normal(size=(C, J, 9))
+    mean[:, 14:] = np.nan
+    root = rng.normal(scale=0.1, size=(C, J, 9, 9))
+    covariance = root @ root.swapaxes(-1, -2) + 1e-3 * np.eye(9)
+    covariance[:, 14:] = np.eye(9)
+    evidence = rng.uniform(0.5, 3.0, size=(C, J, 3))
+    updates = rng.integers(0, 2 * RESTRICTED_UPDATES, size=J)
+    return mean, covariance, evidence, updates
+
+
+def _measurements(rng: np.random.Generator):
+    """Points near the states and information of full rank, rank 2 (one view's ray) and rank 0, confident outliers
+    (robust weights well below 1) and joints 14 and 15 starting."""
+    points = rng.normal(size=(J, 3))
+    points[3] += 5.0  # an outlier: its weight is small
+    rays = rng.normal(size=(J, 3, 3))
+    information = rays @ rays.swapaxes(-1, -2) * 1e4
+    information[5] = np.diag([1e4, 1e4, 0.0])  # rank 2
+    information[6] = 0.0
+    measured = np.ones(J, dtype=bool)
+    measured[[6, 16]] = False
+    start = np.zeros(J, dtype=bool)
+    start[[14, 15]] = True
+    magnitude = np.abs(np.linalg.eigvalsh(information))
+    rank = (magnitude > magnitude.max(-1, keepdims=True) * 3 * np.finfo(float).eps).sum(-1)
+    return points, information, measured, start, rank
+
+
+@pytest.mark.parametrize("predict", [True, False])
+@pytest.mark.parametrize("robust_scale", [0.0, 3.0])
+def test_the_update_kernel_equals_the_reference(predict, robust_scale):
+    rng = np.random.default_rng(7)
+    state = _state(rng)
+    measurements = _measurements(rng)
+    dt = 0.0347
+    rest = (predict, transition(dt), process_noise(dt), jerk_density(np.geomspace(0.3, 30, C)), np.exp(-dt / 10),
+            np.diag(np.repeat([1.0, 4.0, 400.0], 3)), *measurements, robust_scale)
+    reference_state = tuple(np.array(a) for a in state)
+    compiled_state = tuple(np.array(a) for a in state)
+    reference = advance_numpy(*reference_state, *rest)
+    compiled = advance_numba(*compiled_state, *rest)
+    for name, expected, got in zip(("mean", "covariance", "gain", "next_mean", "next_covariance"), reference, compiled):
+        if expected is None:
+            assert got is None, name
+            continue
+        assert got.shape == expected.shape, name
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12, err_msg=name)
+    # In place: the evidence and the update counts (the outlier's robust weight shows in its chi^2 term).
+    np.testing.assert_allclose(compiled_state[2], reference_state[2], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(compiled_state[3], reference_state[3])
+    assert not np.array_equal(reference_state[3], state[3])
+    # The inputs are left as they were (the bank's kept updates share them).
+    np.testing.assert_array_equal(compiled_state[0], state[0])
+    np.testing.assert_array_equal(compiled_state[1], state[1])
+
+
+def test_the_backward_step_kernel_equals_the_reference():
+    rng = np.random.default_rng(8)
+    mean, covariance, _, _ = _state(rng)
+    gain = rng.normal(scale=0.5, size=(C, J, 9, 9))
+    smoothed_mean, smoothed_covariance = mean[2] + 0.1, covariance[4] + 0.01 * np.eye(9)
+    choice = rng.integers(0, C, size=J)
+    arguments = (smoothed_mean, smoothed_covariance, mean, covariance, gain, mean - 0.05, covariance * 1.1, choice)
+    for expected, got in zip(rts_step_numpy(*arguments), rts_step_numba(*arguments)):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def _with_reference(monkeypatch) -> None:
+    monkeypatch.setattr(jerk_filter, "advance", advance_numpy)
+    monkeypatch.setattr(jerk_filter, "rts_step", rts_step_numpy)
+
+
+@pytest.mark.parametrize("rig, noise", [("robot", "hard"), ("lab", "realistic")])
+def test_fixed_lag_output_is_the_same_with_either_implementation(monkeypatch, rig, noise):
+    """Whole recordings: the robot rig with gross detector errors (robust weights, filters started late on a narrow
+    baseline) and a 4-camera rig; at lag 0 and 0.2 s, joints within 1e-9 m and covariances within 1e-9 m^2."""
+    scenario = make_scenario(rig, num_frames=60, noise=noise, seed=3)
+    config = preset_config("default")
+    args = (scenario.rig, scenario.skeleton, scenario.keypoints, config, scenario.fps)
+    compiled = [fuse_fixed_lag(*args, lag=lag) for lag in (0.0, 0.2)]
+    _with_reference(monkeypatch)
+    reference = [fuse_fixed_lag(*args, lag=lag) for lag in (0.0, 0.2)]
+    for got, expected in zip(compiled, reference):
+        np.testing.assert_array_equal(np.isnan(got.joints), np.isnan(expected.joints))
+        np.testing.assert_allclose(got.joints, expected.joints, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(got.covariance, expected.covariance, rtol=0, atol=1e-9)
+        assert np.isfinite(got.joints).mean() > 0.5
+
+
+def test_tracked_fixed_lag_output_is_the_same_with_either_implementation(monkeypatch):
+    """Three people entering and leaving, the node's settings (complete skeletons), lag 0.2 s."""
+    scene = make_multi_person_scenario("lab", 3, num_frames=60, noise="realistic", seed=1)
+    config = replace(preset_config("default", "skelsplat", mode="streaming"), complete=True)
+    args = (scene.rig, scene.skeleton, scene.keypoints, config, scene.fps)
+    compiled = track_streaming(*args, lag=0.2)
+    _with_reference(monkeypatch)
+    reference = track_streaming(*args, lag=0.2)
+    np.testing.assert_array_equal(compiled.track_ids, reference.track_ids)
+    np.testing.assert_array_equal(np.isnan(compiled.joints), np.isnan(reference.joints))
+    np.testing.assert_allclose(compiled.joints, reference.joints, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(compiled.covariance, reference.covariance, rtol=0, atol=1e-9)
+    assert compiled.num_tracks >= 2
