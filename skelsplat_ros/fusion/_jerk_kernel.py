@@ -63,30 +63,31 @@ def _innovation(p, info, weight, residual, system, right, rows):  # pragma: no c
 def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, density, decay, initial, points,
                    information, measured, start, rank, robust_scale, restricted):  # pragma: no cover (compiled)
     """:func:`~skelsplat_ros.fusion.jerk_filter.advance_numpy`'s arguments (contiguous float64, boolean masks,
-    integer ranks) and results (``gain``, ``next_mean``, ``next_covariance`` empty without ``predict``)."""
+    integer ranks) and results (``next_mean``, ``next_covariance`` empty without ``predict``)."""
     num_candidates, num_joints = mean.shape[0], mean.shape[1]
     new_mean = mean.copy()
     new_covariance = covariance.copy()
     size = (num_candidates, num_joints) if predict else (0, 0)
-    gain = np.empty(size + (9, 9))
     next_mean = np.empty(size + (9,))
     next_covariance = np.empty(size + (9, 9))
     moved = np.empty((9, 9))  # F P
-    system9 = np.empty((9, 9))
     if predict:
         evidence *= decay
         for c in range(num_candidates):
             for j in range(num_joints):
                 previous, m, p = covariance[c, j], next_mean[c, j], next_covariance[c, j]
+                # The transition is sparse (18 of 81 entries): its zeros are skipped, which changes no sum.
                 for a in range(9):
                     value = 0.0
                     for b in range(9):
-                        value += step[a, b] * mean[c, j, b]
+                        if step[a, b] != 0.0:
+                            value += step[a, b] * mean[c, j, b]
                     m[a] = value
                     for b in range(9):
                         value = 0.0
                         for k in range(9):
-                            value += step[a, k] * previous[k, b]
+                            if step[a, k] != 0.0:
+                                value += step[a, k] * previous[k, b]
                         moved[a, b] = value
                 started = np.isfinite(m[0])
                 for a in range(9):
@@ -94,13 +95,11 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
                         if started:
                             value = 0.0
                             for k in range(9):
-                                value += moved[a, k] * step[b, k]
+                                if step[b, k] != 0.0:
+                                    value += moved[a, k] * step[b, k]
                             p[a, b] = value + density[c] * noise[a, b]
                         else:  # not started: identity keeps the gain finite (the mean stays NaN)
                             p[a, b] = 1.0 if a == b else 0.0
-                system9[:] = p
-                _solve(system9, moved, 9, 9)  # P_pred^-1 F P_f
-                gain[c, j] = moved.T
                 new_mean[c, j] = m
                 new_covariance[c, j] = p
     for j in range(num_joints):
@@ -158,22 +157,36 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
                 evidence[c, j, 0] += logdet
                 evidence[c, j, 1] += chi2
                 evidence[c, j, 2] += rank[j]
-    return new_mean, new_covariance, gain, next_mean, next_covariance
+    return new_mean, new_covariance, next_mean, next_covariance
 
 
 @numba.njit(cache=True, nogil=True)
-def rts_kernel(mean, covariance, entry_mean, entry_covariance, gain, next_mean, next_covariance,
+def rts_kernel(mean, covariance, entry_mean, entry_covariance, step, next_mean, next_covariance, gain, has_gain,
                choice):  # pragma: no cover (compiled)
     """:func:`~skelsplat_ros.fusion.jerk_filter.rts_step_numpy`'s arguments (contiguous float64; ``choice`` int64)
-    and results."""
+    and results; the missing gains of the chosen candidates are worked out into ``gain`` (in place)."""
     num_joints = mean.shape[0]
     new_mean = np.empty_like(mean)
     new_covariance = np.empty_like(covariance)
     difference = np.empty((9, 9))
     product = np.empty((9, 9))
+    system = np.empty((9, 9))
     for j in range(num_joints):
         c = choice[j]
         g = gain[c, j]
+        if not has_gain[c, j]:  # P_f F^T P_pred^-1, as the solution of P_pred X = F P_f
+            previous = entry_covariance[c, j]
+            for a in range(9):
+                for b in range(9):
+                    value = 0.0
+                    for k in range(9):
+                        if step[a, k] != 0.0:  # the transition is sparse: its zeros change no sum
+                            value += step[a, k] * previous[k, b]
+                    product[a, b] = value
+            system[:] = next_covariance[c, j]
+            _solve(system, product, 9, 9)
+            g[:] = product.T
+            has_gain[c, j] = True
         for a in range(9):
             value = entry_mean[c, j, a]
             for b in range(9):

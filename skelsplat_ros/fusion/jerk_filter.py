@@ -58,14 +58,18 @@ _EYE3 = np.eye(3)
 @dataclass
 class _Entry:
     """What the backward pass needs of one update: its stamp, the filtered state ``[C, J, 9]`` / ``[C, J, 9, 9]``,
-    and (once the next update came) the gain to it and its prediction."""
+    and (once the next update came) the transition ``step [9, 9]`` to it and its prediction. The backward pass's
+    gains ``[C, J, 9, 9]`` are worked out when it first asks for them (``has_gain [C, J]``): it reads out each joint
+    with one candidate, mostly the same from frame to frame, so most of the bank's gains are never needed."""
 
     stamp: float
     mean: np.ndarray
     covariance: np.ndarray
-    gain: np.ndarray | None = None
+    step: np.ndarray | None = None
     next_mean: np.ndarray | None = None
     next_covariance: np.ndarray | None = None
+    gain: np.ndarray | None = None
+    has_gain: np.ndarray | None = None
 
 
 def transition(dt: float) -> np.ndarray:
@@ -156,11 +160,12 @@ class JerkFilterBank:
             step, noise, decay = transition(dt), process_noise(dt), float(np.exp(-dt / self.memory))
         else:
             step, noise, decay = np.eye(9), np.zeros((9, 9)), 1.0
-        mean, covariance, gain, next_mean, next_covariance = advance(
+        mean, covariance, next_mean, next_covariance = advance(
             self.mean, self.covariance, self.evidence, self.updates, last is not None, step, noise, self._density,
             decay, self._initial, points, information, measured, measured & unstarted, rank, self.robust_scale)
         if last is not None:
-            last.gain, last.next_mean, last.next_covariance = gain, next_mean, next_covariance
+            last.step, last.next_mean, last.next_covariance = step, next_mean, next_covariance
+            last.gain, last.has_gain = np.empty(covariance.shape), np.zeros(covariance.shape[:2], dtype=bool)
         # advance returns new arrays and nothing changes them after: the entry keeps the state itself, no copy.
         self.mean, self.covariance = mean, covariance
         self.entries.append(_Entry(stamp, mean, covariance))
@@ -203,8 +208,8 @@ class JerkFilterBank:
         newest = self.entries[-1]
         mean, covariance = newest.mean[pick], newest.covariance[pick]
         for entry in reversed(self.entries[index:-1]):
-            mean, covariance = rts_step(mean, covariance, entry.mean, entry.covariance, entry.gain, entry.next_mean,
-                                        entry.next_covariance, choice)
+            mean, covariance = rts_step(mean, covariance, entry.mean, entry.covariance, entry.step, entry.next_mean,
+                                        entry.next_covariance, entry.gain, entry.has_gain, choice)
         started = np.isfinite(self.entries[index].mean[pick][:, 0])
         return (np.where(started[:, None], mean[:, :3], np.nan),
                 np.where(started[:, None, None], covariance[:, :3, :3], np.nan))
@@ -224,17 +229,15 @@ def advance_numpy(
     updates, their evidence accumulated (``evidence`` and ``updates`` in place).
 
     Returns:
-        the new ``mean`` and ``covariance`` (new arrays), and with ``predict`` the gain ``[C, J, 9, 9]`` of the
-        backward pass from the previous state and the prediction (mean and covariance) it is taken to; else
-        ``None`` for those three.
+        the new ``mean`` and ``covariance`` (new arrays), and with ``predict`` the prediction (mean and
+        covariance, before the correction; else ``None`` for those two).
     """
-    gain = next_mean = next_covariance = None
+    next_mean = next_covariance = None
     if predict:
         mean = np.einsum("ab,cjb->cja", step, mean)
         predicted = step @ covariance @ step.T + density[:, None, None, None] * noise
         # Joints not started have no state yet: identity keeps the gain's inverse finite (their means stay NaN).
         predicted = np.where(np.isfinite(mean[..., :1, None]), predicted, np.eye(9))
-        gain = np.linalg.solve(predicted, step @ covariance).swapaxes(-1, -2)  # P_f F^T P_pred^-1
         next_mean, next_covariance = mean, predicted
         evidence *= decay
         covariance = predicted
@@ -260,7 +263,7 @@ def advance_numpy(
         counted = updates[joints] > restricted
         terms = np.stack([logdet, chi2, np.broadcast_to(rank[joints], chi2.shape).astype(float)], axis=-1)
         evidence[:, joints] += np.where(counted[None, :, None], terms, 0.0)
-    return mean, covariance, gain, next_mean, next_covariance
+    return mean, covariance, next_mean, next_covariance
 
 
 def advance_numba(
@@ -280,7 +283,7 @@ def advance_numba(
                             f64(density), float(decay), f64(initial), f64(points), f64(information), flag(measured),
                             flag(start), np.ascontiguousarray(rank, dtype=np.int64), float(robust_scale),
                             int(restricted))
-    return result if predict else result[:2] + (None, None, None)
+    return result if predict else result[:2] + (None, None)
 
 
 def advance(*arguments) -> tuple[np.ndarray, ...]:
@@ -289,25 +292,36 @@ def advance(*arguments) -> tuple[np.ndarray, ...]:
 
 
 def rts_step_numpy(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndarray, entry_covariance: np.ndarray,
-                   gain: np.ndarray, next_mean: np.ndarray, next_covariance: np.ndarray,
-                   choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   step: np.ndarray, next_mean: np.ndarray, next_covariance: np.ndarray, gain: np.ndarray,
+                   has_gain: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The reference of one Rauch-Tung-Striebel step back: the smoothed state ``mean [J, 9]``, ``covariance
-    [J, 9, 9]`` of the next update to the one kept in ``entry_*`` (``[C, J, ...]``, with its ``gain`` and the
-    prediction ``next_*`` to the next), each joint with its ``choice [J]`` of candidate."""
-    pick = (choice, np.arange(len(choice)))
-    gain = gain[pick]
-    mean = entry_mean[pick] + np.einsum("jab,jb->ja", gain, mean - next_mean[pick])
-    covariance = entry_covariance[pick] + gain @ (covariance - next_covariance[pick]) @ gain.swapaxes(-1, -2)
+    [J, 9, 9]`` of the next update to the one kept in ``entry_*`` (``[C, J, ...]``, with the transition ``step``
+    and the prediction ``next_*`` to the next), each joint with its ``choice [J]`` of candidate. The gains
+    ``P_f F^T P_pred^-1`` of the chosen candidates not in ``gain [C, J, 9, 9]`` yet (``has_gain [C, J]``) are
+    worked out and kept there (in place)."""
+    joints = np.arange(len(choice))
+    missing = ~has_gain[choice, joints]
+    if missing.any():
+        c, j = choice[missing], joints[missing]
+        gain[c, j] = np.linalg.solve(next_covariance[c, j], step @ entry_covariance[c, j]).swapaxes(-1, -2)
+        has_gain[c, j] = True
+    pick = (choice, joints)
+    chosen = gain[pick]
+    mean = entry_mean[pick] + np.einsum("jab,jb->ja", chosen, mean - next_mean[pick])
+    covariance = entry_covariance[pick] + chosen @ (covariance - next_covariance[pick]) @ chosen.swapaxes(-1, -2)
     return mean, covariance
 
 
-def rts_step_numba(*arguments) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`rts_step_numpy` compiled (raises ``ImportError`` without numba)."""
+def rts_step_numba(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndarray, entry_covariance: np.ndarray,
+                   step: np.ndarray, next_mean: np.ndarray, next_covariance: np.ndarray, gain: np.ndarray,
+                   has_gain: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rts_step_numpy` compiled (raises ``ImportError`` without numba; ``gain`` and ``has_gain``
+    contiguous, as they change in place)."""
     from ._jerk_kernel import rts_kernel
 
-    *arrays, choice = arguments
-    return rts_kernel(*(np.ascontiguousarray(a, dtype=np.float64) for a in arrays),
-                      np.ascontiguousarray(choice, dtype=np.int64))
+    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    return rts_kernel(f64(mean), f64(covariance), f64(entry_mean), f64(entry_covariance), f64(step), f64(next_mean),
+                      f64(next_covariance), gain, has_gain, np.ascontiguousarray(choice, dtype=np.int64))
 
 
 def rts_step(*arguments) -> tuple[np.ndarray, np.ndarray]:

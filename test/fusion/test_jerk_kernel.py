@@ -69,7 +69,7 @@ def test_the_update_kernel_equals_the_reference(predict, robust_scale):
     compiled_state = tuple(np.array(a) for a in state)
     reference = advance_numpy(*reference_state, *rest)
     compiled = advance_numba(*compiled_state, *rest)
-    for name, expected, got in zip(("mean", "covariance", "gain", "next_mean", "next_covariance"), reference, compiled):
+    for name, expected, got in zip(("mean", "covariance", "next_mean", "next_covariance"), reference, compiled):
         if expected is None:
             assert got is None, name
             continue
@@ -85,14 +85,32 @@ def test_the_update_kernel_equals_the_reference(predict, robust_scale):
 
 
 def test_the_backward_step_kernel_equals_the_reference():
+    """Gains kept from an earlier step are used as they are; the missing ones of the chosen candidates are worked
+    out and kept, the same in both."""
     rng = np.random.default_rng(8)
     mean, covariance, _, _ = _state(rng)
-    gain = rng.normal(scale=0.5, size=(C, J, 9, 9))
+    step = transition(0.0347)
+    predicted = step @ covariance @ step.T + 1e-4 * np.eye(9)
     smoothed_mean, smoothed_covariance = mean[2] + 0.1, covariance[4] + 0.01 * np.eye(9)
     choice = rng.integers(0, C, size=J)
-    arguments = (smoothed_mean, smoothed_covariance, mean, covariance, gain, mean - 0.05, covariance * 1.1, choice)
-    for expected, got in zip(rts_step_numpy(*arguments), rts_step_numba(*arguments)):
-        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    kept = rng.normal(scale=0.5, size=(C, J, 9, 9))
+    has_gain = np.zeros((C, J), dtype=bool)
+    has_gain[choice[:5], np.arange(5)] = True  # the first five joints' gains are kept ones
+    results = []
+    for implementation in (rts_step_numpy, rts_step_numba):
+        gain, known = kept.copy(), has_gain.copy()
+        results.append(implementation(smoothed_mean, smoothed_covariance, mean, covariance, step, mean - 0.05,
+                                      predicted, gain, known, choice) + (gain, known))
+    (*expected, expected_gain, expected_known), (*got, got_gain, got_known) = results
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(got_known, expected_known)
+    assert got_known[choice, np.arange(J)].all() and got_known.sum() == J
+    np.testing.assert_allclose(got_gain[got_known], expected_gain[expected_known], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(got_gain[choice[:5], np.arange(5)], kept[choice[:5], np.arange(5)])
+    # A computed gain is P_f F^T P_pred^-1.
+    c, j = choice[9], 9
+    np.testing.assert_allclose(got_gain[c, j], covariance[c, j] @ step.T @ np.linalg.inv(predicted[c, j]), atol=1e-9)
 
 
 def _with_reference(monkeypatch) -> None:
