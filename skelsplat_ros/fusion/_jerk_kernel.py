@@ -60,6 +60,20 @@ def _innovation(p, info, weight, residual, system, right, rows):  # pragma: no c
 
 
 @numba.njit(cache=True, nogil=True)
+def _nonzeros(step):  # pragma: no cover (compiled)
+    """Per row of the transition ``[9, 9]``: how many entries are not zero ``[9]`` and their columns ``[9, 9]``. It
+    is sparse (18 of 81: axes apart, upper triangular in time); products over these only change no sum."""
+    count = np.zeros(9, dtype=np.int64)
+    columns = np.zeros((9, 9), dtype=np.int64)
+    for a in range(9):
+        for k in range(9):
+            if step[a, k] != 0.0:
+                columns[a, count[a]] = k
+                count[a] += 1
+    return count, columns
+
+
+@numba.njit(cache=True, nogil=True)
 def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, density, decay, initial, points,
                    information, measured, start, rank, robust_scale, restricted):  # pragma: no cover (compiled)
     """:func:`~skelsplat_ros.fusion.jerk_filter.advance_numpy`'s arguments (contiguous float64, boolean masks,
@@ -71,32 +85,29 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
     next_mean = np.empty(size + (9,))
     next_covariance = np.empty(size + (9, 9))
     moved = np.empty((9, 9))  # F P
+    count, columns = _nonzeros(step)
     if predict:
         evidence *= decay
         for c in range(num_candidates):
             for j in range(num_joints):
                 previous, m, p = covariance[c, j], next_mean[c, j], next_covariance[c, j]
-                # The transition is sparse (18 of 81 entries): its zeros are skipped, which changes no sum.
                 for a in range(9):
                     value = 0.0
-                    for b in range(9):
-                        if step[a, b] != 0.0:
-                            value += step[a, b] * mean[c, j, b]
+                    for n in range(count[a]):
+                        value += step[a, columns[a, n]] * mean[c, j, columns[a, n]]
                     m[a] = value
                     for b in range(9):
                         value = 0.0
-                        for k in range(9):
-                            if step[a, k] != 0.0:
-                                value += step[a, k] * previous[k, b]
+                        for n in range(count[a]):
+                            value += step[a, columns[a, n]] * previous[columns[a, n], b]
                         moved[a, b] = value
                 started = np.isfinite(m[0])
                 for a in range(9):
                     for b in range(9):
                         if started:
                             value = 0.0
-                            for k in range(9):
-                                if step[b, k] != 0.0:
-                                    value += moved[a, k] * step[b, k]
+                            for n in range(count[b]):
+                                value += moved[a, columns[b, n]] * step[b, columns[b, n]]
                             p[a, b] = value + density[c] * noise[a, b]
                         else:  # not started: identity keeps the gain finite (the mean stays NaN)
                             p[a, b] = 1.0 if a == b else 0.0
@@ -171,6 +182,7 @@ def rts_kernel(mean, covariance, entry_mean, entry_covariance, step, next_mean, 
     difference = np.empty((9, 9))
     product = np.empty((9, 9))
     system = np.empty((9, 9))
+    count, columns = _nonzeros(step)
     for j in range(num_joints):
         c = choice[j]
         g = gain[c, j]
@@ -179,9 +191,8 @@ def rts_kernel(mean, covariance, entry_mean, entry_covariance, step, next_mean, 
             for a in range(9):
                 for b in range(9):
                     value = 0.0
-                    for k in range(9):
-                        if step[a, k] != 0.0:  # the transition is sparse: its zeros change no sum
-                            value += step[a, k] * previous[k, b]
+                    for n in range(count[a]):
+                        value += step[a, columns[a, n]] * previous[columns[a, n], b]
                     product[a, b] = value
             system[:] = next_covariance[c, j]
             _solve(system, product, 9, 9)

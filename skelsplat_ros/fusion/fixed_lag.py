@@ -108,12 +108,10 @@ class LagSmoother:
         self._residual = np.array([config.nominal_pixel_sigma**2, 1.0])
         self._residual_stamp: float | None = None
 
-    def add(self, fit: FrameFit) -> None:
-        """Take the newest frame's fit (stamps increasing)."""
-        settings = self.config.streaming_refine or self.config.refine
-        weights = detection_weights(fit.uv, fit.confidence, settings) / heatmap_variance_growth(fit.confidence, settings)
-        information = view_information(fit.rig, fit.means[None], (weights * fit.agreement)[:, None],
-                                       self.config.smoothing.pixel_sigma)[0]
+    def add(self, fit: FrameFit, information: np.ndarray | None = None) -> None:
+        """Take the newest frame's fit (stamps increasing), with its :func:`fit_information` if the caller has it."""
+        if information is None:
+            information = fit_information(self.config, [fit])[0]
         self.bank.update(fit.stamp, fit.means, information)
         self.pending.append(fit)
         self.newest = fit
@@ -165,6 +163,18 @@ class LagSmoother:
                 break
             closed |= fit.seen & (fit.stamp - self._last_seen <= self.config.max_fill + LAG_TOLERANCE)
         return closed
+
+
+def fit_information(config: FusionConfig, fits: list[FrameFit]) -> np.ndarray:
+    """Information ``[N, J, 3, 3]`` of the joints of ``fits`` (one frame's people: the same rig) from the views that
+    agree with them: what the filter bank weighs each frame's estimate by. One batched call for everyone."""
+    settings = config.streaming_refine or config.refine
+    uv = np.stack([fit.uv for fit in fits], axis=1)  # [V, N, J, 2]
+    confidence = np.stack([fit.confidence for fit in fits], axis=1)
+    agreement = np.stack([fit.agreement for fit in fits], axis=1)
+    weights = detection_weights(uv, confidence, settings) / heatmap_variance_growth(confidence, settings)
+    return view_information(fits[0].rig, np.stack([fit.means for fit in fits]), weights * agreement,
+                            config.smoothing.pixel_sigma)
 
 
 def pull_settings(config: FusionConfig) -> RefineConfig:

@@ -137,8 +137,9 @@ class JerkFilterBank:
     def update(self, stamp: float, points: np.ndarray, information: np.ndarray) -> None:
         """Take one frame's estimate ``points [J, 3]`` with its ``information [J, 3, 3]`` (NaN point or zero
         information: nothing measured) at ``stamp`` (s, after the previous update's)."""
-        measured = np.isfinite(points).all(-1) & (np.abs(np.nan_to_num(information)).sum(axis=(-1, -2)) > 0)
-        information = np.where(measured[:, None, None], np.nan_to_num(information), 0.0)
+        information = np.nan_to_num(information)
+        measured = np.isfinite(points).all(-1) & (np.abs(information).sum(axis=(-1, -2)) > 0)
+        information = np.where(measured[:, None, None], information, 0.0)
         # A joint's filters start at a measured point, at rest, with INITIAL_STD around it: only a point the
         # measurement fixes that well in every direction. Along a direction it barely fixes (the depth of a joint
         # one view sees, or two views of a narrow baseline), the point is arbitrary, metres off; a prior of 1 m
