@@ -25,6 +25,11 @@ can be solved one frame at a time:
 forgets it (:meth:`JerkFilterBank.forget`, once a frame is output): :meth:`JerkFilterBank.smoothed` gives the estimate of any kept stamp from every measurement up to the
 newest, which is a fixed-lag smoother when asked for the stamp ``lag`` behind the newest (and the causal filter at
 lag 0).
+
+Cost: an update (:func:`advance`) and a backward step (:func:`rts_step`) are numba kernels when numba is installed,
+numpy references otherwise; tests hold them equal. Each frame's read-out runs the backward pass afresh over the
+look-ahead (the newest update changes every smoothed state in it), but a gain is worked out once per update and
+chosen candidate, when a read-out first needs it.
 """
 
 from __future__ import annotations

@@ -148,3 +148,25 @@ def test_tracked_fixed_lag_output_is_the_same_with_either_implementation(monkeyp
     np.testing.assert_allclose(compiled.joints, reference.joints, rtol=0, atol=1e-9)
     np.testing.assert_allclose(compiled.covariance, reference.covariance, rtol=0, atol=1e-9)
     assert compiled.num_tracks >= 2
+
+
+def test_without_numba_the_references_run(monkeypatch):
+    import sys
+
+    from skelsplat_ros.fusion import image_terms
+    from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
+    from skelsplat_ros.fusion.smoothing import SmoothingConfig
+
+    image_terms._numba_available.cache_clear()
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
+    try:
+        calls = []
+        monkeypatch.setattr(jerk_filter, "advance_numpy", lambda *a: calls.append("advance") or advance_numpy(*a))
+        monkeypatch.setattr(jerk_filter, "rts_step_numpy", lambda *a: calls.append("rts") or rts_step_numpy(*a))
+        bank = JerkFilterBank(2, SmoothingConfig())
+        for f in range(3):
+            bank.update(f / 30.0, np.array([[0.0, 0.0, 1.0], [0.1, 0.0, 1.0]]) + 0.01 * f, np.eye(3)[None] * 1e4)
+        mean, _ = bank.smoothed(0.0)
+        assert calls.count("advance") == 3 and calls.count("rts") == 2 and np.isfinite(mean).all()
+    finally:
+        image_terms._numba_available.cache_clear()
