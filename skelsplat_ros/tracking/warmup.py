@@ -5,8 +5,8 @@ from its disk cache, numpy and scipy build their first plans, and every path of 
 unclaimed cluster, confirmation, a batched refit of several people, an empty frame, a track that ends) runs for the
 first time; with a fixed lag, the filter bank's numba kernels and the read-out too. A node that takes real frames
 before that drops or delays them. :func:`warm_up` runs those paths on a tracker of its own (a
-:class:`~.lagged.LaggedTracker` with the node's lag), with synthetic people projected exactly into the rig, so that the real tracker starts fresh (no
-track, no id used) and its first frame costs what its hundredth does.
+:class:`~.lagged.LaggedTracker` with the node's lag), with synthetic people projected exactly into the rig, so that
+the real tracker starts fresh (no track, no id used) and its first frame costs what its hundredth does.
 
 Pure numpy (no simulation module: the runtime never loads ``sim/``).
 """
