@@ -13,7 +13,9 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
    when most of a track's views are so, the track is what is mirrored (it started from views that disagreed).
 3. **Refit** every track that got at least two views with its own fuser, warm-started from its prediction with its
    own bone lengths (nothing is shared between tracks). A track matched in one view only is not refitted: one view
-   cannot fix depth, and its detection stays claimed so that it starts nobody else.
+   cannot fix depth, and its detection stays claimed so that it starts nobody else. A confirmed one is still output
+   for ``single_view_for`` after its last refit, on that view's rays at the depth of its motion (confidence 0, a
+   covariance wide along the rays), unless a refitted track is on the same person.
 4. **Start** tentative tracks from what no track claimed: pairs of detections in different views scored by the mean
    ray-to-ray distance of their joints, clustered greedily with complete linkage (every pair inside a cluster agrees,
    at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
@@ -355,7 +357,7 @@ class MultiPersonTracker:
 
         # 3b. A confirmed track that one view alone sees, shortly after its last refit, is output on that view's rays.
         single = self._single_view(usable, chosen, mirrored, refitted, stamp)
-        for track_id, (result, slots) in single.items():
+        for track_id, (_, slots) in single.items():
             taken_rows[track_id] = self._rows(usable, slots)
 
         # 4. New tentative tracks from what nobody claimed, fitted in one batch.
@@ -499,8 +501,9 @@ class MultiPersonTracker:
         point of the ray nearest to it), then the bones are held to the person's lengths. The covariance is
         honest about what one view knows: the pixel noise across the ray, along it ``single_view_depth_sigma`` plus
         ``single_view_speed`` times the time since the last refit. The placement becomes the track's held prediction
-        (:meth:`_predict`); the fuser's state (its velocity, bone lengths) is untouched, so one view never moves the
-        track's depth.
+        (:meth:`_predict`), also past ``single_view_for`` (not output then, until the track ends ``delete_after``
+        unseen), so that the track follows the person across the view; the fuser's state (its velocity, bone
+        lengths) is untouched, so one view never moves the track's depth beyond that of the motion.
         """
         config, out = self.config, {}
         one = (chosen >= 0).sum(axis=1) == 1
