@@ -47,6 +47,8 @@ point its measurement fixes at least that well in every direction (:meth:`JerkFi
 RESTRICTED_UPDATES = 3
 """Updates of a joint that fix its position, velocity and acceleration; the evidence counts only those after
 (the restricted likelihood leaves out the prior's null space, as offline)."""
+ROBUST_ITERATIONS = 2
+"""Reweightings of a measurement after the first weight (from the innovation): :meth:`JerkFilterBank._correct`."""
 MIN_EVIDENCE_DIMS = 18
 """Measured dimensions a joint's evidence needs before it picks a tolerance (before: ``SmoothingConfig.sigma``)."""
 
@@ -172,11 +174,22 @@ class JerkFilterBank:
         mean, covariance = self.mean[:, joints], self.covariance[:, joints]  # [C, K, 9], [C, K, 9, 9]
         info = np.broadcast_to(information[joints], mean.shape[:2] + (3, 3))
         residual = points[joints] - mean[..., :3]  # [C, K, 3]
-        chi2, _, _ = _innovation(covariance, info, residual)
-        weight = 1.0 if self.robust_scale <= 0 else 1.0 / (1.0 + chi2 / self.robust_scale**2)
-        info = info * np.asarray(weight)[..., None, None]
-        chi2, logdet, solved = _innovation(covariance, info, residual)
         cross = covariance[..., :, :3]  # P C^T [C, K, 9, 3]
+        weighted = info
+        if self.robust_scale > 0:
+            chi2, _, solved = _innovation(covariance, info, residual)
+            weight = 1.0 / (1.0 + chi2 / self.robust_scale**2)
+            for _ in range(ROBUST_ITERATIONS):
+                # As offline, judged on the measurement's distance from the corrected position in units of its own
+                # uncertainty: where the prediction is loose (a joint's first frames), the innovation's chi^2 is
+                # diluted by it, and a measurement far more certain than the prediction (two views of a narrow
+                # baseline agreeing on a swapped label, metres off) would still pull the state most of the way.
+                weighted = info * weight[..., None, None]
+                _, _, solved = _innovation(covariance, weighted, residual)
+                left = residual - np.einsum("ckab,ckb->cka", covariance[..., :3, :3], solved(residual))
+                weight = 1.0 / (1.0 + np.einsum("cka,ckab,ckb->ck", left, info, left) / self.robust_scale**2)
+            weighted = info * weight[..., None, None]
+        chi2, logdet, solved = _innovation(covariance, weighted, residual)
         # Gain P C^T Lambda (I + P_yy Lambda)^-1 applied: the residual through solved = Lambda (I + P_yy Lambda)^-1.
         self.mean[:, joints] = mean + np.einsum("ckab,ckb->cka", cross, solved(residual))
         correction = cross @ solved(covariance[..., :3, :])  # K C P
