@@ -75,9 +75,11 @@ def _nonzeros(step):  # pragma: no cover (compiled)
 
 @numba.njit(cache=True, nogil=True)
 def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, density, decay, initial, points,
-                   information, measured, start, rank, robust_scale, restricted):  # pragma: no cover (compiled)
+                   information, measured, start, rank, robust_scale, restricted,
+                   robust_iterations):  # pragma: no cover (compiled)
     """:func:`~skelsplat_ros.fusion.jerk_filter.advance_numpy`'s arguments (contiguous float64, boolean masks,
-    integer ranks) and results (``next_mean``, ``next_covariance`` empty without ``predict``)."""
+    integer ranks; ``robust_iterations``: its ``ROBUST_ITERATIONS``) and results (``next_mean``,
+    ``next_covariance`` empty without ``predict``)."""
     num_candidates, num_joints = mean.shape[0], mean.shape[1]
     new_mean = mean.copy()
     new_covariance = covariance.copy()
@@ -122,6 +124,7 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
     system = np.empty((3, 3))
     right = np.empty((3, 10))
     residual = np.empty(3)
+    left = np.empty(3)
     solved = np.empty((3, 10))
     for j in range(num_joints):
         if not measured[j]:
@@ -139,6 +142,24 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
                 for b in range(3):
                     chi2 += residual[a] * info[a, b] * right[b, 0]
             weight = 1.0 if robust_scale <= 0 else 1.0 / (1.0 + chi2 / robust_scale**2)
+            for _ in range(robust_iterations if robust_scale > 0 else 0):
+                # reweighted on the distance left after the correction (the reference says why)
+                _innovation(p, info, weight, residual, system, right, False)
+                for a in range(3):
+                    value = 0.0
+                    for b in range(3):
+                        value += info[a, b] * weight * right[b, 0]
+                    solved[a, 0] = value
+                for a in range(3):
+                    value = residual[a]
+                    for b in range(3):
+                        value -= p[a, b] * solved[b, 0]
+                    left[a] = value
+                distance = 0.0
+                for a in range(3):
+                    for b in range(3):
+                        distance += left[a] * info[a, b] * left[b]
+                weight = 1.0 / (1.0 + distance / robust_scale**2)
             logdet = _innovation(p, info, weight, residual, system, right, True)
             # Lambda (I + P_yy Lambda)^-1 applied to the residual and to P's first rows
             for a in range(3):

@@ -48,6 +48,7 @@ from .result import (
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
+    dissenting_views,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
@@ -214,9 +215,13 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         noise = config.bias_share * np.array([smoother.pixel_noise() for smoother, _ in people])
         bias = linear_covariance(rig, result.means, agreeing.astype(float), noise[None, :, None])
         covariance = covariance + np.where((agreeing.sum(axis=0) >= config.min_views)[..., None, None], bias, 0.0)
-    # Joints whose views disagree widen, and the depth a narrow baseline barely fixes keeps a wide variance.
-    fitted = calibrate_covariance(replace(refine_output(rig, uv, confidence, result, known, names),
-                                          covariance=covariance), config.lag_covariance, config.nominal_pixel_sigma)
+    # Joints whose views disagree more than the person's usual widen, and the depth a narrow baseline barely fixes
+    # keeps a wide variance. The person's own pixel noise is already in the covariance (the filters' noise scale,
+    # the bias share): judged against the nominal noise, a detector noisier than that would count twice.
+    person_noise = np.array([smoother.pixel_noise() for smoother, _ in people])[:, None]  # [N, 1] px
+    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
+                                  dissenting_views(uv, confidence, fitted.num_views, config.min_confidence))
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))

@@ -54,6 +54,8 @@ point its measurement fixes at least that well in every direction (:meth:`JerkFi
 RESTRICTED_UPDATES = 3
 """Updates of a joint that fix its position, velocity and acceleration; the evidence counts only those after
 (the restricted likelihood leaves out the prior's null space, as offline)."""
+ROBUST_ITERATIONS = 2
+"""Reweightings of a measurement after the first weight (from the innovation): see :func:`advance_numpy`."""
 MIN_EVIDENCE_DIMS = 18
 """Measured dimensions a joint's evidence needs before it picks a tolerance (before: ``SmoothingConfig.sigma``)."""
 
@@ -256,9 +258,18 @@ def advance_numpy(
         state, spread = mean[:, joints], covariance[:, joints]  # [C, K, 9], [C, K, 9, 9]
         info = np.broadcast_to(information[joints], state.shape[:2] + (3, 3))
         residual = points[joints] - state[..., :3]  # [C, K, 3]
-        chi2, _, _ = _innovation(spread, info, residual)
-        weight = 1.0 if robust_scale <= 0 else 1.0 / (1.0 + chi2 / robust_scale**2)
-        info = info * np.asarray(weight)[..., None, None]
+        if robust_scale > 0:
+            chi2, _, _ = _innovation(spread, info, residual)
+            weight = 1.0 / (1.0 + chi2 / robust_scale**2)
+            for _ in range(ROBUST_ITERATIONS):
+                # As offline, judged on the measurement's distance from the corrected position in units of its own
+                # uncertainty: where the prediction is loose (a joint's first frames), the innovation's chi^2 is
+                # diluted by it, and a measurement far more certain than the prediction (two views of a narrow
+                # baseline agreeing on a swapped label, metres off) would still pull the state most of the way.
+                _, _, solved = _innovation(spread, info * weight[..., None, None], residual)
+                left = residual - np.einsum("ckab,ckb->cka", spread[..., :3, :3], solved(residual))
+                weight = 1.0 / (1.0 + np.einsum("cka,ckab,ckb->ck", left, info, left) / robust_scale**2)
+            info = info * weight[..., None, None]
         chi2, logdet, solved = _innovation(spread, info, residual)
         cross = spread[..., :, :3]  # P C^T [C, K, 9, 3]
         # Gain P C^T Lambda (I + P_yy Lambda)^-1 applied: the residual through solved = Lambda (I + P_yy Lambda)^-1.
@@ -288,7 +299,7 @@ def advance_numba(
     result = advance_kernel(f64(mean), f64(covariance), evidence, updates, bool(predict), f64(step), f64(noise),
                             f64(density), float(decay), f64(initial), f64(points), f64(information), flag(measured),
                             flag(start), np.ascontiguousarray(rank, dtype=np.int64), float(robust_scale),
-                            int(restricted))
+                            int(restricted), ROBUST_ITERATIONS)
     return result if predict else result[:2] + (None, None)
 
 
