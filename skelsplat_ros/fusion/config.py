@@ -306,9 +306,10 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
     # Pose2Sim demo take 30-300), outliers found at 12 m/s^3 first, Cauchy scale 3 sigma: chosen on seeds 20-21 of
     # the bench and the demo take (BENCHMARKS.md). Offline it runs between Gauss-Newton passes.
     smoothing = SmoothingConfig(order=3, sigma=12.0, robust_scale=3.0, iterations=4, pixel_sigma=3.0, adaptive=True)
-    # Offline (and the fixed lag's read-out) the splat shrinks over each fit's iterations from the streaming size to
-    # 15 mm: the wide start keeps a poor initial guess in the basin, the narrow end lets a view that disagrees by a
-    # few kernel widths pull less, so the fit follows the views that agree. Chosen on seeds 0-2 of every rig
+    # Offline the splat shrinks over each fit's iterations from the streaming size to 15 mm (the fixed lag's read-out
+    # keeps the streaming size: fixed_lag.pull_settings): the wide start keeps a poor initial guess in the basin, the
+    # narrow end lets a view that disagrees by a few kernel widths pull less, so the fit follows the views that
+    # agree. Chosen on seeds 0-2 of every rig
     # (BENCHMARKS.md, "Images in"); 15 mm throughout lost 3-7 % on the robot rig under hard noise; heatmaps widening
     # faster with falling confidence scored better on the simulator (whose confidences are made from its own
     # errors) but let two confident views that agree on a wrong wrist be output (test_output.py).

@@ -180,8 +180,11 @@ def fit_information(config: FusionConfig, fits: list[FrameFit]) -> np.ndarray:
 
 def pull_settings(config: FusionConfig) -> RefineConfig:
     """The settings of the Gauss-Newton pass that reads a frame out: the offline one, pulled to the smoothed
-    estimate within ``smoothing_pull``."""
-    return replace(config.prefit, temporal_weight=1.0, temporal_sigma=config.smoothing_pull)
+    estimate within ``smoothing_pull``, with the streaming fit's splat: a new person's filters know little yet, and
+    the offline fit's narrowing splat let a joint of theirs out 2 m off on the narrow rig (test_fixed_lag.py)."""
+    live = config.streaming_refine or config.refine
+    return replace(config.prefit, temporal_weight=1.0, temporal_sigma=config.smoothing_pull,
+                   init_sigma=live.init_sigma, splat_sigma_start=None)
 
 
 def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmoother, FrameFit]]) -> list[FusionResult]:
