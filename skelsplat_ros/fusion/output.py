@@ -357,7 +357,8 @@ def fill_lengths(skeleton: Skeleton, output: FusionResult, held: np.ndarray | No
                  observed: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
     """Rule 5's length estimate ``[N, B]`` for the rows of ``output [N, J]`` (rules 1-4 applied): the person's median
     observed length, this frame's included (``observed``, as :func:`decide_output` takes it; ``None``: the rows are
-    the frames of one person, and the median is over them); where the output has never shown the bone, the ``held``
+    the frames of one person, and the median is over them), where plausible (:func:`plausible_lengths`); where the
+    output has never shown the bone, or no plausible length of it, the ``held``
     length (``[N, B]``, the prior's) where plausible (:func:`plausible_lengths`), else NaN (the fill takes the scaled
     rest pose's).
 
@@ -367,10 +368,11 @@ def fill_lengths(skeleton: Skeleton, output: FusionResult, held: np.ndarray | No
     on the person's median; on a narrow rig a window's median drifts with the person's distance, 6 % off it."""
     now = observed_lengths(skeleton, output)
     estimate = np.broadcast_to(column_nanmedian(now), now.shape) if observed is None else observed(now)
+    # Not a length a few wrong triangulations made (a new person's first frames on a narrow rig: a hip 1.2 m wide,
+    # that no fill can be held to between its observed neighbours): one the body could have.
+    estimate = np.where(plausible_lengths(skeleton, estimate), estimate, np.nan)
     if held is not None and not np.isfinite(estimate).all():
-        # Not a length a few wrong triangulations made (a new person's window): one the body could have.
-        estimate = np.where(np.isfinite(estimate), estimate,
-                            np.where(plausible_lengths(skeleton, held), held, np.nan))
+        estimate = np.where(np.isfinite(estimate), estimate, np.where(plausible_lengths(skeleton, held), held, np.nan))
     return estimate
 
 
