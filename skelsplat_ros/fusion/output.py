@@ -357,23 +357,24 @@ def fill_lengths(skeleton: Skeleton, output: FusionResult, held: np.ndarray | No
                  observed: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
     """Rule 5's length estimate ``[N, B]`` for the rows of ``output [N, J]`` (rules 1-4 applied): the person's median
     observed length, this frame's included (``observed``, as :func:`decide_output` takes it; ``None``: the rows are
-    the frames of one person, and the median is over them), where plausible (:func:`plausible_lengths`); where the
-    output has never shown the bone, or no plausible length of it, the ``held``
-    length (``[N, B]``, the prior's) where plausible (:func:`plausible_lengths`), else NaN (the fill takes the scaled
-    rest pose's).
+    the frames of one person, and the median is over them), where a body could have it (:func:`plausible_lengths`);
+    elsewhere the ``held`` length (``[N, B]``, the prior's) where plausible, but never longer than the observed
+    median, so that no fill is longer than 1.2x the person's median by construction; NaN where neither is known
+    (the fill takes the scaled rest pose's, unheld).
 
     Why not the prior's: rule 2 holds observed bones within a tolerance of it that is wide where the length scatters,
     so the output's lengths may sit well inside that band (a narrow rig's triangulations run long), and a fill held
     to the prior would be longer than every observed one. Why every frame's and not a recent window's: the bound is
-    on the person's median; on a narrow rig a window's median drifts with the person's distance, 6 % off it."""
+    on the person's median; on a narrow rig a window's median drifts with the person's distance, 6 % off it. Why
+    not an implausible median where a plausible prior is shorter: a new person's first frames on a narrow rig may
+    have observed a hip 1.2 m wide, and a fill held to it cannot be placed between its observed neighbours."""
     now = observed_lengths(skeleton, output)
-    estimate = np.broadcast_to(column_nanmedian(now), now.shape) if observed is None else observed(now)
-    # Not a length a few wrong triangulations made (a new person's first frames on a narrow rig: a hip 1.2 m wide,
-    # that no fill can be held to between its observed neighbours): one the body could have.
-    estimate = np.where(plausible_lengths(skeleton, estimate), estimate, np.nan)
-    if held is not None and not np.isfinite(estimate).all():
-        estimate = np.where(np.isfinite(estimate), estimate, np.where(plausible_lengths(skeleton, held), held, np.nan))
-    return estimate
+    median = np.broadcast_to(column_nanmedian(now), now.shape) if observed is None else observed(now)
+    plausible = plausible_lengths(skeleton, median)
+    if plausible.all() or held is None:  # the usual frame
+        return median
+    body = np.where(plausible_lengths(skeleton, held), held, np.nan)
+    return np.where(plausible, median, np.fmin(median, body))  # fmin: NaN (none) -> the other
 
 
 MEDIAN_BIN = 0.005
@@ -515,11 +516,11 @@ def person_scale(skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
 
     Not the median over all bones: a new person's window may hold more wrong triangulations than right ones (on
     the narrow robot rig, 3 of 5 bones at 5-7x), and a fill scaled by them would place limbs metres out."""
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a person with no plausible length known yet
+    with np.errstate(invalid="ignore", divide="ignore"):
         ratio = lengths / _rest_lengths(skeleton)
         body = np.abs(np.log(ratio)) <= np.log(PLAUSIBLE_FACTOR)  # NaN, 0 and negative ratios: not
-        return np.nan_to_num(np.nanmedian(np.where(body, ratio, np.nan), axis=-1), nan=1.0)
+    rows = np.where(body, ratio, np.nan).reshape(-1, ratio.shape[-1])
+    return np.nan_to_num(column_nanmedian(rows.T), nan=1.0).reshape(ratio.shape[:-1])
 
 
 def plausible_lengths(skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
