@@ -377,9 +377,9 @@ def fill_lengths(skeleton: Skeleton, output: FusionResult, held: np.ndarray | No
     return np.where(plausible, median, np.fmin(median, body))  # fmin: NaN (none) -> the other
 
 
-MEDIAN_BIN = 0.005
+MEDIAN_BIN = 0.01
 """Relative width of the bins of :class:`LengthMedian` (its median is at most this fraction above the exact one)."""
-MEDIAN_RANGE = (0.01, 10.0)
+MEDIAN_RANGE = (0.02, 5.0)
 """Lengths (m) the bins of :class:`LengthMedian` span; a length outside counts in the nearest end bin."""
 _EDGES = np.exp(np.arange(np.log(MEDIAN_RANGE[0]), np.log(MEDIAN_RANGE[1]) + np.log1p(MEDIAN_BIN),
                           np.log1p(MEDIAN_BIN)))
