@@ -254,6 +254,15 @@ class Monitor:
         truth = {ns for ns in self.ground_truth if start <= ns * 1e-9 < stop}
         return len(fused | truth), len(fused)
 
+    def first_fused(self, start: float, stop: float) -> tuple[int, float] | None:
+        """The first frame captured in ``[start, stop)`` that came out fused: its index among the captures and its
+        capture stamp's delay after the first capture (s); ``None`` when none did. A node that is not ready when it
+        subscribes loses the start of the run, which the frame count alone can hide among later losses."""
+        fused = {r.stamp_ns for r in self.records if start <= r.stamp < stop}
+        captured = sorted(fused | {ns for ns in self.ground_truth if start <= ns * 1e-9 < stop})
+        index = next((i for i, ns in enumerate(captured) if ns in fused), None)
+        return None if index is None else (index, (captured[index] - captured[0]) * 1e-9)
+
     def latencies(self, since: float = 0.0) -> np.ndarray:
         return np.array([r.received - r.stamp for r in self.records if r.received >= since])
 
@@ -358,11 +367,14 @@ def summary_lines(monitor: Monitor, started: float, stopped: float) -> list[str]
     err = monitor.errors(started) * 1e3
     # The last half second of captures may still be in flight when the run stops.
     captured, out = monitor.frame_counts(started, stopped - 0.5)
+    first = monitor.first_fused(started, stopped - 0.5)
     lines = [
         "",
         "summary",
         f"  frames captured                  {captured}",
         f"  frames fused and received        {out}  ({100.0 * out / max(captured, 1):.1f} %)",
+        "  first frame out                  " + (f"capture #{first[0] + 1}, {first[1] * 1e3:.0f} ms after the first"
+                                                if first else "none"),
         f"  MPJPE mm  mean / median / p95    {_fmt(np.nanmean(err) if np.isfinite(err).any() else np.nan)} / "
         f"{_fmt(_percentile(err, 50))} / {_fmt(_percentile(err, 95))}",
         f"  latency ms  median / p95 / p99   {_fmt(_percentile(lat, 50))} / {_fmt(_percentile(lat, 95))} / "

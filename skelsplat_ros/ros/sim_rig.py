@@ -176,7 +176,9 @@ class SimRigNode(Node):
     def _publish_frame(self) -> None:
         if self.publishing_since is None:
             awaited = self.params["wait_for_node"]
-            if awaited and not subscribed_by(self, awaited, [f"{c}/keypoints" for c in self.rig.names]):
+            # The graph names the node; each publisher's match count says that DDS will also deliver to it.
+            if awaited and not (subscribed_by(self, awaited, [f"{c}/keypoints" for c in self.rig.names])
+                                and all(pub.get_subscription_count() for pub in self.keypoint_pubs.values())):
                 return
             self.publishing_since = self._drop_reference = time.monotonic()
             if awaited:

@@ -1,5 +1,5 @@
-"""What the node tests share: a probe that records the fusion node's output, a background spinner and a polling
-wait. (The module-scoped rclpy context is the ``module_context`` fixture of conftest.py beside this file.)"""
+"""What the node tests share: a probe that records the fusion node's output, a background spinner, a polling
+wait and a sender of a multi-person scene's detections. (The module-scoped rclpy context is the ``module_context`` fixture of conftest.py beside this file.)"""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from skelsplat_ros.msg import Skeleton3DArray
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
-from skelsplat_ros.ros.conversions import stamp_to_ns
+from skelsplat_ros.ros.conversions import keypoints_msg, stamp_to_ns
 
 CAMERAS = ["cam0", "cam1", "cam2", "cam3"]
 
@@ -121,3 +121,31 @@ def detected_slots(scene, view: int, frame: int):
     slots = scene.keypoints[view, frame]
     detected = (np.nan_to_num(slots[..., 2]) > 0).any(-1)
     return slots[detected], scene.slot_person[view, frame][detected]
+
+
+def send_scene(pubs: dict, scene, first_frame: int, seconds: float, rate_hz: float, frame_of_stamp: dict[int, int],
+               slots_of=None, after_frame=None) -> tuple[int, tuple[int, int]]:
+    """Publishes what each camera of a multi-person ``scene`` detects (:func:`detected_slots`), frame after frame from
+    ``first_frame``, at ``rate_hz`` for ``seconds``, stamped at sending (``frame_of_stamp`` gets stamp ns -> frame).
+
+    ``slots_of(view, slots [P, J, 3], person [P])`` returns what that camera sends instead (people leaving, a crowd);
+    ``after_frame()`` runs after each frame is out. Returns the next frame and the phase's ``(start, end)`` ns.
+    """
+    from rclpy.time import Time as RosTime
+
+    start_ns = time.time_ns()
+    end = time.monotonic() + seconds
+    frame = first_frame
+    while time.monotonic() < end:
+        stamp_ns = time.time_ns()
+        frame_of_stamp[stamp_ns] = frame
+        for view, camera in enumerate(CAMERAS):
+            slots, person = detected_slots(scene, view, frame)
+            if slots_of is not None:
+                slots = slots_of(view, slots, person)
+            pubs[camera].publish(keypoints_msg(slots, RosTime(nanoseconds=stamp_ns).to_msg(), camera, "h36m17", -1))
+        if after_frame is not None:
+            after_frame()
+        frame += 1
+        time.sleep(max(0.0, 1.0 / rate_hz - 0.004))
+    return frame, (start_ns, time.time_ns())

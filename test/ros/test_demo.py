@@ -28,8 +28,14 @@ def test_demo_runs_and_saves_a_plot(ros_env, tmp_path, capsys):
     assert run_demo(args) == 0
     out = capsys.readouterr().out
     assert "MPJPE mm" in out and "latency ms" in out
-    # Counted from the rig's first frame, sent once the node subscribed: the start is in the figures.
-    line = next(line for line in out.splitlines() if "frames fused and received" in line)
-    assert float(line.split("(")[1].split("%")[0]) >= 90.0, out
+    # Counted from the rig's first frame, sent once the node subscribed: the start is in the figures, and the node
+    # fuses from the start (one that subscribed before its warm-up of seconds lost them). The share of frames out
+    # is a real-time figure of a loaded machine, measured quiet by scripts/bench_node.py (BENCHMARKS.md, "the live
+    # node"): here it only has to show that fusing went on.
+    def figure(label: str) -> str:
+        return next(line for line in out.splitlines() if line.strip().startswith(label))
+
+    assert int(figure("first frame out").split("capture #")[1].split(",")[0]) <= 15, out  # within 0.5 s at 30 Hz
+    assert float(figure("frames fused and received").split("(")[1].split("%")[0]) >= 50.0, out
     assert plot.is_file() and plot.stat().st_size > 10_000
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"

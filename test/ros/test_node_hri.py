@@ -25,19 +25,18 @@ from hri_msgs.msg import IdsList  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
-from rclpy.time import Time as RosTime  # noqa: E402
 from skelsplat_ros.msg import Keypoints2DArray  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from skelsplat_ros.geometry.transforms import TransformBuffer, TransformError  # noqa: E402
-from skelsplat_ros.ros.conversions import keypoints_msg, skeleton_arrays, stamp_to_ns  # noqa: E402
+from skelsplat_ros.ros.conversions import skeleton_arrays, stamp_to_ns  # noqa: E402
 from skelsplat_ros.ros.hri import BODY_ID_LENGTH, TRACKED_TOPIC, urdf_topic  # noqa: E402
 from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.ros.tf_listener import TfListener  # noqa: E402
 from skelsplat_ros.sim.scenes import make_multi_person_scenario  # noqa: E402
 
-from node_harness import CAMERAS, Probe, Spinner, detected_slots, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, Probe, Spinner, send_scene, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 RATE_HZ = 15.0
 PHASES = (("nobody", set(), 0.5), ("two", {0, 1}, 2.5), ("enter", {0, 1, 2}, 2.0), ("leave", {1, 2}, 1.5), ("back", {0, 1, 2}, 2.0))
@@ -107,22 +106,15 @@ def hri_run(module_context, tmp_path_factory):
     try:
         assert wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), timeout=30.0)
         frame = 0
+
+        def look_up_bodies() -> None:
+            for body in client.tracked[-1][1] if client.tracked else []:
+                client.look_up(body)
+
         for name, present, seconds in PHASES:
-            start_ns = time.time_ns()
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                stamp_ns = time.time_ns()
-                frame_of_stamp[stamp_ns] = frame
-                for v, camera in enumerate(CAMERAS):
-                    slots, person = detected_slots(scene, v, frame)
-                    pubs[camera].publish(keypoints_msg(slots[np.isin(person, list(present))],
-                                                       RosTime(nanoseconds=stamp_ns).to_msg(), camera,
-                                                       "h36m17", -1))
-                for body in client.tracked[-1][1] if client.tracked else []:
-                    client.look_up(body)
-                frame += 1
-                time.sleep(max(0.0, 1.0 / RATE_HZ - 0.004))
-            phases[name] = (start_ns, time.time_ns())
+            frame, phases[name] = send_scene(
+                pubs, scene, frame, seconds, RATE_HZ, frame_of_stamp,
+                lambda view, slots, person, present=present: slots[np.isin(person, list(present))], look_up_bodies)
         wait_until(lambda: client.tracked and client.tracked[-1][0] >= max(frame_of_stamp) and all(client.urdf.values()),
                    timeout=5.0)
         yield {"fusion": fusion, "probe": probe, "client": client, "scene": scene, "phases": phases,

@@ -19,16 +19,15 @@ pytest.importorskip("skelsplat_ros.msg")
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from rclpy.time import Time as RosTime  # noqa: E402
 from skelsplat_ros.msg import Keypoints2DArray  # noqa: E402
 from visualization_msgs.msg import Marker  # noqa: E402
 
-from skelsplat_ros.ros.conversions import keypoints_msg, skeleton_arrays, stamp_to_ns  # noqa: E402
+from skelsplat_ros.ros.conversions import skeleton_arrays, stamp_to_ns  # noqa: E402
 from skelsplat_ros.ros.demo import match_people  # noqa: E402
 from skelsplat_ros.ros.node import FusionNode  # noqa: E402
 from skelsplat_ros.sim.scenes import make_multi_person_scenario  # noqa: E402
 
-from node_harness import CAMERAS, Probe, Spinner, detected_slots, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
+from node_harness import CAMERAS, Probe, Spinner, send_scene, wait_until  # noqa: E402  (test/ros is on sys.path: pytest prepend)
 
 
 
@@ -76,22 +75,15 @@ def replay_run(module_context, tmp_path_factory):
 
         def send(seconds: float, phase: str) -> None:
             nonlocal frame
-            start_ns = time.time_ns()
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                stamp_ns = time.time_ns()
-                frame_of_stamp[stamp_ns] = frame
-                for v, camera in enumerate(CAMERAS):
-                    slots, person = detected_slots(scene, v, frame)
-                    if phase == "leave":
-                        slots = slots[person != leaving]
-                    if phase == "crowd" and v == 0:
-                        slots = _crowd(slots, 50, rng, scene.rig.sizes[0])
-                    pubs[camera].publish(keypoints_msg(slots, RosTime(nanoseconds=stamp_ns).to_msg(), camera,
-                                                       "h36m17", -1))
-                frame += 1
-                time.sleep(max(0.0, 1.0 / 15.0 - 0.004))
-            phases[phase] = (start_ns, time.time_ns())
+
+            def slots_of(view, slots, person):
+                if phase == "leave":
+                    return slots[person != leaving]
+                if phase == "crowd" and view == 0:
+                    return _crowd(slots, 50, rng, scene.rig.sizes[0])
+                return slots
+
+            frame, phases[phase] = send_scene(pubs, scene, frame, seconds, 15.0, frame_of_stamp, slots_of)
 
         send(3.0, "normal")
         send(3.0, "crowd")
