@@ -26,6 +26,7 @@ from tf2_msgs.msg import TFMessage
 
 import skelsplat_ros
 from skelsplat_ros.fusion import preset_config
+from skelsplat_ros.ros import conversions
 from skelsplat_ros.ros.conversions import ns_to_stamp
 from skelsplat_ros.ros.hri import HriBodies
 from skelsplat_ros.ros.outputs import OutputOptions, frame_messages
@@ -56,7 +57,10 @@ def publish_cpu(steps: list, stamps: list, options: OutputOptions, skeleton, hri
     skeletons are serialised (the node publishes them then; a tree without ``skeletons_done``: after the whole
     build, as its node did)."""
     bodies = HriBodies(skeleton)
-    early = "skeletons_done" in inspect.signature(frame_messages).parameters
+    parameters = inspect.signature(frame_messages).parameters
+    early = "skeletons_done" in parameters
+    # As the node: one producer's joint TF messages, updated in place (a tree without them builds new ones).
+    kept = {"joint_frames": conversions.JointFrames(options.tf_prefix)} if "joint_frames" in parameters else {}
     total, first = [], []
     for people, stamp in zip(steps, stamps):
         started = time.thread_time()
@@ -67,7 +71,7 @@ def publish_cpu(steps: list, stamps: list, options: OutputOptions, skeleton, hri
 
         out = frame_messages(Header(stamp=ns_to_stamp(stamp), frame_id="world"), people, options, markers=False,
                              bodies=bodies, hri=hri, hri_parent="world",
-                             **({"skeletons_done": skeletons_out} if early else {}))
+                             **({"skeletons_done": skeletons_out} if early else {}), **kept)
         if not early:
             skeletons_out(out.skeletons)
         transforms = out.transforms + (out.hri.transforms if out.hri is not None else [])
