@@ -20,6 +20,7 @@ had nothing been late.
 
     .venv/bin/python scripts/fetch_pose2sim_multi.py
     .venv/bin/python scripts/bench_detect_chain.py [--rates 1,2,3,5] [--frames 60] [--compressed]
+    .venv/bin/python scripts/bench_detect_chain.py --bound-only KEYPOINTS.npz [--rates 5,2,1]   # no chain
 """
 
 from __future__ import annotations
@@ -86,10 +87,30 @@ def tracker_bound(keypoints: dict[str, dict[int, np.ndarray]], stamps: list[int]
     return int((present >= 1).sum()), int((present >= 2).sum())
 
 
+def detect_settings() -> float:
+    """The fusion node's ``track_tentative_timeout`` in ``config/detect.yaml`` (what the chain runs with)."""
+    import yaml
+
+    config = REPO / "config" / "detect.yaml"
+    return float(yaml.safe_load(config.read_text())["skelsplat_node"]["ros__parameters"]["track_tentative_timeout"])
+
+
+def bound_of_file(path: Path, rate: float, frames: int, calibration: Path) -> tuple[int, int]:
+    """:func:`tracker_bound` of the first ``frames`` frames of a 5-D keypoint NPZ (the take's detections, cameras in
+    ``CAMERAS`` order), stamped ``1 / rate`` apart as the chain stamps them: the chain's bound without running it."""
+    from skelsplat_ros.io.keypoints import load_keypoints
+
+    data = load_keypoints(path)
+    order = [list(data.cameras).index(camera) for camera in CAMERAS]
+    stamps = [round(k * 1e9 / rate) for k in range(min(frames, data.keypoints.shape[1]))]
+    detections = {camera: {stamp: data.keypoints[v, f][(np.nan_to_num(data.keypoints[v, f, ..., 2]) > 0).any(-1)]
+                           for f, stamp in enumerate(stamps)} for camera, v in zip(CAMERAS, order)}
+    return tracker_bound(detections, stamps, calibration, detect_settings())
+
+
 def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float, compressed: bool,
              max_wait: float | None, take_stamps: bool) -> dict:
     import rclpy
-    import yaml
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
@@ -102,7 +123,7 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
     from skelsplat_ros.ros.conversions import ns_to_stamp, parse_keypoints, stamp_to_ns
 
     config = REPO / "config" / "detect.yaml"
-    tentative = yaml.safe_load(config.read_text())["skelsplat_node"]["ros__parameters"]["track_tentative_timeout"]
+    tentative = detect_settings()
     cameras = "[" + ", ".join(CAMERAS) + "]"
     params = ["--params-file", str(config), "-p", f"cameras:={cameras}"]  # as detect.launch.py
     kind, suffix = (CompressedImage, "image_raw/compressed") if compressed else (Image, "image_raw")
@@ -204,10 +225,18 @@ def main() -> int:
                         "latency is then from publication)")
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait after every node's subscriptions "
                         "are matched before sending")
+    parser.add_argument("--bound-only", type=Path, metavar="KEYPOINTS.npz", help="run no chain: only the tracker "
+                        "bound of these detections (a 5-D NPZ of the take, e.g. from skelsplat detect) at each rate")
     args = parser.parse_args()
     if not (args.data / "calib.toml").is_file():
         print(f"no {args.data / 'calib.toml'}: run scripts/fetch_pose2sim_multi.py first", file=sys.stderr)
         return 2
+    if args.bound_only:
+        print("| rate Hz | frames | tracker bound: out (>= 1 person), both people |\n|---|---|---|")
+        for rate in (float(r) for r in args.rates.split(",")):
+            out, both = bound_of_file(args.bound_only, rate, args.frames, args.data / "calib.toml")
+            print(f"| {rate:g} | {args.frames} | {100 * out / args.frames:.0f} %, {100 * both / args.frames:.0f} % |")
+        return 0
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
     if args.dds_profile != "none":  # read at rclpy.init() (Fast DDS 2 would read FASTRTPS_DEFAULT_PROFILES_FILE)

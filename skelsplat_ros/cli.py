@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .pipeline.fuse import FuseSettings
+    from .pipeline.settings import FuseSettings
 
 FUSE_EPILOG = """\
 keypoints (KP):
@@ -540,7 +540,7 @@ class _SettingsParser(argparse.ArgumentParser):
 def _study_fuse_settings(table: dict, source: str) -> "FuseSettings":
     """A study's ``[fuse]`` table (``{"preset": "paper", "single_view_joints": True, ...}``) read exactly as the
     same options of ``skelsplat fuse`` are: their names, choices, types and defaults."""
-    from .pipeline.fuse import FuseSettings
+    from .pipeline.settings import FuseSettings
 
     parser = _SettingsParser(prog=source, add_help=False, allow_abbrev=False)
     _add_fuse_options(parser)

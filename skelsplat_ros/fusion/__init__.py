@@ -23,12 +23,28 @@ Modules, bottom up: ``objective`` (settings and priors, numpy), ``gaussians`` an
 
 from __future__ import annotations
 
-from .config import INITS, METHODS, MODES, PRESETS, FusionConfig, preset_config
-from .offline import fuse_offline
-from .result import FusionResult, triangulate_baseline
-from .streaming import StreamingFuser, fuse_streaming
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "INITS", "METHODS", "MODES", "PRESETS", "FusionConfig", "FusionResult", "StreamingFuser", "fuse_offline",
-    "fuse_streaming", "preset_config", "triangulate_baseline",
-]
+# Names -> the module that defines them, loaded at first use (PEP 562): importing ``fusion.config`` for its choices
+# (the command line, ``skelsplat batch`` checking a study's settings) must not load the drivers, scipy and numba.
+_EXPORTS = {
+    "INITS": "config", "METHODS": "config", "MODES": "config", "PRESETS": "config", "FusionConfig": "config",
+    "preset_config": "config", "fuse_offline": "offline", "FusionResult": "result",
+    "triangulate_baseline": "result", "StreamingFuser": "streaming", "fuse_streaming": "streaming",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .config import INITS, METHODS, MODES, PRESETS, FusionConfig, preset_config
+    from .offline import fuse_offline
+    from .result import FusionResult, triangulate_baseline
+    from .streaming import StreamingFuser, fuse_streaming
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # the next access is a plain lookup
+    return value

@@ -12,7 +12,6 @@ import numpy as np
 
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
-from .gauss_newton import refine_gauss_newton
 from .objective import BonePrior, RefineConfig, RefineResult, TemporalPrior
 
 if TYPE_CHECKING:
@@ -55,6 +54,8 @@ def refine(
         temporal: the temporal prior (needs ``config.temporal_weight > 0``).
     """
     if config.optimizer == "gauss_newton":
+        from .gauss_newton import refine_gauss_newton  # numba's kernel: loaded at the first fit, not by check_runtime
+
         return refine_gauss_newton(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)
     from .adam import refine_adam
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_solve_banded, cholesky_banded
 
 from ..geometry.camera import CameraRig
 from ..geometry.triangulation import project_with_jacobian
@@ -120,6 +119,8 @@ def _solve_joints(
     """Minimisers ``[B, F, 3]`` of ``sum (y - x)^T info (y - x) + precision y^T (G kron I3) y`` for ``B`` joints
     (``x [B, F, 3]``, ``info [B, F, 3, 3]``, ``precision`` a number or ``[B]``, ``G`` by its bands ``gram``) and
     the log-determinants ``[B]`` of their normal matrices: one banded Cholesky factorisation of all of them."""
+    from scipy.linalg import cho_solve_banded, cholesky_banded  # here: this module's config is read without scipy
+
     num_joints = len(x)
     precision = np.broadcast_to(np.asarray(precision, dtype=np.float64), (num_joints,))
     factor = cholesky_banded(_banded_normal(info, gram, precision, bandwidth), lower=False, check_finite=False)

@@ -9,9 +9,12 @@ import atexit
 import os
 
 import numpy as np
+import scipy.linalg  # noqa: F401 - the offline smoothing's solver (imported where it is used)
 
+from ..fusion import gauss_newton  # noqa: F401 - the refinement (imported at the first fit)
 from ..fusion.image_terms import image_terms
-from .take import run_take  # noqa: F401 - the take's modules: fusion, io, numpy, scipy
+from .fuse import fuse_file  # noqa: F401 - the take's modules: fusion, io, numpy (imported by run_take)
+from .take import execute  # noqa: F401 - what a worker runs
 
 
 def _load_kernel() -> None:

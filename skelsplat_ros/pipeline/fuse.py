@@ -3,96 +3,25 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..fusion import FusionConfig, fuse_offline, preset_config
-from ..fusion.fixed_lag import check_lag, fuse_live
+from ..fusion import fuse_offline
+from ..fusion.fixed_lag import fuse_live
 from ..fusion.config import NOMINAL_RATE_HZ
-from ..fusion.refine import check_runtime
 from ..geometry.calibration import load_calibration, rig_in_metres
 from ..geometry.camera import CameraRig
 from ..io.export import check_result_path, save_people_result, save_result
 from ..io.keypoints import KeypointSet, align_to_rig, load_keypoints, mask_outside_image
 from ..skeleton.models import Skeleton, get_skeleton
+from .settings import FuseSettings, Note, Progress, print_note, settings_from  # noqa: F401 - also this module's API
 
-Progress = Callable[[int, int], None]
-"""``progress(frames_done, frames)``, called now and then during the fusion."""
-Note = Callable[[str], None]
-"""Receives one line for the user (the CLI prints it on stderr; a batch take keeps it in its log)."""
-
-
-def print_note(line: str) -> None:
-    """The commands' :data:`Note`: the line on stderr."""
-    print(line, file=sys.stderr)
-
-
-def settings_from(cls: type, namespace: object):
-    """An instance of the settings dataclass ``cls`` from the attributes of ``namespace`` with its fields' names (an
-    ``argparse`` result); fields it lacks keep their defaults."""
-    return cls(**{f.name: getattr(namespace, f.name) for f in fields(cls) if hasattr(namespace, f.name)})
-
-
-@dataclass(frozen=True)
-class FuseSettings:
-    """The options of ``skelsplat fuse`` besides its paths (a study's ``[fuse]`` settings are the same keys).
-
-    Attributes:
-        skeleton: skeleton name or YAML file; ``None`` = the one the keypoints name.
-        mode: ``offline`` (whole recording) or ``streaming`` (causal, what the node publishes).
-        method, preset: see :func:`~skelsplat_ros.fusion.preset_config`.
-        optimizer, backend, device: ``auto`` or an explicit choice (see ``skelsplat fuse --help``).
-        fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
-        single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
-        complete: every joint of a person in every frame the person is output (``FusionConfig.complete``).
-        lag: streaming: seconds of look-ahead of the fixed-lag smoother (``fusion/fixed_lag.py``); 0 = causal.
-        threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
-        people: JSON folders: the followed ``subject`` (``None``: the default) or ``all`` (tracked); a 5-D NPZ is
-            always everyone.
-        calibration_units: ``auto`` (told by the people's size or the cameras' field), ``m``, ``cm`` or ``mm``.
-    """
-
-    skeleton: str | None = None
-    mode: str = "offline"
-    method: str = "skelsplat"
-    preset: str = "default"
-    optimizer: str = "auto"
-    backend: str = "auto"
-    device: str = "auto"
-    fps: float | None = None
-    single_view_joints: bool = False
-    complete: bool = False
-    lag: float = 0.0
-    threads: int = 1
-    people: str | None = None
-    calibration_units: str = "auto"
-
-    @classmethod
-    def from_namespace(cls, namespace: object) -> "FuseSettings":
-        """The settings among the attributes of ``namespace`` (an ``argparse`` result: same names)."""
-        return settings_from(cls, namespace)
-
-    def fusion_config(self) -> FusionConfig:
-        """The validated fusion configuration; raises ``ValueError``/``RuntimeError`` (one line) for a choice that
-        cannot run here, before any file is read. Sets torch's thread count when a stage uses Adam."""
-        config = preset_config(self.preset, self.method, backend=self.backend, optimizer=self.optimizer,
-                               device=self.device, mode=self.mode)
-        config = replace(config, single_view_joints=self.single_view_joints, complete=self.complete)
-        check_runtime(config, self.mode)
-        if self.lag:
-            if self.mode != "streaming":
-                raise ValueError("--lag is a look-ahead of the streaming mode (offline sees the whole recording)")
-            check_lag(config, self.lag)
-        if any(stage.optimizer == "adam" for stage in config.stages(self.mode)):
-            import torch  # only the Adam stages use it; Gauss-Newton and the baselines run in numpy
-
-            torch.set_num_threads(max(1, self.threads))
-        return config
+if TYPE_CHECKING:
+    from ..fusion.config import FusionConfig
 
 
 @dataclass(frozen=True)

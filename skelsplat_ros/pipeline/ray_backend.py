@@ -21,6 +21,7 @@ process of its own, and tasks that report to it wait for it to start (measured: 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Iterator
 
 import ray
@@ -35,6 +36,15 @@ def _take_task(work: tuple[TakeTask, StudySettings], take: Take) -> TakeResult:
     """One take on a Ray worker (one CPU; retried once when the worker dies); ``work`` comes from the object store."""
     task, settings = work
     return execute(task, take, settings, lambda name, done, total: None)
+
+
+def _absolute(take: Take) -> Take:
+    """``take`` with absolute paths: a Ray worker runs in a working directory of its own, not this process's."""
+    def absolute(path):
+        return None if path is None else path.absolute()
+
+    return replace(take, folder=take.folder.absolute(), calibration=absolute(take.calibration),
+                   keypoints=absolute(take.keypoints), videos=tuple(p.absolute() for p in take.videos))
 
 
 def connect(address: str | None, workers: int) -> bool:
@@ -67,7 +77,7 @@ def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address:
     yield "note", f"Ray: {how} ({cpus} CPUs) in {time.perf_counter() - start:.1f} s"
     try:
         work = ray.put((task, settings))
-        running = {_take_task.remote(work, take): take for take in takes}
+        running = {_take_task.remote(work, _absolute(take)): take for take in takes}
         while running:
             finished, _ = ray.wait(list(running), num_returns=1)
             for ref in finished:

@@ -1,6 +1,10 @@
 """The work of one take, wherever it runs (this process, a local worker process or a Ray worker): the same steps as
 the single commands (detect, fuse, render), in a scratch folder, with the output files handed back as bytes so that
-only the machine running ``skelsplat batch`` writes the output folder."""
+only the machine running ``skelsplat batch`` writes the output folder.
+
+The process running ``skelsplat batch`` imports this module for the settings and results but never runs a take: the
+steps' modules (the fusion, scipy, numba) load in :func:`run_take`, on the workers (the local workers' fork server
+loads them in advance: ``_preload.py``)."""
 
 from __future__ import annotations
 
@@ -8,12 +12,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..detection import DetectorConfig
-from .fuse import FuseSettings, Progress, fuse_file
-from .render import RenderSettings, render_file
+from .settings import FuseSettings, Progress
 from .study import Take
+
+if TYPE_CHECKING:
+    from .render import RenderSettings
 
 FUSED = "fused.npz"
 DETECTED = "keypoints.npz"
@@ -84,6 +90,8 @@ def run_take(take: Take, settings: StudySettings, progress: Progress) -> TakeRes
     (detections cost far more than a render)."""
     if take.problem:
         return TakeResult.failed(take.name, take.problem)
+    from .fuse import fuse_file
+
     notes: list[str] = []
     with tempfile.TemporaryDirectory(prefix=f"skelsplat_{take.name}_") as scratch:
         files: dict[str, Path] = {}
@@ -107,6 +115,8 @@ def _render_step(take: Take, settings: RenderSettings, units: str, fused: Path, 
                  files: dict[str, Path], result: TakeResult) -> None:
     """``skelsplat render`` of the fused result over the take's videos into ``files``; a take without videos, or a
     render that fails, is said in ``result``."""
+    from .render import render_file
+
     if not take.videos:
         result.reason = "not rendered: the take has no videos"
         return

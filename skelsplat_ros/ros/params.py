@@ -160,6 +160,10 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               0.001, 60.0),
     ParamSpec("track_delete_after", 1.0, "A confirmed track unseen this long (s) ends: its markers are deleted and "
               "its id is never used again.", 0.001, 3600.0),
+    ParamSpec("track_single_view_for", 1.0, "A confirmed person whom one camera alone sees is still published this "
+              "long (s) after two cameras last agreed on them: the joints that camera sees, on its rays at the depth "
+              "the person's motion gives, with confidence 0 and a covariance wide along the ray (0 = never).",
+              0.0, 3600.0),
     # Drift watch and recalibration (skelsplat_ros.calibration.drift).
     ParamSpec("drift_watch", True, "Measure each camera's reprojection residual against the joints the other "
               "cameras agree on (/diagnostics drift.<camera>_px, median over the last second) and name a camera that "

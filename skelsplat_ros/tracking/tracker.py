@@ -13,7 +13,9 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
    when most of a track's views are so, the track is what is mirrored (it started from views that disagreed).
 3. **Refit** every track that got at least two views with its own fuser, warm-started from its prediction with its
    own bone lengths (nothing is shared between tracks). A track matched in one view only is not refitted: one view
-   cannot fix depth, and its detection stays claimed so that it starts nobody else.
+   cannot fix depth, and its detection stays claimed so that it starts nobody else. A confirmed one is still output
+   for ``single_view_for`` after its last refit, on that view's rays at the depth of its motion (confidence 0, a
+   covariance wide along the rays), unless a refitted track is on the same person.
 4. **Start** tentative tracks from what no track claimed: pairs of detections in different views scored by the mean
    ray-to-ray distance of their joints, clustered greedily with complete linkage (every pair inside a cluster agrees,
    at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
@@ -34,6 +36,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..fusion.config import FusionConfig
+from ..fusion.output import hold_bone_lengths
 from ..fusion.result import FusionResult, checked_stamp
 from ..fusion.streaming import FrameFit, StreamingFuser, step_together
 from ..geometry.camera import CameraRig, ray_directions
@@ -75,6 +78,17 @@ class TrackerConfig:
             gate).
         tentative_timeout: a tentative track unseen for longer than this is dropped.
         delete_after: a confirmed track unseen for longer than this ends.
+        single_view_for: a confirmed track that only one view sees (the others lost or never detected the person)
+            is still output for this long after its last refit: each joint that view sees on its ray, at the
+            depth the track's motion predicts, held to the person's bone lengths, with confidence 0 (0 = never).
+            Such a frame never starts a track nor refits one: one view cannot fix depth, so it does not move the
+            track's state beyond the held prediction the next frame is matched to.
+        single_view_pixel_sigma: standard deviation (px) of such a joint across the ray: the detector's noise in
+            one view, which no second view averages, and the bone lengths' pull off the ray.
+        single_view_depth_sigma: standard deviation along the ray of such a joint at its last refit (the depth
+            the prediction gives is that good at best).
+        single_view_speed: how fast (m/s) that standard deviation grows while no second view fixes the depth (a
+            person walking along the ray).
         max_extrapolation: the constant-velocity prediction extrapolates at most this long past the last refit.
         duplicate_distance: two tracks whose joints are closer than this (mean over shared joints) are one person.
         max_people_per_view: detections per view beyond this are dropped (the least confident first) and counted.
@@ -95,6 +109,10 @@ class TrackerConfig:
     partial_gate: float = 0.05
     tentative_timeout: float = 0.2
     delete_after: float = 1.0
+    single_view_for: float = 1.0
+    single_view_pixel_sigma: float = 9.0
+    single_view_depth_sigma: float = 0.1
+    single_view_speed: float = 0.5
     max_extrapolation: float = 0.3
     duplicate_distance: float = 0.15
     max_people_per_view: int = 20
@@ -109,7 +127,8 @@ class TrackerConfig:
         for name in ("match_gate", "joint_clip", "cluster_gate", "partial_gate", "delete_after", "tentative_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrackerConfig.{name} must be positive")
-        for name in ("min_confidence", "max_extrapolation", "duplicate_distance"):
+        for name in ("min_confidence", "max_extrapolation", "duplicate_distance", "single_view_for",
+                     "single_view_pixel_sigma", "single_view_depth_sigma", "single_view_speed"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"TrackerConfig.{name} must be at least 0")
         if not 0 <= self.swap_ratio <= 1:
@@ -187,6 +206,7 @@ class _Track:
     hits: int = 1  # refits by the views that should see it (a new track's first fit included)
     agreeing: int = 1  # refits whose views agree with each other (the first fit's cluster does)
     confirmed: bool = False
+    placed: np.ndarray | None = None  # [J, 3] the last single-view output since the last refit (NaN: not seen)
 
 
 @dataclass
@@ -319,7 +339,7 @@ class MultiPersonTracker:
             if np.isfinite(joints).all(-1).sum() < config.min_common_joints:
                 track.fuser.restore(state)
                 continue
-            track.joints, track.last_seen = joints, stamp
+            track.joints, track.last_seen, track.placed = joints, stamp, None
             # Two views can agree by chance (two ghosts); a hit counts only when the views that should see the
             # person (those it projects into) mostly do. Projecting is needed only when fewer than confirm_views saw it.
             # Otherwise (the other views blocked?) the refit counts towards partial_confirm_frames when its views
@@ -334,6 +354,11 @@ class MultiPersonTracker:
             refitted[track.track_id] = result
             taken_rows[track.track_id] = self._rows(usable, chosen[k])
             assignments[track.track_id] = keypoints
+
+        # 3b. A confirmed track that one view alone sees, shortly after its last refit, is output on that view's rays.
+        single = self._single_view(usable, chosen, mirrored, refitted, stamp)
+        for track_id, (_, slots) in single.items():
+            taken_rows[track_id] = self._rows(usable, slots)
 
         # 4. New tentative tracks from what nobody claimed, fitted in one batch.
         clusters = self._clusters(frame, taken)
@@ -376,10 +401,11 @@ class MultiPersonTracker:
         self._tracks = alive
         # A person none of whose joints may be output yet (bone lengths still unknown: fusion/output.py) is
         # tracked but not published.
+        output = {**self._unshadowed(single, refitted), **refitted}
         people = [
-            PersonEstimate(t.track_id, refitted[t.track_id], taken_rows[t.track_id])
+            PersonEstimate(t.track_id, output[t.track_id], taken_rows[t.track_id])
             for t in sorted(self._tracks, key=lambda t: t.track_id)
-            if t.confirmed and t.track_id in refitted and np.isfinite(refitted[t.track_id].joints).any()
+            if t.confirmed and t.track_id in output and np.isfinite(output[t.track_id].joints).any()
         ]
         return TrackerStep(
             people=people,
@@ -452,10 +478,75 @@ class MultiPersonTracker:
         )
 
     def _predict(self, track: _Track, stamp: float) -> np.ndarray:
-        """Predicted joints ``[J, 3]`` (NaN = unknown), extrapolating at most ``max_extrapolation``."""
+        """Predicted joints ``[J, 3]`` (NaN = unknown), extrapolating at most ``max_extrapolation``; where one view
+        alone saw the track since its last refit, its joints as output then (held: one view has no velocity)."""
+        predicted = self._motion(track, stamp)
+        if track.placed is not None:
+            predicted = np.where(np.isfinite(track.placed), track.placed, predicted)
+        return predicted
+
+    def _motion(self, track: _Track, stamp: float) -> np.ndarray:
+        """The track's joints ``[J, 3]`` at ``stamp`` by the constant velocity of its last refits, extrapolating at
+        most ``max_extrapolation`` (its last refit where there is no velocity; NaN = unknown)."""
         horizon = min(stamp, track.last_seen + self.config.max_extrapolation)
         predicted = track.fuser.predict(horizon)
         return track.joints if predicted is None else predicted
+
+    def _single_view(self, usable: list[_ViewDetections], chosen: np.ndarray, mirrored: np.ndarray,
+                     refitted: dict[int, FusionResult], stamp: float) -> dict[int, tuple[FusionResult, np.ndarray]]:
+        """The output of every confirmed track that only one view took this frame (``chosen [T, V]`` slots, -1 =
+        none; ``mirrored [T, V]``), within ``single_view_for`` of its last refit: ``{track_id: (result, slots [V])}``.
+
+        Each joint that view sees is put on its ray at the depth the track's motion predicts (:meth:`_motion`: the
+        point of the ray nearest to it), then the bones are held to the person's lengths. The covariance is
+        honest about what one view knows: the pixel noise across the ray, along it ``single_view_depth_sigma`` plus
+        ``single_view_speed`` times the time since the last refit. The placement becomes the track's held prediction
+        (:meth:`_predict`), also past ``single_view_for`` (not output then, until the track ends ``delete_after``
+        unseen), so that the track follows the person across the view; the fuser's state (its velocity, bone
+        lengths) is untouched, so one view never moves the track's depth beyond that of the motion.
+        """
+        config, out = self.config, {}
+        one = (chosen >= 0).sum(axis=1) == 1
+        for k in np.flatnonzero(one):
+            track = self._tracks[k]
+            age = stamp - track.last_seen
+            if not track.confirmed or track.track_id in refitted:
+                continue
+            v = int(np.flatnonzero(chosen[k] >= 0)[0])
+            rays = usable[v].direction[chosen[k, v]]  # [J, 3], NaN where the joint is not usable
+            if mirrored[k, v]:
+                rays = rays[self._flip]
+            prior = self._motion(track, stamp)
+            centre = self.rig.centres[v]
+            depth = ((prior - centre) * rays).sum(-1)  # [J] (NaN where either is unknown)
+            with np.errstate(invalid="ignore"):
+                placed = np.where((depth > 0)[:, None], centre + depth[:, None] * rays, np.nan)
+            known = np.isfinite(placed).all(-1)
+            if known.sum() < config.min_common_joints:
+                continue
+            bones = track.fuser.bone_prior()
+            if bones is not None:
+                placed = hold_bone_lengths(placed[None], np.ones((1, len(placed))), self.skeleton.bone_array,
+                                           bones.lengths[None], self.fusion.bone_tolerance)[0]
+            offset = placed - centre
+            distance = np.linalg.norm(offset, axis=-1)
+            focal = float(self.rig.K[v, 0, 0])
+            across = config.single_view_pixel_sigma * distance / focal  # [J] m
+            along = config.single_view_depth_sigma + config.single_view_speed * age
+            direction = np.where(known[:, None], offset / distance[:, None], np.nan)
+            outer = direction[:, :, None] * direction[:, None, :]  # [J, 3, 3]
+            covariance = across[:, None, None] ** 2 * (np.eye(3) - outer) + along**2 * outer
+            error = focal * np.linalg.norm(np.cross(direction, rays), axis=-1)  # px off the ray after the hold
+            track.placed = placed  # matched to next (the view follows the person across) even when not output
+            if age > config.single_view_for:
+                continue
+            result = FusionResult(
+                joints=placed[None], confidence=np.zeros((1, len(placed)), dtype=np.float32),
+                covariance=covariance[None], num_views=known[None].astype(np.uint8),
+                reprojection_error=error[None].astype(np.float32), joint_names=list(self.skeleton.joint_names),
+            )
+            out[track.track_id] = (result, chosen[k])
+        return out
 
     def _track_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cost ``[T, N]`` of each track taking each detection of the frame (every view's), and whether it takes it
@@ -597,6 +688,26 @@ class MultiPersonTracker:
         if mirror[0]:  # of the two mirror images, the one with member 0 as labelled on a tie
             mirror = ~mirror
         return ~mirror if mirror.sum() > size / 2 else mirror
+
+    def _unshadowed(self, single: dict[int, tuple[FusionResult, np.ndarray]],
+                    refitted: dict[int, FusionResult]) -> dict[int, FusionResult]:
+        """The single-view outputs (:meth:`_single_view`) that no refitted track duplicates: where the views came
+        back but the held track no longer matched them (the person moved along the ray), a new track is started on
+        the same person, and the one-view guess of the old track is not published beside it (it ends unseen)."""
+        if not single:
+            return {}
+        fitted = [t.joints for t in self._tracks if t.track_id in refitted]
+        out = {}
+        for track_id, (result, _) in single.items():
+            if fitted:
+                gap = np.linalg.norm(np.stack(fitted) - result.joints, axis=-1)  # [R, J]
+                shared = np.isfinite(gap)
+                with np.errstate(invalid="ignore"):
+                    mean = np.where(shared, gap, 0.0).sum(-1) / shared.sum(-1)
+                if ((shared.sum(-1) >= self.config.min_common_joints) & (mean < self.config.duplicate_distance)).any():
+                    continue
+            out[track_id] = result
+        return out
 
     def _merge_duplicates(self, refitted: dict[int, FusionResult]) -> list[int]:
         """Drop the younger of two refitted tracks on the same person; the confirmed ids that ended."""

@@ -88,15 +88,16 @@ def test_offline_fusion_tracks_both_people_through_the_take_and_never_the_bystan
 
 def test_streaming_keeps_both_people_under_their_own_ids_and_never_the_bystander(take):
     """What the node would publish. Before a rejected refit left the track as it was (tracker.py), one person was
-    lost around frame 80 and born again under a third id. The frames each person misses are those in which one camera
-    alone saw them (the man's covered face: BlazePose's person detector misses him in three cameras at times); the
-    offline pass fills them, a causal one cannot (issue 19: 95 frames not met streaming, BENCHMARKS.md)."""
+    lost around frame 80 and born again under a third id. In some frames one camera alone sees a person (the man's
+    covered face: BlazePose's person detector misses him in three cameras at times; the other leaves three cameras at
+    the end): a confirmed track goes on being output on that camera's rays (``TrackerConfig.single_view_for``;
+    before it, 87 and 82 frames)."""
     keypoints, rig, _ = take
     skeleton = get_skeleton("coco17")
     result = track_streaming(rig, skeleton, keypoints.keypoints, preset_config("default"), keypoints.fps)
     present = np.isfinite(result.joints).all(-1).any(-1)  # [F, T]
     assert result.num_tracks == 2, present.sum(axis=0)
-    assert np.all(present.sum(axis=0) >= 80), present.sum(axis=0)
+    assert np.all(present.sum(axis=0) >= 95), present.sum(axis=0)
     names = list(skeleton.joint_names)
     hips = result.joints[:, :, [names.index("l_hip"), names.index("r_hip")]].mean(axis=2)  # [F, T, 3]
     assert np.nanmax(np.linalg.norm(np.diff(hips, axis=0), axis=-1)) < 0.25, "a track jumped between people"

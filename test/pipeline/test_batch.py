@@ -290,3 +290,23 @@ def test_the_workers_server_starts_before_the_command_line_parser(tmp_path, extr
                           str(tmp_path / "out"), "--quiet", *extra], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, run.stderr  # an empty study, or the bad --workers: a one-line error either way
     assert f"server before the parser: {started}" in run.stdout
+
+
+def test_the_process_running_batch_never_loads_the_fusion_scipy_or_numba():
+    """What the command's own process does besides waiting (parse the command line and a study's settings, check
+    them, read the workers' results) loads none of the takes' modules: they load in the workers (the fork server,
+    Ray's), and in this process they would cost their import and teardown on every command, before Ray's connect."""
+    script = (
+        "import pickle, sys\n"
+        "from skelsplat_ros.cli import _study_detect_settings, _study_fuse_settings, build_parser\n"
+        "from skelsplat_ros.pipeline import local, runner, take\n"
+        "build_parser().parse_args(['batch', 'STUDY', '--output', 'OUT'])\n"
+        "_study_fuse_settings({'preset': 'default', 'mode': 'streaming', 'lag': 0.2}, 'x').fusion_config()\n"
+        "_study_detect_settings({}, 'x')\n"
+        "pickle.loads(pickle.dumps(take.TakeResult('t', 'done', files={'fused.npz': b'1'})))\n"
+        "heavy = ('scipy', 'numba', 'torch', 'skelsplat_ros.fusion.offline', 'skelsplat_ros.pipeline.fuse')\n"
+        "print(' '.join(name for name in heavy if name in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == []

@@ -5,6 +5,10 @@ broken take reported, and a worker killed mid-take (Ray retries its task once, t
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +49,25 @@ def test_ray_outputs_match_skelsplat_fuse_and_the_broken_take_is_reported(local_
     assert rows[BROKEN]["status"] == "failed" and "not a valid .npz file" in rows[BROKEN]["reason"]
     assert rows["video_take"]["status"] == "failed"
     assert ray.is_initialized()  # an instance it did not start is left running
+
+
+def test_ray_reads_a_study_given_by_a_relative_path(local_ray, tmp_path):
+    """``skelsplat batch study --ray ADDRESS`` run in another directory than the instance's: a new job, whose Ray
+    workers run in a working directory of their own, gets the takes by absolute paths."""
+    study = make_study(tmp_path / "study")
+    reference = single_command_outputs(study, tmp_path / "single")
+    token = Path.home() / ".ray" / "auth_token"  # Ray 2.59+: an instance started where it exists asks for it
+    environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+    address = ray.get_runtime_context().gcs_address
+    run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "batch", "study", "--output", "out", "--ray",
+                          address, "--quiet"], cwd=tmp_path, env=environment, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 1, run.stdout + run.stderr  # the broken take
+    with open(tmp_path / "out" / SUMMARY, newline="", encoding="utf-8") as file:
+        rows = {row["take"]: row for row in csv.DictReader(file)}
+    for name in GOOD:
+        assert rows[name]["status"] == "done", rows[name]
+        assert (tmp_path / "out" / name / FUSED).read_bytes() == reference[name]
 
 
 def test_ray_retries_a_take_whose_worker_was_killed_once_then_reports_it_failed(local_ray, tmp_path):
