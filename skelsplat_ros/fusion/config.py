@@ -85,7 +85,8 @@ class FusionConfig:
             90 % of the errors and a gross error still shows as a large standard deviation (BENCHMARKS.md, "Fixed
             lag").
         offline_covariance: the same for offline.
-        lag_covariance: the same for the fixed-lag output, after ``covariance_scale`` and ``bias_share``.
+        lag_covariance: the same for the fixed-lag output, after ``covariance_scale`` and ``bias_share``; its views'
+            disagreement is judged against the person's own pixel noise (already in that covariance), not the nominal.
         bias_share: the share of a person's pixel noise (their recent reprojection error) that does not average out
             over frames; the views' geometry at that noise is added to the covariance of the joints they agree on.
     """
@@ -316,5 +317,5 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
         hampel_window=7, bone_lengths=True, max_gap=1.0, covariance_scale=3.0, bias_share=0.3,
         # Chosen on seeds 0-2 of the robot and lab rigs, realistic noise (BENCHMARKS.md, "Fixed lag").
         streaming_covariance=(0.18, 1.0), offline_covariance=(0.065, 1.0),
-        lag_covariance=(0.8, 5.0),
+        lag_covariance=(1.2, 9.0),
     )

@@ -48,6 +48,7 @@ from .result import (
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
+    dissenting_views,
     concatenate_results,
     estimate_bone_prior,
     fallback_position,
@@ -108,12 +109,10 @@ class LagSmoother:
         self._residual = np.array([config.nominal_pixel_sigma**2, 1.0])
         self._residual_stamp: float | None = None
 
-    def add(self, fit: FrameFit) -> None:
-        """Take the newest frame's fit (stamps increasing)."""
-        settings = self.config.streaming_refine or self.config.refine
-        weights = detection_weights(fit.uv, fit.confidence, settings) / heatmap_variance_growth(fit.confidence, settings)
-        information = view_information(fit.rig, fit.means[None], (weights * fit.agreement)[:, None],
-                                       self.config.smoothing.pixel_sigma)[0]
+    def add(self, fit: FrameFit, information: np.ndarray | None = None) -> None:
+        """Take the newest frame's fit (stamps increasing), with its :func:`fit_information` if the caller has it."""
+        if information is None:
+            information = fit_information(self.config, [fit])[0]
         self.bank.update(fit.stamp, fit.means, information)
         self.pending.append(fit)
         self.newest = fit
@@ -167,6 +166,18 @@ class LagSmoother:
         return closed
 
 
+def fit_information(config: FusionConfig, fits: list[FrameFit]) -> np.ndarray:
+    """Information ``[N, J, 3, 3]`` of the joints of ``fits`` (one frame's people: the same rig) from the views that
+    agree with them: what the filter bank weighs each frame's estimate by. One batched call for everyone."""
+    settings = config.streaming_refine or config.refine
+    uv = np.stack([fit.uv for fit in fits], axis=1)  # [V, N, J, 2]
+    confidence = np.stack([fit.confidence for fit in fits], axis=1)
+    agreement = np.stack([fit.agreement for fit in fits], axis=1)
+    weights = detection_weights(uv, confidence, settings) / heatmap_variance_growth(confidence, settings)
+    return view_information(fits[0].rig, np.stack([fit.means for fit in fits]), weights * agreement,
+                            config.smoothing.pixel_sigma)
+
+
 def pull_settings(config: FusionConfig) -> RefineConfig:
     """The settings of the Gauss-Newton pass that reads a frame out: the offline one, pulled to the smoothed
     estimate within ``smoothing_pull``."""
@@ -204,9 +215,13 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         noise = config.bias_share * np.array([smoother.pixel_noise() for smoother, _ in people])
         bias = linear_covariance(rig, result.means, agreeing.astype(float), noise[None, :, None])
         covariance = covariance + np.where((agreeing.sum(axis=0) >= config.min_views)[..., None, None], bias, 0.0)
-    # Joints whose views disagree widen, and the depth a narrow baseline barely fixes keeps a wide variance.
-    fitted = calibrate_covariance(replace(refine_output(rig, uv, confidence, result, known, names),
-                                          covariance=covariance), config.lag_covariance, config.nominal_pixel_sigma)
+    # Joints whose views disagree more than the person's usual widen, and the depth a narrow baseline barely fixes
+    # keeps a wide variance. The person's own pixel noise is already in the covariance (the filters' noise scale,
+    # the bias share): judged against the nominal noise, a detector noisier than that would count twice.
+    person_noise = np.array([smoother.pixel_noise() for smoother, _ in people])[:, None]  # [N, 1] px
+    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
+                                  dissenting_views(uv, confidence, fitted.num_views, config.min_confidence))
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))

@@ -25,14 +25,21 @@ can be solved one frame at a time:
 forgets it (:meth:`JerkFilterBank.forget`, once a frame is output): :meth:`JerkFilterBank.smoothed` gives the estimate of any kept stamp from every measurement up to the
 newest, which is a fixed-lag smoother when asked for the stamp ``lag`` behind the newest (and the causal filter at
 lag 0).
+
+Cost: an update (:func:`advance`) and a backward step (:func:`rts_step`) are numba kernels when numba is installed,
+numpy references otherwise; tests hold them equal. Each frame's read-out runs the backward pass afresh over the
+look-ahead (the newest update changes every smoothed state in it), but a gain is worked out once per update and
+chosen candidate, when a read-out first needs it.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
+from .image_terms import _numba_available
 from .smoothing import SmoothingConfig
 
 SPLINE_CONSTANT = 11.0 / 20.0
@@ -47,27 +54,34 @@ point its measurement fixes at least that well in every direction (:meth:`JerkFi
 RESTRICTED_UPDATES = 3
 """Updates of a joint that fix its position, velocity and acceleration; the evidence counts only those after
 (the restricted likelihood leaves out the prior's null space, as offline)."""
+ROBUST_ITERATIONS = 2
+"""Reweightings of a measurement after the first weight (from the innovation): see :func:`advance_numpy`."""
 MIN_EVIDENCE_DIMS = 18
 """Measured dimensions a joint's evidence needs before it picks a tolerance (before: ``SmoothingConfig.sigma``)."""
+
+_EYE3 = np.eye(3)
 
 
 @dataclass
 class _Entry:
     """What the backward pass needs of one update: its stamp, the filtered state ``[C, J, 9]`` / ``[C, J, 9, 9]``,
-    and (once the next update came) the gain to it and its prediction."""
+    and (once the next update came) the transition ``step [9, 9]`` to it and its prediction. The backward pass's
+    gains ``[C, J, 9, 9]`` are worked out when it first asks for them (``has_gain [C, J]``): it reads out each joint
+    with one candidate, mostly the same from frame to frame, so most of the bank's gains are never needed."""
 
     stamp: float
     mean: np.ndarray
     covariance: np.ndarray
-    gain: np.ndarray | None = None
+    step: np.ndarray | None = None
     next_mean: np.ndarray | None = None
     next_covariance: np.ndarray | None = None
+    gain: np.ndarray | None = None
+    has_gain: np.ndarray | None = None
 
 
 def transition(dt: float) -> np.ndarray:
     """State transition ``[9, 9]`` over ``dt`` seconds (constant acceleration, axes interleaved by block)."""
-    step = np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
-    return np.kron(step, np.eye(3))
+    return _by_axis(np.array([[1.0, dt, 0.5 * dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]]))
 
 
 def process_noise(dt: float) -> np.ndarray:
@@ -77,7 +91,13 @@ def process_noise(dt: float) -> np.ndarray:
         [dt**4 / 8.0, dt**3 / 3.0, dt**2 / 2.0],
         [dt**3 / 6.0, dt**2 / 2.0, dt],
     ])
-    return np.kron(block, np.eye(3))
+    return _by_axis(block)
+
+
+def _by_axis(block: np.ndarray) -> np.ndarray:
+    """``np.kron(block, I_3)`` ``[9, 9]`` of a ``[3, 3]`` block (the same products; a fifth of kron's call cost,
+    paid twice per frame and person)."""
+    return (block[:, None, :, None] * _EYE3[None, :, None, :]).reshape(9, 9)
 
 
 def jerk_density(sigma: np.ndarray) -> np.ndarray:
@@ -113,7 +133,7 @@ class JerkFilterBank:
         # Discounted sums per candidate and joint: log-determinants, chi^2 and measured dimensions of the innovations.
         self.evidence = np.zeros(shape + (3,))
         self.entries: list[_Entry] = []
-        self._density = jerk_density(self.sigmas)[:, None, None, None]
+        self._density = jerk_density(self.sigmas)  # [C]
         self._initial = np.diag(np.repeat(np.square(INITIAL_STD), 3))
 
     @property
@@ -124,69 +144,45 @@ class JerkFilterBank:
     def update(self, stamp: float, points: np.ndarray, information: np.ndarray) -> None:
         """Take one frame's estimate ``points [J, 3]`` with its ``information [J, 3, 3]`` (NaN point or zero
         information: nothing measured) at ``stamp`` (s, after the previous update's)."""
-        measured = np.isfinite(points).all(-1) & (np.abs(np.nan_to_num(information)).sum(axis=(-1, -2)) > 0)
-        information = np.where(measured[:, None, None], np.nan_to_num(information), 0.0)
+        information = np.nan_to_num(information)
+        measured = np.isfinite(points).all(-1) & (np.abs(information).sum(axis=(-1, -2)) > 0)
+        information = np.where(measured[:, None, None], information, 0.0)
         # A joint's filters start at a measured point, at rest, with INITIAL_STD around it: only a point the
         # measurement fixes that well in every direction. Along a direction it barely fixes (the depth of a joint
         # one view sees, or two views of a narrow baseline), the point is arbitrary, metres off; a prior of 1 m
         # there would hold it and the robust weights would reject the good measurements that follow.
         unstarted = ~np.isfinite(self.mean[0, :, 0])
-        measured &= ~unstarted | (np.linalg.eigvalsh(information)[:, 0] >= INITIAL_STD[0] ** -2)
+        eigen = np.linalg.eigvalsh(information)  # [J, 3] ascending
+        measured &= ~unstarted | (eigen[:, 0] >= INITIAL_STD[0] ** -2)
         points = np.where(measured[:, None], points, 0.0)
         information = np.where(measured[:, None, None], information, 0.0)
-        if self.entries:
-            self._predict(stamp)
-        start = measured & unstarted
-        if start.any():
-            self.mean[:, start] = np.concatenate([points[start], np.zeros((start.sum(), 6))], axis=-1)
-            self.covariance[:, start] = self._initial
-        self._correct(points, information, measured)
-        self.entries.append(_Entry(stamp, self.mean.copy(), self.covariance.copy()))
+        # The measured dimensions: np.linalg.matrix_rank(hermitian=True) of the information from its eigenvalues
+        # (a measured joint's information is the one they were taken of).
+        magnitude = np.abs(eigen)
+        rank = (magnitude > magnitude.max(axis=-1, keepdims=True) * 3 * np.finfo(float).eps).sum(axis=-1)
+        last = self.entries[-1] if self.entries else None
+        if last is not None:
+            dt = stamp - last.stamp
+            if dt <= 0:
+                raise ValueError(f"stamps must increase: {stamp} after {last.stamp}")
+            step, noise, decay = transition(dt), process_noise(dt), float(np.exp(-dt / self.memory))
+        else:
+            step, noise, decay = np.eye(9), np.zeros((9, 9)), 1.0
+        mean, covariance, next_mean, next_covariance = advance(
+            self.mean, self.covariance, self.evidence, self.updates, last is not None, step, noise, self._density,
+            decay, self._initial, points, information, measured, measured & unstarted, rank, self.robust_scale)
+        if last is not None:
+            last.step, last.next_mean, last.next_covariance = step, next_mean, next_covariance
+            last.gain, last.has_gain = np.empty(covariance.shape), np.zeros(covariance.shape[:2], dtype=bool)
+        # advance returns new arrays and nothing changes them after: the entry keeps the state itself, no copy.
+        self.mean, self.covariance = mean, covariance
+        self.entries.append(_Entry(stamp, mean, covariance))
 
     def forget(self, before: float) -> None:
         """Drop the kept updates stamped before ``before`` (s): no :meth:`smoothed` will ask for them (the newest
         stays)."""
         while len(self.entries) > 1 and self.entries[0].stamp < before - 1e-9:
             self.entries.pop(0)
-
-    def _predict(self, stamp: float) -> None:
-        last = self.entries[-1]
-        dt = stamp - last.stamp
-        if dt <= 0:
-            raise ValueError(f"stamps must increase: {stamp} after {last.stamp}")
-        step = transition(dt)
-        mean = np.einsum("ab,cjb->cja", step, self.mean)
-        covariance = step @ self.covariance @ step.T + self._density * process_noise(dt)
-        # Joints not started have no state yet: identity keeps the gain's inverse finite (their means stay NaN).
-        covariance = np.where(np.isfinite(mean[..., :1, None]), covariance, np.eye(9))
-        last.gain = np.linalg.solve(covariance, step @ last.covariance).swapaxes(-1, -2)  # P_f F^T P_pred^-1
-        last.next_mean, last.next_covariance = mean, covariance
-        self.mean, self.covariance = mean.copy(), covariance.copy()  # corrected in place: the prediction is kept
-        decay = np.exp(-dt / self.memory)
-        self.evidence *= decay
-
-    def _correct(self, points: np.ndarray, information: np.ndarray, measured: np.ndarray) -> None:
-        if not measured.any():
-            return
-        joints = np.flatnonzero(measured)
-        mean, covariance = self.mean[:, joints], self.covariance[:, joints]  # [C, K, 9], [C, K, 9, 9]
-        info = np.broadcast_to(information[joints], mean.shape[:2] + (3, 3))
-        residual = points[joints] - mean[..., :3]  # [C, K, 3]
-        chi2, _, _ = _innovation(covariance, info, residual)
-        weight = 1.0 if self.robust_scale <= 0 else 1.0 / (1.0 + chi2 / self.robust_scale**2)
-        info = info * np.asarray(weight)[..., None, None]
-        chi2, logdet, solved = _innovation(covariance, info, residual)
-        cross = covariance[..., :, :3]  # P C^T [C, K, 9, 3]
-        # Gain P C^T Lambda (I + P_yy Lambda)^-1 applied: the residual through solved = Lambda (I + P_yy Lambda)^-1.
-        self.mean[:, joints] = mean + np.einsum("ckab,ckb->cka", cross, solved(residual))
-        correction = cross @ solved(covariance[..., :3, :])  # K C P
-        updated = covariance - correction
-        self.covariance[:, joints] = 0.5 * (updated + updated.swapaxes(-1, -2))
-        self.updates[joints] += 1
-        counted = self.updates[joints] > RESTRICTED_UPDATES
-        rank = np.linalg.matrix_rank(information[joints], hermitian=True)  # [K]
-        terms = np.stack([logdet, chi2, np.broadcast_to(rank, chi2.shape).astype(float)], axis=-1)
-        self.evidence[:, joints] += np.where(counted[None, :, None], terms, 0.0)
 
     def choice(self) -> np.ndarray:
         """Index ``[J]`` of the candidate each joint is read out with: the highest profiled evidence once the joint
@@ -220,12 +216,134 @@ class JerkFilterBank:
         newest = self.entries[-1]
         mean, covariance = newest.mean[pick], newest.covariance[pick]
         for entry in reversed(self.entries[index:-1]):
-            gain = entry.gain[pick]
-            mean = entry.mean[pick] + np.einsum("jab,jb->ja", gain, mean - entry.next_mean[pick])
-            covariance = entry.covariance[pick] + gain @ (covariance - entry.next_covariance[pick]) @ gain.swapaxes(-1, -2)
+            mean, covariance = rts_step(mean, covariance, entry.mean, entry.covariance, entry.step, entry.next_mean,
+                                        entry.next_covariance, entry.gain, entry.has_gain, choice)
         started = np.isfinite(self.entries[index].mean[pick][:, 0])
         return (np.where(started[:, None], mean[:, :3], np.nan),
                 np.where(started[:, None, None], covariance[:, :3, :3], np.nan))
+
+
+def advance_numpy(
+    mean: np.ndarray, covariance: np.ndarray, evidence: np.ndarray, updates: np.ndarray, predict: bool,
+    step: np.ndarray, noise: np.ndarray, density: np.ndarray, decay: float, initial: np.ndarray, points: np.ndarray,
+    information: np.ndarray, measured: np.ndarray, start: np.ndarray, rank: np.ndarray, robust_scale: float,
+    restricted: int = RESTRICTED_UPDATES,
+) -> tuple[np.ndarray, ...]:
+    """The reference of one bank update: with ``predict``, the filtered states ``mean [C, J, 9]`` and
+    ``covariance [C, J, 9, 9]`` through ``step [9, 9]`` with ``density [C]`` times ``noise [9, 9]``, the
+    ``evidence [C, J, 3]`` discounted by ``decay``; the joints to ``start [J]`` set at their point with
+    ``initial [9, 9]``; then the ``measured [J]`` joints corrected with ``points [J, 3]``, ``information
+    [J, 3, 3]`` (of ``rank [J]``) and the robust weights, their ``updates [J]`` counted and, after ``restricted``
+    updates, their evidence accumulated (``evidence`` and ``updates`` in place).
+
+    Returns:
+        the new ``mean`` and ``covariance`` (new arrays), and with ``predict`` the prediction (mean and
+        covariance, before the correction; else ``None`` for those two).
+    """
+    next_mean = next_covariance = None
+    if predict:
+        mean = np.einsum("ab,cjb->cja", step, mean)
+        predicted = step @ covariance @ step.T + density[:, None, None, None] * noise
+        # Joints not started have no state yet: identity keeps the gain's inverse finite (their means stay NaN).
+        predicted = np.where(np.isfinite(mean[..., :1, None]), predicted, np.eye(9))
+        next_mean, next_covariance = mean, predicted
+        evidence *= decay
+        covariance = predicted
+    mean, covariance = mean.copy(), covariance.copy()  # corrected in place: the prediction is kept
+    if start.any():
+        mean[:, start] = np.concatenate([points[start], np.zeros((start.sum(), 6))], axis=-1)
+        covariance[:, start] = initial
+    if measured.any():
+        joints = np.flatnonzero(measured)
+        state, spread = mean[:, joints], covariance[:, joints]  # [C, K, 9], [C, K, 9, 9]
+        info = np.broadcast_to(information[joints], state.shape[:2] + (3, 3))
+        residual = points[joints] - state[..., :3]  # [C, K, 3]
+        if robust_scale > 0:
+            chi2, _, _ = _innovation(spread, info, residual)
+            weight = 1.0 / (1.0 + chi2 / robust_scale**2)
+            for _ in range(ROBUST_ITERATIONS):
+                # As offline, judged on the measurement's distance from the corrected position in units of its own
+                # uncertainty: where the prediction is loose (a joint's first frames), the innovation's chi^2 is
+                # diluted by it, and a measurement far more certain than the prediction (two views of a narrow
+                # baseline agreeing on a swapped label, metres off) would still pull the state most of the way.
+                _, _, solved = _innovation(spread, info * weight[..., None, None], residual)
+                left = residual - np.einsum("ckab,ckb->cka", spread[..., :3, :3], solved(residual))
+                weight = 1.0 / (1.0 + np.einsum("cka,ckab,ckb->ck", left, info, left) / robust_scale**2)
+            info = info * weight[..., None, None]
+        chi2, logdet, solved = _innovation(spread, info, residual)
+        cross = spread[..., :, :3]  # P C^T [C, K, 9, 3]
+        # Gain P C^T Lambda (I + P_yy Lambda)^-1 applied: the residual through solved = Lambda (I + P_yy Lambda)^-1.
+        mean[:, joints] = state + np.einsum("ckab,ckb->cka", cross, solved(residual))
+        updated = spread - cross @ solved(spread[..., :3, :])  # K C P
+        covariance[:, joints] = 0.5 * (updated + updated.swapaxes(-1, -2))
+        updates[joints] += 1
+        counted = updates[joints] > restricted
+        terms = np.stack([logdet, chi2, np.broadcast_to(rank[joints], chi2.shape).astype(float)], axis=-1)
+        evidence[:, joints] += np.where(counted[None, :, None], terms, 0.0)
+    return mean, covariance, next_mean, next_covariance
+
+
+def advance_numba(
+    mean: np.ndarray, covariance: np.ndarray, evidence: np.ndarray, updates: np.ndarray, predict: bool,
+    step: np.ndarray, noise: np.ndarray, density: np.ndarray, decay: float, initial: np.ndarray, points: np.ndarray,
+    information: np.ndarray, measured: np.ndarray, start: np.ndarray, rank: np.ndarray, robust_scale: float,
+    restricted: int = RESTRICTED_UPDATES,
+) -> tuple[np.ndarray, ...]:
+    """:func:`advance_numpy` in one compiled loop (raises ``ImportError`` without numba; ``evidence`` and
+    ``updates`` contiguous, as they change in place). Why: per person and frame numpy's cost is the overhead of
+    some hundred calls on 12 x 17 tiny matrices (~1 ms), the kernel's about 0.2 ms."""
+    from ._jerk_kernel import advance_kernel  # numba compiles (or loads its cache) here, once per process
+
+    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    flag = functools.partial(np.ascontiguousarray, dtype=np.bool_)
+    result = advance_kernel(f64(mean), f64(covariance), evidence, updates, bool(predict), f64(step), f64(noise),
+                            f64(density), float(decay), f64(initial), f64(points), f64(information), flag(measured),
+                            flag(start), np.ascontiguousarray(rank, dtype=np.int64), float(robust_scale),
+                            int(restricted), ROBUST_ITERATIONS)
+    return result if predict else result[:2] + (None, None)
+
+
+def advance(*arguments) -> tuple[np.ndarray, ...]:
+    """:func:`advance_numba` when numba is installed, else :func:`advance_numpy` (same arguments)."""
+    return (advance_numba if _numba_available() else advance_numpy)(*arguments)
+
+
+def rts_step_numpy(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndarray, entry_covariance: np.ndarray,
+                   step: np.ndarray, next_mean: np.ndarray, next_covariance: np.ndarray, gain: np.ndarray,
+                   has_gain: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference of one Rauch-Tung-Striebel step back: the smoothed state ``mean [J, 9]``, ``covariance
+    [J, 9, 9]`` of the next update to the one kept in ``entry_*`` (``[C, J, ...]``, with the transition ``step``
+    and the prediction ``next_*`` to the next), each joint with its ``choice [J]`` of candidate. The gains
+    ``P_f F^T P_pred^-1`` of the chosen candidates not in ``gain [C, J, 9, 9]`` yet (``has_gain [C, J]``) are
+    worked out and kept there (in place)."""
+    joints = np.arange(len(choice))
+    missing = ~has_gain[choice, joints]
+    if missing.any():
+        c, j = choice[missing], joints[missing]
+        gain[c, j] = np.linalg.solve(next_covariance[c, j], step @ entry_covariance[c, j]).swapaxes(-1, -2)
+        has_gain[c, j] = True
+    pick = (choice, joints)
+    chosen = gain[pick]
+    mean = entry_mean[pick] + np.einsum("jab,jb->ja", chosen, mean - next_mean[pick])
+    covariance = entry_covariance[pick] + chosen @ (covariance - next_covariance[pick]) @ chosen.swapaxes(-1, -2)
+    return mean, covariance
+
+
+def rts_step_numba(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndarray, entry_covariance: np.ndarray,
+                   step: np.ndarray, next_mean: np.ndarray, next_covariance: np.ndarray, gain: np.ndarray,
+                   has_gain: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rts_step_numpy` compiled (raises ``ImportError`` without numba; ``gain`` and ``has_gain``
+    contiguous, as they change in place)."""
+    from ._jerk_kernel import rts_kernel
+
+    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    return rts_kernel(f64(mean), f64(covariance), f64(entry_mean), f64(entry_covariance), f64(step), f64(next_mean),
+                      f64(next_covariance), gain, has_gain, np.ascontiguousarray(choice, dtype=np.int64))
+
+
+def rts_step(*arguments) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`rts_step_numba` when numba is installed, else :func:`rts_step_numpy` (same arguments)."""
+    return (rts_step_numba if _numba_available() else rts_step_numpy)(*arguments)
 
 
 def _innovation(covariance: np.ndarray, information: np.ndarray, residual: np.ndarray):

@@ -225,16 +225,36 @@ RESIDUAL_PRIOR_DOF = 0.5
 as soon as it has one (chosen with the default preset's covariance scales on seeds 0-2)."""
 
 
-def calibrate_covariance(fitted: FusionResult, scales: tuple[float, float], pixel_sigma: float) -> FusionResult:
+DISSENT_VARIANCE = 8.0
+"""Variance factor of a joint that only two views support while a view that detects it disagrees: two rays nearly
+meet by chance (one of them an outlier or a swapped label), and two views leave one degree of freedom of residual,
+too few to show it. Chosen on seeds 0-2 of the lab rig with ``hard`` noise and the portrait rig (realistic), where
+such joints were most of those beyond 150 mm whose largest standard deviation was under 75 mm; it barely moves the
+others (BENCHMARKS.md, "Fixed lag")."""
+
+
+def dissenting_views(uv: np.ndarray, confidence: np.ndarray, num_views: np.ndarray, min_confidence: float) -> np.ndarray:
+    """Per joint ``[..., J]``: the views that detect it (``uv [V, ..., J, 2]`` finite, ``confidence [V, ..., J]`` at
+    least ``min_confidence``) beyond the ``num_views [..., J]`` that support the estimate."""
+    detected = (np.isfinite(uv).all(-1) & (confidence >= min_confidence)).sum(axis=0)
+    return np.maximum(detected - num_views.astype(np.int64), 0)
+
+
+def calibrate_covariance(fitted: FusionResult, scales: tuple[float, float],
+                         pixel_sigma: float | np.ndarray, dissent: np.ndarray | None = None) -> FusionResult:
     """``fitted`` with each joint's covariance ``[..., J, 3, 3]`` (m^2, world frame) scaled by its residual and
     reshaped: times ``(nu + n e^2 / s^2) / (nu + 2 n - 3)`` (``n`` agreeing views, ``e`` their mean reprojection
-    error, ``s = pixel_sigma`` px, ``nu = RESIDUAL_PRIOR_DOF``: views that disagree more than the pixel noise widen
+    error, ``s = pixel_sigma`` px (a float, or per person ``[N, 1]``), ``nu = RESIDUAL_PRIOR_DOF``: views that
+    disagree more than that pixel noise widen
     it), then its two smallest eigenvalues times ``scales[0]`` and its largest times ``scales[1]``
-    (``FusionConfig.streaming_covariance``)."""
+    (``FusionConfig.streaming_covariance``); times ``DISSENT_VARIANCE`` where two views support the joint and
+    ``dissent [..., J]`` (``dissenting_views``) says another that detects it disagrees."""
     views = fitted.num_views.astype(np.float64)
     error = np.nan_to_num(fitted.reprojection_error.astype(np.float64), nan=0.0)
     residual = (RESIDUAL_PRIOR_DOF + views * (error / pixel_sigma) ** 2) / (
         RESIDUAL_PRIOR_DOF + np.maximum(2.0 * views - 3.0, 0.0))
+    if dissent is not None:
+        residual = residual * np.where((views == 2) & (dissent > 0), DISSENT_VARIANCE, 1.0)
     finite = np.isfinite(fitted.covariance).all((-1, -2))
     values, vectors = np.linalg.eigh(np.where(finite[..., None, None], fitted.covariance, np.eye(3)))
     values = values * np.array([scales[0], scales[0], scales[1]]) * residual[..., None]

@@ -24,6 +24,7 @@ from .result import (
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
+    dissenting_views,
     checked_stamp,
     concatenate_results,
     estimate_bone_prior,
@@ -324,7 +325,8 @@ def step_together(
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
         fitted = unfixed_starts_unseen(refine_output(rig, uv_fit, confidence_fit, result, known[pick], names),
                                        predictions_fit)
-        fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma)
+        dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
+        fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits

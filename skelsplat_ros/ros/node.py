@@ -322,7 +322,8 @@ class FusionNode(Node):
                 torch.set_num_threads(threads)
             from skelsplat_ros.tracking.warmup import warm_up
 
-            report = warm_up(self.tracker.rig, self.skeleton, self.fusion_config, self.tracker_config)
+            report = warm_up(self.tracker.rig, self.skeleton, self.fusion_config, self.tracker_config,
+                             lag=self.params["lag"])
             if report.last is not None:
                 frame_messages(self._header(ns_to_stamp(0)), report.last.people, self.outputs,
                                shown_before={-1})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fusion.config import FusionConfig
-from ..fusion.fixed_lag import LAG_TOLERANCE, LagSmoother, check_lag, read_out
+from ..fusion.fixed_lag import LAG_TOLERANCE, LagSmoother, check_lag, fit_information, read_out
 from ..fusion.streaming import FrameFit
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
@@ -70,11 +70,12 @@ class LaggedTracker:
             if track_id in self._smoothers:
                 self._draining.append(self._smoothers.pop(track_id))
         entries = []
-        for track_id, (fit, views) in step.fits.items():
+        information = fit_information(self.fusion, [fit for fit, _ in step.fits.values()]) if step.fits else None
+        for k, (track_id, (fit, views)) in enumerate(step.fits.items()):
             smoother = self._smoothers.get(track_id)
             if smoother is None:
                 smoother = self._smoothers[track_id] = LagSmoother(self.skeleton, self.fusion, self.lag)
-            smoother.add(fit)
+            smoother.add(fit, information[k])
             entries.append((track_id, smoother, fit, views))
         self._frames.append((float(stamp), entries))
         return step, out + self._due(float(stamp))

@@ -3,9 +3,10 @@
 The first :meth:`MultiPersonTracker.step` calls of a process are slow: the numba image kernel is compiled or loaded
 from its disk cache, numpy and scipy build their first plans, and every path of the tracker (a birth from an
 unclaimed cluster, confirmation, a batched refit of several people, an empty frame, a track that ends) runs for the
-first time. A node that takes real frames before that drops or delays them. :func:`warm_up` runs those paths on a
-tracker of its own, with synthetic people projected exactly into the rig, so that the real tracker starts fresh (no
-track, no id used) and its first frame costs what its hundredth does.
+first time; with a fixed lag, the filter bank's numba kernels and the read-out too. A node that takes real frames
+before that drops or delays them. :func:`warm_up` runs those paths on a tracker of its own (a
+:class:`~.lagged.LaggedTracker` with the node's lag), with synthetic people projected exactly into the rig, so that
+the real tracker starts fresh (no track, no id used) and its first frame costs what its hundredth does.
 
 Pure numpy (no simulation module: the runtime never loads ``sim/``).
 """
@@ -20,6 +21,7 @@ import numpy as np
 from ..fusion.config import FusionConfig
 from ..geometry.camera import Camera, CameraRig, look_at
 from ..skeleton.models import Skeleton
+from .lagged import LaggedFrame, LaggedTracker
 from .tracker import MultiPersonTracker, TrackerConfig, TrackerStep
 
 __all__ = ["WarmUp", "synthetic_person", "warm_up"]
@@ -38,14 +40,15 @@ class WarmUp:
         people: confirmed people published over those steps (0: nothing was fused, see ``rig``).
         rig: ``"given"`` when the rig it was given served, ``"ring"`` when that rig could not see the synthetic people
             (e.g. cameras not posed yet) and a ring of as many cameras was used instead.
-        last: the last step that published people (for warming the output conversion), or ``None``.
+        last: the last step (with a lag: frame out) that published people (for warming the output conversion), or
+            ``None``.
     """
 
     seconds: float
     frames: int
     people: int
     rig: str
-    last: TrackerStep | None
+    last: TrackerStep | LaggedFrame | None
 
 
 def synthetic_person(skeleton: Skeleton) -> np.ndarray:
@@ -124,12 +127,14 @@ def _detections(rig: CameraRig, people: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(view) for view in keypoints]
 
 
-def _run(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig,
-         people: int) -> tuple[int, int, TrackerStep | None]:
+def _run(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig, people: int,
+         lag: float) -> tuple[int, int, TrackerStep | LaggedFrame | None]:
     """The warm-up frames on ``rig``: one person until confirmed, then ``people`` at once (births beside a live
-    track, a batched refit), a frame of nobody, and the same people after the tracks ended. Returns (frames,
-    people published, last step that published people)."""
-    tracker = MultiPersonTracker(rig, skeleton, fusion, config)
+    track, a batched refit), a frame of nobody, and the same people after the tracks ended (with a lag, the jump
+    outputs the pending frames). Returns (frames, people published, last step or frame out that published
+    people)."""
+    lagged = LaggedTracker(rig, skeleton, fusion, config, lag) if lag > 0 else None
+    tracker = lagged.tracker if lagged is not None else MultiPersonTracker(rig, skeleton, fusion, config)
     body = synthetic_person(skeleton)
     centre = _target(rig)
     # Side by side, 0.8 m apart, across the rig's view.
@@ -142,25 +147,27 @@ def _run(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: Track
     for index, detections in enumerate(frames + [several, several]):
         if index == len(frames):  # past every track's life: they end, and the same people are born again
             stamp += config.delete_after + config.tentative_timeout + 1.0
-        step = tracker.step(detections, stamp)
-        published += len(step.people)
-        last = step if step.people else last
+        outputs = [tracker.step(detections, stamp)] if lagged is None else lagged.step(detections, stamp)[1]
+        for out in outputs + (lagged.flush() if lagged is not None and index == len(frames) + 1 else []):
+            published += len(out.people)
+            last = out if out.people else last
         stamp += 1.0 / 30.0
     return len(frames) + 2, published, last
 
 
 def warm_up(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig = TrackerConfig(),
-            people: int = 3) -> WarmUp:
-    """Run throw-away frames through a tracker built like the live one (see the module docstring).
+            people: int = 3, lag: float = 0.0) -> WarmUp:
+    """Run throw-away frames through a tracker built like the live one (see the module docstring; ``lag`` (s) > 0:
+    a :class:`~.lagged.LaggedTracker`'s).
 
     ``rig`` is the live rig when known (its cameras' caches are warmed too); a rig that sees none of the synthetic
     people (placeholder poses before CameraInfo and TF arrived) is replaced by a ring of as many cameras.
     """
     started = time.perf_counter()
-    frames, published, last = _run(rig, skeleton, fusion, config, people)
+    frames, published, last = _run(rig, skeleton, fusion, config, people, lag)
     used = "given"
     if not published:
-        more, published, last = _run(_ring(rig), skeleton, fusion, config, people)
+        more, published, last = _run(_ring(rig), skeleton, fusion, config, people, lag)
         frames += more
         used = "ring"
     return WarmUp(time.perf_counter() - started, frames, published, used, last)

@@ -3,6 +3,8 @@ tracker built afterwards as fresh as one built before."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,20 @@ def test_warm_up_fuses_people_on_the_given_rig_or_on_a_ring_when_the_rig_cannot_
     detections = [np.concatenate([view, np.full((len(view), 1), 0.9)], axis=-1)[None] for view in uv]
     steps = [tracker.step(detections, f / 30.0) for f in range(config.bone_warmup + 1)]
     assert [p.track_id for p in steps[-1].people] == [0]
+
+
+def test_a_lag_warm_up_runs_the_fixed_lag_path_and_loads_its_kernels(sim_lab_rig):
+    """With the node's lag, the warm-up's frames go through a LaggedTracker: people come out of the read-out, and the
+    filter bank's numba kernels are compiled (or loaded from the disk cache) before the first real frame."""
+    skeleton = get_skeleton("h36m17")
+    config = preset_config("default", "skelsplat", mode="streaming")
+    report = warm_up(sim_lab_rig, skeleton, config, TrackerConfig(), lag=0.2)
+    assert report.rig == "given" and report.people >= 3 and report.last is not None
+    assert hasattr(report.last, "stamp")  # a LaggedFrame: what the fixed-lag read-out published
+    if importlib.util.find_spec("numba") is not None:
+        from skelsplat_ros.fusion._jerk_kernel import advance_kernel, rts_kernel
+
+        assert advance_kernel.signatures and rts_kernel.signatures
 
 
 @pytest.fixture
