@@ -4,6 +4,9 @@ real Pose2Sim multi-person take, and the live node (a camera bumped while two pe
 
   .venv/bin/python scripts/bench_calibration.py                      # everything (about 10 min of CPU)
   .venv/bin/python scripts/bench_calibration.py --parts sim,bump     # some of it
+  --parts realjoints: the Pose2Sim take started at its Qualisys rig, refined with subsets of the joints.
+  --parts wrongbase: the simulated baseline takes with the cam0-cam2 distance given for cam0-cam1 (each must be
+  refused: the cameras move metres from their start).
   --real DIR: the Pose2Sim take's calib.toml + keypoints_mediapipe.npz (default data/pose2sim_multi, then
   /work/coord/data/pose2sim_multi); skipped with a note when absent.
   --parts shelf: the same two cases on Shelf (../shared/data/shelf or --shelf DIR: 5 cameras, OpenPose BODY_25,
@@ -77,7 +80,15 @@ def offline(args) -> None:
         wrong = [t for t in takes if t.accepted and (t.rotation > 0.3 or t.translation > 0.02)]
         print(f"starts 30-45 deg off: refused {sum(not t.accepted for t in takes)}/{len(takes)}, wrong rigs accepted "
               f"{len(wrong)}")
-    if "real" in parts:
+    if "wrongbase" in parts:
+        takes = bench.wrong_baseline(args.rig, seeds, people, args.seconds)
+        for t in takes:
+            print(f"| {t.name} | {'ACCEPTED' if t.accepted else 'refused'} | {t.translation:.2f} m | "
+                  f"{t.reasons[0][:110] if t.reasons else ''} |")
+        print(f"wrong baseline (the cam0-cam2 distance): refused {sum(not t.accepted for t in takes)}/{len(takes)}, "
+              f"wrong rigs accepted {sum(t.accepted for t in takes)}; the worst camera of each attempt "
+              f"{min(t.translation for t in takes):.2f}-{max(t.translation for t in takes):.2f} m from the truth")
+    if "real" in parts or "realjoints" in parts:
         folder = next((p for p in (Path(args.real), REPO / "data/pose2sim_multi", Path("/work/coord/data/pose2sim_multi"))
                        if (p / "keypoints_mediapipe.npz").exists()), None) if args.real else None
         if folder is None:
@@ -86,7 +97,13 @@ def offline(args) -> None:
             from skelsplat_ros.calibration import report_lines
             from skelsplat_ros.calibration.refine import rig_change
 
-            for case in bench.real_take(folder):
+            for name, result, truth in bench.real_joint_subsets(folder) if "realjoints" in parts else []:
+                errors = [rig_change(a, b) for a, b in zip(truth, result.attempt)] if result.attempt else []
+                print(f"| {name} | " + " | ".join(f"{r:.2f} deg, {100 * t:.1f} cm" for r, t in errors[2:]) +
+                      f" | {'accepted' if result.accepted else 'refused'}; inliers "
+                      f"{', '.join(f'{c.inliers:.2f}' for c in result.cameras)}; noise {result.noise:.2f} px; "
+                      f"std {', '.join(f'{c.rotation_std:.2f} deg' for c in result.cameras[2:])} |")
+            for case in bench.real_take(folder) if "real" in parts else []:
                 print(f"real take, {case.name}:")
                 print("\n".join("  " + line for line in report_lines(case.result)))
                 if case.result.attempt is not None:
@@ -203,7 +220,7 @@ def node(args) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", default="sim,bump,basin,real,shelf,node")
+    parser.add_argument("--parts", default="sim,bump,basin,wrongbase,real,shelf,node")
     parser.add_argument("--rig", default="portrait", help="simulated rig (not the lab rig the thresholds were set on)")
     parser.add_argument("--seeds", default="3,4,5")
     parser.add_argument("--people", default="1,2,3")

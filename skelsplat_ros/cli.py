@@ -204,7 +204,9 @@ acceptance: the refined rig is written only when it converged: median reprojecti
   detection noise (the median distance of a keypoint from the line through its positions in the frames
   before and after, measured on the keypoints alone; or --noise), and at least 85 % of every camera's
   keypoints within 4 x the noise. Refused too: too few frames, a camera that saw nobody the others saw,
-  people who stayed in one spot, and more than one camera beyond the basin (turned by 30 degrees or more).
+  people who stayed in one spot, more than one camera beyond the basin (turned by 30 degrees or more), and a
+  camera moved further than 0.2 x its distance to the people from its rough position (a wrong --baseline
+  shows this way) unless it is the one camera located afresh (bumped).
   A refusal keeps the rough calibration, says why, writes nothing and exits with status 1.
 """
 

@@ -24,7 +24,8 @@ from ..geometry.camera import CameraRig
 from ..sim import disturb_rig
 from ..sim.scenes import MultiPersonScenario, make_multi_person_scenario
 
-__all__ = ["Take", "simulated", "bumped", "beyond_basin", "RealCase", "real_take", "ShelfCase", "shelf",
+__all__ = ["Take", "simulated", "bumped", "beyond_basin", "wrong_baseline", "RealCase", "real_take",
+           "real_joint_subsets", "ShelfCase", "shelf",
            "shelf_score", "mpjpe"]
 
 
@@ -126,6 +127,23 @@ def beyond_basin(rig_kind: str, seeds: list[int], people: list[int], seconds: fl
     return takes
 
 
+def wrong_baseline(rig_kind: str, seeds: list[int], people: list[int], seconds: float = 15.0) -> list[Take]:
+    """The ``baseline`` takes of :func:`simulated` with a wrong distance: the cam0-cam2 distance given for cam0-cam1
+    (a measurement between the wrong cameras). Residuals cannot see a scale, so only the cameras' moves from their
+    start show it: each must be refused."""
+    takes = []
+    for seed in seeds:
+        for count in people:
+            scene = make_multi_person_scenario(rig_kind, count, num_frames=int(seconds * 30), seed=seed)
+            names, free = scene.rig.names, list(range(1, len(scene.rig)))
+            wrong = float(np.linalg.norm(scene.rig.centres[0] - scene.rig.centres[2]))
+            rough = disturb_rig(scene.rig, free, seed=1000 + seed * 10 + count)
+            take, _ = _run(f"{rig_kind} seed {seed}, {count} people, baseline cam0-cam2 given for cam0-cam1", scene,
+                           rough, WorldAnchor(baseline=(names[0], names[1], wrong)), free, evaluate=False)
+            takes.append(take)
+    return takes
+
+
 def _given_fit(given: CameraRig, result: CalibrationResult) -> tuple[float, np.ndarray]:
     """The given rig on the association the refinement ended with (its points adjusted, every camera held): its
     reprojection median (px) and each camera's inlier fraction (as :func:`self_calibrate` counts them), what the
@@ -209,6 +227,35 @@ def real_take(folder: Path) -> list[RealCase]:
     cases = [("cam03, cam04 off by 5 deg and 15 cm; --fixed cam01,cam02", [2, 3], WorldAnchor(fixed=("cam01", "cam02"))),
              ("cam02-cam04 off by 5 deg and 15 cm; --baseline cam01 cam02", [1, 2, 3], _baseline(truth, 0, 1))]
     return [found for case in cases for found in _real_cases(truth, skeleton, keypoints, [case], [len(case[1])])]
+
+
+JOINT_SUBSETS = {"all 17": None, "no face": ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"),
+                 "no face, no hips": ("shoulder", "elbow", "wrist", "knee", "ankle"),
+                 "elbows, wrists, knees, ankles": ("elbow", "wrist", "knee", "ankle"),
+                 "hips, knees, ankles": ("hip", "knee", "ankle")}
+"""Joint subsets of :func:`real_joint_subsets` (parts of coco17 joint names)."""
+
+
+def real_joint_subsets(folder: Path) -> list[tuple[str, CalibrationResult, CameraRig]]:
+    """Where the Pose2Sim take's keypoints put cam03 and cam04: started *at* the Qualisys rig, cam01 and cam02 held,
+    with each of :data:`JOINT_SUBSETS` (the other joints' keypoints dropped; the spread check off, as the take is
+    1.7 s). Returns ``(subset, result, Qualisys rig)``."""
+    from ..geometry.calibration import load_calibration_metres
+    from ..skeleton.models import get_skeleton
+
+    truth, _ = load_calibration_metres(folder / "calib.toml")
+    data = np.load(folder / "keypoints_mediapipe.npz")
+    keypoints, skeleton = np.asarray(data["keypoints"], dtype=np.float64), get_skeleton(str(data["skeleton"]))
+    out = []
+    for name, parts in JOINT_SUBSETS.items():
+        kept = keypoints.copy()
+        if parts is not None:
+            drop = [j for j, n in enumerate(skeleton.joint_names) if not any(p in n for p in parts)]
+            kept[..., drop, :2], kept[..., drop, 2] = np.nan, 0.0
+        result = self_calibrate(truth, skeleton, kept, WorldAnchor(fixed=("cam01", "cam02")),
+                                CalibrationConfig(min_spread=0.0))
+        out.append((name, result, truth))
+    return out
 
 
 @dataclass

@@ -12,8 +12,9 @@
 5. associate again with the refined rig (each detection to the person it reprojects onto, left/right mirrored where
    that fits better) and adjust again;
 6. place the result in the rough calibration's world frame with the user's scale anchor (:mod:`.world`);
-7. accept only what converged and is consistent (see :class:`CalibrationConfig`); otherwise say why, and keep the
-   rough calibration.
+7. accept only what converged and is consistent (see :class:`CalibrationConfig`: among others, no camera turned or
+   moved further from its rough pose than a rough start can be off, except one bumped camera located afresh);
+   otherwise say why, and keep the rough calibration.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ class CalibrationConfig:
         max_rotation: degrees; a camera whose refined orientation is further than this from its rough one is
             beyond the refinement's basin. One such camera is a bumped camera (located afresh, accepted when it
             fits); two or more mean the rough calibration does not describe this rig, and are refused.
+        max_shift: a camera whose refined centre is further from its rough one than this fraction of its distance
+            to the people (median, measured in the rough rig: the scene's scale in the user's own units) was moved
+            by more than the start's error can explain: a wrong scale anchor (a baseline between other cameras, or
+            in other units) or a second minimum of the residuals. Refused, unless it is the one camera located
+            afresh by PnP (a bumped camera; see ``max_rotation``). The issue's basin is 30-50 cm at 3-5 m (at most
+            0.15).
         lost_inliers: a camera with fewer inliers than this after the first adjustment is taken for bumped and
             located afresh.
         focal_sigma: relative prior std of the focal lengths when they are refined; ``None`` keeps them.
@@ -78,6 +85,7 @@ class CalibrationConfig:
     min_inliers: float = 0.85
     inlier_factor: float = 4.0
     max_rotation: float = 30.0
+    max_shift: float = 0.2
     lost_inliers: float = 0.5
     focal_sigma: float | None = None
     loss_scale: float = 2.0
@@ -94,6 +102,8 @@ class CameraReport:
         role: ``held`` (holds the world frame), ``refined``, or ``relocated`` (bumped, located afresh).
         rotation_change: degrees between the rough and the refined orientation.
         translation_change: metres between the rough and the refined centre.
+        distance: the camera's median distance to the people in the rough rig (metres): the scale of
+            ``max_shift``.
         focal_change: relative change of the focal length (0 unless refined).
         before: median reprojection error with the rough rig (px).
         after: median reprojection error with the refined rig (px).
@@ -112,6 +122,7 @@ class CameraReport:
     after: float = float("nan")
     inliers: float = float("nan")
     keypoints: int = 0
+    distance: float = float("nan")
     rotation_std: float = 0.0
     position_std: float = 0.0
 
@@ -402,11 +413,11 @@ def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnc
     scale = _scale_anchor(rig, anchor, held)
 
     # 1. From the rough rig, or where two held cameras' joints put each free camera.
-    start = rig
+    start, afresh = rig, []
     if len(held) >= 2:
-        start, located = _locate_against_held(rig, held, free, points, data, frames, skeleton, config)
-        if located:
-            notes.append(f"started {', '.join(located)} where the held cameras' joints put them")
+        start, afresh = _locate_against_held(rig, held, free, points, data, frames, skeleton, config)
+        if afresh:
+            notes.append(f"started {', '.join(rig[v].name for v in afresh)} where the held cameras' joints put them")
             X = _start_points(start, points.observations)
     result = _adjust(start, points.observations, X, free, scale, data, config, config.first_iterations)
     # The first association's mistakes hold the first adjustment back (hence its short budget): associate once with
@@ -441,7 +452,9 @@ def _calibrate(rig: CameraRig, skeleton: Skeleton, data: _Data, anchor: WorldAnc
 
     # 4. Into the rough calibration's world frame, at the anchor's scale; then judge.
     refined, placement = _place(result, rig, anchor, held, points, skeleton)
-    return _judge(rig, refined, result, points, data, frames, anchored, relocated, skeleton, config,
+    if relocated is not None:
+        afresh.append(relocated)
+    return _judge(rig, refined, result, points, data, frames, anchored, relocated, afresh, skeleton, config,
                   notes + placement)
 
 
@@ -474,9 +487,9 @@ def _scale_anchor(rig: CameraRig, anchor: WorldAnchor, held: list[int]) -> Scale
 
 def _locate_against_held(rig: CameraRig, held: list[int], free: np.ndarray, points: _Points, data: _Data,
                          frames: np.ndarray, skeleton: Skeleton, config: CalibrationConfig
-                         ) -> tuple[CameraRig, list[str]]:
+                         ) -> tuple[CameraRig, list[int]]:
     """The rig with each free camera located (PnP, no start needed) against the joints the held cameras
-    triangulate; a camera that cannot be located keeps its rough pose. Returns the rig and the moved cameras."""
+    triangulate; a camera that cannot be located keeps its rough pose. Returns the rig and the located views."""
     observations = points.observations
     weight = np.zeros_like(observations.weight)
     weight[:, held] = observations.weight[:, held]
@@ -493,7 +506,7 @@ def _locate_against_held(rig: CameraRig, held: list[int], free: np.ndarray, poin
                             skeleton.flip_permutation, config.inlier_factor * data.noise, guess=(camera.R, camera.t))
         if fit is not None and fit.inliers >= config.lost_inliers * fit.correspondences:
             cameras[view] = Camera(camera.name, camera.K, fit.R, fit.t, camera.size, camera.dist)
-            moved.append(camera.name)
+            moved.append(int(view))
     return CameraRig(cameras), moved
 
 
@@ -591,21 +604,27 @@ def _spread(joints: np.ndarray, skeleton: Skeleton) -> float:
 
 
 def _judge(rough: CameraRig, refined: CameraRig, result: BundleResult, points: _Points, data: _Data,
-           frames: np.ndarray, held: list[int], relocated: int | None, skeleton: Skeleton,
+           frames: np.ndarray, held: list[int], relocated: int | None, afresh: list[int], skeleton: Skeleton,
            config: CalibrationConfig, notes: list[str]) -> CalibrationResult:
-    """The per-camera report and the acceptance checks."""
+    """The per-camera report and the acceptance checks (``afresh``: the views started from a PnP pose)."""
     observations = points.observations
     residuals = result.residuals  # [P, V]: the placement moves the world, not what the cameras see
-    before = reprojection(rough, _triangulate(rough, observations), observations)
+    X_rough = _triangulate(rough, observations)
+    before = reprojection(rough, X_rough, observations)
     inliers = _inliers(residuals, data.noise, config.inlier_factor)
-    cameras = []
+    cameras, shifted = [], []
     for v, (a, b) in enumerate(zip(rough, refined)):
         rotation, translation = rig_change(a, b)
+        seen = observations.observed[:, v] & np.isfinite(X_rough).all(-1)
+        distance = _median(np.linalg.norm(X_rough[seen] - a.centre, axis=-1))
+        if v not in held and translation > config.max_shift * distance:
+            shifted.append(v)
         role = "held" if v in held else (
-            "relocated" if v == relocated or rotation >= config.max_rotation else "refined")
+            "relocated" if v == relocated or rotation >= config.max_rotation or (v in shifted and v in afresh)
+            else "refined")
         cameras.append(CameraReport(
             a.name, role, rotation, translation, float(b.K[0, 0] / a.K[0, 0] - 1.0), _median(before[:, v]),
-            _median(residuals[:, v]), float(inliers[v]), int(np.isfinite(residuals[:, v]).sum()),
+            _median(residuals[:, v]), float(inliers[v]), int(np.isfinite(residuals[:, v]).sum()), distance,
             float(result.camera_std[v, 0]), float(result.camera_std[v, 1])))
     after = _median(residuals)
     reasons = []
@@ -618,12 +637,22 @@ def _judge(rough: CameraRig, refined: CameraRig, result: BundleResult, points: _
     if low:
         reasons.append(f"too few inliers (at least {config.min_inliers:.2f} within {config.inlier_factor:g} x the "
                        "noise needed): " + ", ".join(f"{c.name} {c.inliers:.2f}" for c in low))
-    beyond = [c for c in cameras if c.rotation_change >= config.max_rotation]
-    if len(beyond) > 1:
+    moved = [cameras[v] for v in shifted if v not in afresh]
+    if moved:
+        reasons.append("the refinement moved " + ", ".join(
+            f"{c.name} by {c.translation_change:.2f} m" for c in moved) + " from the rough calibration, more than "
+            f"{config.max_shift:g} x the camera's distance to the people (" + ", ".join(
+            f"{config.max_shift * c.distance:.2f} m" for c in moved) + "): more than a rough start is off; check the "
+            "scale anchor (a --baseline between these two cameras' centres, in metres) and that the calibration "
+            "belongs to this rig, or correct one camera at a time")
+    beyond = [c for v, c in enumerate(cameras) if c.rotation_change >= config.max_rotation or v in shifted]
+    if len(beyond) > 1 and any(c not in moved for c in beyond):
         reasons.append(f"cameras {[c.name for c in beyond]} turned by "
-                       f"{', '.join(f'{c.rotation_change:.0f}' for c in beyond)} degrees: more than one camera beyond "
-                       f"the refinement's basin ({config.max_rotation:g} degrees); check that the calibration belongs "
-                       "to this rig and its camera names match the keypoints, or correct one camera at a time")
+                       f"{', '.join(f'{c.rotation_change:.0f}' for c in beyond)} degrees and moved by "
+                       f"{', '.join(f'{c.translation_change:.2f}' for c in beyond)} m: more than one camera beyond "
+                       f"the refinement's basin ({config.max_rotation:g} degrees, or {config.max_shift:g} x the "
+                       "distance to the people); check that the calibration belongs to this rig and its camera names "
+                       "match the keypoints, or correct one camera at a time")
     joints = _people_joints(points, result.points, len(frames), int(points.person.max()) + 1, skeleton.num_joints)
     spread = _spread(joints, skeleton)
     if spread < config.min_spread:

@@ -143,6 +143,19 @@ def test_starts_beyond_the_basin_are_refused_with_a_single_held_camera_too():
     _refused(result, rough, "beyond the refinement's basin")
 
 
+def test_a_wrong_baseline_is_refused_not_scaled_into_a_wrong_rig():
+    # The distance between the wrong pair of cameras (cam0-cam2 given for cam0-cam1, 1.35 x): residuals cannot see a
+    # scale, so the adjustment fits as well as with the right one; only the cameras' moves from their start
+    # (2-4 m, where the start is 30-50 cm off) show it.
+    sc = scene(1)
+    wrong = float(np.linalg.norm(sc.rig.centres[0] - sc.rig.centres[2]))
+    rough = disturb_rig(sc.rig, [1, 2, 3], seed=12)
+    result = self_calibrate(rough, sc.skeleton, sc.keypoints, WorldAnchor(baseline=("cam0", "cam1", wrong)), CONFIG)
+    _refused(result, rough, "more than a rough start is off")
+    assert result.attempt is not None and result.after <= 1.5 * result.noise  # it fitted: the shift alone refused it
+    assert all(c.rotation_change < 30.0 for c in result.cameras)
+
+
 def test_bad_anchors_are_errors_before_any_work():
     sc = scene(1)
     for anchor, words in ((WorldAnchor(), "exactly one scale anchor"),
