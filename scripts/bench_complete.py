@@ -5,11 +5,11 @@ For each rig, noise and mode, the same takes are fused with and without `complet
 frames, seeds --seeds: 3-5 by default, held out: the fill was tuned on 0-2). Prints, over the frames a person is
 output in: the share of joints with a position (coverage) without and with `complete`; the error of the joints
 output without it (observed; must not change), the same joints with it; the error of the filled joints (mean,
-median, count); and the longest filled limb over the person's median length, with how many are over 1.2x (the arm
-and leg segments whose end is filled; must be <= 1.2; streaming and lag: against the median of the output lengths so
-far, offline: of the take); streaming also against the length estimate the fuser held that frame's fills to (the median
-of the observed lengths of its last `bone_window` outputs, `StreamingFuser.observed_lengths`; rule 5). The frames
-rule 4's warm-up withholds without `complete` are in none of these figures.
+median, count); and the longest filled limb over the person's median observed length (both ends with confidence
+> 0), with how many are over 1.2x (the arm and leg segments whose end is filled; must be <= 1.2; streaming and lag:
+against the median of the frames so far, this one included, offline: of the take); streaming also against the length
+estimate the fuser held the frame before to (`StreamingFuser.observed_lengths`; rule 5). The frames rule 4's warm-up
+withholds without `complete` are in none of these figures.
 Modes: streaming, offline, lag (fixed lag of 0.2 s: `--modes lag`).
 Run: `.venv/bin/python scripts/bench_complete.py [--rigs lab,robot] [--noise realistic,hard] [--modes ...]`.
 """
@@ -77,7 +77,9 @@ def run(rig: str, noise: str, mode: str, seeds: list[int], skeleton: str) -> dic
         rows["coverage"].append(out[frames].ravel())
         rows["coverage_complete"].append(np.isfinite(full.joints).all(-1)[frames].ravel())
         bones = limb_bones(take.skeleton)
-        seen_lengths = bone_lengths_of(plain.joints, take.skeleton)[:, bones]
+        # The person's observed lengths (both ends with confidence > 0: neither offered nor filled), as rule 5's own.
+        seen_lengths = bone_lengths_of(np.where((plain.confidence > 0)[..., None], plain.joints, np.nan),
+                                       take.skeleton)[:, bones]
         if mode == "offline":
             median = np.nanmedian(seen_lengths, axis=0)
         else:  # what the person's median was when the frame was output: over the frames before it

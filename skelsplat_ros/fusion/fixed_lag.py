@@ -40,7 +40,7 @@ from .config import FusionConfig
 from .jerk_filter import JerkFilterBank
 from .objective import BonePrior, RefineConfig, TemporalPrior, detection_weights, heatmap_variance_growth
 from .output import (
-    Fill, Views, decide_output, observed_lengths, seen_joints, slide, views_verdict, window_median,
+    Fill, LengthMedian, Views, decide_output, length_medians, observed_lengths, seen_joints, slide, views_verdict,
 )
 from .refine import refine
 from .result import (
@@ -101,8 +101,8 @@ class LagSmoother:
         self.newest: FrameFit | None = None
         self._lengths = np.empty((0, len(skeleton.bones)))
         self.completed: np.ndarray | None = None  # [J, 3] the last complete output (rule 5): the next fills' recent pose
-        # [n, B] the observed lengths of the last n <= bone_window frames out: rule 5's length estimate is their median
-        self.observed = np.empty((0, len(skeleton.bones)))
+        # The median observed lengths of every frame out: rule 5's length estimate.
+        self.observed = LengthMedian(len(skeleton.bones))
         self._last_seen = np.full(skeleton.num_joints, -np.inf)  # stamp each joint was last output as seen
         # Discounted sums of the squared reprojection errors of the seen joints, and their count (one pseudo-sample
         # at the nominal pixel noise before the first).
@@ -238,7 +238,7 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         complete, filled = _recording(complete_fill(rig, skeleton, uv, confidence,
                                                     [smoother.completed for smoother, _ in people], config),
                                       known.shape)
-        observed = np.stack([window_median(smoother.observed) for smoother, _ in people])
+        observed = length_medians([smoother.observed for smoother, _ in people])
     fused = decide_output(fitted, skeleton, prior if views is not None else None, config, views,
                           _offer(fitted, offered, views), warm, complete, observed)
     # Whatever moved a joint (bone lengths held), its uncertainty is the smoother's, calibrated; a joint the body
@@ -251,8 +251,7 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
         if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
             smoother.completed = fused.joints[i]  # the next fills' recent pose (not an unchecked warm-up frame's)
         if config.complete:
-            smoother.observed = slide(smoother.observed, observed_lengths(skeleton, fused.frame(i))[0],
-                                      config.bone_window)
+            smoother.observed = smoother.observed.added(observed_lengths(skeleton, fused.frame(i))[0])
     return [fused.frame(i) for i in range(len(people))]
 
 

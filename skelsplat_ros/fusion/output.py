@@ -22,7 +22,8 @@
    model (:func:`complete_offer`: each joint at its bone length from a placed neighbour, in the direction the
    person's recent pose, or else the rest pose, gives it, both turned as the person turned), with confidence 0 and a
    large covariance, and held as the offers of rule 3 (the output joints fixed) to the person's current length
-   estimate (:func:`fill_lengths`): the median of the lengths their output itself has shown, not the prior's
+   estimate (:func:`fill_lengths`): the median of the lengths their output itself has shown in every frame so far
+   (:class:`LengthMedian`; within ``COMPLETE_TOLERANCE``, so no filled limb is over 1.2x it), not the prior's
    triangulated lengths that rule 2 holds to within a tolerance (on a narrow rig the two differ by 10 % and more).
 
 Everything else is NaN with confidence 0. :func:`decide_output` applies the rules in that order; a new way of
@@ -303,9 +304,10 @@ def decide_output(
         known: rule 4's bones with enough samples ``[N, B]`` or ``[B]`` (:func:`withhold_unchecked`); ``None``:
             no warm-up.
         complete: rule 5's fill (:func:`complete_offer`), last.
-        observed: rule 5's length estimate from the person's earlier frames ``[N, B]`` or ``[B]`` (the median of
-            their observed lengths, :func:`observed_lengths`; NaN = none yet); ``None``: the rows are the frames of
-            one person (offline) and it is the median over them (:func:`fill_lengths`).
+        observed: rule 5's length estimate: given the frame's own observed lengths ``[N, B]``
+            (:func:`observed_lengths`), their median with those of each person's earlier frames ``[N, B]`` (NaN =
+            none; :class:`LengthMedian`, :func:`length_medians`); ``None``: the rows are the frames of one person
+            (offline) and it is the median over them (:func:`fill_lengths`).
     """
     bones = skeleton.bone_array
     output = seen_joints(fused, config.min_views)
@@ -323,7 +325,8 @@ def decide_output(
         # With rule 5 a tracked person is output from their first frame: the joints rule 4 would withhold keep their
         # position (held to the lengths of the frames before), unchecked, so with confidence 0.
         output = withhold_unchecked(output, skeleton, known, keep_unchecked=complete is not None)
-    if complete is not None:
+    present = np.isfinite(output.joints).all(-1)
+    if complete is not None and (present.any(-1) & ~present.all(-1)).any():  # nothing to fill: the usual frame
         estimate = fill_lengths(skeleton, output, lengths, observed)
         # The estimate is the output's own: a fill is held within bone_tolerance of it, as tightly as an observed
         # bone of a well known length, however loosely the prior knows it.
@@ -351,32 +354,88 @@ def observed_lengths(skeleton: Skeleton, output: FusionResult) -> np.ndarray:
 
 
 def fill_lengths(skeleton: Skeleton, output: FusionResult, held: np.ndarray | None,
-                 observed: np.ndarray | None) -> np.ndarray:
-    """Rule 5's length estimate ``[N, B]`` for the rows of ``output [N, J]`` (rules 1-4 applied): ``observed``, the
-    median of the person's observed lengths in earlier frames (``[N, B]`` or ``[B]``; ``None``: the rows are the
-    frames of one person, and the median is over them); where that has none, the row's own observed length; where
-    the output has never shown the bone, the ``held`` length (``[N, B]``, the prior's) where plausible
-    (:func:`plausible_lengths`), else NaN (the fill takes the scaled rest pose's).
+                 observed: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+    """Rule 5's length estimate ``[N, B]`` for the rows of ``output [N, J]`` (rules 1-4 applied): the person's median
+    observed length, this frame's included (``observed``, as :func:`decide_output` takes it; ``None``: the rows are
+    the frames of one person, and the median is over them), where a body could have it (:func:`plausible_lengths`);
+    elsewhere the ``held`` length (``[N, B]``, the prior's) where plausible, but never longer than the observed
+    median, so that no fill is longer than 1.2x the person's median by construction; NaN where neither is known
+    (the fill takes the scaled rest pose's, unheld).
 
     Why not the prior's: rule 2 holds observed bones within a tolerance of it that is wide where the length scatters,
     so the output's lengths may sit well inside that band (a narrow rig's triangulations run long), and a fill held
-    to the prior would be longer than every observed one."""
+    to the prior would be longer than every observed one. Why every frame's and not a recent window's: the bound is
+    on the person's median; on a narrow rig a window's median drifts with the person's distance, 6 % off it. Why
+    not an implausible median where a plausible prior is shorter: a new person's first frames on a narrow rig may
+    have observed a hip 1.2 m wide, and a fill held to it cannot be placed between its observed neighbours."""
     now = observed_lengths(skeleton, output)
-    if observed is None:
-        estimate = np.broadcast_to(column_nanmedian(now), now.shape)
-    else:
-        estimate = np.broadcast_to(observed, now.shape)
-        estimate = np.where(np.isfinite(estimate), estimate, now)
-    if held is not None:
-        # Not a length a few wrong triangulations made (a new person's window): one the body could have.
-        estimate = np.where(np.isfinite(estimate), estimate,
-                            np.where(plausible_lengths(skeleton, held), held, np.nan))
-    return estimate
+    median = np.broadcast_to(column_nanmedian(now), now.shape) if observed is None else observed(now)
+    plausible = plausible_lengths(skeleton, median)
+    if plausible.all() or held is None:  # the usual frame
+        return median
+    body = np.where(plausible_lengths(skeleton, held), held, np.nan)
+    return np.where(plausible, median, np.fmin(median, body))  # fmin: NaN (none) -> the other
 
 
-def window_median(window: np.ndarray) -> np.ndarray:
-    """``[B]``: the median of each column of ``window [n, B]`` (NaN where it has no sample, or no row)."""
-    return column_nanmedian(window) if len(window) else np.full(window.shape[1], np.nan)
+MEDIAN_BIN = 0.01
+"""Relative width of the bins of :class:`LengthMedian` (its median is at most this fraction above the exact one)."""
+MEDIAN_RANGE = (0.02, 5.0)
+"""Lengths (m) the bins of :class:`LengthMedian` span; a length outside counts in the nearest end bin."""
+_EDGES = np.exp(np.arange(np.log(MEDIAN_RANGE[0]), np.log(MEDIAN_RANGE[1]) + np.log1p(MEDIAN_BIN),
+                          np.log1p(MEDIAN_BIN)))
+"""Upper edges of the bins (m)."""
+
+
+class LengthMedian:
+    """The median of each of a person's ``B`` observed bone lengths over every frame so far: rule 5's length estimate,
+    the person's median that no filled limb may exceed by more than ``COMPLETE_TOLERANCE`` (issue 20: 1.2x).
+
+    Kept as counts in bins of relative width ``MEDIAN_BIN``, so its memory does not grow however long a person is
+    tracked; :meth:`median` returns the upper edge of the bin of the lower middle sample: never below it, never more
+    than ``MEDIAN_BIN`` above the exact median. Immutable (:meth:`added` returns a new one): a fuser's snapshot keeps
+    it as it was without a copy.
+    """
+
+    def __init__(self, num_bones: int, counts: np.ndarray | None = None):
+        self.counts = np.zeros((num_bones, len(_EDGES)), dtype=np.int32) if counts is None else counts  # [B, bins]
+
+    @staticmethod
+    def _bins(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bones with a sample in ``lengths [B]`` (finite, > 0) and the bin of each."""
+        bones = np.flatnonzero(np.isfinite(lengths) & (lengths > 0))
+        return bones, np.minimum(np.searchsorted(_EDGES, lengths[bones]), len(_EDGES) - 1)
+
+    def added(self, lengths: np.ndarray) -> LengthMedian:
+        """A new estimate with one frame's observed ``lengths [B]`` (NaN: not observed) counted as well."""
+        bones, bins = self._bins(lengths)
+        if not len(bones):
+            return self
+        counts = self.counts.copy()
+        counts[bones, bins] += 1
+        return LengthMedian(len(counts), counts)
+
+    def permuted(self, order: np.ndarray) -> LengthMedian:
+        """The estimate with its bones in ``order [B]`` (left and right exchanged)."""
+        return LengthMedian(len(order), self.counts[order])
+
+    def median(self, extra: np.ndarray | None = None) -> np.ndarray:
+        """``[B]`` the median length (m) of each bone over the frames counted and ``extra [B]`` (this frame's
+        observed lengths, NaN: none); NaN for a bone with no sample."""
+        counts = self.counts
+        if extra is not None:
+            bones, bins = self._bins(extra)
+            if len(bones):
+                counts = counts.copy()
+                counts[bones, bins] += 1
+        cumulative = np.cumsum(counts, axis=1)
+        total = cumulative[:, -1]
+        lower_middle = np.argmax(cumulative > ((total - 1) // 2)[:, None], axis=1)
+        return np.where(total > 0, _EDGES[lower_middle], np.nan)
+
+
+def length_medians(medians: Sequence[LengthMedian]) -> Callable[[np.ndarray], np.ndarray]:
+    """:func:`decide_output`'s ``observed`` for people whose estimates are ``medians`` (one per row)."""
+    return lambda now: np.stack([median.median(row) for median, row in zip(medians, now)])
 
 
 def slide(window: np.ndarray, row: np.ndarray, size: int) -> np.ndarray:
@@ -446,19 +505,30 @@ def _hold_offered(joints: np.ndarray, offered: np.ndarray, bones: np.ndarray, le
 
 
 PLAUSIBLE_FACTOR = 1.6
-"""A bone length more than this factor from the rest pose's, scaled to the person (the median ratio over their
-bones), is not one a body has: a fill does not use it (:func:`plausible_lengths`)."""
+"""A bone length more than this factor from the rest pose's, scaled to the person (:func:`person_scale`), is not one
+a body has: a fill does not use it (:func:`plausible_lengths`). Nor is a person scale more than this factor from the
+rest pose's own (an adult's, in metres)."""
+
+
+def person_scale(skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
+    """``[...]``: the person's size over the rest pose's from their bone ``lengths [..., B]`` (m; NaN = unknown): the
+    median ratio over the bones whose ratio a body can have (within ``PLAUSIBLE_FACTOR`` of 1); 1 where none has.
+
+    Not the median over all bones: a new person's window may hold more wrong triangulations than right ones (on
+    the narrow robot rig, 3 of 5 bones at 5-7x), and a fill scaled by them would place limbs metres out."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = lengths / _rest_lengths(skeleton)
+        body = np.abs(np.log(ratio)) <= np.log(PLAUSIBLE_FACTOR)  # NaN, 0 and negative ratios: not
+    rows = np.where(body, ratio, np.nan).reshape(-1, ratio.shape[-1])
+    return np.nan_to_num(column_nanmedian(rows.T), nan=1.0).reshape(ratio.shape[:-1])
 
 
 def plausible_lengths(skeleton: Skeleton, lengths: np.ndarray) -> np.ndarray:
     """``[..., B]``: which of the person's bone ``lengths [..., B]`` are within ``PLAUSIBLE_FACTOR`` of the rest pose's
-    lengths scaled to them (a bone the rest pose does not know, or NaN, is not)."""
-    rest = _rest_lengths(skeleton)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a person with no length known yet
-        ratio = lengths / rest
-        scale = np.nanmedian(np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan), axis=-1, keepdims=True)
-        return np.abs(np.log(ratio / scale)) <= np.log(PLAUSIBLE_FACTOR)
+    lengths scaled to them (:func:`person_scale`; a bone the rest pose does not know, or NaN, is not)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = lengths / (_rest_lengths(skeleton) * person_scale(skeleton, lengths)[..., None])
+        return np.abs(np.log(ratio)) <= np.log(PLAUSIBLE_FACTOR)
 
 
 @functools.lru_cache(maxsize=16)
@@ -472,8 +542,7 @@ def _rest_lengths(skeleton: Skeleton) -> np.ndarray:
 COMPLETE_TOLERANCE = 0.15
 """A filled joint that the bone band cannot hold (its placed neighbours further apart than the bones between them
 allow: a wrong detection that views agreed on) may stretch its bones this far (a fraction of the person's length
-estimate; below the 1.2x of issue 20's target, as live the estimate is of the last ``bone_window`` frames and the
-person's median of all of them may differ by a few per cent)."""
+estimate, their median: with ``MEDIAN_BIN`` and ``HOLD_SLACK``, under the 1.2x of issue 20's bound)."""
 UNANCHORED_SIGMA = 0.3
 """Standard deviation (m) given to a filled joint that no bone ties to a placed joint (placed by the whole pose)."""
 
@@ -582,12 +651,7 @@ def complete_pose(skeleton: Skeleton, joints: np.ndarray, lengths: np.ndarray, r
     variance = np.zeros(len(joints))
     if present.all() or not present.any():
         return out, variance
-    rest_lengths = _rest_lengths(skeleton)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = lengths / rest_lengths
-    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-    scale = float(np.median(ratios)) if len(ratios) else 1.0
-    references = [rest_pose(skeleton) * scale]
+    references = [rest_pose(skeleton) * float(person_scale(skeleton, lengths))]
     # A length far from what the scaled rest pose has is not trusted (a new person's window of a few wrong
     # triangulations): the reference's length is used instead.
     lengths = np.where(plausible_lengths(skeleton, lengths), lengths, np.nan)

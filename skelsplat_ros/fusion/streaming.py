@@ -4,7 +4,7 @@ calls), and :func:`fuse_streaming`, a recording replayed through it."""
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -13,9 +13,11 @@ from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
+from .jerk_filter import INITIAL_STD
 from .objective import BonePrior, TemporalPrior
 from .output import (
-    Fill, Offer, complete_offer, decide_output, observed_lengths, seen_joints, slide, views_verdict, window_median,
+    Fill, LengthMedian, Offer, complete_offer, decide_output, length_medians, observed_lengths, seen_joints, slide,
+    views_verdict,
 )
 from .refine import refine
 from .result import (
@@ -122,8 +124,8 @@ class StreamingFuser:
         # [n, B]: the bone lengths of the last n <= bone_window frames, one array (not a deque of rows) so that the
         # per-frame bone prior reads it without stacking.
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
-        # [n, B]: the observed bone lengths of the last n <= bone_window outputs (complete: rule 5's estimate).
-        self._observed_window = np.empty((0, len(self.skeleton.bones)))
+        # The median observed bone lengths of every output so far (complete: rule 5's estimate).
+        self._observed = LengthMedian(len(self.skeleton.bones))
 
     def forget_motion(self) -> None:
         """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
@@ -140,9 +142,9 @@ class StreamingFuser:
         self._bone_window = slide(self._bone_window, lengths, self.config.bone_window)
 
     def observed_lengths(self) -> np.ndarray:
-        """``[B]``: the median of the observed lengths of the last ``bone_window`` outputs (NaN: none), the length
-        estimate that ``complete`` holds fills to (``output.py``, rule 5)."""
-        return window_median(self._observed_window)
+        """``[B]``: the median of the observed lengths of every output so far (NaN: none), the length estimate that
+        ``complete`` holds fills to (``output.py``, rule 5; a frame's own observed lengths count too)."""
+        return self._observed.median()
 
     def bone_prior(self) -> BonePrior | None:
         """The person's bone lengths and tolerances ``[B]`` from the window of past frames (NaN: a bone never
@@ -164,19 +166,19 @@ class StreamingFuser:
         left, right = self.skeleton.symmetric_bones.T
         bones[left], bones[right] = right, left
         self._bone_window = self._bone_window[:, bones]
-        self._observed_window = self._observed_window[:, bones]
+        self._observed = self._observed.permuted(bones)
 
     def snapshot(self) -> tuple:
         """The kept state (last outputs, estimate, completed pose, bone-length windows, fit-only fit) as it is now, for
         :meth:`restore`."""
-        return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed_window,
+        return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed,
                 self.resets, self.fit)
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
-        (history, self.estimate, self.completed, self._bone_window, self._observed_window, self.resets,
+        (history, self.estimate, self.completed, self._bone_window, self._observed, self.resets,
          self.fit) = state
         self._history = history.copy()
 
@@ -321,7 +323,8 @@ def step_together(
             )
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
-        fitted = refine_output(rig, uv_fit, confidence_fit, result, known[pick], names)
+        fitted = unfixed_starts_unseen(refine_output(rig, uv_fit, confidence_fit, result, known[pick], names),
+                                       predictions_fit)
         dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
         fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
@@ -338,7 +341,7 @@ def step_together(
             if config.complete:
                 complete = complete_fill(rig, skeleton, uv_fit, confidence_fit, [fusers[k].completed for k in batch],
                                          config)
-                observed = np.stack([fusers[k].observed_lengths() for k in batch])
+                observed = length_medians([fusers[k]._observed for k in batch])
             if config.single_view_joints:
                 offer = _single_view_offer(rig, skeleton, uv_fit, usable, lengths_fit, sigmas_fit, predictions_fit,
                                            config)
@@ -357,12 +360,29 @@ def step_together(
                 # The recent pose of the next fills: not a warm-up frame's, which nothing checked (rule 4).
                 fuser.completed = fused.joints[i]
             if config.complete:
-                fuser._observed_window = slide(fuser._observed_window, observed_lengths(skeleton, fused.frame(i))[0],
-                                               config.bone_window)
+                fuser._observed = fuser._observed.added(observed_lengths(skeleton, fused.frame(i))[0])
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
+
+
+def unfixed_starts_unseen(fitted: FusionResult, predictions: np.ndarray) -> FusionResult:
+    """``fitted [N, J]`` (the fit's own first-order covariance, before calibration) with no view agreeing with a joint
+    that has no prediction ``predictions [N, J, 3]`` (NaN) and whose position its views fix to worse than
+    ``INITIAL_STD[0]`` in some direction: rule 1 does not see it.
+
+    A joint starts its history (prediction, temporal prior, output, the anchor of rule 5's fills) only at a point its
+    views fix, as a joint's fixed-lag filters start (``jerk_filter.py``): along a depth two views of a narrow baseline
+    barely fix, the fit may sit metres out (18 m on the robot rig), and the prediction would then hold it there."""
+    new = ~np.isfinite(predictions).all(-1) & (fitted.num_views > 0)
+    if not new.any():  # the usual frame: every seen joint has a history
+        return fitted
+    loose = np.zeros_like(new)
+    loose[new] = np.linalg.eigvalsh(np.nan_to_num(fitted.covariance[new]))[:, -1] > INITIAL_STD[0] ** 2
+    if not loose.any():
+        return fitted
+    return replace(fitted, num_views=np.where(loose, 0, fitted.num_views).astype(np.uint8))
 
 
 SNAP_SIGMAS = 0.5

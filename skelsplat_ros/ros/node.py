@@ -69,7 +69,7 @@ from skelsplat_ros.msg import Keypoints2DArray, Skeleton3DArray
 from skelsplat_ros.skeleton.human import check_hri_skeleton
 from skelsplat_ros.skeleton.models import get_skeleton
 
-from .conversions import delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
+from .conversions import JointFrames, delete_markers, ns_to_stamp, parse_keypoints, people_from_block, stamp_to_ns
 from .hri import TRACKED_TOPIC, HriBodies, HriFrame, urdf_topic
 from .outputs import OutputOptions, frame_messages
 from .params import FUSION_NODE_PARAMS, TRACKER_PREFIX, StartupError, declare, spin_node
@@ -201,6 +201,7 @@ class FusionNode(Node):
         self.stats.counts.update(dict.fromkeys(
             ("tracks.ended", "detections.unassigned", "capped.views", "capped.people", "dropped.worker_queue"), 0))
         self.outputs = OutputOptions(self.skeleton.name, self.skeleton.bone_array, p["tf_prefix"])
+        self._joint_frames = JointFrames(p["tf_prefix"])  # the joints' TF messages, updated in place frame by frame
         self._markers_shown: set[int] = set()  # track ids whose markers rviz shows now
         self.bodies = HriBodies(self.skeleton)  # the ROS4HRI body ids (Skeleton3D.body_id), and the bodies tracked
         self._ended: list[int] = []  # tracks ended since the last frame out (with lag, steps may output nothing)
@@ -582,7 +583,7 @@ class FusionNode(Node):
                              markers=send_markers, shown_before=self._markers_shown, bodies=self.bodies,
                              ended=ended, hri=self._hri_pub is not None, hri_parent=self._hri_parent,
                              parent_T_world=parent_T_world, joint_tf=self.params["publish_tf"],
-                             skeletons_done=self.skeleton_pub.publish)
+                             skeletons_done=self.skeleton_pub.publish, joint_frames=self._joint_frames)
         transforms = out.transforms
         if out.hri is not None:
             self._publish_hri(out.hri)

@@ -20,7 +20,7 @@ from visualization_msgs.msg import Marker
 
 from skelsplat_ros.msg import Skeleton3DArray
 
-from .conversions import delete_markers, marker_array, skeleton_msg, tf_transforms
+from .conversions import JointFrames, delete_markers, marker_array, skeleton_msg
 
 if TYPE_CHECKING:
     from skelsplat_ros.geometry.transforms import Transform
@@ -70,7 +70,8 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
                    markers: bool = True, shown_before: Collection[int] = (), bodies: HriBodies | None = None,
                    ended: Collection[int] = (), hri: bool = False, hri_parent: str = "",
                    parent_T_world: Transform | None = None, joint_tf: bool = True,
-                   skeletons_done: Callable[[Skeleton3DArray], None] | None = None) -> FrameMessages:
+                   skeletons_done: Callable[[Skeleton3DArray], None] | None = None,
+                   joint_frames: JointFrames | None = None) -> FrameMessages:
     """The messages of one frame stamped ``header`` (its capture stamp, in the world frame).
 
     ``tf`` / ``markers``: build those (they cost about as much as the skeletons: skip them when nobody reads them);
@@ -81,7 +82,12 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
     frame) posed by ``parent_T_world`` (``None``: the parent is the world frame), the frames only with ``tf``.
     ``skeletons_done``: called with the skeletons as soon as they are built, before the rest (the node publishes
     them then: their latency does not wait for the frames and markers).
+    ``joint_frames``: the producer's joint TF messages, updated in place (the tracks that ``ended`` are forgotten);
+    ``None``: new messages.
     """
+    if joint_frames is None:
+        joint_frames = JointFrames(options.tf_prefix)
+    joint_frames.end(ended)
     out = FrameMessages(Skeleton3DArray(header=header))
     shown = []  # (track id, joint names, joints, confidence) of each person with a skeleton
     for person in people:
@@ -100,7 +106,7 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
         skeletons_done(out.skeletons)
     for track_id, names, joints, confidence in shown:
         if tf and joint_tf:
-            out.transforms += tf_transforms(header, names, joints, confidence, options.tf_prefix, track_id)
+            out.transforms += joint_frames.transforms(header, names, joints, confidence, track_id)
         if markers:
             out.markers += marker_array(header, joints, confidence, options.bones, track_id).markers
     if markers:

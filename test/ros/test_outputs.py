@@ -91,3 +91,34 @@ def test_hri_bodies_start_with_a_urdf_stay_tracked_while_hidden_and_end_with_the
     three = gone.skeletons.skeletons[0].body_id
     assert gone.hri.ended == [one] and gone.hri.tracked.ids == [three] and three not in (one, two)
     assert bodies.ids.of(1) not in (one, two, three)  # an ended track asked again: a new id, never an old one
+
+
+def test_a_producers_joint_frames_are_its_messages_updated_in_place_with_the_same_content():
+    """The node's joint TF messages (``JointFrames``) are built once per track and joint and updated in place: each
+    frame's content is that of new messages (``tf_transforms``), the same objects the next frame; an ended track's
+    messages are forgotten (a new track gets new ones)."""
+    from rclpy.serialization import serialize_message
+    from tf2_msgs.msg import TFMessage
+
+    from skelsplat_ros.ros.conversions import JointFrames, tf_transforms
+
+    skeleton = get_skeleton("h36m17")
+    names = list(skeleton.joint_names)
+    options = OutputOptions(skeleton.name, skeleton.bone_array, tf_prefix="p_")
+    kept = JointFrames("p_")
+    rng = np.random.default_rng(1)
+    previous = None
+    for stamp in (1, 2):
+        joints, confidence = rng.normal(size=(17, 3)), np.ones(17)
+        confidence[stamp] = 0.0  # a joint not estimated in this frame only
+        header = Header(stamp=ns_to_stamp(stamp), frame_id="world")
+        out = frame_messages(header, [_person(4, joints, confidence)], options, markers=False, joint_frames=kept)
+        fresh = tf_transforms(header, names, joints, confidence, "p_", 4)
+        assert serialize_message(TFMessage(transforms=out.transforms)) == serialize_message(TFMessage(transforms=fresh))
+        if previous is not None:
+            assert out.transforms[0] is previous
+        previous = out.transforms[0]
+    header = Header(stamp=ns_to_stamp(3), frame_id="world")
+    out = frame_messages(header, [_person(4, joints, np.ones(17))], options, markers=False, ended=[4],
+                         joint_frames=kept)
+    assert out.transforms[0] is not previous and len(out.transforms) == 17
