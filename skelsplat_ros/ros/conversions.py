@@ -216,15 +216,17 @@ def skeleton_msg(
     person_id: int = 0,
     body_id: str = "",
 ) -> Skeleton3D | None:
-    """One Skeleton3D, or ``None`` when no joint is estimated.
+    """One Skeleton3D, or ``None`` when no joint has a position.
 
-    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents); a filled
-    joint (confidence 0, finite) keeps its position, with confidence 0. ``body_id``: the ROS4HRI body id.
+    ``joints [J, 3]`` NaN = not estimated (written as NaN with confidence 0, as the message documents); a joint with
+    a position but confidence 0 keeps its position, with confidence 0: a filled joint (``complete``), or one placed
+    on a single camera's ray (a person one camera alone sees: the tracker's ``single_view_for``), which may be all
+    of a person's joints. ``body_id``: the ROS4HRI body id.
     """
     joints = np.asarray(joints, dtype=np.float64)
     confidence = np.nan_to_num(np.asarray(confidence, dtype=np.float32))
     estimated = _estimated(joints, confidence)
-    if not estimated.any():
+    if not np.isfinite(joints).all(axis=-1).any():
         return None
     count = len(joint_names)
     skel = Skeleton3D(id=int(person_id), body_id=body_id, skeleton=skeleton_name, joint_names=list(joint_names))

@@ -97,7 +97,7 @@ def frame_messages(header: Header, people: Sequence[PersonEstimate], options: Ou
         body_id = bodies.ids.of(person.track_id) if bodies is not None else ""
         skeleton = skeleton_msg(options.skeleton, names, joints, confidence, result.covariance[0],
                                 result.num_views[0], result.reprojection_error[0], person.track_id, body_id)
-        if skeleton is None:  # a track with no joint estimated this frame: nothing to show
+        if skeleton is None:  # a track with no joint placed this frame: nothing to show
             continue
         out.skeletons.skeletons.append(skeleton)
         out.shown.add(person.track_id)

@@ -122,3 +122,22 @@ def test_a_producers_joint_frames_are_its_messages_updated_in_place_with_the_sam
     out = frame_messages(header, [_person(4, joints, np.ones(17))], options, markers=False, ended=[4],
                          joint_frames=kept)
     assert out.transforms[0] is not previous and len(out.transforms) == 17
+
+
+def test_a_person_one_camera_alone_sees_is_in_the_skeletons_with_confidence_0_and_no_joint_frames():
+    """The tracker publishes a person whom one camera alone sees on that camera's rays, every joint at confidence 0
+    (``single_view_for``): the skeleton message carries them (a person with no joint placed does not), while the
+    joint TF frames and markers show only fused joints."""
+    skeleton = get_skeleton("h36m17")
+    joints = np.random.default_rng(2).normal(size=(17, 3))
+    joints[5] = np.nan  # this joint is not seen by the one camera either
+    header = Header(stamp=ns_to_stamp(1), frame_id="world")
+    options = OutputOptions(skeleton.name, skeleton.bone_array, tf_prefix="p_")
+    nowhere = np.full((17, 3), np.nan)
+    out = frame_messages(header, [_person(7, joints, np.zeros(17)), _person(8, nowhere, np.zeros(17))], options)
+    assert [s.id for s in out.skeletons.skeletons] == [7]
+    placed = np.array([[p.x, p.y, p.z] for p in out.skeletons.skeletons[0].positions])
+    assert np.allclose(placed[np.arange(17) != 5], joints[np.arange(17) != 5]) and np.isnan(placed[5]).all()
+    assert not np.any(np.array(out.skeletons.skeletons[0].confidence))
+    assert out.transforms == []
+    assert all(len(m.points) == 0 for m in out.markers if m.action == Marker.ADD)
