@@ -72,7 +72,7 @@ def _run(context, tmp_path, lag: float):
                                              np.array(m.skeletons[0].confidence)) for m in probe.fused()}
         # A frame the fusion thread could not take in time (a loaded machine) is dropped, newest kept, and counted.
         return out, probe.diagnostics[-1], stamps, scenario, \
-            fusion.stats.published + fusion.counters().get("dropped.worker_queue", 0)
+            (fusion.stats.published, fusion.counters().get("dropped.worker_queue", 0))
     finally:
         spinner.stop()
         fusion.destroy_node()
@@ -82,13 +82,14 @@ def _run(context, tmp_path, lag: float):
 
 def test_lagged_frames_come_out_with_their_capture_stamps_nearer_the_truth(rclpy_context, tmp_path):
     causal, _, causal_stamps, scenario, _ = _run(rclpy_context, tmp_path, 0.0)
-    lagged, diagnostics, stamps, _, accounted = _run(rclpy_context, tmp_path, LAG_S)
+    lagged, diagnostics, stamps, _, (published, dropped) = _run(rclpy_context, tmp_path, LAG_S)
     assert diagnostics["lag_s"] == "0.2"
-    # Every frame whose look-ahead was sent is out or counted as dropped (the last 0.2 s wait for frames that never
-    # come), stamped as captured; nothing else.
+    # Every frame whose look-ahead was sent is out (the last 0.2 s wait for frames that never come), stamped as
+    # captured; nothing else. On a loaded machine the fusion thread may drop a frame it cannot take in time (newest
+    # kept): such frames are counted, and the figures below allow exactly those.
     waiting = int(round(LAG_S * RATE_HZ))
-    assert accounted == FRAMES - waiting
-    assert set(lagged) <= set(stamps) and len(lagged) >= FRAMES - waiting - 3  # the first wait for bone lengths
+    assert published + dropped == FRAMES - waiting
+    assert set(lagged) <= set(stamps) and len(lagged) >= FRAMES - waiting - 3 - dropped  # the first wait: bones
 
     def mpjpe(out, sent):
         index = {ns: f for f, ns in enumerate(sent)}
@@ -98,14 +99,14 @@ def test_lagged_frames_come_out_with_their_capture_stamps_nearer_the_truth(rclpy
 
     lag_error, lag_frames = mpjpe({ns: j for ns, j in lagged.items() if ns <= stamps[FRAMES - waiting - 1]}, stamps)
     causal_error, _ = mpjpe(causal, causal_stamps)
-    assert lag_frames >= 20  # most of the settled frames (a loaded machine may drop a few, counted above)
+    assert lag_frames >= FRAMES - waiting - 10 - dropped
     assert lag_error < causal_error, (lag_error, causal_error)
     # Complete with the lag too: every joint in every frame out; the hidden wrist filled, with confidence 0, near
     # its true place (within a forearm's length).
     index = {ns: f for f, ns in enumerate(stamps)}
     assert all(np.isfinite(positions).all() for _, positions, _ in lagged.values())
     hidden = [ns for ns in lagged if index[ns] in HIDDEN]
-    assert len(hidden) >= len(HIDDEN) - 2  # a loaded machine may drop a frame (counted above)
+    assert len(hidden) >= len(HIDDEN) - dropped
     for ns in hidden:
         _, positions, confidence = lagged[ns]
         assert confidence[WRIST] == 0
