@@ -250,18 +250,22 @@ class Monitor:
         Captured = every stamp seen on ``ground_truth`` or ``skeletons``: a ground-truth message lost on the way
         must not make the node look as if it fused more frames than were captured.
         """
+        captured, fused = self._captured(start, stop)
+        return len(captured), len(fused)
+
+    def _captured(self, start: float, stop: float) -> tuple[set[int], set[int]]:
+        """Stamps (ns) captured in ``[start, stop)`` (seen on ``ground_truth`` or ``skeletons``) and those fused."""
         fused = {r.stamp_ns for r in self.records if start <= r.stamp < stop}
-        truth = {ns for ns in self.ground_truth if start <= ns * 1e-9 < stop}
-        return len(fused | truth), len(fused)
+        return fused | {ns for ns in self.ground_truth if start <= ns * 1e-9 < stop}, fused
 
     def first_fused(self, start: float, stop: float) -> tuple[int, float] | None:
         """The first frame captured in ``[start, stop)`` that came out fused: its index among the captures and its
         capture stamp's delay after the first capture (s); ``None`` when none did. A node that is not ready when it
         subscribes loses the start of the run, which the frame count alone can hide among later losses."""
-        fused = {r.stamp_ns for r in self.records if start <= r.stamp < stop}
-        captured = sorted(fused | {ns for ns in self.ground_truth if start <= ns * 1e-9 < stop})
-        index = next((i for i, ns in enumerate(captured) if ns in fused), None)
-        return None if index is None else (index, (captured[index] - captured[0]) * 1e-9)
+        captured, fused = self._captured(start, stop)
+        ordered = sorted(captured)
+        index = next((i for i, ns in enumerate(ordered) if ns in fused), None)
+        return None if index is None else (index, (ordered[index] - ordered[0]) * 1e-9)
 
     def latencies(self, since: float = 0.0) -> np.ndarray:
         return np.array([r.received - r.stamp for r in self.records if r.received >= since])

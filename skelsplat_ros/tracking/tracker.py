@@ -697,17 +697,17 @@ class MultiPersonTracker:
         if not single:
             return {}
         fitted = [t.joints for t in self._tracks if t.track_id in refitted]
-        out = {}
-        for track_id, (result, _) in single.items():
-            if fitted:
-                gap = np.linalg.norm(np.stack(fitted) - result.joints, axis=-1)  # [R, J]
-                shared = np.isfinite(gap)
-                with np.errstate(invalid="ignore"):
-                    mean = np.where(shared, gap, 0.0).sum(-1) / shared.sum(-1)
-                if ((shared.sum(-1) >= self.config.min_common_joints) & (mean < self.config.duplicate_distance)).any():
-                    continue
-            out[track_id] = result
-        return out
+        return {track_id: result for track_id, (result, _) in single.items()
+                if not (fitted and self._same_person(np.stack(fitted), result.joints).any())}
+
+    def _same_person(self, joints: np.ndarray, others: np.ndarray) -> np.ndarray:
+        """Whether ``joints [..., J, 3]`` and ``others [..., J, 3]`` (broadcast) are one person ``[...]``: at least
+        ``min_common_joints`` joints both have, closer than ``duplicate_distance`` on average over those."""
+        gap = np.linalg.norm(joints - others, axis=-1)  # [..., J]
+        shared = np.isfinite(gap)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(shared, gap, 0.0).sum(-1) / shared.sum(-1)
+        return (shared.sum(-1) >= self.config.min_common_joints) & (mean < self.config.duplicate_distance)
 
     def _merge_duplicates(self, refitted: dict[int, FusionResult]) -> list[int]:
         """Drop the younger of two refitted tracks on the same person; the confirmed ids that ended."""
@@ -717,11 +717,7 @@ class MultiPersonTracker:
             return ended
         # Every pair's mean gap over the joints both have, at once ([T, T]); the pairs are then taken in order.
         joints = np.stack([t.joints for t in fresh])  # [T, J, 3]
-        gap = np.linalg.norm(joints[:, None] - joints[None], axis=-1)  # [T, T, J]
-        shared = np.isfinite(gap)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(shared, gap, 0.0).sum(-1) / shared.sum(-1)
-        same = ((shared.sum(-1) >= self.config.min_common_joints) & (mean < self.config.duplicate_distance)).tolist()
+        same = self._same_person(joints[:, None], joints[None]).tolist()  # [T, T]
         gone: set[int] = set()
         for i, older in enumerate(fresh):
             if older.track_id in gone:
