@@ -71,6 +71,9 @@ def _modes(config: FusionConfig, lags: list[float], single_view_joints: bool = F
         variants.append((", single_view_joints", replace(config, single_view_joints=True)))
     modes = [(f"streaming{name}", lambda s, c=c: fuse_streaming(s.rig, s.skeleton, s.keypoints, c, s.fps))
              for name, c in variants]
+    # The output before the depth filter (FusionConfig.depth_filter): each frame's fit alone.
+    alone = replace(config, depth_filter=0.0)
+    modes.insert(0, ("streaming, fit alone", lambda s: fuse_streaming(s.rig, s.skeleton, s.keypoints, alone, s.fps)))
     modes += [(f"lag {lag:g} s{name}", lambda s, lag=lag, c=c: fuse_fixed_lag(s.rig, s.skeleton, s.keypoints, c, s.fps,
                                                                              lag=lag))
               for lag in lags for name, c in variants]
@@ -84,6 +87,8 @@ def run_lag_benchmark(scenarios: list[tuple[str, str]], lags: list[float], frame
     also with that option on."""
     config = preset_config("default")
     rows = []
+    for _, run in _modes(config, lags, single_view_joints) if scenarios else []:
+        run(make_scenario(scenarios[0][0], num_frames=10, seed=seeds[0]))  # numba's first calls are not timed
     for rig, noise in scenarios:
         cases = [make_scenario(rig, num_frames=frames, noise=noise, seed=seed) for seed in seeds]
         truth = np.concatenate([case.ground_truth for case in cases])
@@ -113,9 +118,12 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                                                  noise="realistic", seed=seed) for seed in seeds]
             oracles = [oracle_triangulation(scene, config) for scene in scenes]
             causal_cpu = None
-            for lag in [0.0] + lags:
+            alone = replace(config, depth_filter=0.0)  # the causal output before the depth filter
+            for fusion in (config, alone):  # numba's first calls (compiling or loading its cache) are not timed
+                track_streaming(scenes[0].rig, scenes[0].skeleton, scenes[0].keypoints[:, :10], fusion, scenes[0].fps)
+            for lag, fusion in [(0.0, config), (0.0, alone)] + [(lag, config) for lag in lags]:
                 start = time.process_time()
-                joints = [track_streaming(s.rig, s.skeleton, s.keypoints, config, s.fps, lag=lag).joints
+                joints = [track_streaming(s.rig, s.skeleton, s.keypoints, fusion, s.fps, lag=lag).joints
                           for s in scenes]
                 cpu = (time.process_time() - start) / (frames * len(scenes))
                 causal_cpu = causal_cpu or cpu
@@ -123,7 +131,8 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                 mpjpe = float(np.mean([x.mpjpe_mm for x in scores]))
                 recall = float(np.mean([x.recall for x in scores]))
                 switches = sum(sum(x.id_switches) for x in scores)
-                mode = "causal" if lag == 0 else f"lag {lag:g} s"
+                mode = (f"causal{'' if fusion.depth_filter else ', fit alone'}" if lag == 0
+                        else f"lag {lag:g} s")
                 log(f"| {num_people} | {num_views} | {mode} | {mpjpe:.1f} | {recall:.3f} | {switches} | "
                     f"{1000 * cpu:.1f} | {cpu / causal_cpu:.2f}x |")
 

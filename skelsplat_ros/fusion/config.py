@@ -56,6 +56,11 @@ class FusionConfig:
         complete: every joint of a person who is output at all is output (``output.py``, rule 5): a joint without
             enough agreeing views is filled from the body model (the person's bone lengths, their recent pose, one
             view's ray where one sees it), with confidence 0 and a large covariance.
+        depth_filter: streaming (lag 0): along the directions the views fix a joint worse than this standard deviation
+            (world units; the depth of two views of a narrow baseline), its output is the causal estimate of the
+            fixed-lag smoother's filter bank (``jerk_filter.py``: the offline jerk prior, robust weights), not the
+            frame's fit alone; across them the fit stays (``streaming.depth_filtered``). 0 = the fit alone; without
+            ``smoothing`` it is off.
         reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
             stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
@@ -108,6 +113,7 @@ class FusionConfig:
     gate_distance: float = 0.3
     single_view_joints: bool = False
     complete: bool = False
+    depth_filter: float = 0.0
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
     smoothing: SmoothingConfig | None = None
@@ -134,6 +140,8 @@ class FusionConfig:
             raise ValueError("smoothing_rounds must be at least 1 and smoothing_pull positive")
         if self.max_gap is not None and self.max_gap < 0:
             raise ValueError("max_gap must be >= 0 seconds (or None)")
+        if not self.depth_filter >= 0:
+            raise ValueError("depth_filter must be >= 0 world units")
         if self.bone_warmup < 0:
             raise ValueError("bone_warmup must be >= 0 frames")
         if self.max_fill < 0 or not 0 <= self.bone_tolerance < 1:
@@ -326,4 +334,6 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
         # Chosen on seeds 0-2 of the robot and lab rigs, realistic noise (BENCHMARKS.md, "Fixed lag").
         streaming_covariance=(0.18, 1.0), offline_covariance=(0.065, 1.0),
         lag_covariance=(1.2, 9.0),
+        # Chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0").
+        depth_filter=0.02,
     )

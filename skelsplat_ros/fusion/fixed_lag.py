@@ -38,7 +38,7 @@ from ..geometry.triangulation import linear_covariance
 from ..skeleton.models import Skeleton
 from .config import FusionConfig
 from .jerk_filter import JerkFilterBank
-from .objective import BonePrior, RefineConfig, TemporalPrior, detection_weights, heatmap_variance_growth
+from .objective import BonePrior, RefineConfig, TemporalPrior
 from .output import (
     Fill, LengthMedian, Views, decide_output, length_medians, observed_lengths, seen_joints, slide, views_verdict,
 )
@@ -56,8 +56,9 @@ from .result import (
     refine_output,
     refine_support,
 )
-from .smoothing import view_information
-from .streaming import FIT_BONE_FRAMES, FrameFit, StreamingFuser, complete_fill, fuse_streaming, step_together
+from .streaming import (
+    FIT_BONE_FRAMES, FrameFit, StreamingFuser, agreeing_information, complete_fill, fuse_streaming, step_together,
+)
 
 LAG_TOLERANCE = 0.005
 """A frame is due once a frame stamped at least ``lag - LAG_TOLERANCE`` after it is in (camera stamps jitter; without
@@ -169,13 +170,9 @@ class LagSmoother:
 def fit_information(config: FusionConfig, fits: list[FrameFit]) -> np.ndarray:
     """Information ``[N, J, 3, 3]`` of the joints of ``fits`` (one frame's people: the same rig) from the views that
     agree with them: what the filter bank weighs each frame's estimate by. One batched call for everyone."""
-    settings = config.streaming_refine or config.refine
-    uv = np.stack([fit.uv for fit in fits], axis=1)  # [V, N, J, 2]
-    confidence = np.stack([fit.confidence for fit in fits], axis=1)
-    agreement = np.stack([fit.agreement for fit in fits], axis=1)
-    weights = detection_weights(uv, confidence, settings) / heatmap_variance_growth(confidence, settings)
-    return view_information(fits[0].rig, np.stack([fit.means for fit in fits]), weights * agreement,
-                            config.smoothing.pixel_sigma)
+    return agreeing_information(config, fits[0].rig, np.stack([fit.uv for fit in fits], axis=1),
+                                np.stack([fit.confidence for fit in fits], axis=1),
+                                np.stack([fit.agreement for fit in fits], axis=1), np.stack([fit.means for fit in fits]))
 
 
 def pull_settings(config: FusionConfig) -> RefineConfig:

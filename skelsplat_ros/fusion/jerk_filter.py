@@ -34,6 +34,7 @@ chosen candidate, when a read-out first needs it.
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass
 
@@ -177,6 +178,13 @@ class JerkFilterBank:
         # advance returns new arrays and nothing changes them after: the entry keeps the state itself, no copy.
         self.mean, self.covariance = mean, covariance
         self.entries.append(_Entry(stamp, mean, covariance))
+
+    def copy(self) -> "JerkFilterBank":
+        """An independent copy (what an update changes in place is copied; the states are replaced, not changed, by
+        an update, and are shared)."""
+        twin = copy.copy(self)
+        twin.evidence, twin.updates, twin.entries = self.evidence.copy(), self.updates.copy(), list(self.entries)
+        return twin
 
     def forget(self, before: float) -> None:
         """Drop the kept updates stamped before ``before`` (s): no :meth:`smoothed` will ask for them (the newest

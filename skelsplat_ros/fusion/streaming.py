@@ -13,8 +13,8 @@ from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import linear_covariance, project_pinhole
 from ..skeleton.models import Skeleton
 from .config import NOMINAL_RATE_HZ, FusionConfig
-from .jerk_filter import INITIAL_STD
-from .objective import BonePrior, TemporalPrior
+from .jerk_filter import INITIAL_STD, JerkFilterBank
+from .objective import BonePrior, TemporalPrior, detection_weights, heatmap_variance_growth
 from .output import (
     Fill, LengthMedian, Offer, complete_offer, decide_output, length_medians, observed_lengths, seen_joints, slide,
     views_verdict,
@@ -35,6 +35,7 @@ from .result import (
     summarise,
     triangulate_baseline,
 )
+from .smoothing import view_information
 
 
 FIT_BONE_FRAMES = 5
@@ -107,6 +108,9 @@ class StreamingFuser:
     ``fit_only``: each step fits the views without the temporal term and returns the joints they saw, as fitted
     (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
     (``fixed_lag.py``), which decides the output. The prediction still warm-starts the fit and serves the tracker.
+
+    With ``FusionConfig.depth_filter`` (not fit-only), the output takes the causal jerk filters' estimate of a joint
+    along the directions its views barely fix (:func:`depth_filtered`), and those joints are fitted as fit-only.
     """
 
     def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False):
@@ -136,6 +140,11 @@ class StreamingFuser:
         self.estimate: FusionResult | None = None
         # [J, 3] the last output with complete (output.py, rule 5), the recent pose its next fill starts from.
         self.completed: np.ndarray | None = None
+        # The causal jerk filters whose estimate the output takes along the directions the views barely fix
+        # (depth_filter; depth_filtered): motion, like the history, says nothing of now after a long gap.
+        self.filter = JerkFilterBank(self.skeleton.num_joints, self.config.smoothing, self.config.smoother_memory) \
+            if uses_depth_filter(self.config) and not self.fit_only else None
+        self.filtered = np.zeros(self.skeleton.num_joints, dtype=bool)  # [J] the last output took the filters' estimate
 
     def _add_bone_lengths(self, lengths: np.ndarray) -> None:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
@@ -167,19 +176,21 @@ class StreamingFuser:
         bones[left], bones[right] = right, left
         self._bone_window = self._bone_window[:, bones]
         self._observed = self._observed.permuted(bones)
+        if self.filter is not None:  # its states are in the old labels: it starts again from the next frame
+            self.filter = JerkFilterBank(self.skeleton.num_joints, self.config.smoothing, self.config.smoother_memory)
 
     def snapshot(self) -> tuple:
         """The kept state (last outputs, estimate, completed pose, bone-length windows, fit-only fit) as it is now, for
         :meth:`restore`."""
         return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed,
-                self.resets, self.fit)
+                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered)
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
         (history, self.estimate, self.completed, self._bone_window, self._observed, self.resets,
-         self.fit) = state
+         self.fit, self.filter, self.filtered) = state
         self._history = history.copy()
 
     def predict(self, stamp: float) -> np.ndarray | None:
@@ -262,6 +273,11 @@ def step_together(
 
     settings = config.streaming_refine or config.refine
     fit_only = first.fit_only
+    # [N, J] joints fitted as a fit-only fuser fits: no pull to, nor gate by, the constant-velocity prediction. With
+    # the depth filter, those whose last output took the filters' estimate: that prediction would drift along the
+    # depth the views barely fix and feed the filters its drift.
+    free = np.stack([fuser.filtered for fuser in fusers]) if first.filter is not None \
+        else np.full((len(fusers), skeleton.num_joints), fit_only)
     num, num_joints, num_bones = len(fusers), skeleton.num_joints, len(skeleton.bones)
     init = points.copy()
     predictions = np.full((num, num_joints, 3), np.nan)
@@ -283,10 +299,8 @@ def step_together(
             # may be far from the extrapolation, and views that agree on where they are must win over it. A fit-only
             # fuser has no gate: where views hardly fix depth (a narrow baseline), a prediction gone astray would
             # replace the triangulation and the fit would follow it for good; the smoother weighs outliers instead.
-            far = False
-            if not fit_only:
-                with np.errstate(invalid="ignore"):
-                    far = np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k]
+            with np.errstate(invalid="ignore"):
+                far = ~free[k] & (np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k])
             init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
         prior = fuser.bone_prior()
         if prior is not None:
@@ -317,9 +331,10 @@ def step_together(
                 lengths=lengths_fit[0] if single else lengths_fit, sigmas=sigmas_fit[0] if single else sigmas_fit
             )
         temporal = None
-        if np.isfinite(predictions_fit).any() and settings.temporal_weight > 0 and not fit_only:
+        pulled = np.where(free[pick][..., None], np.nan, predictions_fit)
+        if np.isfinite(pulled).any() and settings.temporal_weight > 0:
             temporal = TemporalPrior(
-                "predict", predictions_fit, sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[pick] ** 2
+                "predict", pulled, sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[pick] ** 2
             )
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
@@ -329,6 +344,11 @@ def step_together(
         fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
+        if first.filter is not None:
+            information = agreeing_information(config, rig, uv_fit, confidence_fit, result.agreement, fitted.joints)
+            fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
+            for i, k in enumerate(batch):
+                fusers[k].filtered = filtered[i]
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):
@@ -365,6 +385,72 @@ def step_together(
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))
     return results
+
+
+FILTERED_FIXED_SCALE = 1.4
+"""A joint the depth filter moved keeps the fit's calibrated covariance across the filtered directions, times this:
+that calibration (``streaming_covariance``) was chosen with the fit's wide depth beside it, and the filters' narrower
+one leaves less room in the 90 % ellipsoid (chosen on seeds 0-2 of the robot rig: 85.9 % inside at 1, 91.3 % at
+1.4)."""
+
+
+def uses_depth_filter(config: FusionConfig) -> bool:
+    """Whether the streaming output of ``config`` takes the causal jerk filters' estimate along the directions the
+    views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing``)."""
+    return config.method == "skelsplat" and config.smoothing is not None and config.depth_filter > 0
+
+
+def agreeing_information(config: FusionConfig, rig: CameraRig, uv: np.ndarray, confidence: np.ndarray,
+                         agreement: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """Information ``[N, J, 3, 3]`` of fitted joints ``means [N, J, 3]`` from the views ``uv [V, N, J, 2]``
+    (``confidence``, ``agreement`` ``[V, N, J]``) as far as they agree with them, at the smoother's pixel noise:
+    what the jerk filters weigh a frame's fit by."""
+    settings = config.streaming_refine or config.refine
+    weights = detection_weights(uv, confidence, settings) / heatmap_variance_growth(confidence, settings)
+    return view_information(rig, means, weights * agreement, config.smoothing.pixel_sigma)
+
+
+def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult,
+                   information: np.ndarray) -> tuple[FusionResult, np.ndarray]:
+    """``fitted [N, J]`` (one frame of the people of ``fusers``, calibrated) with each joint moved, along the
+    directions its covariance gives a standard deviation over ``depth_filter``, to the estimate of its fuser's
+    causal jerk filters (``FusionConfig.depth_filter``), which take the fit with its ``information [N, J, 3, 3]``
+    first; and ``[N, J]``, the joints so moved. Its covariance there is the filters' (scaled by the noise their
+    innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``), elsewhere the fit's
+    (times :data:`FILTERED_FIXED_SCALE` for a joint it moved).
+
+    Why only there: two views of a narrow baseline barely fix a joint's depth, and a frame's fit may sit far out
+    along it (a tenth of the robot rig's joints 150 mm off), where the motion of the frames before fixes it well.
+    Across it the views fix the joint to millimetres, and the filter's prior, which lags a quick motion, would
+    only blur it (BENCHMARKS.md, "One camera at lag 0")."""
+    config = fusers[0].config
+    # Scaled as the fixed-lag output is along the direction its views fix least (its loose lag_covariance).
+    scale = config.covariance_scale * config.lag_covariance[1]
+    means, spread = [], []
+    for fuser, joints, joint_information in zip(fusers, fitted.joints, information):
+        bank = fuser.filter
+        if bank.stamp is not None and not stamp > bank.stamp:  # a repeated stamp: the filters start again
+            bank = fuser.filter = JerkFilterBank(len(joints), config.smoothing, config.smoother_memory)
+        bank.update(stamp, joints, joint_information)
+        bank.forget(stamp)  # causal: no later frame asks for an earlier state
+        choice = bank.choice()
+        mean, covariance = bank.smoothed(stamp, choice)
+        means.append(mean)
+        spread.append(scale * covariance / bank.noise_scale(choice)[:, None, None])
+    means, spread = np.stack(means), np.stack(spread)  # [N, J, 3], [N, J, 3, 3]
+    usable = (np.isfinite(fitted.joints).all(-1) & np.isfinite(means).all(-1)
+              & np.isfinite(fitted.covariance).all((-1, -2)) & np.isfinite(spread).all((-1, -2)))
+    eigen, vectors = np.linalg.eigh(np.where(usable[..., None, None], fitted.covariance, np.eye(3)))
+    weak = (eigen > config.depth_filter**2) & usable[..., None]  # [N, J, 3]
+    if not weak.any():
+        return fitted, weak.any(-1)
+    loose = (vectors * weak[..., None, :]) @ vectors.swapaxes(-1, -2)  # projector onto the weak directions
+    fixed = np.eye(3) - loose
+    joints = fitted.joints + np.einsum("njab,njb->nja", loose, np.where(usable[..., None], means - fitted.joints, 0.0))
+    covariance = np.where(weak.any(-1)[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
+                          + loose @ spread @ loose,
+                          fitted.covariance)
+    return replace(fitted, joints=joints, covariance=covariance), weak.any(-1)
 
 
 def unfixed_starts_unseen(fitted: FusionResult, predictions: np.ndarray) -> FusionResult:

@@ -41,6 +41,8 @@ class FuseSettings:
         optimizer, backend, device: ``auto`` or an explicit choice (see ``skelsplat fuse --help``).
         fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
         single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
+        no_depth_filter: streaming at lag 0: each frame's fit alone, without the causal filter along the depth
+            the views barely fix (``FusionConfig.depth_filter``; the output before it).
         complete: every joint of a person in every frame the person is output (``FusionConfig.complete``).
         lag: streaming: seconds of look-ahead of the fixed-lag smoother (``fusion/fixed_lag.py``); 0 = causal.
         threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
@@ -59,6 +61,7 @@ class FuseSettings:
     fps: float | None = None
     single_view_joints: bool = False
     complete: bool = False
+    no_depth_filter: bool = False
     lag: float = 0.0
     threads: int = 1
     people: str | None = None
@@ -77,7 +80,8 @@ class FuseSettings:
 
         config = preset_config(self.preset, self.method, backend=self.backend, optimizer=self.optimizer,
                                device=self.device, mode=self.mode)
-        config = replace(config, single_view_joints=self.single_view_joints, complete=self.complete)
+        config = replace(config, single_view_joints=self.single_view_joints, complete=self.complete,
+                         depth_filter=0.0 if self.no_depth_filter else config.depth_filter)
         check_runtime(config, self.mode)
         if self.lag:
             if self.mode != "streaming":

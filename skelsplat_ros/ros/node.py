@@ -156,7 +156,8 @@ class FusionNode(Node):
                 mode="streaming",
             )
             config = replace(config, min_views=int(p["min_views"]), single_view_joints=bool(p["single_view_joints"]),
-                             complete=bool(p["complete"] or p["hri"]))
+                             complete=bool(p["complete"] or p["hri"]),
+                             depth_filter=config.depth_filter if p["depth_filter"] else 0.0)
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)
