@@ -280,10 +280,12 @@ def test_streaming_survives_gaps_clock_jumps_and_bad_frames(lab_take):
 
 
 def test_streaming_without_priors_matches_a_fresh_fuser_per_frame(lab_take):
-    """With the temporal and bone terms off, a frame's result does not depend on the history."""
+    """With the temporal and bone terms off (the depth filter's motion too), a frame's result does not depend on the
+    history."""
     base = preset_config("default")
     config = replace(
-        base, bone_lengths=False, streaming_refine=replace(base.streaming_refine, temporal_weight=0.0), gate_distance=1e9
+        base, bone_lengths=False, streaming_refine=replace(base.streaming_refine, temporal_weight=0.0), gate_distance=1e9,
+        depth_filter=0.0,
     )
     fused = _stream(config, lab_take, frames=6)
     fresh = StreamingFuser(lab_take.rig, lab_take.skeleton, config).step(lab_take.keypoints[:, 5], 5 / 30)
