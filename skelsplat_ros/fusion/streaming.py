@@ -342,13 +342,14 @@ def step_together(
                                        predictions_fit)
         dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
         fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
-        # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
-        seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:
             information = agreeing_information(config, rig, uv_fit, confidence_fit, result.agreement, fitted.joints)
             fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
+        # The fuser predicts from (and the tracker associates with) what the views saw, as fitted (along a depth
+        # they barely fix, as filtered: the velocity of two fits metres apart there would carry a track astray).
+        seen = seen_joints(fitted, config.min_views)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):
