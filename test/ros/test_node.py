@@ -502,9 +502,10 @@ def test_fusion_parameters_reach_the_fusion_config(rclpy_context):
     for value in (False, True):
         node = FusionNode(context=rclpy_context, parameter_overrides=[
             Parameter("calibration_file", value=calibration), Parameter("single_view_joints", value=value),
-            Parameter("min_views", value=3)])
+            Parameter("min_views", value=3), Parameter("depth_filter", value=value)])
         try:
             assert node.fusion_config.single_view_joints is value and node.fusion_config.min_views == 3
             assert node.tracker.fusion.single_view_joints is value
+            assert (node.tracker.fusion.depth_filter > 0) is value  # off: each frame's fit alone
         finally:
             node.destroy_node()
