@@ -426,10 +426,11 @@ def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionRes
     innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``), elsewhere the fit's
     (times :data:`FILTERED_FIXED_SCALE` for a joint it moved).
 
-    Why only there: two views of a narrow baseline barely fix a joint's depth, and a frame's fit may sit far out
-    along it (a tenth of the robot rig's joints 150 mm off), where the motion of the frames before fixes it well.
-    Across it the views fix the joint to millimetres, and the filter's prior, which lags a quick motion, would
-    only blur it (BENCHMARKS.md, "One camera at lag 0")."""
+    Why there: two views of a narrow baseline barely fix a joint's depth, and a frame's fit may sit far out along
+    it (an eighth of the robot rig's joints 150 mm off), where the motion of the frames before fixes it well.
+    Across it the views fix the joint to 2 cm or better; the filters' estimate there too (the fixed-lag smoother's
+    causal filter, ``lag = 0``) gained a little more on one person, but not through the tracker on the rings, at
+    about twice this cost (BENCHMARKS.md, "One camera at lag 0")."""
     config = fusers[0].config
     # Scaled as the fixed-lag output is along the direction its views fix least (its loose lag_covariance).
     scale = config.covariance_scale * config.lag_covariance[1]
