@@ -133,7 +133,7 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                 switches = sum(sum(x.id_switches) for x in scores)
                 mode = (f"causal{'' if fusion.depth_filter else ', fit alone'}" if lag == 0
                         else f"lag {lag:g} s")
-                log(f"| {num_people} | {num_views} | {mode} | {mpjpe:.1f} | {recall:.3f} | {switches} | "
+                log(f"| {num_people} | {num_views} | {mode} | {mpjpe:.2f} | {recall:.3f} | {switches} | "
                     f"{1000 * cpu:.1f} | {cpu / causal_cpu:.2f}x |")
 
 
@@ -183,7 +183,7 @@ HEADER = ("| scenario | mode | MPJPE mm | > 150 mm % | coverage % | CPU ms/frame
 
 
 def format_row(row: LagRow) -> str:
-    return (f"| {row.scenario} | {row.mode} | {row.mpjpe_mm:.1f} | {row.outliers_pct:.2f} | {row.coverage_pct:.1f} | "
+    return (f"| {row.scenario} | {row.mode} | {row.mpjpe_mm:.2f} | {row.outliers_pct:.2f} | {row.coverage_pct:.1f} | "
             f"{row.cpu_ms_per_frame:.1f} | {row.inside_90_pct:.1f} | {row.flagged_pct:.1f} |")
 
 
