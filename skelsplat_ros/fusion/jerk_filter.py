@@ -186,6 +186,14 @@ class JerkFilterBank:
         twin.evidence, twin.updates, twin.entries = self.evidence.copy(), self.updates.copy(), list(self.entries)
         return twin
 
+    def moving(self, stamp: float) -> np.ndarray:
+        """Positions ``[J, 3]`` at ``stamp`` (s) at the newest filtered velocity, each joint with its :meth:`choice`
+        of candidate (NaN: not started): a constant-velocity extrapolation (the acceleration left out: over a
+        long gap it would run away)."""
+        choice = self.choice()
+        state = self.mean[choice, np.arange(len(choice))]  # [J, 9]: positions, velocities, accelerations by axis
+        return state[:, 0:3] + (stamp - self.stamp) * state[:, 3:6]
+
     def forget(self, before: float) -> None:
         """Drop the kept updates stamped before ``before`` (s): no :meth:`smoothed` will ask for them (the newest
         stays)."""

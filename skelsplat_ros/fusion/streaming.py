@@ -210,6 +210,16 @@ class StreamingFuser:
         # A joint lost in the previous frame has no velocity: hold its last position.
         return np.where(np.isfinite(predicted), predicted, last)
 
+    def motion(self, stamp: float) -> np.ndarray | None:
+        """Like :meth:`predict`, but where the depth filter follows a joint, its filters' position and velocity
+        carried to ``stamp`` (``[J, 3]``): along a depth the views barely fix, the velocity of two fits there is noise
+        (the tracker places a person one view alone sees at this depth)."""
+        predicted = self.predict(stamp)
+        if predicted is None or self.filter is None or self.filter.stamp is None:
+            return predicted
+        moving = self.filter.moving(stamp)
+        return np.where((self.filtered & np.isfinite(moving).all(-1))[:, None], moving, predicted)
+
     def step(self, keypoints: np.ndarray, stamp: float, rig: CameraRig | None = None) -> FusionResult:
         """Fuse one frame: ``keypoints [V, J, 3]`` (NaN rows for views without data) at time ``stamp`` (seconds).
 
@@ -342,14 +352,13 @@ def step_together(
                                        predictions_fit)
         dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
         fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
+        # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
+        seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:
             information = agreeing_information(config, rig, uv_fit, confidence_fit, result.agreement, fitted.joints)
             fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
-        # The fuser predicts from (and the tracker associates with) what the views saw, as fitted (along a depth
-        # they barely fix, as filtered: the velocity of two fits metres apart there would carry a track astray).
-        seen = seen_joints(fitted, config.min_views)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):

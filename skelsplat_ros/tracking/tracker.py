@@ -485,11 +485,12 @@ class MultiPersonTracker:
             predicted = np.where(np.isfinite(track.placed), track.placed, predicted)
         return predicted
 
-    def _motion(self, track: _Track, stamp: float) -> np.ndarray:
+    def _motion(self, track: _Track, stamp: float, filtered: bool = False) -> np.ndarray:
         """The track's joints ``[J, 3]`` at ``stamp`` by the constant velocity of its last refits, extrapolating at
-        most ``max_extrapolation`` (its last refit where there is no velocity; NaN = unknown)."""
+        most ``max_extrapolation`` (its last refit where there is no velocity; NaN = unknown); ``filtered``: by the
+        depth filter's velocity where it follows a joint (``StreamingFuser.motion``)."""
         horizon = min(stamp, track.last_seen + self.config.max_extrapolation)
-        predicted = track.fuser.predict(horizon)
+        predicted = (track.fuser.motion if filtered else track.fuser.predict)(horizon)
         return track.joints if predicted is None else predicted
 
     def _single_view(self, usable: list[_ViewDetections], chosen: np.ndarray, mirrored: np.ndarray,
@@ -500,7 +501,9 @@ class MultiPersonTracker:
         Each joint that view sees is put on its ray at the depth the track's motion predicts (:meth:`_motion`: the
         point of the ray nearest to it), then the bones are held to the person's lengths. The covariance is
         honest about what one view knows: the pixel noise across the ray, along it ``single_view_depth_sigma`` plus
-        ``single_view_speed`` times the time since the last refit. The placement becomes the track's held prediction
+        ``single_view_speed`` times the time since the last refit. Where the fuser's depth filter follows a joint,
+        the output takes its filters' depth and velocity instead (``StreamingFuser.motion``), while the placement at
+        the fits' motion becomes the track's held prediction
         (:meth:`_predict`), also past ``single_view_for`` (not output then, until the track ends ``delete_after``
         unseen), so that the track follows the person across the view; the fuser's state (its velocity, bone
         lengths) is untouched, so one view never moves the track's depth beyond that of the motion.
@@ -516,18 +519,20 @@ class MultiPersonTracker:
             rays = usable[v].direction[chosen[k, v]]  # [J, 3], NaN where the joint is not usable
             if mirrored[k, v]:
                 rays = rays[self._flip]
-            prior = self._motion(track, stamp)
             centre = self.rig.centres[v]
-            depth = ((prior - centre) * rays).sum(-1)  # [J] (NaN where either is unknown)
-            with np.errstate(invalid="ignore"):
-                placed = np.where((depth > 0)[:, None], centre + depth[:, None] * rays, np.nan)
-            known = np.isfinite(placed).all(-1)
-            if known.sum() < config.min_common_joints:
+            # Held for the association (matched to next: the view follows the person across, even when not output):
+            # the motion of the fits, as the track's own prediction is.
+            held = self._on_rays(track, centre, rays, self._motion(track, stamp))
+            if held is None:
                 continue
-            bones = track.fuser.bone_prior()
-            if bones is not None:
-                placed = hold_bone_lengths(placed[None], np.ones((1, len(placed))), self.skeleton.bone_array,
-                                           bones.lengths[None], self.fusion.bone_tolerance)[0]
+            track.placed = held
+            # Output: where the depth filter follows a joint, at its filters' depth and velocity (two fits' velocity
+            # along a depth the views barely fix is noise).
+            placed = held if track.fuser.filter is None else \
+                self._on_rays(track, centre, rays, self._motion(track, stamp, filtered=True))
+            if age > config.single_view_for or placed is None:
+                continue
+            known = np.isfinite(placed).all(-1)
             offset = placed - centre
             distance = np.linalg.norm(offset, axis=-1)
             focal = float(self.rig.K[v, 0, 0])
@@ -537,9 +542,6 @@ class MultiPersonTracker:
             outer = direction[:, :, None] * direction[:, None, :]  # [J, 3, 3]
             covariance = across[:, None, None] ** 2 * (np.eye(3) - outer) + along**2 * outer
             error = focal * np.linalg.norm(np.cross(direction, rays), axis=-1)  # px off the ray after the hold
-            track.placed = placed  # matched to next (the view follows the person across) even when not output
-            if age > config.single_view_for:
-                continue
             result = FusionResult(
                 joints=placed[None], confidence=np.zeros((1, len(placed)), dtype=np.float32),
                 covariance=covariance[None], num_views=known[None].astype(np.uint8),
@@ -547,6 +549,21 @@ class MultiPersonTracker:
             )
             out[track.track_id] = (result, chosen[k])
         return out
+
+    def _on_rays(self, track: _Track, centre: np.ndarray, rays: np.ndarray, prior: np.ndarray) -> np.ndarray | None:
+        """The track's joints ``[J, 3]`` on one view's ``rays [J, 3]`` (from ``centre``) at the depths of ``prior``
+        ``[J, 3]``, held to the person's bone lengths; NaN where either is unknown; ``None`` when fewer than
+        ``min_common_joints`` are known."""
+        depth = ((prior - centre) * rays).sum(-1)  # [J] (NaN where either is unknown)
+        with np.errstate(invalid="ignore"):
+            placed = np.where((depth > 0)[:, None], centre + depth[:, None] * rays, np.nan)
+        if np.isfinite(placed).all(-1).sum() < self.config.min_common_joints:
+            return None
+        bones = track.fuser.bone_prior()
+        if bones is not None:
+            placed = hold_bone_lengths(placed[None], np.ones((1, len(placed))), self.skeleton.bone_array,
+                                       bones.lengths[None], self.fusion.bone_tolerance)[0]
+        return placed
 
     def _track_costs(self, frame: _FrameDetections, predictions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cost ``[T, N]`` of each track taking each detection of the frame (every view's), and whether it takes it
