@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
+from ..fusion.config import DEPTH_FILTER
 from ..fusion.fixed_lag import fuse_fixed_lag
 from ..sim import make_scenario
 from ..sim.scenes import make_multi_person_scenario
@@ -71,9 +72,10 @@ def _modes(config: FusionConfig, lags: list[float], single_view_joints: bool = F
         variants.append((", single_view_joints", replace(config, single_view_joints=True)))
     modes = [(f"streaming{name}", lambda s, c=c: fuse_streaming(s.rig, s.skeleton, s.keypoints, c, s.fps))
              for name, c in variants]
-    # The output before the depth filter (FusionConfig.depth_filter): each frame's fit alone.
-    alone = replace(config, depth_filter=0.0)
-    modes.insert(0, ("streaming, fit alone", lambda s: fuse_streaming(s.rig, s.skeleton, s.keypoints, alone, s.fps)))
+    # Streaming with the depth filter (FusionConfig.depth_filter, off by default).
+    filtered = replace(config, depth_filter=DEPTH_FILTER)
+    modes.insert(1, ("streaming, depth filter",
+                     lambda s: fuse_streaming(s.rig, s.skeleton, s.keypoints, filtered, s.fps)))
     modes += [(f"lag {lag:g} s{name}", lambda s, lag=lag, c=c: fuse_fixed_lag(s.rig, s.skeleton, s.keypoints, c, s.fps,
                                                                              lag=lag))
               for lag in lags for name, c in variants]
@@ -118,10 +120,10 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                                                  noise="realistic", seed=seed) for seed in seeds]
             oracles = [oracle_triangulation(scene, config) for scene in scenes]
             causal_cpu = None
-            alone = replace(config, depth_filter=0.0)  # the causal output before the depth filter
-            for fusion in (config, alone):  # numba's first calls (compiling or loading its cache) are not timed
+            filtered = replace(config, depth_filter=DEPTH_FILTER)  # the causal tracker with the depth filter
+            for fusion in (config, filtered):  # numba's first calls (compiling or loading its cache) are not timed
                 track_streaming(scenes[0].rig, scenes[0].skeleton, scenes[0].keypoints[:, :10], fusion, scenes[0].fps)
-            for lag, fusion in [(0.0, config), (0.0, alone)] + [(lag, config) for lag in lags]:
+            for lag, fusion in [(0.0, config), (0.0, filtered)] + [(lag, config) for lag in lags]:
                 start = time.process_time()
                 joints = [track_streaming(s.rig, s.skeleton, s.keypoints, fusion, s.fps, lag=lag).joints
                           for s in scenes]
@@ -131,7 +133,7 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                 mpjpe = float(np.mean([x.mpjpe_mm for x in scores]))
                 recall = float(np.mean([x.recall for x in scores]))
                 switches = sum(sum(x.id_switches) for x in scores)
-                mode = (f"causal{'' if fusion.depth_filter else ', fit alone'}" if lag == 0
+                mode = (f"causal{', depth filter' if fusion.depth_filter else ''}" if lag == 0
                         else f"lag {lag:g} s")
                 log(f"| {num_people} | {num_views} | {mode} | {mpjpe:.2f} | {recall:.3f} | {switches} | "
                     f"{1000 * cpu:.1f} | {cpu / causal_cpu:.2f}x |")

@@ -20,6 +20,10 @@ OPTIMIZERS = ("adam", "gauss_newton")
 BACKENDS = ("raster", "analytic", "gsplat")
 """Renderers of the Adam path (``auto`` on the CLI and the node: the preset's choice)."""
 DEVICES = ("auto", "cpu", "cuda")
+DEPTH_FILTER = 0.02
+"""``FusionConfig.depth_filter`` (m) when asked for (node parameter ``depth_filter``, ``skelsplat fuse
+--depth-filter``): chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0"). Off by default: on
+the real Pose2Sim take it lets limb lengths vary more (test_real_take.py)."""
 """Torch devices of the Adam path (``auto`` = CUDA when torch sees a device, else the CPU)."""
 
 
@@ -334,6 +338,4 @@ def _default_preset(method: str, optimizer: str | None) -> FusionConfig:
         # Chosen on seeds 0-2 of the robot and lab rigs, realistic noise (BENCHMARKS.md, "Fixed lag").
         streaming_covariance=(0.18, 1.0), offline_covariance=(0.065, 1.0),
         lag_covariance=(1.2, 9.0),
-        # Chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0").
-        depth_filter=0.02,
     )

@@ -41,8 +41,8 @@ class FuseSettings:
         optimizer, backend, device: ``auto`` or an explicit choice (see ``skelsplat fuse --help``).
         fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
         single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
-        no_depth_filter: streaming at lag 0: each frame's fit alone, without the causal filter along the depth
-            the views barely fix (``FusionConfig.depth_filter``; the output before it).
+        depth_filter: streaming at lag 0: along the depth the views barely fix, the causal jerk filters' estimate
+            instead of each frame's fit (``FusionConfig.depth_filter`` at ``config.DEPTH_FILTER``).
         complete: every joint of a person in every frame the person is output (``FusionConfig.complete``).
         lag: streaming: seconds of look-ahead of the fixed-lag smoother (``fusion/fixed_lag.py``); 0 = causal.
         threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
@@ -61,7 +61,7 @@ class FuseSettings:
     fps: float | None = None
     single_view_joints: bool = False
     complete: bool = False
-    no_depth_filter: bool = False
+    depth_filter: bool = False
     lag: float = 0.0
     threads: int = 1
     people: str | None = None
@@ -75,13 +75,13 @@ class FuseSettings:
     def fusion_config(self) -> FusionConfig:
         """The validated fusion configuration; raises ``ValueError``/``RuntimeError`` (one line) for a choice that
         cannot run here, before any file is read. Sets torch's thread count when a stage uses Adam."""
-        from ..fusion.config import preset_config
+        from ..fusion.config import DEPTH_FILTER, preset_config
         from ..fusion.refine import check_runtime
 
         config = preset_config(self.preset, self.method, backend=self.backend, optimizer=self.optimizer,
                                device=self.device, mode=self.mode)
         config = replace(config, single_view_joints=self.single_view_joints, complete=self.complete,
-                         depth_filter=0.0 if self.no_depth_filter else config.depth_filter)
+                         depth_filter=DEPTH_FILTER if self.depth_filter else 0.0)
         check_runtime(config, self.mode)
         if self.lag:
             if self.mode != "streaming":

@@ -146,6 +146,7 @@ class FusionNode(Node):
             raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
 
         from skelsplat_ros.fusion import preset_config
+        from skelsplat_ros.fusion.config import DEPTH_FILTER
         from skelsplat_ros.fusion.refine import check_runtime
         from skelsplat_ros.tracking import MultiPersonTracker
         from skelsplat_ros.tracking.lagged import LaggedTracker
@@ -157,7 +158,7 @@ class FusionNode(Node):
             )
             config = replace(config, min_views=int(p["min_views"]), single_view_joints=bool(p["single_view_joints"]),
                              complete=bool(p["complete"] or p["hri"]),
-                             depth_filter=config.depth_filter if p["depth_filter"] else 0.0)
+                             depth_filter=DEPTH_FILTER if p["depth_filter"] else 0.0)
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)

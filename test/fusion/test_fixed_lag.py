@@ -11,6 +11,7 @@ import pytest
 from skelsplat_ros.bench.engine import score
 from skelsplat_ros.bench.lag import calibration
 from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
+from skelsplat_ros.fusion.config import DEPTH_FILTER
 from skelsplat_ros.fusion.fixed_lag import check_lag, fuse_fixed_lag
 from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
 from skelsplat_ros.fusion.result import DISSENT_VARIANCE, FusionResult, calibrate_covariance, dissenting_views
@@ -152,10 +153,11 @@ def robot():
     """The 3-camera robot rig (narrow baseline, self-occlusion), held-out seed 3, 150 frames, every mode's result."""
     scenario = make_scenario("robot", num_frames=150, noise="realistic", seed=3)
     config = preset_config("default")
-    alone = replace(config, depth_filter=0.0)  # streaming before the depth filter: each frame's fit alone
+    filtered = replace(config, depth_filter=DEPTH_FILTER)  # streaming with the depth filter
     run = {
         "streaming": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, config, scenario.fps),
-        "fit alone": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, alone, scenario.fps),
+        "depth filter": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, filtered,
+                                               scenario.fps),
         "offline": lambda: fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints, config, fps=scenario.fps),
     }
     results = {mode: f() for mode, f in run.items()}
@@ -166,11 +168,11 @@ def robot():
 
 
 def test_fixed_lag_sits_between_streaming_and_offline_on_the_robot_rig(robot):
-    """Measured (seed 3, 150 frames): streaming with each frame's fit alone 90.9 mm / 17.5 % beyond 150 mm, lag 0
+    """Measured (seed 3, 150 frames): streaming (each frame's fit alone) 90.9 mm / 17.5 % beyond 150 mm, lag 0
     67.9 mm / 7.0 %, lag 0.2 s 51.2 mm, lag 1 s 47.9 mm, offline 45.1 mm (seeds 3-5: BENCHMARKS.md, "Fixed lag")."""
     scenario, results = robot
     figures = {mode: score(result.joints, scenario.ground_truth) for mode, result in results.items()}
-    streaming, offline = figures["fit alone"], figures["offline"]
+    streaming, offline = figures["streaming"], figures["offline"]
     assert figures[0.0][1] <= 0.5 * streaming[1]  # the causal filter: at most half the gross errors
     assert figures[0.0][0] <= streaming[0]
     assert figures[0.2][0] <= 1.5 * offline[0]
@@ -180,14 +182,14 @@ def test_fixed_lag_sits_between_streaming_and_offline_on_the_robot_rig(robot):
 
 
 def test_streaming_depth_filter_halves_the_gross_errors_on_the_robot_rig(robot):
-    """Issue 21 item 2, lag 0: the default streaming output (``depth_filter``: along the depth two views of the
+    """Issue 21 item 2, lag 0: streaming with the depth filter (``depth_filter``: along the depth two views of the
     narrow baseline barely fix, the causal jerk filters' estimate) has at most half the joints beyond 150 mm of each
-    frame's fit alone (the output before), and no worse an MPJPE. Measured (seed 3, 150 frames): fit alone 90.9 mm /
-    17.5 %, the default 68.5 mm / 7.6 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.1 mm / 5.1 %;
+    frame's fit alone (the default), and no worse an MPJPE. Measured (seed 3, 150 frames): fit alone 90.9 mm /
+    17.5 %, the depth filter 68.5 mm / 7.6 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.1 mm / 5.1 %;
     BENCHMARKS.md, "One camera at lag 0")."""
     scenario, results = robot
-    before = score(results["fit alone"].joints, scenario.ground_truth)
-    now = score(results["streaming"].joints, scenario.ground_truth)
+    before = score(results["streaming"].joints, scenario.ground_truth)
+    now = score(results["depth filter"].joints, scenario.ground_truth)
     assert now[1] <= 0.5 * before[1], (now, before)
     assert now[0] <= before[0], (now, before)
     assert now[2] >= before[2] - 0.5  # as many joints out
@@ -200,7 +202,7 @@ def test_streaming_depth_filter_leaves_a_wide_rig_no_worse():
     scenario = make_scenario("lab", num_frames=150, noise="realistic", seed=3)
     config = preset_config("default")
     now, before = (score(fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, c, scenario.fps).joints,
-                         scenario.ground_truth) for c in (config, replace(config, depth_filter=0.0)))
+                         scenario.ground_truth) for c in (replace(config, depth_filter=DEPTH_FILTER), config))
     assert now[0] <= before[0] + 0.05, (now, before)
     assert now[1] <= before[1] and now[2] >= before[2] - 0.5, (now, before)
 
@@ -209,7 +211,7 @@ def test_a_rejected_step_leaves_no_trace_in_the_depth_filter():
     """The tracker puts a fuser back when it rejects a refit (``snapshot``/``restore``): the depth filter too, so
     that the frames after give what they would have without the rejected one."""
     scenario = make_scenario("robot", num_frames=12, noise="realistic", seed=3)
-    config = preset_config("default")
+    config = replace(preset_config("default"), depth_filter=DEPTH_FILTER)
     plain, undone = (StreamingFuser(scenario.rig, scenario.skeleton, config) for _ in range(2))
     for f in range(10):
         plain.step(scenario.keypoints[:, f], f / scenario.fps)
