@@ -168,7 +168,12 @@ def test_workers_start_warm_and_each_in_its_own_process(study):
     assert len(pids) == 2 and f"pid {os.getpid()}" not in pids
 
 
-@pytest.mark.skipif("COVERAGE_PROCESS_START" in os.environ, reason="the workers run under coverage")
+def _under_coverage() -> bool:
+    coverage = sys.modules.get("coverage")
+    return "COVERAGE_PROCESS_START" in os.environ or (coverage is not None and coverage.Coverage.current() is not None)
+
+
+@pytest.mark.skipif(_under_coverage(), reason="the tests, and so the workers, run under coverage")
 def test_the_fork_server_loads_the_kernel_a_take_calls_and_no_coverage(study, reference):
     """A worker's take calls the kernel overload the fork server loaded (numba types read-only camera arrays apart
     from writable ones: a warm-up with the wrong ones left each worker to load another at its first take), and the
