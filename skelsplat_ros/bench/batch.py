@@ -259,7 +259,7 @@ takes = {take.name: take for take in find_takes(sys.argv[1])[0]}
 for name in sys.argv[2:]:
     start = time.process_time()
     run_take(takes[name], StudySettings(), lambda done, total: None)
-    print(time.process_time() - start)
+    print(time.process_time() - start, flush=True)  # the preload ends the process without flushing
 """
 _UNTIL_SERVER = """
 import sys, time
