@@ -20,11 +20,11 @@ OPTIMIZERS = ("adam", "gauss_newton")
 BACKENDS = ("raster", "analytic", "gsplat")
 """Renderers of the Adam path (``auto`` on the CLI and the node: the preset's choice)."""
 DEVICES = ("auto", "cpu", "cuda")
+"""Torch devices of the Adam path (``auto`` = CUDA when torch sees a device, else the CPU)."""
 DEPTH_FILTER = 0.02
 """``FusionConfig.depth_filter`` (m) when asked for (node parameter ``depth_filter``, ``skelsplat fuse
---depth-filter``): chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0"). Off by default: on
-the real Pose2Sim take it lets limb lengths vary more (test_real_take.py)."""
-"""Torch devices of the Adam path (``auto`` = CUDA when torch sees a device, else the CPU)."""
+--depth-filter``): chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0").
+Off by default: on the real Pose2Sim take it lets limb lengths vary more (test_real_take.py)."""
 
 
 @dataclass(frozen=True)
