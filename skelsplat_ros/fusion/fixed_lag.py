@@ -44,6 +44,7 @@ from .output import (
 )
 from .refine import refine
 from .result import (
+    LAG_GROSS,
     SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
@@ -224,7 +225,7 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     person_noise = np.array([smoother.pixel_noise() for smoother, _ in people])[:, None]  # [N, 1] px
     fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
     fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
-                                  dissenting_views(uv, confidence, fitted.num_views, config.min_confidence))
+                                  dissenting_views(uv, confidence, fitted.num_views, config.min_confidence), LAG_GROSS)
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))
