@@ -19,7 +19,8 @@ with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the
 other joint from the body model (rule 5, as streaming: :func:`~.streaming.complete_fill`). The covariance is the
 filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
 ``covariance_scale``, plus ``bias_share``, then calibrated per joint as streaming's (``lag_covariance``,
-``result.calibrate_covariance``): wider where the views disagree and along the depth the views barely fix.
+``result.calibrate_covariance``): wider where the views disagree and along the depth the views barely fix, and for a
+person whose views often disagree, rounder (``result.LAG_GROSS``).
 
 This is not a delay line: at lag 0 the output is already the filtered estimate, and every frame of look-ahead
 improves it (BENCHMARKS.md, "Fixed lag").
