@@ -267,7 +267,8 @@ def test_a_person_whose_views_often_disagree_gets_a_wider_and_rounder_covariance
     """Two people, four joints each seen by three supporting views: the first with no other view detecting its joints,
     the second with one dissenting view on two joints (2 of 14 detections, a share of 1/7, beyond ``GROSS_SHARE``).
     ``gross[0]`` widens the second person's every joint by ``1 + gross[0] x``, ``gross[1]`` floors its thin axes at
-    ``gross[1] x`` times the long one (``x`` the share beyond ``GROSS_SHARE``); the first person keeps its covariance."""
+    ``gross[1] x`` times the long one (``x`` the share beyond ``GROSS_SHARE``); the first person keeps its
+    covariance."""
     covariance = np.broadcast_to(np.diag([1e-4, 4e-4, 9e-2]), (2, 4, 3, 3)).copy()  # [N=2, J=4, 3, 3] m^2
     fitted = FusionResult(np.zeros((2, 4, 3)), np.ones((2, 4), np.float32), covariance, np.full((2, 4), 3, np.uint8),
                           np.full((2, 4), 3.0, np.float32), list("abcd"))
