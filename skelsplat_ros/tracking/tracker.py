@@ -268,8 +268,8 @@ class MultiPersonTracker:
         self._next_id = 0
         self._last_stamp: float | None = None
         self._flip = skeleton.flip_permutation
-        # [S, 2] a limb's bone (both ends left: upper arm, forearm, thigh, ...) and its right twin. A bone from a middle
-        # joint (pelvis to hip, thorax to shoulder) is short and its length hangs on where the fit put the middle.
+        # [S, 2] a bone between two left joints (upper arm, forearm, thigh, ...) and its right twin. A bone from a
+        # middle joint (pelvis to hip, thorax to shoulder) is short and its length hangs on where the fit put the middle.
         lateral = np.array([all(skeleton.joint_names[j].startswith("l_") for j in skeleton.bones[a])
                             for a, _ in skeleton.symmetric_bones], dtype=bool)
         self._limb_pairs = skeleton.symmetric_bones[lateral]
