@@ -466,7 +466,9 @@ def _take_offer(output: FusionResult, offered: FusionResult | None, bones: np.nd
                 tolerance: np.ndarray | None, widen: float | None = None) -> FusionResult:
     """``output`` with the ``offered`` joints it lacks (confidence 0), held to ``lengths`` (``None``: not held) with
     its own joints fixed; an offered joint that cannot be brought into the band is withdrawn (rule 3), or, with
-    ``widen``, tried once more within that wider band (a fraction of the length) before it is."""
+    ``widen``, tried once more within that wider band (a fraction of the length) before it is. In that retry the
+    joints earlier offers placed may move, each bone of theirs staying in the band it was in: the wider one only for a
+    bone of a retried joint."""
     if offered is None:
         return output
     new = ~np.isfinite(output.joints).all(-1) & np.isfinite(offered.joints).all(-1)
@@ -482,13 +484,34 @@ def _take_offer(output: FusionResult, offered: FusionResult | None, bones: np.nd
             # joints that earlier offers placed (confidence 0: not seen) may move with them.
             placed = np.isfinite(output.joints).all(-1) & (output.confidence <= 0)
             again = np.where(retry[..., None], offered.joints, merged)
-            held, taken = _hold_offered(again, retry | placed, bones, lengths, np.fmax(tolerance, widen))
+            band = _retry_band(again, retry, bones, lengths, tolerance, widen)
+            held, taken = _hold_offered(again, retry | placed, bones, lengths, band)
+            # A row where a placed joint would end outside its band (the retried ones pull it further than its
+            # other bones allow) tries again with it fixed.
+            stuck = (placed & ~taken).any(-1)
+            if stuck.any():
+                fixed, kept = _hold_offered(again, retry, bones, lengths, band)
+                held = np.where(stuck[:, None, None], fixed, held)
+                taken = np.where(stuck[:, None], kept, taken)
             taken &= retry
             merged = np.where((taken | placed)[..., None], held, merged)
             new = new | taken
             output = replace(output, joints=np.where(placed[..., None], held, output.joints))
     offered = _masked(offered, merged, new)
     return _where(new, replace(offered, confidence=np.zeros_like(offered.confidence)), output)
+
+
+def _retry_band(joints: np.ndarray, retry: np.ndarray, bones: np.ndarray, lengths: np.ndarray,
+                tolerance: np.ndarray, widen: float) -> np.ndarray:
+    """The band ``[N, B]`` of :func:`_take_offer`'s widened retry: ``widen`` (at least ``tolerance``) for a bone with a
+    ``retry [N, J]`` end; for any other bone of ``joints [N, J, 3]``, the band it is in now (``tolerance``, or up to
+    ``widen`` for one an earlier retry stretched), so that no joint placed earlier leaves its own."""
+    tolerance = np.broadcast_to(tolerance, lengths.shape)
+    offset = joints[..., bones[:, 0], :] - joints[..., bones[:, 1], :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        now = np.abs(np.sqrt((offset * offset).sum(-1)) / lengths - 1.0)  # NaN: a missing end
+    kept = np.fmax(tolerance, np.fmin(now, widen))  # fmax: NaN -> tolerance
+    return np.where(retry[:, bones[:, 0]] | retry[:, bones[:, 1]], np.fmax(tolerance, widen), kept)
 
 
 def _hold_offered(joints: np.ndarray, offered: np.ndarray, bones: np.ndarray, lengths: np.ndarray,

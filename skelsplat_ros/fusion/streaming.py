@@ -403,7 +403,9 @@ def complete_fill(rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence
 def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float):
     """A ``Snap`` (``output.py``) onto the rays of ``uv [V, N, J, 2]`` (undistorted px; ``confidence [V, N, J]``, 0 =
     unusable): each joint to the nearest point of the ray that passes closest to it, if within ``sigmas`` standard
-    deviations."""
+    deviations. A view's detection that lies nearer (px) to where it sees another of the person's placed joints than
+    to the joint's own fill is that joint's, not this one's (a left-right swap, a hidden limb detected on the visible
+    one): its ray is not snapped to."""
 
     def snap(points: np.ndarray, wanted: np.ndarray, variance: np.ndarray) -> np.ndarray:
         seen = wanted & (confidence > 0).any(axis=0)
@@ -414,7 +416,14 @@ def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: fl
         offset = points[n, j][None] - rig.centres[:, None]  # [V, K, 3]
         along = (offset * rays).sum(-1, keepdims=True)
         nearest = rig.centres[:, None] + along * rays
-        distance = np.where((confidence[:, n, j] > 0) & (along[..., 0] > 0),
+        detected = uv[:, n, j]  # [V, K, 2]
+        others = np.where((~wanted[n])[..., None], points[n], np.nan)  # [K, J, 3]: the person's placed joints
+        with np.errstate(invalid="ignore"):
+            own = np.linalg.norm(project_pinhole(rig, points[n, j]) - detected, axis=-1)  # [V, K]
+            other = np.fmin.reduce(np.linalg.norm(project_pinhole(rig, others) - detected[:, :, None], axis=-1),
+                                   axis=-1, initial=np.inf)  # [V, K]
+            theirs = other < own
+        distance = np.where((confidence[:, n, j] > 0) & (along[..., 0] > 0) & ~theirs,
                             np.linalg.norm(nearest - points[n, j][None], axis=-1), np.inf)  # [V, K]
         best = np.argmin(np.nan_to_num(distance, nan=np.inf), axis=0)
         k = np.arange(len(n))
