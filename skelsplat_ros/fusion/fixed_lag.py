@@ -259,7 +259,9 @@ def _offer(fitted: FusionResult, offered: np.ndarray, views: Views | None) -> Ca
     """Rule 3 of ``output.py``: the read-out positions of the ``offered [N, J]`` joints, with what the views say
     there (the fit's figures without ``views``)."""
 
-    def offer(output: FusionResult) -> FusionResult:
+    def offer(output: FusionResult) -> FusionResult | None:
+        if not (offered & ~np.isfinite(output.joints).all(-1)).any():
+            return None  # the usual frame: nothing offered that is not output already (what the views say is not asked)
         joints = np.where(offered[..., None], fitted.joints, np.nan)
         return replace(views(joints) if views is not None else fitted, joints=joints)
 

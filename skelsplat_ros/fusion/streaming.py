@@ -107,6 +107,7 @@ class StreamingFuser:
     ``fit_only``: each step fits the views without the temporal term and returns the joints they saw, as fitted
     (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
     (``fixed_lag.py``), which decides the output. The prediction still warm-starts the fit and serves the tracker.
+    Their covariance is the fit's first-order one, not calibrated (``calibrate_covariance``): nothing reads it.
     """
 
     def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False):
@@ -325,8 +326,9 @@ def step_together(
         result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
         fitted = unfixed_starts_unseen(refine_output(rig, uv_fit, confidence_fit, result, known[pick], names),
                                        predictions_fit)
-        dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
-        fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
+        if not fit_only:  # a fit-only fit's covariance is its own: the smoother's read-out calibrates another
+            dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
+            fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
