@@ -81,8 +81,9 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
     integer ranks; ``robust_iterations``: its ``ROBUST_ITERATIONS``) and results (``next_mean``,
     ``next_covariance`` empty without ``predict``)."""
     num_candidates, num_joints = mean.shape[0], mean.shape[1]
-    new_mean = mean.copy()
-    new_covariance = covariance.copy()
+    # With predict, the loop below writes every state: nothing to copy.
+    new_mean = np.empty_like(mean) if predict else mean.copy()
+    new_covariance = np.empty_like(covariance) if predict else covariance.copy()
     size = (num_candidates, num_joints) if predict else (0, 0)
     next_mean = np.empty(size + (9,))
     next_covariance = np.empty(size + (9, 9))

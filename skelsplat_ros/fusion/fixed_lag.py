@@ -208,7 +208,8 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     priors = [smoother.bone_prior(fit) for smoother, fit in people]
     prior = _stacked_prior(priors, len(skeleton.bones))
     start = np.stack([np.where(k[:, None], m, fallback_position(m)) for k, m in zip(known, means)])
-    result = refine(rig, skeleton, pulled, uv, confidence, start, prior, TemporalPrior("predict", prediction=means))
+    result = refine(rig, skeleton, pulled, uv, confidence, start, prior, TemporalPrior("predict", prediction=means),
+                    covariances=False)  # the output's covariance is the smoother's
     # The filters' uncertainty assumes errors that average out over frames; a share of the detector's error
     # (its bias for a joint in a view, errors that last) does not: the views' geometry at that share of the
     # person's pixel noise, where enough views agree (elsewhere the filters' own uncertainty dominates).
@@ -222,7 +223,7 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     # keeps a wide variance. The person's own pixel noise is already in the covariance (the filters' noise scale,
     # the bias share): judged against the nominal noise, a detector noisier than that would count twice.
     person_noise = np.array([smoother.pixel_noise() for smoother, _ in people])[:, None]  # [N, 1] px
-    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    fitted = refine_output(rig, uv, confidence, result, known, names, covariance)
     fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
                                   dissenting_views(uv, confidence, fitted.num_views, config.min_confidence))
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
