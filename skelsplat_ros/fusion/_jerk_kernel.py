@@ -11,10 +11,10 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve(a, x, n, m):  # pragma: no cover (compiled)
+def _solve(a, x, n, m, logdet=True):  # pragma: no cover (compiled)
     """Overwrite ``x[:n, :m]`` with ``a[:n, :n]^-1 x[:n, :m]`` (``a`` is overwritten by its elimination) and return
-    ``log |det a|``."""
-    logdet = 0.0
+    ``log |det a|`` (0 without ``logdet``: the logarithms are a good share of a 3x3 solve)."""
+    total = 0.0
     for k in range(n):
         pivot = k
         for i in range(k + 1, n):
@@ -25,7 +25,8 @@ def _solve(a, x, n, m):  # pragma: no cover (compiled)
                 a[k, c], a[pivot, c] = a[pivot, c], a[k, c]
             for c in range(m):
                 x[k, c], x[pivot, c] = x[pivot, c], x[k, c]
-        logdet += np.log(abs(a[k, k]))
+        if logdet:
+            total += np.log(abs(a[k, k]))
         for i in range(k + 1, n):
             factor = a[i, k] / a[k, k]
             for c in range(k + 1, n):
@@ -38,14 +39,14 @@ def _solve(a, x, n, m):  # pragma: no cover (compiled)
             for i in range(k + 1, n):
                 value -= a[k, i] * x[i, c]
             x[k, c] = value / a[k, k]
-    return logdet
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
 def _innovation(p, info, weight, residual, system, right, rows):  # pragma: no cover (compiled)
     """``I + P_yy (weight Lambda)`` solved for the residual (and, with ``rows``, for ``P``'s first three rows):
     ``right[:, 0]`` becomes ``(I + P_yy w Lambda)^-1 r``, ``right[:, 1:]`` the same of ``P[:3]``; returns the
-    log-determinant."""
+    log-determinant with ``rows`` (the update's evidence; the robust weights' solves need none), else 0."""
     for a in range(3):
         for b in range(3):
             value = 1.0 if a == b else 0.0
@@ -56,7 +57,7 @@ def _innovation(p, info, weight, residual, system, right, rows):  # pragma: no c
         if rows:
             for c in range(9):
                 right[a, 1 + c] = p[a, c]
-    return _solve(system, right, 3, 10 if rows else 1)
+    return _solve(system, right, 3, 10 if rows else 1, rows)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -217,7 +218,7 @@ def rts_kernel(mean, covariance, entry_mean, entry_covariance, step, next_mean, 
                         value += step[a, columns[a, n]] * previous[columns[a, n], b]
                     product[a, b] = value
             system[:] = next_covariance[c, j]
-            _solve(system, product, 9, 9)
+            _solve(system, product, 9, 9, False)
             g[:] = product.T
             has_gain[c, j] = True
         for a in range(9):
