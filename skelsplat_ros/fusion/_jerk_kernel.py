@@ -89,31 +89,37 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
     next_mean = np.empty(size + (9,))
     next_covariance = np.empty(size + (9, 9))
     moved = np.empty((9, 9))  # F P
+    column = np.empty(9)  # a column of F P F^T
     count, columns = _nonzeros(step)
     if predict:
         evidence *= decay
         for c in range(num_candidates):
             for j in range(num_joints):
                 previous, m, p = covariance[c, j], next_mean[c, j], next_covariance[c, j]
+                # Each sum runs over the transition's nonzeros in order, as before; whole rows at a time (the
+                # innermost loops over 9 contiguous entries are what the compiler vectorises).
                 for a in range(9):
                     value = 0.0
                     for n in range(count[a]):
                         value += step[a, columns[a, n]] * mean[c, j, columns[a, n]]
                     m[a] = value
+                    moved[a] = 0.0
+                    for n in range(count[a]):
+                        k, factor = columns[a, n], step[a, columns[a, n]]
+                        for b in range(9):
+                            moved[a, b] += factor * previous[k, b]
+                if np.isfinite(m[0]):
                     for b in range(9):
-                        value = 0.0
-                        for n in range(count[a]):
-                            value += step[a, columns[a, n]] * previous[columns[a, n], b]
-                        moved[a, b] = value
-                started = np.isfinite(m[0])
-                for a in range(9):
-                    for b in range(9):
-                        if started:
-                            value = 0.0
-                            for n in range(count[b]):
-                                value += moved[a, columns[b, n]] * step[b, columns[b, n]]
-                            p[a, b] = value + density[c] * noise[a, b]
-                        else:  # not started: identity keeps the gain finite (the mean stays NaN)
+                        column[:] = 0.0
+                        for n in range(count[b]):
+                            k, factor = columns[b, n], step[b, columns[b, n]]
+                            for a in range(9):
+                                column[a] += moved[a, k] * factor
+                        for a in range(9):
+                            p[a, b] = column[a] + density[c] * noise[a, b]
+                else:  # not started: identity keeps the gain finite (the mean stays NaN)
+                    for a in range(9):
+                        for b in range(9):
                             p[a, b] = 1.0 if a == b else 0.0
                 new_mean[c, j] = m
                 new_covariance[c, j] = p
