@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -249,6 +250,55 @@ def _timing_table(study: Path, root: Path, args: argparse.Namespace, reference: 
     return reasons
 
 
+_TWO_TAKES = """
+import sys, time
+import skelsplat_ros.pipeline._preload
+from skelsplat_ros.pipeline.study import find_takes
+from skelsplat_ros.pipeline.take import StudySettings, run_take
+takes = {take.name: take for take in find_takes(sys.argv[1])[0]}
+for name in sys.argv[2:]:
+    start = time.process_time()
+    run_take(takes[name], StudySettings(), lambda done, total: None)
+    print(time.process_time() - start, flush=True)  # the preload ends the process without flushing
+"""
+_UNTIL_SERVER = """
+import sys, time
+import multiprocessing.forkserver
+from skelsplat_ros import cli
+multiprocessing.forkserver.ensure_running = lambda: print(time.process_time())  # the process's CPU since its start
+cli._start_batch_workers(sys.argv[1:])
+"""
+
+
+def _fixed_cost_cpu(study: Path, names: list[str], out: Path, repeats: int) -> dict[str, float]:
+    """CPU seconds (median of ``repeats``, each in a fresh interpreter) of the parts of a local batch command's
+    critical path besides its takes' work: the fork server's process (interpreter and preload, in the workers'
+    environment), a worker's first take and its second (the difference: what the preload left to every worker's
+    first take), and the command's own process until it asks for the fork server (the interpreter's start, imports,
+    reading the command line)."""
+    from ..pipeline.local import ONE_THREAD
+
+    def child_cpu(arguments: list[str], env: dict[str, str]) -> tuple[float, str]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        run = subprocess.run([sys.executable, *arguments], capture_output=True, text=True, env=env, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, run.stdout
+
+    workers = {**os.environ, **ONE_THREAD}
+    parts: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        server, _ = child_cpu(["-c", "import skelsplat_ros.pipeline._preload"], workers)
+        first, second = map(float, child_cpu(["-c", _TWO_TAKES, str(study), *names[1:3]], workers)[1].split())
+        command = float(child_cpu(["-c", _UNTIL_SERVER, str(study), "--output", str(out), "--quiet"],
+                                  dict(os.environ))[1])
+        for label, seconds in (("the fork server's process: interpreter and preload", server),
+                               ("a worker's first take", first), ("its second take", second),
+                               ("first take less second: left to every worker's first take", first - second),
+                               ("the command's process until it asks for the fork server", command)):
+            parts.setdefault(label, []).append(seconds)
+    return {label: statistics.median(values) for label, values in parts.items()}
+
+
 def _compile_package() -> str:
     """Write this package's bytecode, as ``pip install`` does: where ``PYTHONDONTWRITEBYTECODE`` is set and the
     package is an editable checkout, every timed command (and each of its worker processes) would otherwise compile
@@ -283,6 +333,10 @@ def run_cli(args: argparse.Namespace) -> int:
         print(f"second `skelsplat batch` with nothing changed (whole command): median "
               f"{statistics.median(second):.2f} s "
               f"({', '.join(f'{t:.2f}' for t in second)})")
+        print(f"\nfixed cost of a local batch command, CPU s (median of {args.repeats}, each part in a fresh "
+              "interpreter):")
+        for label, seconds in _fixed_cost_cpu(study, good, root / "absent", args.repeats).items():
+            print(f"  {label}: {seconds:.3f}")
         camera_frames = len(good) * args.frames * 4
         costs = {"the study's takes (lab, 1 person)": 1000 * reference_cpu / camera_frames}
         for case in filter(None, args.cost_takes.split(",")):

@@ -18,13 +18,12 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Iterator
 
-from .study import Take
-
-if TYPE_CHECKING:  # the take's modules load in the workers (the fork server), and here when the runner needs them
+if TYPE_CHECKING:  # the take's modules load in the workers (the fork server), and here when the runner needs them;
+    # the study's after the fork server's start (:func:`start_server`, which the command calls first)
+    from .study import Take
     from .take import StudySettings, TakeTask
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
@@ -64,11 +63,13 @@ def temporary_environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-@dataclass
 class _Worker:
-    process: multiprocessing.process.BaseProcess
-    connection: Connection
-    take: Take | None = None
+    """A worker process, its end of the pipe, and the take it holds (None: idle). A plain class: importing
+    ``dataclasses`` (and ``inspect``) before the fork server starts would delay it."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, connection: Connection) -> None:
+        self.process, self.connection = process, connection
+        self.take: Take | None = None
 
 
 def start_server() -> None:

@@ -83,6 +83,18 @@ def warm_start_task(take, settings, progress):
     return TakeResult(take.name, "done", notes=[f"warm {loaded}", f"pid {os.getpid()}"])
 
 
+def kernel_overloads_task(take, settings, progress):
+    """:func:`run_take`, with notes saying how many overloads of numba's image kernel its worker had loaded before and
+    after the take, and whether that worker had imported coverage."""
+    from skelsplat_ros.fusion._image_kernel import image_kernel
+
+    before = len(image_kernel.overloads)
+    result = run_take(take, settings, progress)
+    result.notes += [f"overloads {before} -> {len(image_kernel.overloads)}",
+                     f"coverage {sys.modules.get('coverage') is not None}"]
+    return result
+
+
 def environment_task(take, settings, progress):
     """A take that reports its worker's thread settings: notes ``NAME=value`` of the variables of ONE_THREAD."""
     from skelsplat_ros.pipeline.local import ONE_THREAD
