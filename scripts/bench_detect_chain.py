@@ -15,7 +15,7 @@ latency from image stamp to skeleton (p50, p99); the detector's own counts (imag
 its newest-image policy, and missed: sent but never delivered to it); frames the fusion node fused with cameras
 missing; CPU per image of the detector and per frame of the fusion node, the cores the chain used and what the
 rest of the machine used meanwhile. "Tracker bound": the keypoints the detector published, replayed offline through
-the same tracker at the same stamps (``track_streaming``, the node's tracker settings): what the chain would output
+the same tracker at the same stamps (``track_streaming``, the node's fusion and tracker settings): what the chain would output
 had nothing been late.
 
     .venv/bin/python scripts/fetch_pose2sim_multi.py
@@ -61,14 +61,12 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def tracker_bound(keypoints: dict[str, dict[int, np.ndarray]], stamps: list[int], calibration: Path,
-                  tentative_timeout: float) -> tuple[int, int]:
+def tracker_bound(keypoints: dict[str, dict[int, np.ndarray]], stamps: list[int], calibration: Path) -> tuple[int, int]:
     """Frames (of ``stamps``, ns) with at least one person and with two, when the detections the detector published
-    (``keypoints[camera][stamp] = [S, 17, 3]``) go through the tracker offline at those stamps."""
-    from skelsplat_ros.fusion import preset_config
+    (``keypoints[camera][stamp] = [S, 17, 3]``) go through the tracker offline at those stamps, fused and tracked as
+    the chain's fusion node does (:func:`node_settings`)."""
     from skelsplat_ros.geometry.calibration import load_calibration
     from skelsplat_ros.skeleton.models import get_skeleton
-    from skelsplat_ros.tracking import TrackerConfig
     from skelsplat_ros.tracking.recording import track_streaming
 
     rig = load_calibration(calibration)
@@ -81,18 +79,24 @@ def tracker_bound(keypoints: dict[str, dict[int, np.ndarray]], stamps: list[int]
             if people is not None and len(people):
                 data[v, f, :len(people)] = people
     seconds = (np.asarray(stamps, dtype=np.float64) - stamps[0]) * 1e-9
-    result = track_streaming(rig, get_skeleton("coco17"), data, preset_config("default"), 1.0,
-                             TrackerConfig(tentative_timeout=tentative_timeout), stamps=seconds)
+    fusion, tracking = node_settings()
+    result = track_streaming(rig, get_skeleton("coco17"), data, fusion, 1.0, tracking, stamps=seconds)
     present = np.isfinite(result.joints).all(-1).any(-1).sum(axis=1)  # [F] people out
     return int((present >= 1).sum()), int((present >= 2).sum())
 
 
-def detect_settings() -> float:
-    """The fusion node's ``track_tentative_timeout`` in ``config/detect.yaml`` (what the chain runs with)."""
+def node_settings():
+    """``(FusionConfig, TrackerConfig)`` of the chain's fusion node: its parameters' defaults with
+    ``config/detect.yaml`` over them, made into configurations by the node's own functions (with ``hri`` on by
+    default, complete skeletons: a person is out from their confirmation, not once their bone lengths are known)."""
     import yaml
 
-    config = REPO / "config" / "detect.yaml"
-    return float(yaml.safe_load(config.read_text())["skelsplat_node"]["ros__parameters"]["track_tentative_timeout"])
+    from skelsplat_ros.ros.node import fusion_config, tracker_config
+    from skelsplat_ros.ros.params import FUSION_NODE_PARAMS
+
+    params = {spec.name: spec.default for spec in FUSION_NODE_PARAMS}
+    params.update(yaml.safe_load((REPO / "config" / "detect.yaml").read_text())["skelsplat_node"]["ros__parameters"])
+    return fusion_config(params), tracker_config(params)
 
 
 def bound_of_file(path: Path, rate: float, frames: int, calibration: Path) -> tuple[int, int]:
@@ -105,7 +109,7 @@ def bound_of_file(path: Path, rate: float, frames: int, calibration: Path) -> tu
     stamps = [round(k * 1e9 / rate) for k in range(min(frames, data.keypoints.shape[1]))]
     detections = {camera: {stamp: data.keypoints[v, f][(np.nan_to_num(data.keypoints[v, f, ..., 2]) > 0).any(-1)]
                            for f, stamp in enumerate(stamps)} for camera, v in zip(CAMERAS, order)}
-    return tracker_bound(detections, stamps, calibration, detect_settings())
+    return tracker_bound(detections, stamps, calibration)
 
 
 def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float, compressed: bool,
@@ -123,7 +127,6 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
     from skelsplat_ros.ros.conversions import ns_to_stamp, parse_keypoints, stamp_to_ns
 
     config = REPO / "config" / "detect.yaml"
-    tentative = detect_settings()
     cameras = "[" + ", ".join(CAMERAS) + "]"
     params = ["--params-file", str(config), "-p", f"cameras:={cameras}"]  # as detect.launch.py
     kind, suffix = (CompressedImage, "image_raw/compressed") if compressed else (Image, "image_raw")
@@ -198,7 +201,7 @@ def run_rate(rate: float, frames: int, data: Path, bin_dir: Path, settle: float,
     counts = diagnostics.get("detector", {})
     total = {key: sum(int(counts.get(f"{key}.{c}", 0)) for c in CAMERAS)
              for key in ("received", "detected", "skipped", "missed")}
-    bound_out, bound_both = tracker_bound(detections, stamps, data / "calib.toml", tentative)
+    bound_out, bound_both = tracker_bound(detections, stamps, data / "calib.toml")
     ours = sum(cpu.values())
     return {"rate": rate, "sent": len(sent), "out": sum(1 for _, n in out if n > 0),
             "both": sum(1 for _, n in out if n >= 2), "p50": percentile(latency, 50), "p99": percentile(latency, 99),

@@ -83,10 +83,11 @@ class FusionConfig:
             the one they fix least (depth on a narrow baseline) by ``loose``. The fit's errors are heavy-tailed
             along the loose one (a wrong depth), so it keeps its whole variance: the 90 % ellipsoid holds about
             90 % of the errors and a gross error still shows as a large standard deviation (BENCHMARKS.md, "Fixed
-            lag").
+            lag"). A person whose views often disagree is widened further (``result.STREAMING_GROSS``).
         offline_covariance: the same for offline.
         lag_covariance: the same for the fixed-lag output, after ``covariance_scale`` and ``bias_share``; its views'
-            disagreement is judged against the person's own pixel noise (already in that covariance), not the nominal.
+            disagreement is judged against the person's own pixel noise (already in that covariance), not the nominal;
+            a person whose views often disagree gets rounder ellipsoids (``result.LAG_GROSS``).
         bias_share: the share of a person's pixel noise (their recent reprojection error) that does not average out
             over frames; the views' geometry at that noise is added to the covariance of the joints they agree on.
     """

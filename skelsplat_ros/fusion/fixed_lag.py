@@ -19,7 +19,8 @@ with ``single_view_joints``), or a gap of at most ``max_fill`` closed within the
 other joint from the body model (rule 5, as streaming: :func:`~.streaming.complete_fill`). The covariance is the
 filters' (module docstring of ``jerk_filter.py``), scaled by the noise the person's own data showed and by
 ``covariance_scale``, plus ``bias_share``, then calibrated per joint as streaming's (``lag_covariance``,
-``result.calibrate_covariance``): wider where the views disagree and along the depth the views barely fix.
+``result.calibrate_covariance``): wider where the views disagree and along the depth the views barely fix, and for a
+person whose views often disagree, rounder (``result.LAG_GROSS``).
 
 This is not a delay line: at lag 0 the output is already the filtered estimate, and every frame of look-ahead
 improves it (BENCHMARKS.md, "Fixed lag").
@@ -44,6 +45,7 @@ from .output import (
 )
 from .refine import refine
 from .result import (
+    LAG_GROSS,
     SUPPORT_THRESHOLD,
     FusionResult,
     bone_lengths_of,
@@ -214,7 +216,7 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     # the bias share): judged against the nominal noise, a detector noisier than that would count twice.
     fitted = refine_output(rig, uv, confidence, result, known, names, covariance)
     fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
-                                  dissenting_views(uv, confidence, fitted.num_views, config.min_confidence))
+                                  dissenting_views(uv, confidence, fitted.num_views, config.min_confidence), LAG_GROSS)
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))

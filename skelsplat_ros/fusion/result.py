@@ -236,6 +236,25 @@ such joints were most of those beyond 150 mm whose largest standard deviation wa
 others (BENCHMARKS.md, "Fixed lag")."""
 
 
+GROSS_SHARE = 0.05
+"""Share of the views that detect a person's joints but disagree with the estimate (``dissenting_views``, pooled over
+the person's joints in a frame) that an ordinary detector shows: 3.6-4.2 % with the simulator's ``realistic`` noise on
+every rig, 13-18 % with ``hard`` (seeds 0-2). Beyond it, a person's views are often grossly wrong, and so, unseen, are
+some of the views that agree (``STREAMING_GROSS``, ``LAG_GROSS``)."""
+
+STREAMING_GROSS = (5.0, 0.0)
+"""Streaming's ``gross`` of ``calibrate_covariance``: its residual is judged against the nominal pixel noise, which
+says nothing of gross errors, so a person's variance grows by 5 per unit of dissenting share beyond ``GROSS_SHARE``
+(chosen on seeds 0-2 of the robot and lab rigs with ``hard`` noise; BENCHMARKS.md, "Fixed lag")."""
+
+LAG_GROSS = (0.0, 0.045)
+"""The fixed lag's ``gross``: its residual is judged against the person's own pixel noise and its covariance already
+holds that noise, so nothing widens; but a gross depth error on a narrow baseline is not exactly along the ellipsoid's
+long axis, and its sideways part leaks out of the thin axes: those get at least 0.045 per unit of dissenting share
+beyond ``GROSS_SHARE`` times the long axis's variance (chosen as ``STREAMING_GROSS``; a near-round covariance, the
+4-camera rigs', does not change)."""
+
+
 def dissenting_views(uv: np.ndarray, confidence: np.ndarray, num_views: np.ndarray, min_confidence: float) -> np.ndarray:
     """Per joint ``[..., J]``: the views that detect it (``uv [V, ..., J, 2]`` finite, ``confidence [V, ..., J]`` at
     least ``min_confidence``) beyond the ``num_views [..., J]`` that support the estimate."""
@@ -243,23 +262,31 @@ def dissenting_views(uv: np.ndarray, confidence: np.ndarray, num_views: np.ndarr
     return np.maximum(detected - num_views.astype(np.int64), 0)
 
 
-def calibrate_covariance(fitted: FusionResult, scales: tuple[float, float],
-                         pixel_sigma: float | np.ndarray, dissent: np.ndarray | None = None) -> FusionResult:
+def calibrate_covariance(fitted: FusionResult, scales: tuple[float, float], pixel_sigma: float | np.ndarray,
+                         dissent: np.ndarray | None = None, gross: tuple[float, float] = (0.0, 0.0)) -> FusionResult:
     """``fitted`` with each joint's covariance ``[..., J, 3, 3]`` (m^2, world frame) scaled by its residual and
     reshaped: times ``(nu + n e^2 / s^2) / (nu + 2 n - 3)`` (``n`` agreeing views, ``e`` their mean reprojection
     error, ``s = pixel_sigma`` px (a float, or per person ``[N, 1]``), ``nu = RESIDUAL_PRIOR_DOF``: views that
     disagree more than that pixel noise widen
     it), then its two smallest eigenvalues times ``scales[0]`` and its largest times ``scales[1]``
     (``FusionConfig.streaming_covariance``); times ``DISSENT_VARIANCE`` where two views support the joint and
-    ``dissent [..., J]`` (``dissenting_views``) says another that detects it disagrees."""
+    ``dissent [..., J]`` (``dissenting_views``) says another that detects it disagrees. With ``dissent``, a person
+    (the last axis pooled) whose share of dissenting views ``x`` exceeds ``GROSS_SHARE`` gets every variance times
+    ``1 + gross[0] (x - GROSS_SHARE)`` and its two smallest at least ``gross[1] (x - GROSS_SHARE)`` times its largest
+    (``STREAMING_GROSS``, ``LAG_GROSS``)."""
     views = fitted.num_views.astype(np.float64)
     error = np.nan_to_num(fitted.reprojection_error.astype(np.float64), nan=0.0)
     residual = (RESIDUAL_PRIOR_DOF + views * (error / pixel_sigma) ** 2) / (
         RESIDUAL_PRIOR_DOF + np.maximum(2.0 * views - 3.0, 0.0))
+    excess = np.zeros(views.shape[:-1] + (1,))
     if dissent is not None:
         residual = residual * np.where((views == 2) & (dissent > 0), DISSENT_VARIANCE, 1.0)
+        detected = (views + dissent).sum(axis=-1, keepdims=True)
+        excess = np.maximum(dissent.sum(axis=-1, keepdims=True) / np.maximum(detected, 1.0) - GROSS_SHARE, 0.0)
+        residual = residual * (1.0 + gross[0] * excess)
     finite = np.isfinite(fitted.covariance).all((-1, -2))
     values, vectors = np.linalg.eigh(np.where(finite[..., None, None], fitted.covariance, np.eye(3)))
     values = values * np.array([scales[0], scales[0], scales[1]]) * residual[..., None]
+    values = np.maximum(values, (gross[1] * excess)[..., None] * values[..., 2:])
     scaled = np.einsum("...ak,...k,...bk->...ab", vectors, values, vectors)
     return replace(fitted, covariance=np.where(finite[..., None, None], scaled, np.nan))

@@ -21,6 +21,7 @@ from .output import (
 )
 from .refine import refine
 from .result import (
+    STREAMING_GROSS,
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
@@ -332,7 +333,8 @@ def step_together(
                                        predictions_fit)
         if not fit_only:
             dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
-            fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent)
+            fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent,
+                                          STREAMING_GROSS)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits

@@ -77,6 +77,7 @@ from .tf_listener import TfListener
 from .wire import WireError, max_message_bytes, read_keypoints
 
 if TYPE_CHECKING:
+    from skelsplat_ros.fusion.config import FusionConfig
     from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig, TrackerStep
 
 NODE_NAME = "skelsplat_node"
@@ -113,6 +114,18 @@ def tracker_config(params: dict[str, Any]) -> TrackerConfig:
                          **fields)
 
 
+def fusion_config(params: dict[str, Any]) -> FusionConfig:
+    """How the node fuses, from its parameters: the preset in streaming mode with the node's ``min_views`` and
+    ``single_view_joints``; complete skeletons with ``complete`` or ``hri`` (ROS4HRI needs every joint). Raises
+    ValueError or KeyError for an unknown preset, method or backend."""
+    from skelsplat_ros.fusion import preset_config
+
+    config = preset_config(params["preset"], params["method"], backend=params["backend"],
+                           optimizer=params["optimizer"], device=params["device"], mode="streaming")
+    return replace(config, min_views=int(params["min_views"]), single_view_joints=bool(params["single_view_joints"]),
+                   complete=bool(params["complete"] or params["hri"]))
+
+
 class FusionNode(Node):
     """The fusion node. Raises :class:`StartupError` for an unusable configuration.
 
@@ -145,18 +158,12 @@ class FusionNode(Node):
         except (KeyError, ValueError, OSError) as error:
             raise StartupError(f"parameter skeleton: {error.args[0] if error.args else error}") from None
 
-        from skelsplat_ros.fusion import preset_config
         from skelsplat_ros.fusion.refine import check_runtime
         from skelsplat_ros.tracking import MultiPersonTracker
         from skelsplat_ros.tracking.lagged import LaggedTracker
 
         try:
-            config = preset_config(
-                p["preset"], p["method"], backend=p["backend"], optimizer=p["optimizer"], device=p["device"],
-                mode="streaming",
-            )
-            config = replace(config, min_views=int(p["min_views"]), single_view_joints=bool(p["single_view_joints"]),
-                             complete=bool(p["complete"] or p["hri"]))
+            config = fusion_config(p)
             check_runtime(config, "streaming")  # CUDA or gsplat asked for and not usable here: fail now
             self.fusion_config = config
             self.tracker_config = tracker_config(p)

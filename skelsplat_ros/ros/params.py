@@ -156,6 +156,9 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "(at least track_confirm_frames).", 1, 1000),
     ParamSpec("track_partial_gate", 0.05, "Mean distance (m) between the rays of every two cameras of such a track "
               "for a frame to count towards track_partial_confirm_frames.", 0.001, 10.0),
+    ParamSpec("track_confirm_tight_births", True, "A new track whose cameras, however few, agree within "
+              "track_partial_gate on a body whose left and right limbs match (within 1.3x) and who stands on the "
+              "floor a confirmed person stands on (lower ankle within 0.2 m) is published at once."),
     ParamSpec("track_tentative_timeout", 0.2, "A new, not yet confirmed track unseen this long (s) is dropped.",
               0.001, 60.0),
     ParamSpec("track_delete_after", 1.0, "A confirmed track unseen this long (s) ends: its markers are deleted and "

@@ -21,7 +21,8 @@ One :meth:`MultiPersonTracker.step` per synchronized set of views:
    at most one detection per view: cycle-consistent), clusters of at least two views fused and kept when the fit
    estimates enough joints. A detection seen by one view only never starts a track.
 5. **Life cycle**: a tentative track is confirmed after ``confirm_frames`` refits by the views that should see it
-   (at once when its first fit has ``confirm_views`` views agreeing), or after ``partial_confirm_frames`` refits
+   (at once when its first fit has ``confirm_views`` views agreeing, or views that agree closely on a body with
+   matching left and right limbs, standing on the confirmed people's floor: ``confirm_tight_births``), or after ``partial_confirm_frames`` refits
    whose views agree closely when the others are blocked, and dropped when it misses ``tentative_timeout``; a
    confirmed track ends after ``delete_after`` seconds unseen. Two tracks that converge on the same person keep the
    older id. Ids are never reused.
@@ -37,7 +38,7 @@ from scipy.optimize import linear_sum_assignment
 
 from ..fusion.config import FusionConfig
 from ..fusion.output import hold_bone_lengths
-from ..fusion.result import FusionResult, checked_stamp
+from ..fusion.result import FusionResult, bone_lengths_of, checked_stamp
 from ..fusion.streaming import FrameFit, StreamingFuser, step_together
 from ..geometry.camera import CameraRig, ray_directions
 from ..geometry.triangulation import project_pinhole, valid_observations
@@ -76,6 +77,22 @@ class TrackerConfig:
             than ``cluster_gate``, because the views that do not see the person cannot vote (two views with cameras
             at similar heights hardly constrain a horizontal offset, so two different people can meet the start's
             gate).
+        confirm_tight_births: a new track whose first fit would count towards ``partial_confirm_frames`` (every pair
+            of its views within ``partial_gate``, ``min_fitted_joints`` joints estimated), whose left and right
+            bones agree (within ``birth_symmetry``) and who stands on the floor the confirmed people stand on
+            (``birth_floor_gate``) is confirmed at once, whatever the number of its views: a person whom two
+            cameras see well is published from their first frame (the real Pose2Sim take: a man whose covered face
+            two of the four cameras that face him do not detect at first). A start that only meets ``cluster_gate``
+            (two people's detections crossing, a mismatched pair) waits as before, and so does one with nobody
+            confirmed to compare with: two views alone cannot tell a person from two ghosts (say one view's
+            reflection and another's poster) whose rays happen to meet, and such a pair meets as a body smaller or
+            larger than the ghosts' and floating above the floor or sunk below it.
+        birth_symmetry: the most a bone between two left joints may exceed its right twin (ratio, both estimated; at
+            least two such pairs estimated) for ``confirm_tight_births``: a pair of views that mixes up joints or
+            people rarely gives both arms and both legs the same lengths.
+        birth_floor_gate: for ``confirm_tight_births``, the lower ankle of the new track must be within this
+            distance of the confirmed people's lower ankles (median), measured along their hips-over-ankles
+            direction (up). A stance foot is on the floor, so walking hardly moves it.
         tentative_timeout: a tentative track unseen for longer than this is dropped.
         delete_after: a confirmed track unseen for longer than this ends.
         single_view_for: a confirmed track that only one view sees (the others lost or never detected the person)
@@ -107,6 +124,9 @@ class TrackerConfig:
     confirm_views: int = 3
     partial_confirm_frames: int = 6
     partial_gate: float = 0.05
+    confirm_tight_births: bool = True
+    birth_symmetry: float = 1.3
+    birth_floor_gate: float = 0.2
     tentative_timeout: float = 0.2
     delete_after: float = 1.0
     single_view_for: float = 1.0
@@ -124,13 +144,16 @@ class TrackerConfig:
             raise ValueError("TrackerConfig.confirm_frames and max_people_per_view must be at least 1")
         if self.partial_confirm_frames < self.confirm_frames:
             raise ValueError("TrackerConfig.partial_confirm_frames must be at least confirm_frames")
-        for name in ("match_gate", "joint_clip", "cluster_gate", "partial_gate", "delete_after", "tentative_timeout"):
+        for name in ("match_gate", "joint_clip", "cluster_gate", "partial_gate", "delete_after", "tentative_timeout",
+                     "birth_floor_gate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrackerConfig.{name} must be positive")
         for name in ("min_confidence", "max_extrapolation", "duplicate_distance", "single_view_for",
                      "single_view_pixel_sigma", "single_view_depth_sigma", "single_view_speed"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"TrackerConfig.{name} must be at least 0")
+        if not self.birth_symmetry >= 1:
+            raise ValueError("TrackerConfig.birth_symmetry must be at least 1 (a ratio of two bones' lengths)")
         if not 0 <= self.swap_ratio <= 1:
             raise ValueError("TrackerConfig.swap_ratio must be within [0, 1] (0: never mirror a detection)")
 
@@ -254,6 +277,14 @@ class MultiPersonTracker:
         self._next_id = 0
         self._last_stamp: float | None = None
         self._flip = skeleton.flip_permutation
+        # [S, 2] a bone between two left joints (upper arm, forearm, thigh, ...) and its right twin. A bone from a
+        # middle joint (pelvis to hip, thorax to shoulder) is short, its length hangs on where the fit put the middle.
+        lateral = np.array([all(skeleton.joint_names[j].startswith("l_") for j in skeleton.bones[a])
+                            for a, _ in skeleton.symmetric_bones], dtype=bool)
+        self._limb_pairs = skeleton.symmetric_bones[lateral]
+        names = list(skeleton.joint_names)
+        self._ankles = [names.index(n) for n in ("l_ankle", "r_ankle") if n in names]
+        self._hips = [names.index(n) for n in ("l_hip", "r_hip") if n in names]
         self._use_rig(rig)
 
     def _use_rig(self, rig: CameraRig) -> None:
@@ -370,13 +401,15 @@ class MultiPersonTracker:
         gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
         fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion, fit_only=self.fit_only) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp, self.rig)
-        for cluster, row, keypoints, fuser, result in zip(clusters, slots, gathered, fusers, fits):
+        for cluster, row, mirror, keypoints, fuser, result in zip(clusters, slots, flips, gathered, fusers, fits):
             joints = fuser.estimate.joints[0]
             if np.isfinite(joints).all(-1).sum() < config.min_fitted_joints:
                 continue
             for v, s, _ in cluster:
                 taken[v][s] = True
-            strong = (fuser.estimate.num_views[0] >= config.confirm_views).sum() >= config.min_fitted_joints
+            strong = (fuser.estimate.num_views[0] >= config.confirm_views).sum() >= config.min_fitted_joints or (
+                config.confirm_tight_births and self._symmetric(joints) and self._on_the_floor(joints)
+                and self._consistent(frame, row, mirror, fuser.estimate))
             track = _Track(self._next_id, fuser, born=stamp, last_seen=stamp, joints=joints,
                            confirmed=config.confirm_frames <= 1 or strong)
             self._next_id += 1
@@ -603,6 +636,28 @@ class MultiPersonTracker:
         plain, _ = pair_costs(self.rig.centres[view], view, frame.direction[rows, side], frame.weight[rows, side],
                               self._flip, self.config.joint_clip, self.config.min_common_joints)
         return bool((plain[~np.eye(len(view), dtype=bool)] <= self.config.partial_gate).all())
+
+    def _symmetric(self, joints: np.ndarray) -> bool:
+        """Whether the left and right bones of ``joints [J, 3]`` (NaN = not estimated) agree: at least two
+        left/right pairs of bones both estimated, each bone at most ``birth_symmetry`` times its mirror's length."""
+        lengths = bone_lengths_of(joints, self.skeleton)[self._limb_pairs]  # [S, 2]
+        lengths = lengths[np.isfinite(lengths).all(-1)]
+        return len(lengths) >= 2 and bool((lengths.max(-1) <= self.config.birth_symmetry * lengths.min(-1)).all())
+
+    def _on_the_floor(self, joints: np.ndarray) -> bool:
+        """Whether the lower ankle of ``joints [J, 3]`` is within ``birth_floor_gate`` of the confirmed people's lower
+        ankles (median), along their mean hips-over-ankles direction; ``False`` without ankles, hips or anyone
+        confirmed with both."""
+        if len(self._ankles) != 2 or len(self._hips) != 2:
+            return False
+        people = np.stack([t.joints for t in self._tracks if t.confirmed] or [np.full_like(joints, np.nan)])
+        people = people[np.isfinite(people[:, self._ankles + self._hips]).all(axis=(1, 2))]  # [P, J, 3]
+        if not len(people) or not np.isfinite(joints[self._ankles]).all(-1).any():
+            return False
+        up = (people[:, self._hips].mean(1) - people[:, self._ankles].mean(1)).sum(0)
+        up /= np.linalg.norm(up)
+        floor = np.median((people[:, self._ankles] @ up).min(axis=1))
+        return bool(abs(np.nanmin(joints[self._ankles] @ up) - floor) <= self.config.birth_floor_gate)
 
     @staticmethod
     def _rows(usable: list[_ViewDetections], slots: np.ndarray) -> np.ndarray:

@@ -468,7 +468,7 @@ def test_cameras_not_in_calibration_and_bad_values_are_startup_errors(rclpy_cont
 def test_the_tracker_parameters_are_tracker_config_fields_with_its_defaults(rclpy_context):
     """Each track_<field> parameter is TrackerConfig's <field>, passed by name (style.md, one source per setting):
     its default is TrackerConfig's and lies in its range, so a default changed in one place alone fails here; the
-    partial confirmation of issue 18 is set like the others; values TrackerConfig refuses together stop the node."""
+    partial confirmation of issue 18 and the tight births of issue 19 are set like the others; values TrackerConfig refuses together stop the node."""
     from skelsplat_ros.ros.params import FUSION_NODE_PARAMS, TRACKER_PREFIX
     from skelsplat_ros.tracking import TrackerConfig
 
@@ -478,12 +478,14 @@ def test_the_tracker_parameters_are_tracker_config_fields_with_its_defaults(rclp
     for spec in specs:
         value = getattr(defaults, spec.name.removeprefix(TRACKER_PREFIX))
         assert spec.default == value and type(spec.default) is type(value), spec.name
-        assert spec.min <= value <= spec.max, spec.name
+        assert spec.min is None and type(value) is bool or spec.min <= value <= spec.max, spec.name
     calibration = Parameter("calibration_file", value=str(REPO / "config" / "sim_rig_lab.toml"))
     for overrides, expected in (([], defaults),
                                 ([Parameter("track_partial_confirm_frames", value=9),
                                   Parameter("track_partial_gate", value=0.03)],
-                                 TrackerConfig(partial_confirm_frames=9, partial_gate=0.03))):
+                                 TrackerConfig(partial_confirm_frames=9, partial_gate=0.03)),
+                                ([Parameter("track_confirm_tight_births", value=False)],
+                                 TrackerConfig(confirm_tight_births=False))):
         node = FusionNode(context=rclpy_context, parameter_overrides=[calibration, *overrides])
         try:
             assert node.tracker_config == expected

@@ -497,6 +497,100 @@ def test_two_ghosts_that_agree_for_a_moment_in_two_views_are_never_published(rig
     assert max(refits.values()) >= 6, "the pair looks like a person for a while (partial_confirm_frames refits)"
 
 
+def _second_person_two_views_see(kind: str, seed: int, views: tuple[int, ...], frames: int, noise: str):
+    """Two people walking 1.5 m apart: every camera sees person 0, only ``views`` see person 1 (the other cameras
+    face them): ``(rig, truth [F, 2, J, 3], keypoints [V, F, S, J, 3])``."""
+    rig = make_rig(kind, seed=seed)
+    walk = [generate_motion(SKELETON, frames, FPS, seed=seed + k, motion="walk") for k in (0, 1)]
+    truth = np.stack([walk[0] - [0.75, 0.0, 0.0], walk[1] + [0.75, 0.0, 0.0]], axis=1)
+    scene = compose_people(rig, SKELETON, truth, FPS, noise, seed=seed, effects=NO_EFFECTS)
+    hidden = (scene.slot_person == 1) & np.isin(np.arange(len(rig)), views, invert=True)[:, None, None]
+    scene.keypoints[hidden] = (np.nan, np.nan, 0.0)
+    return rig, truth, scene.keypoints
+
+
+@pytest.mark.parametrize("kind, seed, views, noise", [("lab", 0, (0, 1), "realistic"), ("lab", 2, (0, 3), "realistic"),
+                                                      ("portrait", 2, (1, 3), "realistic"),
+                                                      ("surround", 1, (2, 3), "clean")])
+def test_a_person_two_cameras_see_closely_beside_someone_confirmed_is_published_from_their_first_frame(
+        kind, seed, views, noise):
+    """Issue 19 (the node chain's first frames on the real take): the other cameras face person 1 but do not detect
+    them (the take's man, whose covered face two of the four cameras miss at first), while every camera sees person
+    0. The two views agree closely on a body whose left and right limbs match and who stands where person 0 stands:
+    the track is confirmed at its birth (``confirm_tight_births``), so person 1 is published as soon as their bone
+    lengths are known, and from the very first frame without that warm-up (or with complete skeletons, the node's
+    default). Before, such a track waited ``partial_confirm_frames`` (6) frames, as it still does with the option
+    off, or with nobody confirmed to stand beside."""
+    frames = 10
+    rig, truth, keypoints = _second_person_two_views_see(kind, seed, views, frames, noise)
+    assert MultiPersonTracker(rig, SKELETON, CONFIG)._views_facing(truth[0, 1]) > len(views), "others face person 1"
+    late = TrackerConfig().partial_confirm_frames - 1
+    for fusion, tracking, first in ((CONFIG, TrackerConfig(), WARM_UP),
+                                    (replace(CONFIG, bone_warmup=0), TrackerConfig(), 0),
+                                    (replace(CONFIG, complete=True), TrackerConfig(), 0),
+                                    (replace(CONFIG, bone_warmup=0), TrackerConfig(confirm_tight_births=False), late)):
+        tracker = MultiPersonTracker(rig, SKELETON, fusion, tracking)
+        steps = [tracker.step(split_slots(keypoints, f), f / FPS) for f in range(frames)]
+        ids = [sorted(p.track_id for p in s.people) for s in steps]
+        assert ids[first:] == [[0, 1]] * (frames - first) and all(len(i) < 2 for i in ids[:first]), (tracking, ids)
+        person = steps[first].people[1].result.joints[0]
+        assert np.nanmean(np.linalg.norm(person - truth[first, 1], axis=-1)) < 0.1  # two views, realistic noise
+
+
+@pytest.mark.parametrize("kind, seed, views", [("lab", 0, (0, 1)), ("surround", 1, (2, 3))])
+def test_a_person_two_cameras_see_closely_with_nobody_confirmed_waits(kind, seed, views):
+    """With nobody confirmed there is no floor to stand on: two views alone cannot tell a person from two ghosts
+    whose rays meet, so the track waits ``partial_confirm_frames`` frames as before."""
+    frames = 8
+    rig, _, keypoints = _second_person_two_views_see(kind, seed, views, frames, "clean")
+    tracker = MultiPersonTracker(rig, SKELETON, replace(CONFIG, bone_warmup=0))
+    only = np.where(np.isin(np.arange(len(rig)), views)[:, None, None, None, None], keypoints, np.nan)
+    only[..., 2] = np.nan_to_num(only[..., 2])
+    steps = [tracker.step(split_slots(only, f), f / FPS) for f in range(frames)]
+    first = TrackerConfig().partial_confirm_frames - 1
+    assert [len(s.people) for s in steps][:first] == [0] * first and steps[first].people
+
+
+@pytest.mark.parametrize("rig_seed", [0, 1, 2])
+def test_two_views_loosely_floating_or_lopsided_are_not_confirmed_at_birth(rig_seed):
+    """What ``confirm_tight_births`` leaves tentative, with a person confirmed on the floor (seen by every camera).
+    Two cameras each see a different person standing where their rays meet (the crossing ghosts above, born at any
+    frame of the crossing): within the start's ``cluster_gate`` but never within ``partial_gate``, the track waits.
+    A body that two cameras see exactly, but 0.5 m above the floor (two ghosts whose rays meet on a body that no one
+    could be), waits; on the floor it is confirmed. The same body on the floor with a left forearm 1.6 times the
+    right (a wrist that both views put on something else) waits too."""
+    rig = make_rig("lab", seed=rig_seed)
+    a, b = 0, 2
+    every = tuple(range(len(rig)))
+    someone = _person(4, 1, (1.2, 1.2))[0]
+    across = np.cross(rig.centres[b] - rig.centres[a], [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across)
+    time = (np.arange(40) - 20) / FPS
+    ghosts = [_person(seed, 40, (0.0, 0.0)) + sign * 0.5 * time[:, None, None] * across
+              for seed, sign in ((1, 1.0), (2, -1.0))]
+
+    def birth(points_a: np.ndarray, points_b: np.ndarray, config: TrackerConfig = TrackerConfig()):
+        """(tentative, confirmed) new tracks after a frame of ``someone`` everywhere, then one with these added."""
+        tracker = MultiPersonTracker(rig, SKELETON, CONFIG, config)
+        tracker.step(_detections(rig, someone, every), 0.0)
+        detections = _detections(rig, someone, every)
+        detections[a] = np.concatenate([detections[a], _detections(rig, points_a, (a,))[a]])
+        detections[b] = np.concatenate([detections[b], _detections(rig, points_b, (b,))[b]])
+        step = tracker.step(detections, 1 / FPS)
+        return step.tentative, step.confirmed - 1
+
+    born = [birth(ghosts[0][f], ghosts[1][f]) for f in range(40)]
+    assert all(confirmed == 0 for _, confirmed in born) and sum(t for t, _ in born) >= 3, born
+    pose = _person(3, 1, (-0.6, -0.6))[0]
+    assert birth(pose, pose) == (0, 1)
+    assert birth(pose + [0.0, 0.0, 0.5], pose + [0.0, 0.0, 0.5]) == (1, 0)
+    elbow, wrist = SKELETON.index("l_elbow"), SKELETON.index("l_wrist")
+    lopsided = pose.copy()
+    lopsided[wrist] = pose[elbow] + 1.6 * (pose[wrist] - pose[elbow])
+    assert birth(lopsided, lopsided) == (1, 0)
+    assert birth(lopsided, lopsided, TrackerConfig(birth_symmetry=1.7)) == (0, 1)
+
+
 def test_non_finite_stamps_are_refused_and_tracks_still_end():
     rig = make_rig("lab", seed=7)
     truth = _person(12, 5, (0.0, 0.0))[:, None]
@@ -511,7 +605,8 @@ def test_non_finite_stamps_are_refused_and_tracks_still_end():
     ended = [tracker.step(empty, 4 / FPS + k / FPS).ended for k in range(40)]
     assert sum(ended, []) == [0] and tracker.step(empty, 3.0).confirmed == 0
     for bad in ({"swap_ratio": np.nan}, {"max_extrapolation": np.nan}, {"duplicate_distance": -1.0},
-                {"partial_gate": 0.0}, {"partial_confirm_frames": 2}):
+                {"partial_gate": 0.0}, {"partial_confirm_frames": 2}, {"birth_symmetry": 0.9},
+                {"birth_floor_gate": 0.0}):
         with pytest.raises(ValueError, match="TrackerConfig"):
             TrackerConfig(**bad)
 
