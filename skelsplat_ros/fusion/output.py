@@ -54,6 +54,10 @@ from .smoothing import SmoothingConfig, smooth_trajectories
 
 HOLD_ITERATIONS = 50
 """Sweeps over the bones of :func:`hold_bone_lengths` at most (a tree converges in a few)."""
+RETRY_ITERATIONS = 400
+"""Sweeps of rule 5's widened retry at most: its band differs from bone to bone (a placed joint keeps its own), and
+projections that alternate between a stretched bone and a kept one converge slowly (robot rig, hard noise: 50 sweeps
+left a shoulder 0.1 % outside, and unplaced)."""
 HOLD_SLACK = 1e-3
 """Relative slack on ``bone_tolerance`` of the final check: a sweep that stops this close to the band has converged."""
 GATE_ROUNDS = 3
@@ -101,15 +105,17 @@ def bone_violation(
 
 
 def hold_bone_lengths(
-    joints: np.ndarray, mobility: np.ndarray, bones: np.ndarray, lengths: np.ndarray, tolerance: float | np.ndarray
+    joints: np.ndarray, mobility: np.ndarray, bones: np.ndarray, lengths: np.ndarray, tolerance: float | np.ndarray,
+    iterations: int = HOLD_ITERATIONS,
 ) -> np.ndarray:
     """``joints [N, J, 3]`` moved so that every bone ``bones [B, 2]`` between two finite joints is within
     ``lengths [N, B]`` (or ``[B]``; NaN = unconstrained) times ``1 +- tolerance`` (a number, ``[B]`` or ``[N, B]``).
 
     Each sweep visits the bones in turn and moves a bone that is too long or too short along itself onto the band,
     its ends sharing the correction in proportion to their ``mobility [N, J]`` (``inf``: free, takes the whole
-    correction from a finite one; 0: fixed). Sweeps stop when every bone is within the band (position-based
-    projection; on a tree of bones it is exact after one sweep from the root unless a bone's both ends move).
+    correction from a finite one; 0: fixed). Sweeps (at most ``iterations``) stop when every bone is within the band
+    (position-based projection; on a tree of bones it is exact after one sweep from the root unless a bone's both
+    ends move).
     A bone whose two ends are both fixed is left as it is. Frames with nothing outside the band cost one check.
     """
     joints = joints.copy()
@@ -128,7 +134,7 @@ def hold_bone_lengths(
     movable = (share_first + share_second) > 0
     groups = _bone_groups(tuple(map(tuple, bones.tolist())))  # bones of a group share no joint: moved at once
     live = np.arange(len(rows))  # rows that a sweep still changed
-    for _ in range(HOLD_ITERATIONS):
+    for _ in range(iterations):
         changed = np.zeros(len(live), dtype=bool)
         points = held[live]
         for group in groups:
@@ -332,18 +338,17 @@ def decide_output(
         # bone of a well known length, however loosely the prior knows it.
         band = np.full(estimate.shape, config.bone_tolerance)
 
-        def fill(output: FusionResult) -> FusionResult | None:
-            return complete(output, estimate)
+        def fill(output: FusionResult) -> FusionResult:
+            return _take_offer(output, complete(output, estimate), bones, estimate, band, COMPLETE_TOLERANCE)
 
-        output = _take_offer(output, fill(output), bones, estimate, band, COMPLETE_TOLERANCE)
+        output = fill(output)
         for _ in range(DEMOTE_ROUNDS):
             # A joint still missing lies between output joints further apart than its bones reach: the least
             # certain of them is wrong (views agreed on a wrong detection) and is filled as well.
             missing = ~np.isfinite(output.joints).all(-1) & np.isfinite(output.joints).all(-1).any(-1, keepdims=True)
             if not missing.any():
                 break
-            output = _demote_neighbours(output, missing, skeleton)
-            output = _take_offer(output, fill(output), bones, estimate, band, COMPLETE_TOLERANCE)
+            output = fill(_demote_neighbours(output, missing, skeleton))
     return output
 
 
@@ -466,7 +471,9 @@ def _take_offer(output: FusionResult, offered: FusionResult | None, bones: np.nd
                 tolerance: np.ndarray | None, widen: float | None = None) -> FusionResult:
     """``output`` with the ``offered`` joints it lacks (confidence 0), held to ``lengths`` (``None``: not held) with
     its own joints fixed; an offered joint that cannot be brought into the band is withdrawn (rule 3), or, with
-    ``widen``, tried once more within that wider band (a fraction of the length) before it is."""
+    ``widen``, tried once more within that wider band (a fraction of the length) before it is. In that retry the
+    joints earlier offers placed (confidence 0) may move, each keeping every bone of theirs in the band it is in (the
+    wider one only for a bone of a retried joint)."""
     if offered is None:
         return output
     new = ~np.isfinite(output.joints).all(-1) & np.isfinite(offered.joints).all(-1)
@@ -482,7 +489,15 @@ def _take_offer(output: FusionResult, offered: FusionResult | None, bones: np.nd
             # joints that earlier offers placed (confidence 0: not seen) may move with them.
             placed = np.isfinite(output.joints).all(-1) & (output.confidence <= 0)
             again = np.where(retry[..., None], offered.joints, merged)
-            held, taken = _hold_offered(again, retry | placed, bones, lengths, np.fmax(tolerance, widen))
+            band = _retry_band(again, retry, bones, lengths, tolerance, widen)
+            held, taken = _hold_offered(again, retry | placed, bones, lengths, band, RETRY_ITERATIONS)
+            # A row where a placed joint would end outside its band (the retried ones pull it further than its
+            # other bones allow) tries again with it fixed.
+            stuck = (placed & ~taken).any(-1)
+            if stuck.any():
+                fixed, kept = _hold_offered(again, retry, bones, lengths, band, RETRY_ITERATIONS)
+                held = np.where(stuck[:, None, None], fixed, held)
+                taken = np.where(stuck[:, None], kept, taken)
             taken &= retry
             merged = np.where((taken | placed)[..., None], held, merged)
             new = new | taken
@@ -491,11 +506,24 @@ def _take_offer(output: FusionResult, offered: FusionResult | None, bones: np.nd
     return _where(new, replace(offered, confidence=np.zeros_like(offered.confidence)), output)
 
 
+def _retry_band(joints: np.ndarray, retry: np.ndarray, bones: np.ndarray, lengths: np.ndarray,
+                tolerance: np.ndarray, widen: float) -> np.ndarray:
+    """The band ``[N, B]`` of :func:`_take_offer`'s widened retry: ``widen`` (at least ``tolerance``) for a bone with a
+    ``retry [N, J]`` end; for any other bone of ``joints [N, J, 3]``, the band it is in now (``tolerance``, or up to
+    ``widen`` for one an earlier retry stretched), so that no joint placed earlier leaves its own."""
+    tolerance = np.broadcast_to(tolerance, lengths.shape)
+    offset = joints[..., bones[:, 0], :] - joints[..., bones[:, 1], :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        now = np.abs(np.sqrt((offset * offset).sum(-1)) / lengths - 1.0)  # NaN: a missing end
+    kept = np.fmax(tolerance, np.fmin(now, widen))  # fmax: NaN -> tolerance
+    return np.where(retry[:, bones[:, 0]] | retry[:, bones[:, 1]], np.fmax(tolerance, widen), kept)
+
+
 def _hold_offered(joints: np.ndarray, offered: np.ndarray, bones: np.ndarray, lengths: np.ndarray,
-                  tolerance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                  tolerance: np.ndarray, iterations: int = HOLD_ITERATIONS) -> tuple[np.ndarray, np.ndarray]:
     """``joints [N, J, 3]`` held to the band with only the ``offered [N, J]`` ones free, and which of those are kept:
     none that ends a bone still outside the band."""
-    held = hold_bone_lengths(joints, np.where(offered, np.inf, 0.0), bones, lengths, tolerance)
+    held = hold_bone_lengths(joints, np.where(offered, np.inf, 0.0), bones, lengths, tolerance, iterations)
     broken = np.nan_to_num(bone_violation(held, bones, lengths, tolerance * (1 + HOLD_SLACK))) > 0  # [N, B]
     kept = offered.copy()
     for b, (first, second) in enumerate(bones):

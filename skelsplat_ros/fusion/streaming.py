@@ -397,6 +397,13 @@ SNAP_SIGMAS = 0.5
 """A filled joint (``complete``) moves onto a seeing view's ray when that ray passes within this many of its standard
 deviations (its bone's length) of it: the view fixes the direction, the body model the depth."""
 
+SWAP_RATIO = 0.5
+"""A view's detection of a joint to be filled that is at most this fraction as far (px) from where the view sees the
+joint's placed left-right twin as from the fill is the twin's (the detector swapped the sides); one nearer the middle
+is left to the snap's distance. Chosen on seeds 0-2 (BENCHMARKS.md, "Complete skeletons"): where the fill itself is
+far off (the robot rig under hard noise), a detection merely nearer the twin, or nearer any other joint of the person
+(a hip's, beside the pelvis), is as often the joint's own."""
+
 
 def complete_fill(rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence: np.ndarray,
                   recent: list[np.ndarray | None], config: FusionConfig) -> Fill:
@@ -405,13 +412,15 @@ def complete_fill(rig: CameraRig, skeleton: Skeleton, uv: np.ndarray, confidence
     ``uv [V, N, J, 2]`` (``confidence [V, N, J]``) that passes near it."""
     usable = np.where(confidence >= config.min_confidence, confidence, 0.0)
     poses = np.stack([np.full((skeleton.num_joints, 3), np.nan) if pose is None else pose for pose in recent])
-    return complete_offer(skeleton, poses, snap=_ray_snap(rig, uv, usable, SNAP_SIGMAS))
+    return complete_offer(skeleton, poses, snap=_ray_snap(rig, uv, usable, SNAP_SIGMAS, skeleton.flip_permutation))
 
 
-def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float):
+def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: float, mirror: np.ndarray):
     """A ``Snap`` (``output.py``) onto the rays of ``uv [V, N, J, 2]`` (undistorted px; ``confidence [V, N, J]``, 0 =
     unusable): each joint to the nearest point of the ray that passes closest to it, if within ``sigmas`` standard
-    deviations."""
+    deviations. A view whose detection lies ``SWAP_RATIO`` times nearer (px) to where it sees the joint's placed twin
+    of the other side (``mirror [J]``, ``Skeleton.flip_permutation``) than to the joint's own fill has swapped left and
+    right there: its ray is the twin's, and is not snapped to."""
 
     def snap(points: np.ndarray, wanted: np.ndarray, variance: np.ndarray) -> np.ndarray:
         seen = wanted & (confidence > 0).any(axis=0)
@@ -422,7 +431,12 @@ def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: fl
         offset = points[n, j][None] - rig.centres[:, None]  # [V, K, 3]
         along = (offset * rays).sum(-1, keepdims=True)
         nearest = rig.centres[:, None] + along * rays
-        distance = np.where((confidence[:, n, j] > 0) & (along[..., 0] > 0),
+        twin = mirror[j]  # [K]; a joint of the middle is its own (being filled, it is no placed twin)
+        with np.errstate(invalid="ignore"):
+            own = np.linalg.norm(project_pinhole(rig, points[n, j]) - uv[:, n, j], axis=-1)  # [V, K]
+            other = np.linalg.norm(project_pinhole(rig, points[n, twin]) - uv[:, n, j], axis=-1)
+            swapped = ~wanted[n, twin] & (other < SWAP_RATIO * own)  # NaN (twin not placed): not
+        distance = np.where((confidence[:, n, j] > 0) & (along[..., 0] > 0) & ~swapped,
                             np.linalg.norm(nearest - points[n, j][None], axis=-1), np.inf)  # [V, K]
         best = np.argmin(np.nan_to_num(distance, nan=np.inf), axis=0)
         k = np.arange(len(n))
