@@ -11,10 +11,10 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def _solve(a, x, n, m):  # pragma: no cover (compiled)
+def _solve(a, x, n, m, logdet=True):  # pragma: no cover (compiled)
     """Overwrite ``x[:n, :m]`` with ``a[:n, :n]^-1 x[:n, :m]`` (``a`` is overwritten by its elimination) and return
-    ``log |det a|``."""
-    logdet = 0.0
+    ``log |det a|`` (0 without ``logdet``: the logarithms are a good share of a 3x3 solve)."""
+    total = 0.0
     for k in range(n):
         pivot = k
         for i in range(k + 1, n):
@@ -25,7 +25,8 @@ def _solve(a, x, n, m):  # pragma: no cover (compiled)
                 a[k, c], a[pivot, c] = a[pivot, c], a[k, c]
             for c in range(m):
                 x[k, c], x[pivot, c] = x[pivot, c], x[k, c]
-        logdet += np.log(abs(a[k, k]))
+        if logdet:
+            total += np.log(abs(a[k, k]))
         for i in range(k + 1, n):
             factor = a[i, k] / a[k, k]
             for c in range(k + 1, n):
@@ -38,14 +39,14 @@ def _solve(a, x, n, m):  # pragma: no cover (compiled)
             for i in range(k + 1, n):
                 value -= a[k, i] * x[i, c]
             x[k, c] = value / a[k, k]
-    return logdet
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
 def _innovation(p, info, weight, residual, system, right, rows):  # pragma: no cover (compiled)
     """``I + P_yy (weight Lambda)`` solved for the residual (and, with ``rows``, for ``P``'s first three rows):
     ``right[:, 0]`` becomes ``(I + P_yy w Lambda)^-1 r``, ``right[:, 1:]`` the same of ``P[:3]``; returns the
-    log-determinant."""
+    log-determinant with ``rows`` (the update's evidence; the robust weights' solves need none), else 0."""
     for a in range(3):
         for b in range(3):
             value = 1.0 if a == b else 0.0
@@ -56,7 +57,7 @@ def _innovation(p, info, weight, residual, system, right, rows):  # pragma: no c
         if rows:
             for c in range(9):
                 right[a, 1 + c] = p[a, c]
-    return _solve(system, right, 3, 10 if rows else 1)
+    return _solve(system, right, 3, 10 if rows else 1, rows)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -81,37 +82,44 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
     integer ranks; ``robust_iterations``: its ``ROBUST_ITERATIONS``) and results (``next_mean``,
     ``next_covariance`` empty without ``predict``)."""
     num_candidates, num_joints = mean.shape[0], mean.shape[1]
-    new_mean = mean.copy()
-    new_covariance = covariance.copy()
+    # With predict, the loop below writes every state: nothing to copy.
+    new_mean = np.empty_like(mean) if predict else mean.copy()
+    new_covariance = np.empty_like(covariance) if predict else covariance.copy()
     size = (num_candidates, num_joints) if predict else (0, 0)
     next_mean = np.empty(size + (9,))
     next_covariance = np.empty(size + (9, 9))
     moved = np.empty((9, 9))  # F P
+    column = np.empty(9)  # a column of F P F^T
     count, columns = _nonzeros(step)
     if predict:
         evidence *= decay
         for c in range(num_candidates):
             for j in range(num_joints):
                 previous, m, p = covariance[c, j], next_mean[c, j], next_covariance[c, j]
+                # Each sum runs over the transition's nonzeros in order, as before; whole rows at a time (the
+                # innermost loops over 9 contiguous entries are what the compiler vectorises).
                 for a in range(9):
                     value = 0.0
                     for n in range(count[a]):
                         value += step[a, columns[a, n]] * mean[c, j, columns[a, n]]
                     m[a] = value
+                    moved[a] = 0.0
+                    for n in range(count[a]):
+                        k, factor = columns[a, n], step[a, columns[a, n]]
+                        for b in range(9):
+                            moved[a, b] += factor * previous[k, b]
+                if np.isfinite(m[0]):
                     for b in range(9):
-                        value = 0.0
-                        for n in range(count[a]):
-                            value += step[a, columns[a, n]] * previous[columns[a, n], b]
-                        moved[a, b] = value
-                started = np.isfinite(m[0])
-                for a in range(9):
-                    for b in range(9):
-                        if started:
-                            value = 0.0
-                            for n in range(count[b]):
-                                value += moved[a, columns[b, n]] * step[b, columns[b, n]]
-                            p[a, b] = value + density[c] * noise[a, b]
-                        else:  # not started: identity keeps the gain finite (the mean stays NaN)
+                        column[:] = 0.0
+                        for n in range(count[b]):
+                            k, factor = columns[b, n], step[b, columns[b, n]]
+                            for a in range(9):
+                                column[a] += moved[a, k] * factor
+                        for a in range(9):
+                            p[a, b] = column[a] + density[c] * noise[a, b]
+                else:  # not started: identity keeps the gain finite (the mean stays NaN)
+                    for a in range(9):
+                        for b in range(9):
                             p[a, b] = 1.0 if a == b else 0.0
                 new_mean[c, j] = m
                 new_covariance[c, j] = p
@@ -216,7 +224,7 @@ def rts_kernel(mean, covariance, entry_mean, entry_covariance, step, next_mean, 
                         value += step[a, columns[a, n]] * previous[columns[a, n], b]
                     product[a, b] = value
             system[:] = next_covariance[c, j]
-            _solve(system, product, 9, 9)
+            _solve(system, product, 9, 9, False)
             g[:] = product.T
             has_gain[c, j] = True
         for a in range(9):

@@ -130,16 +130,6 @@ class LagSmoother:
             taken.append(self.pending.popleft())
         return taken
 
-    def bone_prior(self, fit: FrameFit) -> BonePrior | None:
-        """Lengths and tolerances ``[B]`` for frame ``fit``: of the smoothed trajectory once it has
-        ``FIT_BONE_FRAMES`` frames of them, the data fit's window of triangulated lengths before."""
-        if not self.config.bone_lengths:
-            return None
-        if len(self._lengths) >= FIT_BONE_FRAMES:
-            settings = self.config.prefit
-            return estimate_bone_prior(self._lengths, settings.bone_length_sigma, settings.bone_length_spread)
-        return fit.bone_prior
-
     def remember(self, stamp: float, joints: np.ndarray, seen: np.ndarray, reprojection: np.ndarray) -> None:
         """After frame ``stamp`` was output: its smoothed ``joints [J, 3]``, which were ``seen [J]`` and their mean
         reprojection errors ``[J]`` (px)."""
@@ -204,24 +194,24 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     means, covariance = np.stack(means), np.stack(covariance)  # [N, J, 3], [N, J, 3, 3]
     known = np.isfinite(means).all(-1)
     pulled = pull_settings(config)
-    priors = [smoother.bone_prior(fit) for smoother, fit in people]
-    prior = _stacked_prior(priors, len(skeleton.bones))
+    prior = _bone_priors(config, people, len(skeleton.bones))
     start = np.stack([np.where(k[:, None], m, fallback_position(m)) for k, m in zip(known, means)])
-    result = refine(rig, skeleton, pulled, uv, confidence, start, prior, TemporalPrior("predict", prediction=means))
+    result = refine(rig, skeleton, pulled, uv, confidence, start, prior, TemporalPrior("predict", prediction=means),
+                    covariances=False)  # the output's covariance is the smoother's
+    person_noise = np.array([smoother.pixel_noise() for smoother, _ in people])[:, None]  # [N, 1] px
     # The filters' uncertainty assumes errors that average out over frames; a share of the detector's error
     # (its bias for a joint in a view, errors that last) does not: the views' geometry at that share of the
     # person's pixel noise, where enough views agree (elsewhere the filters' own uncertainty dominates).
     covariance = config.covariance_scale * covariance
     if config.bias_share > 0:
         agreeing = refine_support(uv, confidence, result) > SUPPORT_THRESHOLD  # [V, N, J]
-        noise = config.bias_share * np.array([smoother.pixel_noise() for smoother, _ in people])
+        noise = config.bias_share * person_noise[:, 0]
         bias = linear_covariance(rig, result.means, agreeing.astype(float), noise[None, :, None])
         covariance = covariance + np.where((agreeing.sum(axis=0) >= config.min_views)[..., None, None], bias, 0.0)
     # Joints whose views disagree more than the person's usual widen, and the depth a narrow baseline barely fixes
     # keeps a wide variance. The person's own pixel noise is already in the covariance (the filters' noise scale,
     # the bias share): judged against the nominal noise, a detector noisier than that would count twice.
-    person_noise = np.array([smoother.pixel_noise() for smoother, _ in people])[:, None]  # [N, 1] px
-    fitted = replace(refine_output(rig, uv, confidence, result, known, names), covariance=covariance)
+    fitted = refine_output(rig, uv, confidence, result, known, names, covariance)
     fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
                                   dissenting_views(uv, confidence, fitted.num_views, config.min_confidence), LAG_GROSS)
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
@@ -258,7 +248,9 @@ def _offer(fitted: FusionResult, offered: np.ndarray, views: Views | None) -> Ca
     """Rule 3 of ``output.py``: the read-out positions of the ``offered [N, J]`` joints, with what the views say
     there (the fit's figures without ``views``)."""
 
-    def offer(output: FusionResult) -> FusionResult:
+    def offer(output: FusionResult) -> FusionResult | None:
+        if not (offered & ~np.isfinite(output.joints).all(-1)).any():
+            return None  # the usual frame: nothing offered that is not output already (what the views say is not asked)
         joints = np.where(offered[..., None], fitted.joints, np.nan)
         return replace(views(joints) if views is not None else fitted, joints=joints)
 
@@ -279,12 +271,34 @@ def _recording(offer: Fill, shape: tuple[int, int]) -> tuple[Fill, np.ndarray]:
     return recorded, offered
 
 
-def _stacked_prior(priors: list[BonePrior | None], num_bones: int) -> BonePrior | None:
-    """People's bone priors as one ``[N, B]`` prior (NaN lengths where a person has none); ``None`` if nobody has."""
-    if all(p is None for p in priors):
+def _bone_priors(config: FusionConfig, people: list[tuple[LagSmoother, FrameFit]],
+                 num_bones: int) -> BonePrior | None:
+    """Each person's bone lengths and tolerances for their frame, as one ``[N, B]`` prior (NaN lengths where a
+    person has none; ``None`` if nobody has or without ``bone_lengths``): of the smoothed trajectory once it has
+    ``FIT_BONE_FRAMES`` frames of them, the data fit's window of triangulated lengths before.
+
+    The medians of everyone's windows in one call: side by side as columns, the shorter ones padded with NaN
+    (unknown samples, which the medians leave out), so each person's figures are those of their own window."""
+    if not config.bone_lengths:
         return None
-    unknown = BonePrior(np.full(num_bones, np.nan), np.ones(num_bones))
-    return BonePrior(np.stack([(p or unknown).lengths for p in priors]), np.stack([(p or unknown).sigmas for p in priors]))
+    lengths, sigmas = np.full((len(people), num_bones), np.nan), np.ones((len(people), num_bones))
+    ready = [k for k, (smoother, _) in enumerate(people) if len(smoother._lengths) >= FIT_BONE_FRAMES]
+    for k, (_, fit) in enumerate(people):
+        if k not in ready and fit.bone_prior is not None:
+            lengths[k], sigmas[k] = fit.bone_prior.lengths, fit.bone_prior.sigmas
+    if ready:
+        windows = [people[k][0]._lengths for k in ready]
+        samples = np.full((max(len(w) for w in windows), len(ready), num_bones), np.nan)
+        for column, window in enumerate(windows):
+            samples[:len(window), column] = window
+        settings = config.prefit
+        smoothed = estimate_bone_prior(samples.reshape(len(samples), -1), settings.bone_length_sigma,
+                                       settings.bone_length_spread)
+        lengths[ready] = smoothed.lengths.reshape(len(ready), num_bones)
+        sigmas[ready] = smoothed.sigmas.reshape(len(ready), num_bones)
+    if not ready and all(fit.bone_prior is None for _, fit in people):
+        return None
+    return BonePrior(lengths, sigmas)
 
 
 class FixedLagFuser:

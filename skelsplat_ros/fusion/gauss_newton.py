@@ -91,13 +91,8 @@ class GaussNewtonObjective:
         self.bone_mask = bone_known & active[:, bones[:, 0]] & active[:, bones[:, 1]]
         self.bone_lengths = np.zeros(len(bones)) if bone_prior is None else np.nan_to_num(bone_prior.lengths)
         self.bone_factor = np.zeros(len(bones)) if bone_prior is None else bone_weight / bone_prior.sigmas**2  # [B]
-        self.incidence = np.zeros((len(bones), self.num_joints))  # [B, J]: 1 where a bone ends at a joint
-        self.incidence[np.arange(len(bones)), bones[:, 0]] = 1.0
-        self.incidence[np.arange(len(bones)), bones[:, 1]] = 1.0
-        # Signed incidence [B, J] (+1 first joint, -1 second): the bone terms' gradient as a matrix product.
-        signed = self.incidence.copy()
-        signed[np.arange(len(bones)), bones[:, 1]] = -1.0
-        self.signed_incidence = signed
+        self.incidence, self.signed_incidence, self._hessian_entries = _bone_structure(
+            self.num_joints, np.asarray(bones, dtype=np.int64).tobytes())
         self._last: _Evaluation | None = None
         self.prediction = None
         if prediction is not None and temporal_weight > 0:
@@ -171,20 +166,6 @@ class GaussNewtonObjective:
         """Joints ``[J]`` split into classes with no bone inside a class (for the per-joint fallback, rarely needed)."""
         return _colour_classes(self.num_joints, self.bones)
 
-    @functools.cached_property
-    def _hessian_entries(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row and column ``[E]`` in a frame's ``[3J, 3J]`` normal matrix of each entry of the joint blocks
-        ``[J, 3, 3]``, then of each bone block ``[B, 3, 3]`` at (first, second), then at (second, first) (a bone
-        block is symmetric: its transpose is itself)."""
-        entry_row, entry_col = np.divmod(np.arange(9), 3)  # (a, b) of a flattened 3x3 block
-
-        def block(row_joints: np.ndarray, col_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return (3 * row_joints[:, None] + entry_row).ravel(), (3 * col_joints[:, None] + entry_col).ravel()
-
-        joints, first, second = np.arange(self.num_joints), self.bones[:, 0], self.bones[:, 1]
-        parts = [block(joints, joints), block(first, second), block(second, first)]
-        return np.concatenate([r for r, _ in parts]), np.concatenate([c for _, c in parts])
-
     def joint_steps(self, means: np.ndarray, sigma: float) -> np.ndarray:
         """Each joint's own update ``[F, J, 3]`` with every other joint held where it is (the diagonal blocks of the
         normal equations)."""
@@ -221,6 +202,34 @@ class GaussNewtonObjective:
         ``[V, F, J]`` and depth ``[V, F, J]`` at ``means``, from one evaluation."""
         at = self._at(means, sigma)
         return at.energy, at.image.distance, at.image.overlap, at.image.depth
+
+
+@functools.lru_cache(maxsize=16)
+def _bone_structure(num_joints: int, bones: bytes) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """What every objective of a skeleton (``bones``: the bytes of its ``[B, 2]`` int64 array) shares, worked out
+    once (each live frame builds an objective or two): the incidence ``[B, J]`` (1 where a bone ends at a joint), the
+    signed one (+1 first joint, -1 second: the bone terms' gradient as a matrix product), and the row and column
+    ``[E]`` in a frame's ``[3J, 3J]`` normal matrix of each entry of the joint blocks ``[J, 3, 3]``, then of each bone
+    block ``[B, 3, 3]`` at (first, second), then at (second, first) (a bone block is symmetric: its transpose is
+    itself). Read-only arrays."""
+    pairs = np.frombuffer(bones, dtype=np.int64).reshape(-1, 2)
+    first, second, rows = pairs[:, 0], pairs[:, 1], np.arange(len(pairs))
+    incidence = np.zeros((len(pairs), num_joints))
+    incidence[rows, first] = 1.0
+    incidence[rows, second] = 1.0
+    signed = incidence.copy()
+    signed[rows, second] = -1.0
+    entry_row, entry_col = np.divmod(np.arange(9), 3)  # (a, b) of a flattened 3x3 block
+
+    def block(row_joints: np.ndarray, col_joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (3 * row_joints[:, None] + entry_row).ravel(), (3 * col_joints[:, None] + entry_col).ravel()
+
+    joints = np.arange(num_joints)
+    parts = [block(joints, joints), block(first, second), block(second, first)]
+    entries = np.concatenate([r for r, _ in parts]), np.concatenate([c for _, c in parts])
+    for array in (incidence, signed, *entries):
+        array.flags.writeable = False
+    return incidence, signed, entries
 
 
 @dataclass(frozen=True)
@@ -356,8 +365,10 @@ def refine_gauss_newton(
     init_means: np.ndarray,
     bone_prior: BonePrior | None,
     temporal: TemporalPrior | None,
+    covariances: bool = True,
 ) -> RefineResult:
-    """:func:`~skelsplat_ros.fusion.refine.refine` with ``optimizer="gauss_newton"``; covariances are the first-order ones of the agreeing views."""
+    """:func:`~skelsplat_ros.fusion.refine.refine` with ``optimizer="gauss_newton"``; covariances are the first-order
+    ones of the agreeing views (``None`` without ``covariances``)."""
     prediction, temporal_scale = None, 1.0
     if temporal is not None and config.temporal_weight > 0:
         if temporal.mode != "predict":
@@ -383,10 +394,12 @@ def refine_gauss_newton(
     means = minimise(objective, np.nan_to_num(init_means), sigmas, config.step_tolerance)
     final, distance, overlap, depth = objective.evaluate(means, config.init_sigma)
     missing = (weights <= 0) | (depth <= 0)
-    covariances = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)
+    covariance = None
+    if covariances:
+        covariance = linear_covariance(rig, means, np.where(missing, 0.0, weights * overlap), config.target_sigma_px)
     return RefineResult(
         means=means,
-        covariances=covariances,
+        covariances=covariance,
         reprojection=np.where(missing, np.nan, distance),
         agreement=np.where(missing, 0.0, overlap),
         final_loss=final,

@@ -158,7 +158,8 @@ class RefineResult:
     Attributes:
         means: ``[F, J, 3]``.
         covariances: ``[F, J, 3, 3]`` position uncertainty of the means (world units^2): first order, from the
-            views that agree with them; directions no view constrains get a large variance.
+            views that agree with them; directions no view constrains get a large variance. ``None``: not asked
+            for (``refine(covariances=False)``).
         reprojection: ``[V, F, J]`` px distance between projected means and keypoints (NaN where missing).
         agreement: ``[V, F, J]`` in [0, 1], how well each view's heatmap and splat overlap at the end.
         final_loss: the objective after the last step, per frame ``[F]``.
@@ -167,7 +168,7 @@ class RefineResult:
     """
 
     means: np.ndarray
-    covariances: np.ndarray
+    covariances: np.ndarray | None
     reprojection: np.ndarray
     agreement: np.ndarray
     final_loss: np.ndarray

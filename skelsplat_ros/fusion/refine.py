@@ -45,6 +45,7 @@ def refine(
     init_means: np.ndarray,
     bone_prior: BonePrior | None = None,
     temporal: TemporalPrior | None = None,
+    covariances: bool = True,
 ) -> RefineResult:
     """Refine an initial guess ``init_means [F, J, 3]`` (finite) against undistorted keypoints ``uv [V, F, J, 2]``.
 
@@ -52,11 +53,13 @@ def refine(
         confidence: ``[V, F, J]``; 0 or a NaN pixel masks the observation.
         bone_prior: per-subject bone lengths and tolerances for the bone-length term.
         temporal: the temporal prior (needs ``config.temporal_weight > 0``).
+        covariances: ``False``: the caller has its own (the fixed lag's read-out): Gauss-Newton leaves
+            ``RefineResult.covariances`` ``None``.
     """
     if config.optimizer == "gauss_newton":
         from .gauss_newton import refine_gauss_newton  # numba's kernel: loaded at the first fit, not by check_runtime
 
-        return refine_gauss_newton(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)
+        return refine_gauss_newton(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal, covariances)
     from .adam import refine_adam
 
     return refine_adam(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)

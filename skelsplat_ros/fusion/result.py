@@ -146,11 +146,14 @@ def refine_support(uv: np.ndarray, confidence: np.ndarray, result: RefineResult)
 
 
 def refine_output(
-    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, result: RefineResult, known: np.ndarray, names: list[str]
+    rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, result: RefineResult, known: np.ndarray, names: list[str],
+    covariance: np.ndarray | None = None,
 ) -> FusionResult:
-    """Fusion result of a refinement; joints with no usable initial guess stay NaN."""
+    """Fusion result of a refinement; joints with no usable initial guess stay NaN. Its covariance: ``covariance
+    [F, J, 3, 3]`` where given, else the refinement's."""
     points = np.where(known[..., None], result.means, np.nan)
-    return summarise(rig, points, uv, refine_support(uv, confidence, result), result.covariances, names)
+    return summarise(rig, points, uv, refine_support(uv, confidence, result),
+                     result.covariances if covariance is None else covariance, names)
 
 
 def fallback_position(points: np.ndarray) -> np.ndarray:

@@ -109,6 +109,8 @@ class StreamingFuser:
     ``fit_only``: each step fits the views without the temporal term and returns the joints they saw, as fitted
     (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
     (``fixed_lag.py``), which decides the output. The prediction still warm-starts the fit and serves the tracker.
+    Their covariance is the fit's first-order one, not calibrated (``calibrate_covariance``), and NaN once every
+    joint has a prediction: nothing reads it (the smoother's read-out has its own).
 
     With ``FusionConfig.depth_filter`` (not fit-only), the output takes the causal jerk filters' estimate of a joint
     along the directions its views barely fix (:func:`depth_filtered`), and those joints are fitted as fit-only.
@@ -348,12 +350,16 @@ def step_together(
                 "predict", pulled, sigma_scale=float(gap_frames[0] ** 2) if single else gap_frames[pick] ** 2
             )
         init_full = np.stack([np.where(known[k][:, None], init[k], fallback_position(init[k])) for k in batch])
-        result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal)
-        fitted = unfixed_starts_unseen(refine_output(rig, uv_fit, confidence_fit, result, known[pick], names),
+        # A fit-only fit's covariance is read only where a joint has no prediction (unfixed_starts_unseen).
+        covariances = not fit_only or not np.isfinite(predictions_fit).all()
+        result = refine(rig, skeleton, settings, uv_fit, confidence_fit, init_full, bone_prior, temporal, covariances)
+        unread = None if covariances else np.full(result.means.shape + (3,), np.nan)
+        fitted = unfixed_starts_unseen(refine_output(rig, uv_fit, confidence_fit, result, known[pick], names, unread),
                                        predictions_fit)
-        dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
-        fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent,
-                                      STREAMING_GROSS)
+        if not fit_only:
+            dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
+            fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent,
+                                          STREAMING_GROSS)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:

@@ -11,6 +11,7 @@ import pytest
 from skelsplat_ros.bench.engine import score
 from skelsplat_ros.bench.lag import calibration
 from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
+from skelsplat_ros.fusion import fixed_lag
 from skelsplat_ros.fusion.config import DEPTH_FILTER
 from skelsplat_ros.fusion.fixed_lag import check_lag, fuse_fixed_lag
 from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
@@ -131,6 +132,43 @@ def test_a_new_person_on_the_narrow_rig_is_not_output_metres_off(complete):
     error = np.linalg.norm(result.joints - take.ground_truth[:40], axis=-1)
     assert np.isfinite(error).sum() > 300  # the person is output
     assert np.nanmax(error) < 2.0
+
+
+def test_the_read_out_asks_the_views_only_when_something_is_offered(monkeypatch):
+    """Most frames offer no joint (rule 3) that is not output already, and the read-out then skips what the views
+    say of the offered positions: the output is the same as when every frame asks them. Robot rig with hard noise
+    (gaps closed within the look-ahead: some frames do offer)."""
+    take = make_scenario("robot", skeleton_name="h36m17", noise="hard", seed=3, num_frames=60)
+    config = preset_config("default")
+    args = (take.rig, take.skeleton, take.keypoints, config, take.fps)
+    offers = []
+
+    def counted(fitted, offered, views):
+        offer = original(fitted, offered, views)
+
+        def recorded(output):
+            result = offer(output)
+            offers.append(result is not None)
+            return result
+
+        return recorded
+
+    original = fixed_lag._offer
+    monkeypatch.setattr(fixed_lag, "_offer", counted)
+    fast = fuse_fixed_lag(*args, lag=0.2)
+    assert any(offers) and not all(offers)
+
+    def always(fitted, offered, views):  # the reference: every frame asks the views
+        def offer(output):
+            joints = np.where(offered[..., None], fitted.joints, np.nan)
+            return replace(views(joints), joints=joints)
+
+        return offer
+
+    monkeypatch.setattr(fixed_lag, "_offer", always)
+    reference = fuse_fixed_lag(*args, lag=0.2)
+    for name in ("joints", "covariance", "confidence", "num_views", "reprojection_error"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(reference, name))
 
 
 def test_stamps_must_increase():

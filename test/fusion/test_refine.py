@@ -181,6 +181,17 @@ def test_gauss_newton_recovers_the_truth_from_5_cm_off(scene):
     assert (np.linalg.eigvalsh(result.covariances) > 0).all()
 
 
+def test_a_fit_without_covariances_is_the_same_fit(scene):
+    """``covariances=False`` (the fixed lag's read-out, which has its own) leaves out only the covariances."""
+    rig, truth, uv, confidence = scene
+    start = truth + np.random.default_rng(2).normal(scale=0.02, size=truth.shape)
+    full = refine(rig, SKELETON, _gauss_newton(), uv, confidence, start)
+    bare = refine(rig, SKELETON, _gauss_newton(), uv, confidence, start, covariances=False)
+    assert bare.covariances is None
+    for name in ("means", "reprojection", "agreement", "final_loss"):
+        np.testing.assert_array_equal(getattr(bare, name), getattr(full, name))
+
+
 def test_each_iteration_lowers_the_objective(scene):
     rig, truth, uv, confidence = scene
     config = _gauss_newton()
