@@ -102,7 +102,8 @@ class LagSmoother:
         self.bank = JerkFilterBank(skeleton.num_joints, config.smoothing, memory=config.smoother_memory)
         self.pending: deque[FrameFit] = deque()
         self.newest: FrameFit | None = None
-        self._lengths = np.empty((0, len(skeleton.bones)))
+        # [W, B] the bone lengths of the last frames out (seen joints; NaN otherwise): their bone prior (_bone_priors).
+        self.lengths = np.empty((0, len(skeleton.bones)))
         self.completed: np.ndarray | None = None  # [J, 3] the last complete output (rule 5): the next fills' recent pose
         # The median observed lengths of every frame out: rule 5's length estimate.
         self.observed = LengthMedian(len(skeleton.bones))
@@ -134,7 +135,7 @@ class LagSmoother:
         """After frame ``stamp`` was output: its smoothed ``joints [J, 3]``, which were ``seen [J]`` and their mean
         reprojection errors ``[J]`` (px)."""
         lengths = bone_lengths_of(np.where(seen[:, None], joints, np.nan), self.skeleton)
-        self._lengths = slide(self._lengths, lengths, self.config.bone_window)
+        self.lengths = slide(self.lengths, lengths, self.config.bone_window)
         self._last_seen[seen] = stamp
         self.bank.forget(stamp)  # frames are output in order: nothing before this one is asked for again
         if self._residual_stamp is not None:
@@ -282,12 +283,12 @@ def _bone_priors(config: FusionConfig, people: list[tuple[LagSmoother, FrameFit]
     if not config.bone_lengths:
         return None
     lengths, sigmas = np.full((len(people), num_bones), np.nan), np.ones((len(people), num_bones))
-    ready = [k for k, (smoother, _) in enumerate(people) if len(smoother._lengths) >= FIT_BONE_FRAMES]
+    ready = [k for k, (smoother, _) in enumerate(people) if len(smoother.lengths) >= FIT_BONE_FRAMES]
     for k, (_, fit) in enumerate(people):
         if k not in ready and fit.bone_prior is not None:
             lengths[k], sigmas[k] = fit.bone_prior.lengths, fit.bone_prior.sigmas
     if ready:
-        windows = [people[k][0]._lengths for k in ready]
+        windows = [people[k][0].lengths for k in ready]
         samples = np.full((max(len(w) for w in windows), len(ready), num_bones), np.nan)
         for column, window in enumerate(windows):
             samples[:len(window), column] = window
