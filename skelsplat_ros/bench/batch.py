@@ -161,7 +161,7 @@ class _RayInstance:
 
 def _fusion_cost(rig_kind: str, people: int, frames: int, seed: int, folder: Path) -> float:
     """CPU ms per camera-frame of ``fuse_file`` on one generated take (``people`` > 1: a scene, tracked) of
-    ``rig_kind``: loading, fusing and writing, after a first run that loads the numba kernel."""
+    ``rig_kind``: loading, fusing and writing, after a first run (that loads the kernels: numba's, for the tracker)."""
     from ..pipeline.fuse import fuse_file
 
     if people > 1:

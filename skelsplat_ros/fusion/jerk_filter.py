@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .image_terms import _numba_available
+from ._numba import numba_available
 from .smoothing import SmoothingConfig
 
 SPLINE_CONSTANT = 11.0 / 20.0
@@ -321,7 +321,7 @@ def advance_numba(
 
 def advance(*arguments) -> tuple[np.ndarray, ...]:
     """:func:`advance_numba` when numba is installed, else :func:`advance_numpy` (same arguments)."""
-    return (advance_numba if _numba_available() else advance_numpy)(*arguments)
+    return (advance_numba if numba_available() else advance_numpy)(*arguments)
 
 
 def rts_step_numpy(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndarray, entry_covariance: np.ndarray,
@@ -359,7 +359,7 @@ def rts_step_numba(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndar
 
 def rts_step(*arguments) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rts_step_numba` when numba is installed, else :func:`rts_step_numpy` (same arguments)."""
-    return (rts_step_numba if _numba_available() else rts_step_numpy)(*arguments)
+    return (rts_step_numba if numba_available() else rts_step_numpy)(*arguments)
 
 
 def _innovation(covariance: np.ndarray, information: np.ndarray, residual: np.ndarray):

@@ -153,11 +153,11 @@ def test_tracked_fixed_lag_output_is_the_same_with_either_implementation(monkeyp
 def test_without_numba_the_references_run(monkeypatch):
     import sys
 
-    from skelsplat_ros.fusion import image_terms
+    from skelsplat_ros.fusion import _numba
     from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
     from skelsplat_ros.fusion.smoothing import SmoothingConfig
 
-    image_terms._numba_available.cache_clear()
+    _numba.numba_available.cache_clear()
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
     try:
         calls = []
@@ -169,4 +169,4 @@ def test_without_numba_the_references_run(monkeypatch):
         mean, _ = bank.smoothed(0.0)
         assert calls.count("advance") == 3 and calls.count("rts") == 2 and np.isfinite(mean).all()
     finally:
-        image_terms._numba_available.cache_clear()
+        _numba.numba_available.cache_clear()
