@@ -1,10 +1,12 @@
 """Packaging: package.xml and setup.py list what the code imports (and nothing else), Python 3.10 has its TOML
-parser, and, under ``colcon test``, the suite really runs against the colcon-installed package."""
+parser, pip and colcon build the C image kernel alike, and, under ``colcon test``, the suite really runs against the
+colcon-installed package."""
 from __future__ import annotations
 
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -113,6 +115,24 @@ def test_toml_parser_on_python_3_10_is_the_tomli_backport():
         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert run.returncode == 0 and run.stdout.strip() == "4", run.stderr
+
+
+def test_pip_and_colcon_build_the_c_image_kernel_alike():
+    """setup.py (pip) and CMakeLists.txt (colcon) compile fusion/_image_kernel.c with the same flags: no fast-math,
+    no fused multiply-adds (``-ffp-contract=off``), so that every build rounds as the source is written. Where a C
+    compiler exists the installed package has the extension (without one the fits run the numpy reference with a
+    warning: a failed build would otherwise only show as slower fits)."""
+    setup_flags = re.findall(r'"([^"]+)"', re.search(r"extra_compile_args=\[(.*?)\]", (ROOT / "setup.py").read_text()).group(1))
+    cmake_flags = re.search(r"target_compile_options\(skelsplat_image_kernel PRIVATE ([^)]*)\)",
+                            (ROOT / "CMakeLists.txt").read_text()).group(1).split()
+    assert setup_flags == cmake_flags and "-ffp-contract=off" in setup_flags
+    assert not any("fast-math" in flag or flag == "-Ofast" for flag in setup_flags)
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: the package runs the numpy reference")
+    import skelsplat_ros.fusion._image_kernel as kernel
+    import skelsplat_ros.fusion.image_terms as image_terms
+
+    assert Path(kernel.__file__).parent == Path(image_terms.__file__).parent
 
 
 @pytest.mark.skipif("SKELSPLAT_INSTALL_PREFIX" not in os.environ, reason="runs under colcon test only")

@@ -225,3 +225,30 @@ def test_without_the_extension_the_reference_runs_and_a_warning_says_so_once(eva
             image_terms_c(*_arguments(evaluation_point))
     finally:
         module._compiled_kernel.cache_clear()
+
+
+def test_fuse_runs_without_the_extension(tmp_path):
+    """``skelsplat fuse`` where the package was installed without a C compiler (the extension's import fails): it
+    fuses with the numpy reference, says so once, and writes the same skeletons, to rounding, as with the kernel."""
+    import subprocess
+
+    from skelsplat_ros.bench.batch import write_study
+
+    write_study(tmp_path / "study", takes=2, frames=40)
+    take = tmp_path / "study" / "take_001"
+    outputs, stderr = {}, {}
+    for name, block in (("compiled", ""), ("reference", "sys.modules['skelsplat_ros.fusion._image_kernel'] = None\n")):
+        code = f"import sys\n{block}from skelsplat_ros.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+        run = subprocess.run([sys.executable, "-c", code, "fuse", "--calibration", str(take / "calib.toml"),
+                              "--keypoints", str(take / "keypoints.npz"), "--output", str(tmp_path / f"{name}.npz"),
+                              "--quiet"], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        outputs[name], stderr[name] = np.load(tmp_path / f"{name}.npz"), run.stderr
+    assert "kernel is missing" not in stderr["compiled"] and stderr["reference"].count("kernel is missing") == 1
+    assert outputs["compiled"].files == outputs["reference"].files
+    for key in outputs["compiled"].files:
+        compiled, reference = outputs["compiled"][key], outputs["reference"][key]
+        if compiled.dtype.kind == "f":
+            np.testing.assert_allclose(compiled, reference, atol=1e-7, err_msg=key)
+        else:
+            np.testing.assert_array_equal(compiled, reference, err_msg=key)
