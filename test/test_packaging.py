@@ -122,7 +122,8 @@ def test_pip_and_colcon_build_the_c_image_kernel_alike():
     no fused multiply-adds (``-ffp-contract=off``), so that every build rounds as the source is written. Where a C
     compiler exists the installed package has the extension (without one the fits run the numpy reference with a
     warning: a failed build would otherwise only show as slower fits)."""
-    setup_flags = re.findall(r'"([^"]+)"', re.search(r"extra_compile_args=\[(.*?)\]", (ROOT / "setup.py").read_text()).group(1))
+    setup_py = (ROOT / "setup.py").read_text()
+    setup_flags = re.findall(r'"([^"]+)"', re.search(r"extra_compile_args=\[(.*?)\]", setup_py).group(1))
     cmake_flags = re.search(r"target_compile_options\(skelsplat_image_kernel PRIVATE ([^)]*)\)",
                             (ROOT / "CMakeLists.txt").read_text()).group(1).split()
     assert setup_flags == cmake_flags and "-ffp-contract=off" in setup_flags

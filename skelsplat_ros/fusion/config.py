@@ -203,7 +203,7 @@ def preset_config(
         backend: renderer of the Adam stages (``raster``, ``analytic``, ``gsplat``); ``None``/``"auto"`` = the
             preset's. Gauss-Newton stages have no renderer: they evaluate the ``analytic`` objective in closed form.
         device: torch device of the Adam stages (``auto`` = CUDA when torch sees it, ``cpu``, ``cuda``); Gauss-Newton
-            runs on the CPU (numpy, numba). ``None`` = ``auto``.
+            runs on the CPU (numpy, C). ``None`` = ``auto``.
         mode: ``offline`` or ``streaming``, the mode the configuration will run in: a choice named explicitly that
             no stage of that mode would use is an error too. ``None`` = not checked.
 
@@ -236,7 +236,7 @@ def preset_config(
             "choose optimizer adam for it"
         )
     if optimizer == "gauss_newton" and device == "cuda":
-        raise ValueError("optimizer gauss_newton runs on the CPU (numpy, numba); device cuda needs optimizer adam")
+        raise ValueError("optimizer gauss_newton runs on the CPU (numpy, C); device cuda needs optimizer adam")
     if backend == "gsplat" and device == "cpu":
         raise ValueError("backend gsplat renders on CUDA only; choose device cuda (or auto), or another backend")
 
@@ -266,7 +266,7 @@ def preset_config(
         if unused:
             raise ValueError(
                 f"{' and '.join(unused)}: the {preset} preset's {mode} refinement is Gauss-Newton, which has no "
-                "renderer and runs on the CPU (numpy, numba); add optimizer adam to use them"
+                "renderer and runs on the CPU (numpy, C); add optimizer adam to use them"
             )
     return config
 

@@ -19,10 +19,10 @@ within an iteration (it depends on the mean only through depth). The splat size 
 geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
 start into the basin, a narrow one then rejects disagreeing views).
 
-The image terms and their normal equations come from :func:`~skelsplat_ros.fusion.image_terms.image_terms` (a numba
-kernel, or its numpy reference without numba); bones, prior and solve are numpy. Five iterations on a 4-view,
-17-joint frame take about 1.5 ms on one CPU core with the kernel, 2.5 ms with the reference (measured on the project
-machine), against about 30 ms for 15 Adam steps through torch autograd.
+The image terms and their normal equations come from :func:`~skelsplat_ros.fusion.image_terms.image_terms` (a C
+kernel compiled at install, or its numpy reference where it was not built); bones, prior and solve are numpy. Five
+iterations on a 4-view, 17-joint frame take about 1.5 ms on one CPU core with the kernel, 2.5 ms with the reference
+(measured on the project machine), against about 30 ms for 15 Adam steps through torch autograd.
 """
 
 from __future__ import annotations

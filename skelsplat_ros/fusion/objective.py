@@ -118,7 +118,7 @@ class RefineConfig:
         if self.optimizer == "gauss_newton" and self.backend in ("raster", "gsplat"):
             raise ValueError(f"gauss_newton evaluates the analytic objective in closed form: no backend {self.backend}")
         if self.optimizer == "gauss_newton" and self.device.startswith("cuda"):
-            raise ValueError(f"gauss_newton runs on the CPU (numpy, numba): no device {self.device}")
+            raise ValueError(f"gauss_newton runs on the CPU (numpy, C): no device {self.device}")
 
 
 @dataclass

@@ -78,7 +78,8 @@ def _random_arguments(rng, views, frames, joints):
     t = np.column_stack([np.zeros(views), np.zeros(views), rng.uniform(2, 4, views)])
     means = rng.normal(scale=0.3, size=(frames, joints, 3))
     cam = np.einsum("vab,fjb->vfja", R, means) + t[:, None, None]
-    uv = cam[..., :2] / cam[..., 2:] * 900.0 + np.array([640.0, 360.0]) + rng.normal(scale=30, size=cam.shape[:3] + (2,))
+    uv = cam[..., :2] / cam[..., 2:] * 900.0 + np.array([640.0, 360.0])
+    uv += rng.normal(scale=30, size=uv.shape)
     weights = rng.uniform(size=(views, frames, joints)) * (rng.uniform(size=(views, frames, joints)) > 0.33)
     variance = rng.uniform(1.0, 400.0, size=(views, frames, joints))
     return K, R, t, means, uv, weights, variance
