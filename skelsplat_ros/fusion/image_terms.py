@@ -97,18 +97,19 @@ def image_terms_c(
 def _call(kernel: Callable, K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray,
           weights: np.ndarray, variance: np.ndarray, sigma: float) -> ImageTerms:
     """Run the C ``kernel`` on contiguous float64 copies (where the arrays are not already) into one output buffer,
-    and give its six parts their shapes."""
-    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    and give its six parts their shapes (plain slices: on one frame numpy's helpers would cost as much as the
+    kernel)."""
     views, (frames, joints) = len(K), means.shape[:2]
-    points = frames * joints
-    split = np.cumsum([points, 9 * points, 3 * points, views * points, views * points])
-    out = np.empty(split[-1] + views * points)
-    kernel(f64(K), f64(R), f64(t), f64(means), f64(uv), f64(weights), f64(variance), float(sigma), EPS2D, MAX_ALPHA,
-           out)
-    image, information, gradient, distance, overlap, depth = np.split(out, split)
-    return ImageTerms(image.reshape(frames, joints), information.reshape(frames, joints, 3, 3),
-                      gradient.reshape(frames, joints, 3), distance.reshape(views, frames, joints),
-                      overlap.reshape(views, frames, joints), depth.reshape(views, frames, joints))
+    p, vp = frames * joints, views * frames * joints
+    out = np.empty(13 * p + 3 * vp)
+    f64 = np.float64
+    kernel(np.ascontiguousarray(K, f64), np.ascontiguousarray(R, f64), np.ascontiguousarray(t, f64),
+           np.ascontiguousarray(means, f64), np.ascontiguousarray(uv, f64), np.ascontiguousarray(weights, f64),
+           np.ascontiguousarray(variance, f64), float(sigma), EPS2D, MAX_ALPHA, out)
+    per_view = (views, frames, joints)
+    return ImageTerms(out[:p].reshape(frames, joints), out[p:10 * p].reshape(frames, joints, 3, 3),
+                      out[10 * p:13 * p].reshape(frames, joints, 3), out[13 * p:13 * p + vp].reshape(per_view),
+                      out[13 * p + vp:13 * p + 2 * vp].reshape(per_view), out[13 * p + 2 * vp:].reshape(per_view))
 
 
 @functools.cache
