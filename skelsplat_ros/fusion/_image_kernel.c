@@ -1,16 +1,15 @@
 /* The compiled twin of image_terms_numpy (fusion/image_terms.py): the Gauss-Newton image terms of every
  * (view, frame, joint) in one loop, as the extension module skelsplat_ros.fusion._image_kernel.
  *
- * A CPython extension rather than a plain library loaded with ctypes: the streaming fuser and the node call it
- * with one frame (4 views x 17 joints, a few microseconds of arithmetic) several times a frame, and ctypes' argument
- * conversion (a pointer from each of 13 arrays) cost 10 us more per call than numba's dispatch (measured), while
- * the buffer protocol takes each array in about 0.1 us. It needs Python.h, as the message modules that
- * rosidl_generator_py builds for this package do. It reads the arrays through the buffer protocol (no numpy
- * headers) and releases the GIL while it runs, so that the ROS node's executor thread runs meanwhile.
+ * A CPython extension rather than a plain C library called through ctypes: the streaming fuser and the node call it
+ * on one frame (4 views x 17 joints, a few microseconds of arithmetic) several times a frame, and ctypes' conversion
+ * of 13 array pointers made that call cost 18 to 22 us against numba's 10 (measured; this module: 7.8). It needs
+ * Python.h, as the message modules that rosidl_generator_py builds for this package do. It reads the arrays
+ * through the buffer protocol (no numpy headers) and releases the GIL while it runs, so that the ROS node's
+ * executor thread runs meanwhile.
  *
- * Built without fast-math and with -ffp-contract=off (setup.py, CMakeLists.txt): every operation rounds as
- * written, so results do not depend on the compiler's choice of fused multiply-adds, and every build of one
- * source gives the same bits.
+ * Built without fast-math and with -ffp-contract=off (setup.py, CMakeLists.txt): every operation rounds as written,
+ * whatever fused multiply-adds the target offers, so that a build's results do not depend on the compiler's choices.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
