@@ -7,8 +7,9 @@ CMakeLists.txt.
 from setuptools import Extension, find_packages, setup
 
 # The Gauss-Newton image terms in C (fusion/_image_kernel.c, a CPython extension). Optional: without a C compiler or
-# Python's headers the install goes on without it (pip prints the compiler's error) and fusion/image_terms.py runs
-# its numpy reference instead, slower. No fast-math, and no fused multiply-adds, so that every build rounds alike.
+# Python's headers the install goes on without it (`pip install -v` shows the compiler's error) and
+# fusion/image_terms.py runs its numpy reference instead, slower. No fast-math, and no fused multiply-adds, so that
+# every build rounds alike.
 IMAGE_KERNEL = Extension(
     "skelsplat_ros.fusion._image_kernel",
     sources=["skelsplat_ros/fusion/_image_kernel.c"],
