@@ -76,7 +76,7 @@ def test_single_view_ghost_creates_nobody():
 def test_people_enter_and_leave_and_ids_are_never_reused():
     rig = make_rig("lab", seed=2)
     frames = 150
-    truth = np.stack([_person(2, frames, (-0.6, 0.0), "walk" if False else "reach"), _person(3, frames, (0.7, 0.3))],
+    truth = np.stack([_person(2, frames, (-0.6, 0.0), "reach"), _person(3, frames, (0.7, 0.3))],
                      axis=1)
     truth[:20, 1] = np.nan  # enters at frame 20
     truth[60:100, 1] = np.nan  # leaves at 60 for 1.33 s (longer than delete_after), comes back at 100
