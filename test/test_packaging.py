@@ -115,6 +115,17 @@ def test_toml_parser_on_python_3_10_is_the_tomli_backport():
     assert run.returncode == 0 and run.stdout.strip() == "4", run.stderr
 
 
+def test_the_test_files_that_scripts_and_docs_run_exist():
+    """A script that runs tests by path (the one-shot GPU check) must follow the tests when they move: after the
+    layering the GPU check named test files that were gone, and its one run on a GPU would have tested nothing."""
+    named = set()
+    for path in sorted((ROOT / "scripts").iterdir()) + sorted((ROOT / "docs").glob("*.md")) + [ROOT / "Makefile"]:
+        if path.is_file() and path.suffix not in (".png",):
+            named.update(re.findall(r"\btest/[\w/]+\.py", path.read_text(encoding="utf-8")))
+    assert named, "no test file named: the pattern no longer matches how the scripts name them"
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
+
+
 @pytest.mark.skipif("SKELSPLAT_INSTALL_PREFIX" not in os.environ, reason="runs under colcon test only")
 def test_colcon_test_runs_against_the_installed_package():
     import skelsplat_ros
