@@ -215,6 +215,20 @@ def test_offline_stitches_a_track_the_causal_tracker_split():
     assert np.nanmean(np.linalg.norm(offline.joints[seen, 0] - truth[seen, 0], axis=-1)) < 0.03
 
 
+def test_offline_does_not_stitch_someone_else_who_enters_far_away_within_the_gap():
+    """One person leaves at frame 30, another enters 2.5 m away at frame 42 (0.4 s later, within max_gap): walking
+    0.4 s covers 0.3 m + 0.4 m at most (StitchConfig), so they stay two tracks, each seen where it was."""
+    rig = make_rig("lab", seed=8)
+    frames = 75
+    truth = np.stack([_person(13, frames, (-1.0, 0.0), "walk"), _person(14, frames, (1.5, 0.0))], axis=1)
+    truth[30:, 0] = np.nan
+    truth[:42, 1] = np.nan
+    scene = compose_people(rig, SKELETON, truth, FPS, "realistic", seed=8, effects=NO_EFFECTS)
+    offline = track_offline(rig, SKELETON, scene.keypoints, CONFIG, FPS, TrackerConfig(delete_after=0.2))
+    assert offline.num_tracks == 2
+    assert np.isnan(offline.joints[42:, 0]).all() and np.isnan(offline.joints[:30, 1]).all()
+
+
 def test_gated_assignment_keeps_a_good_pair_over_two_gated_out_ones():
     """One view of Shelf frame 491: track 0 is 0.06 m from detection 1; tracks 2 and 3 fit nothing (0.5 m = the
     per-joint cap, inf = too few shared joints). Filling the matrix with the 0.5 m pairs used to take detection 1
