@@ -96,6 +96,17 @@ def test_detect_extra_is_what_detection_imports_and_setup_installs_it():
         assert re.search(rf"DETECT_\w+=\(.*{re.escape(requirement)}", setup_sh), f"setup.sh does not install {requirement}"
 
 
+SKIPPED_WITHOUT = ("rclpy", "rosbags", "skelsplat_ros.msg", "hri_msgs.msg", "yourdfpy", "numba", "torch", "ray", "cv2",
+                   "onnx", "onnxruntime", "mediapipe")
+"""What scripts/setup.sh installs or builds and the tests ``importorskip``: each guards tests that skip without it."""
+
+
+@pytest.mark.parametrize("module", SKIPPED_WITHOUT)
+def test_what_tests_skip_without_is_installed(module):
+    """`make setup` installs these, so a test skipped for want of one is a broken setup that CI would pass green."""
+    __import__(module)
+
+
 def test_toml_parser_on_python_3_10_is_the_tomli_backport():
     """Python 3.10 has no tomllib: the calibration loader falls back to tomli (same API). Emulated in a fresh
     interpreter where ``import tomllib`` fails and ``tomli`` is a module of that API."""
