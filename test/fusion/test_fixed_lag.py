@@ -19,7 +19,7 @@ from skelsplat_ros.fusion.result import (
     DISSENT_VARIANCE, GROSS_SHARE, FusionResult, calibrate_covariance, dissenting_views,
 )
 from skelsplat_ros.fusion.smoothing import SmoothingConfig
-from skelsplat_ros.fusion.streaming import StreamingFuser, depth_filtered
+from skelsplat_ros.fusion.streaming import StreamingFuser, depth_filtered, uses_depth_filter
 from skelsplat_ros.sim import make_scenario
 
 FPS = 30.0
@@ -264,6 +264,16 @@ def test_a_rejected_step_leaves_no_trace_in_the_depth_filter():
         np.testing.assert_array_equal(undone.step(scenario.keypoints[:, f], f / scenario.fps).joints, expected.joints)
     assert plain.filtered.any()  # the robot rig's depth was filtered: the test can fail
 
+
+def test_the_depth_filter_needs_a_gauss_newton_streaming_fit():
+    """Its prior is a term of the Gauss-Newton objective (``TemporalPrior.anchor``): with an Adam streaming fit (the
+    ``paper`` preset's) the option is off, not an error at the first frame."""
+    config = replace(preset_config("default"), depth_filter=DEPTH_FILTER)
+    assert uses_depth_filter(config)
+    adam = replace(config.streaming_refine, optimizer="adam", backend="analytic")
+    assert not uses_depth_filter(replace(config, streaming_refine=adam))
+    scenario = make_scenario("lab", num_frames=2, seed=3)
+    assert StreamingFuser(scenario.rig, scenario.skeleton, replace(config, streaming_refine=adam)).filter is None
 
 def test_a_frame_depends_on_the_frames_up_to_lag_after_it_only(robot):
     """The recording cut 6 frames (0.2 s) after frame 60 gives frame 60 the same estimate as the whole one: the
