@@ -225,7 +225,7 @@ def test_streaming_depth_filter_halves_the_gross_errors_on_the_robot_rig(robot):
     """Issue 21 item 2, lag 0: streaming with the depth filter (``depth_filter``: along the depth two views of the
     narrow baseline barely fix, the causal jerk filters' estimate) has at most half the joints beyond 150 mm of each
     frame's fit alone (the default), and no worse an MPJPE. Measured (seed 3, 150 frames): fit alone 90.9 mm /
-    17.5 %, the depth filter 68.4 mm / 7.5 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.1 mm / 5.0 %;
+    17.5 %, the depth filter 68.4 mm / 7.5 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.7 mm / 5.1 %;
     BENCHMARKS.md, "One camera at lag 0")."""
     scenario, results = robot
     before = score(results["streaming"].joints, scenario.ground_truth)
