@@ -364,9 +364,19 @@ def step_together(
         seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:
             information = agreeing_information(config, rig, uv_fit, confidence_fit, result.agreement, fitted.joints)
-            fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
+            fitted, filtered, anchor, anchor_information = depth_filtered(
+                [fusers[k] for k in batch], stamp, fitted, information)
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
+            if filtered.any():
+                # The output: the frame refitted with the filters' estimate as a prior along the weak directions,
+                # from where the filters put it, so that the bones and the views place the joint with it.
+                anchored = replace(temporal or TemporalPrior("predict"), anchor=anchor,
+                                   anchor_information=anchor_information)
+                refit = refine(rig, skeleton, replace(settings, steps=DEPTH_REFIT_STEPS, splat_sigma_start=None),
+                               uv_fit, confidence_fit, np.where(filtered[..., None], anchor, result.means), bone_prior,
+                               anchored, False)
+                fitted = replace(fitted, joints=np.where(known[pick][..., None], refit.means, np.nan))
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):
@@ -414,8 +424,10 @@ one leaves less room in the 90 % ellipsoid (chosen on seeds 0-2 of the robot rig
 
 def uses_depth_filter(config: FusionConfig) -> bool:
     """Whether the streaming output of ``config`` takes the causal jerk filters' estimate along the directions the
-    views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing``)."""
-    return config.method == "skelsplat" and config.smoothing is not None and config.depth_filter > 0
+    views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing`` and a Gauss-Newton
+    streaming fit, whose objective takes the filters' prior)."""
+    return (config.method == "skelsplat" and config.smoothing is not None and config.depth_filter > 0
+            and (config.streaming_refine or config.refine).optimizer == "gauss_newton")
 
 
 def depth_filter_bank(config: FusionConfig, num_joints: int) -> JerkFilterBank:
@@ -434,20 +446,29 @@ def agreeing_information(config: FusionConfig, rig: CameraRig, uv: np.ndarray, c
     return view_information(rig, means, weights * agreement, config.smoothing.pixel_sigma)
 
 
-def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult,
-                   information: np.ndarray) -> tuple[FusionResult, np.ndarray]:
-    """``fitted [N, J]`` (one frame of the people of ``fusers``, calibrated) with each joint moved, along the
-    directions its covariance gives a standard deviation over ``depth_filter``, to the estimate of its fuser's
-    causal jerk filters (``FusionConfig.depth_filter``), which take the fit with its ``information [N, J, 3, 3]``
-    first; and ``[N, J]``, the joints so moved. Its covariance there is the filters' (scaled by the noise their
-    innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``), elsewhere the fit's
-    (times :data:`FILTERED_FIXED_SCALE` for a joint it moved).
+DEPTH_REFIT_STEPS = 3
+"""Gauss-Newton iterations of the depth filter's refit (:func:`depth_filtered`), at the final splat size: it starts
+where the filters put the joints, near its optimum."""
+
+
+def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult, information: np.ndarray
+                   ) -> tuple[FusionResult, np.ndarray, np.ndarray, np.ndarray]:
+    """The causal jerk filters of ``fusers`` (``FusionConfig.depth_filter``) take one frame's fit ``fitted [N, J]``
+    (of their people, calibrated) with its ``information [N, J, 3, 3]``. Returns ``fitted`` with the covariance of
+    each joint, along the directions it gives a standard deviation over ``depth_filter``, the filters' (scaled by
+    the noise their innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``) and
+    elsewhere the fit's times :data:`FILTERED_FIXED_SCALE`; ``[N, J]`` the joints with such directions; and the
+    prior of the refit that places them: the fit moved along those directions to the filters' estimate ``[N, J, 3]``
+    and that estimate's information there ``[N, J, 3, 3]`` (world units^-2; zero elsewhere).
 
     Why there: two views of a narrow baseline barely fix a joint's depth, and a frame's fit may sit far out along
     it (an eighth of the robot rig's joints 150 mm off), where the motion of the frames before fixes it well.
     Across it the views fix the joint to 2 cm or better; the filters' estimate there too (the fixed-lag smoother's
     causal filter, ``lag = 0``) gained a little more on one person, but not through the tracker on the rings, at
-    about twice this cost (BENCHMARKS.md, "One camera at lag 0")."""
+    about twice this cost. Why a prior refitted with the bones rather than the filters' estimate as output: that
+    places each joint alone along its depth, and the real take's limb lengths varied twice as much (BENCHMARKS.md,
+    "One camera at lag 0"). The filters take the fit without the prior: fed a fit already pulled to their own
+    prediction, they would see no innovation along the depth and drift off with the person."""
     config = fusers[0].config
     # Scaled as the fixed-lag output is along the direction its views fix least (its loose lag_covariance).
     scale = config.covariance_scale * config.lag_covariance[1]
@@ -461,21 +482,26 @@ def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionRes
         choice = bank.choice()
         mean, covariance = bank.smoothed(stamp, choice)
         means.append(mean)
-        spread.append(scale * covariance / bank.noise_scale(choice)[:, None, None])
+        spread.append(covariance / bank.noise_scale(choice)[:, None, None])
     means, spread = np.stack(means), np.stack(spread)  # [N, J, 3], [N, J, 3, 3]
     usable = (np.isfinite(fitted.joints).all(-1) & np.isfinite(means).all(-1)
               & np.isfinite(fitted.covariance).all((-1, -2)) & np.isfinite(spread).all((-1, -2)))
     eigen, vectors = np.linalg.eigh(np.where(usable[..., None, None], fitted.covariance, np.eye(3)))
     weak = (eigen > config.depth_filter**2) & usable[..., None]  # [N, J, 3]
-    if not weak.any():
-        return fitted, weak.any(-1)
+    filtered = weak.any(-1)
+    if not filtered.any():
+        return fitted, filtered, fitted.joints, np.zeros(fitted.covariance.shape)
     loose = (vectors * weak[..., None, :]) @ vectors.swapaxes(-1, -2)  # projector onto the weak directions
     fixed = np.eye(3) - loose
-    joints = fitted.joints + np.einsum("njab,njb->nja", loose, np.where(usable[..., None], means - fitted.joints, 0.0))
-    covariance = np.where(weak.any(-1)[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
-                          + loose @ spread @ loose,
+    spread = np.where(usable[..., None, None], spread, np.eye(3))
+    anchor = fitted.joints + np.einsum("njab,njb->nja", loose, np.where(usable[..., None], means - fitted.joints, 0.0))
+    # The estimate's information on the weak directions: the inverse of its covariance there, with the fixed
+    # directions given unit variance and taken out again.
+    information = np.where(filtered[..., None, None], np.linalg.inv(loose @ spread @ loose + fixed) - fixed, 0.0)
+    covariance = np.where(filtered[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
+                          + scale * loose @ spread @ loose,
                           fitted.covariance)
-    return replace(fitted, joints=joints, covariance=covariance), weak.any(-1)
+    return replace(fitted, covariance=covariance), filtered, anchor, information
 
 
 def unfixed_starts_unseen(fitted: FusionResult, predictions: np.ndarray) -> FusionResult:
