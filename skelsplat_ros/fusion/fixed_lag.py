@@ -67,6 +67,13 @@ LAG_TOLERANCE = 0.005
 it a frame of a 30 Hz rig would wait a whole period more for a look-ahead 1 ms short)."""
 
 
+GROSS_ROBUST_SCALE = 1.5
+"""Cauchy scale of the filters' robust weights (standard deviations of a frame's fit) for a person whose
+triangulations often jump far from their motion (``FrameFit.jumpy``; ``SmoothingConfig.robust_scale`` otherwise):
+with the fit started from the motion there, what still disagrees with it is mostly a gross error. Chosen on seeds 0-2
+of the robot rig with ``hard`` noise (150 frames; BENCHMARKS.md, "Fixed lag")."""
+
+
 def check_lag(config: FusionConfig, lag: float) -> float:
     """``lag`` (s) as a float; a ``ValueError`` for a negative or non-finite one, or a configuration without the
     fixed-lag smoother (baselines, the ``paper`` preset, Adam)."""
@@ -117,6 +124,7 @@ class LagSmoother:
         """Take the newest frame's fit (stamps increasing), with its :func:`fit_information` if the caller has it."""
         if information is None:
             information = fit_information(self.config, [fit])[0]
+        self.bank.robust_scale = GROSS_ROBUST_SCALE if fit.jumpy else self.config.smoothing.robust_scale
         self.bank.update(fit.stamp, fit.means, information)
         self.pending.append(fit)
         self.newest = fit

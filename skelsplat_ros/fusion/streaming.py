@@ -57,6 +57,8 @@ class FrameFit:
         seen: ``[J]`` joints ``min_views`` views agree with (output rule 1).
         bone_prior: the person's bone lengths and tolerances ``[B]`` from the triangulated window (``None``: none
             yet), and warm ``[B]``: bones with ``bone_warmup`` samples (output rule 4).
+        jumpy: the person's triangulations often jump far from their motion (:data:`JUMP_SHARE`): the fit started
+            from the prediction where they did, and the smoother weighs outliers down sooner.
     """
 
     stamp: float
@@ -68,6 +70,7 @@ class FrameFit:
     seen: np.ndarray
     bone_prior: BonePrior | None
     warm: np.ndarray
+    jumpy: bool = False
 
 
 def fuse_streaming(
@@ -97,6 +100,15 @@ def fuse_streaming(
         if progress:
             progress(f + 1, num_frames)
     return concatenate_results(frames, list(skeleton.joint_names))
+
+
+JUMP_SHARE = 0.25
+"""A fit-only fuser gates its initial guess by the prediction, as streaming does, once more than this share of its
+triangulated joints lay beyond the gate (``gate_distance``) from the prediction, forgetting over
+``smoother_memory`` (:attr:`FrameFit.jumpy`): a detector so often grossly wrong that the triangulation is a worse
+start than the motion. Robot rig, seeds 0-2: 38-50 % with ``hard`` noise, 9-16 % with realistic noise; at most 7 %
+on the 4-camera rigs (BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow baseline a prediction gone astray
+along the depth would replace good triangulations and the fit would follow it."""
 
 
 class StreamingFuser:
@@ -133,6 +145,8 @@ class StreamingFuser:
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
         # The median observed bone lengths of every output so far (complete: rule 5's estimate).
         self._observed = LengthMedian(len(self.skeleton.bones))
+        # Fit-only: discounted counts of the triangulated joints beyond the gate and of all of them, and their stamp.
+        self._jumps, self._jump_stamp = np.zeros(2), None
 
     def forget_motion(self) -> None:
         """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
@@ -186,15 +200,29 @@ class StreamingFuser:
         """The kept state (last outputs, estimate, completed pose, bone-length windows, fit-only fit) as it is now, for
         :meth:`restore`."""
         return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed,
-                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered)
+                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered,
+                self._jumps.copy(), self._jump_stamp)
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
         (history, self.estimate, self.completed, self._bone_window, self._observed, self.resets,
-         self.fit, self.filter, self.filtered) = state
+         self.fit, self.filter, self.filtered, self._jumps, self._jump_stamp) = state
         self._history = history.copy()
+
+    @property
+    def jumpy(self) -> bool:
+        """Fit-only: whether more than :data:`JUMP_SHARE` of the triangulated joints lay beyond the gate from the
+        prediction lately (:attr:`FrameFit.jumpy`)."""
+        return bool(self._jumps[0] > JUMP_SHARE * self._jumps[1])
+
+    def _count_jumps(self, stamp: float, beyond: np.ndarray, compared: np.ndarray) -> None:
+        """Count this frame's triangulated joints ``compared [J]`` with the prediction, ``beyond [J]`` the gate."""
+        if self._jump_stamp is not None:
+            self._jumps *= np.exp(-max(stamp - self._jump_stamp, 0.0) / self.config.smoother_memory)
+        self._jump_stamp = stamp
+        self._jumps += [float((beyond & compared).sum()), float(compared.sum())]
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -310,10 +338,15 @@ def step_together(
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
             # The gate grows with the gap (gate_distance per frame elapsed): after frames without a fit, the person
             # may be far from the extrapolation, and views that agree on where they are must win over it. A fit-only
-            # fuser has no gate: where views hardly fix depth (a narrow baseline), a prediction gone astray would
-            # replace the triangulation and the fit would follow it for good; the smoother weighs outliers instead.
+            # fuser has no gate unless its person is jumpy (JUMP_SHARE): where views hardly fix depth (a narrow
+            # baseline), a prediction gone astray would replace the triangulation and the fit would follow it for
+            # good; the smoother weighs outliers instead.
             with np.errstate(invalid="ignore"):
-                far = ~free[k] & (np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k])
+                distance = np.linalg.norm(init[k] - prediction, axis=-1)
+                beyond = distance > config.gate_distance * gap_frames[k]
+            if fuser.fit_only:
+                fuser._count_jumps(stamp, beyond, np.isfinite(distance))
+            far = (~free[k] | fuser.jumpy) & beyond
             init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
         prior = fuser.bone_prior()
         if prior is not None:
@@ -330,7 +363,7 @@ def step_together(
         if fit_only:
             nothing = np.full((num_joints, 3), np.nan)
             fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], nothing, np.zeros_like(confidence[:, k]),
-                                       nothing, held_lengths[k], bone_sigmas[k], warm[k])
+                                       nothing, held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
     batch = np.flatnonzero(fitted)
     if len(batch):
         single = num == 1
@@ -372,7 +405,7 @@ def step_together(
             for i, k in enumerate(batch):
                 fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], np.where(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
-                    held_lengths[k], bone_sigmas[k], warm[k])
+                    held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
         else:
             offer = complete = observed = None
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
@@ -553,12 +586,12 @@ def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: fl
 
 def _frame_fit(
     stamp: float, rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, means: np.ndarray, agreement: np.ndarray,
-    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray,
+    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray, jumpy: bool,
 ) -> FrameFit:
     """One person's :class:`FrameFit` (``seen [J, 3]``: the rule-1 joints, NaN elsewhere; ``lengths`` and ``sigmas``
     ``[B]``: the bone prior, NaN lengths unknown)."""
     prior = BonePrior(lengths, sigmas) if np.isfinite(lengths).any() else None
-    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm)
+    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm, jumpy)
 
 
 def _single_view_offer(
