@@ -105,15 +105,10 @@ def fuse_streaming(
 JUMP_SHARE = 0.3
 """A fit-only fuser with look-ahead gates its initial guess by the prediction, as streaming does, once more than this
 share of its triangulated joints lay beyond the gate (``gate_distance``) from the prediction, forgetting over
-``smoother_memory`` and counted from :data:`JUMP_PRIOR` joints that did not (:attr:`FrameFit.jumpy`): a detector so
-often grossly wrong that the triangulation is a worse start than the motion. Robot rig after the first second, seeds
-0-2: 38-45 % with ``hard`` noise, 9-16 % with realistic noise (seed 3: 19-21 %); at most 3 % on the 4-camera rigs
-(BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow baseline a prediction gone astray along the depth would
-replace good triangulations and the fit would follow it."""
-JUMP_PRIOR = 100.0
-"""Pseudo-count of joints within the gate that :data:`JUMP_SHARE` starts from (about six frames of a person): the
-first frames' share, of few joints and a prediction without velocity, says little (realistic noise, robot rig, seed
-3: 26 % over its first 13 frames)."""
+``smoother_memory`` (:attr:`FrameFit.jumpy`): a detector so often grossly wrong that the triangulation is a worse
+start than the motion. Robot rig after the first second, seeds 0-2: 38-45 % with ``hard`` noise, 9-16 % with
+realistic noise; at most 3 % on the 4-camera rigs (BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow
+baseline a prediction gone astray along the depth would replace good triangulations and the fit would follow it."""
 
 
 class StreamingFuser:
@@ -155,7 +150,7 @@ class StreamingFuser:
         # The median observed bone lengths of every output so far (complete: rule 5's estimate).
         self._observed = LengthMedian(len(self.skeleton.bones))
         # Fit-only: discounted counts of the triangulated joints beyond the gate and of all of them, and their stamp.
-        self._jumps, self._jump_stamp = np.array([0.0, JUMP_PRIOR]), None
+        self._jumps, self._jump_stamp = np.zeros(2), None
 
     def forget_motion(self) -> None:
         """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
