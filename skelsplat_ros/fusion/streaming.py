@@ -107,7 +107,8 @@ JUMP_SHARE = 0.3
 share of its triangulated joints lay beyond the gate (``gate_distance``) from the prediction, forgetting over
 ``smoother_memory`` (:attr:`FrameFit.jumpy`): a detector so often grossly wrong that the triangulation is a worse
 start than the motion. Robot rig after the first second, seeds 0-2: 38-45 % with ``hard`` noise, 9-16 % with
-realistic noise; at most 3 % on the 4-camera rigs (BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow
+realistic noise (held-out seed 3: 19-22 %, and 26-29 % in its first 13 frames); at most 7 % on the 4-camera rigs
+(BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow
 baseline a prediction gone astray along the depth would replace good triangulations and the fit would follow it."""
 
 
