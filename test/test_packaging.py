@@ -96,6 +96,17 @@ def test_detect_extra_is_what_detection_imports_and_setup_installs_it():
         assert re.search(rf"DETECT_\w+=\(.*{re.escape(requirement)}", setup_sh), f"setup.sh does not install {requirement}"
 
 
+SKIPPED_WITHOUT = ("rclpy", "rosbags", "skelsplat_ros.msg", "hri_msgs.msg", "yourdfpy", "numba", "torch", "ray", "cv2",
+                   "onnx", "onnxruntime", "mediapipe")
+"""What scripts/setup.sh installs or builds and the tests ``importorskip``: each guards tests that skip without it."""
+
+
+@pytest.mark.parametrize("module", SKIPPED_WITHOUT)
+def test_what_tests_skip_without_is_installed(module):
+    """`make setup` installs these, so a test skipped for want of one is a broken setup that CI would pass green."""
+    __import__(module)
+
+
 def test_toml_parser_on_python_3_10_is_the_tomli_backport():
     """Python 3.10 has no tomllib: the calibration loader falls back to tomli (same API). Emulated in a fresh
     interpreter where ``import tomllib`` fails and ``tomli`` is a module of that API."""
@@ -113,6 +124,17 @@ def test_toml_parser_on_python_3_10_is_the_tomli_backport():
         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert run.returncode == 0 and run.stdout.strip() == "4", run.stderr
+
+
+def test_the_test_files_that_scripts_and_docs_run_exist():
+    """A script that runs tests by path (the one-shot GPU check) must follow the tests when they move: after the
+    layering the GPU check named test files that were gone, and its one run on a GPU would have tested nothing."""
+    named = set()
+    for path in sorted((ROOT / "scripts").iterdir()) + sorted((ROOT / "docs").glob("*.md")) + [ROOT / "Makefile"]:
+        if path.is_file() and path.suffix not in (".png",):
+            named.update(re.findall(r"\btest/[\w/]+\.py", path.read_text(encoding="utf-8")))
+    assert named, "no test file named: the pattern no longer matches how the scripts name them"
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
 
 
 @pytest.mark.skipif("SKELSPLAT_INSTALL_PREFIX" not in os.environ, reason="runs under colcon test only")

@@ -72,10 +72,6 @@ def write_study(folder: str | Path, takes: int = 20, frames: int = 300, broken: 
     return names
 
 
-def _identical(out: Path, reference: dict[str, bytes]) -> bool:
-    return all((out / name / FUSED).read_bytes() == data for name, data in reference.items())
-
-
 def _single_command_outputs(study: Path, names: list[str], folder: Path) -> tuple[dict[str, bytes], float]:
     """``skelsplat fuse`` (its ``main``, in this process) on each take: take -> output bytes, and the CPU seconds
     all of it took (``time.process_time``: loading, fusing, writing)."""
