@@ -57,6 +57,8 @@ class FrameFit:
         seen: ``[J]`` joints ``min_views`` views agree with (output rule 1).
         bone_prior: the person's bone lengths and tolerances ``[B]`` from the triangulated window (``None``: none
             yet), and warm ``[B]``: bones with ``bone_warmup`` samples (output rule 4).
+        jumpy: the person's triangulations often jump far from their motion (:data:`JUMP_SHARE`): the fit started
+            from the prediction where they did, and the smoother weighs outliers down sooner.
     """
 
     stamp: float
@@ -68,6 +70,7 @@ class FrameFit:
     seen: np.ndarray
     bone_prior: BonePrior | None
     warm: np.ndarray
+    jumpy: bool = False
 
 
 def fuse_streaming(
@@ -99,6 +102,16 @@ def fuse_streaming(
     return concatenate_results(frames, list(skeleton.joint_names))
 
 
+JUMP_SHARE = 0.3
+"""A fit-only fuser with look-ahead gates its initial guess by the prediction, as streaming does, once more than this
+share of its triangulated joints lay beyond the gate (``gate_distance``) from the prediction, forgetting over
+``smoother_memory`` (:attr:`FrameFit.jumpy`): a detector so often grossly wrong that the triangulation is a worse
+start than the motion. Robot rig after the first second, seeds 0-2: 38-45 % with ``hard`` noise, 9-16 % with
+realistic noise (held-out seed 3: 19-22 %, and 26-29 % in its first 13 frames); at most 7 % on the 4-camera rigs
+(BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow
+baseline a prediction gone astray along the depth would replace good triangulations and the fit would follow it."""
+
+
 class StreamingFuser:
     """Causal fusion, one synchronized set of views at a time; the API the ROS node calls.
 
@@ -110,17 +123,21 @@ class StreamingFuser:
     (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
     (``fixed_lag.py``), which decides the output. The prediction still warm-starts the fit and serves the tracker.
     Their covariance is the fit's first-order one, not calibrated (``calibrate_covariance``), and NaN once every
-    joint has a prediction: nothing reads it (the smoother's read-out has its own).
+    joint has a prediction: nothing reads it (the smoother's read-out has its own). ``look_ahead`` (fit-only, for a
+    smoother that reads each frame out with later ones): a person whose triangulations often jump far from the
+    prediction (:data:`JUMP_SHARE`) is fitted from the prediction where they do; at lag 0 that cost the smoother's
+    causal filter coverage and held fewer of its errors in the 90 % ellipsoid (robot rig, ``hard`` noise).
 
     With ``FusionConfig.depth_filter`` (not fit-only), the output takes the causal jerk filters' estimate of a joint
     along the directions its views barely fix (:func:`depth_filtered`), and those joints are fitted as fit-only.
     """
 
-    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False):
+    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False,
+                 look_ahead: bool = False):
         self.rig = rig
         self.skeleton = skeleton
         self.config = config
-        self.fit_only = fit_only
+        self.fit_only, self.look_ahead = fit_only, look_ahead
         self.fit: FrameFit | None = None
         self.resets = 0
         self.reset()
@@ -133,6 +150,8 @@ class StreamingFuser:
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
         # The median observed bone lengths of every output so far (complete: rule 5's estimate).
         self._observed = LengthMedian(len(self.skeleton.bones))
+        # Fit-only: discounted counts of the triangulated joints beyond the gate and of all of them, and their stamp.
+        self._jumps, self._jump_stamp = np.zeros(2), None
 
     def forget_motion(self) -> None:
         """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
@@ -186,15 +205,29 @@ class StreamingFuser:
         """The kept state (last outputs, estimate, completed pose, bone-length windows, fit-only fit) as it is now, for
         :meth:`restore`."""
         return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed,
-                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered)
+                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered,
+                self._jumps.copy(), self._jump_stamp)
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
         (history, self.estimate, self.completed, self._bone_window, self._observed, self.resets,
-         self.fit, self.filter, self.filtered) = state
+         self.fit, self.filter, self.filtered, self._jumps, self._jump_stamp) = state
         self._history = history.copy()
+
+    @property
+    def jumpy(self) -> bool:
+        """Fit-only with ``look_ahead``: whether more than :data:`JUMP_SHARE` of the triangulated joints lay beyond
+        the gate from the prediction lately (:attr:`FrameFit.jumpy`)."""
+        return self.look_ahead and bool(self._jumps[0] > JUMP_SHARE * self._jumps[1])
+
+    def _count_jumps(self, stamp: float, beyond: np.ndarray, compared: np.ndarray) -> None:
+        """Count this frame's triangulated joints ``compared [J]`` with the prediction, ``beyond [J]`` the gate."""
+        if self._jump_stamp is not None:
+            self._jumps *= np.exp(-max(stamp - self._jump_stamp, 0.0) / self.config.smoother_memory)
+        self._jump_stamp = stamp
+        self._jumps += [float((beyond & compared).sum()), float(compared.sum())]
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -310,10 +343,15 @@ def step_together(
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
             # The gate grows with the gap (gate_distance per frame elapsed): after frames without a fit, the person
             # may be far from the extrapolation, and views that agree on where they are must win over it. A fit-only
-            # fuser has no gate: where views hardly fix depth (a narrow baseline), a prediction gone astray would
-            # replace the triangulation and the fit would follow it for good; the smoother weighs outliers instead.
+            # fuser has no gate unless its person is jumpy (JUMP_SHARE): where views hardly fix depth (a narrow
+            # baseline), a prediction gone astray would replace the triangulation and the fit would follow it for
+            # good; the smoother weighs outliers instead.
             with np.errstate(invalid="ignore"):
-                far = ~free[k] & (np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k])
+                distance = np.linalg.norm(init[k] - prediction, axis=-1)
+                beyond = distance > config.gate_distance * gap_frames[k]
+            if fuser.fit_only:
+                fuser._count_jumps(stamp, beyond, np.isfinite(distance))
+            far = (~free[k] | fuser.jumpy) & beyond
             init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
         prior = fuser.bone_prior()
         if prior is not None:
@@ -330,7 +368,7 @@ def step_together(
         if fit_only:
             nothing = np.full((num_joints, 3), np.nan)
             fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], nothing, np.zeros_like(confidence[:, k]),
-                                       nothing, held_lengths[k], bone_sigmas[k], warm[k])
+                                       nothing, held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
     batch = np.flatnonzero(fitted)
     if len(batch):
         single = num == 1
@@ -382,7 +420,7 @@ def step_together(
             for i, k in enumerate(batch):
                 fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], np.where(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
-                    held_lengths[k], bone_sigmas[k], warm[k])
+                    held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
         else:
             offer = complete = observed = None
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
@@ -579,12 +617,12 @@ def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: fl
 
 def _frame_fit(
     stamp: float, rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, means: np.ndarray, agreement: np.ndarray,
-    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray,
+    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray, jumpy: bool,
 ) -> FrameFit:
     """One person's :class:`FrameFit` (``seen [J, 3]``: the rule-1 joints, NaN elsewhere; ``lengths`` and ``sigmas``
     ``[B]``: the bone prior, NaN lengths unknown)."""
     prior = BonePrior(lengths, sigmas) if np.isfinite(lengths).any() else None
-    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm)
+    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm, jumpy)
 
 
 def _single_view_offer(
