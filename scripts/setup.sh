@@ -110,6 +110,9 @@ mkdir -p "$BUILD_ROOT"
 REQUIREMENTS=(
   "torch==2.13.0" numpy numba scipy pyyaml matplotlib pytest hypothesis tqdm setuptools wheel catkin-pkg
   yourdfpy
+  # gsplat, the CUDA rasterizer's package (setup.py's gsplat extra): its CUDA code compiles only at first use on a
+  # GPU, but its pure-torch reference imports anywhere, and a test holds our projection to it.
+  "gsplat==1.5.3"
   colcon-common-extensions
   "ros-rclpy[fastrtps]" ros-std-msgs ros-geometry-msgs ros-sensor-msgs ros-visualization-msgs
   ros-diagnostic-msgs rosbags
