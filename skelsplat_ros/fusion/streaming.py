@@ -25,6 +25,8 @@ from .result import (
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
+    dissent_pull,
+    widen_toward_dissent,
     dissenting_views,
     checked_stamp,
     concatenate_results,
@@ -32,6 +34,7 @@ from .result import (
     fallback_position,
     frame_stamps,
     refine_output,
+    refine_support,
     split_keypoints,
     summarise,
     triangulate_baseline,
@@ -360,6 +363,8 @@ def step_together(
             dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
             fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent,
                                           STREAMING_GROSS)
+            pull = dissent_pull(rig, fitted.joints, uv_fit, confidence_fit,
+                                refine_support(uv_fit, confidence_fit, result), config.min_confidence)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:
@@ -367,6 +372,8 @@ def step_together(
             fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
+        if not fit_only:  # after the depth filter, which sets the covariance along the depth it moved
+            fitted = widen_toward_dissent(fitted, pull)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):
