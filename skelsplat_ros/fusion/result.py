@@ -263,14 +263,14 @@ def dissenting_views(uv: np.ndarray, confidence: np.ndarray, num_views: np.ndarr
     return np.maximum(detected - num_views.astype(np.int64), 0)
 
 
-DISSENT_PULL = 4.0
+DISSENT_PULL = 2.0
 """Variance floor, in units of the squared pull (``dissent_pull``), along the direction in which the views that detect
-a joint but disagree with it would pull it: a standard deviation of at least twice that pull. Where one wrong view
+a joint but disagree with it would pull it: a standard deviation of at least 1.4 times that pull. Where one wrong view
 among three supporting ones carries the fit, the view it outvoted is the one that was right, and it pulls towards
-the truth; where the dissenting view is the wrong one, the ellipsoid only grows towards it. Chosen on seeds 6-11
-(300 frames) of portrait (realistic) and lab (``hard``), where 1 already flagged every joint beyond 150 mm it could
-(one, two views and no dissent, is not), and checked on seeds 0-2 of every rig (BENCHMARKS.md, "Fixed lag")."""
-
+the truth; where the dissenting view is the wrong one, the ellipsoid only reaches towards it. Chosen on seeds 6-11
+(300 frames) of portrait (realistic) and lab (``hard``) streaming, the smallest that flags every joint beyond 150 mm
+it can there (one, two views and no dissent, no rule of this kind can flag; seeds 0-2 have too few such joints to
+choose on), and checked on seeds 0-2 (150 frames) of every rig (BENCHMARKS.md, "Fixed lag")."""
 
 
 def dissent_pull(rig: CameraRig, points: np.ndarray, uv: np.ndarray, confidence: np.ndarray, support: np.ndarray,
