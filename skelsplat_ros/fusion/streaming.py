@@ -372,8 +372,6 @@ def step_together(
             fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
-        if not fit_only:  # after the depth filter, which sets the covariance along the depth it moved
-            fitted = widen_toward_dissent(fitted, pull)
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):
@@ -381,6 +379,7 @@ def step_together(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
                     held_lengths[k], bone_sigmas[k], warm[k])
         else:
+            fitted = widen_toward_dissent(fitted, pull)  # after the depth filter, which sets the depth's covariance
             offer = complete = observed = None
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
             if config.complete:
