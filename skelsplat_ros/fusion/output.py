@@ -251,10 +251,10 @@ def _hold_seen(
         drop_first = broken[:, b] & (mobility[:, first] >= mobility[:, second])
         seen[drop_first, first] = False
         seen[broken[:, b] & ~drop_first, second] = False
-    # A moved joint is described by what its views say at its new place (views, reprojection error, confidence); the
-    # others keep the fit's figures. Its covariance stays the fit's, calibrated by the path (the holding moved it
-    # within that uncertainty); the views' first-order one at the new place knows nothing of the fit's residuals.
-    return _masked(_where(moved, replace(verdict, covariance=fused.covariance), fused), held, seen)
+    # A moved joint is described by what its views say at its new place; the others keep the fit's figures. Its
+    # covariance is that of its views at the new place plus the fit's, which the path calibrated (the views' own
+    # first-order one knows nothing of the fit's residuals or dissent: held gross errors went unflagged without it).
+    return _masked(_where(moved, replace(verdict, covariance=verdict.covariance + fused.covariance), fused), held, seen)
 
 
 def gap_offer(max_frames: int, fps: float, smoothing: SmoothingConfig, views: Views | None,
