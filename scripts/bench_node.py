@@ -12,6 +12,7 @@
     matched to a true person (300 mm gate), with recall, precision and id switches instead of the robust column.
     --hri on,off runs each method with the node's ROS4HRI output on and off, one after the other; this process then
     also reads /tf and /humans/bodies/tracked, as an HRI client would (so the node builds and sends the frames).
+    --depth-filter on,off likewise with the node's depth_filter parameter on and off (issue 21 item 2, lag 0).
 (b) soak: surround rig, 8 cameras at 60 Hz, for --soak-seconds (default 60; the issue asks for 10 minutes:
     --soak-seconds 600). Samples the node's queues, drops by reason and RSS over time; prints whether memory
     stays flat (slope of a line fit over the second half of the run). Also from the rig's first frame.
@@ -123,18 +124,24 @@ def _window_median(monitor: Monitor, window: tuple[float, float], key: str) -> f
     return percentile(values, 50)
 
 
+def _switches(text: str) -> list[bool | None]:
+    """``on,off`` (a node parameter switched, one run each) as ``[True, False]``; empty: ``[None]`` (the default)."""
+    return [None] if not text else [{"on": True, "off": False}[h.strip()] for h in text.split(",")]
+
+
 # --- (a) latency and accuracy ----------------------------------------------------------------------------------------
 
 
 def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people: int = 1, seed: int = 0,
                   rig: str = "lab", trace: int = 0, node_env: dict[str, str] | None = None,
-                  hri: bool | None = None, lag: float = 0.0) -> dict:
+                  hri: bool | None = None, lag: float = 0.0, depth_filter: bool | None = None) -> dict:
     from skelsplat_ros.fusion import fuse_offline, preset_config
     from skelsplat_ros.ros.conversions import parse_keypoints
     from skelsplat_ros.ros.demo import track_summary
     from skelsplat_ros.skeleton.models import get_skeleton
 
-    node_params = {"method": method, "diagnostics_period": 1.0, "lag": lag} | ({} if hri is None else {"hri": hri})
+    node_params = ({"method": method, "diagnostics_period": 1.0, "lag": lag} | ({} if hri is None else {"hri": hri})
+                   | ({} if depth_filter is None else {"depth_filter": depth_filter}))
     session = Session(workdir, {"rig": rig, "rate": 30.0, "noise": noise, "seed": seed, "people": people},
                       node_params, record_keypoints=people == 1, node_env=node_env, hri_client=hri is not None)
     try:
@@ -171,7 +178,8 @@ def bench_latency(method: str, seconds: float, noise: str, workdir: Path, people
         fused.append(record.joints)
         truth.append(gt)
         views.append(frame)
-    label = method if hri is None else f"{method}, hri {'on' if hri else 'off'}"
+    label = ", ".join([method] + [f"{name} {'on' if value else 'off'}" for name, value in
+                                  (("hri", hri), ("depth filter", depth_filter)) if value is not None])
     result = {"method": label, "lag": lag, "tf_messages": session.tf_messages,
               "tracked_messages": session.tracked_messages,
               "people": people, "seconds": seconds, "captured": captured, "fused": len(records),
@@ -291,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
                              "its warm-up compiles the kernel")
     parser.add_argument("--hri", default="", help="(a) on,off: each method with the node's hri output on, then off "
                         "(this process reading /tf and /humans/bodies/tracked); empty: the node's default")
+    parser.add_argument("--depth-filter", default="", help="(a) on,off: each method with the node's depth_filter "
+                        "parameter on, then off (default: the node's default)")
     parser.add_argument("--domain-id", type=int, default=None)
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -302,17 +312,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n(a) {args.rig} rig at 30 Hz, {args.people} "
               f"{'person' if args.people == 1 else 'people'} (seed {args.seed}), {args.noise} noise, "
               f"{args.latency_seconds:g} s per method, lag {args.lag:g} s")
-        switches = [None] if not args.hri else [{"on": True, "off": False}[h.strip()] for h in args.hri.split(",")]
+        switches = _switches(args.hri)
         for method in [m.strip() for m in args.methods.split(",") if m.strip()]:
             for hri in switches:
-                sub = workdir / (f"latency_{method}" + ("" if hri is None else f"_hri_{'on' if hri else 'off'}"))
-                sub.mkdir()
-                node_env = {"PYTHONPATH": args.node_from} if args.node_from else {}
-                if args.cold:
-                    node_env["NUMBA_CACHE_DIR"] = str(sub / "numba_cache")
-                result = bench_latency(method, args.latency_seconds, args.noise, sub, args.people, args.seed,
-                                       args.rig, args.trace, node_env, hri, args.lag)
-                report["latency"].append(result)
+                for depth_filter in _switches(args.depth_filter):
+                    sub = workdir / "_".join([f"latency_{method}"] + [f"{name}_{'on' if value else 'off'}" for name, value
+                                                                      in (("hri", hri), ("depth", depth_filter))
+                                                                      if value is not None])
+                    sub.mkdir()
+                    node_env = {"PYTHONPATH": args.node_from} if args.node_from else {}
+                    if args.cold:
+                        node_env["NUMBA_CACHE_DIR"] = str(sub / "numba_cache")
+                    result = bench_latency(method, args.latency_seconds, args.noise, sub, args.people, args.seed,
+                                           args.rig, args.trace, node_env, hri, args.lag, depth_filter)
+                    report["latency"].append(result)
         print(f"\n  {'method':<10} {'frames out':>11} {'lat med ms':>11} {'lat p99 ms':>11} {'fusion ms':>10} "
               f"{'MPJPE mm':>9} {'robust mm':>10}  (same frames)")
         for r in report["latency"]:

@@ -7,7 +7,7 @@
 # 2. install the carried wheels (gsplat 1.5.3, pure Python) into /tmp/site; the image's own CUDA torch stays
 # 3. JIT-build gsplat's CUDA extension (TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=16), timed, then one tiny render
 #                                                                              -> $OUT/build.log
-# 4. pytest test/test_gsplat_backend.py test/test_renderers.py                -> $OUT/pytest.log
+# 4. pytest test/fusion/test_gsplat_backend.py, test_renderers.py and test_refine.py's CUDA test -> $OUT/pytest.log
 # 5. scripts/bench_backends.py (markdown table)                               -> $OUT/bench.md, $OUT/bench.log
 # Every step has its own timeout inside GPU_CHECK_BUDGET_S (default 540 s), so the whole script ends before the
 # tool's 570 s even if the build hangs; what ran is summarised in $OUT/summary.md. Exit status 0 = all passed.
@@ -138,8 +138,9 @@ fi
 # --- 4. tests ----------------------------------------------------------------------------------------------------
 TEST_TIMEOUT=$(min 180 $(($(left) - 75)))
 say "pytest (timeout ${TEST_TIMEOUT} s) ..."
-timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest test/test_gsplat_backend.py test/test_renderers.py -q -rA \
-    -p no:cacheprovider --durations=10 >"$OUT/pytest.log" 2>&1
+timeout -k 10 "$TEST_TIMEOUT" "$PY" -m pytest test/fusion/test_gsplat_backend.py test/fusion/test_renderers.py \
+    test/fusion/test_refine.py::test_adam_on_cuda_matches_the_cpu -q -rA -p no:cacheprovider --durations=10 \
+    >"$OUT/pytest.log" 2>&1
 TEST_RC=$?
 say "pytest rc $TEST_RC: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" | tail -1)"
 [ "$TEST_RC" = 0 ] || STATUS=1

@@ -12,7 +12,9 @@
 #   3. interfaces  tf2_msgs and hri_msgs have no PyPI wheel: build interfaces/<name>, unless one is installed
 #   4. msgs      build this package's msg/ with CMakeLists.txt (ament_cmake + rosidl) into the venv
 #   5. detect    the detect extra of setup.py (mediapipe, onnxruntime, OpenCV) and onnx for the tests
-#   6. editable  pip install -e . (console scripts skelsplat, skelsplat_node, skelsplat_sim_rig, ...)
+#   6. editable  pip install -e . (console scripts skelsplat, skelsplat_node, skelsplat_sim_rig, ...), which
+#                compiles the C image kernel with the system's C compiler (cc) and Python's headers; without them
+#                it goes on, and the fits run the kernel's numpy reference (slower; a warning says so)
 # then a short import check. FORCE=1 ignores the stamps and starts the CMake build folders afresh.
 #
 # Layout of the generated messages: rosidl installs the Python part of this package's interfaces
@@ -217,9 +219,13 @@ else
 fi
 
 # --- 6. editable -----------------------------------------------------------------------------
-EDITABLE_HASH="$(printf '%s\n' "$DEPS_HASH" "$(hash_inputs "$REPO/setup.py" "$REPO/setup.cfg")" \
+# pip builds the C image kernel (setup.py: fusion/_image_kernel.c) into the source tree here; a changed source, or a
+# build gone from the tree (git clean), runs this stage again.
+KERNEL_SRC="$REPO/skelsplat_ros/fusion/_image_kernel.c"
+EDITABLE_HASH="$(printf '%s\n' "$DEPS_HASH" "$(hash_inputs "$REPO/setup.py" "$REPO/setup.cfg" "$KERNEL_SRC")" \
   | sha256sum | cut -c1-16)"
-if stamp_ok editable "$EDITABLE_HASH" && [[ -x "$VENV/bin/skelsplat" ]]; then
+if stamp_ok editable "$EDITABLE_HASH" && [[ -x "$VENV/bin/skelsplat" ]] \
+    && compgen -G "${KERNEL_SRC%.c}.*.so" > /dev/null; then
   log "editable: up to date"
 else
   log "editable: pip install -e $REPO"
@@ -245,6 +251,9 @@ if not os.path.realpath(skelsplat_ros.__file__).startswith(repo + os.sep):
     sys.exit(f"skelsplat_ros resolves to {skelsplat_ros.__file__}, not into {repo}")
 EOF
 ) || { echo "setup: the import check failed; rerun with FORCE=1 to redo every stage" >&2; exit 1; }
+(cd / && "$PY" -c 'import skelsplat_ros.fusion._image_kernel' 2>/dev/null) \
+  || log "WARNING: the C image kernel did not build (see pip's output above: a C compiler and Python's headers are" \
+         "needed); the fits run its numpy reference, slower"
 for exe in skelsplat skelsplat_node skelsplat_sim_rig skelsplat_detector; do
   [[ -x "$VENV/bin/$exe" ]] || { echo "setup: $VENV/bin/$exe is missing" >&2; exit 1; }
 done

@@ -1,10 +1,12 @@
 """Packaging: package.xml and setup.py list what the code imports (and nothing else), Python 3.10 has its TOML
-parser, and, under ``colcon test``, the suite really runs against the colcon-installed package."""
+parser, pip and colcon build the C image kernel alike, and, under ``colcon test``, the suite really runs against the
+colcon-installed package."""
 from __future__ import annotations
 
 import ast
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -96,6 +98,17 @@ def test_detect_extra_is_what_detection_imports_and_setup_installs_it():
         assert re.search(rf"DETECT_\w+=\(.*{re.escape(requirement)}", setup_sh), f"setup.sh does not install {requirement}"
 
 
+SKIPPED_WITHOUT = ("rclpy", "rosbags", "skelsplat_ros.msg", "hri_msgs.msg", "yourdfpy", "numba", "torch", "ray", "cv2",
+                   "onnx", "onnxruntime", "mediapipe")
+"""What scripts/setup.sh installs or builds and the tests ``importorskip``: each guards tests that skip without it."""
+
+
+@pytest.mark.parametrize("module", SKIPPED_WITHOUT)
+def test_what_tests_skip_without_is_installed(module):
+    """`make setup` installs these, so a test skipped for want of one is a broken setup that CI would pass green."""
+    __import__(module)
+
+
 def test_toml_parser_on_python_3_10_is_the_tomli_backport():
     """Python 3.10 has no tomllib: the calibration loader falls back to tomli (same API). Emulated in a fresh
     interpreter where ``import tomllib`` fails and ``tomli`` is a module of that API."""
@@ -113,6 +126,36 @@ def test_toml_parser_on_python_3_10_is_the_tomli_backport():
         timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert run.returncode == 0 and run.stdout.strip() == "4", run.stderr
+
+
+def test_pip_and_colcon_build_the_c_image_kernel_alike():
+    """setup.py (pip) and CMakeLists.txt (colcon) compile fusion/_image_kernel.c with the same flags: no fast-math,
+    no fused multiply-adds (``-ffp-contract=off``), so that every build rounds as the source is written. Where a C
+    compiler exists the installed package has the extension (without one the fits run the numpy reference with a
+    warning: a failed build would otherwise only show as slower fits)."""
+    setup_py = (ROOT / "setup.py").read_text()
+    setup_flags = re.findall(r'"([^"]+)"', re.search(r"extra_compile_args=\[(.*?)\]", setup_py).group(1))
+    cmake_flags = re.search(r"target_compile_options\(skelsplat_image_kernel PRIVATE ([^)]*)\)",
+                            (ROOT / "CMakeLists.txt").read_text()).group(1).split()
+    assert setup_flags == cmake_flags and "-ffp-contract=off" in setup_flags
+    assert not any("fast-math" in flag or flag == "-Ofast" for flag in setup_flags)
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: the package runs the numpy reference")
+    import skelsplat_ros.fusion._image_kernel as kernel
+    import skelsplat_ros.fusion.image_terms as image_terms
+
+    assert Path(kernel.__file__).parent == Path(image_terms.__file__).parent
+
+
+def test_the_test_files_that_scripts_and_docs_run_exist():
+    """A script that runs tests by path (the one-shot GPU check) must follow the tests when they move: after the
+    layering the GPU check named test files that were gone, and its one run on a GPU would have tested nothing."""
+    named = set()
+    for path in sorted((ROOT / "scripts").iterdir()) + sorted((ROOT / "docs").glob("*.md")) + [ROOT / "Makefile"]:
+        if path.is_file() and path.suffix not in (".png",):
+            named.update(re.findall(r"\btest/[\w/]+\.py", path.read_text(encoding="utf-8")))
+    assert named, "no test file named: the pattern no longer matches how the scripts name them"
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
 
 
 @pytest.mark.skipif("SKELSPLAT_INSTALL_PREFIX" not in os.environ, reason="runs under colcon test only")

@@ -72,10 +72,6 @@ def write_study(folder: str | Path, takes: int = 20, frames: int = 300, broken: 
     return names
 
 
-def _identical(out: Path, reference: dict[str, bytes]) -> bool:
-    return all((out / name / FUSED).read_bytes() == data for name, data in reference.items())
-
-
 def _single_command_outputs(study: Path, names: list[str], folder: Path) -> tuple[dict[str, bytes], float]:
     """``skelsplat fuse`` (its ``main``, in this process) on each take: take -> output bytes, and the CPU seconds
     all of it took (``time.process_time``: loading, fusing, writing)."""
@@ -161,7 +157,7 @@ class _RayInstance:
 
 def _fusion_cost(rig_kind: str, people: int, frames: int, seed: int, folder: Path) -> float:
     """CPU ms per camera-frame of ``fuse_file`` on one generated take (``people`` > 1: a scene, tracked) of
-    ``rig_kind``: loading, fusing and writing, after a first run that loads the numba kernel."""
+    ``rig_kind``: loading, fusing and writing, after a first run (that loads the kernels: numba's, for the tracker)."""
     from ..pipeline.fuse import fuse_file
 
     if people > 1:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..geometry.camera import CameraRig
+from ..skeleton.models import Skeleton
 
 __all__ = ["AssociationConfig", "associate_tracklets", "associate_with_rig", "fit_epipolar", "epipolar_distance",
            "cross_view_noise"]
@@ -248,7 +249,7 @@ def _group(tracklets: list[_Tracklet], cost: np.ndarray) -> list[list[int]]:
     return [sorted(m) for m in members.values() if len({tracklets[k].view for k in m}) >= 2]
 
 
-def associate_with_rig(rig: CameraRig, keypoints: np.ndarray, skeleton, match_gate: float = 0.4,
+def associate_with_rig(rig: CameraRig, keypoints: np.ndarray, skeleton: Skeleton, match_gate: float = 0.4,
                        cluster_gate: float = 0.25, fps: float = 30.0) -> np.ndarray:
     """Person labels ``[V, F, S]`` (-1 = none) of ``keypoints [V, F, S, J, 3]`` from the tracker run through the
     (rough) ``rig`` with its gates widened (metres): the tolerant pass for a rig a few degrees off, where the

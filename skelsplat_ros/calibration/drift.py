@@ -319,10 +319,6 @@ class CorrectedRigSource:
             self._offsets[old.name] = _Offset(rotation, new.t - rotation @ old.t)
             self._cache = None
 
-    def corrections(self) -> int:
-        with self._lock:
-            return len(self._offsets)
-
     def rig_for(self, views: dict[str, ViewRef], timeout: float = 0.0) -> FrameRig:
         frame = self.source.rig_for(views, timeout)
         with self._lock:

@@ -117,7 +117,8 @@ def similarity_onto(source: np.ndarray, target: np.ndarray, weights: np.ndarray 
 
 
 def transform_rig(rig: CameraRig, scale: float, Q: np.ndarray, p: np.ndarray) -> CameraRig:
-    """The rig seen in the world moved by ``X -> scale Q X + p``: each camera keeps what it sees."""
+    """The rig seen in the world moved by ``X -> scale Q X + p`` (rotation ``Q [3, 3]``, ``p [3]`` in metres): each
+    camera keeps what it sees."""
     cameras = []
     for camera in rig:
         R = camera.R @ Q.T

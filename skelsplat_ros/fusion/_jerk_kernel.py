@@ -149,8 +149,9 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
             for a in range(3):
                 for b in range(3):
                     chi2 += residual[a] * info[a, b] * right[b, 0]
-            weight = 1.0 if robust_scale <= 0 else 1.0 / (1.0 + chi2 / robust_scale**2)
-            for _ in range(robust_iterations if robust_scale > 0 else 0):
+            scale = robust_scale[j]
+            weight = 1.0 if scale <= 0 else 1.0 / (1.0 + chi2 / scale**2)
+            for _ in range(robust_iterations if scale > 0 else 0):
                 # reweighted on the distance left after the correction (the reference says why)
                 _innovation(p, info, weight, residual, system, right, False)
                 for a in range(3):
@@ -167,7 +168,7 @@ def advance_kernel(mean, covariance, evidence, updates, predict, step, noise, de
                 for a in range(3):
                     for b in range(3):
                         distance += left[a] * info[a, b] * left[b]
-                weight = 1.0 / (1.0 + distance / robust_scale**2)
+                weight = 1.0 / (1.0 + distance / scale**2)
             logdet = _innovation(p, info, weight, residual, system, right, True)
             # Lambda (I + P_yy Lambda)^-1 applied to the residual and to P's first rows
             for a in range(3):

@@ -24,7 +24,7 @@ DEVICES = ("auto", "cpu", "cuda")
 DEPTH_FILTER = 0.02
 """``FusionConfig.depth_filter`` (m) when asked for (node parameter ``depth_filter``, ``skelsplat fuse
 --depth-filter``): chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0").
-Off by default: on the real Pose2Sim take it lets limb lengths vary more (test_real_take.py)."""
+Off by default: on the real Pose2Sim take it lets limb lengths vary beyond issue 18's bound (test_real_take.py)."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ class FusionConfig:
             enough agreeing views is filled from the body model (the person's bone lengths, their recent pose, one
             view's ray where one sees it), with confidence 0 and a large covariance.
         depth_filter: streaming (lag 0): along the directions the views fix a joint worse than this standard deviation
-            (world units; the depth of two views of a narrow baseline), its output is the causal estimate of the
-            fixed-lag smoother's filter bank (``jerk_filter.py``: the offline jerk prior, robust weights), not the
-            frame's fit alone; across them the fit stays (``streaming.depth_filtered``). 0 = the fit alone; without
-            ``smoothing`` it is off.
+            (world units; the depth of two views of a narrow baseline), the causal estimate of the fixed-lag
+            smoother's filter bank (``jerk_filter.py``: the offline jerk prior, robust weights) on the fits so far
+            is a prior there in a refit of the frame, with the views and the bone lengths (``streaming.
+            depth_filtered``). 0 = each frame's fit alone; off without ``smoothing`` or a Gauss-Newton streaming fit.
         reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
             stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
@@ -203,7 +203,7 @@ def preset_config(
         backend: renderer of the Adam stages (``raster``, ``analytic``, ``gsplat``); ``None``/``"auto"`` = the
             preset's. Gauss-Newton stages have no renderer: they evaluate the ``analytic`` objective in closed form.
         device: torch device of the Adam stages (``auto`` = CUDA when torch sees it, ``cpu``, ``cuda``); Gauss-Newton
-            runs on the CPU (numpy, numba). ``None`` = ``auto``.
+            runs on the CPU (numpy, C). ``None`` = ``auto``.
         mode: ``offline`` or ``streaming``, the mode the configuration will run in: a choice named explicitly that
             no stage of that mode would use is an error too. ``None`` = not checked.
 
@@ -236,7 +236,7 @@ def preset_config(
             "choose optimizer adam for it"
         )
     if optimizer == "gauss_newton" and device == "cuda":
-        raise ValueError("optimizer gauss_newton runs on the CPU (numpy, numba); device cuda needs optimizer adam")
+        raise ValueError("optimizer gauss_newton runs on the CPU (numpy, C); device cuda needs optimizer adam")
     if backend == "gsplat" and device == "cpu":
         raise ValueError("backend gsplat renders on CUDA only; choose device cuda (or auto), or another backend")
 
@@ -266,7 +266,7 @@ def preset_config(
         if unused:
             raise ValueError(
                 f"{' and '.join(unused)}: the {preset} preset's {mode} refinement is Gauss-Newton, which has no "
-                "renderer and runs on the CPU (numpy, numba); add optimizer adam to use them"
+                "renderer and runs on the CPU (numpy, C); add optimizer adam to use them"
             )
     return config
 

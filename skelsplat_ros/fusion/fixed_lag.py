@@ -69,6 +69,17 @@ LAG_TOLERANCE = 0.005
 it a frame of a 30 Hz rig would wait a whole period more for a look-ahead 1 ms short)."""
 
 
+GROSS_ROBUST_SCALE = 1.5
+"""Cauchy scale of the filters' robust weights (standard deviations of a frame's fit) at a lag, for a person whose
+triangulations often jump far from their motion (``FrameFit.jumpy``; ``SmoothingConfig.robust_scale`` otherwise):
+with the fit started from the motion there, what still disagrees with it is mostly a gross error. Chosen on seeds 0-2
+of the robot rig with ``hard`` noise (150 frames; BENCHMARKS.md, "Fixed lag")."""
+GROSS_SETTLE_UPDATES = 15
+"""Updates of a joint's filters before :data:`GROSS_ROBUST_SCALE` applies to it (0.5 s at 30 Hz). Robot rig, ``hard``
+noise, lag 1 s, seeds 0-2 (with a 25 % ``JUMP_SHARE``): 118.5 mm at once, 122.7 mm after 15 updates, 126.1 mm after
+30; at once, a new person's joint came out 3.9 m off (seed 3, test_fixed_lag.py)."""
+
+
 def check_lag(config: FusionConfig, lag: float) -> float:
     """``lag`` (s) as a float; a ``ValueError`` for a negative or non-finite one, or a configuration without the
     fixed-lag smoother (baselines, the ``paper`` preset, Adam)."""
@@ -119,6 +130,10 @@ class LagSmoother:
         """Take the newest frame's fit (stamps increasing), with its :func:`fit_information` if the caller has it."""
         if information is None:
             information = fit_information(self.config, [fit])[0]
+        # A jumpy person's joints are judged tighter once their filters have settled: a joint's first state may be
+        # a poor point, and tight weights would refuse the good measurements that follow (metres off, seed 3).
+        tight = fit.jumpy & (self.bank.updates >= GROSS_SETTLE_UPDATES)
+        self.bank.robust_scale = np.where(tight, GROSS_ROBUST_SCALE, self.config.smoothing.robust_scale)
         self.bank.update(fit.stamp, fit.means, information)
         self.pending.append(fit)
         self.newest = fit
@@ -317,7 +332,7 @@ class FixedLagFuser:
 
     def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, lag: float = 0.0):
         self.rig, self.skeleton, self.config, self.lag = rig, skeleton, config, check_lag(config, lag)
-        self.fuser = StreamingFuser(rig, skeleton, config, fit_only=True)
+        self.fuser = StreamingFuser(rig, skeleton, config, fit_only=True, look_ahead=self.lag > 0)
         self.smoother = LagSmoother(skeleton, config, self.lag)
         self.resets = 0
 

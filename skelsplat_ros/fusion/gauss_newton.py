@@ -19,10 +19,10 @@ within an iteration (it depends on the mean only through depth). The splat size 
 geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
 start into the basin, a narrow one then rejects disagreeing views).
 
-The image terms and their normal equations come from :func:`~skelsplat_ros.fusion.image_terms.image_terms` (a numba
-kernel, or its numpy reference without numba); bones, prior and solve are numpy. Five iterations on a 4-view,
-17-joint frame take about 1.5 ms on one CPU core with the kernel, 2.5 ms with the reference (measured on the project
-machine), against about 30 ms for 15 Adam steps through torch autograd.
+The image terms and their normal equations come from :func:`~skelsplat_ros.fusion.image_terms.image_terms` (a C
+kernel compiled at install, or its numpy reference where it was not built); bones, prior and solve are numpy. Five
+iterations on a 4-view, 17-joint frame take about 1.5 ms on one CPU core with the kernel, 2.5 ms with the reference
+(measured on the project machine), against about 30 ms for 15 Adam steps through torch autograd.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ class GaussNewtonObjective:
             no prior).
         prediction: ``[F, J, 3]`` temporal prior (NaN = none for that joint) and its ``temporal_scale``: the term
             is ``temporal_weight * |x - prediction|^2 / temporal_scale^2``.
+        anchor: ``[F, J, 3]`` a Gaussian prior with information ``anchor_information [F, J, 3, 3]`` (world
+            units^-2; zero = none): the term ``(x - anchor)^T anchor_information (x - anchor)``.
         active: ``[F, J]`` joints being estimated; the others keep their position and contribute nothing.
     """
 
@@ -78,6 +80,8 @@ class GaussNewtonObjective:
         prediction: np.ndarray | None,
         temporal_weight: float,
         temporal_scale: float | np.ndarray,
+        anchor: np.ndarray | None = None,
+        anchor_information: np.ndarray | None = None,
     ):
         self.K, self.R, self.translation = rig.K, rig.R, rig.t
         self.uv = np.nan_to_num(uv)
@@ -99,6 +103,11 @@ class GaussNewtonObjective:
             known = np.isfinite(prediction).all(-1) & active
             self.prediction = np.nan_to_num(prediction)
             self.temporal_factor = np.where(known, temporal_weight / temporal_scale**2, 0.0)  # [F, J]
+        self.anchor = None
+        if anchor is not None:
+            held = np.isfinite(anchor).all(-1) & active
+            self.anchor = np.nan_to_num(anchor)
+            self.anchor_information = np.where(held[..., None, None], np.nan_to_num(anchor_information), 0.0)
 
     def frames(self, keep: np.ndarray) -> "GaussNewtonObjective":
         """The objective of the frames ``keep`` (``[F]`` bool or indices) alone: frames are independent."""
@@ -112,6 +121,8 @@ class GaussNewtonObjective:
             part.bone_factor = self.bone_factor[keep]
         if self.prediction is not None:
             part.prediction, part.temporal_factor = self.prediction[keep], self.temporal_factor[keep]
+        if self.anchor is not None:
+            part.anchor, part.anchor_information = self.anchor[keep], self.anchor_information[keep]
         part._last = None
         return part
 
@@ -128,6 +139,9 @@ class GaussNewtonObjective:
         per_joint = image.image
         if self.prediction is not None:
             per_joint = per_joint + self.temporal_factor * ((means - self.prediction) ** 2).sum(-1)
+        if self.anchor is not None:
+            offset = means - self.anchor
+            per_joint = per_joint + np.einsum("fja,fjab,fjb->fj", offset, self.anchor_information, offset)
         self._last = _Evaluation(means.copy(), sigma, image, per_joint, self.bone_factor * residual**2,
                                  vec / np.maximum(length, 1e-9)[..., None], residual)
         return self._last
@@ -185,6 +199,9 @@ class GaussNewtonObjective:
         if self.prediction is not None:
             info = info + (2.0 * self.temporal_factor)[..., None, None] * np.eye(3)
             grad = grad + 2.0 * self.temporal_factor[..., None] * (means - self.prediction)
+        if self.anchor is not None:
+            info = info + 2.0 * self.anchor_information
+            grad = grad + 2.0 * np.einsum("fjab,fjb->fja", self.anchor_information, means - self.anchor)
         # A bone touching a frozen joint is masked (bone_mask): frozen joints couple to nothing.
         unit, residual = at.unit, at.residual
         stiffness = 2.0 * self.bone_factor * self.bone_mask  # [F, B]
@@ -370,6 +387,7 @@ def refine_gauss_newton(
     """:func:`~skelsplat_ros.fusion.refine.refine` with ``optimizer="gauss_newton"``; covariances are the first-order
     ones of the agreeing views (``None`` without ``covariances``)."""
     prediction, temporal_scale = None, 1.0
+    anchor = None if temporal is None else temporal.anchor
     if temporal is not None and config.temporal_weight > 0:
         if temporal.mode != "predict":
             raise ValueError("gauss_newton supports the streaming ('predict') temporal prior only")
@@ -389,6 +407,8 @@ def refine_gauss_newton(
         prediction=prediction,
         temporal_weight=config.temporal_weight,
         temporal_scale=temporal_scale,
+        anchor=anchor,
+        anchor_information=None if anchor is None else temporal.anchor_information,
     )
     sigmas = sigma_schedule(config.splat_sigma_start, config.init_sigma, config.steps)
     means = minimise(objective, np.nan_to_num(init_means), sigmas, config.step_tolerance)

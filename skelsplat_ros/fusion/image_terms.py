@@ -1,6 +1,7 @@
 """The image term of the Gauss-Newton objective (``gauss_newton.py``) and its majorised normal equations, per
-(frame, joint): a numba kernel, compiled at first use, and the numpy reference, with one signature; tests hold them
-equal. :func:`image_terms` takes the kernel when numba is installed, else the reference.
+(frame, joint): a C kernel (``_image_kernel.c``, compiled when the package is installed) and the numpy reference,
+with one signature; tests hold them equal. :func:`image_terms` takes the kernel, or the reference where the
+extension was not built (no C compiler at install; a warning says so once per process).
 
 Per (view, frame, joint) with detection weight ``w``, splat covariance ``S_r = sigma^2 J J^T + EPS2D I`` (``J``
 the projection Jacobian), heatmap covariance ``t I`` and ``m = d^T A d`` for ``A = (S_r + t I)^-1`` and the offset
@@ -13,13 +14,19 @@ summed over views. The majoriser of ``-exp(-m / 2)`` at the current means is qua
 ``sum_v omega J^T A J`` ``[3, 3]`` and gradient ``sum_v omega J^T A d`` ``[3]``.
 
 Why two: on the one-frame batches of the streaming fuser and the node, numpy's cost is the call overhead of some
-fifty array operations per evaluation (~100 us for 4 views x 17 joints), the kernel's a few microseconds.
+fifty array operations per evaluation (~100 us for 4 views x 17 joints), the kernel's a few microseconds. Why C
+compiled ahead of time rather than numba (which the filter bank's and the tracker's kernels use): no process that
+fits a skeleton pays numba's import and first kernel load (0.35 s of CPU, which also imports scipy.linalg) for it,
+as every ``skelsplat batch`` worker, ``skelsplat fuse`` and the node did; and its call costs less (CPU, side by side
+in one process: 7.8 against 9.3 us for 4 views x 17 joints, 1.03 against 1.16 ms for 4 views x 300 frames x 17
+joints; why an extension module rather than ctypes: ``_image_kernel.c``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+import warnings
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -78,31 +85,53 @@ def image_terms_numpy(
     return ImageTerms(image, information, gradient, np.sqrt(d[0] ** 2 + d[1] ** 2), overlap, depth)
 
 
-def image_terms_numba(
+def image_terms_c(
     K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray, weights: np.ndarray,
     variance: np.ndarray, sigma: float,
 ) -> ImageTerms:
-    """:func:`image_terms_numpy` in one compiled loop (raises ``ImportError`` without numba)."""
-    from ._image_kernel import image_kernel  # numba compiles (or loads its cache) here, once per process
+    """:func:`image_terms_numpy` in one compiled loop (raises ``ImportError`` where the extension was not built)."""
+    from ._image_kernel import image_terms as kernel
 
-    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
-    return ImageTerms(*image_kernel(f64(K), f64(R), f64(t), f64(means), f64(uv), f64(weights), f64(variance),
-                                    float(sigma)))
+    return _call(kernel, K, R, t, means, uv, weights, variance, sigma)
+
+
+def _call(kernel: Callable, K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray,
+          weights: np.ndarray, variance: np.ndarray, sigma: float) -> ImageTerms:
+    """Run the C ``kernel`` on contiguous float64 copies (where the arrays are not already) into one output buffer,
+    and give its six parts their shapes (plain slices: on one frame numpy's helpers would cost as much as the
+    kernel)."""
+    views, (frames, joints) = len(K), means.shape[:2]
+    p, vp = frames * joints, views * frames * joints
+    out = np.empty(13 * p + 3 * vp)
+    f64 = np.float64
+    kernel(np.ascontiguousarray(K, f64), np.ascontiguousarray(R, f64), np.ascontiguousarray(t, f64),
+           np.ascontiguousarray(means, f64), np.ascontiguousarray(uv, f64), np.ascontiguousarray(weights, f64),
+           np.ascontiguousarray(variance, f64), float(sigma), EPS2D, MAX_ALPHA, out)
+    per_view = (views, frames, joints)
+    return ImageTerms(out[:p].reshape(frames, joints), out[p:10 * p].reshape(frames, joints, 3, 3),
+                      out[10 * p:13 * p].reshape(frames, joints, 3), out[13 * p:13 * p + vp].reshape(per_view),
+                      out[13 * p + vp:13 * p + 2 * vp].reshape(per_view), out[13 * p + 2 * vp:].reshape(per_view))
 
 
 @functools.cache
-def _numba_available() -> bool:
+def _compiled_kernel() -> Callable | None:
+    """The C kernel, or None where the extension was not built (said once, by a warning)."""
     try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
+        from ._image_kernel import image_terms as kernel
+    except ImportError as error:
+        warnings.warn(f"skelsplat_ros: the compiled image kernel is missing ({error}); the fits use the numpy "
+                      "reference, several times slower on one frame. Reinstall the package with a C compiler and "
+                      "Python's headers to build it.", RuntimeWarning, stacklevel=3)
+        return None
+    return kernel
 
 
 def image_terms(
     K: np.ndarray, R: np.ndarray, t: np.ndarray, means: np.ndarray, uv: np.ndarray, weights: np.ndarray,
     variance: np.ndarray, sigma: float,
 ) -> ImageTerms:
-    """:func:`image_terms_numba` when numba is installed, else :func:`image_terms_numpy` (same arguments)."""
-    implementation = image_terms_numba if _numba_available() else image_terms_numpy
-    return implementation(K, R, t, means, uv, weights, variance, sigma)
+    """:func:`image_terms_c` where the extension was built, else :func:`image_terms_numpy` (same arguments)."""
+    kernel = _compiled_kernel()
+    if kernel is None:
+        return image_terms_numpy(K, R, t, means, uv, weights, variance, sigma)
+    return _call(kernel, K, R, t, means, uv, weights, variance, sigma)

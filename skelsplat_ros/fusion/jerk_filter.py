@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .image_terms import _numba_available
+from ._numba import numba_available
 from .smoothing import SmoothingConfig
 
 SPLINE_CONSTANT = 11.0 / 20.0
@@ -242,8 +242,8 @@ class JerkFilterBank:
 def advance_numpy(
     mean: np.ndarray, covariance: np.ndarray, evidence: np.ndarray, updates: np.ndarray, predict: bool,
     step: np.ndarray, noise: np.ndarray, density: np.ndarray, decay: float, initial: np.ndarray, points: np.ndarray,
-    information: np.ndarray, measured: np.ndarray, start: np.ndarray, rank: np.ndarray, robust_scale: float,
-    restricted: int = RESTRICTED_UPDATES,
+    information: np.ndarray, measured: np.ndarray, start: np.ndarray, rank: np.ndarray,
+    robust_scale: float | np.ndarray, restricted: int = RESTRICTED_UPDATES,
 ) -> tuple[np.ndarray, ...]:
     """The reference of one bank update: with ``predict``, the filtered states ``mean [C, J, 9]`` and
     ``covariance [C, J, 9, 9]`` through ``step [9, 9]`` with ``density [C]`` times ``noise [9, 9]``, the
@@ -274,9 +274,12 @@ def advance_numpy(
         state, spread = mean[:, joints], covariance[:, joints]  # [C, K, 9], [C, K, 9, 9]
         info = np.broadcast_to(information[joints], state.shape[:2] + (3, 3))
         residual = points[joints] - state[..., :3]  # [C, K, 3]
-        if robust_scale > 0:
+        scale = np.broadcast_to(np.asarray(robust_scale, dtype=np.float64), measured.shape)[joints]  # [K]
+        if (scale > 0).any():
             chi2, _, _ = _innovation(spread, info, residual)
-            weight = 1.0 / (1.0 + chi2 / robust_scale**2)
+            robust = scale > 0
+            scale = np.where(robust, scale, 1.0)
+            weight = np.where(robust, 1.0 / (1.0 + chi2 / scale**2), 1.0)
             for _ in range(ROBUST_ITERATIONS):
                 # As offline, judged on the measurement's distance from the corrected position in units of its own
                 # uncertainty: where the prediction is loose (a joint's first frames), the innovation's chi^2 is
@@ -284,7 +287,8 @@ def advance_numpy(
                 # baseline agreeing on a swapped label, metres off) would still pull the state most of the way.
                 _, _, solved = _innovation(spread, info * weight[..., None, None], residual)
                 left = residual - np.einsum("ckab,ckb->cka", spread[..., :3, :3], solved(residual))
-                weight = 1.0 / (1.0 + np.einsum("cka,ckab,ckb->ck", left, info, left) / robust_scale**2)
+                weight = np.where(robust, 1.0 / (1.0 + np.einsum("cka,ckab,ckb->ck", left, info, left) / scale**2),
+                                  1.0)
             info = info * weight[..., None, None]
         chi2, logdet, solved = _innovation(spread, info, residual)
         cross = spread[..., :, :3]  # P C^T [C, K, 9, 3]
@@ -302,8 +306,8 @@ def advance_numpy(
 def advance_numba(
     mean: np.ndarray, covariance: np.ndarray, evidence: np.ndarray, updates: np.ndarray, predict: bool,
     step: np.ndarray, noise: np.ndarray, density: np.ndarray, decay: float, initial: np.ndarray, points: np.ndarray,
-    information: np.ndarray, measured: np.ndarray, start: np.ndarray, rank: np.ndarray, robust_scale: float,
-    restricted: int = RESTRICTED_UPDATES,
+    information: np.ndarray, measured: np.ndarray, start: np.ndarray, rank: np.ndarray,
+    robust_scale: float | np.ndarray, restricted: int = RESTRICTED_UPDATES,
 ) -> tuple[np.ndarray, ...]:
     """:func:`advance_numpy` in one compiled loop (raises ``ImportError`` without numba; ``evidence`` and
     ``updates`` contiguous, as they change in place). Why: per person and frame numpy's cost is the overhead of
@@ -314,14 +318,15 @@ def advance_numba(
     flag = functools.partial(np.ascontiguousarray, dtype=np.bool_)
     result = advance_kernel(f64(mean), f64(covariance), evidence, updates, bool(predict), f64(step), f64(noise),
                             f64(density), float(decay), f64(initial), f64(points), f64(information), flag(measured),
-                            flag(start), np.ascontiguousarray(rank, dtype=np.int64), float(robust_scale),
+                            flag(start), np.ascontiguousarray(rank, dtype=np.int64),
+                            f64(np.broadcast_to(np.asarray(robust_scale, dtype=np.float64), measured.shape)),
                             int(restricted), ROBUST_ITERATIONS)
     return result if predict else result[:2] + (None, None)
 
 
 def advance(*arguments) -> tuple[np.ndarray, ...]:
     """:func:`advance_numba` when numba is installed, else :func:`advance_numpy` (same arguments)."""
-    return (advance_numba if _numba_available() else advance_numpy)(*arguments)
+    return (advance_numba if numba_available() else advance_numpy)(*arguments)
 
 
 def rts_step_numpy(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndarray, entry_covariance: np.ndarray,
@@ -359,7 +364,7 @@ def rts_step_numba(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndar
 
 def rts_step(*arguments) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rts_step_numba` when numba is installed, else :func:`rts_step_numpy` (same arguments)."""
-    return (rts_step_numba if _numba_available() else rts_step_numpy)(*arguments)
+    return (rts_step_numba if numba_available() else rts_step_numpy)(*arguments)
 
 
 def _innovation(covariance: np.ndarray, information: np.ndarray, residual: np.ndarray):

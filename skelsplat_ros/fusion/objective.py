@@ -118,7 +118,7 @@ class RefineConfig:
         if self.optimizer == "gauss_newton" and self.backend in ("raster", "gsplat"):
             raise ValueError(f"gauss_newton evaluates the analytic objective in closed form: no backend {self.backend}")
         if self.optimizer == "gauss_newton" and self.device.startswith("cuda"):
-            raise ValueError(f"gauss_newton runs on the CPU (numpy, numba): no device {self.device}")
+            raise ValueError(f"gauss_newton runs on the CPU (numpy, C): no device {self.device}")
 
 
 @dataclass
@@ -144,11 +144,17 @@ class TemporalPrior:
         prediction: ``[F, J, 3]`` predicted positions for ``predict`` (NaN = no prediction for that joint).
         sigma_scale: multiplies ``temporal_sigma``: a prediction across a longer gap is less certain. A float, or
             ``[F]`` per frame (a batch of different people).
+        anchor: ``[F, J, 3]`` a second ``predict`` pull, with its own ``anchor_information [F, J, 3, 3]`` (world
+            units^-2; zero: none): the term ``(x - anchor)^T anchor_information (x - anchor)``, whatever
+            ``temporal_weight`` (streaming's depth filter: the causal jerk filters' prediction along the directions
+            the views barely fix). Gauss-Newton only.
     """
 
     mode: str
     prediction: np.ndarray | None = None
     sigma_scale: float | np.ndarray = 1.0
+    anchor: np.ndarray | None = None
+    anchor_information: np.ndarray | None = None
 
 
 @dataclass

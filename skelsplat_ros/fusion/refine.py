@@ -60,6 +60,8 @@ def refine(
         from .gauss_newton import refine_gauss_newton  # numba's kernel: loaded at the first fit, not by check_runtime
 
         return refine_gauss_newton(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal, covariances)
+    if temporal is not None and temporal.anchor is not None:
+        raise ValueError("an anchored temporal prior (the depth filter's) needs optimizer gauss_newton")
     from .adam import refine_adam
 
     return refine_adam(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal)

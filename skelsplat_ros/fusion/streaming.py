@@ -60,6 +60,8 @@ class FrameFit:
         seen: ``[J]`` joints ``min_views`` views agree with (output rule 1).
         bone_prior: the person's bone lengths and tolerances ``[B]`` from the triangulated window (``None``: none
             yet), and warm ``[B]``: bones with ``bone_warmup`` samples (output rule 4).
+        jumpy: the person's triangulations often jump far from their motion (:data:`JUMP_SHARE`): the fit started
+            from the prediction where they did, and the smoother weighs outliers down sooner.
     """
 
     stamp: float
@@ -71,6 +73,7 @@ class FrameFit:
     seen: np.ndarray
     bone_prior: BonePrior | None
     warm: np.ndarray
+    jumpy: bool = False
 
 
 def fuse_streaming(
@@ -102,6 +105,16 @@ def fuse_streaming(
     return concatenate_results(frames, list(skeleton.joint_names))
 
 
+JUMP_SHARE = 0.3
+"""A fit-only fuser with look-ahead gates its initial guess by the prediction, as streaming does, once more than this
+share of its triangulated joints lay beyond the gate (``gate_distance``) from the prediction, forgetting over
+``smoother_memory`` (:attr:`FrameFit.jumpy`): a detector so often grossly wrong that the triangulation is a worse
+start than the motion. Robot rig after the first second, seeds 0-2: 38-45 % with ``hard`` noise, 9-16 % with
+realistic noise (held-out seed 3: 19-22 %, and 26-29 % in its first 13 frames); at most 7 % on the 4-camera rigs
+(BENCHMARKS.md, "Fixed lag"). Below it, no gate: on a narrow
+baseline a prediction gone astray along the depth would replace good triangulations and the fit would follow it."""
+
+
 class StreamingFuser:
     """Causal fusion, one synchronized set of views at a time; the API the ROS node calls.
 
@@ -113,17 +126,21 @@ class StreamingFuser:
     (rule 1 of ``output.py``), keeping the fit in :attr:`fit`: the per-frame data of the fixed-lag smoother
     (``fixed_lag.py``), which decides the output. The prediction still warm-starts the fit and serves the tracker.
     Their covariance is the fit's first-order one, not calibrated (``calibrate_covariance``), and NaN once every
-    joint has a prediction: nothing reads it (the smoother's read-out has its own).
+    joint has a prediction: nothing reads it (the smoother's read-out has its own). ``look_ahead`` (fit-only, for a
+    smoother that reads each frame out with later ones): a person whose triangulations often jump far from the
+    prediction (:data:`JUMP_SHARE`) is fitted from the prediction where they do; at lag 0 that cost the smoother's
+    causal filter coverage and held fewer of its errors in the 90 % ellipsoid (robot rig, ``hard`` noise).
 
     With ``FusionConfig.depth_filter`` (not fit-only), the output takes the causal jerk filters' estimate of a joint
     along the directions its views barely fix (:func:`depth_filtered`), and those joints are fitted as fit-only.
     """
 
-    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False):
+    def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False,
+                 look_ahead: bool = False):
         self.rig = rig
         self.skeleton = skeleton
         self.config = config
-        self.fit_only = fit_only
+        self.fit_only, self.look_ahead = fit_only, look_ahead
         self.fit: FrameFit | None = None
         self.resets = 0
         self.reset()
@@ -136,6 +153,8 @@ class StreamingFuser:
         self._bone_window = np.empty((0, len(self.skeleton.bones)))
         # The median observed bone lengths of every output so far (complete: rule 5's estimate).
         self._observed = LengthMedian(len(self.skeleton.bones))
+        # Fit-only: discounted counts of the triangulated joints beyond the gate and of all of them, and their stamp.
+        self._jumps, self._jump_stamp = np.zeros(2), None
 
     def forget_motion(self) -> None:
         """Forget the last outputs, keeping the bone lengths (after a long gap: at a camera rate of 1 Hz or less,
@@ -189,15 +208,29 @@ class StreamingFuser:
         """The kept state (last outputs, estimate, completed pose, bone-length windows, fit-only fit) as it is now, for
         :meth:`restore`."""
         return (self._history.copy(), self.estimate, self.completed, self._bone_window, self._observed,
-                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered)
+                self.resets, self.fit, None if self.filter is None else self.filter.copy(), self.filtered,
+                self._jumps.copy(), self._jump_stamp)
 
     def restore(self, state: tuple) -> None:
         """Put back a :meth:`snapshot`: a step whose fit the caller rejects (the tracker, when the views it matched
         agree on too few joints) leaves no trace, neither a frame whose unseen joints would empty the prediction nor
         bone lengths triangulated from views that disagree."""
         (history, self.estimate, self.completed, self._bone_window, self._observed, self.resets,
-         self.fit, self.filter, self.filtered) = state
+         self.fit, self.filter, self.filtered, self._jumps, self._jump_stamp) = state
         self._history = history.copy()
+
+    @property
+    def jumpy(self) -> bool:
+        """Fit-only with ``look_ahead``: whether more than :data:`JUMP_SHARE` of the triangulated joints lay beyond
+        the gate from the prediction lately (:attr:`FrameFit.jumpy`)."""
+        return self.look_ahead and bool(self._jumps[0] > JUMP_SHARE * self._jumps[1])
+
+    def _count_jumps(self, stamp: float, beyond: np.ndarray, compared: np.ndarray) -> None:
+        """Count this frame's triangulated joints ``compared [J]`` with the prediction, ``beyond [J]`` the gate."""
+        if self._jump_stamp is not None:
+            self._jumps *= np.exp(-max(stamp - self._jump_stamp, 0.0) / self.config.smoother_memory)
+        self._jump_stamp = stamp
+        self._jumps += [float((beyond & compared).sum()), float(compared.sum())]
 
     def predict(self, stamp: float) -> np.ndarray | None:
         """Constant-velocity prediction ``[J, 3]`` of the joints at ``stamp`` from the last two outputs (NaN for
@@ -313,10 +346,15 @@ def step_together(
             gap_frames[k] = max(1.0, (stamp - fuser._history[-1][0]) * NOMINAL_RATE_HZ)
             # The gate grows with the gap (gate_distance per frame elapsed): after frames without a fit, the person
             # may be far from the extrapolation, and views that agree on where they are must win over it. A fit-only
-            # fuser has no gate: where views hardly fix depth (a narrow baseline), a prediction gone astray would
-            # replace the triangulation and the fit would follow it for good; the smoother weighs outliers instead.
+            # fuser has no gate unless its person is jumpy (JUMP_SHARE): where views hardly fix depth (a narrow
+            # baseline), a prediction gone astray would replace the triangulation and the fit would follow it for
+            # good; the smoother weighs outliers instead.
             with np.errstate(invalid="ignore"):
-                far = ~free[k] & (np.linalg.norm(init[k] - prediction, axis=-1) > config.gate_distance * gap_frames[k])
+                distance = np.linalg.norm(init[k] - prediction, axis=-1)
+                beyond = distance > config.gate_distance * gap_frames[k]
+            if fuser.fit_only:
+                fuser._count_jumps(stamp, beyond, np.isfinite(distance))
+            far = (~free[k] | fuser.jumpy) & beyond
             init[k] = np.where((~np.isfinite(init[k]).all(-1) | far)[:, None], prediction, init[k])
         prior = fuser.bone_prior()
         if prior is not None:
@@ -333,7 +371,7 @@ def step_together(
         if fit_only:
             nothing = np.full((num_joints, 3), np.nan)
             fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], nothing, np.zeros_like(confidence[:, k]),
-                                       nothing, held_lengths[k], bone_sigmas[k], warm[k])
+                                       nothing, held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
     batch = np.flatnonzero(fitted)
     if len(batch):
         single = num == 1
@@ -369,15 +407,25 @@ def step_together(
         seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:
             information = agreeing_information(config, rig, uv_fit, confidence_fit, result.agreement, fitted.joints)
-            fitted, filtered = depth_filtered([fusers[k] for k in batch], stamp, fitted, information)
+            fitted, filtered, anchor, anchor_information = depth_filtered(
+                [fusers[k] for k in batch], stamp, fitted, information)
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
+            if filtered.any():
+                # The output: the frame refitted with the filters' estimate as a prior along the weak directions,
+                # from where the filters put it, so that the bones and the views place the joint with it.
+                anchored = replace(temporal or TemporalPrior("predict"), anchor=anchor,
+                                   anchor_information=anchor_information)
+                refit = refine(rig, skeleton, replace(settings, steps=DEPTH_REFIT_STEPS, splat_sigma_start=None),
+                               uv_fit, confidence_fit, np.where(filtered[..., None], anchor, result.means), bone_prior,
+                               anchored, False)
+                fitted = replace(fitted, joints=np.where(known[pick][..., None], refit.means, np.nan))
         if fit_only:  # the output is the fixed-lag smoother's (fixed_lag.py), from these fits
             fused = seen
             for i, k in enumerate(batch):
                 fusers[k].fit = _frame_fit(stamp, rig, uv[:, k], confidence[:, k], np.where(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
-                    held_lengths[k], bone_sigmas[k], warm[k])
+                    held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
         else:
             fitted = widen_toward_dissent(fitted, pull)  # after the depth filter, which sets the depth's covariance
             offer = complete = observed = None
@@ -420,8 +468,10 @@ one leaves less room in the 90 % ellipsoid (chosen on seeds 0-2 of the robot rig
 
 def uses_depth_filter(config: FusionConfig) -> bool:
     """Whether the streaming output of ``config`` takes the causal jerk filters' estimate along the directions the
-    views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing``)."""
-    return config.method == "skelsplat" and config.smoothing is not None and config.depth_filter > 0
+    views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing`` and a Gauss-Newton
+    streaming fit, whose objective takes the filters' prior)."""
+    return (config.method == "skelsplat" and config.smoothing is not None and config.depth_filter > 0
+            and (config.streaming_refine or config.refine).optimizer == "gauss_newton")
 
 
 def depth_filter_bank(config: FusionConfig, num_joints: int) -> JerkFilterBank:
@@ -440,20 +490,29 @@ def agreeing_information(config: FusionConfig, rig: CameraRig, uv: np.ndarray, c
     return view_information(rig, means, weights * agreement, config.smoothing.pixel_sigma)
 
 
-def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult,
-                   information: np.ndarray) -> tuple[FusionResult, np.ndarray]:
-    """``fitted [N, J]`` (one frame of the people of ``fusers``, calibrated) with each joint moved, along the
-    directions its covariance gives a standard deviation over ``depth_filter``, to the estimate of its fuser's
-    causal jerk filters (``FusionConfig.depth_filter``), which take the fit with its ``information [N, J, 3, 3]``
-    first; and ``[N, J]``, the joints so moved. Its covariance there is the filters' (scaled by the noise their
-    innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``), elsewhere the fit's
-    (times :data:`FILTERED_FIXED_SCALE` for a joint it moved).
+DEPTH_REFIT_STEPS = 3
+"""Gauss-Newton iterations of the depth filter's refit (:func:`depth_filtered`), at the final splat size: it starts
+where the filters put the joints, near its optimum."""
+
+
+def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult, information: np.ndarray
+                   ) -> tuple[FusionResult, np.ndarray, np.ndarray, np.ndarray]:
+    """The causal jerk filters of ``fusers`` (``FusionConfig.depth_filter``) take one frame's fit ``fitted [N, J]``
+    (of their people, calibrated) with its ``information [N, J, 3, 3]``. Returns ``fitted`` with the covariance of
+    each joint, along the directions it gives a standard deviation over ``depth_filter``, the filters' (scaled by
+    the noise their innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``) and
+    elsewhere the fit's times :data:`FILTERED_FIXED_SCALE`; ``[N, J]`` the joints with such directions; and the
+    prior of the refit that places them: the fit moved along those directions to the filters' estimate ``[N, J, 3]``
+    and that estimate's information there ``[N, J, 3, 3]`` (world units^-2; zero elsewhere).
 
     Why there: two views of a narrow baseline barely fix a joint's depth, and a frame's fit may sit far out along
     it (an eighth of the robot rig's joints 150 mm off), where the motion of the frames before fixes it well.
     Across it the views fix the joint to 2 cm or better; the filters' estimate there too (the fixed-lag smoother's
     causal filter, ``lag = 0``) gained a little more on one person, but not through the tracker on the rings, at
-    about twice this cost (BENCHMARKS.md, "One camera at lag 0")."""
+    about twice this cost. Why a prior refitted with the bones rather than the filters' estimate as output: that
+    places each joint alone along its depth, and the real take's limb lengths varied twice as much (BENCHMARKS.md,
+    "One camera at lag 0"). The filters take the fit without the prior: fed a fit already pulled to their own
+    prediction, they would see no innovation along the depth and drift off with the person."""
     config = fusers[0].config
     # Scaled as the fixed-lag output is along the direction its views fix least (its loose lag_covariance).
     scale = config.covariance_scale * config.lag_covariance[1]
@@ -467,21 +526,26 @@ def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionRes
         choice = bank.choice()
         mean, covariance = bank.smoothed(stamp, choice)
         means.append(mean)
-        spread.append(scale * covariance / bank.noise_scale(choice)[:, None, None])
+        spread.append(covariance / bank.noise_scale(choice)[:, None, None])
     means, spread = np.stack(means), np.stack(spread)  # [N, J, 3], [N, J, 3, 3]
     usable = (np.isfinite(fitted.joints).all(-1) & np.isfinite(means).all(-1)
               & np.isfinite(fitted.covariance).all((-1, -2)) & np.isfinite(spread).all((-1, -2)))
     eigen, vectors = np.linalg.eigh(np.where(usable[..., None, None], fitted.covariance, np.eye(3)))
     weak = (eigen > config.depth_filter**2) & usable[..., None]  # [N, J, 3]
-    if not weak.any():
-        return fitted, weak.any(-1)
+    filtered = weak.any(-1)
+    if not filtered.any():
+        return fitted, filtered, fitted.joints, np.zeros(fitted.covariance.shape)
     loose = (vectors * weak[..., None, :]) @ vectors.swapaxes(-1, -2)  # projector onto the weak directions
     fixed = np.eye(3) - loose
-    joints = fitted.joints + np.einsum("njab,njb->nja", loose, np.where(usable[..., None], means - fitted.joints, 0.0))
-    covariance = np.where(weak.any(-1)[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
-                          + loose @ spread @ loose,
+    spread = np.where(usable[..., None, None], spread, np.eye(3))
+    anchor = fitted.joints + np.einsum("njab,njb->nja", loose, np.where(usable[..., None], means - fitted.joints, 0.0))
+    # The estimate's information on the weak directions: the inverse of its covariance there, with the fixed
+    # directions given unit variance and taken out again.
+    information = np.where(filtered[..., None, None], np.linalg.inv(loose @ spread @ loose + fixed) - fixed, 0.0)
+    covariance = np.where(filtered[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
+                          + scale * loose @ spread @ loose,
                           fitted.covariance)
-    return replace(fitted, joints=joints, covariance=covariance), weak.any(-1)
+    return replace(fitted, covariance=covariance), filtered, anchor, information
 
 
 def unfixed_starts_unseen(fitted: FusionResult, predictions: np.ndarray) -> FusionResult:
@@ -559,12 +623,12 @@ def _ray_snap(rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, sigmas: fl
 
 def _frame_fit(
     stamp: float, rig: CameraRig, uv: np.ndarray, confidence: np.ndarray, means: np.ndarray, agreement: np.ndarray,
-    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray,
+    seen: np.ndarray, lengths: np.ndarray, sigmas: np.ndarray, warm: np.ndarray, jumpy: bool,
 ) -> FrameFit:
     """One person's :class:`FrameFit` (``seen [J, 3]``: the rule-1 joints, NaN elsewhere; ``lengths`` and ``sigmas``
     ``[B]``: the bone prior, NaN lengths unknown)."""
     prior = BonePrior(lengths, sigmas) if np.isfinite(lengths).any() else None
-    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm)
+    return FrameFit(stamp, rig, uv, confidence, means, agreement, np.isfinite(seen).all(-1), prior, warm, jumpy)
 
 
 def _single_view_offer(

@@ -109,6 +109,7 @@ class Transform:
 
     @classmethod
     def from_quaternion(cls, translation: np.ndarray, quaternion: np.ndarray) -> "Transform":
+        """From ``translation [3]`` (metres) and ``quaternion [4]`` ``(x, y, z, w)`` (normalised here)."""
         return cls(quaternion_to_matrix(quaternion), np.asarray(translation, dtype=np.float64).reshape(3))
 
     @property
@@ -218,7 +219,8 @@ class TransformBuffer:
 
     def set_transform(self, parent: str, child: str, stamp_ns: int, translation: np.ndarray,
                       quaternion: np.ndarray, static: bool = False) -> None:
-        """Add ``parent_T_child`` at ``stamp_ns`` (ignored for a static edge).
+        """Add ``parent_T_child`` at ``stamp_ns`` (ignored for a static edge): ``translation [3]`` (metres),
+        ``quaternion [4]`` ``(x, y, z, w)`` (normalised here).
 
         A child that changes parent starts a new edge (its old samples would chain through the wrong frame).
         A non-finite or zero quaternion, an empty or equal frame name raise ``ValueError``.

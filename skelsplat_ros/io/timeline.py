@@ -18,10 +18,13 @@ either side of a one-second gap fused as neighbours are smoothed across a second
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 
 __all__ = ["NOMINAL_PERIOD_NS", "Timeline", "frame_timeline", "spread_result"]
+
+Result = TypeVar("Result")
 
 NOMINAL_PERIOD_NS = 1e9 / 30.0
 """The frame period of a recording with fewer than two frames (nothing to measure it on)."""
@@ -101,7 +104,7 @@ def frame_timeline(stamps_ns: np.ndarray) -> Timeline:
     return Timeline(slots, timeline_stamps, float(stamps[-1] - stamps[0]) / float(slots[-1]))
 
 
-def spread_result(result, timeline: Timeline):
+def spread_result(result: Result, timeline: Timeline) -> Result:
     """A fusion result of the recording's frames (``FusionResult`` or ``MultiPersonResult``: per-frame arrays,
     frames first) on the timeline: missing frames have NaN joints and covariances, confidence and views 0."""
     fills = {"joints": np.nan, "confidence": 0.0, "covariance": np.nan, "num_views": 0, "reprojection_error": np.nan}

@@ -126,12 +126,10 @@ def person_rejections(people: np.ndarray, size: np.ndarray | None, margin: float
     xy, conf = people[:, :2], people[:, 2]
     conf_ok = (conf >= 0.0) & (conf <= 1.0 + _CONFIDENCE_SLACK)
     claimed = conf_ok & (conf > 0.0)
-    if size is None:
-        usable = np.isfinite(xy)
-    else:
-        limit = np.asarray(size, dtype=np.float64)[:, None] * (1.0 + margin)  # [2, 1]
-        usable = (xy >= limit * (-margin / (1.0 + margin))) & (xy <= limit)
-    bad_xy = (claimed & ~(usable[:, 0] & usable[:, 1])).any(axis=1)
+    usable = np.isfinite(xy).all(axis=1)  # [P, J]
+    if size is not None:
+        usable &= ~outside_image(np.swapaxes(xy, 1, 2), size, margin)
+    bad_xy = (claimed & ~usable).any(axis=1)
     reasons = np.full(people.shape[0], -1, dtype=np.int64)
     if bad_xy.any():  # rare: tell NaN/inf from merely far off, on the failing people only
         failing = np.flatnonzero(bad_xy)

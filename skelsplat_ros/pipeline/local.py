@@ -6,7 +6,7 @@ more, then reported failed.
 
 Workers are forked from a fork server (``multiprocessing``'s ``forkserver``), a fresh interpreter started once per
 process with one thread for BLAS, OpenMP, numba and torch (:data:`ONE_THREAD`), that has imported what a take needs
-and loaded the numba kernel (``_preload.py``) before it forks. A worker then starts in milliseconds, with that
+and loaded the compiled image kernel (``_preload.py``) before it forks. A worker then starts in milliseconds, with that
 single thread (N workers on N cores share them without oversubscription) and no state of the runner's process
 (its threads, locks, thread pools): what a spawned interpreter gives, without paying for its imports per worker.
 """

@@ -6,13 +6,13 @@ readable at the same path on every node (a shared file system); its output files
 value (through Ray's object store) and the machine running ``skelsplat batch`` writes OUT_DIR. A task whose worker
 process dies is retried once by Ray (``max_retries=1``), then reported failed.
 
-Ray keeps a job's worker processes from task to task, so a worker imports this package and loads the numba kernel
-at its first take only; the take's work and the study's settings are put in the object store once, not sent with
-every task. Threads: Ray starts the worker of a one-CPU task with ``OMP_NUM_THREADS=1`` (unless the cluster's
-environment sets it), which BLAS, OpenMP and torch follow; a local instance started here has every variable of
-:data:`~skelsplat_ros.pipeline.local.ONE_THREAD` in the environment of its processes. No ``runtime_env`` is asked
-for: a job with one cannot use the workers an instance starts in advance, and waits for new ones (measured: 1.2 to
-1.6 s more per run of a 2-CPU local instance).
+Ray keeps a job's worker processes from task to task, so a worker imports this package (numpy, scipy.linalg and the
+compiled image kernel; no numba) at its first take only; the take's work and the study's settings are put in the
+object store once, not sent with every task. Threads: Ray starts the worker of a one-CPU task with
+``OMP_NUM_THREADS=1`` (unless the cluster's environment sets it), which BLAS, OpenMP and torch follow; a local
+instance started here has every variable of :data:`~skelsplat_ros.pipeline.local.ONE_THREAD` in the environment of
+its processes. No ``runtime_env`` is asked for: a job with one cannot use the workers an instance starts in advance,
+and waits for new ones (measured: 1.2 to 1.6 s more per run of a 2-CPU local instance).
 
 Progress comes per finished take (its frames), not frame by frame: a channel from the tasks (an actor) costs a
 process of its own, and tasks that report to it wait for it to start (measured: seconds per take on 2 cores).

@@ -3,7 +3,7 @@ the single commands (detect, fuse, render), in a scratch folder, with the output
 only the machine running ``skelsplat batch`` writes the output folder.
 
 The process running ``skelsplat batch`` imports this module for the settings and results but never runs a take: the
-steps' modules (the fusion, scipy, numba) load in :func:`run_take`, on the workers (the local workers' fork server
+steps' modules (the fusion, scipy) load in :func:`run_take`, on the workers (the local workers' fork server
 loads them in advance: ``_preload.py``)."""
 
 from __future__ import annotations

@@ -320,7 +320,7 @@ class FusionNode(Node):
 
     def _warm_up(self) -> None:
         """In the fusion thread, before any keypoint subscription: every first-call cost of the fusion path (imports,
-        the numba kernel, the tracker's paths for one and several people, the output messages), on throw-away
+        the tracker's numba kernels, the tracker's paths for one and several people, the output messages), on throw-away
         frames. A warm-up that fails is logged, and the node starts anyway."""
         started = time.perf_counter()
         try:

@@ -14,7 +14,7 @@ import functools
 
 import numpy as np
 
-from ..fusion.image_terms import _numba_available
+from ..fusion._numba import numba_available
 
 
 def weighted_cost(distance: np.ndarray, weight: np.ndarray, clip: float, min_common: int) -> np.ndarray:
@@ -61,7 +61,7 @@ def track_costs_numba(points: np.ndarray, centre: np.ndarray, direction: np.ndar
 def track_costs(points: np.ndarray, centre: np.ndarray, direction: np.ndarray, weight: np.ndarray, clip: float,
                 min_common: int) -> np.ndarray:
     """:func:`track_costs_numba` when numba is installed, else :func:`track_costs_numpy` (same arguments)."""
-    implementation = track_costs_numba if _numba_available() else track_costs_numpy
+    implementation = track_costs_numba if numba_available() else track_costs_numpy
     return implementation(points, centre, direction, weight, clip, min_common)
 
 
@@ -112,5 +112,5 @@ def pair_costs_numba(centre: np.ndarray, view: np.ndarray, direction: np.ndarray
 def pair_costs(centre: np.ndarray, view: np.ndarray, direction: np.ndarray, weight: np.ndarray, flip: np.ndarray,
                clip: float, min_common: int) -> np.ndarray:
     """:func:`pair_costs_numba` when numba is installed, else :func:`pair_costs_numpy` (same arguments)."""
-    implementation = pair_costs_numba if _numba_available() else pair_costs_numpy
+    implementation = pair_costs_numba if numba_available() else pair_costs_numpy
     return implementation(centre, view, direction, weight, flip, clip, min_common)

@@ -45,7 +45,7 @@ class LaggedTracker:
                  config: TrackerConfig = TrackerConfig(), lag: float = 0.0):
         self.lag = check_lag(fusion, lag)
         self.skeleton, self.fusion = skeleton, fusion
-        self.tracker = MultiPersonTracker(rig, skeleton, fusion, config, fit_only=True)
+        self.tracker = MultiPersonTracker(rig, skeleton, fusion, config, fit_only=True, look_ahead=self.lag > 0)
         self._smoothers: dict[int, LagSmoother] = {}  # live tracks'
         self._draining: list[LagSmoother] = []  # of mirrored or ended tracks, until their pending frames are out
         self._frames: deque[tuple[float, list[tuple[int, LagSmoother, FrameFit, np.ndarray]]]] = deque()

@@ -264,15 +264,16 @@ class MultiPersonTracker:
         config: gates and life times.
         fit_only: every track's fuser is fit-only (``StreamingFuser``): the people's joints are what the views saw,
             as fitted, and :attr:`TrackerStep.fits` carries each refit for the fixed-lag smoother (``lagged.py``).
+        look_ahead: with ``fit_only``, for a smoother with look-ahead (``StreamingFuser``'s ``look_ahead``).
     """
 
     def __init__(self, rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig = TrackerConfig(),
-                 fit_only: bool = False):
+                 fit_only: bool = False, look_ahead: bool = False):
         self.rig = rig
         self.skeleton = skeleton
         self.fusion = fusion
         self.config = config
-        self.fit_only = fit_only
+        self.fit_only, self.look_ahead = fit_only, look_ahead
         self._tracks: list[_Track] = []
         self._next_id = 0
         self._last_stamp: float | None = None
@@ -399,7 +400,8 @@ class MultiPersonTracker:
             for v, s, flip in cluster:
                 slots[c, v], flips[c, v] = s, flip
         gathered = [self._gather(usable, row, flip) for row, flip in zip(slots, flips)]
-        fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion, fit_only=self.fit_only) for _ in clusters]
+        fusers = [StreamingFuser(self.rig, self.skeleton, self.fusion, fit_only=self.fit_only,
+                                  look_ahead=self.look_ahead) for _ in clusters]
         fits = step_together(fusers, self._stack(gathered), stamp, self.rig)
         for cluster, row, mirror, keypoints, fuser, result in zip(clusters, slots, flips, gathered, fusers, fits):
             joints = fuser.estimate.joints[0]

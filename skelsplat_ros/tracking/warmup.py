@@ -1,7 +1,7 @@
 """Warm-up of a live tracker: throw-away frames that pay every first-call cost before real frames arrive.
 
-The first :meth:`MultiPersonTracker.step` calls of a process are slow: the numba image kernel is compiled or loaded
-from its disk cache, numpy and scipy build their first plans, and every path of the tracker (a birth from an
+The first :meth:`MultiPersonTracker.step` calls of a process are slow: the tracker's numba kernels are compiled or
+loaded from their disk cache, numpy and scipy build their first plans, and every path of the tracker (a birth from an
 unclaimed cluster, confirmation, a batched refit of several people, an empty frame, a track that ends) runs for the
 first time; with a fixed lag, the filter bank's numba kernels and the read-out too. A node that takes real frames
 before that drops or delays them. :func:`warm_up` runs those paths on a tracker of its own (a

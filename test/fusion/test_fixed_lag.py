@@ -11,7 +11,7 @@ import pytest
 from skelsplat_ros.bench.engine import score
 from skelsplat_ros.bench.lag import calibration
 from skelsplat_ros.fusion import fuse_offline, fuse_streaming, preset_config
-from skelsplat_ros.fusion import fixed_lag
+from skelsplat_ros.fusion import fixed_lag, streaming
 from skelsplat_ros.fusion.config import DEPTH_FILTER
 from skelsplat_ros.fusion.fixed_lag import check_lag, fuse_fixed_lag
 from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
@@ -21,7 +21,7 @@ from skelsplat_ros.fusion.result import (
 )
 from skelsplat_ros.geometry.triangulation import project_pinhole
 from skelsplat_ros.fusion.smoothing import SmoothingConfig
-from skelsplat_ros.fusion.streaming import StreamingFuser
+from skelsplat_ros.fusion.streaming import StreamingFuser, depth_filtered, uses_depth_filter
 from skelsplat_ros.sim import make_scenario
 
 FPS = 30.0
@@ -227,7 +227,7 @@ def test_streaming_depth_filter_halves_the_gross_errors_on_the_robot_rig(robot):
     """Issue 21 item 2, lag 0: streaming with the depth filter (``depth_filter``: along the depth two views of the
     narrow baseline barely fix, the causal jerk filters' estimate) has at most half the joints beyond 150 mm of each
     frame's fit alone (the default), and no worse an MPJPE. Measured (seed 3, 150 frames): fit alone 90.9 mm /
-    17.5 %, the depth filter 68.4 mm / 7.5 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.1 mm / 5.0 %;
+    17.5 %, the depth filter 68.4 mm / 7.5 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.7 mm / 5.1 %;
     BENCHMARKS.md, "One camera at lag 0")."""
     scenario, results = robot
     before = score(results["streaming"].joints, scenario.ground_truth)
@@ -266,6 +266,16 @@ def test_a_rejected_step_leaves_no_trace_in_the_depth_filter():
         np.testing.assert_array_equal(undone.step(scenario.keypoints[:, f], f / scenario.fps).joints, expected.joints)
     assert plain.filtered.any()  # the robot rig's depth was filtered: the test can fail
 
+
+def test_the_depth_filter_needs_a_gauss_newton_streaming_fit():
+    """Its prior is a term of the Gauss-Newton objective (``TemporalPrior.anchor``): with an Adam streaming fit (the
+    ``paper`` preset's) the option is off, not an error at the first frame."""
+    config = replace(preset_config("default"), depth_filter=DEPTH_FILTER)
+    assert uses_depth_filter(config)
+    adam = replace(config.streaming_refine, optimizer="adam", backend="analytic")
+    assert not uses_depth_filter(replace(config, streaming_refine=adam))
+    scenario = make_scenario("lab", num_frames=2, seed=3)
+    assert StreamingFuser(scenario.rig, scenario.skeleton, replace(config, streaming_refine=adam)).filter is None
 
 def test_a_frame_depends_on_the_frames_up_to_lag_after_it_only(robot):
     """The recording cut 6 frames (0.2 s) after frame 60 gives frame 60 the same estimate as the whole one: the
@@ -473,3 +483,71 @@ def test_a_lag_flags_the_joints_that_the_views_which_see_them_dispute():
     far, flagged = _flagged(result, scenario.ground_truth[:45])
     assert far >= 20, far
     assert flagged == 100.0, flagged
+
+
+def test_the_depth_filter_places_a_joint_with_its_bones_not_alone(monkeypatch):
+    """Issue 21 item 2: along the depth two views of a narrow baseline barely fix, the filters' estimate enters the
+    frame's refit as a prior, weighed with the views and the person's bone lengths. Output bones are nearer the
+    person's lengths than where the filters alone would put their joints: the earlier output did put them there,
+    and let the real take's limbs vary beyond issue 18's bound (BENCHMARKS.md, "One camera at lag 0")."""
+    kept = []
+
+    def keep(*arguments):
+        answer = depth_filtered(*arguments)
+        kept.append(answer[1:3])  # the joints the filters follow [1, J] and their estimate [1, J, 3]
+        return answer
+
+    monkeypatch.setattr(streaming, "depth_filtered", keep)
+    scenario = make_scenario("robot", num_frames=60, noise="realistic", seed=3)
+    fuser = StreamingFuser(scenario.rig, scenario.skeleton, replace(preset_config("default"), depth_filter=DEPTH_FILTER))
+    bones = scenario.skeleton.bone_array
+    output_miss, filters_miss = [], []
+    for f in range(60):
+        prior = fuser.bone_prior()
+        joints = fuser.step(scenario.keypoints[:, f], f / scenario.fps).joints[0]
+        followed, estimate = kept[-1][0][0], kept[-1][1][0]
+        if prior is None or not followed.any():
+            continue
+        alone = np.where(followed[:, None], estimate, joints)
+        near = followed[bones].any(-1) & np.isfinite(joints[bones]).all((-1, -2)) & np.isfinite(prior.lengths)
+        for pose, miss in ((joints, output_miss), (alone, filters_miss)):
+            lengths = np.linalg.norm(pose[bones[:, 0]] - pose[bones[:, 1]], axis=-1)
+            miss.extend(np.abs(lengths - prior.lengths)[near])
+    # Measured: 28.5 against 39.0 mm over 889 bones.
+    assert len(output_miss) > 100  # the filters followed joints of many bones: the test can fail
+    assert np.mean(output_miss) < 0.85 * np.mean(filters_miss), (np.mean(output_miss), np.mean(filters_miss))
+
+
+def _jumpy_frames(noise: str, lag: float, num_frames: int = 45) -> np.ndarray:
+    """Per frame ``[F]``: whether the fixed-lag fuser's fit-only fuser counted the person jumpy (robot rig, seed 1)."""
+    scenario = make_scenario("robot", num_frames=num_frames, noise=noise, seed=1)
+    fuser = fixed_lag.FixedLagFuser(scenario.rig, scenario.skeleton, preset_config("default"), lag)
+    jumpy = []
+    for f in range(num_frames):
+        fuser.step(scenario.keypoints[:, f], f / scenario.fps)
+        jumpy.append(fuser.fuser.jumpy and fuser.smoother.newest.jumpy)
+    return np.array(jumpy)
+
+
+def test_a_person_whose_triangulations_often_jump_is_gated_at_a_lag_only():
+    """``JUMP_SHARE``: with ``hard`` noise on the robot rig (8 % confident outliers, 4 % swapped labels) 38-45 % of the
+    triangulated joints lie beyond the gate from the person's motion, with realistic noise at most 22 % (seeds 0-5):
+    the first is jumpy within a second at a lag, the second never; at lag 0 nobody is (the causal filter's coverage)."""
+    assert _jumpy_frames("hard", 0.2)[30:].all()
+    assert not _jumpy_frames("realistic", 0.2).any()
+    assert not _jumpy_frames("hard", 0.0).any()
+
+
+def test_lag_1s_is_near_offline_on_the_robot_rig_with_hard_noise():
+    """Issue 21's lag 1 s target, MPJPE <= 1.15x offline, with ``hard`` noise on the robot rig (seed 1, 90 frames).
+    Measured: offline 109.4 mm, lag 1 s 115.1 mm (1.05x); before the jumpy person's gate and tight robust weights
+    (each frame's fit started from its triangulation, 1.4 m off on average) 134.3 mm (1.23x). Seeds 3-5 over 300 frames:
+    BENCHMARKS.md, "Fixed lag"."""
+    scenario = make_scenario("robot", num_frames=90, noise="hard", seed=1)
+    config = preset_config("default")
+    offline = score(fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints, config, fps=scenario.fps).joints,
+                    scenario.ground_truth)
+    lagged = score(fuse_fixed_lag(scenario.rig, scenario.skeleton, scenario.keypoints, config, scenario.fps,
+                                  lag=1.0).joints, scenario.ground_truth)
+    assert lagged[0] <= 1.15 * offline[0], (lagged, offline)
+    assert lagged[2] >= 90.0  # not by leaving joints out

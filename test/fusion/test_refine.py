@@ -251,6 +251,37 @@ def test_bone_prior_holds_a_joint_seen_by_one_view(scene):
     assert np.linalg.norm(result.means[:, wrist] - truth[:, wrist], axis=-1).max() < 0.02
 
 
+def test_an_anchor_fixes_a_joint_only_along_the_direction_it_informs(scene):
+    """Streaming's depth filter anchors a joint along the depth its views barely fix (``TemporalPrior.anchor``, an
+    information matrix): a wrist one view sees, started 10 cm off along that view's ray, goes to the anchor's depth
+    along the ray, while across it the view places it, not the anchor (5 cm off across)."""
+    rig, truth, uv, confidence = scene
+    conf = confidence.copy()
+    wrist = SKELETON.joint_names.index("l_wrist")
+    conf[1:, :, wrist] = 0.0
+    centre = -rig.R[0].T @ rig.t[0]
+    ray = truth[:, wrist] - centre
+    ray /= np.linalg.norm(ray, axis=-1, keepdims=True)  # [F, 3]
+    across = np.cross(ray, [0.0, 0.0, 1.0])
+    across /= np.linalg.norm(across, axis=-1, keepdims=True)
+    anchor, information = np.full(truth.shape, np.nan), np.zeros(truth.shape + (3,))
+    anchor[:, wrist] = truth[:, wrist] + 0.05 * across
+    information[:, wrist] = ray[:, :, None] * ray[:, None, :] / 0.01**2
+    start = truth.copy()
+    start[:, wrist] += 0.1 * ray
+    config = _gauss_newton(steps=8)
+    free = refine(rig, SKELETON, config, uv, conf, start)
+    held = refine(rig, SKELETON, config, uv, conf, start,
+                  temporal=TemporalPrior("predict", anchor=anchor, anchor_information=information))
+    assert np.linalg.norm(free.means[:, wrist] - truth[:, wrist], axis=-1).min() > 0.05  # nothing else fixes depth
+    assert np.linalg.norm(held.means[:, wrist] - truth[:, wrist], axis=-1).max() < 0.005
+    others = np.arange(SKELETON.num_joints) != wrist
+    np.testing.assert_allclose(held.means[:, others], free.means[:, others], atol=1e-6)
+    with pytest.raises(ValueError, match="gauss_newton"):
+        refine(rig, SKELETON, replace(config, optimizer="adam", backend="analytic"), uv, conf, start,
+               temporal=TemporalPrior("predict", anchor=anchor, anchor_information=information))
+
+
 class _OneJointGoesUphill(GaussNewtonObjective):
     """The objective with the step of one joint replaced by a move away from its views (a failed step)."""
 

@@ -132,6 +132,20 @@ def test_out_of_order_across_cameras_and_late_messages():
     assert sync.drops["late"] == 2
 
 
+def test_a_message_within_slop_of_two_frames_joins_the_nearer():
+    # slop 10 ms: b's group at 15 ms is nearer to c's 9 ms than a's group at 0 ms is.
+    sync = make(min_views=2)
+    frames = feed(sync, [(0.000, "a", 0.000), (0.001, "b", 0.015), (0.002, "c", 0.009)])
+    assert [(f.stamp, sorted(f.views)) for f in frames] == [(0.015, ["b", "c"])]
+    assert sync.drops["insufficient_views"] == 1  # a alone
+    # After a frame went out, a message nearer to it than to the frame still pending belongs to it: late.
+    sync = make(min_views=2)
+    frames = feed(sync, [(0.000, "a", 0.000), (0.001, "c", 0.000), (0.002, "d", 0.000),
+                         (0.100, "a", 0.012), (0.101, "b", 0.003), (0.102, "c", 0.012)])
+    assert [(f.stamp, sorted(f.views)) for f in frames] == [(0.0, ["a", "c", "d"]), (0.012, ["a", "c"])]
+    assert sync.drops["late"] == 1
+
+
 def test_newer_complete_group_flushes_older_partial_first():
     sync = make(max_wait=1.0)
     frames = []

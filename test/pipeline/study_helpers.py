@@ -77,21 +77,15 @@ def counting_threads_task(take, settings, progress):
 
 def warm_start_task(take, settings, progress):
     """What the worker process had loaded before its take: a result whose notes say whether this package's fusion
-    and numba's image kernel (with its compiled code) were there already."""
-    kernel = sys.modules.get("skelsplat_ros.fusion._image_kernel")
-    loaded = "skelsplat_ros.pipeline.fuse" in sys.modules and kernel is not None and bool(kernel.image_kernel.overloads)
+    and the compiled image kernel were there already."""
+    loaded = all(name in sys.modules for name in ("skelsplat_ros.pipeline.fuse", "skelsplat_ros.fusion._image_kernel"))
     return TakeResult(take.name, "done", notes=[f"warm {loaded}", f"pid {os.getpid()}"])
 
 
-def kernel_overloads_task(take, settings, progress):
-    """:func:`run_take`, with notes saying how many overloads of numba's image kernel its worker had loaded before and
-    after the take, and whether that worker had imported coverage."""
-    from skelsplat_ros.fusion._image_kernel import image_kernel
-
-    before = len(image_kernel.overloads)
+def numba_task(take, settings, progress):
+    """:func:`run_take`, with a note saying whether its worker had imported numba by the take's end."""
     result = run_take(take, settings, progress)
-    result.notes += [f"overloads {before} -> {len(image_kernel.overloads)}",
-                     f"coverage {sys.modules.get('coverage') is not None}"]
+    result.notes.append(f"numba {'numba' in sys.modules}")
     return result
 
 

@@ -87,3 +87,30 @@ def test_ray_workers_run_with_one_thread_for_blas_openmp_and_numba(local_ray, tm
                         task=study_helpers.environment_task, echo=lambda line: None)
     expected = [f"{key}={value}" for key, value in sorted(ONE_THREAD.items())]
     assert all(r.notes == expected for r in results if r.status == "done") and len(results) == 6
+
+
+def test_a_take_on_a_ray_worker_imports_no_numba(local_ray, tmp_path):
+    """The image terms are compiled ahead of time (fusion/_image_kernel.c): a new job's Ray workers run its takes
+    without loading numba (its import and first kernel load, 0.35 s of CPU, were on every job's critical path). A
+    job of its own, as ``skelsplat batch --ray ADDRESS`` is: this module's job has run takes of two people, whose
+    tracker does load numba, on its workers."""
+    pytest.importorskip("skelsplat_ros.fusion._image_kernel")
+    from skelsplat_ros.bench.batch import write_study
+
+    write_study(tmp_path / "study", takes=3, frames=40)  # one person each
+    code = ("import sys\n"
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "import ray, study_helpers\n"
+            "from skelsplat_ros.pipeline.runner import BatchOptions, run_batch\n"
+            "ray.cloudpickle.register_pickle_by_value(study_helpers)\n"
+            "options = BatchOptions(ray=True, ray_address=sys.argv[3], progress=False)\n"
+            "results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.numba_task,\n"
+            "                    echo=lambda line: None)\n"
+            "print(','.join(r.notes[-1] for r in results if r.status == 'done'))\n")
+    token = Path.home() / ".ray" / "auth_token"
+    environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "study"), str(tmp_path / "out"),
+                          ray.get_runtime_context().gcs_address], env=environment, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == ",".join(["numba False"] * 3)

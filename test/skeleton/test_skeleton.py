@@ -163,6 +163,7 @@ def test_symmetric_bones_mirror_each_other_and_limb_ends_are_forearms_and_shins(
     sym = skeleton.symmetric_bones
     assert len(sym) >= 4
     for a, b in sym:
+        assert a != b  # a bone across the body (hip to hip) is its own mirror: not a pair
         left = {names[j] for j in skeleton.bones[a]}
         right = {names[j] for j in skeleton.bones[b]}
         assert {_mirror(n) for n in left} == right

@@ -109,11 +109,11 @@ def test_pair_costs_by_hand():
 
 
 def test_without_numba_the_references_run(monkeypatch):
-    from skelsplat_ros.fusion import image_terms
+    from skelsplat_ros.fusion import _numba
 
     centre, view, direction, weight = _frame(4, 2, 3)
     points = np.zeros((1, SKELETON.num_joints, 3))
-    image_terms._numba_available.cache_clear()
+    _numba.numba_available.cache_clear()
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba now raises ImportError
     try:
         calls = []
@@ -123,4 +123,4 @@ def test_without_numba_the_references_run(monkeypatch):
         tracks = association.track_costs(points, centre, direction[:, None], weight[:, None], CLIP, MIN_COMMON)
         assert len(calls) == 2 and np.isfinite(pairs).any() and tracks.shape == (1, len(centre), 1)
     finally:
-        image_terms._numba_available.cache_clear()
+        _numba.numba_available.cache_clear()

@@ -76,7 +76,7 @@ def test_single_view_ghost_creates_nobody():
 def test_people_enter_and_leave_and_ids_are_never_reused():
     rig = make_rig("lab", seed=2)
     frames = 150
-    truth = np.stack([_person(2, frames, (-0.6, 0.0), "walk" if False else "reach"), _person(3, frames, (0.7, 0.3))],
+    truth = np.stack([_person(2, frames, (-0.6, 0.0), "reach"), _person(3, frames, (0.7, 0.3))],
                      axis=1)
     truth[:20, 1] = np.nan  # enters at frame 20
     truth[60:100, 1] = np.nan  # leaves at 60 for 1.33 s (longer than delete_after), comes back at 100
@@ -213,6 +213,20 @@ def test_offline_stitches_a_track_the_causal_tracker_split():
     assert np.nanmean(gap) < 0.15, "the stitched gap is interpolated"
     seen = np.r_[0:30, 42:frames]
     assert np.nanmean(np.linalg.norm(offline.joints[seen, 0] - truth[seen, 0], axis=-1)) < 0.03
+
+
+def test_offline_does_not_stitch_someone_else_who_enters_far_away_within_the_gap():
+    """One person leaves at frame 30, another enters 2.5 m away at frame 42 (0.4 s later, within max_gap): walking
+    0.4 s covers 0.3 m + 0.4 m at most (StitchConfig), so they stay two tracks, each seen where it was."""
+    rig = make_rig("lab", seed=8)
+    frames = 75
+    truth = np.stack([_person(13, frames, (-1.0, 0.0), "walk"), _person(14, frames, (1.5, 0.0))], axis=1)
+    truth[30:, 0] = np.nan
+    truth[:42, 1] = np.nan
+    scene = compose_people(rig, SKELETON, truth, FPS, "realistic", seed=8, effects=NO_EFFECTS)
+    offline = track_offline(rig, SKELETON, scene.keypoints, CONFIG, FPS, TrackerConfig(delete_after=0.2))
+    assert offline.num_tracks == 2
+    assert np.isnan(offline.joints[42:, 0]).all() and np.isnan(offline.joints[:30, 1]).all()
 
 
 def test_gated_assignment_keeps_a_good_pair_over_two_gated_out_ones():

@@ -3,8 +3,6 @@ tracker built afterwards as fresh as one built before."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -12,6 +10,7 @@ from skelsplat_ros.fusion import preset_config
 from skelsplat_ros.geometry.camera import Camera, CameraRig
 from skelsplat_ros.skeleton.models import builtin_skeletons, get_skeleton
 from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig
+from skelsplat_ros.tracking.lagged import LaggedFrame
 from skelsplat_ros.tracking.warmup import BONE_LENGTH, synthetic_person, warm_up
 
 
@@ -54,11 +53,10 @@ def test_a_lag_warm_up_runs_the_fixed_lag_path_and_loads_its_kernels(sim_lab_rig
     config = preset_config("default", "skelsplat", mode="streaming")
     report = warm_up(sim_lab_rig, skeleton, config, TrackerConfig(), lag=0.2)
     assert report.rig == "given" and report.people >= 3 and report.last is not None
-    assert hasattr(report.last, "stamp")  # a LaggedFrame: what the fixed-lag read-out published
-    if importlib.util.find_spec("numba") is not None:
-        from skelsplat_ros.fusion._jerk_kernel import advance_kernel, rts_kernel
+    assert isinstance(report.last, LaggedFrame)  # what the fixed-lag read-out published
+    from skelsplat_ros.fusion._jerk_kernel import advance_kernel, rts_kernel  # numba: a requirement of the package
 
-        assert advance_kernel.signatures and rts_kernel.signatures
+    assert advance_kernel.signatures and rts_kernel.signatures
 
 
 @pytest.fixture
