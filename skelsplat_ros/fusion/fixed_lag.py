@@ -50,6 +50,8 @@ from .result import (
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
+    dissent_pull,
+    widen_toward_dissent,
     dissenting_views,
     concatenate_results,
     estimate_bone_prior,
@@ -230,6 +232,8 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     fitted = refine_output(rig, uv, confidence, result, known, names, covariance)
     fitted = calibrate_covariance(fitted, config.lag_covariance, person_noise,
                                   dissenting_views(uv, confidence, fitted.num_views, config.min_confidence), LAG_GROSS)
+    fitted = widen_toward_dissent(fitted, dissent_pull(rig, fitted.joints, uv, confidence,
+                                                       refine_support(uv, confidence, result), config.min_confidence))
     views = views_verdict(rig, uv, confidence, pulled, names) if config.bone_lengths else None
     offered = np.stack([
         smoother.gap_closed(stamp) | (config.single_view_joints & (fit_one > 0))

@@ -251,8 +251,10 @@ def _hold_seen(
         drop_first = broken[:, b] & (mobility[:, first] >= mobility[:, second])
         seen[drop_first, first] = False
         seen[broken[:, b] & ~drop_first, second] = False
-    # A moved joint is described by what its views say at its new place; the others keep the fit's figures.
-    return _masked(_where(moved, verdict, fused), held, seen)
+    # A moved joint is described by what its views say at its new place; the others keep the fit's figures. Its
+    # covariance is that of its views at the new place plus the fit's, which the path calibrated (the views' own
+    # first-order one knows nothing of the fit's residuals or dissent: held gross errors went unflagged without it).
+    return _masked(_where(moved, replace(verdict, covariance=verdict.covariance + fused.covariance), fused), held, seen)
 
 
 def gap_offer(max_frames: int, fps: float, smoothing: SmoothingConfig, views: Views | None,

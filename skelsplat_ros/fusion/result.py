@@ -10,6 +10,7 @@ import numpy as np
 from ..geometry.camera import CameraRig
 from ..geometry.triangulation import (
     project_pinhole,
+    project_with_jacobian,
     triangulate_dlt,
     triangulate_greedy,
     triangulate_robust,
@@ -260,6 +261,47 @@ def dissenting_views(uv: np.ndarray, confidence: np.ndarray, num_views: np.ndarr
     least ``min_confidence``) beyond the ``num_views [..., J]`` that support the estimate."""
     detected = (np.isfinite(uv).all(-1) & (confidence >= min_confidence)).sum(axis=0)
     return np.maximum(detected - num_views.astype(np.int64), 0)
+
+
+DISSENT_PULL = 2.0
+"""Variance floor, in units of the squared pull (``dissent_pull``), along the direction in which the views that detect
+a joint but disagree with it would pull it: a standard deviation of at least 1.4 times that pull. Where one wrong view
+among three supporting ones carries the fit, the view it outvoted is the one that was right, and it pulls towards
+the truth; where the dissenting view is the wrong one, the ellipsoid only reaches towards it. Chosen on seeds 6-11
+(300 frames) of portrait (realistic) and lab (``hard``) streaming, the smallest that flags every joint beyond 150 mm
+it can there (one, two views and no dissent, no rule of this kind can flag; seeds 0-2 have too few such joints to
+choose on), and checked on seeds 0-2 (150 frames) of every rig (BENCHMARKS.md, "Fixed lag")."""
+
+
+def dissent_pull(rig: CameraRig, points: np.ndarray, uv: np.ndarray, confidence: np.ndarray, support: np.ndarray,
+                 min_confidence: float) -> np.ndarray:
+    """How far ``[..., J, 3]`` (m) each joint ``points [..., J, 3]`` would move if the views that detect it (``uv
+    [V, ..., J, 2]`` finite, ``confidence [V, ..., J]`` at least ``min_confidence``) but do not support it (``support
+    [V, ..., J]`` at most ``SUPPORT_THRESHOLD``) counted as much as each view that does (one Gauss-Newton step on
+    the views' reprojection errors alone); 0 where no view dissents."""
+    detected = np.isfinite(uv).all(-1) & (confidence >= min_confidence)
+    agree = detected & (support > SUPPORT_THRESHOLD)
+    dissent = detected & ~agree
+    finite = np.isfinite(points).all(-1)
+    projected, jac, _ = project_with_jacobian(rig.K, rig.R, rig.t, np.where(finite[..., None], points, 0.0))
+    block = np.einsum("...ka,...kb->...ab", jac, jac)  # [V, ..., J, 3, 3]
+    information = np.einsum("v...,v...ab->...ab", (agree | dissent).astype(np.float64), block)
+    information = information + np.eye(3) * 1e-9 * np.abs(information).max(initial=1.0)
+    pull = np.einsum("v...,v...ka,v...k->...a", dissent.astype(np.float64), jac,
+                     np.where(dissent[..., None], uv - projected, 0.0))
+    step = np.linalg.solve(information, pull[..., None])[..., 0]
+    return np.where((finite & dissent.any(0) & (detected.sum(0) >= 2))[..., None], step, 0.0)
+
+
+def widen_toward_dissent(fitted: FusionResult, pull: np.ndarray) -> FusionResult:
+    """``fitted`` with each joint's covariance ``[..., J, 3, 3]`` (m^2) widened, where needed, along its ``pull [...,
+    J, 3]`` (m, ``dissent_pull``) to a variance of ``DISSENT_PULL`` times the pull's squared length there."""
+    length2 = (pull**2).sum(-1)
+    direction = pull / np.sqrt(np.maximum(length2, 1e-30))[..., None]
+    along = np.einsum("...a,...ab,...b->...", direction, fitted.covariance, direction)
+    lift = np.maximum(DISSENT_PULL * length2 - along, 0.0)  # NaN (no covariance) stays NaN
+    return replace(fitted, covariance=fitted.covariance + lift[..., None, None] * direction[..., :, None]
+                   * direction[..., None, :])
 
 
 def calibrate_covariance(fitted: FusionResult, scales: tuple[float, float], pixel_sigma: float | np.ndarray,

@@ -25,6 +25,8 @@ from .result import (
     FusionResult,
     bone_lengths_of,
     calibrate_covariance,
+    dissent_pull,
+    widen_toward_dissent,
     dissenting_views,
     checked_stamp,
     concatenate_results,
@@ -32,6 +34,7 @@ from .result import (
     fallback_position,
     frame_stamps,
     refine_output,
+    refine_support,
     split_keypoints,
     summarise,
     triangulate_baseline,
@@ -398,6 +401,8 @@ def step_together(
             dissent = dissenting_views(uv_fit, confidence_fit, fitted.num_views, config.min_confidence)
             fitted = calibrate_covariance(fitted, config.streaming_covariance, config.nominal_pixel_sigma, dissent,
                                           STREAMING_GROSS)
+            pull = dissent_pull(rig, fitted.joints, uv_fit, confidence_fit,
+                                refine_support(uv_fit, confidence_fit, result), config.min_confidence)
         # The fuser predicts from (and the tracker associates with) what the views saw, as fitted.
         seen = seen_joints(fitted, config.min_views)
         if first.filter is not None:
@@ -422,6 +427,7 @@ def step_together(
                     known[k][:, None], result.means[i], np.nan), result.agreement[:, i], seen.joints[i],
                     held_lengths[k], bone_sigmas[k], warm[k], fusers[k].jumpy)
         else:
+            fitted = widen_toward_dissent(fitted, pull)  # after the depth filter, which sets the depth's covariance
             offer = complete = observed = None
             usable = np.where(confidence_fit >= config.min_confidence, confidence_fit, 0.0)
             if config.complete:
