@@ -57,7 +57,7 @@ def refine(
             ``RefineResult.covariances`` ``None``.
     """
     if config.optimizer == "gauss_newton":
-        from .gauss_newton import refine_gauss_newton  # numba's kernel: loaded at the first fit, not by check_runtime
+        from .gauss_newton import refine_gauss_newton  # the image kernel: loaded at the first fit, not by check_runtime
 
         return refine_gauss_newton(rig, skeleton, config, uv, confidence, init_means, bone_prior, temporal, covariances)
     if temporal is not None and temporal.anchor is not None:
