@@ -408,7 +408,7 @@ def step_together(
         if first.filter is not None:
             information = agreeing_information(config, rig, uv_fit, confidence_fit, result.agreement, fitted.joints)
             fitted, filtered, anchor, anchor_information = depth_filtered(
-                [fusers[k] for k in batch], stamp, fitted, information)
+                [fusers[k] for k in batch], stamp, fitted, information, BonePrior(lengths_fit, sigmas_fit))
             for i, k in enumerate(batch):
                 fusers[k].filtered = filtered[i]
             if filtered.any():
@@ -495,15 +495,40 @@ DEPTH_REFIT_STEPS = 3
 where the filters put the joints, near its optimum."""
 
 
-def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult, information: np.ndarray
-                   ) -> tuple[FusionResult, np.ndarray, np.ndarray, np.ndarray]:
+BONE_GATE = 2.0
+"""The depth filter's prior is left out for a joint whose move to the filters' estimate would put one of its bones
+(to the other end as fitted) more than this many of the bone's standard deviations (the person's, ``BonePrior``)
+further from the person's length than the fit has it (:func:`breaks_bones`). Chosen on seeds 0-2 of the robot, lab
+and portrait rigs (1: robot 61.3 mm, 6.27 % beyond 150 mm; 2: 56.3 mm, 4.24 %; 3: 55.4 mm, 3.94 %; none: 54.6 mm,
+3.63 %) and on the real Pose2Sim take's limbs (BENCHMARKS.md, "One camera at lag 0")."""
+
+
+def breaks_bones(moved: np.ndarray, fitted: np.ndarray, bones: np.ndarray, prior: BonePrior) -> np.ndarray:
+    """``[N, J]``: the joints whose position ``moved [N, J, 3]`` (the fit's ``fitted [N, J, 3]`` elsewhere) puts one
+    of their ``bones [B, 2]`` more than :data:`BONE_GATE` of its ``prior.sigmas [N, B]`` further from its length
+    ``prior.lengths [N, B]`` than the fit does (NaN: a bone that is not judged)."""
+    first, second = bones.T
+    fit = np.abs(np.linalg.norm(fitted[:, first] - fitted[:, second], axis=-1) - prior.lengths)  # [N, B]
+    excess = np.zeros(moved.shape[:2])  # [N, J] the largest, over a joint's bones, in standard deviations
+    with np.errstate(invalid="ignore"):
+        for own, other in ((first, second), (second, first)):
+            gap = np.fmin(*(np.abs(np.linalg.norm(moved[:, own] - end[:, other], axis=-1) - prior.lengths)
+                            for end in (fitted, moved)))
+            np.fmax.at(excess.T, own, ((gap - fit) / prior.sigmas).T)  # fmax: a NaN bone judges nothing
+    return excess > BONE_GATE
+
+
+def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionResult, information: np.ndarray,
+                   bones: BonePrior) -> tuple[FusionResult, np.ndarray, np.ndarray, np.ndarray]:
     """The causal jerk filters of ``fusers`` (``FusionConfig.depth_filter``) take one frame's fit ``fitted [N, J]``
     (of their people, calibrated) with its ``information [N, J, 3, 3]``. Returns ``fitted`` with the covariance of
     each joint, along the directions it gives a standard deviation over ``depth_filter``, the filters' (scaled by
     the noise their innovations showed, by ``covariance_scale`` and by the loose scale of ``lag_covariance``) and
     elsewhere the fit's times :data:`FILTERED_FIXED_SCALE`; ``[N, J]`` the joints with such directions; and the
     prior of the refit that places them: the fit moved along those directions to the filters' estimate ``[N, J, 3]``
-    and that estimate's information there ``[N, J, 3, 3]`` (world units^-2; zero elsewhere).
+    and that estimate's information there ``[N, J, 3, 3]`` (world units^-2; zero elsewhere). A joint that estimate
+    would pull off the person's bone lengths ``bones`` (``[N, B]``, :func:`breaks_bones`) keeps the fit's position
+    and covariance, and no prior, while still counted as followed.
 
     Why there: two views of a narrow baseline barely fix a joint's depth, and a frame's fit may sit far out along
     it (an eighth of the robot rig's joints 150 mm off), where the motion of the frames before fixes it well.
@@ -512,7 +537,10 @@ def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionRes
     about twice this cost. Why a prior refitted with the bones rather than the filters' estimate as output: that
     places each joint alone along its depth, and the real take's limb lengths varied twice as much (BENCHMARKS.md,
     "One camera at lag 0"). The filters take the fit without the prior: fed a fit already pulled to their own
-    prediction, they would see no innovation along the depth and drift off with the person."""
+    prediction, they would see no innovation along the depth and drift off with the person. Why not where it
+    breaks the bones: the filters' estimate lags a limb that moves fast along the depth (the real take's forearm,
+    30-70 mm too long for 10 frames, an elbow pulled 150-260 mm along it), and its covariance there says so too little
+    for a test of its innovation to catch (below the 99 % point); the bones, held by the views, do."""
     config = fusers[0].config
     # Scaled as the fixed-lag output is along the direction its views fix least (its loose lag_covariance).
     scale = config.covariance_scale * config.lag_covariance[1]
@@ -541,8 +569,10 @@ def depth_filtered(fusers: list[StreamingFuser], stamp: float, fitted: FusionRes
     anchor = fitted.joints + np.einsum("njab,njb->nja", loose, np.where(usable[..., None], means - fitted.joints, 0.0))
     # The estimate's information on the weak directions: the inverse of its covariance there, with the fixed
     # directions given unit variance and taken out again.
-    information = np.where(filtered[..., None, None], np.linalg.inv(loose @ spread @ loose + fixed) - fixed, 0.0)
-    covariance = np.where(filtered[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
+    held = filtered & ~breaks_bones(anchor, fitted.joints, fusers[0].skeleton.bone_array, bones)
+    anchor = np.where(held[..., None], anchor, fitted.joints)
+    information = np.where(held[..., None, None], np.linalg.inv(loose @ spread @ loose + fixed) - fixed, 0.0)
+    covariance = np.where(held[..., None, None], FILTERED_FIXED_SCALE * fixed @ fitted.covariance @ fixed
                           + scale * loose @ spread @ loose,
                           fitted.covariance)
     return replace(fitted, covariance=covariance), filtered, anchor, information
