@@ -400,16 +400,19 @@ def test_hard_noise_on_the_robot_rig_is_covered_streaming_and_at_a_lag():
         assert flagged == 100.0, (name, flagged)
 
 
-def test_streaming_flags_the_gross_errors_of_a_disputed_pair_of_views():
+@pytest.mark.parametrize("depth_filter", [0.0, DEPTH_FILTER])
+def test_streaming_flags_the_gross_errors_of_a_disputed_pair_of_views(depth_filter):
     """The lab rig with ``hard`` noise, seed 3, 150 frames: of the joints more than 150 mm off, at least 90 % have a
     largest standard deviation of 75 mm or more (nearly all were two views agreeing on a wrong point while another
-    view disagreed; 61 % were flagged on seeds 3-5 before). The 90 % ellipsoid still holds at most 95 %."""
+    view disagreed; 61 % were flagged on seeds 3-5 before). The 90 % ellipsoid still holds at most 95 % with each
+    frame's fit alone; with the depth filter (the default) this seed holds 95.5 % (seeds 3-5 over 300 frames:
+    94.1 %, BENCHMARKS.md "One camera at lag 0"), so its bound here is 96 %."""
     scenario = make_scenario("lab", num_frames=150, noise="hard", seed=3)
-    result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, preset_config("default"),
-                            scenario.fps)
+    result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints,
+                            replace(preset_config("default"), depth_filter=depth_filter), scenario.fps)
     inside, flagged = calibration(result.joints, result.covariance, scenario.ground_truth)
     assert flagged >= 90.0, flagged
-    assert inside <= 95.0, inside
+    assert inside <= (96.0 if depth_filter else 95.0), inside
 
 
 def test_the_lag_covariance_is_calibrated_on_a_rig_it_was_not_tuned_on():
