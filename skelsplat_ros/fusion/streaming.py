@@ -501,16 +501,18 @@ estimate against the fit across the weak directions)."""
 
 BONE_GATE = 2.0
 """The depth filter's prior is left out for a joint whose move to the filters' estimate would put one of its bones
-(to the other end as fitted) more than this many of the bone's standard deviations (the person's, ``BonePrior``)
-further from the person's length than the fit has it (:func:`breaks_bones`). Chosen on seeds 0-2 of the robot, lab
-and portrait rigs (1: robot 61.3 mm, 6.27 % beyond 150 mm; 2: 56.3 mm, 4.24 %; 3: 55.4 mm, 3.94 %; none: 54.6 mm,
-3.63 %) and on the real Pose2Sim take's limbs (BENCHMARKS.md, "One camera at lag 0")."""
+more than this many of the bone's standard deviations (the person's, ``BonePrior``) further from the person's length
+than the fit has it (:func:`breaks_bones`). Chosen on seeds 0-2 of the robot rig (1: 61.3 mm, 6.27 % beyond 150 mm;
+2: 56.3 mm, 4.24 %; 3: 55.4 mm, 3.94 %; none: 54.6 mm, 3.63 %) with the real Pose2Sim take's limbs in view (track
+1's CV 0.043 / 0.045 / 0.051 at 1 / 2 / 3; BENCHMARKS.md, "One camera at lag 0")."""
 
 
 def breaks_bones(moved: np.ndarray, fitted: np.ndarray, bones: np.ndarray, prior: BonePrior) -> np.ndarray:
-    """``[N, J]``: the joints whose position ``moved [N, J, 3]`` (the fit's ``fitted [N, J, 3]`` elsewhere) puts one
-    of their ``bones [B, 2]`` more than :data:`BONE_GATE` of its ``prior.sigmas [N, B]`` further from its length
-    ``prior.lengths [N, B]`` than the fit does (NaN: a bone that is not judged)."""
+    """``[N, J]``: the joints whose position ``moved [N, J, 3]`` (the fit is ``fitted [N, J, 3]``) puts one of their
+    ``bones [B, 2]`` more than :data:`BONE_GATE` of its ``prior.sigmas [N, B]`` further from its length
+    ``prior.lengths [N, B]`` than the fit does (NaN: a bone that is not judged). The bone's other end is taken as
+    fitted or as moved, whichever is nearer the length: a whole limb moved together keeps its bones (a frame whose fit
+    is off everywhere and whose estimate is right, lab rig, held-out seed 3)."""
     first, second = bones.T
     fit = np.abs(np.linalg.norm(fitted[:, first] - fitted[:, second], axis=-1) - prior.lengths)  # [N, B]
     excess = np.zeros(moved.shape[:2])  # [N, J] the largest, over a joint's bones, in standard deviations
