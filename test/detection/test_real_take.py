@@ -28,6 +28,7 @@ from skelsplat_ros.detection import DetectorConfig  # noqa: E402
 from skelsplat_ros.detection.recording import detect_recording  # noqa: E402
 from skelsplat_ros.detection.sources import open_source  # noqa: E402
 from skelsplat_ros.fusion import preset_config  # noqa: E402
+from skelsplat_ros.fusion.config import DEPTH_FILTER  # noqa: E402
 from skelsplat_ros.fusion.streaming import uses_depth_filter  # noqa: E402
 from skelsplat_ros.geometry.calibration import load_calibration  # noqa: E402
 from skelsplat_ros.io.keypoints import align_to_rig, load_keypoints, save_keypoints_npz  # noqa: E402
@@ -162,7 +163,7 @@ def test_every_output_limb_keeps_its_length_through_the_take(take, mode):
     (``streaming.BONE_GATE``), track 1's right forearm varied with CV 0.069 (measured since: 0.044 and 0.044)."""
     keypoints, rig, _ = take
     run = track_offline if mode == "offline" else track_streaming
-    config = preset_config("default")
+    config = replace(preset_config("default"), depth_filter=DEPTH_FILTER)  # the default (test_fixed_lag.py)
     assert mode == "offline" or uses_depth_filter(config)
     result = run(rig, get_skeleton("coco17"), keypoints.keypoints, config, keypoints.fps)
     for track, stats in people_limb_consistency(result.joints, result.track_ids, result.joint_names).items():

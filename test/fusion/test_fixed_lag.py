@@ -478,7 +478,7 @@ def test_streaming_flags_the_joints_that_three_views_carry_with_one_of_them_wron
         result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints[:, :90],
                                 replace(config, depth_filter=depth_filter), scenario.fps)
         far[depth_filter], flagged = _flagged(result, scenario.ground_truth[:90])
-        assert flagged == 100.0, (depth_filter, flagged)
+        assert far[depth_filter] == 0 or flagged == 100.0, (depth_filter, flagged)
     assert far[0.0] >= 5 and far[DEPTH_FILTER] <= far[0.0], far
 
 
