@@ -104,22 +104,7 @@ def test_a_take_on_a_ray_worker_imports_no_numba(local_ray, tmp_path):
     pytest.importorskip("skelsplat_ros.fusion._image_kernel")
 
     write_study(tmp_path / "study", takes=3, frames=40)  # one person each
-    code = ("import sys\n"
-            f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-            "import ray, study_helpers\n"
-            "from skelsplat_ros.pipeline.runner import BatchOptions, run_batch\n"
-            "ray.cloudpickle.register_pickle_by_value(study_helpers)\n"
-            "options = BatchOptions(ray=True, ray_address=sys.argv[3], progress=False)\n"
-            "results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.numba_task,\n"
-            "                    echo=lambda line: None)\n"
-            "print(','.join(r.notes[-1] for r in results if r.status == 'done'))\n")
-    token = Path.home() / ".ray" / "auth_token"
-    environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "study"), str(tmp_path / "out"),
-                          ray.get_runtime_context().gcs_address], env=environment, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == ",".join(["numba False"] * 3)
+    assert _batch_as_a_new_job(tmp_path / "study", tmp_path / "out", "numba_task", -1) == ["numba False"] * 3
 
 
 def test_a_new_job_s_workers_load_a_take_s_modules_before_its_first_take(local_ray, tmp_path):
@@ -129,6 +114,16 @@ def test_a_new_job_s_workers_load_a_take_s_modules_before_its_first_take(local_r
     them on its workers long ago); the same script without ``start`` finds them missing at each worker's first
     take."""
     write_study(tmp_path / "study", takes=4, frames=40)
+    started = _batch_as_a_new_job(tmp_path / "study", tmp_path / "start", "warm_start_task", 0, start=True)
+    plain = _batch_as_a_new_job(tmp_path / "study", tmp_path / "plain", "warm_start_task", 0)
+    assert started == ["warm True"] * 4
+    assert "warm False" in plain  # what the warm-up saves: the first take of a worker loads them
+
+
+def _batch_as_a_new_job(study: Path, out: Path, task: str, note: int, start: bool = False) -> list[str]:
+    """``run_batch`` of ``study_helpers.<task>`` on the module's instance from a process of its own (a Ray job of
+    its own, as ``skelsplat batch --ray ADDRESS`` is; ``start``: after ``ray_backend.start``, as the command calls
+    it): the note ``note`` of each take done."""
     code = ("import sys\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import ray, study_helpers\n"
@@ -138,17 +133,13 @@ def test_a_new_job_s_workers_load_a_take_s_modules_before_its_first_take(local_r
             "if sys.argv[4] == 'start':\n"
             "    ray_backend.start(sys.argv[3], 1, 4)\n"
             "options = BatchOptions(ray=True, ray_address=sys.argv[3], progress=False)\n"
-            "results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.warm_start_task,\n"
+            f"results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.{task},\n"
             "                    echo=lambda line: None)\n"
-            "print(','.join(r.notes[0] for r in results))\n")
+            f"print(','.join(r.notes[{note}] for r in results if r.status == 'done'))\n")
     token = Path.home() / ".ray" / "auth_token"
     environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
-    printed = {}
-    for how in ("start", "plain"):
-        run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "study"), str(tmp_path / how),
-                              ray.get_runtime_context().gcs_address, how], env=environment, capture_output=True,
-                             text=True, timeout=300)
-        assert run.returncode == 0, run.stderr
-        printed[how] = run.stdout.strip().splitlines()[-1].split(",")
-    assert printed["start"] == ["warm True"] * 4
-    assert "warm False" in printed["plain"]  # what the warm-up saves: the first take of a worker loads them
+    run = subprocess.run([sys.executable, "-c", code, str(study), str(out), ray.get_runtime_context().gcs_address,
+                          "start" if start else "plain"], env=environment, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip().splitlines()[-1].split(",")
