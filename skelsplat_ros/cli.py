@@ -655,8 +655,9 @@ def _batch(args: argparse.Namespace) -> int:
                            force=args.force, progress=not args.quiet)
     results = run_batch(args.study, args.output, StudySettings(fuse, detect, render), options)
     status = 1 if any(result.status == "failed" for result in results) else 0
-    if args.program and "ray" in sys.modules and sys.modules["ray"].is_initialized():
-        # A cluster joined and left connected (ray_backend.start): the process ends here, which leaves it.
+    if args.program:
+        # The process ends here, its work done: a Ray cluster joined and left connected (ray_backend.start) is left
+        # by that, and the interpreter's teardown of what the command loaded is skipped.
         import os
 
         sys.stdout.flush()
@@ -909,8 +910,8 @@ def _add_bench_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``skelsplat`` command on ``argv``; None: this process's command line (the program itself, which
-    ``batch --ray ADDRESS`` ends by ``os._exit`` once done: see :func:`_batch`)."""
+    """The ``skelsplat`` command on ``argv``; None: this process's command line (the program itself, which ``batch``
+    ends by ``os._exit`` once its summary is out: see :func:`_batch`)."""
     program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["batch"]:
