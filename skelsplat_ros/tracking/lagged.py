@@ -81,6 +81,8 @@ class LaggedTracker:
             if smoother is None:
                 smoother = self._smoothers[track_id] = LagSmoother(self.skeleton, self.fusion, self.lag)
             smoother.add(fit, information[k])
+            if track_id in self._confirmed and smoother.pending[0].stamp <= float(stamp) - self.lag + LAG_TOLERANCE:
+                smoother.prefetch(smoother.pending[0].stamp)  # its frame out in this step
             entries.append((track_id, smoother, fit, views))
         self._frames.append((float(stamp), entries))
         return step, out + self._due(float(stamp))
