@@ -519,9 +519,10 @@ def _add_fuse_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--complete", action="store_true",
                         help="every joint of a person in every frame the person is output: the joints no two views "
                         "agree on filled from the body model (bone lengths, recent pose, one view's ray), confidence 0")
-    parser.add_argument("--depth-filter", action="store_true",
+    parser.add_argument("--depth-filter", action=argparse.BooleanOptionalAction, default=True,
                         help="streaming at lag 0: along the depth a joint's views barely fix (a narrow baseline's), "
-                             "refit the frame with the causal jerk filters' estimate of its motion as a prior there")
+                             "refit the frame with the causal jerk filters' estimate of its motion as a prior there "
+                             "(default; --no-depth-filter: each frame's fit alone)")
     parser.add_argument("--lag", type=float, default=0.0, metavar="SECONDS",
                         help="streaming: publish each frame this late, estimated from the frames up to SECONDS after "
                              "it by the fixed-lag smoother (offline's priors on a sliding window); 0 = causal")

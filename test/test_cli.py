@@ -151,8 +151,8 @@ def test_fuse_streaming_with_a_lag_is_the_core_fixed_lag_output(case, capsys, tm
 
 
 def test_fuse_streaming_depth_filter_is_the_core_streaming_output(case, capsys, tmp_path):
-    """--mode streaming --depth-filter is fusion.streaming.fuse_streaming with the depth filter (the node's API);
-    without it each frame's fit alone (the default)."""
+    """--mode streaming is fusion.streaming.fuse_streaming with the depth filter (the node's API; the default);
+    with --no-depth-filter each frame's fit alone."""
     from dataclasses import replace
 
     from skelsplat_ros.fusion import fuse_streaming, preset_config
@@ -160,19 +160,19 @@ def test_fuse_streaming_depth_filter_is_the_core_streaming_output(case, capsys, 
     from skelsplat_ros.geometry.calibration import load_calibration
 
     config = preset_config("default", mode="streaming")
-    for flags, depth_filter in (((), 0.0), (("--depth-filter",), DEPTH_FILTER)):
+    for flags, depth_filter in (((), DEPTH_FILTER), (("--no-depth-filter",), 0.0)):
         output = tmp_path / f"stream{len(flags)}.npz"
         status, _, err = _run_main(_fuse_args(case, output, "--mode", "streaming", *flags), capsys)
         assert status == 0, err
         expected = fuse_streaming(load_calibration(case["calibration"]), get_skeleton("h36m17"), case["raw"],
                                   replace(config, depth_filter=depth_filter), 30.0)
         np.testing.assert_allclose(load_result(output)["joints"], expected.joints, atol=1e-9)
-    assert config.depth_filter == 0.0
+    assert config.depth_filter == DEPTH_FILTER
     # The flag's reach, on the settings it makes (this take's four views may leave no depth to filter).
     from skelsplat_ros.pipeline.settings import FuseSettings
 
-    assert FuseSettings(mode="streaming", depth_filter=True).fusion_config().depth_filter == DEPTH_FILTER
-    assert FuseSettings(mode="streaming").fusion_config().depth_filter == 0.0
+    assert FuseSettings(mode="streaming", depth_filter=False).fusion_config().depth_filter == 0.0
+    assert FuseSettings(mode="streaming").fusion_config().depth_filter == DEPTH_FILTER
 
 
 def test_fuse_streaming_single_view_joints(case, capsys, tmp_path):

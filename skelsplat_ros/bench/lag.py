@@ -2,7 +2,7 @@
 per frame, and how well every mode's covariance is calibrated, on simulated rigs with ground truth.
 
 Per rig and noise, errors pooled over the seeds: MPJPE (mm), the share of joints beyond 150 mm and coverage, for
-today's streaming fuser, the fixed-lag smoother at each lag (0 = its causal filter) and offline; process CPU time
+today's streaming fuser (with the depth filter, the default, and each frame's fit alone), the fixed-lag smoother at each lag (0 = its causal filter) and offline; process CPU time
 per frame (the machine may be shared: CPU time, and ratios against streaming measured in the same run); and the
 covariance's calibration: the share of errors inside the covariance's 90 % ellipsoid (``e^T C^-1 e`` at most the
 chi-square 90 % point with 3 degrees of freedom) and, of the joints beyond 150 mm, the share whose largest standard
@@ -21,7 +21,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..fusion import FusionConfig, fuse_offline, fuse_streaming, preset_config
-from ..fusion.config import DEPTH_FILTER
 from ..fusion.fixed_lag import fuse_fixed_lag
 from ..sim import make_scenario
 from ..sim.scenes import make_multi_person_scenario
@@ -72,10 +71,9 @@ def _modes(config: FusionConfig, lags: list[float], single_view_joints: bool = F
         variants.append((", single_view_joints", replace(config, single_view_joints=True)))
     modes = [(f"streaming{name}", lambda s, c=c: fuse_streaming(s.rig, s.skeleton, s.keypoints, c, s.fps))
              for name, c in variants]
-    # Streaming with the depth filter (FusionConfig.depth_filter, off by default).
-    filtered = replace(config, depth_filter=DEPTH_FILTER)
-    modes.insert(1, ("streaming, depth filter",
-                     lambda s: fuse_streaming(s.rig, s.skeleton, s.keypoints, filtered, s.fps)))
+    # Streaming without the depth filter (FusionConfig.depth_filter, on by default): each frame's fit alone.
+    alone = replace(config, depth_filter=0.0)
+    modes.insert(1, ("streaming, fit alone", lambda s: fuse_streaming(s.rig, s.skeleton, s.keypoints, alone, s.fps)))
     modes += [(f"lag {lag:g} s{name}", lambda s, lag=lag, c=c: fuse_fixed_lag(s.rig, s.skeleton, s.keypoints, c, s.fps,
                                                                              lag=lag))
               for lag in lags for name, c in variants]
@@ -120,10 +118,10 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                                                  noise="realistic", seed=seed) for seed in seeds]
             oracles = [oracle_triangulation(scene, config) for scene in scenes]
             causal_cpu = None
-            filtered = replace(config, depth_filter=DEPTH_FILTER)  # the causal tracker with the depth filter
-            for fusion in (config, filtered):  # numba's first calls (compiling or loading its cache) are not timed
+            alone = replace(config, depth_filter=0.0)  # the causal tracker without the depth filter
+            for fusion in (alone, config):  # numba's first calls (compiling or loading its cache) are not timed
                 track_streaming(scenes[0].rig, scenes[0].skeleton, scenes[0].keypoints[:, :10], fusion, scenes[0].fps)
-            for lag, fusion in [(0.0, config), (0.0, filtered)] + [(lag, config) for lag in lags]:
+            for lag, fusion in [(0.0, alone), (0.0, config)] + [(lag, config) for lag in lags]:
                 start = time.process_time()
                 joints = [track_streaming(s.rig, s.skeleton, s.keypoints, fusion, s.fps, lag=lag).joints
                           for s in scenes]
@@ -133,7 +131,7 @@ def run_people_benchmark(people: list[int], views: list[int], lags: list[float],
                 mpjpe = float(np.mean([x.mpjpe_mm for x in scores]))
                 recall = float(np.mean([x.recall for x in scores]))
                 switches = sum(sum(x.id_switches) for x in scores)
-                mode = (f"causal{', depth filter' if fusion.depth_filter else ''}" if lag == 0
+                mode = (f"causal{'' if fusion.depth_filter else ', fit alone'}" if lag == 0
                         else f"lag {lag:g} s")
                 log(f"| {num_people} | {num_views} | {mode} | {mpjpe:.2f} | {recall:.3f} | {switches} | "
                     f"{1000 * cpu:.1f} | {cpu / causal_cpu:.2f}x |")

@@ -22,9 +22,11 @@ BACKENDS = ("raster", "analytic", "gsplat")
 DEVICES = ("auto", "cpu", "cuda")
 """Torch devices of the Adam path (``auto`` = CUDA when torch sees a device, else the CPU)."""
 DEPTH_FILTER = 0.02
-"""``FusionConfig.depth_filter`` (m) when asked for (node parameter ``depth_filter``, ``skelsplat fuse
---depth-filter``): chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One camera at lag 0").
-Off by default: on the real Pose2Sim take it lets limb lengths vary beyond issue 18's bound (test_real_take.py)."""
+"""``FusionConfig.depth_filter`` (m), the default (node parameter ``depth_filter``, ``skelsplat fuse
+--no-depth-filter`` to turn it off): chosen on seeds 0-2 of the robot, lab and portrait rigs (BENCHMARKS.md, "One
+camera at lag 0"). The default since its prior leaves out the joints it would pull off the person's bone lengths
+(``streaming.BONE_GATE``): before that, on the real Pose2Sim take, it let limb lengths vary beyond issue 18's bound
+(test_real_take.py)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class FusionConfig:
             (world units; the depth of two views of a narrow baseline), the causal estimate of the fixed-lag
             smoother's filter bank (``jerk_filter.py``: the offline jerk prior, robust weights) on the fits so far
             is a prior there in a refit of the frame, with the views and the bone lengths (``streaming.
-            depth_filtered``). 0 = each frame's fit alone; off without ``smoothing`` or a Gauss-Newton streaming fit.
+            depth_filtered``). Default :data:`DEPTH_FILTER`; 0 = each frame's fit alone; off without ``smoothing`` or
+            a Gauss-Newton streaming fit.
         reset_after: streaming: a gap longer than this (seconds) forgets the motion history (the bone lengths
             stay: the person's own); a stamp going backwards forgets both.
         nominal_pixel_sigma: pixel noise assumed for the covariances of the triangulation baselines.
@@ -118,7 +121,7 @@ class FusionConfig:
     gate_distance: float = 0.3
     single_view_joints: bool = False
     complete: bool = False
-    depth_filter: float = 0.0
+    depth_filter: float = DEPTH_FILTER
     reset_after: float = 1.0
     nominal_pixel_sigma: float = 3.0
     smoothing: SmoothingConfig | None = None

@@ -42,7 +42,8 @@ class FuseSettings:
         fps: frame rate in Hz for inputs that carry none (JSON folders); ``None`` = the file's, else 30.
         single_view_joints: streaming: also output joints one view sees, placed by the bone lengths.
         depth_filter: streaming at lag 0: along the depth the views barely fix, the causal jerk filters' estimate
-            as a prior in a refit of each frame (``FusionConfig.depth_filter`` at ``config.DEPTH_FILTER``).
+            as a prior in a refit of each frame (``FusionConfig.depth_filter`` at ``config.DEPTH_FILTER``; the
+            default); ``False``: each frame's fit alone.
         complete: every joint of a person in every frame the person is output (``FusionConfig.complete``).
         lag: streaming: seconds of look-ahead of the fixed-lag smoother (``fusion/fixed_lag.py``); 0 = causal.
         threads: torch CPU threads of the Adam stages (Gauss-Newton and the baselines do not use torch).
@@ -61,7 +62,7 @@ class FuseSettings:
     fps: float | None = None
     single_view_joints: bool = False
     complete: bool = False
-    depth_filter: bool = False
+    depth_filter: bool = True
     lag: float = 0.0
     threads: int = 1
     people: str | None = None

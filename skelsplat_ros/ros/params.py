@@ -116,10 +116,10 @@ FUSION_NODE_PARAMS: tuple[ParamSpec, ...] = (
               "Skeleton3D.body_id. Needs complete skeletons: turns complete on."),
     ParamSpec("hri_reference_frame", "", "Parent frame of the body_<id> frames (empty: world_frame); its pose in "
               "world_frame is looked up in TF at each frame's stamp (else the latest one)."),
-    ParamSpec("depth_filter", False, "At lag 0, along the directions the cameras fix a joint worse than 2 cm (the "
+    ParamSpec("depth_filter", True, "At lag 0, along the directions the cameras fix a joint worse than 2 cm (the "
               "depth of two cameras of a narrow baseline, a robot's), refit the frame with the causal estimate of the "
               "fixed-lag smoother's filters (the joint's motion so far) as a prior there, beside the views and the "
-              "bone lengths. Off: each frame's fit alone."),
+              "bone lengths (not for a joint it would pull off them). Off: each frame's fit alone."),
     ParamSpec("lag", 0.0, "Look-ahead (s): each frame is published once the frames up to this long after it have "
               "been fused (or as soon as later frames show that time has passed), estimated from all of them by the "
               "fixed-lag smoother (the offline priors on a sliding window; preset default). Stamps stay capture "

@@ -15,6 +15,7 @@ from skelsplat_ros.fusion import fixed_lag, streaming
 from skelsplat_ros.fusion.config import DEPTH_FILTER
 from skelsplat_ros.fusion.fixed_lag import check_lag, fuse_fixed_lag
 from skelsplat_ros.fusion.jerk_filter import JerkFilterBank
+from skelsplat_ros.fusion.objective import BonePrior
 from skelsplat_ros.fusion.result import (
     DISSENT_PULL, DISSENT_VARIANCE, GROSS_SHARE, FusionResult, calibrate_covariance, dissent_pull, dissenting_views,
     widen_toward_dissent,
@@ -195,10 +196,10 @@ def robot():
     """The 3-camera robot rig (narrow baseline, self-occlusion), held-out seed 3, 150 frames, every mode's result."""
     scenario = make_scenario("robot", num_frames=150, noise="realistic", seed=3)
     config = preset_config("default")
-    filtered = replace(config, depth_filter=DEPTH_FILTER)  # streaming with the depth filter
+    alone = replace(config, depth_filter=0.0)  # streaming without the depth filter: each frame's fit alone
     run = {
-        "streaming": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, config, scenario.fps),
-        "depth filter": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, filtered,
+        "streaming": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, alone, scenario.fps),
+        "depth filter": lambda: fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, config,
                                                scenario.fps),
         "offline": lambda: fuse_offline(scenario.rig, scenario.skeleton, scenario.keypoints, config, fps=scenario.fps),
     }
@@ -224,9 +225,9 @@ def test_fixed_lag_sits_between_streaming_and_offline_on_the_robot_rig(robot):
 
 
 def test_streaming_depth_filter_halves_the_gross_errors_on_the_robot_rig(robot):
-    """Issue 21 item 2, lag 0: streaming with the depth filter (``depth_filter``: along the depth two views of the
-    narrow baseline barely fix, the causal jerk filters' estimate) has at most half the joints beyond 150 mm of each
-    frame's fit alone (the default), and no worse an MPJPE. Measured (seed 3, 150 frames): fit alone 90.9 mm /
+    """Issue 21 item 2, lag 0: streaming with the depth filter (``depth_filter``, the default: along the depth two
+    views of the narrow baseline barely fix, the causal jerk filters' estimate) has at most half the joints beyond
+    150 mm of each frame's fit alone, and no worse an MPJPE. Measured (seed 3, 150 frames): fit alone 90.9 mm /
     17.5 %, the depth filter 68.4 mm / 7.5 % (seeds 3-5 over 300 frames: 77.5 / 12.9 against 56.7 mm / 5.1 %;
     BENCHMARKS.md, "One camera at lag 0")."""
     scenario, results = robot
@@ -235,6 +236,7 @@ def test_streaming_depth_filter_halves_the_gross_errors_on_the_robot_rig(robot):
     assert now[1] <= 0.5 * before[1], (now, before)
     assert now[0] <= before[0], (now, before)
     assert now[2] >= before[2] - 0.5  # as many joints out
+    assert preset_config("default").depth_filter == DEPTH_FILTER  # the default since the bone gate (BONE_GATE)
 
 
 def test_streaming_depth_filter_leaves_a_wide_rig_no_worse():
@@ -244,7 +246,7 @@ def test_streaming_depth_filter_leaves_a_wide_rig_no_worse():
     scenario = make_scenario("lab", num_frames=150, noise="realistic", seed=3)
     config = preset_config("default")
     now, before = (score(fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, c, scenario.fps).joints,
-                         scenario.ground_truth) for c in (replace(config, depth_filter=DEPTH_FILTER), config))
+                         scenario.ground_truth) for c in (config, replace(config, depth_filter=0.0)))
     assert now[0] <= before[0] + 0.05, (now, before)
     assert now[1] <= before[1] and now[2] >= before[2] - 0.5, (now, before)
 
@@ -398,16 +400,19 @@ def test_hard_noise_on_the_robot_rig_is_covered_streaming_and_at_a_lag():
         assert flagged == 100.0, (name, flagged)
 
 
-def test_streaming_flags_the_gross_errors_of_a_disputed_pair_of_views():
+@pytest.mark.parametrize("depth_filter", [0.0, DEPTH_FILTER])
+def test_streaming_flags_the_gross_errors_of_a_disputed_pair_of_views(depth_filter):
     """The lab rig with ``hard`` noise, seed 3, 150 frames: of the joints more than 150 mm off, at least 90 % have a
     largest standard deviation of 75 mm or more (nearly all were two views agreeing on a wrong point while another
-    view disagreed; 61 % were flagged on seeds 3-5 before). The 90 % ellipsoid still holds at most 95 %."""
+    view disagreed; 61 % were flagged on seeds 3-5 before). The 90 % ellipsoid still holds at most 95 % with each
+    frame's fit alone; with the depth filter (the default) this seed holds 95.5 % (seeds 3-5 over 300 frames:
+    94.1 %, BENCHMARKS.md "One camera at lag 0"), so its bound here is 96 %."""
     scenario = make_scenario("lab", num_frames=150, noise="hard", seed=3)
-    result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, preset_config("default"),
-                            scenario.fps)
+    result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints,
+                            replace(preset_config("default"), depth_filter=depth_filter), scenario.fps)
     inside, flagged = calibration(result.joints, result.covariance, scenario.ground_truth)
     assert flagged >= 90.0, flagged
-    assert inside <= 95.0, inside
+    assert inside <= (96.0 if depth_filter else 95.0), inside
 
 
 def test_the_lag_covariance_is_calibrated_on_a_rig_it_was_not_tuned_on():
@@ -464,13 +469,17 @@ def test_streaming_flags_the_joints_that_three_views_carry_with_one_of_them_wron
     """The portrait rig, realistic noise, seed 9 (a tuning seed), its first 90 frames: 8 joints are more than 150 mm
     off, most of them placed by three supporting views one of which is wrong while the view that was right dissents,
     at reprojection errors as ordinary as the rig's others. Every one has a largest standard deviation of at least
-    75 mm (75 % before ``dissent_pull`` and before a joint held to its bones kept its calibrated covariance)."""
+    75 mm (75 % before ``dissent_pull`` and before a joint held to its bones kept its calibrated covariance). That is
+    each frame's fit alone; the depth filter (the default) leaves 1 of them, flagged too."""
     scenario = make_scenario("portrait", num_frames=300, noise="realistic", seed=9)
-    result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints[:, :90], preset_config("default"),
-                            scenario.fps)
-    far, flagged = _flagged(result, scenario.ground_truth[:90])
-    assert far >= 5, far
-    assert flagged == 100.0, flagged
+    config = preset_config("default")
+    far = {}
+    for depth_filter in (0.0, DEPTH_FILTER):
+        result = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints[:, :90],
+                                replace(config, depth_filter=depth_filter), scenario.fps)
+        far[depth_filter], flagged = _flagged(result, scenario.ground_truth[:90])
+        assert far[depth_filter] == 0 or flagged == 100.0, (depth_filter, flagged)
+    assert far[0.0] >= 5 and far[DEPTH_FILTER] <= far[0.0], far
 
 
 def test_a_lag_flags_the_joints_that_the_views_which_see_them_dispute():
@@ -580,3 +589,22 @@ def test_a_frame_out_leaves_its_bookkeeping_for_after_and_the_output_is_the_same
     streamed = fuse_streaming(scenario.rig, scenario.skeleton, scenario.keypoints, config, FPS).joints
     error = np.nanmean(np.linalg.norm(joints - truth, axis=-1))
     assert error < np.nanmean(np.linalg.norm(streamed - truth, axis=-1))
+
+
+def test_the_depth_filter_s_prior_leaves_out_a_joint_it_would_pull_off_its_bones():
+    """``breaks_bones``: a joint whose move to the filters' estimate lengthens one of its bones by more than
+    ``BONE_GATE`` of the bone's standard deviations beyond what the fit has is left to the fit (the real take's elbow,
+    pulled 150-260 mm along its depth by a lagging estimate); a move of a whole limb that keeps its bones is not (lab,
+    a frame whose fit is off everywhere and whose estimate is right), nor a bone of unknown length."""
+    bones = np.array([[0, 1], [1, 2]])
+    fitted = np.array([[[0.0, 0.0, 0.0], [0.3, 0.0, 0.0], [0.6, 0.0, 0.0]]])  # [1, 3, 3], bones of 0.3 m
+    prior = BonePrior(lengths=np.array([[0.3, 0.3]]), sigmas=np.array([[0.01, 0.01]]))
+    elbow = fitted.copy()
+    elbow[0, 1, 1] = 0.1  # the middle joint moved 0.1 m across its bones: both 16 mm (1.6 sigma) longer
+    assert not streaming.breaks_bones(elbow, fitted, bones, prior).any()
+    elbow[0, 1, 1] = 0.15  # 35 mm (3.5 sigma) longer
+    np.testing.assert_array_equal(streaming.breaks_bones(elbow, fitted, bones, prior), [[False, True, False]])
+    limb = fitted + [0.0, 0.5, 0.0]  # all three moved together: every bone as long as it was
+    assert not streaming.breaks_bones(limb, fitted, bones, prior).any()
+    unknown = BonePrior(lengths=np.full((1, 2), np.nan), sigmas=np.ones((1, 2)))
+    assert not streaming.breaks_bones(elbow, fitted, bones, unknown).any()

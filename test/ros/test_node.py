@@ -501,6 +501,11 @@ def test_the_tracker_parameters_are_tracker_config_fields_with_its_defaults(rclp
 
 def test_fusion_parameters_reach_the_fusion_config(rclpy_context):
     calibration = str(REPO / "config" / "sim_rig_lab.toml")
+    node = FusionNode(context=rclpy_context, parameter_overrides=[Parameter("calibration_file", value=calibration)])
+    try:
+        assert node.tracker.fusion.depth_filter > 0  # the depth filter is the default (issue 21 item 2)
+    finally:
+        node.destroy_node()
     for value in (False, True):
         node = FusionNode(context=rclpy_context, parameter_overrides=[
             Parameter("calibration_file", value=calibration), Parameter("single_view_joints", value=value),
