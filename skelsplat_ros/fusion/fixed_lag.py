@@ -125,6 +125,10 @@ class LagSmoother:
         # at the nominal pixel noise before the first).
         self._residual = np.array([config.nominal_pixel_sigma**2, 1.0])
         self._residual_stamp: float | None = None
+        # The last frame read out, its bookkeeping (remember, the fills' state) not done yet: settle().
+        self._unsettled: tuple | None = None
+        self._window_prior: BonePrior | None = None  # [B] the bone prior of ``lengths`` as it is (_bone_priors)
+        self._smoothed: tuple[float, tuple] | None = None  # (stamp, smoothed(stamp)) worked out ahead (prefetch)
 
     def add(self, fit: FrameFit, information: np.ndarray | None = None) -> None:
         """Take the newest frame's fit (stamps increasing), with its :func:`fit_information` if the caller has it."""
@@ -135,6 +139,7 @@ class LagSmoother:
         tight = fit.jumpy & (self.bank.updates >= GROSS_SETTLE_UPDATES)
         self.bank.robust_scale = np.where(tight, GROSS_ROBUST_SCALE, self.config.smoothing.robust_scale)
         self.bank.update(fit.stamp, fit.means, information)
+        self._smoothed = None
         self.pending.append(fit)
         self.newest = fit
 
@@ -153,6 +158,7 @@ class LagSmoother:
         reprojection errors ``[J]`` (px)."""
         lengths = bone_lengths_of(np.where(seen[:, None], joints, np.nan), self.skeleton)
         self.lengths = slide(self.lengths, lengths, self.config.bone_window)
+        self._window_prior = None
         self._last_seen[seen] = stamp
         self.bank.forget(stamp)  # frames are output in order: nothing before this one is asked for again
         if self._residual_stamp is not None:
@@ -160,6 +166,36 @@ class LagSmoother:
         self._residual_stamp = stamp
         errors = reprojection[seen & np.isfinite(reprojection)]
         self._residual += [float((errors**2).sum()), len(errors)]
+
+    def settle(self) -> bool:
+        """Do the bookkeeping of the last frame :func:`read_out` output (:meth:`remember`, rule 5's recent pose and
+        observed lengths), if not done yet: whether there was any. The read-out leaves it for later so that a
+        caller may publish first (:func:`settle`); the next read-out does it first in any case."""
+        if self._unsettled is None:
+            return False
+        (stamp, joints, seen, reprojection, output), self._unsettled = self._unsettled, None
+        self.remember(stamp, joints, seen, reprojection)
+        if self.config.complete:
+            if np.isfinite(output.joints[0]).all() and (output.confidence[0] > 0).any():
+                self.completed = output.joints[0]  # the next fills' recent pose (not an unchecked warm-up frame's)
+            self.observed = self.observed.added(observed_lengths(self.skeleton, output)[0])
+        return True
+
+    def prefetch(self, stamp: float) -> None:
+        """Work out :meth:`smoothed` at the pending ``stamp`` now, for the read-out that follows: right after an
+        update its states are still in the processor's cache (the read-out comes after everyone's updates, and each
+        person's bank writes some 400 kB; a few percent of a 3-person frame's CPU)."""
+        self._smoothed = stamp, self.smoothed(stamp)
+
+    def smoothed(self, stamp: float) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        """The candidate each joint is read out with ``[J]`` (``JerkFilterBank.choice``) and the filters' position
+        ``[J, 3]`` and covariance ``[J, 3, 3]`` at the pending ``stamp`` from every update so far (:meth:`prefetch`'s
+        if it was asked for, since when nothing was added)."""
+        cached, self._smoothed = self._smoothed, None
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        choice = self.bank.choice()
+        return choice, self.bank.smoothed(stamp, choice)
 
     def pixel_noise(self) -> float:
         """The person's recent reprojection error (px, root mean square over the seen joints, forgetting over
@@ -175,6 +211,13 @@ class LagSmoother:
                 break
             closed |= fit.seen & (fit.stamp - self._last_seen <= self.config.max_fill + LAG_TOLERANCE)
         return closed
+
+
+def settle(config: FusionConfig, smoothers: list[LagSmoother]) -> None:
+    """The bookkeeping of the frames :func:`read_out` output last (:meth:`LagSmoother.settle`) and, ahead of their
+    next read-out, the bone priors of their new windows (one median call for all): the work of a frame out that its
+    output does not need, for a caller to do after publishing it (the node). Outputs are the same without it."""
+    _window_priors(config, [smoother for smoother in smoothers if smoother.settle()])
 
 
 def fit_information(config: FusionConfig, fits: list[FrameFit]) -> np.ndarray:
@@ -199,14 +242,15 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     :class:`FusionResult` with a frame axis of length 1 per ``(smoother, fit)``."""
     if not people:
         return []
+    for smoother, _ in people:
+        smoother.settle()  # the last frame's bookkeeping, if the caller left it
     names = list(skeleton.joint_names)
     rig, stamp = people[0][1].rig, people[0][1].stamp
     uv = np.stack([fit.uv for _, fit in people], axis=1)  # [V, N, J, 2]
     confidence = np.stack([fit.confidence for _, fit in people], axis=1)
     means, covariance, scale = [], [], []
     for smoother, fit in people:
-        choice = smoother.bank.choice()
-        mean, cov = smoother.bank.smoothed(fit.stamp, choice)
+        choice, (mean, cov) = smoother.smoothed(fit.stamp)
         means.append(mean)
         covariance.append(cov / smoother.bank.noise_scale(choice)[:, None, None])
     means, covariance = np.stack(means), np.stack(covariance)  # [N, J, 3], [N, J, 3, 3]
@@ -255,13 +299,11 @@ def read_out(skeleton: Skeleton, config: FusionConfig, people: list[tuple[LagSmo
     mine = np.isfinite(fused.joints).all(-1) & (True if filled is None else ~filled)
     fused = replace(fused, covariance=np.where(mine[..., None, None], fitted.covariance, fused.covariance))
     seen = np.isfinite(seen_joints(fitted, config.min_views).joints).all(-1)
+    frames = [fused.frame(i) for i in range(len(people))]
+    # Done by settle() (the caller's, after publishing) or by the next read-out.
     for i, (smoother, fit) in enumerate(people):
-        smoother.remember(fit.stamp, means[i], seen[i], fitted.reprojection_error[i])
-        if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
-            smoother.completed = fused.joints[i]  # the next fills' recent pose (not an unchecked warm-up frame's)
-        if config.complete:
-            smoother.observed = smoother.observed.added(observed_lengths(skeleton, fused.frame(i))[0])
-    return [fused.frame(i) for i in range(len(people))]
+        smoother._unsettled = (fit.stamp, means[i], seen[i], fitted.reprojection_error[i], frames[i])
+    return frames
 
 
 def _offer(fitted: FusionResult, offered: np.ndarray, views: Views | None) -> Callable[[FusionResult], FusionResult]:
@@ -295,30 +337,45 @@ def _bone_priors(config: FusionConfig, people: list[tuple[LagSmoother, FrameFit]
                  num_bones: int) -> BonePrior | None:
     """Each person's bone lengths and tolerances for their frame, as one ``[N, B]`` prior (NaN lengths where a
     person has none; ``None`` if nobody has or without ``bone_lengths``): of the smoothed trajectory once it has
-    ``FIT_BONE_FRAMES`` frames of them, the data fit's window of triangulated lengths before.
-
-    The medians of everyone's windows in one call: side by side as columns, the shorter ones padded with NaN
-    (unknown samples, which the medians leave out), so each person's figures are those of their own window."""
+    ``FIT_BONE_FRAMES`` frames of them (:func:`_window_priors`, mostly worked out by :func:`settle` already), the
+    data fit's window of triangulated lengths before."""
     if not config.bone_lengths:
         return None
     lengths, sigmas = np.full((len(people), num_bones), np.nan), np.ones((len(people), num_bones))
-    ready = [k for k, (smoother, _) in enumerate(people) if len(smoother.lengths) >= FIT_BONE_FRAMES]
-    for k, (_, fit) in enumerate(people):
-        if k not in ready and fit.bone_prior is not None:
+    smoothers = [smoother for smoother, _ in people]
+    _window_priors(config, smoothers)  # those settle() did not work out ahead
+    ready = [k for k, smoother in enumerate(smoothers) if smoother._window_prior is not None]
+    for k, (smoother, fit) in enumerate(people):
+        window = smoother._window_prior
+        if window is not None:
+            lengths[k], sigmas[k] = window.lengths, window.sigmas
+        elif fit.bone_prior is not None:
             lengths[k], sigmas[k] = fit.bone_prior.lengths, fit.bone_prior.sigmas
-    if ready:
-        windows = [people[k][0].lengths for k in ready]
-        samples = np.full((max(len(w) for w in windows), len(ready), num_bones), np.nan)
-        for column, window in enumerate(windows):
-            samples[:len(window), column] = window
-        settings = config.prefit
-        smoothed = estimate_bone_prior(samples.reshape(len(samples), -1), settings.bone_length_sigma,
-                                       settings.bone_length_spread)
-        lengths[ready] = smoothed.lengths.reshape(len(ready), num_bones)
-        sigmas[ready] = smoothed.sigmas.reshape(len(ready), num_bones)
     if not ready and all(fit.bone_prior is None for _, fit in people):
         return None
     return BonePrior(lengths, sigmas)
+
+
+def _window_priors(config: FusionConfig, smoothers: list[LagSmoother]) -> None:
+    """Work out :attr:`LagSmoother._window_prior` where it is missing and the window holds ``FIT_BONE_FRAMES``
+    frames: the medians of everyone's windows in one call, side by side as columns, the shorter ones padded with NaN
+    (unknown samples, which the medians leave out). Each column's figures are its own, so they do not depend on
+    which windows share the call."""
+    if not config.bone_lengths:
+        return
+    missing = [s for s in smoothers if s._window_prior is None and len(s.lengths) >= FIT_BONE_FRAMES]
+    if not missing:
+        return
+    num_bones = missing[0].lengths.shape[1]
+    samples = np.full((max(len(s.lengths) for s in missing), len(missing), num_bones), np.nan)
+    for column, smoother in enumerate(missing):
+        samples[:len(smoother.lengths), column] = smoother.lengths
+    settings = config.prefit
+    smoothed = estimate_bone_prior(samples.reshape(len(samples), -1), settings.bone_length_sigma,
+                                   settings.bone_length_spread)
+    for column, smoother in enumerate(missing):
+        part = slice(column * num_bones, (column + 1) * num_bones)
+        smoother._window_prior = BonePrior(smoothed.lengths[part], smoothed.sigmas[part])
 
 
 class FixedLagFuser:

@@ -61,6 +61,8 @@ MIN_EVIDENCE_DIMS = 18
 """Measured dimensions a joint's evidence needs before it picks a tolerance (before: ``SmoothingConfig.sigma``)."""
 
 _EYE3 = np.eye(3)
+_F64 = functools.partial(np.ascontiguousarray, dtype=np.float64)  # the kernels' arguments (no copy when they are)
+_FLAG = functools.partial(np.ascontiguousarray, dtype=np.bool_)
 
 
 @dataclass
@@ -136,6 +138,7 @@ class JerkFilterBank:
         self.entries: list[_Entry] = []
         self._density = jerk_density(self.sigmas)  # [C]
         self._initial = np.diag(np.repeat(np.square(INITIAL_STD), 3))
+        self._model: tuple[float, tuple[np.ndarray, np.ndarray, float]] | None = None  # (dt, _motion_model(dt))
 
     @property
     def stamp(self) -> float | None:
@@ -166,7 +169,7 @@ class JerkFilterBank:
             dt = stamp - last.stamp
             if dt <= 0:
                 raise ValueError(f"stamps must increase: {stamp} after {last.stamp}")
-            step, noise, decay = transition(dt), process_noise(dt), float(np.exp(-dt / self.memory))
+            step, noise, decay = self._motion_model(dt)
         else:
             step, noise, decay = np.eye(9), np.zeros((9, 9)), 1.0
         mean, covariance, next_mean, next_covariance = advance(
@@ -178,6 +181,13 @@ class JerkFilterBank:
         # advance returns new arrays and nothing changes them after: the entry keeps the state itself, no copy.
         self.mean, self.covariance = mean, covariance
         self.entries.append(_Entry(stamp, mean, covariance))
+
+    def _motion_model(self, dt: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """Transition, process noise and evidence decay over ``dt`` (s), kept for the next update: a camera's period
+        is mostly the same from frame to frame. Nothing changes them after (entries share them)."""
+        if self._model is None or self._model[0] != dt:
+            self._model = dt, (transition(dt), process_noise(dt), float(np.exp(-dt / self.memory)))
+        return self._model[1]
 
     def copy(self) -> "JerkFilterBank":
         """An independent copy (what an update changes in place is copied; the states are replaced, not changed, by
@@ -314,8 +324,7 @@ def advance_numba(
     some hundred calls on 12 x 17 tiny matrices (~1 ms), the kernel's about 0.2 ms."""
     from ._jerk_kernel import advance_kernel  # numba compiles (or loads its cache) here, once per process
 
-    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
-    flag = functools.partial(np.ascontiguousarray, dtype=np.bool_)
+    f64, flag = _F64, _FLAG
     result = advance_kernel(f64(mean), f64(covariance), evidence, updates, bool(predict), f64(step), f64(noise),
                             f64(density), float(decay), f64(initial), f64(points), f64(information), flag(measured),
                             flag(start), np.ascontiguousarray(rank, dtype=np.int64),
@@ -357,7 +366,7 @@ def rts_step_numba(mean: np.ndarray, covariance: np.ndarray, entry_mean: np.ndar
     contiguous, as they change in place)."""
     from ._jerk_kernel import rts_kernel
 
-    f64 = functools.partial(np.ascontiguousarray, dtype=np.float64)
+    f64 = _F64
     return rts_kernel(f64(mean), f64(covariance), f64(entry_mean), f64(entry_covariance), f64(step), f64(next_mean),
                       f64(next_covariance), gain, has_gain, np.ascontiguousarray(choice, dtype=np.int64))
 

@@ -444,15 +444,17 @@ def step_together(
             known = warm[pick] if config.bone_warmup and config.bone_lengths else None
             fused = decide_output(fitted, skeleton, prior, config, views, offer, known, complete, observed)
         for i, k in enumerate(batch):
-            results[k] = fused.frame(i)
             fuser = fusers[k]
             fuser.estimate = seen.frame(i)
+            results[k] = fuser.estimate if fit_only else fused.frame(i)
             fuser._history.append((stamp, seen.joints[i]))
-            if config.complete and np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
-                # The recent pose of the next fills: not a warm-up frame's, which nothing checked (rule 4).
-                fuser.completed = fused.joints[i]
-            if config.complete:
-                fuser._observed = fuser._observed.added(observed_lengths(skeleton, fused.frame(i))[0])
+            # Rule 5's state (the recent pose and the observed lengths of the fills): a fit-only fuser outputs no
+            # fills (the smoother's read-out keeps its own), so it keeps none.
+            if config.complete and not fit_only:
+                if np.isfinite(fused.joints[i]).all() and (fused.confidence[i] > 0).any():
+                    # The recent pose of the next fills: not a warm-up frame's, which nothing checked (rule 4).
+                    fuser.completed = fused.joints[i]
+                fuser._observed = fuser._observed.added(observed_lengths(skeleton, results[k])[0])
             if config.bone_lengths:
                 # From the triangulation, not from our own output: lengths the prior has already pulled would feed back.
                 fuser._add_bone_lengths(bone_lengths_of(points[k], skeleton))

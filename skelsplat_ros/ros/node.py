@@ -513,12 +513,19 @@ class FusionNode(Node):
                                 ("capped.people", step.capped)):
                 self.stats.count(key, amount)
         self._ended.extend(step.ended)
-        for k, (stamp_ns, people) in enumerate(due):  # the step's counts go with its first frame out
+        latencies = []
+        for k, (stamp_ns, people) in enumerate(due):
             last = k == len(due) - 1  # the ended tracks with the newest frame out (lag < track_delete_after)
             self._publish(stamp_ns, people, self._ended if last else ())
             if last:
                 self._ended = []
-            latency = self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9
+            latencies.append(self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9)
+        if self.lagged is not None:  # the frames are out: the smoothers' work they did not need (counted as fusion)
+            started, cpu_started = time.perf_counter(), time.thread_time()
+            self.lagged.settle()
+            fusion_time += time.perf_counter() - started
+            fusion_cpu += time.thread_time() - cpu_started
+        for k, latency in enumerate(latencies):  # the step's counts go with its first frame out
             self.stats.frame(FrameSample(latency, stamp_age - queue_wait, queue_wait, fusion_time, fusion_cpu, views),
                              0 if k else len(step.ended), 0 if k else step.unassigned, 0 if k else step.capped,
                              step.confirmed, step.tentative)

@@ -7,6 +7,10 @@ once a frame stamped ``lag`` after it has been stepped, with every track refitte
 person confirmed within the look-ahead is published from their first frame (the tracker's decision uses the
 look-ahead too). A track whose state is mirrored starts a new smoother (its pending frames are read out by the old
 one, in the labels they were fitted with).
+
+What a frame out does not need (each smoother's bookkeeping of it, the bone priors of its next read-out) is left for
+:meth:`LaggedTracker.settle`, which a caller that publishes runs after publishing (the node): the frame's latency is
+the tracker's step and the read-out alone. The next step does it first otherwise; the outputs are the same.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fusion.config import FusionConfig
-from ..fusion.fixed_lag import LAG_TOLERANCE, LagSmoother, check_lag, fit_information, read_out
+from ..fusion.fixed_lag import LAG_TOLERANCE, LagSmoother, check_lag, fit_information, read_out, settle
 from ..fusion.streaming import FrameFit
 from ..geometry.camera import CameraRig
 from ..skeleton.models import Skeleton
@@ -60,6 +64,7 @@ class LaggedTracker:
         """Track one frame as :meth:`MultiPersonTracker.step` and return its step with the frames now due, oldest
         first. A stamp that does not follow the last one first outputs every pending frame (the tracker then ends
         every track)."""
+        self.settle()
         out: list[LaggedFrame] = []
         if self._frames and not stamp > self._frames[-1][0]:
             out = self.flush()
@@ -76,9 +81,16 @@ class LaggedTracker:
             if smoother is None:
                 smoother = self._smoothers[track_id] = LagSmoother(self.skeleton, self.fusion, self.lag)
             smoother.add(fit, information[k])
+            if track_id in self._confirmed and smoother.pending[0].stamp <= float(stamp) - self.lag + LAG_TOLERANCE:
+                smoother.prefetch(smoother.pending[0].stamp)  # its frame out in this step
             entries.append((track_id, smoother, fit, views))
         self._frames.append((float(stamp), entries))
         return step, out + self._due(float(stamp))
+
+    def settle(self) -> None:
+        """The work of the frames last output that they did not need (module docstring): call it once they are
+        published."""
+        settle(self.fusion, list(self._smoothers.values()) + self._draining)
 
     def flush(self) -> list[LaggedFrame]:
         """Every pending frame, with the look-ahead there is (the end of a recording)."""
