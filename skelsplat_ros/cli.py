@@ -602,11 +602,14 @@ def _add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _start_batch_workers(argv: list[str]) -> None:
-    """``batch`` whose takes will run on local workers (a new output folder, or ``--force``): start their fork server
-    before the whole command line is parsed, since :func:`build_parser` imports the fusion package for the choices
-    of ``fuse`` (about 0.4 s); the server's preload then overlaps that, the settings and the study's scan. Arguments
-    this cannot read are left to the real parser to report."""
+def _start_batch_workers(argv: list[str], program: bool = False) -> None:
+    """``batch`` whose takes will run (a new output folder, or ``--force``): start their workers before the whole
+    command line is parsed, since :func:`build_parser` imports the fusion package for the choices of ``fuse`` (about
+    0.4 s). Local workers: their fork server, whose preload then overlaps that, the settings and the study's scan.
+    Ray: join (or start) it and have the job's workers load what a take needs (``ray_backend.start``), their start
+    overlapping the same; ``program`` (this process is the ``skelsplat`` command, which :func:`_batch` may end): a
+    cluster joined is left by the process's end. Arguments this cannot read are left to the real parser to report."""
+    import os
     from pathlib import Path
 
     parser = _SettingsParser(prog="skelsplat batch", add_help=False)
@@ -615,10 +618,24 @@ def _start_batch_workers(argv: list[str]) -> None:
         args, _ = parser.parse_known_args(argv)
     except CliError:
         return
-    if args.ray is None and (args.force or not Path(args.output).exists()):
+    if not (args.force or not Path(args.output).exists()):
+        return  # maybe nothing to run: workers would only delay a second run
+    if args.ray is None:
         from .pipeline.local import start_server
 
         start_server()
+        return
+    try:
+        from .pipeline import ray_backend
+    except ImportError as error:
+        if error.name != "ray":
+            raise
+        return  # the runner reports it
+    try:
+        takes = sum(entry.is_dir() for entry in os.scandir(args.study))  # at most: a folder may be no take
+    except OSError:
+        takes = 0  # the runner reports it
+    ray_backend.start(args.ray or None, args.workers, takes, leave_by_exit=program)
 
 
 def _batch(args: argparse.Namespace) -> int:
@@ -637,7 +654,16 @@ def _batch(args: argparse.Namespace) -> int:
     options = BatchOptions(workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
                            force=args.force, progress=not args.quiet)
     results = run_batch(args.study, args.output, StudySettings(fuse, detect, render), options)
-    return 1 if any(result.status == "failed" for result in results) else 0
+    status = 1 if any(result.status == "failed" for result in results) else 0
+    if args.program:
+        # The process ends here, its work done: a Ray cluster joined and left connected (ray_backend.start) is left
+        # by that, and the interpreter's teardown of what the command loaded is skipped.
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
 
 
 BATCH_EPILOG = """\
@@ -884,11 +910,15 @@ def _add_bench_batch_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``skelsplat`` command on ``argv``; None: this process's command line (the program itself, which ``batch``
+    ends by ``os._exit`` once its summary is out: see :func:`_batch`)."""
+    program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["batch"]:
-        _start_batch_workers(argv[1:])
+        _start_batch_workers(argv[1:], program)
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.program = program
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

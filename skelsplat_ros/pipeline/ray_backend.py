@@ -16,19 +16,26 @@ and waits for new ones (measured: 1.2 to 1.6 s more per run of a 2-CPU local ins
 
 Progress comes per finished take (its frames), not frame by frame: a channel from the tasks (an actor) costs a
 process of its own, and tasks that report to it wait for it to start (measured: seconds per take on 2 cores).
+
+The command joins (or starts) Ray first thing (:func:`start`, before it reads its settings and scans the study), and
+has the job's workers load what a take needs at once (:func:`warm_up`): a new job's worker processes start only
+when it submits its first task (Python, ``import ray``, this package: most of a second), so that start overlaps the
+command's own start. A cluster joined by the ``skelsplat`` command is left by the command's process ending
+(:attr:`Connection.leave_by_exit`): its connection closes and Ray ends the job as for any driver that exits, where
+``ray.shutdown()`` would wait 0.25 s for the Ray threads' timers.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import ray
 
 from .local import MAX_ATTEMPTS, ONE_THREAD, Event, temporary_environment
 from .study import Take
-from .take import StudySettings, TakeResult, TakeTask, execute
+from .take import StudySettings, TakeResult, TakeTask, execute, preload
 
 
 @ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS - 1)
@@ -47,6 +54,42 @@ def _absolute(take: Take) -> Take:
                    keypoints=absolute(take.keypoints), videos=tuple(p.absolute() for p in take.videos))
 
 
+@ray.remote(num_cpus=1)
+def _warm_up() -> None:
+    """What a take needs, loaded on a worker of this job before its first take comes."""
+    preload()
+
+
+@dataclass
+class Connection:
+    """This process's place in a Ray cluster.
+
+    Attributes:
+        address, workers: what it was asked for (see :func:`connect`).
+        how: ``started a local instance``, ``joined`` or ``using`` (Ray was initialised before).
+        seconds: how long joining or starting took (s).
+        warming: the warm-up tasks submitted (kept so that they run to their end).
+        leave_by_exit: leave a cluster joined by ending the process, not by ``ray.shutdown()`` (see the module's
+            docstring); the caller then ends it (``os._exit``) once the batch is done.
+    """
+
+    address: str | None
+    workers: int
+    how: str
+    seconds: float
+    warming: list
+    leave_by_exit: bool
+
+    @property
+    def owned(self) -> bool:
+        """Whether this process started or joined the cluster (and so leaves it)."""
+        return self.how != "using"
+
+
+_early: Connection | Exception | None = None
+"""What :func:`start` gave (a connection, or the error of joining), until :func:`run_ray` takes it."""
+
+
 def connect(address: str | None, workers: int) -> bool:
     """Join the Ray cluster at ``address`` (``auto``: the one this machine belongs to; ``ray://host:10001``: through
     Ray Client), or start a local instance with ``workers`` CPUs when ``address`` is None. Returns whether this call
@@ -61,20 +104,57 @@ def connect(address: str | None, workers: int) -> bool:
     return True
 
 
+def warm_up(count: int) -> list:
+    """Submit ``count`` tasks (at most one per CPU of the cluster) that load what a take needs: the job's worker
+    processes start, and import this package, while the caller goes on. Returns their references."""
+    count = min(count, int(ray.cluster_resources().get("CPU", 0)))
+    return [_warm_up.remote() for _ in range(count)]
+
+
+def _open(address: str | None, workers: int, takes: int, leave_by_exit: bool) -> Connection:
+    start = time.perf_counter()
+    owned = connect(address, workers)
+    how = "started a local instance" if owned and address is None else "joined" if owned else "using"
+    seconds = time.perf_counter() - start
+    return Connection(address, workers, how, seconds, warm_up(takes),
+                      leave_by_exit and how == "joined" and not address.startswith("ray://"))
+
+
+def start(address: str | None, workers: int, takes: int, leave_by_exit: bool = False) -> None:
+    """Join (or start) the cluster now and warm up to ``takes`` workers (:func:`warm_up`), for :func:`run_ray` to
+    use later with the same ``address`` and ``workers``; an error is kept and raised there, where the command
+    reports errors. ``leave_by_exit``: see :class:`Connection`."""
+    global _early
+    try:
+        _early = _open(address, workers, takes, leave_by_exit)
+    except Exception as error:  # noqa: BLE001 - raised by run_ray, where the command reports it
+        _early = error
+
+
 def disconnect() -> None:
     """Leave the cluster (a local instance stops)."""
     ray.shutdown()
+
+
+def _connection(address: str | None, workers: int) -> Connection:
+    """The connection :func:`start` made for ``address`` and ``workers``, or a new one (without warm-up: the takes
+    come at once)."""
+    global _early
+    early, _early = _early, None
+    if isinstance(early, Exception):
+        raise early
+    if early is not None and (early.address, early.workers) == (address, workers):
+        return early
+    return _open(address, workers, 0, False)
 
 
 def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address: str | None,
             workers: int) -> Iterator[Event]:
     """Run ``task`` on every take as Ray tasks; yields a note on the cluster, then one result per take as they
     finish."""
-    start = time.perf_counter()
-    owned = connect(address, workers)
+    connection = _connection(address, workers)
     cpus = int(ray.cluster_resources().get("CPU", 0))
-    how = "started a local instance" if owned and address is None else "joined" if owned else "using"
-    yield "note", f"Ray: {how} ({cpus} CPUs) in {time.perf_counter() - start:.1f} s"
+    yield "note", f"Ray: {connection.how} ({cpus} CPUs) in {connection.seconds:.1f} s"
     try:
         work = ray.put((task, settings))
         running = {_take_task.remote(work, _absolute(take)): take for take in takes}
@@ -89,5 +169,5 @@ def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address:
                     yield "result", TakeResult.failed(take.name, f"{type(error).__name__} after {MAX_ATTEMPTS} tries: "
                                                       f"{reason}", transient=True)
     finally:
-        if owned:
+        if connection.owned and not connection.leave_by_exit:
             disconnect()

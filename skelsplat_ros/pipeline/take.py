@@ -3,8 +3,8 @@ the single commands (detect, fuse, render), in a scratch folder, with the output
 only the machine running ``skelsplat batch`` writes the output folder.
 
 The process running ``skelsplat batch`` imports this module for the settings and results but never runs a take: the
-steps' modules (the fusion, scipy) load in :func:`run_take`, on the workers (the local workers' fork server
-loads them in advance: ``_preload.py``)."""
+steps' modules (the fusion, scipy) load in :func:`run_take`, on the workers, or in advance through :func:`preload` (the
+local workers' fork server: ``_preload.py``; a Ray job's workers: ``ray_backend.warm_up``)."""
 
 from __future__ import annotations
 
@@ -141,6 +141,23 @@ def detect_videos(videos: tuple[Path, ...], config: DetectorConfig, output: Path
     keypoints, report = detect_recording([open_source(video) for video in videos], config)
     save_keypoints_npz(keypoints, output)
     return f"detected {report.num_frames} frames x {len(report.cameras)} cameras: {report.summary()}"
+
+
+def preload() -> None:
+    """Load what every take needs, so that a worker's first take does not: numpy, scipy.linalg (the offline
+    smoothing's solver), this package's take modules, and the compiled image kernel (one call on one view, frame and
+    joint, which loads the extension module, or where it was not built says once that the numpy reference runs).
+    No numba: a take of one person in the default modes calls none of its kernels (``test/pipeline/test_batch.py``
+    checks)."""
+    import numpy as np
+    import scipy.linalg  # noqa: F401 - the offline smoothing's solver
+
+    from ..fusion import gauss_newton  # noqa: F401 - the refinement (imported at the first fit)
+    from ..fusion.image_terms import image_terms
+    from .fuse import fuse_file  # noqa: F401 - the take's modules: fusion, io (imported by run_take)
+
+    image_terms(np.eye(3)[None], np.eye(3)[None], np.array([[0.0, 0.0, 2.0]]), np.zeros((1, 1, 3)),
+                np.zeros((1, 1, 1, 2)), np.ones((1, 1, 1)), np.ones((1, 1, 1)), 0.01)
 
 
 def execute(task: TakeTask, take: Take, settings: StudySettings, report: Callable[[str, int, int], None]) -> TakeResult:

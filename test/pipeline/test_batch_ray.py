@@ -20,6 +20,7 @@ from skelsplat_ros.pipeline import ray_backend  # noqa: E402
 from skelsplat_ros.pipeline.local import ONE_THREAD  # noqa: E402
 from skelsplat_ros.pipeline.runner import SUMMARY, BatchOptions, run_batch  # noqa: E402
 from skelsplat_ros.pipeline.take import FUSED  # noqa: E402
+from skelsplat_ros.bench.batch import write_study  # noqa: E402
 from study_helpers import (BROKEN, GOOD, dying_task, make_dying_study, make_study,  # noqa: E402
                            single_command_outputs)
 
@@ -59,15 +60,21 @@ def test_ray_reads_a_study_given_by_a_relative_path(local_ray, tmp_path):
     token = Path.home() / ".ray" / "auth_token"  # Ray 2.59+: an instance started where it exists asks for it
     environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
     address = ray.get_runtime_context().gcs_address
-    run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "batch", "study", "--output", "out", "--ray",
-                          address, "--quiet"], cwd=tmp_path, env=environment, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 1, run.stdout + run.stderr  # the broken take
+    with subprocess.Popen([sys.executable, "-m", "skelsplat_ros.cli", "batch", "study", "--output", "out", "--ray",
+                           address, "--quiet"], cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as run:
+        stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1, stdout + stderr  # the broken take
     with open(tmp_path / "out" / SUMMARY, newline="", encoding="utf-8") as file:
         rows = {row["take"]: row for row in csv.DictReader(file)}
     for name in GOOD:
         assert rows[name]["status"] == "done", rows[name]
         assert (tmp_path / "out" / name / FUSED).read_bytes() == reference[name]
+    # The command left the cluster by ending its process (no ray.shutdown()): what it printed came out whole, and
+    # Ray ended its job as it ends any driver's that exits.
+    assert "6 takes: 4 done, 0 up to date, 2 failed" in stdout, stdout
+    job = [j for j in ray._private.state.jobs() if j["DriverPid"] == run.pid]
+    assert len(job) == 1 and job[0]["IsDead"], job
 
 
 def test_ray_retries_a_take_whose_worker_was_killed_once_then_reports_it_failed(local_ray, tmp_path):
@@ -95,22 +102,44 @@ def test_a_take_on_a_ray_worker_imports_no_numba(local_ray, tmp_path):
     job of its own, as ``skelsplat batch --ray ADDRESS`` is: this module's job has run takes of two people, whose
     tracker does load numba, on its workers."""
     pytest.importorskip("skelsplat_ros.fusion._image_kernel")
-    from skelsplat_ros.bench.batch import write_study
 
     write_study(tmp_path / "study", takes=3, frames=40)  # one person each
+    assert _batch_as_a_new_job(tmp_path / "study", tmp_path / "out", "numba_task", -1) == ["numba False"] * 3
+
+
+def test_a_new_job_s_workers_load_a_take_s_modules_before_its_first_take(local_ray, tmp_path):
+    """``ray_backend.start`` (called by ``skelsplat batch --ray`` first thing): the job's worker processes start and
+    load what a take needs while the command reads its settings and scans the study, so that every take, the first
+    on each worker included, finds them loaded. A job of its own, as the command is (this module's job has loaded
+    them on its workers long ago); the same script without ``start`` finds them missing at each worker's first
+    take."""
+    write_study(tmp_path / "study", takes=4, frames=40)
+    started = _batch_as_a_new_job(tmp_path / "study", tmp_path / "start", "warm_start_task", 0, start=True)
+    plain = _batch_as_a_new_job(tmp_path / "study", tmp_path / "plain", "warm_start_task", 0)
+    assert started == ["warm True"] * 4
+    assert "warm False" in plain  # what the warm-up saves: the first take of a worker loads them
+
+
+def _batch_as_a_new_job(study: Path, out: Path, task: str, note: int, start: bool = False) -> list[str]:
+    """``run_batch`` of ``study_helpers.<task>`` on the module's instance from a process of its own (a Ray job of
+    its own, as ``skelsplat batch --ray ADDRESS`` is; ``start``: after ``ray_backend.start``, as the command calls
+    it): the note ``note`` of each take done."""
     code = ("import sys\n"
             f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
             "import ray, study_helpers\n"
+            "from skelsplat_ros.pipeline import ray_backend\n"
             "from skelsplat_ros.pipeline.runner import BatchOptions, run_batch\n"
             "ray.cloudpickle.register_pickle_by_value(study_helpers)\n"
+            "if sys.argv[4] == 'start':\n"
+            "    ray_backend.start(sys.argv[3], 1, 4)\n"
             "options = BatchOptions(ray=True, ray_address=sys.argv[3], progress=False)\n"
-            "results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.numba_task,\n"
+            f"results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.{task},\n"
             "                    echo=lambda line: None)\n"
-            "print(','.join(r.notes[-1] for r in results if r.status == 'done'))\n")
+            f"print(','.join(r.notes[{note}] for r in results if r.status == 'done'))\n")
     token = Path.home() / ".ray" / "auth_token"
     environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
-    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "study"), str(tmp_path / "out"),
-                          ray.get_runtime_context().gcs_address], env=environment, capture_output=True, text=True,
+    run = subprocess.run([sys.executable, "-c", code, str(study), str(out), ray.get_runtime_context().gcs_address,
+                          "start" if start else "plain"], env=environment, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip().splitlines()[-1] == ",".join(["numba False"] * 3)
+    return run.stdout.strip().splitlines()[-1].split(",")
