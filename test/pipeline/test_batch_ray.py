@@ -143,3 +143,21 @@ def _batch_as_a_new_job(study: Path, out: Path, task: str, note: int, start: boo
                          timeout=300)
     assert run.returncode == 0, run.stderr
     return run.stdout.strip().splitlines()[-1].split(",")
+
+
+def test_a_cluster_address_where_nothing_listens_is_a_one_line_error_at_once(tmp_path):
+    """``--ray HOST:PORT`` with no cluster there: ``ray.init`` alone retries for minutes; the command says so at once
+    (the subprocess's timeout turns such a hang into a failure)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: bound, then freed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    write_study(tmp_path / "study", takes=1, frames=5)
+    run = subprocess.run([sys.executable, "-m", "skelsplat_ros.cli", "batch", str(tmp_path / "study"), "--output",
+                          str(tmp_path / "out"), "--ray", f"127.0.0.1:{port}", "--quiet"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().startswith(f"skelsplat batch: error: no Ray cluster answers at 127.0.0.1:{port} ("), \
+        run.stderr
+    assert not (tmp_path / "out" / "take_000").exists()
