@@ -131,8 +131,9 @@ class StreamingFuser:
     prediction (:data:`JUMP_SHARE`) is fitted from the prediction where they do; at lag 0 that cost the smoother's
     causal filter coverage and held fewer of its errors in the 90 % ellipsoid (robot rig, ``hard`` noise).
 
-    With ``FusionConfig.depth_filter`` (not fit-only), the output takes the causal jerk filters' estimate of a joint
-    along the directions its views barely fix (:func:`depth_filtered`), and those joints are fitted as fit-only.
+    With ``FusionConfig.depth_filter`` (not fit-only; the default), each frame is refitted with the causal jerk
+    filters' estimate of a joint as a prior along the directions its views barely fix (:func:`depth_filtered`), and
+    those joints are fitted in the next frame as a fit-only fuser fits them (no pull to the prediction).
     """
 
     def __init__(self, rig: CameraRig, skeleton: Skeleton, config: FusionConfig, fit_only: bool = False,
@@ -169,7 +170,7 @@ class StreamingFuser:
         # (depth_filter; depth_filtered): motion, like the history, says nothing of now after a long gap.
         self.filter = depth_filter_bank(self.config, self.skeleton.num_joints) \
             if uses_depth_filter(self.config) and not self.fit_only else None
-        self.filtered = np.zeros(self.skeleton.num_joints, dtype=bool)  # [J] the last output took the filters' estimate
+        self.filtered = np.zeros(self.skeleton.num_joints, dtype=bool)  # [J] the filters followed the joint last frame
 
     def _add_bone_lengths(self, lengths: np.ndarray) -> None:
         """Append one frame's bone lengths ``[B]`` to the window, dropping the oldest beyond ``bone_window``."""
@@ -323,7 +324,7 @@ def step_together(
     settings = config.streaming_refine or config.refine
     fit_only = first.fit_only
     # [N, J] joints fitted as a fit-only fuser fits: no pull to, nor gate by, the constant-velocity prediction. With
-    # the depth filter, those whose last output took the filters' estimate: that prediction would drift along the
+    # the depth filter, those its filters followed last frame: that prediction would drift along the
     # depth the views barely fix and feed the filters its drift.
     free = np.stack([fuser.filtered for fuser in fusers]) if first.filter is not None \
         else np.full((len(fusers), skeleton.num_joints), fit_only)
@@ -462,15 +463,15 @@ def step_together(
 
 
 FILTERED_FIXED_SCALE = 1.4
-"""A joint the depth filter moved keeps the fit's calibrated covariance across the filtered directions, times this:
-that calibration (``streaming_covariance``) was chosen with the fit's wide depth beside it, and the filters' narrower
-one leaves less room in the 90 % ellipsoid (chosen on seeds 0-2 of the robot rig: 85.9 % inside at 1, 91.3 % at
-1.4)."""
+"""A joint the depth filter's prior placed keeps the fit's calibrated covariance across the filtered directions, times
+this: that calibration (``streaming_covariance``) was chosen with the fit's wide depth beside it, and the filters'
+narrower one leaves less room in the 90 % ellipsoid (chosen on seeds 0-2 of the robot rig: 85.9 % inside at 1,
+91.3 % at 1.4)."""
 
 
 def uses_depth_filter(config: FusionConfig) -> bool:
-    """Whether the streaming output of ``config`` takes the causal jerk filters' estimate along the directions the
-    views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing`` and a Gauss-Newton
+    """Whether the streaming output of ``config`` is refitted with the causal jerk filters' estimate as a prior along
+    the directions the views barely fix (``FusionConfig.depth_filter``; it needs the smoother's ``smoothing`` and a Gauss-Newton
     streaming fit, whose objective takes the filters' prior)."""
     return (config.method == "skelsplat" and config.smoothing is not None and config.depth_filter > 0
             and (config.streaming_refine or config.refine).optimizer == "gauss_newton")
