@@ -106,21 +106,24 @@ def test_after_a_stall_of_the_executor_no_camera_is_called_dead_for_messages_it_
     """The executor takes nothing for longer than camera_timeout (a loaded machine); when it resumes, the diagnostics
     timer runs before the keypoints waiting in the readers. It must not call the cameras dead: as of the last time
     the node took input, they were sending. Once the node is back and nothing comes, they are dead."""
-    node, scenario = _node(rclpy_context, tmp_path, Parameter("camera_timeout", value=0.3))
+    node, scenario = _node(rclpy_context, tmp_path, Parameter("camera_timeout", value=0.5))
     reports: list = []
     try:
         node._start_input()  # what the end of the warm-up does in the executor
         node.diag_pub.publish = reports.append
         now_ns = node.get_clock().now().nanoseconds
-        for view, camera in enumerate(CAMERAS[:3]):
-            node._on_keypoints(camera, _valid(scenario, view, 0, now_ns))
-        node._on_keypoints("cam3", serialize_message(hostile_msg(
+        # Every message is built before any is taken: the four must arrive together, well inside camera_timeout,
+        # also on a loaded machine (building the hostile one in between once took longer than the timeout in CI).
+        messages = [(camera, _valid(scenario, view, 0, now_ns)) for view, camera in enumerate(CAMERAS[:3])]
+        messages.append(("cam3", serialize_message(hostile_msg(
             HostileDetector(scenario.rig.sizes, 17, "h36m17", seed=1).message(3, "cam3_optical", "nonfinite"),
-            now_ns)))
-        time.sleep(0.5)  # the stall: no message taken, no timer run
+            now_ns))))
+        for camera, data in messages:
+            node._on_keypoints(camera, data)
+        time.sleep(0.8)  # the stall: no message taken, no timer run
         node._publish_diagnostics()
         node._poll()  # the executor is back: it polls (and would take the waiting messages; there are none)
-        time.sleep(0.4)
+        time.sleep(0.7)
         node._poll()
         node._publish_diagnostics()
     finally:
