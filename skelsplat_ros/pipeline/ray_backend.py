@@ -18,9 +18,14 @@ Progress comes per finished take (its frames), not frame by frame: a channel fro
 process of its own, and tasks that report to it wait for it to start (measured: seconds per take on 2 cores).
 
 The command joins (or starts) Ray first thing (:func:`start`, before it reads its settings and scans the study), and
-has the job's workers load what a take needs at once (:func:`warm_up`): a new job's worker processes start only
+has a worker of the job load what a take needs at once (:func:`warm_up`): a new job's worker processes start only
 when it submits its first task (Python, ``import ray``, this package: most of a second), so that start overlaps the
-command's own start. A cluster joined by the ``skelsplat`` command is left by the command's process ending
+command's own start. One warm-up task, and no take submitted before it has run: the raylet answers a new job's first
+lease request by starting a worker for it and prestarting as many more as the request's backlog asks (one), and a
+lease asked for while the job's workers are still starting is refused for the startup limit (one per CPU), then
+starts yet another process when the first of them registers. On a 2-CPU instance the job so gets its two workers,
+where two warm-up tasks (or the takes) submitted at once got three, the third never running a task but competing
+with the two for the cores as it starts (Ray 2.60's raylet log; ``test_batch_ray.py`` counts them). A cluster joined by the ``skelsplat`` command is left by the command's process ending
 (:attr:`Connection.leave_by_exit`): its connection closes and Ray ends the job as for any driver that exits, where
 ``ray.shutdown()`` would wait 0.25 s for the Ray threads' timers.
 """
@@ -124,11 +129,11 @@ def check_reachable(address: str) -> None:
                            "(`ray start --head`) or give its head's address") from None
 
 
-def warm_up(count: int) -> list:
-    """Submit ``count`` tasks (at most one per CPU of the cluster) that load what a take needs: the job's worker
-    processes start, and import this package, while the caller goes on. Returns their references."""
-    count = min(count, int(ray.cluster_resources().get("CPU", 0)))
-    return [_warm_up.remote() for _ in range(count)]
+def warm_up(takes: int) -> list:
+    """Submit one task that loads what a take needs, when there are ``takes`` (> 0): the job's first worker
+    processes start, and one imports this package, while the caller goes on; :func:`run_ray` submits the takes once
+    it has run (see the module's docstring). Returns its reference (none for no takes)."""
+    return [_warm_up.remote()] if takes > 0 else []
 
 
 def _open(address: str | None, workers: int, takes: int, leave_by_exit: bool) -> Connection:
@@ -157,15 +162,14 @@ def disconnect() -> None:
 
 
 def _connection(address: str | None, workers: int) -> Connection:
-    """The connection :func:`start` made for ``address`` and ``workers``, or a new one (without warm-up: the takes
-    come at once)."""
+    """The connection :func:`start` made for ``address`` and ``workers``, or a new one (its warm-up submitted now)."""
     global _early
     early, _early = _early, None
     if isinstance(early, Exception):
         raise early
     if early is not None and (early.address, early.workers) == (address, workers):
         return early
-    return _open(address, workers, 0, False)
+    return _open(address, workers, 1, False)
 
 
 def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address: str | None,
@@ -181,6 +185,8 @@ def _run_tasks(connection: Connection, task: TakeTask, takes: list[Take], settin
     yield "note", f"Ray: {connection.how} ({cpus} CPUs) in {connection.seconds:.1f} s"
     try:
         work = ray.put((task, settings))
+        if connection.warming:  # the job's first workers have started: see the module's docstring
+            ray.wait(connection.warming, num_returns=len(connection.warming))
         running = {_take_task.remote(work, _absolute(take)): take for take in takes}
         while running:
             finished, _ = ray.wait(list(running), num_returns=1)
