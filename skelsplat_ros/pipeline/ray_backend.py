@@ -35,18 +35,22 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import ray
 
 from .local import MAX_ATTEMPTS, ONE_THREAD, Event, temporary_environment
 from .study import Take
-from .take import StudySettings, TakeResult, TakeTask, execute, preload
+
+if TYPE_CHECKING:  # the take's module (numpy with it) loads once the job's workers are asked for: see start()
+    from .take import StudySettings, TakeResult, TakeTask
 
 
 @ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS - 1)
 def _take_task(work: tuple[TakeTask, StudySettings], take: Take) -> TakeResult:
     """One take on a Ray worker (one CPU; retried once when the worker dies); ``work`` comes from the object store."""
+    from .take import execute
+
     task, settings = work
     return execute(task, take, settings, lambda name, done, total: None)
 
@@ -63,6 +67,8 @@ def _absolute(take: Take) -> Take:
 @ray.remote(num_cpus=1)
 def _warm_up() -> None:
     """What a take needs, loaded on a worker of this job before its first take comes."""
+    from .take import preload
+
     preload()
 
 
@@ -181,6 +187,8 @@ def run_ray(task: TakeTask, takes: list[Take], settings: StudySettings, address:
 
 def _run_tasks(connection: Connection, task: TakeTask, takes: list[Take], settings: StudySettings
                ) -> Iterator[Event]:
+    from .take import TakeResult
+
     cpus = int(ray.cluster_resources().get("CPU", 0))
     yield "note", f"Ray: {connection.how} ({cpus} CPUs) in {connection.seconds:.1f} s"
     try:
