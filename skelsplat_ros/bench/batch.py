@@ -124,14 +124,16 @@ class _RayInstance:
     """A local Ray instance of ``cpus`` CPUs kept running by a process of its own (as ``ray start --head`` keeps a
     cluster's head), started as ``skelsplat batch --ray`` starts one; ``address`` joins it, ``environment`` is what a
     command that joins it needs (Ray 2.59+ turns token authentication on for an instance started where
-    ``~/.ray/auth_token`` exists: its clients must then say ``RAY_AUTH_MODE=token``)."""
+    ``~/.ray/auth_token`` exists: its clients must then say ``RAY_AUTH_MODE=token``); ``logs`` is its log folder,
+    where the raylet opens one ``worker-*.out`` for each worker process it starts (:meth:`worker_logs`)."""
 
     SCRIPT = ("import sys, time\n"
               "from skelsplat_ros.pipeline import ray_backend\n"
               "import ray\n"
               "start = time.perf_counter()\n"
               "ray_backend.connect(None, int(sys.argv[1]))\n"
-              "print(ray.get_runtime_context().gcs_address, time.perf_counter() - start, flush=True)\n"
+              "print(ray.get_runtime_context().gcs_address, time.perf_counter() - start,\n"
+              "      ray._private.worker._global_node.get_session_dir_path(), flush=True)\n"
               "sys.stdin.read()\n"
               "ray_backend.disconnect()\n")
 
@@ -139,12 +141,16 @@ class _RayInstance:
         self.process = subprocess.Popen([sys.executable, "-c", self.SCRIPT, str(cpus)], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.process.stdout.readline().split()
-        if len(line) != 2:
+        if len(line) != 3:
             self.close()
             raise RuntimeError("the local Ray instance did not start")
-        self.address, self.start_seconds = line[0], float(line[1])
+        self.address, self.start_seconds, self.logs = line[0], float(line[1]), Path(line[2]) / "logs"
         token = Path.home() / ".ray" / "auth_token"
         self.environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+
+    def worker_logs(self) -> set[Path]:
+        """The instance's worker log files so far (one per worker process it started)."""
+        return set(self.logs.glob("worker-*.out"))
 
     def close(self) -> None:
         self.process.stdin.close()  # it leaves Ray (the instance stops) when its input ends
@@ -206,15 +212,19 @@ def _timing_table(study: Path, root: Path, args: argparse.Namespace, reference: 
     take_seconds: dict[str, list[float]] = {label: [] for label in variants}
     identical = {label: True for label in variants}
     ray_start: list[float] = []
+    job_workers: list[int] = []  # worker processes each new job on the running instance started
     reasons: set[str] = set()
     try:
         for _ in range(args.repeats):
             for label, options in variants.items():
                 out = root / "out"
                 shutil.rmtree(out, ignore_errors=True)
+                logs = instance.worker_logs() if label == running else set()
                 seconds, printed = _timed_command(["batch", str(study), "--output", str(out), "--quiet", *options],
                                                   instance.environment if label == running else None)
                 runs[label].append(seconds)
+                if label == running:
+                    job_workers.append(len(instance.worker_logs() - logs))
                 if label == fresh:
                     ray_start.append(float(RAY_STARTED.search(printed).group(2)))
                 rows = _summary(out)
@@ -242,7 +252,9 @@ def _timing_table(study: Path, root: Path, args: argparse.Namespace, reference: 
               f"command) | {without:.2f} | {', '.join(f'{t - s:.2f}' for t, s in zip(runs[fresh], ray_start))} | "
               f"{base / without:.2f}x | {without / pool:.2f} | | |")
     if instance is not None:
-        print(f"\nthe instance already running was started once, before the runs, in {instance.start_seconds:.2f} s")
+        print(f"\nthe instance already running was started once, before the runs, in {instance.start_seconds:.2f} s; "
+              f"worker processes each new job on it started: {', '.join(map(str, job_workers))} "
+              f"({args.ray_cpus} CPUs; the first job may use the instance's idle workers)")
     return reasons
 
 
