@@ -25,7 +25,9 @@ lease request by starting a worker for it and prestarting as many more as the re
 lease asked for while the job's workers are still starting is refused for the startup limit (one per CPU), then
 starts yet another process when the first of them registers. On a 2-CPU instance the job so gets its two workers,
 where two warm-up tasks (or the takes) submitted at once got three, the third never running a task but competing
-with the two for the cores as it starts (Ray 2.60's raylet log; ``test_batch_ray.py`` counts them). A cluster joined by the ``skelsplat`` command is left by the command's process ending
+with the two for the cores as it starts (Ray 2.60's raylet log; ``test_batch_ray.py`` counts them).
+
+A cluster joined by the ``skelsplat`` command is left by the command's process ending
 (:attr:`Connection.leave_by_exit`): its connection closes and Ray ends the job as for any driver that exits, where
 ``ray.shutdown()`` would wait 0.25 s for the Ray threads' timers.
 """
@@ -42,7 +44,7 @@ import ray
 from .local import MAX_ATTEMPTS, ONE_THREAD, Event, temporary_environment
 from .study import Take
 
-if TYPE_CHECKING:  # the take's module (numpy with it) loads once the job's workers are asked for: see start()
+if TYPE_CHECKING:  # the take's module (numpy with it) loads after the job's workers are asked for (warm_up)
     from .take import StudySettings, TakeResult, TakeTask
 
 
@@ -80,7 +82,7 @@ class Connection:
         address, workers: what it was asked for (see :func:`connect`).
         how: ``started a local instance``, ``joined`` or ``using`` (Ray was initialised before).
         seconds: how long joining or starting took (s).
-        warming: the warm-up tasks submitted (kept so that they run to their end).
+        warming: the warm-up task submitted (the takes wait for it: see the module's docstring).
         leave_by_exit: leave a cluster joined by ending the process, not by ``ray.shutdown()`` (see the module's
             docstring); the caller then ends it (``os._exit``) once the batch is done.
     """
