@@ -143,9 +143,9 @@ def _one_view_sees(detections: list[np.ndarray], skeleton: Skeleton) -> list[np.
 def _run(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig, people: int,
          lag: float) -> tuple[int, int, TrackerStep | LaggedFrame | None]:
     """The warm-up frames on ``rig``: one person until confirmed, then ``people`` at once (births beside a live
-    track, a batched refit), two frames where one view alone sees a joint of theirs, a frame of nobody, and the same people after the tracks ended (with a lag, the jump
-    outputs the pending frames). Returns (frames, people published, last step or frame out that published
-    people)."""
+    track, a batched refit), two frames where one view alone sees a joint of theirs, a frame of nobody, and the same
+    people after the tracks ended (with a lag, the jump outputs the pending frames). Returns (frames, people
+    published, last step or frame out that published people)."""
     lagged = LaggedTracker(rig, skeleton, fusion, config, lag) if lag > 0 else None
     tracker = lagged.tracker if lagged is not None else MultiPersonTracker(rig, skeleton, fusion, config)
     body = synthetic_person(skeleton)
