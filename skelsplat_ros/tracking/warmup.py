@@ -3,7 +3,8 @@
 The first :meth:`MultiPersonTracker.step` calls of a process are slow: the tracker's numba kernels are compiled or
 loaded from their disk cache, numpy and scipy build their first plans, and every path of the tracker (a birth from an
 unclaimed cluster, confirmation, a batched refit of several people, an empty frame, a track that ends) runs for the
-first time; with a fixed lag, the filter bank's numba kernels and the read-out too. A node that takes real frames
+first time; at lag 0 the depth filter's refit and bone gate (a joint one view alone sees), with a fixed lag the
+filter bank's numba kernels and the read-out too. A node that takes real frames
 before that drops or delays them. :func:`warm_up` runs those paths on a tracker of its own (a
 :class:`~.lagged.LaggedTracker` with the node's lag), with synthetic people projected exactly into the rig, so that
 the real tracker starts fresh (no track, no id used) and its first frame costs what its hundredth does.
@@ -127,12 +128,24 @@ def _detections(rig: CameraRig, people: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(view) for view in keypoints]
 
 
+def _one_view_sees(detections: list[np.ndarray], skeleton: Skeleton) -> list[np.ndarray]:
+    """``detections`` (``[V]`` of ``[P, J, 3]``) with every person's last joint left to the first view that sees it.
+    Its depth then rests on the frames before: at lag 0 the depth filter's refit and bone gate (``streaming.py``)
+    run, which exact views of every joint never start on a rig whose cameras fix every joint well (the lab rig)."""
+    joint = skeleton.num_joints - 1
+    seeing = [k for k, view in enumerate(detections) if np.isfinite(view[:, joint, 0]).any()]
+    out = [view.copy() for view in detections]
+    for view in out[seeing[0] + 1:] if seeing else []:
+        view[:, joint] = (np.nan, np.nan, 0.0)
+    return out
+
+
 def _run(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: TrackerConfig, people: int,
          lag: float) -> tuple[int, int, TrackerStep | LaggedFrame | None]:
     """The warm-up frames on ``rig``: one person until confirmed, then ``people`` at once (births beside a live
-    track, a batched refit), a frame of nobody, and the same people after the tracks ended (with a lag, the jump
-    outputs the pending frames). Returns (frames, people published, last step or frame out that published
-    people)."""
+    track, a batched refit), two frames where one view alone sees a joint of theirs, a frame of nobody, and the same
+    people after the tracks ended (with a lag, the jump outputs the pending frames). Returns (frames, people
+    published, last step or frame out that published people)."""
     lagged = LaggedTracker(rig, skeleton, fusion, config, lag) if lag > 0 else None
     tracker = lagged.tracker if lagged is not None else MultiPersonTracker(rig, skeleton, fusion, config)
     body = synthetic_person(skeleton)
@@ -142,7 +155,8 @@ def _run(rig: CameraRig, skeleton: Skeleton, fusion: FusionConfig, config: Track
     crowd = centre + offsets[:, None, :] + body[None]  # [P, J, 3]
     one, several = _detections(rig, crowd[people // 2:people // 2 + 1]), _detections(rig, crowd)
     nobody = [np.empty((0, skeleton.num_joints, 3))] * len(rig)
-    frames = [one] * (config.confirm_frames + 1) + [several] * (config.confirm_frames + 1) + [nobody]
+    frames = ([one] * (config.confirm_frames + 1) + [several] * (config.confirm_frames + 1)
+              + [_one_view_sees(several, skeleton)] * 2 + [nobody])
     published, last, stamp = 0, None, 0.0
     for index, detections in enumerate(frames + [several, several]):
         if index == len(frames):  # past every track's life: they end, and the same people are born again

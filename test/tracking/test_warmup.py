@@ -59,6 +59,33 @@ def test_a_lag_warm_up_runs_the_fixed_lag_path_and_loads_its_kernels(sim_lab_rig
     assert advance_kernel.signatures and rts_kernel.signatures
 
 
+def test_a_lag_0_warm_up_runs_the_depth_filters_refit_and_bone_gate(sim_lab_rig, monkeypatch):
+    """On a rig whose cameras fix every joint of the exact synthetic people (the lab rig), the depth filter
+    (``FusionConfig.depth_filter``, on by default) had nothing to follow: its refit and bone gate first ran in a live
+    frame. The warm-up's frames where one view alone sees a joint run both (the real code, counted)."""
+    from skelsplat_ros.fusion import streaming
+
+    calls = {"refit": 0, "gate": 0}
+    refine, breaks_bones = streaming.refine, streaming.breaks_bones
+
+    def counted_refine(*args, **kwargs):
+        temporal = args[7] if len(args) > 7 else kwargs.get("temporal")
+        calls["refit"] += temporal is not None and temporal.anchor is not None
+        return refine(*args, **kwargs)
+
+    def counted_gate(*args):
+        calls["gate"] += 1
+        return breaks_bones(*args)
+
+    monkeypatch.setattr(streaming, "refine", counted_refine)
+    monkeypatch.setattr(streaming, "breaks_bones", counted_gate)
+    config = preset_config("default", "skelsplat", mode="streaming")
+    assert streaming.uses_depth_filter(config)
+    report = warm_up(sim_lab_rig, get_skeleton("h36m17"), config, TrackerConfig())
+    assert report.rig == "given" and report.people >= 3
+    assert calls["refit"] >= 1 and calls["gate"] >= 1
+
+
 @pytest.fixture
 def sim_lab_rig():
     from skelsplat_ros.sim import make_rig
