@@ -123,8 +123,7 @@ def _second_run_seconds(study: Path, out: Path, repeats: int) -> list[float]:
 class _RayInstance:
     """A local Ray instance of ``cpus`` CPUs kept running by a process of its own (as ``ray start --head`` keeps a
     cluster's head), started as ``skelsplat batch --ray`` starts one; ``address`` joins it, ``environment`` is what a
-    command that joins it needs (Ray 2.59+ turns token authentication on for an instance started where
-    ``~/.ray/auth_token`` exists: its clients must then say ``RAY_AUTH_MODE=token``); ``logs`` is its log folder,
+    command that joins it needs (``ray_backend.client_environment``); ``logs`` is its log folder,
     where the raylet opens one ``worker-*.out`` for each worker process it starts (:meth:`worker_logs`)."""
 
     SCRIPT = ("import sys, time\n"
@@ -145,8 +144,9 @@ class _RayInstance:
             self.close()
             raise RuntimeError("the local Ray instance did not start")
         self.address, self.start_seconds, self.logs = line[0], float(line[1]), Path(line[2]) / "logs"
-        token = Path.home() / ".ray" / "auth_token"
-        self.environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+        from ..pipeline.ray_backend import client_environment
+
+        self.environment = client_environment()
 
     def worker_logs(self) -> set[Path]:
         """The instance's worker log files so far (one per worker process it started)."""

@@ -34,9 +34,11 @@ A cluster joined by the ``skelsplat`` command is left by the command's process e
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 import ray
@@ -117,6 +119,14 @@ def connect(address: str | None, workers: int) -> bool:
         check_reachable(address)
         ray.init(address=address, log_to_driver=False)
     return True
+
+
+def client_environment() -> dict[str, str]:
+    """This process's environment for another process that joins a Ray instance of this machine: Ray 2.59+ turns
+    token authentication on for an instance started where ``~/.ray/auth_token`` exists, and its clients must then
+    say ``RAY_AUTH_MODE=token``."""
+    token = Path.home() / ".ray" / "auth_token"
+    return {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
 
 
 REACH_TIMEOUT = 5.0

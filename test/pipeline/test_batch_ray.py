@@ -5,7 +5,6 @@ broken take reported, and a worker killed mid-take (Ray retries its task once, t
 from __future__ import annotations
 
 import csv
-import os
 import subprocess
 import sys
 import time
@@ -58,8 +57,7 @@ def test_ray_reads_a_study_given_by_a_relative_path(local_ray, tmp_path):
     workers run in a working directory of their own, gets the takes by absolute paths."""
     study = make_study(tmp_path / "study")
     reference = single_command_outputs(study, tmp_path / "single")
-    token = Path.home() / ".ray" / "auth_token"  # Ray 2.59+: an instance started where it exists asks for it
-    environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+    environment = ray_backend.client_environment()
     address = ray.get_runtime_context().gcs_address
     with subprocess.Popen([sys.executable, "-m", "skelsplat_ros.cli", "batch", "study", "--output", "out", "--ray",
                            address, "--quiet"], cwd=tmp_path, env=environment, stdout=subprocess.PIPE,
@@ -138,8 +136,7 @@ def test_a_new_job_starts_no_more_worker_processes_than_the_instance_has_cpus(lo
     registered as the warm-up returned), so up to three jobs run until one starts two. A job that starts none ran
     on the instance's idle workers (its first job, when this test runs alone) and does not count."""
     write_study(tmp_path / "study", takes=4, frames=40)
-    token = Path.home() / ".ray" / "auth_token"
-    environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+    environment = ray_backend.client_environment()
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
     counted: list[int] = []
     for attempt in range(4):
@@ -174,8 +171,7 @@ def _batch_as_a_new_job(study: Path, out: Path, task: str, start: bool = False) 
             f"results = run_batch(sys.argv[1], sys.argv[2], options=options, task=study_helpers.{task},\n"
             "                    echo=lambda line: None)\n"
             "print(';'.join('|'.join(r.notes) for r in results if r.status == 'done'))\n")
-    token = Path.home() / ".ray" / "auth_token"
-    environment = {**os.environ, **({"RAY_AUTH_MODE": "token"} if token.exists() else {})}
+    environment = ray_backend.client_environment()
     run = subprocess.run([sys.executable, "-c", code, str(study), str(out), ray.get_runtime_context().gcs_address,
                           "start" if start else "plain"], env=environment, capture_output=True, text=True,
                          timeout=300)
