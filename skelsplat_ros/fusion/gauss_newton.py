@@ -19,10 +19,12 @@ within an iteration (it depends on the mean only through depth). The splat size 
 geometrically to its final value over the iterations (graduated non-convexity: a wide kernel first pulls a poor
 start into the basin, a narrow one then rejects disagreeing views).
 
-The image terms and their normal equations come from :func:`~skelsplat_ros.fusion.image_terms.image_terms` (a C
-kernel compiled at install, or its numpy reference where it was not built); bones, prior and solve are numpy. Five
-iterations on a 4-view, 17-joint frame take about 1.5 ms on one CPU core with the kernel, 2.5 ms with the reference
-(measured on the project machine), against about 30 ms for 15 Adam steps through torch autograd.
+The iterations run in a compiled loop, one frame at a time (:func:`minimise_c`: ``_image_kernel.c``, built when the
+package is installed), or as numpy array operations over the frames where it was not built (:func:`minimise_numpy`,
+the reference; tests hold them equal). On a live frame's fit of 1-3 people (17 joints, 4 views) the loop takes about
+0.1 ms where the reference, bound by the cost of its numpy calls, takes about 1 ms (measured on the project machine,
+``test_minimise_kernel.py`` for the equality; BENCHMARKS.md, "Fixed lag", for the node); 15 Adam steps through torch
+autograd take about 30 ms.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import copy
 import functools
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -38,6 +41,8 @@ from ..geometry.camera import CameraRig
 from ..geometry.triangulation import linear_covariance
 from ..skeleton.models import Skeleton
 from .objective import (
+    EPS2D,
+    MAX_ALPHA,
     BonePrior,
     RefineConfig,
     RefineResult,
@@ -325,7 +330,19 @@ def minimise(
     A frame whose step moves no joint by ``tolerance`` (world units) or more has converged: it stays where it is
     for the remaining iterations (0: every frame takes every iteration). Warm-started frames get there in one or
     two iterations, and a converged frame's step otherwise fails by a hair and falls back to per-joint steps.
+
+    :func:`minimise_c` where the extension was built, else :func:`minimise_numpy` (same arguments).
     """
+    if _compiled_minimise() is None:
+        return minimise_numpy(objective, init, sigmas, tolerance)
+    return minimise_c(objective, init, sigmas, tolerance)
+
+
+def minimise_numpy(
+    objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float], tolerance: float = 0.0
+) -> np.ndarray:
+    """The reference of :func:`minimise`: every frame's step, line search and convergence test as array operations
+    over the frames."""
     means = init.copy()
     frames, working = np.arange(len(means)), objective  # the frames still iterating, and their objective
     for sigma in sigmas:
@@ -338,6 +355,99 @@ def minimise(
                 frames, working, current, delta = frames[~done], working.frames(~done), current[~done], delta[~done]
         means[frames] = _line_search(working, means[frames], delta, current, sigma)
     return means
+
+
+def minimise_c(
+    objective: GaussNewtonObjective, init: np.ndarray, sigmas: list[float], tolerance: float = 0.0
+) -> np.ndarray:
+    """:func:`minimise_numpy` with each frame's iterations in one compiled loop (``_image_kernel.c``; raises
+    ``ImportError`` where the extension was not built).
+
+    Why: a live frame's fit is one to three frames of 17 joints, where numpy's cost is that of its calls (about 1 ms a
+    fit, of the node's 10 ms a frame at 3 people); the loop costs a few microseconds an iteration. The normal
+    equations are solved by a Cholesky factorisation in an order that keeps the skeleton's zeros, where the
+    reference takes numpy's LU: the results agree to rounding. The kernel hands back a frame whose whole step failed
+    every halving (rare); its joints then take their own steps here (:func:`_per_joint_descent`), and the frame goes
+    on in the kernel from the next iteration.
+    """
+    from ._image_kernel import minimise as kernel
+
+    means = np.array(init, dtype=np.float64)
+    sigma_array = np.asarray(sigmas, dtype=np.float64)
+    waiting = {0: np.arange(len(means))}  # the first iteration still to run -> the frames at it
+    while waiting:
+        start = min(waiting)
+        frames = waiting.pop(start)
+        if start >= len(sigmas) or len(frames) == 0:
+            continue
+        part = objective if len(frames) == len(means) else objective.frames(frames)
+        block, stopped = means[frames], np.empty(len(frames), dtype=np.int64)
+        kernel(*_kernel_arguments(part), sigma_array[start:], float(tolerance), LINE_SEARCH_HALVINGS, EPS2D,
+               MAX_ALPHA, block, stopped)
+        for failed_at in np.unique(stopped[stopped >= 0]):
+            rows = stopped == failed_at
+            block[rows] = _per_joint_descent(part.frames(rows), block[rows], sigmas[start + failed_at])
+            following = start + int(failed_at) + 1
+            waiting[following] = np.concatenate([waiting.get(following, frames[:0]), frames[rows]])
+        means[frames] = block
+    return means
+
+
+@functools.cache
+def _compiled_minimise() -> Callable | None:
+    """The compiled minimiser, or None where the extension was not built (:func:`~.image_terms.image_terms` says so
+    once, at the same fit's first evaluation)."""
+    try:
+        from ._image_kernel import minimise as kernel
+    except ImportError:
+        return None
+    return kernel
+
+
+def _kernel_arguments(objective: GaussNewtonObjective) -> tuple[np.ndarray, ...]:
+    """The objective's arrays as the compiled minimiser reads them (``_image_kernel.c``: ``py_minimise``): float64
+    and contiguous, bone terms per frame ``[F, B]``, an absent prior as empty arrays."""
+    frames, joints = objective.active.shape
+    per_bone = (frames, len(objective.bones))
+    absent = np.empty(0)
+
+    def f64(array) -> np.ndarray:
+        return np.ascontiguousarray(array, dtype=np.float64)
+
+    temporal, anchored = objective.prediction is not None, objective.anchor is not None
+    return (
+        f64(objective.K), f64(objective.R), f64(objective.translation), f64(objective.uv), f64(objective.weights),
+        f64(objective.t), np.ascontiguousarray(objective.bones, dtype=np.int64),
+        f64(np.broadcast_to(objective.bone_mask, per_bone)), f64(np.broadcast_to(objective.bone_lengths, per_bone)),
+        f64(np.broadcast_to(objective.bone_factor, per_bone)),
+        f64(np.broadcast_to(objective.temporal_factor, (frames, joints))) if temporal else absent,
+        f64(objective.prediction) if temporal else absent,
+        f64(objective.anchor) if anchored else absent, f64(objective.anchor_information) if anchored else absent,
+        f64(objective.active), _elimination_positions(joints, np.asarray(objective.bones, dtype=np.int64).tobytes()),
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _elimination_positions(num_joints: int, bones: bytes) -> np.ndarray:
+    """Each joint's place ``[J]`` in the order the compiled minimiser factors the normal matrix: greedy minimum
+    degree on the bone graph (``bones``: the bytes of its ``[B, 2]`` int64 array), which for a tree eliminates leaves
+    first and so adds no nonzero block. Read-only."""
+    neighbours: list[set[int]] = [set() for _ in range(num_joints)]
+    for first, second in np.frombuffer(bones, dtype=np.int64).reshape(-1, 2).tolist():
+        neighbours[first].add(second)
+        neighbours[second].add(first)
+    remaining, order = set(range(num_joints)), []
+    while remaining:
+        joint = min(remaining, key=lambda k: (len(neighbours[k]), k))
+        order.append(joint)
+        remaining.remove(joint)
+        for other in neighbours[joint]:  # eliminating a joint couples its neighbours
+            neighbours[other] |= neighbours[joint] - {other}
+            neighbours[other].discard(joint)
+    positions = np.empty(num_joints, dtype=np.int64)
+    positions[order] = np.arange(num_joints)
+    positions.flags.writeable = False
+    return positions
 
 
 def _line_search(
