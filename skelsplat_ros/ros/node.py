@@ -440,9 +440,15 @@ class FusionNode(Node):
         self._enqueue(self.sync.poll(now))
 
     def _enqueue(self, frames: list[SyncedFrame]) -> None:
+        waiting = self.queue.idle
         dropped = self.queue.put(frames)
         if dropped:
             self.stats.count("dropped.worker_queue", dropped)
+        if frames and waiting:
+            # Hand the GIL to the fusion thread now: this thread's own work until it waits for input again (the
+            # executor's bookkeeping, ~0.4 ms) would otherwise come first; it runs while fusion is in a compiled
+            # kernel instead. The frame's latency fell by 0.3-0.4 ms (BENCHMARKS.md, "Fixed lag").
+            time.sleep(0)
 
     # --- fusion (worker thread) ------------------------------------------------------------------------------------
 
