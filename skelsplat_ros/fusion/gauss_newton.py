@@ -372,7 +372,7 @@ def minimise_c(
     """
     from ._image_kernel import minimise as kernel
 
-    means = np.array(init, dtype=np.float64)
+    means = np.array(init, dtype=np.float64, order="C")  # the kernel works on it in place
     sigma_array = np.asarray(sigmas, dtype=np.float64)
     waiting = {0: np.arange(len(means))}  # the first iteration still to run -> the frames at it
     while waiting:
@@ -380,16 +380,19 @@ def minimise_c(
         frames = waiting.pop(start)
         if start >= len(sigmas) or len(frames) == 0:
             continue
-        part = objective if len(frames) == len(means) else objective.frames(frames)
-        block, stopped = means[frames], np.empty(len(frames), dtype=np.int64)
+        whole = len(frames) == len(means)  # the first call, as good as always the only one
+        part = objective if whole else objective.frames(frames)
+        block, stopped = (means if whole else means[frames]), np.empty(len(frames), dtype=np.int64)
         kernel(*_kernel_arguments(part), sigma_array[start:], float(tolerance), LINE_SEARCH_HALVINGS, EPS2D,
                MAX_ALPHA, block, stopped)
-        for failed_at in np.unique(stopped[stopped >= 0]):
-            rows = stopped == failed_at
-            block[rows] = _per_joint_descent(part.frames(rows), block[rows], sigmas[start + failed_at])
-            following = start + int(failed_at) + 1
-            waiting[following] = np.concatenate([waiting.get(following, frames[:0]), frames[rows]])
-        means[frames] = block
+        if (stopped >= 0).any():
+            for failed_at in np.unique(stopped[stopped >= 0]):
+                rows = stopped == failed_at
+                block[rows] = _per_joint_descent(part.frames(rows), block[rows], sigmas[start + failed_at])
+                following = start + int(failed_at) + 1
+                waiting[following] = np.concatenate([waiting.get(following, frames[:0]), frames[rows]])
+        if not whole:
+            means[frames] = block
     return means
 
 
