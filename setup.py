@@ -10,10 +10,20 @@ from setuptools import Extension, find_packages, setup
 # Python's headers the install goes on without it (`pip install -v` shows the compiler's error) and
 # fusion/image_terms.py runs its numpy reference instead, slower. No fast-math, and no fused multiply-adds, so that
 # every build rounds alike.
+KERNEL_FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
 IMAGE_KERNEL = Extension(
     "skelsplat_ros.fusion._image_kernel",
     sources=["skelsplat_ros/fusion/_image_kernel.c"],
-    extra_compile_args=["-O3", "-ffp-contract=off", "-fno-math-errno"],
+    extra_compile_args=KERNEL_FLAGS,
+    libraries=["m"],
+    optional=True,
+)
+# The robust triangulation in C (geometry/_triangulation_kernel.c), optional and built alike
+# (geometry/triangulation.py runs its numpy reference without it).
+TRIANGULATION_KERNEL = Extension(
+    "skelsplat_ros.geometry._triangulation_kernel",
+    sources=["skelsplat_ros/geometry/_triangulation_kernel.c"],
+    extra_compile_args=KERNEL_FLAGS,
     libraries=["m"],
     optional=True,
 )
@@ -30,7 +40,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["skelsplat_ros", "skelsplat_ros.*"]),
     package_data={"skelsplat_ros": ["skeleton/data/*.yaml"]},
-    ext_modules=[IMAGE_KERNEL],
+    ext_modules=[IMAGE_KERNEL, TRIANGULATION_KERNEL],
     # The ROS 2 Python packages (rclpy, message packages) come from a ROS installation or from the
     # ros-* wheels that scripts/setup.sh installs; the message module skelsplat_ros.msg is generated
     # by rosidl (CMake), which pip cannot do.

@@ -222,13 +222,14 @@ else
 fi
 
 # --- 6. editable -----------------------------------------------------------------------------
-# pip builds the C image kernel (setup.py: fusion/_image_kernel.c) into the source tree here; a changed source, or a
-# build gone from the tree (git clean), runs this stage again.
+# pip builds the C kernels (setup.py: fusion/_image_kernel.c, geometry/_triangulation_kernel.c) into the source tree
+# here; a changed source, or a build gone from the tree (git clean), runs this stage again.
 KERNEL_SRC="$REPO/skelsplat_ros/fusion/_image_kernel.c"
-EDITABLE_HASH="$(printf '%s\n' "$DEPS_HASH" "$(hash_inputs "$REPO/setup.py" "$REPO/setup.cfg" "$KERNEL_SRC")" \
-  | sha256sum | cut -c1-16)"
+TRIANGULATION_SRC="$REPO/skelsplat_ros/geometry/_triangulation_kernel.c"
+EDITABLE_HASH="$(printf '%s\n' "$DEPS_HASH" \
+  "$(hash_inputs "$REPO/setup.py" "$REPO/setup.cfg" "$KERNEL_SRC" "$TRIANGULATION_SRC")" | sha256sum | cut -c1-16)"
 if stamp_ok editable "$EDITABLE_HASH" && [[ -x "$VENV/bin/skelsplat" ]] \
-    && compgen -G "${KERNEL_SRC%.c}.*.so" > /dev/null; then
+    && compgen -G "${KERNEL_SRC%.c}.*.so" > /dev/null && compgen -G "${TRIANGULATION_SRC%.c}.*.so" > /dev/null; then
   log "editable: up to date"
 else
   log "editable: pip install -e $REPO"
@@ -254,9 +255,9 @@ if not os.path.realpath(skelsplat_ros.__file__).startswith(repo + os.sep):
     sys.exit(f"skelsplat_ros resolves to {skelsplat_ros.__file__}, not into {repo}")
 EOF
 ) || { echo "setup: the import check failed; rerun with FORCE=1 to redo every stage" >&2; exit 1; }
-(cd / && "$PY" -c 'import skelsplat_ros.fusion._image_kernel' 2>/dev/null) \
-  || log "WARNING: the C image kernel did not build (see pip's output above: a C compiler and Python's headers are" \
-         "needed); the fits run its numpy reference, slower"
+(cd / && "$PY" -c 'import skelsplat_ros.fusion._image_kernel, skelsplat_ros.geometry._triangulation_kernel' 2>/dev/null) \
+  || log "WARNING: the C kernels did not build (see pip's output above: a C compiler and Python's headers are" \
+         "needed); the fits and the triangulations run their numpy references, slower"
 for exe in skelsplat skelsplat_node skelsplat_sim_rig skelsplat_detector; do
   [[ -x "$VENV/bin/$exe" ]] || { echo "setup: $VENV/bin/$exe is missing" >&2; exit 1; }
 done

@@ -128,23 +128,29 @@ def test_toml_parser_on_python_3_10_is_the_tomli_backport():
     assert run.returncode == 0 and run.stdout.strip() == "4", run.stderr
 
 
-def test_pip_and_colcon_build_the_c_image_kernel_alike():
-    """setup.py (pip) and CMakeLists.txt (colcon) compile fusion/_image_kernel.c with the same flags: no fast-math,
-    no fused multiply-adds (``-ffp-contract=off``), so that every build rounds as the source is written. Where a C
-    compiler exists the installed package has the extension (without one the fits run the numpy reference with a
-    warning: a failed build would otherwise only show as slower fits)."""
+def test_pip_and_colcon_build_the_c_kernels_alike():
+    """setup.py (pip) and CMakeLists.txt (colcon) compile fusion/_image_kernel.c and geometry/_triangulation_kernel.c
+    with the same flags: no fast-math, no fused multiply-adds (``-ffp-contract=off``), so that every build rounds as
+    the source is written. Where a C compiler exists the installed package has both extensions (without one the fits
+    and triangulations run the numpy references: a failed build would otherwise only show as slower fits)."""
     setup_py = (ROOT / "setup.py").read_text()
-    setup_flags = re.findall(r'"([^"]+)"', re.search(r"extra_compile_args=\[(.*?)\]", setup_py).group(1))
-    cmake_flags = re.search(r"target_compile_options\(skelsplat_image_kernel PRIVATE ([^)]*)\)",
-                            (ROOT / "CMakeLists.txt").read_text()).group(1).split()
-    assert setup_flags == cmake_flags and "-ffp-contract=off" in setup_flags
+    setup_flags = re.findall(r'"([^"]+)"', re.search(r"KERNEL_FLAGS = \[(.*?)\]", setup_py).group(1))
+    assert setup_py.count("extra_compile_args=KERNEL_FLAGS") == 2
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    for target in ("skelsplat_image_kernel", "skelsplat_triangulation_kernel"):
+        cmake_flags = re.search(rf"target_compile_options\({target} PRIVATE ([^)]*)\)", cmake).group(1).split()
+        assert setup_flags == cmake_flags, target
+    assert "-ffp-contract=off" in setup_flags
     assert not any("fast-math" in flag or flag == "-Ofast" for flag in setup_flags)
     if shutil.which("cc") is None and shutil.which("gcc") is None:
-        pytest.skip("no C compiler here: the package runs the numpy reference")
-    import skelsplat_ros.fusion._image_kernel as kernel
+        pytest.skip("no C compiler here: the package runs the numpy references")
+    import skelsplat_ros.fusion._image_kernel as image_kernel
     import skelsplat_ros.fusion.image_terms as image_terms
+    import skelsplat_ros.geometry._triangulation_kernel as triangulation_kernel
+    import skelsplat_ros.geometry.triangulation as triangulation
 
-    assert Path(kernel.__file__).parent == Path(image_terms.__file__).parent
+    assert Path(image_kernel.__file__).parent == Path(image_terms.__file__).parent
+    assert Path(triangulation_kernel.__file__).parent == Path(triangulation.__file__).parent
 
 
 def test_the_test_files_that_scripts_and_docs_run_exist():

@@ -145,8 +145,9 @@ def detect_videos(videos: tuple[Path, ...], config: DetectorConfig, output: Path
 
 def preload() -> None:
     """Load what every take needs, so that a worker's first take does not: numpy, scipy.linalg (the offline
-    smoothing's solver), this package's take modules, and the compiled image kernel (one call on one view, frame and
-    joint, which loads the extension module, or where it was not built says once that the numpy reference runs).
+    smoothing's solver), this package's take modules, and the compiled kernels (one call of the image terms on one
+    view, frame and joint, which loads the extension module, or where it was not built says once that the numpy
+    reference runs; the robust triangulation's module).
     No numba: a take of one person in the default modes calls none of its kernels (``test/pipeline/test_batch.py``
     checks)."""
     import numpy as np
@@ -154,8 +155,10 @@ def preload() -> None:
 
     from ..fusion import gauss_newton  # noqa: F401 - the refinement (imported at the first fit)
     from ..fusion.image_terms import image_terms
+    from ..geometry.triangulation import _compiled_kernel as triangulation_kernel
     from .fuse import fuse_file  # noqa: F401 - the take's modules: fusion, io (imported by run_take)
 
+    triangulation_kernel()
     image_terms(np.eye(3)[None], np.eye(3)[None], np.array([[0.0, 0.0, 2.0]]), np.zeros((1, 1, 3)),
                 np.zeros((1, 1, 1, 2)), np.ones((1, 1, 1)), np.ones((1, 1, 1)), 0.01)
 

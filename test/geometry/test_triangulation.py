@@ -13,6 +13,7 @@ from skelsplat_ros.geometry.triangulation import (
     triangulate_dlt,
     triangulate_greedy,
     triangulate_robust,
+    triangulate_robust_numpy,
     valid_observations,
     view_subsets,
 )
@@ -154,7 +155,10 @@ def test_dlt_nan_inputs_and_min_views():
 # --- robust -----------------------------------------------------------------------------------------------------
 
 
-SEARCHES = [triangulate_robust, triangulate_greedy]
+# triangulate_robust is the compiled kernel where it was built (test_triangulation_kernel.py holds the two equal);
+# each behaviour is asked of the numpy reference too.
+ROBUST = [triangulate_robust, triangulate_robust_numpy]
+SEARCHES = ROBUST + [triangulate_greedy]
 
 
 @pytest.mark.parametrize("search", SEARCHES)
@@ -174,13 +178,14 @@ def test_robust_rejects_a_view_off_by_100_px(num_views, bad_view, search):
     assert np.nanmax(result.error) < 1e-6
 
 
-def test_robust_picks_the_largest_consistent_subset_with_noise():
+@pytest.mark.parametrize("robust", ROBUST)
+def test_robust_picks_the_largest_consistent_subset_with_noise(robust):
     rig = _rig(5)
     points = _points((3, 17), seed=20)
     rng = np.random.default_rng(21)
     uv = project_pinhole(rig, points) + rng.normal(0.0, 1.0, (5, 3, 17, 2))
     uv[3] += 80.0 * _unit_directions((3, 17), seed=22)
-    result = triangulate_robust(rig, uv, np.ones((5, 3, 17)), threshold_px=10.0)
+    result = robust(rig, uv, np.ones((5, 3, 17)), threshold_px=10.0)
     assert not result.views_used[3].any() and result.views_used[[0, 1, 2, 4]].all()
     assert np.linalg.norm(result.points - points, axis=-1).max() < 0.01  # 1 px noise: mm-level error
     assert (result.error > 0).all() and (result.error < 10.0).all()
@@ -236,8 +241,9 @@ def test_greedy_drops_two_bad_views_of_eight_with_noise():
     np.testing.assert_allclose(result.points, exhaustive.points, atol=1e-9)
 
 
+@pytest.mark.parametrize("robust", ROBUST)
 @pytest.mark.parametrize("num_views", [9, 12, 20])
-def test_robust_many_cameras_searches_the_views_each_point_is_seen_in(num_views):
+def test_robust_many_cameras_searches_the_views_each_point_is_seen_in(num_views, robust):
     # With 9+ cameras the 256 largest subsets of *all* views are all bigger than a joint seen by 3 cameras, and
     # 2^20 subsets cannot even be listed: the search must run over each point's own views.
     rig = _rig(num_views, radius=5.0)
@@ -249,15 +255,16 @@ def test_robust_many_cameras_searches_the_views_each_point_is_seen_in(num_views)
     confidence[4:, 1] = 0.0  # joint 1: seen by 4, one of them wrong
     uv[2, 1] += 90.0 * _unit_directions((), seed=62)
     uv[5, 2] += 90.0 * _unit_directions((), seed=63)  # joints 2-5: seen by every camera, one of them wrong
-    result = triangulate_robust(rig, uv, confidence, threshold_px=3.0)  # 0.5 px noise: inliers reproject < 1 px
+    result = robust(rig, uv, confidence, threshold_px=3.0)  # 0.5 px noise: inliers reproject < 1 px
     assert np.linalg.norm(result.points - points, axis=-1).max() < 0.01
     np.testing.assert_array_equal(result.views_used[:, 0], np.arange(num_views) < 3)
     np.testing.assert_array_equal(result.views_used[:, 1], np.isin(np.arange(num_views), [0, 1, 3]))
     assert not result.views_used[5, 2] and result.views_used[:, 2].sum() == num_views - 1
 
 
+@pytest.mark.parametrize("robust", ROBUST)
 @pytest.mark.parametrize("max_subsets", [256, 3, 1])
-def test_robust_matches_a_search_of_every_subset_point_by_point(max_subsets):
+def test_robust_matches_a_search_of_every_subset_point_by_point(max_subsets, robust):
     # Messy data: noise, outliers, dropped and NaN views, so that some points pass with all their views, some need
     # a smaller subset and some have none. Each point, on its own: the largest passing subset of its usable views
     # (of the first max_subsets), then the lowest mean error.
@@ -268,7 +275,7 @@ def test_robust_matches_a_search_of_every_subset_point_by_point(max_subsets):
     uv += 60.0 * _unit_directions((5, 40), seed=72) * (rng.random((5, 40, 1)) < 0.25)
     confidence = rng.uniform(0.2, 1.0, (5, 40))
     uv[rng.random((5, 40)) < 0.1] = np.nan
-    result = triangulate_robust(rig, uv, confidence, threshold_px=6.0, min_confidence=0.3, max_subsets=max_subsets)
+    result = robust(rig, uv, confidence, threshold_px=6.0, min_confidence=0.3, max_subsets=max_subsets)
     usable = (confidence >= 0.3) & np.isfinite(uv).all(-1)
     outcomes = set()
     for n in range(40):
