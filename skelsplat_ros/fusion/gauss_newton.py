@@ -411,7 +411,8 @@ def _kernel_arguments(objective: GaussNewtonObjective) -> tuple[np.ndarray, ...]
     """The objective's arrays as the compiled minimiser reads them (``_image_kernel.c``: ``py_minimise``): float64
     and contiguous, bone terms per frame ``[F, B]``, an absent prior as empty arrays."""
     frames, joints = objective.active.shape
-    per_bone = (frames, len(objective.bones))
+    bones = np.ascontiguousarray(objective.bones, dtype=np.int64)
+    per_bone = (frames, len(bones))
     absent = np.empty(0)
 
     def f64(array) -> np.ndarray:
@@ -420,13 +421,13 @@ def _kernel_arguments(objective: GaussNewtonObjective) -> tuple[np.ndarray, ...]
     temporal, anchored = objective.prediction is not None, objective.anchor is not None
     return (
         f64(objective.K), f64(objective.R), f64(objective.translation), f64(objective.uv), f64(objective.weights),
-        f64(objective.t), np.ascontiguousarray(objective.bones, dtype=np.int64),
+        f64(objective.t), bones,
         f64(np.broadcast_to(objective.bone_mask, per_bone)), f64(np.broadcast_to(objective.bone_lengths, per_bone)),
         f64(np.broadcast_to(objective.bone_factor, per_bone)),
         f64(np.broadcast_to(objective.temporal_factor, (frames, joints))) if temporal else absent,
         f64(objective.prediction) if temporal else absent,
         f64(objective.anchor) if anchored else absent, f64(objective.anchor_information) if anchored else absent,
-        f64(objective.active), _elimination_positions(joints, np.asarray(objective.bones, dtype=np.int64).tobytes()),
+        f64(objective.active), _elimination_positions(joints, bones.tobytes()),
     )
 
 
