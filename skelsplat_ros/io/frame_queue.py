@@ -6,6 +6,12 @@ frame, has a claim on one more: the next frame put is its own already, not one w
 few milliseconds (the thread must get the GIL), while a burst of frames may be put at once (a detector's batch, late
 keypoints): without the claim the burst's next frame would push it out.
 
+The producer may also stand aside while the consumer fuses a frame it claimed idle (:meth:`FrameQueue.stand_aside`,
+until the consumer's :meth:`FrameQueue.release`). Both are Python threads: whatever the producer does meanwhile (a
+ROS executor's bookkeeping, some hundred small calls) takes the GIL whenever fusion lets it go for a compiled kernel,
+and fusion then waits for it to give it back. Fusing a frame took 0.7-1 ms longer than its CPU time that way
+(BENCHMARKS.md, "Fixed lag"); standing aside, the frame is out that much sooner, and the producer's work comes after.
+
 Pure Python (threading); the node's executor thread puts, its fusion thread gets.
 """
 
@@ -34,6 +40,7 @@ class FrameQueue(Generic[T]):
         self._frames: collections.deque[T] = collections.deque()
         self._cv = threading.Condition()
         self._idle = False
+        self._claimed = False  # the consumer fuses a frame it claimed idle, and has not released the producer yet
         self._closed = False
 
     def __len__(self) -> int:
@@ -50,12 +57,13 @@ class FrameQueue(Generic[T]):
             return 0
         dropped = 0
         with self._cv:
+            self._claimed = self._claimed or self._idle
             for frame in frames:
                 if len(self._frames) >= self.size + self._idle:
                     self._frames.popleft()
                     dropped += 1
                 self._frames.append(frame)
-            self._cv.notify()
+            self._cv.notify_all()  # the consumer; a producer standing aside re-checks and waits on
         return dropped
 
     def get(self, poll: float = 0.5) -> T | None:
@@ -71,6 +79,20 @@ class FrameQueue(Generic[T]):
             if self._closed:
                 return None
             return self._frames.popleft()
+
+    def stand_aside(self, timeout: float) -> bool:
+        """In the producer: wait until the consumer releases it (:meth:`release`), at most ``timeout`` seconds, if the
+        consumer claimed the last frame put while idle; else return at once. False when ``timeout`` passed."""
+        with self._cv:
+            return self._cv.wait_for(lambda: not self._claimed or self._closed, timeout=timeout)
+
+    def release(self) -> None:
+        """In the consumer: the producer need not stand aside any more (the frame is out, or the consumer is about to
+        wait for something the producer brings). Harmless when nothing was claimed."""
+        with self._cv:
+            if self._claimed:
+                self._claimed = False
+                self._cv.notify_all()
 
     def close(self) -> None:
         """Wake the consumer and make every later :meth:`get` return ``None`` (frames still queued are dropped)."""

@@ -15,9 +15,10 @@ Data flow::
 One person is the special case of the same path: a single-person rig gets one track, whose id stays as long as
 the person is seen (and a new one, never a reused one, after the person was lost for ``track_delete_after``).
 
-Fusion runs in its own thread so that the executor keeps taking messages while a frame is being fused; when fusion
-is slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
-keeps the latency bounded. Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
+Fusion runs in its own thread so that the executor keeps taking messages when fusion falls behind; when fusion is
+slower than the cameras, the oldest waiting frames are dropped (counted) rather than queued without bound, which
+keeps the latency bounded. A frame that finds the fusion thread idle goes out first: the executor stands aside until
+it is published (io/frame_queue.py). Run: ``skelsplat_node --ros-args --params-file config/skelsplat.yaml``.
 
 The node is ready when it subscribes: the fusion thread warms up first (while the executor serves CameraInfo, TF
 and /diagnostics), and the keypoint subscriptions are made only then, so the first frame a detector sends on seeing
@@ -81,6 +82,9 @@ if TYPE_CHECKING:
     from skelsplat_ros.tracking import MultiPersonTracker, TrackerConfig, TrackerStep
 
 NODE_NAME = "skelsplat_node"
+# The longest the executor's thread stands aside for a frame being fused (s): a frame takes some milliseconds; one that
+# takes longer (the first ones, a crowd) has the executor back after this.
+STAND_ASIDE_MAX = 0.1
 
 
 @dataclass(frozen=True)
@@ -366,9 +370,11 @@ class FusionNode(Node):
                 else None
             self._inputs = subscribe_input(self, p["input"], self._input_types, self.cameras, input_qos,
                                            self._on_keypoints, sizes)
-        for camera in self.cameras if self._input_types is None else []:
-            self.create_subscription(Keypoints2DArray, f"{camera}/keypoints",
-                                     lambda data, camera=camera: self._on_keypoints(camera, data), input_qos, raw=True)
+        self._keypoint_subs = [
+            (camera, self.create_subscription(Keypoints2DArray, f"{camera}/keypoints",
+                                              lambda data, camera=camera: self._on_camera_message(camera, data),
+                                              input_qos, raw=True))
+            for camera in (self.cameras if self._input_types is None else [])]
         # Partial frames are emitted on a timer (complete ones as soon as their last view arrives). The figures of
         # /diagnostics count from here: a camera is not dead for having been silent while nobody listened.
         self._listening_at = time.monotonic()
@@ -378,6 +384,21 @@ class FusionNode(Node):
         self.get_logger().info(f"subscribed to the keypoints of {len(self.cameras)} cameras: ready")
 
     # --- input (executor thread) -----------------------------------------------------------------------------------
+
+    def _on_camera_message(self, camera: str, data: bytes) -> None:
+        """A keypoint message taken by the executor; then the other cameras' messages already waiting, one each.
+
+        A frame's views arrive together, and each one the executor hands over costs another wait (its wait set rebuilt
+        in Python, ~0.3 ms): taken here, the frame is complete that much sooner. One message per camera keeps the
+        cameras fair when one of them floods; what is left waits for the executor."""
+        self._on_keypoints(camera, data)
+        for other, subscription in self._keypoint_subs:
+            if other == camera:
+                continue
+            with subscription.handle:
+                taken = subscription.handle.take_message(subscription.msg_type, subscription.raw)
+            if taken is not None:
+                self._on_keypoints(other, taken[0])
 
     def _on_keypoints(self, camera: str, data: bytes) -> None:
         now = self._listening_at = time.monotonic()
@@ -440,15 +461,12 @@ class FusionNode(Node):
         self._enqueue(self.sync.poll(now))
 
     def _enqueue(self, frames: list[SyncedFrame]) -> None:
-        waiting = self.queue.idle
         dropped = self.queue.put(frames)
         if dropped:
             self.stats.count("dropped.worker_queue", dropped)
-        if frames and waiting:
-            # Hand the GIL to the fusion thread now: this thread's own work until it waits for input again (the
-            # executor's bookkeeping, ~0.4 ms) would otherwise come first; it runs while fusion is in a compiled
-            # kernel instead. The frame's latency fell by 0.3-0.4 ms (BENCHMARKS.md, "Fixed lag").
-            time.sleep(0)
+        if frames:
+            # A frame an idle fusion thread took goes out first; this thread's work waits (io/frame_queue.py).
+            self.queue.stand_aside(STAND_ASIDE_MAX)
 
     # --- fusion (worker thread) ------------------------------------------------------------------------------------
 
@@ -472,6 +490,8 @@ class FusionNode(Node):
                 self.stats.count("fusion_errors")
                 self.get_logger().error(f"fusion failed for frame {frame.stamp:.3f}: {error!r}",
                                         throttle_duration_sec=5.0)
+            finally:
+                self.queue.release()
 
     def _frame_rig(self, frame: SyncedFrame) -> FrameRig:
         """The cameras at the frame's stamps (each view at its own); views whose pose is unknown are counted as
@@ -481,8 +501,11 @@ class FusionNode(Node):
         that waits have waited too, so a TF outage delays the output by tf_timeout instead of dividing its rate.
         """
         views = {camera: ViewRef(frame_id, ns) for camera, (ns, _, frame_id) in frame.views.items()}
+        frame_rig = self.drift.source.rig_for(views)
         timeout = frame.emitted_at + self.params["tf_timeout"] - time.monotonic()
-        frame_rig = self.drift.source.rig_for(views, timeout=timeout)
+        if frame_rig.missing and timeout > 0 and not isinstance(self.rig_source, StaticRigSource):
+            self.queue.release()  # the transforms waited for come through the executor's thread
+            frame_rig = self.drift.source.rig_for(views, timeout=timeout)
         for camera, reason in frame_rig.missing.items():
             self.stats.count(f"tf.{reason}")
             self.get_logger().warning(f"view {camera} at {views[camera].stamp_ns * 1e-9:.3f} left out: {reason}",
@@ -526,6 +549,7 @@ class FusionNode(Node):
             if last:
                 self._ended = []
             latencies.append(self.get_clock().now().nanoseconds * 1e-9 - stamp_ns * 1e-9)
+        self.queue.release()  # the frames are out: the executor's turn
         if self.lagged is not None:  # the frames are out: the smoothers' work they did not need (counted as fusion)
             started, cpu_started = time.perf_counter(), time.thread_time()
             self.lagged.settle()

@@ -1,4 +1,5 @@
-"""The hand-off to the fusion thread (io/frame_queue.py): bounded, newest frames win, an idle consumer's claim."""
+"""The hand-off to the fusion thread (io/frame_queue.py): bounded, newest frames win, an idle consumer's claim, and
+the producer standing aside while the consumer fuses what it claimed."""
 
 from __future__ import annotations
 
@@ -42,3 +43,69 @@ def test_an_idle_consumer_has_a_claim_on_one_more_frame_and_close_wakes_it():
     thread.join(timeout=5.0)
     assert got == [1, 2] and not thread.is_alive()
     assert queue.get() is None
+
+
+def _idle_consumer(queue: FrameQueue[int], fused: list[int], release: threading.Event) -> threading.Thread:
+    """A consumer that takes each frame, and releases the producer once ``release`` is set."""
+
+    def consume() -> None:
+        while (frame := queue.get(poll=0.05)) is not None:
+            release.wait(timeout=5.0)
+            fused.append(frame)
+            queue.release()
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    deadline = time.monotonic() + 5.0
+    while not queue.idle and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert queue.idle
+    return thread
+
+
+def test_the_producer_stands_aside_until_the_consumer_releases_a_frame_it_claimed_idle():
+    queue: FrameQueue[int] = FrameQueue(1)
+    fused: list[int] = []
+    release = threading.Event()
+    thread = _idle_consumer(queue, fused, release)
+    try:
+        queue.put([1])
+        threading.Timer(0.2, release.set).start()
+        started = time.monotonic()
+        assert queue.stand_aside(timeout=5.0)
+        assert time.monotonic() - started >= 0.15 and fused == [1]  # it waited for the release, not for nothing
+        # Released: standing aside again returns at once.
+        started = time.monotonic()
+        assert queue.stand_aside(timeout=5.0) and time.monotonic() - started < 0.1
+    finally:
+        queue.close()
+        thread.join(timeout=5.0)
+
+
+def test_standing_aside_is_bounded_and_closing_ends_it():
+    queue: FrameQueue[int] = FrameQueue(1)
+    fused: list[int] = []
+    never = threading.Event()
+    thread = _idle_consumer(queue, fused, never)
+    try:
+        queue.put([1])
+        started = time.monotonic()
+        assert not queue.stand_aside(timeout=0.1)  # the consumer holds it: the bound returns the producer
+        assert 0.08 <= time.monotonic() - started < 2.0
+        threading.Timer(0.1, queue.close).start()
+        assert queue.stand_aside(timeout=5.0)  # closed: nobody will release it
+    finally:
+        queue.close()
+        never.set()
+        thread.join(timeout=5.0)
+    assert not thread.is_alive()
+
+
+def test_a_frame_put_while_the_consumer_is_busy_claims_nothing():
+    queue: FrameQueue[int] = FrameQueue(2)
+    assert not queue.idle
+    queue.put([1])  # no consumer waiting: nothing claimed
+    started = time.monotonic()
+    assert queue.stand_aside(timeout=5.0) and time.monotonic() - started < 0.1
+    queue.release()  # harmless without a claim
+    assert queue.get() == 1

@@ -355,6 +355,51 @@ def test_a_burst_of_frames_reaching_an_idle_worker_is_fused_whole(rclpy_context,
         fusion.destroy_node()
 
 
+def test_a_view_the_executor_hands_over_brings_the_other_cameras_waiting_views_one_each(rclpy_context, tmp_path):
+    """The views of a frame arrive together: the callback of the first takes the other cameras' messages already in
+    their readers, without an executor round each, and one per camera (a camera with a backlog cannot crowd out the
+    others)."""
+    from rclpy.serialization import serialize_message
+
+    # camera_timeout: the cameras silent between the two frames below must not count as dead (a frame would then be
+    # complete with cam0 alone).
+    fusion, scenario = robust_node(rclpy_context, tmp_path, 1, Parameter("track_confirm_frames", value=1),
+                                   Parameter("camera_timeout", value=30.0))
+    sender = Node("sender", context=rclpy_context)
+    pubs = {c: sender.create_publisher(Keypoints2DArray, f"{c}/keypoints", qos_profile_sensor_data) for c in CAMERAS}
+    spinner = Spinner(rclpy_context, [fusion])
+    try:
+        assert wait_until(lambda: fusion.ready.is_set() and all(p.get_subscription_count() for p in pubs.values()),
+                          timeout=10.0)
+        time.sleep(0.3)  # the subscriptions match the publishers both ways
+    finally:
+        spinner.stop()  # from here on no executor runs: only the callback below takes messages
+    try:
+        first, second = time.time_ns(), time.time_ns() + 50_000_000
+
+        def message(camera: str, stamp_ns: int) -> Keypoints2DArray:
+            return keypoints_msg(scenario.keypoints[CAMERAS.index(camera), 0], RosTime(nanoseconds=stamp_ns).to_msg(),
+                                 f"{camera}_optical", "h36m17")
+
+        for camera in CAMERAS[1:]:
+            pubs[camera].publish(message(camera, first))
+        pubs["cam1"].publish(message("cam1", second))  # a backlog on cam1
+        time.sleep(0.5)  # delivered into the node's readers (loopback)
+        fusion._on_camera_message("cam0", serialize_message(message("cam0", first)))
+        assert fusion.counters()["accepted"] == 4  # cam0's, and one message of each other camera
+        assert wait_until(lambda: fusion.stats.published == 1, timeout=5.0), fusion.counters()
+        # The next view taken brings cam1's second message along: the second frame completes.
+        for camera in ("cam2", "cam3"):
+            pubs[camera].publish(message(camera, second))
+        time.sleep(0.5)
+        fusion._on_camera_message("cam0", serialize_message(message("cam0", second)))
+        assert fusion.counters()["accepted"] == 8
+        assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), fusion.counters()
+    finally:
+        for node in (fusion, sender):
+            node.destroy_node()
+
+
 def test_parse_keypoints_picks_the_most_confident_person_and_flags_bad_values():
     from skelsplat_ros.ros.conversions import parse_keypoints
 

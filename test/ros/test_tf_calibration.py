@@ -5,10 +5,13 @@
 - Moving: a robot's stereo head circling the person plus two wall cameras, keypoints 100 ms late, the base pose on
   /tf at every capture stamp. Every fused frame must equal the triangulation with the true cameras AT ITS STAMP;
   while /tf is withheld the head views must be left out (counted), never fused with another pose.
+- Poses after the keypoints: a frame whose camera poses come after its views is fused with them as soon as they
+  come, although the executor stands aside while a frame is fused.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +125,59 @@ def test_moving_cameras_are_posed_at_each_stamp_and_views_without_tf_are_left_ou
     assert counters.get("tf.future", 0) >= 2 * checked["left_out"], counters
     # The node's own /tf (a frame per joint and track) is not read back into the buffer of camera poses.
     assert fusion.rig_source.buffer.frames() == {"world", "base_link", *(f"{c}_optical" for c in scenario.names)}
+
+
+def test_a_frame_waiting_for_its_camera_poses_gets_them_while_the_executor_stands_aside(rclpy_context, monkeypatch):
+    """The executor's thread stands aside while the fusion thread fuses the frame it handed over (io/frame_queue.py),
+    but the transforms that frame waits for come through that thread: fusion must release it before waiting. With the
+    bound on standing aside made longer than the test, a fusion thread that kept it would wait out tf_timeout and
+    leave every view out."""
+    from sensor_msgs.msg import CameraInfo
+    from skelsplat_ros.msg import Keypoints2DArray
+    from std_msgs.msg import Header
+    from tf2_msgs.msg import TFMessage
+
+    from skelsplat_ros.geometry.calibration import camera_info_fields
+    from skelsplat_ros.ros import node as node_module
+    from skelsplat_ros.ros.conversions import keypoints_msg, ns_to_stamp
+    from skelsplat_ros.ros.rig_publisher import optical_frame, static_transforms
+    from skelsplat_ros.ros.tf_listener import TF_QOS
+    from skelsplat_ros.sim import make_scenario
+
+    monkeypatch.setattr(node_module, "STAND_ASIDE_MAX", 60.0)
+    scenario = make_scenario("lab", num_frames=2, fps=20, noise="clean", seed=4)
+    rig, names = scenario.rig, scenario.rig.names
+    fusion = FusionNode(context=rclpy_context, parameter_overrides=[
+        Parameter("cameras", value=names), Parameter("method", value="robust"), Parameter("tf_timeout", value=5.0),
+        Parameter("track_confirm_frames", value=1), Parameter("threads", value=0)])
+    sender = Node("poses_after_keypoints", context=rclpy_context)
+    tf_pub = sender.create_publisher(TFMessage, "/tf", TF_QOS)
+    info_pubs = {c: sender.create_publisher(CameraInfo, f"{c}/camera_info", QoSProfile(depth=1)) for c in names}
+    keypoint_pubs = {c: sender.create_publisher(Keypoints2DArray, f"{c}/keypoints", QoSProfile(depth=10))
+                     for c in names}
+    run = _Run(rclpy_context, [fusion, sender])
+    try:
+        def poses(stamp_ns: int) -> None:  # every camera's pose on /tf (a moving rig's), at one stamp
+            tf_pub.publish(TFMessage(transforms=static_transforms(rig, "world", "", ns_to_stamp(stamp_ns))))
+
+        known = fusion.get_clock().now().nanoseconds
+        for camera, info in zip(names, (camera_info_fields(c) for c in rig)):
+            info_pubs[camera].publish(CameraInfo(header=Header(frame_id=optical_frame("", camera)), **info))
+        poses(known)
+        assert wait_until(lambda: fusion.ready.is_set() and all(p.get_subscription_count()
+                                                                for p in keypoint_pubs.values()), timeout=20.0)
+        stamp = fusion.get_clock().now().nanoseconds
+        for view, camera in enumerate(names):
+            keypoint_pubs[camera].publish(keypoints_msg(scenario.keypoints[view, 0], ns_to_stamp(stamp),
+                                                        optical_frame("", camera), "h36m17"))
+        assert wait_until(lambda: fusion.sync.pending == 0, timeout=5.0)  # synchronized: fusion waits for poses
+        time.sleep(0.3)
+        poses(stamp)
+        assert wait_until(lambda: stamp in run.skeletons, timeout=4.0), fusion.counters()
+    finally:
+        run.stop()
+        fusion.destroy_node()
+        sender.destroy_node()
+    assert not any(key.startswith("tf.") for key in fusion.counters()), fusion.counters()
+    np.testing.assert_allclose(run.skeletons[stamp], _triangulate(rig, scenario.keypoints[:, 0], scenario.skeleton),
+                               atol=1e-6)
