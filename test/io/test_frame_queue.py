@@ -3,6 +3,7 @@ the producer standing aside while the consumer fuses what it claimed."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -30,10 +31,7 @@ def test_an_idle_consumer_has_a_claim_on_one_more_frame_and_close_wakes_it():
 
     thread = threading.Thread(target=consume)
     thread.start()
-    deadline = time.monotonic() + 5.0
-    while not queue.idle and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert queue.idle
+    _wait_idle(queue)
     # A burst of two while it waits: one is its own already, the other waits behind it; nothing dropped.
     assert queue.put([1, 2]) == 0
     deadline = time.monotonic() + 5.0
@@ -45,8 +43,19 @@ def test_an_idle_consumer_has_a_claim_on_one_more_frame_and_close_wakes_it():
     assert queue.get() is None
 
 
-def _idle_consumer(queue: FrameQueue[int], fused: list[int], release: threading.Event) -> threading.Thread:
-    """A consumer that takes each frame, and releases the producer once ``release`` is set."""
+def _wait_idle(queue: FrameQueue) -> None:
+    deadline = time.monotonic() + 5.0
+    while not queue.idle and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert queue.idle
+
+
+@contextlib.contextmanager
+def _idle_consumer(release: threading.Event):
+    """A queue of size 1 whose consumer waits idle for frames and holds each one it takes until ``release`` is set,
+    then releases the producer; yields the queue and the frames fused."""
+    queue: FrameQueue[int] = FrameQueue(1)
+    fused: list[int] = []
 
     def consume() -> None:
         while (frame := queue.get(poll=0.05)) is not None:
@@ -56,19 +65,19 @@ def _idle_consumer(queue: FrameQueue[int], fused: list[int], release: threading.
 
     thread = threading.Thread(target=consume)
     thread.start()
-    deadline = time.monotonic() + 5.0
-    while not queue.idle and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert queue.idle
-    return thread
+    try:
+        _wait_idle(queue)
+        yield queue, fused
+    finally:
+        queue.close()
+        release.set()
+        thread.join(timeout=5.0)
+    assert not thread.is_alive()
 
 
 def test_the_producer_stands_aside_until_the_consumer_releases_a_frame_it_claimed_idle():
-    queue: FrameQueue[int] = FrameQueue(1)
-    fused: list[int] = []
     release = threading.Event()
-    thread = _idle_consumer(queue, fused, release)
-    try:
+    with _idle_consumer(release) as (queue, fused):
         queue.put([1])
         threading.Timer(0.2, release.set).start()
         started = time.monotonic()
@@ -77,28 +86,16 @@ def test_the_producer_stands_aside_until_the_consumer_releases_a_frame_it_claime
         # Released: standing aside again returns at once.
         started = time.monotonic()
         assert queue.stand_aside(timeout=5.0) and time.monotonic() - started < 0.1
-    finally:
-        queue.close()
-        thread.join(timeout=5.0)
 
 
 def test_standing_aside_is_bounded_and_closing_ends_it():
-    queue: FrameQueue[int] = FrameQueue(1)
-    fused: list[int] = []
-    never = threading.Event()
-    thread = _idle_consumer(queue, fused, never)
-    try:
+    with _idle_consumer(threading.Event()) as (queue, _):
         queue.put([1])
         started = time.monotonic()
         assert not queue.stand_aside(timeout=0.1)  # the consumer holds it: the bound returns the producer
         assert 0.08 <= time.monotonic() - started < 2.0
         threading.Timer(0.1, queue.close).start()
         assert queue.stand_aside(timeout=5.0)  # closed: nobody will release it
-    finally:
-        queue.close()
-        never.set()
-        thread.join(timeout=5.0)
-    assert not thread.is_alive()
 
 
 def test_a_frame_put_while_the_consumer_is_busy_claims_nothing():
