@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.exceptions import InvalidHandle
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
 from rclpy.qos import (
@@ -395,8 +396,11 @@ class FusionNode(Node):
         for other, subscription in self._keypoint_subs:
             if other == camera:
                 continue
-            with subscription.handle:
-                taken = subscription.handle.take_message(subscription.msg_type, subscription.raw)
+            try:
+                with subscription.handle:
+                    taken = subscription.handle.take_message(subscription.msg_type, subscription.raw)
+            except InvalidHandle:  # destroyed (the node shuts down): as rclpy's executor, skip it
+                continue
             if taken is not None:
                 self._on_keypoints(other, taken[0])
 

@@ -395,6 +395,11 @@ def test_a_view_the_executor_hands_over_brings_the_other_cameras_waiting_views_o
         fusion._on_camera_message("cam0", serialize_message(message("cam0", second)))
         assert fusion.counters()["accepted"] == 8
         assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), fusion.counters()
+        # A reader destroyed under it (the node shutting down) is skipped, as rclpy's executor skips it.
+        camera, subscription = fusion._keypoint_subs[-1]
+        fusion.destroy_subscription(subscription)
+        fusion._on_camera_message("cam0", serialize_message(message("cam0", second + 50_000_000)))
+        assert fusion.counters()["accepted"] == 9 and camera == "cam3"
     finally:
         for node in (fusion, sender):
             node.destroy_node()
