@@ -9,8 +9,8 @@ keypoints): without the claim the burst's next frame would push it out.
 The producer may also stand aside while the consumer fuses a frame it claimed idle (:meth:`FrameQueue.stand_aside`,
 until the consumer's :meth:`FrameQueue.release`). Both are Python threads: whatever the producer does meanwhile (a
 ROS executor's bookkeeping, some hundred small calls) takes the GIL whenever fusion lets it go for a compiled kernel,
-and fusion then waits for it to give it back. Fusing a frame took 0.7-1 ms longer than its CPU time that way
-(BENCHMARKS.md, "Fixed lag"); standing aside, the frame is out that much sooner, and the producer's work comes after.
+and fusion then waits for it to give it back. Fusing a frame took 0.5-1 ms longer than its CPU time that way (3 people,
+BENCHMARKS.md, "Fixed lag"); standing aside, the producer's work comes after the frame is out.
 
 Pure Python (threading); the node's executor thread puts, its fusion thread gets.
 """
