@@ -83,9 +83,10 @@ def wait_drained(fusion, probe: Probe, timeout: float = 15.0) -> bool:
                       and len(probe.skeletons) >= fusion.stats.published, timeout)
 
 
-def robust_node(context: Context, tmp_path, seed: int, *parameters, num_frames: int = 2):
+def robust_node(context: Context, tmp_path, seed: int, *parameters, num_frames: int = 2, namespace: str = ""):
     """A fusion node (robust method: cheap) on the simulated lab rig, and that scenario (clean noise, 20 Hz);
-    ``parameters``: more ``rclpy.parameter.Parameter`` overrides."""
+    ``parameters``: more ``rclpy.parameter.Parameter`` overrides; ``namespace``: the node's (its topics' too), apart
+    from the other tests' nodes of the same module."""
     from rclpy.parameter import Parameter
 
     from skelsplat_ros.geometry.calibration import save_calibration
@@ -95,7 +96,7 @@ def robust_node(context: Context, tmp_path, seed: int, *parameters, num_frames: 
     scenario = make_scenario("lab", num_frames=num_frames, fps=20, noise="clean", seed=seed)
     calibration = tmp_path / "calibration.toml"
     save_calibration(scenario.rig, calibration)
-    node = FusionNode(context=context, parameter_overrides=[
+    node = FusionNode(context=context, namespace=namespace, parameter_overrides=[
         Parameter("calibration_file", value=str(calibration)), Parameter("method", value="robust"), *parameters])
     return node, scenario
 

@@ -362,10 +362,10 @@ def test_a_view_the_executor_hands_over_brings_the_other_cameras_waiting_views_o
     from rclpy.serialization import serialize_message
 
     # camera_timeout: the cameras silent between the two frames below must not count as dead (a frame would then be
-    # complete with cam0 alone).
+    # complete with cam0 alone). The namespace keeps the module's sim rig (sim_run, still sending) out of the readers.
     fusion, scenario = robust_node(rclpy_context, tmp_path, 1, Parameter("track_confirm_frames", value=1),
-                                   Parameter("camera_timeout", value=30.0))
-    sender = Node("sender", context=rclpy_context)
+                                   Parameter("camera_timeout", value=30.0), namespace="drain")
+    sender = Node("sender", namespace="drain", context=rclpy_context)
     pubs = {c: sender.create_publisher(Keypoints2DArray, f"{c}/keypoints", qos_profile_sensor_data) for c in CAMERAS}
     spinner = Spinner(rclpy_context, [fusion])
     try:
@@ -394,7 +394,8 @@ def test_a_view_the_executor_hands_over_brings_the_other_cameras_waiting_views_o
         time.sleep(0.5)
         fusion._on_camera_message("cam0", serialize_message(message("cam0", second)))
         assert fusion.counters()["accepted"] == 8
-        assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), fusion.counters()
+        assert wait_until(lambda: fusion.stats.published == 2, timeout=5.0), (
+            {k: v for k, v in fusion.counters().items() if v}, fusion.sync.pending, len(fusion.queue), fusion.queue.idle)
         # A reader destroyed under it (the node shutting down) is skipped, as rclpy's executor skips it.
         camera, subscription = fusion._keypoint_subs[-1]
         fusion.destroy_subscription(subscription)
